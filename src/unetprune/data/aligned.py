@@ -1,0 +1,144 @@
+"""Paired images in the pix2pix "aligned" format: each file holds A|B side by side.
+
+Layout: ``<root>/{train,val,test}/*.{png,jpg,jpeg}``; image width = 2 x height; the
+left half is A, the right half B.  ``direction="AtoB"`` maps A → B.
+
+Augmentation follows the reference ``AlignedDataset`` (pix2pix ``resize_and_crop``):
+both halves resized to ``load_size`` (bicubic), the same random ``crop_size`` crop and
+the same random horizontal flip applied to both; at evaluation they are resized to
+``crop_size`` with no crop and no flip.  Randomness is a pure function of
+``(seed, epoch, index)``, so an epoch's samples are identical after a resume and with
+any number of loader workers.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+SPLITS = ("train", "val", "test")
+
+
+class DataError(ValueError):
+    """A dataset file or folder is missing, corrupt or wrongly sized (the message names it)."""
+
+
+def list_images(folder: Path | str) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"image folder {folder} does not exist")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"image folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def read_aligned(path: Path | str) -> tuple[Image.Image, Image.Image]:
+    """Read one A|B file and return its two halves (RGB); errors name the file."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            ab = im.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"cannot decode image {path}: {e}. Re-create or delete this file.") from e
+    w, h = ab.size
+    if w != 2 * h:
+        raise DataError(
+            f"{path}: an aligned image must hold A|B side by side with width = 2 x height, "
+            f"got {w}x{h}. Check the dataset's format (pix2pix 'aligned').")
+    half = w // 2
+    return ab.crop((0, 0, half, h)), ab.crop((half, 0, w, h))
+
+
+def to_tensor(im: Image.Image) -> torch.Tensor:
+    """PIL RGB → float tensor (3, H, W) in [-1, 1]."""
+    arr = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
+    return arr.float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(t: torch.Tensor) -> np.ndarray:
+    """Tensor (3, H, W) in [-1, 1] → uint8 HWC: ``round((x + 1) / 2 * 255)``.
+
+    This is the one quantisation used wherever the project writes an image (PNG files,
+    in-memory FID), so both paths see identical pixels.  Rounding (not the reference
+    ``tensor2im``'s truncation, which biases every pixel down by half a level) makes
+    ``to_uint8(to_tensor(img)) == img`` exactly."""
+    x = ((t.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round_().permute(1, 2, 0).numpy()
+    return x.astype(np.uint8)
+
+
+class AlignedDataset(Dataset):
+    """One split of an aligned dataset; items are ``{"A", "B", "path"}`` in [-1, 1]."""
+
+    def __init__(self, root: Path | str, split: str = "train", direction: str = "AtoB",
+                 load_size: int = 286, crop_size: int = 256, train: bool | None = None,
+                 flip: bool = True, seed: int = 0, max_items: int | None = None):
+        if direction not in ("AtoB", "BtoA"):
+            raise DataError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
+        if crop_size > load_size:
+            raise DataError(f"crop_size ({crop_size}) must not exceed load_size ({load_size})")
+        self.root, self.split = Path(root), split
+        self.files = list_images(self.root / split)
+        if max_items is not None:
+            self.files = self.files[:max_items]
+        self.direction = direction
+        self.load_size, self.crop_size = load_size, crop_size
+        self.train = (split == "train") if train is None else train
+        self.flip = flip
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def transform_params(self, index: int) -> tuple[int, int, bool]:
+        """(x, y, flip) for item ``index`` in the current epoch (deterministic)."""
+        if not self.train:
+            return 0, 0, False
+        rng = random.Random(f"{self.seed}/{self.epoch}/{index}")
+        span = self.load_size - self.crop_size
+        x, y = rng.randint(0, span), rng.randint(0, span)
+        return x, y, self.flip and rng.random() > 0.5
+
+    def _apply(self, im: Image.Image, x: int, y: int, flip: bool) -> Image.Image:
+        if not self.train:
+            return im.resize((self.crop_size, self.crop_size), Image.BICUBIC)
+        im = im.resize((self.load_size, self.load_size), Image.BICUBIC)
+        im = im.crop((x, y, x + self.crop_size, y + self.crop_size))
+        return im.transpose(Image.FLIP_LEFT_RIGHT) if flip else im
+
+    def __getitem__(self, index: int) -> dict:
+        path = self.files[index]
+        a, b = read_aligned(path)
+        x, y, flip = self.transform_params(index)
+        a, b = self._apply(a, x, y, flip), self._apply(b, x, y, flip)
+        if self.direction == "BtoA":
+            a, b = b, a
+        return {"A": to_tensor(a), "B": to_tensor(b), "path": str(path)}
+
+
+def check_aligned_layout(root: Path | str, splits: tuple[str, ...] = ("train",)) -> dict[str, int]:
+    """Check that ``root`` is an aligned dataset: the splits exist and every image decodes
+    with width = 2 x height.  Returns image counts per split present; raises DataError."""
+    root = Path(root)
+    counts: dict[str, int] = {}
+    for split in SPLITS:
+        if not (root / split).is_dir():
+            if split in splits:
+                raise DataError(f"{root} has no '{split}/' folder; an aligned dataset needs {', '.join(splits)}")
+            continue
+        files = list_images(root / split)
+        for f in files:
+            read_aligned(f)
+        counts[split] = len(files)
+    return counts

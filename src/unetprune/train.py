@@ -1,0 +1,296 @@
+"""The pix2pix trainer, shared by the baseline and by fine-tuning of pruned generators.
+
+Recipe (pix2pix, Isola et al.): loss_G = BCE(D(A, G(A)), 1) + lambda_l1 * |G(A) - B|_1,
+loss_D = 0.5 * (BCE(D(A, B), 1) + BCE(D(A, G(A)), 0)); Adam(lr, (beta1, beta2)) for both;
+``n_epochs`` at constant lr then ``n_epochs_decay`` of linear decay (the reference's
+``lambda_rule``); D is updated before G on every step, as in the reference.
+
+Reproducibility and resume: everything random in epoch ``e`` (data order, crops,
+flips, dropout) is seeded from ``(seed, e)``; the resumable checkpoint is written at
+epoch boundaries (every ``save_every`` epochs and at the end) with optimiser state, so
+a run killed at any point and resumed with ``--resume`` ends with the same weights as
+an uninterrupted run (on CPU, same thread count).  A NaN/inf loss stops the run with
+:class:`TrainingDiverged` before anything is written, so the last good checkpoint stays.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .checkpoint import atomic_torch_save, atomic_write_text, load_checkpoint, make_checkpoint
+from .config import data_root, model_spec_from_config
+from .data.aligned import AlignedDataset
+from .errors import TrainingDiverged, UserFacingError
+from .models.patchgan import PatchGANDiscriminator, build_discriminator
+from .models.unet import UNetGenerator, UNetSpec, build_generator, init_weights
+from .translate import generate_split, save_sample_grid
+
+CHECKPOINT_NAME = "checkpoint.pt"
+LOG_NAME = "train.json"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserFacingError("train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def _auto(value, device: torch.device) -> bool:
+    return device.type == "cuda" if value == "auto" else bool(value)
+
+
+def lr_factor(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
+    """Reference ``lambda_rule`` (epoch 0-based): 1 for n_epochs, then linear decay."""
+    return 1.0 - max(0, epoch + 1 - n_epochs) / float(n_epochs_decay + 1)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
+
+
+class Pix2PixTrainer:
+    """Holds G, D, optimisers and the speed options; :meth:`train_step` does one update."""
+
+    def __init__(self, G: UNetGenerator, D: PatchGANDiscriminator, tcfg: dict, device: torch.device):
+        self.device = device
+        self.cfg = tcfg
+        self.amp = (tcfg["amp"] == "bf16") or (tcfg["amp"] == "auto" and device.type == "cuda")
+        self.channels_last = _auto(tcfg["channels_last"], device)
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.G = G.to(device, memory_format=fmt)
+        self.D = D.to(device, memory_format=fmt)
+        betas = (tcfg["beta1"], tcfg["beta2"])
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=tcfg["lr"], betas=betas)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=tcfg["lr"], betas=betas)
+        self.bce = nn.BCEWithLogitsLoss()
+        self.l1 = nn.L1Loss()
+        self.lambda_l1 = tcfg["lambda_l1"]
+        compile_on = _auto(tcfg["compile"], device)
+        self.G_fwd = torch.compile(self.G) if compile_on else self.G
+        self.D_fwd = torch.compile(self.D) if compile_on else self.D
+
+    def autocast(self):
+        if self.amp:
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def set_lr(self, lr: float) -> None:
+        for opt in (self.opt_G, self.opt_D):
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+    def _prep(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def train_step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One pix2pix update (D then G). Returns detached loss tensors (no device sync)."""
+        real_A, real_B = self._prep(real_A), self._prep(real_B)
+        with self.autocast():
+            fake_B = self.G_fwd(real_A)
+        # --- D: real pairs → 1, fake pairs (G detached) → 0
+        self.D.requires_grad_(True)
+        self.opt_D.zero_grad(set_to_none=True)
+        with self.autocast():
+            pred_fake = self.D_fwd(torch.cat([real_A, fake_B.detach()], 1)).float()
+            pred_real = self.D_fwd(torch.cat([real_A, real_B], 1)).float()
+            loss_D_fake = self.bce(pred_fake, torch.zeros_like(pred_fake))
+            loss_D_real = self.bce(pred_real, torch.ones_like(pred_real))
+            loss_D = 0.5 * (loss_D_fake + loss_D_real)
+        loss_D.backward()
+        self.opt_D.step()
+        # --- G: fool D, stay close to B in L1
+        self.D.requires_grad_(False)
+        self.opt_G.zero_grad(set_to_none=True)
+        with self.autocast():
+            pred = self.D_fwd(torch.cat([real_A, fake_B], 1)).float()
+            loss_G_GAN = self.bce(pred, torch.ones_like(pred))
+            loss_G_L1 = self.l1(fake_B.float(), real_B.float()) * self.lambda_l1
+            loss_G = loss_G_GAN + loss_G_L1
+        loss_G.backward()
+        self.opt_G.step()
+        return {"G_GAN": loss_G_GAN.detach(), "G_L1": loss_G_L1.detach(),
+                "D_real": loss_D_real.detach(), "D_fake": loss_D_fake.detach()}
+
+
+def _check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int) -> None:
+    vals = {k: float(v) for k, v in sums.items()}
+    bad = [k for k, v in vals.items() if not math.isfinite(v)]
+    if bad:
+        raise TrainingDiverged(
+            f"loss {', '.join(bad)} became non-finite at epoch {epoch + 1}, step {step} "
+            f"({vals}); the run stopped and the last good checkpoint was kept. Lower train.lr, "
+            f"check the data for corrupt images, or turn train.amp off.")
+
+
+def _compatible(saved: dict, cfg: dict) -> None:
+    for section in ("model", "data", "seed"):
+        if saved.get(section) != cfg.get(section):
+            raise UserFacingError(
+                f"cannot resume: config section '{section}' differs from the checkpoint's "
+                f"({saved.get(section)} != {cfg.get(section)}); use the original config or a new --out folder")
+
+
+def build_models(cfg: dict, init_from: Path | str | None = None) -> tuple[UNetGenerator, PatchGANDiscriminator, dict]:
+    """Baseline: fresh G and D (N(0, 0.02) init, seeded).  Fine-tuning: G from ``init_from``
+    (any widths) and D from the same checkpoint when it carries one (the paper re-uses it)."""
+    m = cfg["model"]
+    torch.manual_seed(cfg["seed"])
+    info: dict = {}
+    if init_from:
+        ckpt = load_checkpoint(init_from)
+        spec = UNetSpec.from_dict(ckpt["generator"]["arch"])
+        G = build_generator(spec, init=False)
+        G.load_state_dict(ckpt["generator"]["state_dict"])
+        info["init_from"] = str(init_from)
+    else:
+        G = build_generator(model_spec_from_config(cfg), init=True)
+        ckpt = None
+    D = build_discriminator({"input_nc": G.spec.input_nc + G.spec.output_nc, "ndf": m["ndf"],
+                             "n_layers": m["n_layers_d"], "norm": m["norm"]})
+    init_weights(D)
+    if ckpt is not None and "discriminator" in ckpt:
+        D = build_discriminator(ckpt["discriminator"]["arch"])
+        D.load_state_dict(ckpt["discriminator"]["state_dict"])
+        info["discriminator_from"] = str(init_from)
+    return G, D, info
+
+
+def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path | str | None = None,
+          progress: bool = True, stop_after_epochs: int | None = None) -> dict:
+    """Train (or fine-tune, with ``init_from``) and return the log dict written to train.json.
+
+    ``stop_after_epochs`` ends the call early after that many epochs of *this* call (the
+    checkpoint is written), which is how tests simulate an interrupted run.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tcfg, dcfg = cfg["train"], cfg["data"]
+    if tcfg["threads"]:
+        torch.set_num_threads(tcfg["threads"])
+    device = resolve_device(tcfg["device"])
+    total_epochs = tcfg["n_epochs"] + tcfg["n_epochs_decay"]
+    ckpt_path = out_dir / CHECKPOINT_NAME
+
+    G, D, info = build_models(cfg, init_from)
+    log: dict = {"config": cfg, "device": str(device), "threads": torch.get_num_threads(),
+                 "epochs": [], "steps": [], **info}
+    trainer = Pix2PixTrainer(G, D, tcfg, device)
+    start_epoch = 0
+    if resume and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, map_location=device)
+        _compatible(state["config"], cfg)
+        trainer.G.load_state_dict(state["generator"]["state_dict"])
+        trainer.D.load_state_dict(state["discriminator"]["state_dict"])
+        trainer.opt_G.load_state_dict(state["optimizers"]["G"])
+        trainer.opt_D.load_state_dict(state["optimizers"]["D"])
+        start_epoch = int(state["epoch"])
+        log = json.loads(state["log"])
+        log["resumed_at_epoch"] = log.get("resumed_at_epoch", []) + [start_epoch]
+    elif ckpt_path.exists() and not resume:
+        raise UserFacingError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")
+
+    dataset = AlignedDataset(data_root(cfg), "train", dcfg["direction"], dcfg["load_size"], dcfg["crop_size"],
+                             train=True, flip=not dcfg["no_flip"], seed=cfg["seed"],
+                             max_items=dcfg["max_train_items"])
+    order = torch.Generator()
+    loader = DataLoader(dataset, batch_size=tcfg["batch_size"], shuffle=True, generator=order,
+                        num_workers=dcfg["num_workers"], pin_memory=device.type == "cuda",
+                        persistent_workers=False, drop_last=False)
+
+    def save(epoch_done: int) -> None:
+        state = make_checkpoint(trainer.G, cfg, meta={"kind": "pix2pix-trainer", **info},
+                                discriminator={"arch": trainer.D.config,
+                                               "state_dict": {k: v.detach().cpu() for k, v in trainer.D.state_dict().items()}},
+                                optimizers={"G": trainer.opt_G.state_dict(), "D": trainer.opt_D.state_dict()},
+                                epoch=epoch_done, total_epochs=total_epochs, log=json.dumps(log))
+        atomic_torch_save(state, ckpt_path)
+
+    eval_set = _eval_dataset(cfg)
+    if eval_set is not None and start_epoch == 0:
+        log["eval"] = {"split": eval_set.split, "n_images": len(eval_set), "mode": cfg["evaluate"]["mode"],
+                       "l1_init": quick_l1(trainer.G, eval_set, cfg)}
+
+    epochs_this_call = 0
+    if start_epoch == total_epochs and ckpt_path.exists():
+        epochs = []  # resumed a finished run: nothing to do
+    else:
+        epochs = range(start_epoch, total_epochs)
+    if total_epochs == 0:
+        save(0)
+    for epoch in epochs:
+        lr = tcfg["lr"] * lr_factor(epoch, tcfg["n_epochs"], tcfg["n_epochs_decay"])
+        trainer.set_lr(lr)
+        trainer.G.train()
+        trainer.D.train()
+        dataset.set_epoch(epoch)
+        order.manual_seed(epoch_seed(cfg["seed"], epoch))
+        torch.manual_seed(epoch_seed(cfg["seed"] + 1, epoch))  # dropout
+        sums = {k: torch.zeros((), device=device) for k in ("G_GAN", "G_L1", "D_real", "D_fake")}
+        n_steps, n_images, t0 = 0, 0, time.perf_counter()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}", disable=not progress, leave=False)
+        for batch in bar:
+            losses = trainer.train_step(batch["A"], batch["B"])
+            for k, v in losses.items():
+                sums[k] += v.float()
+            n_steps += 1
+            n_images += batch["A"].shape[0]
+            if n_steps % tcfg["log_every"] == 0:
+                _check_finite(sums, epoch, n_steps)
+                means = {k: float(v) / n_steps for k, v in sums.items()}
+                log["steps"].append({"epoch": epoch + 1, "step": n_steps, **means})
+                bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()})
+        _check_finite(sums, epoch, n_steps)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        log["epochs"].append({"epoch": epoch + 1, "lr": lr, "seconds": dt,
+                              "images_per_s": n_images / dt if dt > 0 else None,
+                              **{k: float(v) / max(n_steps, 1) for k, v in sums.items()}})
+        if progress:
+            e = log["epochs"][-1]
+            tqdm.write(f"epoch {epoch + 1}/{total_epochs}  lr {lr:.2e}  G_GAN {e['G_GAN']:.3f}  "
+                       f"G_L1 {e['G_L1']:.3f}  D_real {e['D_real']:.3f}  D_fake {e['D_fake']:.3f}  "
+                       f"{e['images_per_s']:.1f} img/s")
+        epochs_this_call += 1
+        done = epoch + 1
+        if done % tcfg["save_every"] == 0 or done == total_epochs or epochs_this_call == stop_after_epochs:
+            save(done)
+        if epochs_this_call == stop_after_epochs:
+            break
+    log["complete"] = len(log["epochs"]) == total_epochs
+    log["params_G"] = sum(p.numel() for p in trainer.G.parameters())
+    if log["complete"] and eval_set is not None:
+        log.setdefault("eval", {})["l1_final"] = quick_l1(trainer.G, eval_set, cfg)
+        save_sample_grid(trainer.G, eval_set, out_dir / "samples.png", cfg)
+    atomic_write_text(out_dir / LOG_NAME, json.dumps(log, indent=2))
+    return log
+
+
+def _eval_dataset(cfg: dict) -> AlignedDataset | None:
+    """The split used for the trainer's own learning check (train.eval_split), or None."""
+    split, n = cfg["train"]["eval_split"], cfg["train"]["eval_images"]
+    root = data_root(cfg)
+    if not split or not n or not (root / split).is_dir():
+        return None
+    d = cfg["data"]
+    return AlignedDataset(root, split, d["direction"], d["load_size"], d["crop_size"], train=False,
+                          seed=cfg["seed"], max_items=n)
+
+
+def quick_l1(G: UNetGenerator, dataset: AlignedDataset, cfg: dict) -> float:
+    """Mean |G(A) - B| in [-1, 1] units over ``dataset`` (evaluate.mode, seeded, batch 1)."""
+    outs = generate_split(G, dataset, cfg["evaluate"]["mode"], seed=cfg["seed"])
+    return float(sum((o - b).abs().mean().item() for _, o, b in outs) / max(len(outs), 1))

@@ -1,0 +1,119 @@
+"""Running a generator on images: splits, folders, and sample grids.
+
+Evaluation modes (recorded with every result):
+* ``train_bn`` — BatchNorm uses the statistics of the current batch and dropout is on,
+  which is what the pix2pix reference does at test time (its ``--eval`` flag is off);
+  dropout is seeded so the outputs are repeatable.
+* ``eval`` — ``model.eval()``: running BatchNorm statistics, no dropout.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .checkpoint import generator_from_checkpoint, load_checkpoint
+from .data.aligned import DataError, list_images, to_tensor, to_uint8
+
+MODES = ("train_bn", "eval")
+
+
+@contextmanager
+def generation_mode(G: torch.nn.Module, mode: str, seed: int = 0):
+    """Put ``G`` in the evaluation mode for the block; restore its previous mode after.
+    In ``train_bn`` mode, BatchNorm running statistics are *not* updated."""
+    if mode not in MODES:
+        raise ValueError(f"evaluation mode must be one of {MODES}, got {mode!r}")
+    was_training = G.training
+    saved = {}
+    if mode == "eval":
+        G.eval()
+    else:
+        G.train()
+        for name, m in G.named_modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                saved[name] = m.momentum
+                m.momentum = 0.0  # keep running stats unchanged while using batch stats
+    cpu_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        with torch.no_grad():
+            yield G
+    finally:
+        torch.random.set_rng_state(cpu_state)
+        for name, m in G.named_modules():
+            if name in saved:
+                m.momentum = saved[name]
+        G.train(was_training)
+
+
+def generate_split(G: torch.nn.Module, dataset, mode: str = "train_bn", seed: int = 0,
+                   device: torch.device | str | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """[(A, G(A), B)] for every item of an AlignedDataset, batch 1, CPU tensors in [-1, 1]."""
+    device = device or next(G.parameters()).device
+    out = []
+    with generation_mode(G, mode, seed):
+        for i in range(len(dataset)):
+            item = dataset[i]
+            a = item["A"].unsqueeze(0).to(device)
+            out.append((item["A"], G(a)[0].float().cpu(), item["B"]))
+    return out
+
+
+def save_sample_grid(G: torch.nn.Module, dataset, path: Path | str, cfg: dict | None = None,
+                     n: int = 8, mode: str | None = None, seed: int | None = None) -> Path:
+    """PNG with one row per image: input | output | target."""
+    mode = mode or (cfg["evaluate"]["mode"] if cfg else "train_bn")
+    seed = seed if seed is not None else (cfg["seed"] if cfg else 0)
+    from torch.utils.data import Subset
+
+    triples = generate_split(G, Subset(dataset, range(min(n, len(dataset)))), mode, seed)
+    rows = [np.concatenate([to_uint8(a), to_uint8(o), to_uint8(b)], axis=1) for a, o, b in triples]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    return path
+
+
+def translate_folder(checkpoint: Path | str, input_dir: Path | str, output_dir: Path | str,
+                     mode: str = "train_bn", direction: str | None = None, seed: int = 0,
+                     device: str = "cpu", progress: bool = True) -> list[Path]:
+    """Run a checkpoint's generator on every image of ``input_dir``; write ``<stem>.png``.
+
+    Inputs may be aligned A|B files (width = 2 x height: the input half is taken by
+    ``direction``, default the checkpoint config's) or plain images.  Images are resized
+    to the checkpoint's crop size; outputs keep that size.
+    """
+    from tqdm import tqdm
+
+    ckpt = load_checkpoint(checkpoint)
+    G = generator_from_checkpoint(ckpt).to(device)
+    cfg = ckpt.get("config") or {}
+    size = cfg.get("data", {}).get("crop_size", 2 ** G.num_downs)
+    if size % (2 ** G.num_downs):
+        size = 2 ** G.num_downs
+    direction = direction or cfg.get("data", {}).get("direction", "AtoB")
+    out_dir = Path(output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    files = list_images(input_dir)
+    with generation_mode(G, mode, seed):
+        for f in tqdm(files, desc="translate", disable=not progress):
+            try:
+                with Image.open(f) as im:
+                    im = im.convert("RGB")
+            except Exception as e:
+                raise DataError(f"cannot decode image {f}: {e}") from e
+            w, h = im.size
+            if w == 2 * h:
+                im = im.crop((0, 0, h, h)) if direction == "AtoB" else im.crop((h, 0, w, h))
+            x = to_tensor(im.resize((size, size), Image.BICUBIC)).unsqueeze(0).to(device)
+            y = G(x)[0]
+            dst = out_dir / f"{f.stem}.png"
+            Image.fromarray(to_uint8(y)).save(dst)
+            written.append(dst)
+    return written
