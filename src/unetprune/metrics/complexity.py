@@ -1,0 +1,254 @@
+"""Model complexity: parameters, MACs (two conventions) and batch-1 latency.
+
+MACs
+----
+Only the multiply-accumulates of ``Conv2d`` and ``ConvTranspose2d`` layers are counted
+(BatchNorm, activations, bias additions, dropout and concatenation are *not*), as GAN
+Compression, OMGD and Nota's papers do.  They are counted analytically from the shapes
+each conv sees in one forward pass (forward hooks); the pass runs on ``meta`` tensors
+whenever possible, so counting ``unet_256`` at 256x256 costs milliseconds.
+
+Two conventions, both always reported and always labelled:
+
+* ``"physical"`` — what the hardware does.  ``Conv2d``: one MAC per output pixel, output
+  channel, input channel (per group) and kernel tap.  ``ConvTranspose2d`` is a scatter:
+  every *input* pixel multiplies a ``k x k`` kernel into the output, so it costs
+  ``H_in * W_in * C_in * C_out/groups * k*k`` (a stride-2 4x4 transposed conv is 4x
+  cheaper than an output-pixel count suggests).
+* ``"output"`` — every conv (transposed included) counted per *output* pixel:
+  ``H_out * W_out * C_out * C_in/groups * k*k``.  This is the convention of GAN
+  Compression / OMGD / Nota (thop-style counters).
+
+For the pix2pix ``unet_256`` at 3x256x256: 6.05 G physical, 18.14 G output-based.
+
+Latency
+-------
+Batch-1 forward latency in eval mode under ``torch.inference_mode``; median over
+``iters`` timed runs after ``warmup`` runs.  On CPU the thread count is set for the
+measurement and reported; on CUDA both eager execution and CUDA-graph replay are
+offered.  Every entry says which device, mode, threads and batch produced it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import statistics
+import time
+from typing import Iterable
+
+import torch
+from torch import nn
+
+CONVENTIONS = ("physical", "output")
+MACS_SCOPE = ("Conv2d and ConvTranspose2d multiply-accumulates only; BatchNorm, activations, "
+              "bias additions, dropout and concatenation are not counted")
+CONVENTION_DOC = {
+    "physical": "ConvTranspose2d counted per input pixel (what the hardware computes); "
+                "Conv2d per output pixel",
+    "output": "every conv, ConvTranspose2d included, counted per output pixel "
+              "(GAN Compression / OMGD / Nota convention)",
+}
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters (trainable or not; buffers such as BN running stats excluded)."""
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def _conv_macs(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> dict[str, int]:
+    k = 1
+    for s in m.kernel_size:
+        k *= int(s)
+    cin, cout, groups = m.in_channels, m.out_channels, m.groups
+    batch = int(out.shape[0])
+    out_pix = 1
+    for s in out.shape[2:]:
+        out_pix *= int(s)
+    if isinstance(m, nn.ConvTranspose2d):
+        in_pix = 1
+        for s in inp.shape[2:]:
+            in_pix *= int(s)
+        physical = batch * in_pix * cin * (cout // groups) * k
+    else:
+        physical = batch * out_pix * cout * (cin // groups) * k
+    output_based = batch * out_pix * cout * (cin // groups) * k
+    return {"physical": physical, "output": output_based}
+
+
+def _run_with_hooks(model: nn.Module, input_shape: Iterable[int]) -> list[tuple[str, dict[str, int]]]:
+    """Run one forward pass and return ``[(module name, {"physical", "output"})]`` per conv.
+
+    The pass first tries ``meta`` tensors (no arithmetic, no memory for activations) via
+    ``torch.func.functional_call``; the model's own parameters and buffers are untouched.
+    If some module cannot run on ``meta`` it falls back to a real zero-input pass on the
+    model's device without gradients, restoring BN running statistics afterwards.
+    """
+    records: list[tuple[str, dict[str, int]]] = []
+    handles = []
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            def hook(mod, args, out, _name=name):
+                records.append((_name, _conv_macs(mod, args[0], out)))
+            handles.append(m.register_forward_hook(hook))
+    shape = tuple(int(s) for s in input_shape)
+    try:
+        try:
+            tensors = {k: torch.empty_like(v, device="meta")
+                       for k, v in list(model.named_parameters()) + list(model.named_buffers())}
+            with torch.no_grad():
+                torch.func.functional_call(model, tensors, (torch.zeros(shape, device="meta"),))
+        except (NotImplementedError, RuntimeError):
+            records.clear()
+            try:
+                device = next(model.parameters()).device
+            except StopIteration:
+                device = torch.device("cpu")
+            state = {k: v.detach().clone() for k, v in model.named_buffers()}
+            with torch.no_grad():
+                model(torch.zeros(shape, device=device))
+            with torch.no_grad():
+                for k, v in model.named_buffers():
+                    v.copy_(state[k])
+    finally:
+        for h in handles:
+            h.remove()
+    return records
+
+
+def count_macs(model: nn.Module, input_shape=(1, 3, 256, 256), convention: str = "physical") -> int:
+    """Conv multiply-accumulates of one forward pass at ``input_shape`` (see module doc)."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    return int(sum(r[convention] for _, r in _run_with_hooks(model, input_shape)))
+
+
+def macs_by_layer(model: nn.Module, input_shape=(1, 3, 256, 256)) -> dict[str, dict[str, int]]:
+    """Per-conv MACs in both conventions, keyed by module name (``down3.conv`` ...)."""
+    out: dict[str, dict[str, int]] = {}
+    for name, r in _run_with_hooks(model, input_shape):
+        acc = out.setdefault(name, {"physical": 0, "output": 0})
+        acc["physical"] += r["physical"]
+        acc["output"] += r["output"]
+    return out
+
+
+def count_all(model: nn.Module, input_shape=(1, 3, 256, 256)) -> dict[str, int]:
+    """``{"params", "macs_physical", "macs_output"}`` from a single hooked pass."""
+    recs = _run_with_hooks(model, input_shape)
+    return {"params": count_params(model),
+            "macs_physical": int(sum(r["physical"] for _, r in recs)),
+            "macs_output": int(sum(r["output"] for _, r in recs))}
+
+
+@contextlib.contextmanager
+def _num_threads(threads: int | None):
+    old = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(old)
+
+
+def _summary(times_ms: list[float]) -> dict[str, float]:
+    s = sorted(times_ms)
+    return {"median_ms": statistics.median(s), "mean_ms": statistics.fmean(s),
+            "min_ms": s[0], "p90_ms": s[min(len(s) - 1, int(round(0.9 * (len(s) - 1))))]}
+
+
+def measure_latency(model: nn.Module, input_shape=(1, 3, 256, 256), device: str | torch.device = "cpu",
+                    threads: int | None = None, warmup: int = 3, iters: int = 10,
+                    cuda_graph: bool = False) -> dict:
+    """Forward latency of ``model`` (eval mode, inference_mode) on ``device``.
+
+    Returns ``{"device", "device_name", "mode" ("eager" | "cuda_graph"), "threads" (CPU
+    intra-op threads used; None on CUDA), "batch", "input_shape", "warmup", "iters",
+    "median_ms", "mean_ms", "min_ms", "p90_ms"}``.  The model is moved to ``device`` for
+    the measurement and moved back (and its train/eval mode restored) afterwards.
+    """
+    device = torch.device(device)
+    if cuda_graph and device.type != "cuda":
+        raise ValueError("cuda_graph=True needs a CUDA device")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("CUDA latency requested but torch.cuda.is_available() is False")
+    iters, warmup = max(1, int(iters)), max(0, int(warmup))
+    try:
+        orig_device = next(model.parameters()).device
+    except StopIteration:
+        orig_device = torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    model.to(device)
+    x = torch.randn(tuple(input_shape), device=device)
+    times: list[float] = []
+    try:
+        if device.type == "cpu":
+            with _num_threads(threads) as used, torch.inference_mode():
+                for _ in range(warmup):
+                    model(x)
+                for _ in range(iters):
+                    t0 = time.perf_counter()
+                    model(x)
+                    times.append((time.perf_counter() - t0) * 1e3)
+            threads_used, name = used, platform.processor() or platform.machine()
+        else:
+            threads_used, name = None, torch.cuda.get_device_name(device)
+            with torch.inference_mode():
+                if cuda_graph:
+                    static_x = x.clone()
+                    s = torch.cuda.Stream(device)
+                    s.wait_stream(torch.cuda.current_stream(device))
+                    with torch.cuda.stream(s):
+                        for _ in range(max(3, warmup)):
+                            model(static_x)
+                    torch.cuda.current_stream(device).wait_stream(s)
+                    graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(graph):
+                        model(static_x)
+                    run = graph.replay
+                else:
+                    def run():
+                        model(x)
+                for _ in range(warmup):
+                    run()
+                torch.cuda.synchronize(device)
+                for _ in range(iters):
+                    start = torch.cuda.Event(enable_timing=True)
+                    end = torch.cuda.Event(enable_timing=True)
+                    start.record()
+                    run()
+                    end.record()
+                    end.synchronize()
+                    times.append(start.elapsed_time(end))
+    finally:
+        model.to(orig_device)
+        model.train(was_training)
+    return {"device": device.type, "device_name": name, "mode": "cuda_graph" if cuda_graph else "eager",
+            "threads": threads_used, "batch": int(input_shape[0]), "input_shape": list(input_shape),
+            "warmup": warmup, "iters": iters, **_summary(times)}
+
+
+def complexity_report(model: nn.Module, input_shape=(1, 3, 256, 256), latency: bool = True,
+                      threads: int | None = None, warmup: int = 3, iters: int = 10) -> dict:
+    """Parameters, MACs in both conventions and (optionally) latency entries.
+
+    ``latency`` entries: CPU eager at ``threads`` (default: torch's current setting); when
+    CUDA is available also CUDA eager and CUDA-graph replay.  Each entry carries its own
+    ``device``/``mode``/``threads``/``batch`` labels.
+    """
+    shape = [int(s) for s in input_shape]
+    rep = {**count_all(model, shape),
+           "input_shape": shape,
+           "mac_conventions": dict(CONVENTION_DOC),
+           "macs_scope": MACS_SCOPE,
+           "latency": []}
+    if latency:
+        rep["latency"].append(measure_latency(model, shape, "cpu", threads=threads,
+                                              warmup=warmup, iters=iters))
+        if torch.cuda.is_available():
+            rep["latency"].append(measure_latency(model, shape, "cuda", warmup=warmup, iters=iters))
+            rep["latency"].append(measure_latency(model, shape, "cuda", warmup=warmup, iters=iters,
+                                                  cuda_graph=True))
+    return rep

@@ -1,0 +1,183 @@
+"""Budget matching: size a global baseline to another model's parameters or MACs.
+
+Every comparison in the paper is at equal size, so a global baseline (uniform ratio or
+one threshold) is searched until its budget (``params``, ``macs_physical`` or
+``macs_output``) is within ``tol`` (default 1%) of a target — usually the parameter
+count or MACs of the inner-pruned or cut model it is compared with.
+
+The budget of a candidate is computed from its widths alone: one hooked pass of
+:mod:`unetprune.metrics.complexity` over the original model gives each conv's MACs per
+(input channel x output channel) — MACs of an ungrouped conv are bilinear in its widths —
+and parameters follow from the conv/bias/BN layout, so a candidate costs microseconds.
+Only the final choice is materialised, and its budget is re-counted on the real model.
+
+* ``global-uniform``: the budget is non-increasing in the ratio; bisection on the ratio,
+  then the closer of the two bracketing width settings is taken.
+* ``global-threshold``: filters are removed in increasing score order, so the budget is
+  non-increasing in the number removed; bisection on that integer count (one filter of
+  granularity), reported back as a threshold.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..metrics.complexity import count_all, count_params
+from ..models.unet import UNetGenerator, UNetSpec
+from .importance import n_keep
+from .strategies import global_candidates, prune_global_threshold, prune_global_uniform
+from .surgery import PruningError, layer_width, prunable_layers
+
+METRICS = ("params", "macs_physical", "macs_output")
+
+
+def spec_budget(spec: UNetSpec, metric: str = "params", input_shape=(1, 3, 256, 256)) -> int:
+    """Budget of the architecture ``spec`` (built on ``meta``: cheap for any size)."""
+    if metric not in METRICS:
+        raise PruningError(f"unknown budget metric {metric!r}; choose one of {', '.join(METRICS)}")
+    with torch.device("meta"):
+        g = UNetGenerator(spec)
+    if metric == "params":
+        return count_params(g)
+    return count_all(g, input_shape)[metric]
+
+
+def model_budget(model, metric: str = "params", input_shape=(1, 3, 256, 256)) -> int:
+    if metric == "params":
+        return count_params(model)
+    return spec_budget(model.spec, metric, input_shape) if hasattr(model, "spec") else \
+        count_all(model, input_shape)[metric]
+
+
+class WidthCost:
+    """Exact params/MACs of ``generator``'s architecture at other widths (same depth/layout)."""
+
+    def __init__(self, generator: UNetGenerator, input_shape=(1, 3, 256, 256)):
+        from ..metrics.complexity import macs_by_layer
+
+        self.n, self.spec = generator.num_downs, generator.spec
+        per = macs_by_layer(generator, input_shape)
+        self.layers = {}
+        for part in ("down", "up"):
+            for i in range(1, self.n + 1):
+                blk = getattr(generator, f"{part}{i}")
+                conv = blk.conv
+                ksz = conv.weight[0, 0].numel()
+                cc = conv.in_channels * conv.out_channels
+                rec = per[f"{part}{i}.conv"]
+                norm = blk.norm
+                per_out = (1 if conv.bias is not None else 0) + (
+                    2 if isinstance(norm, nn.BatchNorm2d) and norm.affine else 0)
+                self.layers[(part, i)] = (ksz, per_out, rec["physical"] / cc, rec["output"] / cc)
+
+    def __call__(self, enc: list[int], dec: list[int]) -> dict[str, int]:
+        tot = {"params": 0, "macs_physical": 0.0, "macs_output": 0.0}
+        for (part, i), (ksz, per_out, cp, co) in self.layers.items():
+            if part == "down":
+                cin, cout = (self.spec.input_nc if i == 1 else enc[i - 2]), enc[i - 1]
+            else:
+                cin, cout = enc[i - 1] + (dec[i] if i < self.n else 0), dec[i - 1]
+            tot["params"] += cin * cout * ksz + per_out * cout
+            tot["macs_physical"] += cp * cin * cout
+            tot["macs_output"] += co * cin * cout
+        return {k: int(round(v)) for k, v in tot.items()}
+
+
+def _spec_with(generator: UNetGenerator, width_of: Callable[[str], int]) -> UNetSpec:
+    s = generator.spec
+    n = s.num_downs
+    enc = [width_of(f"down{i}") for i in range(1, n + 1)]
+    dec = [s.output_nc] + [width_of(f"up{i}") for i in range(2, n + 1)]
+    return UNetSpec(s.input_nc, s.output_nc, enc, dec, s.norm, list(s.dropout_levels), s.bias_mode)
+
+
+def match_budget(generator: UNetGenerator, strategy: str, target: int, metric: str = "params",
+                 input_shape=(1, 3, 256, 256), tol: float = 0.01, importance="l1", seed: int = 0,
+                 normalize: bool = False, strict: bool = True, max_iter: int = 60):
+    """Prune ``generator`` with a global ``strategy`` so its ``metric`` is closest to ``target``.
+
+    Returns ``(new_generator, info)``; ``info["budget"]`` holds the metric, target, achieved
+    value, relative error and tolerance.  With ``strict`` a miss beyond ``tol`` raises
+    :class:`PruningError` (e.g. the target is larger than the model, or the width
+    granularity of a tiny model is too coarse).
+    """
+    strategy = strategy.replace("_", "-")
+    if strategy not in ("global-uniform", "global-threshold"):
+        raise PruningError(f"budget matching applies to global-uniform or global-threshold, not {strategy!r}")
+    if metric not in METRICS:
+        raise PruningError(f"unknown budget metric {metric!r}; choose one of {', '.join(METRICS)}")
+    target = int(target)
+    wc = WidthCost(generator, input_shape)
+    full = wc(generator.spec.enc_widths, generator.spec.dec_widths)[metric]
+    if target <= 0:
+        raise PruningError(f"budget target must be positive, got {target}")
+    layers = prunable_layers(generator)
+
+    if strategy == "global-uniform":
+        def cost(r: float) -> int:
+            sp = _spec_with(generator, lambda nm: n_keep(layer_width(generator, nm), r))
+            return wc(sp.enc_widths, sp.dec_widths)[metric]
+        lo, hi = 0.0, 1.0 - 1e-9          # cost(lo) >= cost(hi)
+        c_lo, c_hi = full, cost(hi)
+        if target >= c_lo:
+            best = lo
+        elif target <= c_hi:
+            best = hi
+        else:
+            for _ in range(max_iter):
+                mid = 0.5 * (lo + hi)
+                c = cost(mid)
+                if c > target:
+                    lo, c_lo = mid, c
+                else:
+                    hi, c_hi = mid, c
+                if hi - lo < 1e-7:
+                    break
+            best = lo if abs(c_lo - target) < abs(c_hi - target) else hi
+        new, info = prune_global_uniform(generator, best, importance, seed)
+        info["search"] = "ratio"
+    else:
+        cands = global_candidates(generator, importance, seed, normalize)
+        order = cands[0]
+        base = {nm: layer_width(generator, nm) for nm in layers}
+
+        def cost_m(m: int) -> int:
+            w = dict(base)
+            for _, nm, _j in order[:m]:
+                w[nm] -= 1
+            sp = _spec_with(generator, w.__getitem__)
+            return wc(sp.enc_widths, sp.dec_widths)[metric]
+        lo, hi = 0, len(order)
+        c_lo, c_hi = full, cost_m(hi)
+        if target >= c_lo:
+            best = lo
+        elif target <= c_hi:
+            best = hi
+        else:
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                c = cost_m(mid)
+                if c > target:
+                    lo, c_lo = mid, c
+                else:
+                    hi, c_hi = mid, c
+            best = lo if abs(c_lo - target) < abs(c_hi - target) else hi
+        new, info = prune_global_threshold(generator, n_remove=best, normalize=normalize,
+                                           importance=importance, seed=seed, _candidates=cands)
+        info["search"] = "n_removed"
+    achieved = model_budget(new, metric, input_shape)
+    err = (achieved - target) / target
+    info["budget"] = {"metric": metric, "target": target, "achieved": int(achieved),
+                      "rel_error": err, "tol": tol,
+                      "input_shape": [int(s) for s in input_shape]}
+    if strict and abs(err) > tol:
+        raise PruningError(f"cannot match {metric}={target:,} within {tol:.1%} with {strategy}: "
+                           f"closest is {achieved:,} ({err:+.2%}); the model has {full:,} "
+                           f"(the target must be smaller, and the widths fine enough)")
+    return new, info
+
+
+__all__ = ["METRICS", "WidthCost", "match_budget", "model_budget", "spec_budget"]
