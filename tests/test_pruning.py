@@ -230,9 +230,9 @@ def test_global_threshold_semantics(small):
             elif j != best:
                 assert s[j] > thr
     # never empties a layer, even at a huge threshold
-    new3, _ = prune(small, "global-threshold", threshold=1e9)
+    new3, info3 = prune(small, "global-threshold", threshold=1e9)
     assert min(new3.spec.enc_widths + new3.spec.dec_widths[1:]) == 1
-    check_pruned_model(small, new3, _, torch.randn(1, 3, 64, 64))
+    check_pruned_model(small, new3, info3, torch.randn(1, 3, 64, 64))
 
 
 # ---------------------------------------------------------------------------------- cut
@@ -285,7 +285,8 @@ def test_cut_copies_weights_and_folds_bn(x64, bias_mode):
         torch.testing.assert_close(feats["new"], feats["old"], atol=1e-5, rtol=1e-5)
     else:  # no bias to hold the BN shift: scale folded, shift dropped
         bn = g.down4.norm
-        shift = (bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps)).view(1, -1, 1, 1)
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        shift = (bn.bias - bn.running_mean * scale).view(1, -1, 1, 1)
         torch.testing.assert_close(feats["new"] + shift, feats["old"], atol=1e-5, rtol=1e-5)
     y = new.train()(x64)
     y.mean().backward()

@@ -70,7 +70,8 @@ def test_cut_and_single(ckpt, tmp_path):
     (["--strategy", "single", "--layer", "up1", "--ratio", "0.5"], "RGB output"),
     (["--strategy", "global-uniform", "--ratio", "1.0"], "must be in [0, 1)"),
     (["--strategy", "inner", "--ratio", "-0.2"], "must be in [0, 1)"),
-    (["--strategy", "inner", "--ratio", "0.5", "--levels", "5", "6", "7", "8"], "level(s) [7, 8] do not exist"),
+    (["--strategy", "inner", "--ratio", "0.5", "--levels", "5", "6", "7", "8"],
+     "level(s) [7, 8] do not exist"),
     (["--strategy", "cut", "--k", "5"], "k must be in 1..4"),
     (["--strategy", "single", "--ratio", "0.5"], "needs a layer"),
 ])

@@ -47,7 +47,8 @@ def test_sweep_single_layer_and_errors(g, tmp_path):
     res = sensitivity_sweep(g, "up3", [0.25], lambda m: {"p": sum(p.numel() for p in m.parameters())},
                             tmp_path, importance="random", seed=3, include_full=True)
     assert list(res) == ["up3"] and [p.name for p in tmp_path.iterdir()] == ["up3.json"]
-    assert res["up3"]["importance"] == "random" and res["up3"]["metrics_full"]["p"] == res["up3"]["params_full"]
+    r = res["up3"]
+    assert r["importance"] == "random" and r["metrics_full"]["p"] == r["params_full"]
     with pytest.raises(PruningError, match="unknown layer"):
         sensitivity_sweep(g, ["down7"], [0.5], lambda m: {}, None)
     with pytest.raises(PruningError, match=r"\[0, 1\)"):

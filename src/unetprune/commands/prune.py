@@ -80,7 +80,8 @@ def run(args) -> int:
                "widths": info["widths"], "widths_before": info["widths_before"],
                "info": {k: v for k, v in info.items() if k != "kept"}}
     if "kept" in info:
-        summary["kept"] = {k: {"n_before": v["n_before"], "n_kept": v["n_kept"]} for k, v in info["kept"].items()}
+        summary["kept"] = {k: {"n_before": v["n_before"], "n_kept": v["n_kept"]}
+                           for k, v in info["kept"].items()}
     meta = dict(ckpt.get("meta") or {})
     if "pruning" in meta:  # pruning an already pruned model: keep the earlier step
         meta["pruning_history"] = list(meta.get("pruning_history", [])) + [meta["pruning"]]

@@ -77,7 +77,8 @@ def _copy_norm(dst: nn.Module, src: nn.Module, keep: torch.Tensor) -> None:
             dst.num_batches_tracked.data.copy_(src.num_batches_tracked.data)
 
 
-def normalise_keep(generator: UNetGenerator, keep: Mapping[str, Sequence[int]] | None) -> dict[str, list[int]]:
+def normalise_keep(generator: UNetGenerator,
+                   keep: Mapping[str, Sequence[int]] | None) -> dict[str, list[int]]:
     """Full keep map: every prunable layer → sorted kept indices (absent = keep all)."""
     keep = dict(keep or {})
     out: dict[str, list[int]] = {}
