@@ -64,6 +64,11 @@ class Pix2PixTrainer:
     def __init__(self, G: UNetGenerator, D: PatchGANDiscriminator, tcfg: dict, device: torch.device):
         self.device = device
         self.cfg = tcfg
+        if device.type == "cpu" and tcfg["flush_denormal"]:
+            # Denormal floats appear in the pix2pix nets after a few Adam steps and slow
+            # x86 CPUs down ~8x (measured: benchmarks/train_step.py); flushing them to
+            # zero changes values below ~1e-38 only.  Process-wide setting.
+            torch.set_flush_denormal(True)
         self.amp = (tcfg["amp"] == "bf16") or (tcfg["amp"] == "auto" and device.type == "cuda")
         self.channels_last = _auto(tcfg["channels_last"], device)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format

@@ -1,0 +1,128 @@
+"""Images/s of the project's trainer against a plain eager pix2pix loop, side by side.
+
+The plain loop is the reference recipe written the obvious way (batch 1, fp32, eager,
+losses read back every step with ``.item()`` as the reference's loggers do, denormal
+floats left as they are).  On CPU most of the trainer's advantage is its
+``train.flush_denormal`` option: denormals appear after a few Adam steps and slow x86
+arithmetic several-fold.  Both train
+the same architecture from the same weights on the same random batch; repetitions are
+interleaved (A B A B ...) and medians reported, because this machine is noisy.
+
+    python benchmarks/train_step.py                       # CPU, unet_256-style model at 64 px
+    python benchmarks/train_step.py --size 256 --num-downs 8 --ngf 64   # the paper's model
+
+On a CUDA machine it also runs the trainer with its speed options (bf16 autocast,
+channels-last, optionally torch.compile) at --gpu-batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from unetprune.config import load_config
+from unetprune.train import Pix2PixTrainer, build_models
+
+
+def plain_loop_step(G, D, opt_G, opt_D, A, B, lambda_l1=100.0):
+    bce, l1 = nn.BCEWithLogitsLoss(), nn.L1Loss()
+    fake = G(A)
+    for p in D.parameters():
+        p.requires_grad = True
+    opt_D.zero_grad()
+    pf = D(torch.cat([A, fake.detach()], 1))
+    pr = D(torch.cat([A, B], 1))
+    loss_D = 0.5 * (bce(pf, torch.zeros_like(pf)) + bce(pr, torch.ones_like(pr)))
+    loss_D.backward()
+    opt_D.step()
+    for p in D.parameters():
+        p.requires_grad = False
+    opt_G.zero_grad()
+    pg = D(torch.cat([A, fake], 1))
+    loss_G = bce(pg, torch.ones_like(pg)) + lambda_l1 * l1(fake, B)
+    loss_G.backward()
+    opt_G.step()
+    return loss_G.item(), loss_D.item()
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, steps, device, flush_denormal):
+    torch.set_flush_denormal(flush_denormal)  # process-wide: set for each run explicitly
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--num-downs", type=int, default=6)
+    ap.add_argument("--ngf", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=10, help="steps per timed repetition")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--gpu-batch", type=int, default=16)
+    ap.add_argument("--compile", action="store_true", help="also torch.compile on GPU")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    for device in devices:
+        over = {"model": {"num_downs": args.num_downs, "ngf": args.ngf},
+                "data": {"dataset": "folder", "crop_size": args.size, "load_size": args.size},
+                "train": {"device": device.type, "amp": "off", "channels_last": False, "compile": False}}
+        cfg = load_config(None, over)
+        # plain eager loop, batch 1, fp32
+        G0, D0, _ = build_models(cfg)
+        G0, D0 = G0.to(device), D0.to(device)
+        oG = torch.optim.Adam(G0.parameters(), 2e-4, betas=(0.5, 0.999))
+        oD = torch.optim.Adam(D0.parameters(), 2e-4, betas=(0.5, 0.999))
+        A = torch.randn(1, 3, args.size, args.size, device=device)
+        B = torch.randn(1, 3, args.size, args.size, device=device)
+        # the project's trainer, same recipe (batch 1, fp32) ...
+        G1, D1, _ = build_models(cfg)
+        t_same = Pix2PixTrainer(G1, D1, cfg["train"], device)
+        flush = cfg["train"]["flush_denormal"] and device.type == "cpu"
+        runs = {"plain eager loop (b1, fp32)": (lambda: plain_loop_step(G0, D0, oG, oD, A, B), 1, False),
+                f"unetprune trainer (b1, fp32{', flush denormals' if flush else ''})":
+                    (lambda: t_same.train_step(A, B), 1, flush)}
+        if device.type == "cuda":  # ... and with its speed options
+            fast = load_config(None, {**over, "train": {"device": "cuda", "amp": "bf16", "channels_last": True,
+                                                       "compile": bool(args.compile)}})
+            G2, D2, _ = build_models(fast)
+            t_fast = Pix2PixTrainer(G2, D2, fast["train"], device)
+            Ab = torch.randn(args.gpu_batch, 3, args.size, args.size, device=device)
+            Bb = torch.randn(args.gpu_batch, 3, args.size, args.size, device=device)
+            runs[f"unetprune trainer (b{args.gpu_batch}, bf16, channels-last{', compile' if args.compile else ''})"] = (
+                lambda: t_fast.train_step(Ab, Bb), args.gpu_batch, False)
+        for fn, _, flag in runs.values():  # warm-up (and compile)
+            torch.set_flush_denormal(flag)
+            for _ in range(3):
+                fn()
+        times = {k: [] for k in runs}
+        for _ in range(args.reps):
+            for name, (fn, _, flag) in runs.items():
+                times[name].append(timed(fn, args.steps, device, flag))
+        base = None
+        print(f"\n{device.type.upper()} ({torch.get_num_threads()} threads)" if device.type == "cpu"
+              else f"\nCUDA {torch.cuda.get_device_name()}")
+        print(f"model: num_downs={args.num_downs} ngf={args.ngf} size={args.size}; median of {args.reps} x {args.steps} steps")
+        for name, (_, bs, _) in runs.items():
+            ips = bs * args.steps / statistics.median(times[name])
+            base = base or ips
+            print(f"  {name:<55} {ips:9.2f} img/s   x{ips / base:5.2f} vs plain loop")
+
+
+if __name__ == "__main__":
+    main()
