@@ -61,7 +61,7 @@ def test_fast_path_equals_torch_fidelity_folders(tmp_path, demo_root, extractor)
     inputs = [ds[i]["A"][None] for i in range(len(ds))]
 
     fake_feats = F.features_from_generator(g, inputs, extractor, batch_size=8)
-    real_stats, info = F.real_stats(real, extractor, dataset="demo", split="test", direction="AtoB",
+    real_stats, _ = F.real_stats(real, extractor, dataset="demo", split="test", direction="AtoB",
                                     image_size=32, files=ds.files, cache_dir=tmp_path / "stats")
     fast_fid = F.fid_from_stats(F.FeatureStats.from_features(fake_feats), real_stats)
     fast_kid = F.kid_from_features(fake_feats, real_stats.features, seed=0)
@@ -130,13 +130,13 @@ def test_standin_weights_deterministic_and_not_collapsed(tmp_path, weights_dir, 
 
 def test_real_stats_cache_hit_and_key(tmp_path, demo_root, extractor):
     real, ds = _real_uint8(demo_root, "test")
-    kw = dict(dataset="demo", split="test", direction="AtoB", image_size=32, cache_dir=tmp_path)
+    kw = {"dataset": "demo", "split": "test", "direction": "AtoB", "image_size": 32, "cache_dir": tmp_path}
     s1, i1 = F.real_stats(real, extractor, files=ds.files, **kw)
     calls = []
     s2, i2 = F.real_stats(lambda: calls.append(1) or real, extractor, files=ds.files, **kw)
     assert not i1["cache_hit"] and i2["cache_hit"] and not calls
     assert np.array_equal(s1.mu, s2.mu)
-    s3, i3 = F.real_stats(real[:8], extractor, files=ds.files[:8], **kw)
+    _, i3 = F.real_stats(real[:8], extractor, files=ds.files[:8], **kw)
     assert i3["key"] != i1["key"] and "-n8-" in i3["key"] and not i3["cache_hit"]
     assert (tmp_path / f"{i1['key']}.json").is_file()
 

@@ -153,8 +153,13 @@ class Evaluator:
         self.labels: list[np.ndarray] | None = None
         self.label_source = None
         if self.segmentation == "cityscapes":
-            from .metrics.segmentation import (colour_to_train_ids, expected_label_file, find_label_file,
-                                               load_drn, read_train_ids)
+            from .metrics.segmentation import (
+                colour_to_train_ids,
+                expected_label_file,
+                find_label_file,
+                load_drn,
+                read_train_ids,
+            )
 
             self.drn = load_drn(ev["drn_weights"], self.device)
             found = [find_label_file(self.root, split, f) for f in self.files]

@@ -36,9 +36,9 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -99,7 +99,7 @@ def _random_inception_state(seed: int) -> dict[str, torch.Tensor]:
     base = _inception_cls()
 
     class _Unloaded(base):  # build the modules without loading any weights
-        def load_state_dict(self, state_dict, strict=True, assign=False):  # noqa: ARG002
+        def load_state_dict(self, state_dict, strict=True, assign=False):
             return None
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -333,7 +333,7 @@ class FeatureStats:
         return 0 if self.features is None else len(self.features)
 
     @classmethod
-    def from_features(cls, features: np.ndarray) -> "FeatureStats":
+    def from_features(cls, features: np.ndarray) -> FeatureStats:
         f = np.asarray(features)
         if f.ndim != 2 or len(f) < 2:
             raise FIDError(f"FID needs at least 2 images, got features of shape {f.shape}")

@@ -64,7 +64,7 @@ def ssim(fake: torch.Tensor, real: torch.Tensor, data_range: float = 255.0, sigm
          k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
     """Per-image SSIM (N,), Gaussian window, mean over valid positions and channels."""
     a, b = _check(fake, real)
-    n, c, h, w = a.shape
+    _, c, h, w = a.shape
     g = gaussian_window(sigma).to(a.device)
     k = g.numel()
     if h < k or w < k:

@@ -109,7 +109,7 @@ def summarize(hist: np.ndarray, names=None) -> dict:
             "per_class_iou": _nan_to_none(iou),
             "class_names": list(names) if names is not None else [str(i) for i in range(len(iou))],
             "pixel_accuracy": float(np.trace(hist) / total) if total else float("nan"),
-            "n_classes": int(len(iou)), "n_classes_present": int(valid.sum())}
+            "n_classes": len(iou), "n_classes_present": int(valid.sum())}
 
 
 def miou(pred, target, n_classes: int, ignore_index: int = IGNORE_INDEX) -> dict:
@@ -177,7 +177,7 @@ def load_drn(weights_path: str | Path | None, device: str | torch.device = "cpu"
         raise SegmentationError(f"cannot read the DRN weight file {path}: {e}") from e
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    state = {k.removeprefix("module."): v for k, v in state.items()}
     model = DRNSeg(arch, classes=19)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k != "up.weight"]  # the bilinear kernel is fixed anyway
