@@ -9,6 +9,8 @@ CONFIG ?= config/config.yaml
 CORES  ?= 2
 export MLFLOW_DISABLE_TELEMETRY := true
 export PYTHONUNBUFFERED := 1
+# the workflow's rules call `unetprune`, `snakemake` and `dvc` from the venv
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: run test test-fast test-slow install lint clean
 

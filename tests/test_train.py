@@ -56,14 +56,15 @@ def test_existing_run_requires_resume(tiny_demo, tmp_path):
     log = train(cfg, tmp_path, resume=True, progress=False)  # finished run: nothing to do
     assert log["complete"]
     other = load_config(None, {**tiny_cfg(tiny_demo, n_epochs=1, n_epochs_decay=0), "seed": 8})
-    with pytest.raises(UserFacingError, match="section 'seed' differs"):
+    with pytest.raises(UserFacingError, match="config 'seed' differs"):
         train(other, tmp_path, resume=True, progress=False)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_demo, tmp_path, monkeypatch):
     cfg = load_config(None, tiny_cfg(tiny_demo))
     train(cfg, tmp_path, progress=False, stop_after_epochs=1)
-    good = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert not (tmp_path / "checkpoint.pt").exists()  # only finished runs have one
+    good = torch.load(tmp_path / "resume.pt", weights_only=True)
     from unetprune import train as train_mod
 
     real_step = train_mod.Pix2PixTrainer.train_step
@@ -76,7 +77,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_demo, tmp_path, monk
     monkeypatch.setattr(train_mod.Pix2PixTrainer, "train_step", poisoned)
     with pytest.raises(TrainingDiverged, match=r"G_L1 became non-finite at epoch 2"):
         train(cfg, tmp_path, resume=True, progress=False)
-    after = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    after = torch.load(tmp_path / "resume.pt", weights_only=True)
     assert after["epoch"] == 1
     for k, v in good["generator"]["state_dict"].items():
         assert torch.equal(v, after["generator"]["state_dict"][k])
@@ -100,7 +101,7 @@ def test_sigkill_and_resume_gives_identical_weights(tiny_demo, tmp_path):
     assert p.wait(timeout=300) == 0, p.stderr.read().decode()
 
     p = _run_cli(cfg_path, killed)
-    ckpt = killed / "checkpoint.pt"
+    ckpt = killed / "resume.pt"
     deadline = time.time() + 300
     while not ckpt.exists() and time.time() < deadline and p.poll() is None:
         time.sleep(0.05)
@@ -112,7 +113,8 @@ def test_sigkill_and_resume_gives_identical_weights(tiny_demo, tmp_path):
 
     p = _run_cli(cfg_path, killed, "--resume")
     assert p.wait(timeout=300) == 0, p.stderr.read().decode()
-    a, b = load_checkpoint(full / "checkpoint.pt"), load_checkpoint(ckpt)
+    assert not ckpt.exists()  # renamed to checkpoint.pt at the end
+    a, b = load_checkpoint(full / "checkpoint.pt"), load_checkpoint(killed / "checkpoint.pt")
     assert b["epoch"] == 6 and json.loads(b["log"])["resumed_at_epoch"] == [epoch_at_kill]
     for part in ("generator", "discriminator"):
         sa, sb = a[part]["state_dict"], b[part]["state_dict"]

@@ -6,10 +6,13 @@ loss_D = 0.5 * (BCE(D(A, B), 1) + BCE(D(A, G(A)), 0)); Adam(lr, (beta1, beta2)) 
 ``lambda_rule``); D is updated before G on every step, as in the reference.
 
 Reproducibility and resume: everything random in epoch ``e`` (data order, crops,
-flips, dropout) is seeded from ``(seed, e)``; the resumable checkpoint is written at
-epoch boundaries (every ``save_every`` epochs and at the end) with optimiser state, so
-a run killed at any point and resumed with ``--resume`` ends with the same weights as
-an uninterrupted run (on CPU, same thread count).  A NaN/inf loss stops the run with
+flips, dropout) is seeded from ``(seed, e)``; the resumable state (``resume.pt``: G, D,
+optimisers, epoch, log) is written atomically every ``save_every`` epochs, so a run
+killed at any point and resumed with ``--resume`` ends with the same weights as an
+uninterrupted run (on CPU, same thread count).  When the last epoch is done the state
+is renamed to ``checkpoint.pt`` (atomic, no copy): ``checkpoint.pt`` exists only for
+finished runs, so a workflow can treat it as the job's output while ``resume.pt``
+survives a killed job.  A NaN/inf loss stops the run with
 :class:`TrainingDiverged` before anything is written, so the last good checkpoint stays.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -26,15 +30,18 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .checkpoint import atomic_torch_save, atomic_write_text, load_checkpoint, make_checkpoint
-from .config import data_root, model_spec_from_config
+from .config import data_root, deep_merge, model_spec_from_config
 from .data.aligned import AlignedDataset
 from .errors import TrainingDiverged, UserFacingError
 from .models.patchgan import PatchGANDiscriminator, build_discriminator
 from .models.unet import UNetGenerator, UNetSpec, build_generator, init_weights
 from .translate import generate_split, save_sample_grid
 
-CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_NAME = "checkpoint.pt"  # the finished run (written once, at the end)
+RESUME_NAME = "resume.pt"          # the resumable state while a run is in progress
 LOG_NAME = "train.json"
+# train keys that must match to continue a run (speed options and logging may change)
+RESUME_KEYS = ("n_epochs", "n_epochs_decay", "batch_size", "lr", "beta1", "beta2", "lambda_l1")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -138,17 +145,30 @@ def _check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int) -> None:
             f"check the data for corrupt images, or turn train.amp off.")
 
 
-def _compatible(saved: dict, cfg: dict) -> None:
-    for section in ("model", "data", "seed"):
-        if saved.get(section) != cfg.get(section):
+def _compatible(saved: dict, cfg: dict, path: Path) -> None:
+    pairs = [(s, saved.get(s), cfg.get(s)) for s in ("model", "data", "seed")]
+    pairs += [(f"train.{k}", saved["train"].get(k), cfg["train"].get(k)) for k in RESUME_KEYS]
+    for key, old, new in pairs:
+        if old != new:
             raise UserFacingError(
-                f"cannot resume: config section '{section}' differs from the checkpoint's "
-                f"({saved.get(section)} != {cfg.get(section)}); use the original config or a new --out folder")
+                f"cannot resume from {path}: config '{key}' differs from the interrupted run's "
+                f"({old} != {new}); use the original config, or delete {path} to start afresh")
 
 
-def build_models(cfg: dict, init_from: Path | str | None = None) -> tuple[UNetGenerator, PatchGANDiscriminator, dict]:
+def finetune_config(cfg: dict) -> dict:
+    """The training config of a fine-tuning run: finetune.{n_epochs, n_epochs_decay, lr}."""
+    f = cfg["finetune"]
+    over = {"n_epochs": f["n_epochs"], "n_epochs_decay": f["n_epochs_decay"]}
+    if f["lr"] is not None:
+        over["lr"] = f["lr"]
+    return deep_merge(cfg, {"train": over})
+
+
+def build_models(cfg: dict, init_from: Path | str | None = None,
+                 init_discriminator_from: Path | str | None = None) -> tuple[UNetGenerator, PatchGANDiscriminator, dict]:
     """Baseline: fresh G and D (N(0, 0.02) init, seeded).  Fine-tuning: G from ``init_from``
-    (any widths) and D from the same checkpoint when it carries one (the paper re-uses it)."""
+    (any widths) and D from ``init_discriminator_from`` (e.g. the baseline's checkpoint: the
+    paper's fine-tuning re-uses the discriminator) or else from ``init_from`` if it has one."""
     m = cfg["model"]
     torch.manual_seed(cfg["seed"])
     info: dict = {}
@@ -164,18 +184,24 @@ def build_models(cfg: dict, init_from: Path | str | None = None) -> tuple[UNetGe
     D = build_discriminator({"input_nc": G.spec.input_nc + G.spec.output_nc, "ndf": m["ndf"],
                              "n_layers": m["n_layers_d"], "norm": m["norm"]})
     init_weights(D)
-    if ckpt is not None and "discriminator" in ckpt:
-        D = build_discriminator(ckpt["discriminator"]["arch"])
-        D.load_state_dict(ckpt["discriminator"]["state_dict"])
-        info["discriminator_from"] = str(init_from)
+    d_src = init_discriminator_from or (init_from if ckpt is not None and "discriminator" in ckpt else None)
+    if d_src:
+        d_ckpt = load_checkpoint(d_src)
+        if "discriminator" not in d_ckpt:
+            raise UserFacingError(f"{d_src} holds no discriminator (use a trainer checkpoint, e.g. baseline/checkpoint.pt)")
+        D = build_discriminator(d_ckpt["discriminator"]["arch"])
+        D.load_state_dict(d_ckpt["discriminator"]["state_dict"])
+        info["discriminator_from"] = str(d_src)
     return G, D, info
 
 
 def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path | str | None = None,
-          progress: bool = True, stop_after_epochs: int | None = None) -> dict:
+          progress: bool = True, stop_after_epochs: int | None = None,
+          init_discriminator_from: Path | str | None = None, log_epochs: bool = False) -> dict:
     """Train (or fine-tune, with ``init_from``) and return the log dict written to train.json.
 
-    ``stop_after_epochs`` ends the call early after that many epochs of *this* call (the
+    ``progress`` shows tqdm bars; ``log_epochs`` prints one line per epoch without them
+    (for log files).  ``stop_after_epochs`` ends the call early after that many epochs of *this* call (the
     checkpoint is written), which is how tests simulate an interrupted run.
     """
     from tqdm import tqdm
@@ -188,15 +214,17 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
     device = resolve_device(tcfg["device"])
     total_epochs = tcfg["n_epochs"] + tcfg["n_epochs_decay"]
     ckpt_path = out_dir / CHECKPOINT_NAME
+    resume_path = out_dir / RESUME_NAME
 
-    G, D, info = build_models(cfg, init_from)
+    G, D, info = build_models(cfg, init_from, init_discriminator_from)
     log: dict = {"config": cfg, "device": str(device), "threads": torch.get_num_threads(),
                  "epochs": [], "steps": [], **info}
     trainer = Pix2PixTrainer(G, D, tcfg, device)
     start_epoch = 0
-    if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location=device)
-        _compatible(state["config"], cfg)
+    state_path = ckpt_path if ckpt_path.exists() else resume_path
+    if resume and state_path.exists():
+        state = load_checkpoint(state_path, map_location=device)
+        _compatible(state["config"], cfg, state_path)
         trainer.G.load_state_dict(state["generator"]["state_dict"])
         trainer.D.load_state_dict(state["discriminator"]["state_dict"])
         trainer.opt_G.load_state_dict(state["optimizers"]["G"])
@@ -204,8 +232,8 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
         start_epoch = int(state["epoch"])
         log = json.loads(state["log"])
         log["resumed_at_epoch"] = log.get("resumed_at_epoch", []) + [start_epoch]
-    elif ckpt_path.exists() and not resume:
-        raise UserFacingError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")
+    elif state_path.exists() and not resume:
+        raise UserFacingError(f"{state_path} exists: pass --resume to continue that run, or choose another --out")
 
     dataset = AlignedDataset(data_root(cfg), "train", dcfg["direction"], dcfg["load_size"], dcfg["crop_size"],
                              train=True, flip=not dcfg["no_flip"], seed=cfg["seed"],
@@ -215,13 +243,15 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
                         num_workers=dcfg["num_workers"], pin_memory=device.type == "cuda",
                         persistent_workers=False, drop_last=False)
 
-    def save(epoch_done: int) -> None:
+    def save(epoch_done: int, final: bool) -> None:
         state = make_checkpoint(trainer.G, cfg, meta={"kind": "pix2pix-trainer", **info},
                                 discriminator={"arch": trainer.D.config,
                                                "state_dict": {k: v.detach().cpu() for k, v in trainer.D.state_dict().items()}},
                                 optimizers={"G": trainer.opt_G.state_dict(), "D": trainer.opt_D.state_dict()},
                                 epoch=epoch_done, total_epochs=total_epochs, log=json.dumps(log))
-        atomic_torch_save(state, ckpt_path)
+        atomic_torch_save(state, resume_path)
+        if final:
+            os.replace(resume_path, ckpt_path)
 
     eval_set = _eval_dataset(cfg)
     if eval_set is not None and start_epoch == 0:
@@ -234,7 +264,7 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
     else:
         epochs = range(start_epoch, total_epochs)
     if total_epochs == 0:
-        save(0)
+        save(0, final=True)
     for epoch in epochs:
         lr = tcfg["lr"] * lr_factor(epoch, tcfg["n_epochs"], tcfg["n_epochs_decay"])
         trainer.set_lr(lr)
@@ -264,7 +294,7 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
         log["epochs"].append({"epoch": epoch + 1, "lr": lr, "seconds": dt,
                               "images_per_s": n_images / dt if dt > 0 else None,
                               **{k: float(v) / max(n_steps, 1) for k, v in sums.items()}})
-        if progress:
+        if progress or log_epochs:
             e = log["epochs"][-1]
             tqdm.write(f"epoch {epoch + 1}/{total_epochs}  lr {lr:.2e}  G_GAN {e['G_GAN']:.3f}  "
                        f"G_L1 {e['G_L1']:.3f}  D_real {e['D_real']:.3f}  D_fake {e['D_fake']:.3f}  "
@@ -272,7 +302,7 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
         epochs_this_call += 1
         done = epoch + 1
         if done % tcfg["save_every"] == 0 or done == total_epochs or epochs_this_call == stop_after_epochs:
-            save(done)
+            save(done, final=done == total_epochs)
         if epochs_this_call == stop_after_epochs:
             break
     log["complete"] = len(log["epochs"]) == total_epochs

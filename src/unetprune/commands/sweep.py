@@ -1,0 +1,60 @@
+"""`unetprune sweep`: per-layer sensitivity (one layer at a time, every ratio, no fine-tuning).
+
+One process loads the checkpoint, the evaluation split, the FID extractor and the cached
+real statistics once, then scores every (layer, ratio) point it is given; the workflow runs
+one such job per layer.  Writes ``<out-dir>/<layer>.json`` per layer.
+"""
+
+from __future__ import annotations
+
+from ._common import add_config_args, config_from_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sweep", help="per-layer sensitivity sweep of a trained generator")
+    add_config_args(p)
+    p.add_argument("--checkpoint", required=True, help="the trained (unpruned) generator")
+    p.add_argument("--layer", action="append", default=[],
+                   help="layer to sweep (repeatable; default: sensitivity.layers of the config)")
+    p.add_argument("--out-dir", required=True, help="folder for <layer>.json")
+    p.add_argument("--cache-dir", default=None, help="FID statistics cache (default results/<experiment>/fid_stats)")
+    p.set_defaults(func=run)
+
+
+def sweep_metric(result: dict) -> dict[str, float]:
+    """The numbers of an evaluation result that a sensitivity curve can plot."""
+    seg = result.get("segmentation") or {}
+    kid = result.get("kid") or {}
+    out = {"fid": result["fid"]["value"], "l1": result["l1"], "psnr": result["psnr"], "ssim": result["ssim"]}
+    if kid.get("mean") is not None:
+        out["kid"] = kid["mean"]
+    if seg.get("miou") is not None:
+        out["miou"] = seg["miou"]
+    return out
+
+
+def run_sweep(cfg: dict, checkpoint: str, layers: list[str] | None, out_dir: str, cache_dir: str | None = None) -> dict:
+    from ..checkpoint import generator_from_checkpoint
+    from ..config import deep_merge, results_dir
+    from ..evaluate import Evaluator
+    from ..pipeline import sensitivity_layers
+    from ..pruning import sensitivity_sweep
+
+    s = cfg["sensitivity"]
+    if s["max_images"]:
+        cfg = deep_merge(cfg, {"evaluate": {"max_images": s["max_images"]}})
+    G = generator_from_checkpoint(checkpoint)
+    ev = Evaluator(cfg, s["split"], cache_dir=cache_dir or results_dir(cfg) / "fid_stats", latency=False)
+    side = cfg["data"]["crop_size"]
+    return sensitivity_sweep(G, layers or sensitivity_layers(cfg), s["ratios"],
+                             lambda g: sweep_metric(ev.score(g)), out_dir, importance=s["importance"],
+                             seed=cfg["seed"], input_shape=(1, G.spec.input_nc, side, side), include_full=True)
+
+
+def run(args) -> int:
+    cfg = config_from_args(args)
+    res = run_sweep(cfg, args.checkpoint, args.layer or None, args.out_dir, args.cache_dir)
+    for layer, r in res.items():
+        q = ", ".join(f"r={ratio:g}: FID {m['fid']:.2f}" for ratio, m in zip(r["ratios"], r["metrics"]))
+        print(f"{layer}: {q}")
+    return 0
