@@ -1,0 +1,178 @@
+"""`unetprune track`: the MLflow mirror of the tiny experiment of test_report (idempotent sync)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pandas as pd
+import pytest
+
+from test_report import results_tree  # noqa: F401  (session fixture: the real tiny results tree)
+from unetprune import pipeline
+from unetprune.config import results_dir
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+N_LAYERS = 9  # down1..down5, up5..up2
+N_MODELS = 1 + 6 * 2  # original + (2 variants + 4 baselines) x (pruned, finetuned)
+N_RUNS = N_MODELS + 1 + 1 + N_LAYERS  # + report run + sensitivity parent + a child per layer
+
+
+@pytest.fixture(scope="module")
+def synced(results_tree, tmp_path_factory):  # noqa: F811
+    """Sync twice (library, then the CLI) into a fresh sqlite store."""
+    from unetprune.cli import main
+    from unetprune.tracking import sync
+
+    cfg, base, cfg_file = results_tree
+    d = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{d / 'mlflow.db'}"
+    first = sync(cfg, base, uri=uri)
+    first_file = json.loads((results_dir(cfg, base) / "mlflow.json").read_text())
+    assert main(["track", "--config", str(cfg_file), "--uri", uri, "--results", str(base)]) == 0
+    from mlflow import MlflowClient
+
+    return cfg, base, uri, first, first_file, MlflowClient(tracking_uri=uri), d
+
+
+def _active_runs(client, exp_id):
+    from mlflow.entities import ViewType
+
+    return client.search_runs([exp_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=1000)
+
+
+def test_sync_twice_gives_the_same_runs(synced):
+    cfg, base, _uri, first, first_file, client, d = synced
+    exp = client.get_experiment_by_name("tiny")
+    assert exp is not None and exp.experiment_id == first["experiment_id"]
+    assert exp.artifact_location.startswith((d / "mlartifacts").as_uri())  # next to the sqlite file
+    runs = _active_runs(client, exp.experiment_id)
+    assert len(runs) == N_RUNS == len(first["runs"])
+    assert first["logged"] == N_RUNS and first["unchanged"] == 0
+    second = json.loads((results_dir(cfg, base) / "mlflow.json").read_text())
+    assert second == first_file and second["runs"] == first["runs"]  # same run ids, file unchanged
+    keys = {r.data.tags["unetprune.key"] for r in runs}
+    assert keys == set(first["runs"]) and len(keys) == N_RUNS
+    assert (
+        "tiny/cut-k1/finetuned" in keys and "tiny/original/trained" in keys and "tiny/sensitivity/up2" in keys
+    )
+
+
+def test_sensitivity_parent_has_one_child_per_layer(synced):
+    cfg, base, _uri, first, _, client, _ = synced
+    pid = first["runs"]["tiny/sensitivity"]
+    children = client.search_runs(
+        [first["experiment_id"]], filter_string=f"tags.`mlflow.parentRunId` = '{pid}'"
+    )
+    assert sorted(r.data.tags["unetprune.layer"] for r in children) == sorted(pipeline.prunable_layers(cfg))
+    assert len(children) == N_LAYERS
+    sens = json.loads((results_dir(cfg, base) / "sensitivity" / "down1.json").read_text())
+    child = next(r for r in children if r.data.tags["unetprune.layer"] == "down1")
+    assert child.data.metrics["fid_r0.5"] == pytest.approx(sens["metrics"][0]["fid"])
+    assert child.data.metrics["params_r0.5"] == sens["params"][0]
+    assert child.data.params["widths"] == str(sens["widths"][0]) and child.data.params["inner"] == "False"
+    hist = client.get_metric_history(child.info.run_id, "fid")
+    assert [(m.step, m.value) for m in hist] == [(0, pytest.approx(sens["metrics"][0]["fid"]))]
+    parent = client.get_run(pid)
+    assert parent.data.params["ratios"] == "0.5" and parent.data.params["inner_layers"] == "down5,up5"
+    assert "mean_degradation_inner_r0.5" in parent.data.metrics
+
+
+def test_variant_runs_hold_the_json_values(synced):
+    cfg, base, _uri, first, _, client, _ = synced
+    exp = results_dir(cfg, base)
+    for key, variant, stage in [
+        ("tiny/cut-k1/finetuned", "cut-k1", "finetuned"),
+        ("tiny/global-uniform-match-cut-k1/pruned", "global-uniform-match-cut-k1", "pruned"),
+        ("tiny/original/trained", "original", "trained"),
+    ]:
+        run = client.get_run(first["runs"][key])
+        ev = json.loads((exp / "eval" / f"{pipeline.eval_name(variant, stage)}.json").read_text())
+        m, p = run.data.metrics, run.data.params
+        assert m["params"] == ev["complexity"]["params"]
+        assert m["macs_physical"] == ev["complexity"]["macs_physical"]
+        assert m["macs_output"] == ev["complexity"]["macs_output"]
+        assert m["fid"] == pytest.approx(ev["fid"]["value"]) and m["kid"] == pytest.approx(ev["kid"]["mean"])
+        assert m["miou"] == pytest.approx(ev["segmentation"]["miou"])
+        assert m["l1"] == pytest.approx(ev["l1"]) and m["psnr"] == pytest.approx(ev["psnr"])
+        assert m["ssim"] == pytest.approx(ev["ssim"])
+        assert m["latency_ms"] == pytest.approx(ev["complexity"]["latency"][0]["median_ms"])
+        assert p["fid_backend"] == "standin" and p["stage"] == stage
+        tags = run.data.tags
+        assert tags["unetprune.key"] == key and tags["mlflow.runName"] == f"{variant}/{stage}"
+        assert len(tags["mlflow.source.git.commit"]) in (40, len("unknown")) and "version.torch" in tags
+        assert "version.mlflow" in tags and "mlflow.parentRunId" not in tags
+        arts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"config.yaml", "checkpoint.txt", "json", "tables"} <= arts
+        ptr = client.download_artifacts(run.info.run_id, "checkpoint.txt")
+        with open(ptr) as f:
+            text = f.read()
+        from unetprune.report.tables import checkpoint_path
+        from unetprune.tracking import file_sha256
+
+        ck = checkpoint_path(cfg, base, variant, stage)
+        assert f"path: {ck}" in text and f"sha256: {file_sha256(ck)}" in text and "DVC" in text
+    cut = client.get_run(first["runs"]["tiny/cut-k1/finetuned"]).data.params
+    assert cut["strategy"] == "cut" and cut["k"] == "1" and cut["finetune_epochs"] == "1+0"
+    pj = json.loads((exp / "variants" / "cut-k1" / "prune.json").read_text())
+    assert cut["widths_enc"] == ",".join(map(str, pj["widths"]["enc"]))
+    g = client.get_run(first["runs"]["tiny/global-uniform-match-cut-k1/pruned"]).data
+    gj = json.loads((exp / "variants" / "global-uniform-match-cut-k1" / "prune.json").read_text())
+    assert g.params["matched_to"] == "cut-k1" and g.params["match_budget"] == "params"
+    assert g.params["budget_target"] == str(gj["info"]["budget"]["target"])
+    assert g.metrics["params"] == gj["params"]
+    inner = client.get_run(first["runs"]["tiny/inner-l5-r0.5/pruned"]).data.params
+    assert inner["ratio"] == "0.5" and inner["levels"] == "5" and inner["layers"] == "down5,up5"
+
+
+def test_tables_are_logged_with_log_table(synced):
+    cfg, _base, _uri, first, _, client, _ = synced
+    rid = first["runs"]["tiny/report"]
+    arts = {a.path for a in client.list_artifacts(rid, "tables")}
+    for name in ("main", "comparison", "sensitivity", "sensitivity_summary", "sensitivity_matrix"):
+        assert f"tables/{name}.json" in arts and f"tables/{name}.csv" in arts
+    logged = json.loads(client.get_run(rid).data.tags["mlflow.loggedArtifacts"])  # what log_table records
+    assert {"path": "tables/main.json", "type": "table"} in logged
+    main = pd.read_json(client.download_artifacts(rid, "tables/main.json"), orient="split")
+    assert len(main) == N_MODELS and set(main.variant) >= set(pipeline.all_variants(cfg))
+    figs = {a.path for a in client.list_artifacts(rid, "figures")}
+    assert {"figures/sensitivity.png", "figures/tradeoff.png", "figures/samples.png"} <= figs
+    assert "report.md" in {a.path for a in client.list_artifacts(rid)}
+    sens = client.list_artifacts(first["runs"]["tiny/sensitivity"], "tables")
+    assert "tables/sensitivity.json" in {a.path for a in sens}
+    report = client.get_run(rid).data
+    assert report.metrics["comparisons"] == 4 and report.params["quality_metric"] == "fid"
+
+
+def test_changed_results_replace_runs_without_duplicates(synced):
+    """A changed result re-logs only the runs it affects, in place of the old ones."""
+    from unetprune.tracking import sync
+
+    cfg, base, uri, first, _, client, _ = synced
+    path = results_dir(cfg, base) / "eval" / "cut-k1__finetuned.json"
+    original = path.read_text()
+    try:
+        ev = json.loads(original)
+        ev["psnr"] += 1.0
+        path.write_text(json.dumps(ev))
+        out = sync(cfg, base, uri=uri)
+        assert out["logged"] == 2  # that model's run and the report run (its tables changed)
+        assert out["runs"]["tiny/cut-k1/finetuned"] != first["runs"]["tiny/cut-k1/finetuned"]
+        assert out["runs"]["tiny/report"] != first["runs"]["tiny/report"]
+        assert out["runs"]["tiny/cut-k1/pruned"] == first["runs"]["tiny/cut-k1/pruned"]
+        assert len(_active_runs(client, out["experiment_id"])) == N_RUNS
+        assert client.get_run(out["runs"]["tiny/cut-k1/finetuned"]).data.metrics["psnr"] == pytest.approx(
+            ev["psnr"]
+        )
+    finally:
+        path.write_text(original)
+    assert sync(cfg, base, uri=uri)["logged"] == 2  # back to the original content
+
+
+def test_track_without_report_is_a_clear_error(results_tree, tmp_path):  # noqa: F811
+    from unetprune.tracking import TrackingError, sync
+
+    cfg, _base, _ = results_tree
+    with pytest.raises(TrackingError, match=r"report\.md.*unetprune report"):
+        sync(cfg, tmp_path, uri=f"sqlite:///{tmp_path / 'x.db'}")
