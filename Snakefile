@@ -13,6 +13,13 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    variant=r"[A-Za-z0-9.\-]+",
+    stage=r"pruned|finetuned",
+    layer=r"(down|up)[0-9]+",
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sensitivity.smk"

@@ -1,5 +1,6 @@
 # Shared helpers: config validation (before any job runs), paths, per-rule parameters.
 import json
+import os
 from pathlib import Path
 
 from unetprune.config import data_root, validate_config
@@ -22,7 +23,7 @@ TRAIN_THREADS = config["workflow"]["train_threads"]
 
 def _write_resolved_config():
     """Write the validated config for the CLI calls, only when its content changed (its
-    mtime is not an input of any rule: each rule reruns on changes to the config
+    mtime is not an input of any job: each job reruns on changes to the config
     sections it uses, through its `params`)."""
     import yaml
 
@@ -39,7 +40,7 @@ _write_resolved_config()
 
 
 def sections(*keys):
-    """JSON of the config sections a rule depends on (a `params` value: changes rerun the rule)."""
+    """JSON of the config sections a job depends on, as a `params` value (a change reruns the job)."""
     return json.dumps({k: config[k] for k in keys}, sort_keys=True)
 
 
@@ -90,8 +91,3 @@ def get_final_outputs():
         outs.append(f"{RES}/mlflow.json")
     return outs
 
-
-wildcard_constraints:
-    variant=r"[A-Za-z0-9.\-]+",
-    stage=r"pruned|finetuned",
-    layer=r"(down|up)[0-9]+",

@@ -6,14 +6,17 @@ rule demo_data:
     output:
         f"{data_root(config)}/demo.json",
     params:
+        config_file=CFG,
         cfg=sections("demo"),
     log:
         f"{LOGS}/demo_data.log",
     threads: 1
     resources:
         mem_mb=2000,
+    conda:
+        "../envs/unetprune.yaml"
     shell:
-        "unetprune demo-data --config {CFG} --force > {log} 2>&1"
+        "unetprune demo-data --config {params.config_file} --force > {log} 2>&1"
 
 
 rule fetch_data:
@@ -23,12 +26,14 @@ rule fetch_data:
         name=config["data"]["dataset"],
         source=(f"--from {config['data']['source']}" if config["data"]["source"] else ""),
         zips=config["data"]["zips"],
-        root=str(data_root(config)),
+        root=lambda wc, output: os.path.dirname(output[0]),
     log:
         f"{LOGS}/fetch_data.log",
     threads: 1
     resources:
         mem_mb=2000,
+    conda:
+        "../envs/unetprune.yaml"
     run:
         if params.name == "cityscapes":
             if not params.zips:

@@ -9,6 +9,7 @@ rule evaluate_original:
     output:
         f"{RES}/eval/original.json",
     params:
+        config_file=CFG,
         cfg=sections("seed", "data", "evaluate"),
         cache=f"{RES}/fid_stats",
         split=config["evaluate"]["split"],
@@ -18,8 +19,10 @@ rule evaluate_original:
     resources:
         mem_mb=config["workflow"]["mem_mb"],
         gpu=GPU,
+    conda:
+        "../envs/unetprune.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} unetprune evaluate --config {CFG} --checkpoint {input.ckpt} "
+        "OMP_NUM_THREADS={threads} unetprune evaluate --config {params.config_file} --checkpoint {input.ckpt} "
         "--split {params.split} --cache-dir {params.cache} --out {output} > {log} 2>&1"
 
 
@@ -30,6 +33,7 @@ rule evaluate_variant:
     output:
         f"{RES}/eval/{{variant}}__{{stage}}.json",
     params:
+        config_file=CFG,
         cfg=sections("seed", "data", "evaluate"),
         cache=f"{RES}/fid_stats",
         split=config["evaluate"]["split"],
@@ -39,6 +43,8 @@ rule evaluate_variant:
     resources:
         mem_mb=config["workflow"]["mem_mb"],
         gpu=GPU,
+    conda:
+        "../envs/unetprune.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} unetprune evaluate --config {CFG} --checkpoint {input.ckpt} "
+        "OMP_NUM_THREADS={threads} unetprune evaluate --config {params.config_file} --checkpoint {input.ckpt} "
         "--split {params.split} --cache-dir {params.cache} --out {output} > {log} 2>&1"

@@ -10,15 +10,18 @@ rule finetune_variant:
         ckpt=f"{RES}/variants/{{variant}}/finetune/checkpoint.pt",
         log=f"{RES}/variants/{{variant}}/finetune/train.json",
     params:
+        config_file=CFG,
         cfg=sections("seed", "data", "train", "finetune"),
-        out=f"{RES}/variants/{{variant}}/finetune",
+        out=lambda wc, output: os.path.dirname(output.ckpt),
     log:
         f"{LOGS}/finetune_{{variant}}.log",
     threads: TRAIN_THREADS
     resources:
         mem_mb=config["workflow"]["mem_mb"],
         gpu=GPU,
+    conda:
+        "../envs/unetprune.yaml"
     shell:
-        "unetprune train --config {CFG} --finetune --init-from {input.pruned} "
+        "unetprune train --config {params.config_file} --finetune --init-from {input.pruned} "
         "--init-discriminator-from {input.baseline} --out {params.out} --resume --quiet "
         "--set train.threads={threads} > {log} 2>&1"

@@ -15,6 +15,8 @@ rule prune_variant:
     threads: 1
     resources:
         mem_mb=config["workflow"]["mem_mb"],
+    conda:
+        "../envs/unetprune.yaml"
     shell:
         "unetprune prune --checkpoint {input.ckpt} {params.args} --out {output.ckpt} "
         "--json {output.info} > {log} 2>&1"

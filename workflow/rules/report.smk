@@ -9,11 +9,14 @@ rule report:
     output:
         get_report_outputs(),
     params:
+        config_file=CFG,
         cfg=sections("experiment", "report", "variants", "baselines", "sensitivity", "finetune", "evaluate"),
     log:
         f"{LOGS}/report.log",
     threads: 1
     resources:
         mem_mb=config["workflow"]["mem_mb"],
+    conda:
+        "../envs/unetprune.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} unetprune report --config {CFG} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} unetprune report --config {params.config_file} > {log} 2>&1"

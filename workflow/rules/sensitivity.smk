@@ -10,8 +10,9 @@ rule sensitivity_layer:
     output:
         f"{RES}/sensitivity/{{layer}}.json",
     params:
+        config_file=CFG,
         cfg=sections("seed", "data", "evaluate", "sensitivity"),
-        out=f"{RES}/sensitivity",
+        out=lambda wc, output: os.path.dirname(output[0]),
         cache=f"{RES}/fid_stats",
     log:
         f"{LOGS}/sensitivity_{{layer}}.log",
@@ -19,6 +20,8 @@ rule sensitivity_layer:
     resources:
         mem_mb=config["workflow"]["mem_mb"],
         gpu=GPU,
+    conda:
+        "../envs/unetprune.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} unetprune sweep --config {CFG} --checkpoint {input.ckpt} "
+        "OMP_NUM_THREADS={threads} unetprune sweep --config {params.config_file} --checkpoint {input.ckpt} "
         "--layer {wildcards.layer} --out-dir {params.out} --cache-dir {params.cache} > {log} 2>&1"

@@ -8,11 +8,14 @@ rule track:
     output:
         f"{RES}/mlflow.json",
     params:
+        config_file=CFG,
         uri=config["tracking"]["uri"],
     log:
         f"{LOGS}/track.log",
     threads: 1
     resources:
         mem_mb=2000,
+    conda:
+        "../envs/unetprune.yaml"
     shell:
-        "MLFLOW_DISABLE_TELEMETRY=true unetprune track --config {CFG} --uri '{params.uri}' > {log} 2>&1"
+        "MLFLOW_DISABLE_TELEMETRY=true unetprune track --config {params.config_file} --uri '{params.uri}' > {log} 2>&1"

@@ -9,14 +9,17 @@ rule train_baseline:
         ckpt=f"{RES}/baseline/checkpoint.pt",
         log=f"{RES}/baseline/train.json",
     params:
+        config_file=CFG,
         cfg=sections("seed", "data", "demo", "model", "train"),
-        out=f"{RES}/baseline",
+        out=lambda wc, output: os.path.dirname(output.ckpt),
     log:
         f"{LOGS}/train_baseline.log",
     threads: TRAIN_THREADS
     resources:
         mem_mb=config["workflow"]["mem_mb"],
         gpu=GPU,
+    conda:
+        "../envs/unetprune.yaml"
     shell:
-        "unetprune train --config {CFG} --out {params.out} --resume --quiet "
+        "unetprune train --config {params.config_file} --out {params.out} --resume --quiet "
         "--set train.threads={threads} > {log} 2>&1"
