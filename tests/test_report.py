@@ -397,3 +397,16 @@ def test_quality_metric_switch(results_tree):
     assert (comp.better == "higher").all()
     assert np.allclose(comp.advantage, comp.variant_value - comp.baseline_value)
     assert all(math.isfinite(x) for x in comp.advantage)
+
+
+def test_without_finetuning_the_tables_use_the_pruned_models(results_tree):
+    from unetprune.report import comparison_table, main_table
+
+    cfg, base, _ = results_tree
+    cfg = {**cfg, "finetune": {**cfg["finetune"], "enabled": False}}
+    main = main_table(cfg, base)
+    assert len(main) == 1 + len(pipeline.all_variants(cfg)) and set(main.stage) == {"trained", "pruned"}
+    comp = comparison_table(cfg, main)
+    assert set(comp.stage) == {"pruned"} and len(comp) == 4
+    pv = _eval(base, cfg, "cut-k1__pruned")["fid"]["value"]
+    assert comp[comp.variant == "cut-k1"].variant_value.iloc[0] == pytest.approx(pv)

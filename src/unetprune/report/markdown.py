@@ -124,6 +124,17 @@ def comparison_findings(comp: pd.DataFrame) -> tuple[str, list[str]]:
     return verdict, lines
 
 
+def caveat(original_eval: dict) -> str:
+    """How much the findings can be trusted, from the evaluation's own record."""
+    fid = original_eval.get("fid") or {}
+    n, split, backend = original_eval.get("n_images"), original_eval.get("split"), fid.get("backend")
+    rel = " (a stand-in network: relative values only)" if backend == "standin" else ""
+    return (
+        f"*These findings rest on {n} images of the `{split}` split scored with the `{backend}` FID backend"
+        f"{rel}; differences within the noise of such a set are not evidence either way.*"
+    )
+
+
 # ------------------------------------------------------------------------------------------
 # assumptions
 # ------------------------------------------------------------------------------------------
@@ -364,6 +375,7 @@ def render_report(
         comp_verdict + "\n",
         *[f"* {x}" for x in comp_lines],
         "",
+        caveat(original_eval) + "\n",
         "## Main comparison\n",
         (
             f"Original, inner-pruned, cut and matched global baselines, before (`{pipeline.PRUNED}`) and "
