@@ -1,0 +1,168 @@
+"""The Snakemake workflow: lint, dry runs of every paper config and the SLURM profile,
+validation errors before any job runs, and (slow) a tiny end-to-end run with DVC and MLflow."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1",
+       "MLFLOW_DISABLE_TELEMETRY": "true"}
+EXPERIMENTS = sorted((REPO / "config" / "experiments").glob("*.yaml"))
+
+
+def workflow_copy(tmp: Path) -> Path:
+    """The workflow files in a fresh folder (results and metadata stay out of the repo)."""
+    for name in ("Snakefile", "dvc.yaml"):
+        shutil.copy(REPO / name, tmp / name)
+    for name in ("workflow", "config", "profiles"):
+        shutil.copytree(REPO / name, tmp / name)
+    return tmp
+
+
+def smk(cwd: Path, *args, check=True) -> subprocess.CompletedProcess:
+    p = subprocess.run([str(BIN / "snakemake"), *args], cwd=cwd, env=ENV, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+def job_stats(out: str) -> dict[str, int]:
+    """Parse the 'Job stats' table of a dry run."""
+    stats, on = {}, False
+    for line in out.splitlines():
+        if line.startswith("job ") and "count" in line:
+            on = True
+            continue
+        if on:
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                if parts[0] != "total":
+                    stats[parts[0]] = int(parts[1])
+            elif parts and not set(parts[0]) <= {"-"}:
+                break
+    return stats
+
+
+@pytest.fixture(scope="module")
+def wf(tmp_path_factory) -> Path:
+    return workflow_copy(tmp_path_factory.mktemp("wf"))
+
+
+def test_lint_is_clean(wf):
+    p = smk(wf, "--lint")
+    out = p.stdout + p.stderr
+    assert "Lints for" not in out and "good condition" in out, out
+
+
+def test_demo_dry_run_has_the_whole_dag(wf):
+    stats = job_stats(smk(wf, "-n", "--cores", "2").stdout)
+    assert stats == {"demo_data": 1, "train_baseline": 1, "evaluate_original": 1, "sensitivity_layer": 11,
+                     "prune_variant": 6, "finetune_variant": 6, "evaluate_variant": 12, "report": 1,
+                     "track": 1, "all": 1}
+
+
+@pytest.mark.parametrize("cfg", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
+def test_paper_experiment_dry_runs(wf, cfg):
+    stats = job_stats(smk(wf, "-n", "--cores", "16", "--configfile", str(cfg)).stdout)
+    assert stats["train_baseline"] == 1 and stats["sensitivity_layer"] == 15  # 8 down + 7 up layers
+    assert stats["prune_variant"] == 6 * 3  # 6 variants + 2 matched baselines each
+    assert stats.get("fetch_data") == 1
+
+
+@pytest.mark.parametrize("cfg", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
+def test_slurm_profile_dry_run(wf, cfg):
+    p = smk(wf, "-n", "--profile", "profiles/slurm", "--configfile", str(cfg))
+    assert job_stats(p.stdout)["finetune_variant"] == 18
+    assert "gpu=1" in p.stdout  # training/evaluation jobs ask for a GPU
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"variants": [{"strategy": "innr", "ratio": 0.5}]}, "config error at 'variants.0.strategy': 'innr' is not one of"),
+    ({"sensitivity": {"layers": ["down9"]}}, "config error at 'sensitivity.layers': unknown layer(s) down9"),
+    ({"data": {"dataset": "facade"}}, "config error at 'data.dataset': 'facade' is not one of"),
+    ({"variants": [{"strategy": "cut", "k": 7}]}, "config error at 'variants[0].k'"),
+    ({"variants": [{"strategy": "inner", "ratio": 0.5, "levels": [9]}]}, "config error at 'variants[0].levels'"),
+    ({"trian": {}}, "config error at 'trian': unknown key"),
+])
+def test_bad_config_fails_before_any_job(wf, tmp_path, override, message):
+    base = yaml.safe_load((wf / "config" / "config.yaml").read_text())
+    base.update(override)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(base))
+    p = smk(wf, "-n", "--cores", "1", "--configfile", str(bad), check=False)
+    assert p.returncode != 0
+    assert message in p.stdout + p.stderr
+    assert "localrule" not in p.stdout and "rule train_baseline" not in p.stdout
+
+
+def read_main_table(res: Path) -> list[dict]:
+    with open(res / "tables" / "main.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end_dvc_and_mlflow(tmp_path):
+    wf = workflow_copy(tmp_path / "wf")
+    smk(wf, "--cores", "2", "--configfile", "config/tiny.yaml")
+    res = wf / "results" / "tiny"
+    # every variant, before and after fine-tuning, plus the original, is in the main table
+    rows = read_main_table(res)
+    names = {(r["variant"], r["stage"]) for r in rows}
+    variants = ["inner-l5-r0.5", "cut-k1", "global-uniform-match-inner-l5-r0.5",
+                "global-threshold-match-inner-l5-r0.5", "global-uniform-match-cut-k1",
+                "global-threshold-match-cut-k1"]
+    assert {(v, s) for v in variants for s in ("pruned", "finetuned")} <= names
+    assert any(r["variant"] == "original" for r in rows)
+    for r in rows:
+        assert float(r["params"]) > 0 and float(r["macs_physical"]) > 0 and r["fid_backend"] == "standin"
+    for f in ("report.md", "figures/sensitivity.png", "figures/tradeoff.png", "figures/samples.png",
+              "tables/sensitivity.csv", "mlflow.json"):
+        assert (res / f).stat().st_size > 0, f
+    # a second run has nothing to do
+    assert "Nothing to be done" in smk(wf, "-n", "--cores", "2", "--configfile", "config/tiny.yaml").stdout
+    # changing the baselines' budget reruns only the baselines (and what reads them)
+    cfg = yaml.safe_load((wf / "config" / "tiny.yaml").read_text())
+    cfg["baselines"] = {"match": "macs_physical"}
+    (wf / "config" / "tiny2.yaml").write_text(yaml.safe_dump(cfg))
+    stats = job_stats(smk(wf, "-n", "--cores", "2", "--configfile", "config/tiny2.yaml").stdout)
+    assert stats == {"prune_variant": 4, "finetune_variant": 4, "evaluate_variant": 8, "report": 1,
+                     "track": 1, "all": 1}
+
+    # MLflow: syncing again does not add runs
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{wf / 'mlflow.db'}")
+    exp = mlflow.get_experiment_by_name("tiny")
+    n1 = len(mlflow.search_runs([exp.experiment_id], output_format="list"))
+    subprocess.run([str(BIN / "unetprune"), "track", "--config", "results/tiny/config.yaml"], cwd=wf, env=ENV,
+                   check=True, capture_output=True)
+    n2 = len(mlflow.search_runs([exp.experiment_id], output_format="list"))
+    assert n1 == n2 == 1 + 12 + 1 + 1 + 4  # original, 6x2 variants, sweep parent + 4 layers (+1 summary)
+
+    # DVC: repro on the tiny config works, a second repro skips, push/pull via a local remote
+    shutil.copy(wf / "config" / "tiny.yaml", wf / "config" / "config.yaml")
+    for cmd in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"]):
+        subprocess.run(cmd, cwd=wf, env=ENV, check=True, capture_output=True)
+    first = subprocess.run([str(BIN / "dvc"), "repro"], cwd=wf, env=ENV, capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    second = subprocess.run([str(BIN / "dvc"), "repro"], cwd=wf, env=ENV, capture_output=True, text=True)
+    assert second.returncode == 0
+    assert "Running stage" not in second.stdout, second.stdout  # every stage skipped
+    remote = tmp_path / "remote"
+    subprocess.run([str(BIN / "dvc"), "remote", "add", "-d", "store", str(remote)], cwd=wf, env=ENV, check=True)
+    subprocess.run([str(BIN / "dvc"), "push", "-q"], cwd=wf, env=ENV, check=True)
+    ckpt = res / "baseline" / "checkpoint.pt"
+    digest = ckpt.read_bytes()
+    shutil.rmtree(res / "baseline")
+    shutil.rmtree(wf / ".dvc" / "cache")
+    subprocess.run([str(BIN / "dvc"), "pull", "-q"], cwd=wf, env=ENV, check=True)
+    assert ckpt.read_bytes() == digest
