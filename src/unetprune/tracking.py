@@ -54,6 +54,8 @@ class TrackingError(UserFacingError):
 
 
 def git_commit(cwd: Path | str | None = None) -> str:
+    """``git rev-parse HEAD`` of the unetprune checkout (the code that made the results), or 'unknown'."""
+    cwd = cwd if cwd is not None else Path(__file__).resolve().parents[2]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=False

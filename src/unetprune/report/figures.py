@@ -73,6 +73,7 @@ def sensitivity_figure(df: pd.DataFrame, path: Path | str, title: str = "") -> P
     ax.set_title(title or "per-layer sensitivity (one layer pruned at a time, no fine-tuning)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -123,8 +124,11 @@ def tradeoff_figure(main: pd.DataFrame, path: Path | str, metric: str | None = N
                     linewidths=1.4,
                     zorder=3,
                 )
-            last = g.iloc[-1]
-            ax.annotate(v, (last[col], last[metric]), fontsize=6, xytext=(4, 3), textcoords="offset points")
+            if ax is axes[0]:  # names once (the other panels share the y-axis and the markers)
+                last = g.iloc[-1]
+                ax.annotate(
+                    v, (last[col], last[metric]), fontsize=6, xytext=(4, 3), textcoords="offset points"
+                )
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3, which="both")
