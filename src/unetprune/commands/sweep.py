@@ -7,6 +7,10 @@ one such job per layer.  Writes ``<out-dir>/<layer>.json`` per layer.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from ..checkpoint import atomic_write_text
 from ._common import add_config_args, config_from_args
 
 
@@ -46,9 +50,16 @@ def run_sweep(cfg: dict, checkpoint: str, layers: list[str] | None, out_dir: str
     G = generator_from_checkpoint(checkpoint)
     ev = Evaluator(cfg, s["split"], cache_dir=cache_dir or results_dir(cfg) / "fid_stats", latency=False)
     side = cfg["data"]["crop_size"]
-    return sensitivity_sweep(G, layers or sensitivity_layers(cfg), s["ratios"],
-                             lambda g: sweep_metric(ev.score(g)), out_dir, importance=s["importance"],
-                             seed=cfg["seed"], input_shape=(1, G.spec.input_nc, side, side), include_full=True)
+    res = sensitivity_sweep(G, layers or sensitivity_layers(cfg), s["ratios"],
+                            lambda g: sweep_metric(ev.score(g)), out_dir, importance=s["importance"],
+                            seed=cfg["seed"], input_shape=(1, G.spec.input_nc, side, side), include_full=True)
+    # record how the points were scored next to the numbers (no table mixes FID backends)
+    scoring = {"fid_backend": ev.extractor.backend, "split": s["split"], "n_images": ev.n,
+               "mode": ev.mode, "image_size": ev.image_size}
+    for layer, r in res.items():
+        r.update(scoring)
+        atomic_write_text(Path(out_dir) / f"{layer}.json", json.dumps(r, indent=2) + "\n")
+    return res
 
 
 def run(args) -> int:

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..checkpoint import atomic_write_text
+
 from .. import pipeline
 from ..config import results_dir
 from ..errors import UserFacingError
@@ -547,7 +549,19 @@ def write_tables(cfg: dict, base: Path | str = "results", tables: dict | None = 
     for name, df in tables.items():
         md = df.drop(columns=["full_source"]) if name == "sensitivity" else None
         written.update(write_table(df, d, name, md))
+    path = d / "metrics.json"  # the DVC metrics file: {"<variant>/<stage>": {metric: value}}
+    atomic_write_text(path, json.dumps(main_metrics(tables["main"]), indent=2, allow_nan=False) + "\n")
+    written["metrics_json"] = path
     return written
+
+
+def main_metrics(main: pd.DataFrame) -> dict:
+    """The main table's numbers keyed by model, for `dvc metrics show/diff`."""
+    numeric = ["params", "macs_physical", "macs_output", "latency_ms", *QUALITY_COLUMNS]
+    out = {}
+    for row in jsonable_table(main).to_dict("records"):
+        out[f"{row['variant']}/{row['stage']}"] = {k: row[k] for k in numeric if row.get(k) is not None}
+    return out
 
 
 def jsonable_table(df: pd.DataFrame) -> pd.DataFrame:
