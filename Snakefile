@@ -9,7 +9,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The default experiment is the offline demo.  A --configfile REPLACES it (Snakemake would
+# otherwise merge the paper config over the demo's keys); --config key=value overrides apply
+# on top of whichever config file is used.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

@@ -21,10 +21,11 @@ EXPERIMENTS = sorted((REPO / "config" / "experiments").glob("*.yaml"))
 
 def workflow_copy(tmp: Path) -> Path:
     """The workflow files in a fresh folder (results and metadata stay out of the repo)."""
+    tmp.mkdir(parents=True, exist_ok=True)
     for name in ("Snakefile", "dvc.yaml"):
         shutil.copy(REPO / name, tmp / name)
-    for name in ("workflow", "config", "profiles"):
-        shutil.copytree(REPO / name, tmp / name)
+    for name in ("workflow", "config", "profiles", "src"):
+        shutil.copytree(REPO / name, tmp / name, ignore=shutil.ignore_patterns("__pycache__"))
     return tmp
 
 
@@ -148,12 +149,16 @@ def test_tiny_end_to_end_dvc_and_mlflow(tmp_path):
     n2 = len(mlflow.search_runs([exp.experiment_id], output_format="list"))
     assert n1 == n2 == 1 + 12 + 1 + 1 + 4  # original, 6x2 variants, sweep parent + 4 layers (+1 summary)
 
-    # DVC: repro on the tiny config works, a second repro skips, push/pull via a local remote
-    shutil.copy(wf / "config" / "tiny.yaml", wf / "config" / "config.yaml")
+    # DVC: repro on the tiny config works, a second repro skips, push/pull via a local remote.
+    # dvc.yaml reads config/config.yaml (every section present, as in the shipped demo config)
+    from unetprune.config import load_config
+
+    (wf / "config" / "config.yaml").write_text(yaml.safe_dump(load_config(wf / "config" / "tiny.yaml")))
     for cmd in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"]):
         subprocess.run(cmd, cwd=wf, env=ENV, check=True, capture_output=True)
     first = subprocess.run([str(BIN / "dvc"), "repro"], cwd=wf, env=ENV, capture_output=True, text=True)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "Nothing to be done" in first.stdout  # Snakemake had already built every phase
     second = subprocess.run([str(BIN / "dvc"), "repro"], cwd=wf, env=ENV, capture_output=True, text=True)
     assert second.returncode == 0
     assert "Running stage" not in second.stdout, second.stdout  # every stage skipped
