@@ -27,17 +27,13 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="unetprune", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="unetprune", description="Structured pruning of U-Net GAN generators (Cut Inner Layers, arXiv "
+        "2206.14658): data, training, pruning, sensitivity, evaluation, reports.")
     parser.add_argument("--version", action="version", version=f"unetprune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(f"unetprune.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"unetprune.commands.{name}":
-                continue  # command not built yet
-            raise
-        mod.register(sub)
+        importlib.import_module(f"unetprune.commands.{name}").register(sub)
     return parser
 
 
