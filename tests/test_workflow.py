@@ -172,3 +172,40 @@ def test_tiny_end_to_end_dvc_and_mlflow(tmp_path):
     shutil.rmtree(wf / ".dvc" / "cache")
     subprocess.run([str(BIN / "dvc"), "pull", "-q"], cwd=wf, env=ENV, check=True)
     assert ckpt.read_bytes() == digest
+
+
+@pytest.mark.slow
+def test_job_killed_mid_way_is_rerun_and_resumes(tmp_path):
+    """SIGKILL the training job (as an OOM killer or a preempted node would) while the
+    baseline trains: Snakemake reports the failure, and the rerun resumes from resume.pt."""
+    import signal
+    import time
+
+    def descendants(pid: int) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        kids = [int(x) for x in out]
+        return kids + [d for k in kids for d in descendants(k)]
+
+    wf = workflow_copy(tmp_path / "wf")
+    cfg = yaml.safe_load((wf / "config" / "tiny.yaml").read_text())
+    cfg["train"].update({"n_epochs": 4, "n_epochs_decay": 4})
+    (wf / "config" / "kill.yaml").write_text(yaml.safe_dump(cfg))
+    args = [str(BIN / "snakemake"), "phase_baseline", "--cores", "1", "--configfile", "config/kill.yaml"]
+    p = subprocess.Popen(args, cwd=wf, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = wf / "results" / "tiny" / "baseline"
+    deadline = time.time() + 300
+    while not (base / "resume.pt").exists() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.1)
+    assert p.poll() is None, "the workflow ended before the job could be killed"
+    trainers = [pid for pid in descendants(p.pid)
+                if b"unetprune" in Path(f"/proc/{pid}/cmdline").read_bytes() and
+                b"train" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert trainers, "no training process found"
+    for pid in trainers:
+        os.kill(pid, signal.SIGKILL)
+    assert p.wait(timeout=120) != 0  # the job failed; Snakemake stops and releases its lock
+    assert not (base / "checkpoint.pt").exists() and (base / "resume.pt").exists()
+    smk(wf, "phase_baseline", "--cores", "1", "--configfile", "config/kill.yaml")
+    log = json.loads((base / "train.json").read_text())
+    assert log["complete"] and len(log["epochs"]) == 8
+    assert log["resumed_at_epoch"] and 1 <= log["resumed_at_epoch"][0] < 8

@@ -16,6 +16,7 @@ Writes are atomic: a temporary file in the same folder, fsync, then ``os.replace
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import sys
@@ -40,6 +41,15 @@ def package_versions() -> dict[str, str]:
 
     return {"unetprune": __version__, "torch": str(torch.__version__), "numpy": str(numpy.__version__),
             "python": sys.version.split()[0], "platform": platform.platform()}
+
+
+def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes (datasets, archives, checkpoints, extractor weights)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_torch_save(obj, path: Path | str) -> None:

@@ -37,6 +37,7 @@ from . import pipeline
 from .checkpoint import atomic_write_text
 from .config import results_dir
 from .errors import UserFacingError
+from .checkpoint import sha256_file as file_sha256
 
 KEY_TAG = "unetprune.key"
 HASH_TAG = "unetprune.sha256"
@@ -65,12 +66,6 @@ def git_commit(cwd: Path | str | None = None) -> str:
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
 
 
-def file_sha256(path: Path | str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _finite(x) -> float | None:

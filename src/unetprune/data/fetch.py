@@ -46,6 +46,7 @@ from pathlib import Path
 from ..checkpoint import atomic_write_text
 from .aligned import IMAGE_SUFFIXES, SPLITS, DataError, check_aligned_layout
 from .archive import safe_extract
+from ..checkpoint import sha256_file  # noqa: F401 (re-exported)
 
 __all__ = [
     "CITYSCAPES_DOWNLOADS",
@@ -143,13 +144,6 @@ def default_root(name: str) -> Path:
     return Path("datasets") / name
 
 
-def sha256_file(path: Path | str) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def tree_sha256(root: Path | str, exclude: tuple[str, ...] = (LOCK_NAME,)) -> str:

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from ..errors import UserFacingError
+from ..checkpoint import sha256_file as file_sha256
 
 BACKENDS = ("inception-v3-compat", "standin")
 STANDIN_NAME = "unetprune-standin-inception-v3"
@@ -138,12 +139,6 @@ def standin_weights(seed: int, folder: Path | str) -> Path:
     return path
 
 
-def file_sha256(path: Path | str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass

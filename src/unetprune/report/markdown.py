@@ -14,6 +14,7 @@ from ..checkpoint import atomic_write_text
 from ..config import results_dir
 from . import figures
 from .tables import (
+    MAIN_COLUMNS,
     METRICS,
     ORIGINAL,
     TRAINED,
@@ -309,25 +310,7 @@ def _config_summary(cfg: dict, train_log: dict | None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["setting", "value"])
 
 
-MAIN_MD_COLUMNS = [
-    "variant",
-    "stage",
-    "strategy",
-    "matched_to",
-    "params",
-    "params_fraction",
-    "macs_physical",
-    "macs_output",
-    "latency_ms",
-    "fid",
-    "fid_backend",
-    "kid",
-    "miou",
-    "l1",
-    "psnr",
-    "ssim",
-    "budget_gap",
-]
+MAIN_MD_COLUMNS = [c for c in MAIN_COLUMNS if c not in ("group", "budget_metric")]
 
 
 def render_report(
