@@ -187,40 +187,25 @@ class Evaluator:
 
     # ----------------------------------------------------------------------------------
 
-    def _set_mode(self, g: torch.nn.Module):
-        was_training = g.training
-        bn_state = {k: v.detach().clone() for k, v in g.state_dict().items()
-                    if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
-        g.train(self.mode == "train_bn")
-        return was_training, bn_state
-
     @torch.no_grad()
     def generate(self, generator: torch.nn.Module) -> torch.Tensor:
         """All generated images of the split as uint8 (N, 3, H, W) on the evaluation device."""
         from .metrics.fid import quantize_uint8
 
+        from .translate import generation_mode
+
         g = generator.to(self.device)
-        was_training, bn_state = self._set_mode(g)
         outs = []
-        devices = [self.device] if self.device.type == "cuda" else []
-        try:
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(self.seed)
-                for i in range(0, self.n, self.batch_size):
-                    x = _from_uint8(self.inputs[i:i + self.batch_size]).to(self.device, non_blocking=True)
-                    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                        y = g(x)
-                    if i == 0 and tuple(y.shape[-2:]) != tuple(self.targets.shape[-2:]):
-                        raise EvaluationError(
-                            f"generated images are {y.shape[-1]}x{y.shape[-2]} but the real images are "
-                            f"{self.image_size}x{self.image_size} (data.crop_size): mismatched image sizes")
-                    outs.append(quantize_uint8(y))
-        finally:
-            if bn_state:
-                sd = g.state_dict()
-                for k, v in bn_state.items():
-                    sd[k].copy_(v)
-            g.train(was_training)
+        with generation_mode(g, self.mode, self.seed):
+            for i in range(0, self.n, self.batch_size):
+                x = _from_uint8(self.inputs[i:i + self.batch_size]).to(self.device, non_blocking=True)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    y = g(x)
+                if i == 0 and tuple(y.shape[-2:]) != tuple(self.targets.shape[-2:]):
+                    raise EvaluationError(
+                        f"generated images are {y.shape[-1]}x{y.shape[-2]} but the real images are "
+                        f"{self.image_size}x{self.image_size} (data.crop_size): mismatched image sizes")
+                outs.append(quantize_uint8(y))
         return torch.cat(outs)
 
     def score(self, generator: torch.nn.Module, checkpoint: str | Path | None = None) -> dict:

@@ -24,30 +24,27 @@ MODES = ("train_bn", "eval")
 
 @contextmanager
 def generation_mode(G: torch.nn.Module, mode: str, seed: int = 0):
-    """Put ``G`` in the evaluation mode for the block; restore its previous mode after.
-    In ``train_bn`` mode, BatchNorm running statistics are *not* updated."""
+    """Run ``G`` in an evaluation mode inside the block, then leave it exactly as it was.
+
+    ``train_bn`` uses batch statistics (and dropout), so BatchNorm running buffers are
+    saved and restored; dropout draws from a forked RNG seeded with ``seed`` (CPU and
+    the model's CUDA device), so outputs are repeatable and the caller's RNG is untouched.
+    The single mechanism behind the trainer's checks, ``translate`` and the Evaluator."""
     if mode not in MODES:
         raise ValueError(f"evaluation mode must be one of {MODES}, got {mode!r}")
     was_training = G.training
-    saved = {}
-    if mode == "eval":
-        G.eval()
-    else:
-        G.train()
-        for name, m in G.named_modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                saved[name] = m.momentum
-                m.momentum = 0.0  # keep running stats unchanged while using batch stats
-    cpu_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
+    buffers = {k: v.detach().clone() for k, v in G.state_dict().items()
+               if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    devices = sorted({p.device.index or 0 for p in G.parameters() if p.device.type == "cuda"})
+    G.train(mode == "train_bn")
     try:
-        with torch.no_grad():
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            torch.manual_seed(seed)
             yield G
     finally:
-        torch.random.set_rng_state(cpu_state)
-        for name, m in G.named_modules():
-            if name in saved:
-                m.momentum = saved[name]
+        state = G.state_dict()
+        for k, v in buffers.items():
+            state[k].copy_(v)
         G.train(was_training)
 
 
