@@ -1,5 +1,7 @@
-# unetprune: fetch data → train baseline → sensitivity → prune variants → fine-tune →
-# evaluate → tables/figures/report → MLflow.  Every rule calls the `unetprune` CLI.
+# unetprune: fetch data → train the original → sensitivity → prune variants → fine-tune →
+# evaluate → tables/figures/report → MLflow.  Every rule calls the `unetprune` CLI; every
+# path comes from the package's results layout (unetprune.layout).  This file is the only
+# description of the DAG: `dvc repro` runs it (dvc.yaml), and so do SLURM clusters.
 #
 #   snakemake --cores 2                                   # the offline demo (config/config.yaml)
 #   snakemake --cores 8 --configfile config/experiments/pix2pix_facades.yaml
@@ -25,6 +27,8 @@ wildcard_constraints:
     stage=r"pruned|finetuned",
     layer=r"(down|up)[0-9]+",
 
+
+include: "workflow/rules/config.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sensitivity.smk"
@@ -39,41 +43,3 @@ rule all:
     input:
         get_final_outputs(),
     default_target: True
-
-
-# Phase targets (what each `dvc.yaml` stage asks for): `snakemake --cores 2 phase_baseline`.
-rule phase_data:
-    input:
-        get_data_marker(),
-
-
-rule phase_baseline:
-    input:
-        f"{RES}/baseline/checkpoint.pt",
-
-
-rule phase_sensitivity:
-    input:
-        expand(f"{RES}/sensitivity/{{layer}}.json", layer=get_layers()),
-
-
-rule phase_variants:
-    input:
-        expand(f"{RES}/variants/{{variant}}/pruned.pt", variant=get_variants()),
-        expand(f"{RES}/variants/{{variant}}/finetune/checkpoint.pt", variant=get_variants())
-        if config["finetune"]["enabled"] else [],
-
-
-rule phase_evaluate:
-    input:
-        get_eval_files(),
-
-
-rule phase_report:
-    input:
-        get_report_outputs(),
-
-
-rule phase_track:
-    input:
-        get_final_outputs(),

@@ -14,7 +14,7 @@ def g():
     return build_generator(UNetSpec.reference(5, 8), seed=0).eval()
 
 
-def test_sweep_all_layers_writes_one_json_each(g, tmp_path):
+def test_sweep_all_layers_hands_over_one_result_each(g):
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref = g(x)
@@ -26,12 +26,13 @@ def test_sweep_all_layers_writes_one_json_each(g, tmp_path):
             return {"l1": float((model(x) - ref).abs().mean())}
 
     ratios = [0.0, 0.5, 0.9]
-    res = sensitivity_sweep(g, None, ratios, metric, tmp_path)
+    handed = {}
+    res = sensitivity_sweep(g, None, ratios, metric, lambda name, r: handed.setdefault(name, json.dumps(r)))
     layers = prunable_layers(g)
     assert len(calls) == len(layers) * len(ratios)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}.json" for n in layers)
+    assert list(handed) == layers  # each layer handed over once, as soon as it is done
     for name in layers:
-        d = json.loads((tmp_path / f"{name}.json").read_text())
+        d = json.loads(handed[name])
         assert d == res[name]
         assert d["layer"] == name and d["ratios"] == ratios and len(d["metrics"]) == 3
         assert d["metrics"][0]["l1"] == 0.0  # ratio 0 = the unpruned model
@@ -43,10 +44,12 @@ def test_sweep_all_layers_writes_one_json_each(g, tmp_path):
     assert calls[1].down1.conv.out_channels == 4 and g.down1.conv.out_channels == 8
 
 
-def test_sweep_single_layer_and_errors(g, tmp_path):
+def test_sweep_single_layer_and_errors(g):
+    handed = []
     res = sensitivity_sweep(g, "up3", [0.25], lambda m: {"p": sum(p.numel() for p in m.parameters())},
-                            tmp_path, importance="random", seed=3, include_full=True)
-    assert list(res) == ["up3"] and [p.name for p in tmp_path.iterdir()] == ["up3.json"]
+                            lambda name, r: handed.append(name), importance="random", seed=3,
+                            include_full=True)
+    assert list(res) == ["up3"] and handed == ["up3"]
     r = res["up3"]
     assert r["importance"] == "random" and r["metrics_full"]["p"] == r["params_full"]
     with pytest.raises(PruningError, match="unknown layer"):

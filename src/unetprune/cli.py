@@ -14,7 +14,7 @@ import sys
 from . import __version__
 
 # Order = order in `unetprune --help`.
-COMMAND_MODULES = ["demo", "data", "train", "translate", "prune", "sweep", "evaluate", "report", "track"]
+COMMAND_MODULES = ["config", "demo", "data", "train", "translate", "prune", "sweep", "evaluate", "report", "track"]
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

@@ -1,38 +1,38 @@
-"""Load, default-fill and validate experiment configs against ``config/schema.yaml``.
+"""Load, default-fill and validate experiment configs: the one owner of config validation.
 
-Errors name the offending key as a dotted path (``train.n_epochs``), say what is wrong
-and what is allowed, e.g.::
+:func:`validate` fills the schema's defaults, checks the config against the JSON Schema
+shipped inside the package (``unetprune/schema.yaml``, draft 2020-12, a description for
+every key), then runs the checks a schema cannot express (sizes vs depth, layer names,
+variants).  Snakemake, the CLI and the library all call it.  Errors name the offending
+key as a dotted path (``train.n_epochs``; list items as ``variants[0].k``), say what is
+wrong and what is allowed, e.g.::
 
-    config error at 'train.n_epoch': unknown key (allowed: n_epochs, n_epochs_decay, ...)
+    config error at 'train.n_epoch': unknown key (allowed here: n_epochs, n_epochs_decay, ...)
 """
 
 from __future__ import annotations
 
 import copy
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
-
-# The package is installed editable from the repository (`make` does), so the schema is
-# read from the repository's config/ folder: one source of truth for Snakemake and the CLI.
-REPO_SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 
 
 class ConfigError(ValueError):
     """A config value is unknown, of the wrong type or out of range; the message names the key."""
 
 
-def schema_path() -> Path:
-    if not REPO_SCHEMA.is_file():
-        raise ConfigError(f"config schema {REPO_SCHEMA} not found: install unetprune editable "
-                          f"from its repository (`make test` does)")
-    return REPO_SCHEMA
+@lru_cache(maxsize=1)
+def _schema_text() -> str:
+    return resources.files("unetprune").joinpath("schema.yaml").read_text()
 
 
 def load_schema() -> dict:
-    with open(schema_path()) as f:
-        return yaml.safe_load(f)
+    """The config schema shipped as package data (works for editable and normal installs)."""
+    return yaml.safe_load(_schema_text())
 
 
 def _fill_defaults(schema: dict, value: Any) -> Any:
@@ -47,12 +47,20 @@ def _fill_defaults(schema: dict, value: Any) -> Any:
     return value
 
 
+def key_path(parts) -> str:
+    """``['variants', 0, 'k']`` → ``variants[0].k``: the one spelling of a key in every error."""
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
 def _format_error(err) -> str:
-    path = ".".join(str(p) for p in err.absolute_path)
+    path = key_path(err.absolute_path)
     if err.validator == "additionalProperties":
         allowed = sorted(err.schema.get("properties", {}))
         extra = sorted(set(err.instance) - set(allowed))
-        keys = [f"{path}.{k}" if path else k for k in extra]
+        keys = [key_path([*err.absolute_path, k]) for k in extra]
         return (f"config error at '{', '.join(keys)}': unknown key "
                 f"(allowed here: {', '.join(allowed)})")
     where = path or "<top level>"
@@ -61,8 +69,9 @@ def _format_error(err) -> str:
     return f"config error at '{where}': {err.message}{hint}"
 
 
-def validate_config(cfg: dict) -> dict:
-    """Fill defaults and validate; returns the completed config or raises ConfigError."""
+def validate(cfg: dict) -> dict:
+    """Fill defaults, check the schema and the semantics; returns the completed config or
+    raises :class:`ConfigError` naming every offending key."""
     import jsonschema
 
     if not isinstance(cfg, dict):
@@ -74,7 +83,18 @@ def validate_config(cfg: dict) -> dict:
     if errors:
         raise ConfigError("\n".join(_format_error(e) for e in errors))
     _check_semantics(cfg)
+    from . import pipeline  # checks that need the architecture: layer names, levels, k
+
+    pipeline.sensitivity_layers(cfg)
+    pipeline.all_variants(cfg)
     return cfg
+
+
+def write_resolved(cfg: dict, path: Path | str) -> None:
+    """Write the validated config (what every job of the workflow reads), atomically."""
+    from .checkpoint import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg, sort_keys=True))
 
 
 def _check_semantics(cfg: dict) -> None:
@@ -129,19 +149,10 @@ def load_config(path: Path | str | None = None, overrides: list[str] | dict | No
     if overrides:
         raw = deep_merge(raw, overrides if isinstance(overrides, dict) else parse_overrides(overrides))
     try:
-        return validate_config(raw)
+        return validate(raw)
     except ConfigError as e:
         where = f" ({path})" if path else ""
         raise ConfigError(f"{e}{where}") from None
-
-
-def results_dir(cfg: dict, base: Path | str = "results") -> Path:
-    return Path(base) / cfg["experiment"]
-
-
-def data_root(cfg: dict, base: Path | str = "results") -> Path:
-    root = cfg["data"]["root"]
-    return Path(root) if root else results_dir(cfg, base) / "data"
 
 
 def model_spec_from_config(cfg: dict):

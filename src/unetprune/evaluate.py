@@ -36,7 +36,8 @@ import torch
 
 from .errors import UserFacingError
 
-DEFAULT_CACHE_DIR = Path("results") / "fid_stats"
+# ``cache_dir`` default: the experiment's ``fid_stats/`` folder (from the results layout)
+DEFAULT_CACHE_DIR = "experiment"
 
 
 class EvaluationError(UserFacingError):
@@ -110,7 +111,7 @@ class Evaluator:
     def __init__(self, cfg: dict, split: str = "test", *, cache_dir: Path | str | None = DEFAULT_CACHE_DIR,
                  data_root: Path | str | None = None, device: str | torch.device | None = None,
                  amp: bool | None = None, latency: bool = True, progress: bool = False):
-        from .config import data_root as cfg_data_root
+        from .layout import Layout
         from .data.aligned import AlignedDataset
         from .metrics import fid as fidm
 
@@ -126,8 +127,10 @@ class Evaluator:
         self.progress = progress
         self.device = fidm.resolve_device(device if device is not None else ev["device"])
         self.amp = resolve_amp(cfg, self.device, amp)
+        if isinstance(cache_dir, str) and cache_dir == DEFAULT_CACHE_DIR:
+            cache_dir = Layout.from_config(cfg).fid_cache
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.root = Path(data_root) if data_root is not None else cfg_data_root(cfg)
+        self.root = Path(data_root) if data_root is not None else Layout.from_config(cfg).data_root
         self.direction = d["direction"]
         self.dataset_name = d["dataset"]
         size = int(d["crop_size"])
@@ -288,17 +291,17 @@ def evaluate_generator(generator: torch.nn.Module, cfg: dict, split: str = "test
 
 def config_for_checkpoint(ckpt: dict, cfg: dict | str | Path | None, overrides: list[str] | None) -> dict:
     """The config to evaluate with: ``cfg`` (a dict or YAML path) or the checkpoint's own, plus overrides."""
-    from .config import ConfigError, deep_merge, load_config, parse_overrides, validate_config
+    from .config import ConfigError, deep_merge, load_config, parse_overrides, validate
 
     if isinstance(cfg, dict):
         base = cfg
-        return validate_config(deep_merge(base, parse_overrides(overrides))) if overrides else base
+        return validate(deep_merge(base, parse_overrides(overrides))) if overrides else base
     if cfg is not None:
         return load_config(cfg, overrides)
     embedded = ckpt.get("config") or {}
     if not embedded:
         raise ConfigError("the checkpoint carries no config; pass --config")
-    return validate_config(deep_merge(embedded, parse_overrides(overrides)))
+    return validate(deep_merge(embedded, parse_overrides(overrides)))
 
 
 def evaluate_checkpoint(path: str | Path, cfg: dict | str | Path | None = None, split: str = "test",

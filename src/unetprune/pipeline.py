@@ -1,32 +1,23 @@
-"""What an experiment consists of: its variants, their names, files and prune arguments.
+"""What an experiment consists of: its layers, its variants, their names and prune arguments.
 
-The Snakemake rules, the report and the MLflow sync all ask this module, so the three
-agree on names and paths.  Everything is a pure function of the validated config.
+The Snakemake rules, the report and the MLflow sync all ask this module (and
+:mod:`unetprune.layout` for where each file lives), so they agree on names.  Everything
+is a pure function of the validated config.
 
-Variant names say what they are (DESIGN.md):
+Variant names say what they are:
 
 * ``inner-l5-8-r0.75`` — levels 5..8 pruned at ratio 0.75 (encoder and decoder);
 * ``cut-k2`` — the 2 innermost levels removed;
 * ``global-uniform-match-cut-k2`` / ``global-threshold-match-cut-k2`` — global baselines
   matched to ``cut-k2``'s size (``global-threshold-norm-…`` with layer normalisation).
-
-Results layout under ``results/<experiment>/``::
-
-    data/                              the dataset (demo) or a pointer to it
-    baseline/checkpoint.pt train.json samples.png
-    sensitivity/<layer>.json           one per prunable layer, all ratios inside
-    variants/<variant>/pruned.pt prune.json finetune/{checkpoint.pt,train.json,samples.png}
-    eval/original.json eval/<variant>__pruned.json eval/<variant>__finetuned.json
-    tables/*.csv *.md   figures/*.png   report.md   mlflow.json
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .config import ConfigError, model_spec_from_config, results_dir
-
-PRUNED, FINETUNED = "pruned", "finetuned"
+from .config import ConfigError, model_spec_from_config
+from .layout import DEFAULT_BASE, FINETUNED, ORIGINAL, PRUNED, Layout
 
 
 def _fmt_ratio(r: float) -> str:
@@ -47,7 +38,7 @@ def default_inner_levels(cfg: dict) -> list[int]:
 
 
 def prunable_layers(cfg: dict) -> list[str]:
-    """All prunable layers of the configured baseline, ordered outer → inner → outer
+    """All prunable layers of the configured original model, ordered outer → inner → outer
     (down1..downN, upN..up2), the x-axis order of the paper's sensitivity figure."""
     n = cfg["model"]["num_downs"]
     return [f"down{i}" for i in range(1, n + 1)] + [f"up{i}" for i in range(n, 1, -1)]
@@ -118,17 +109,16 @@ def all_variants(cfg: dict) -> dict[str, dict]:
     return {**primary_variants(cfg), **baseline_variants(cfg)}
 
 
-def prune_cli_args(cfg: dict, name: str, exp_dir: Path | str) -> list[str]:
+def prune_cli_args(cfg: dict, name: str, base: Path | str = DEFAULT_BASE) -> list[str]:
     """Arguments of `unetprune prune` (after --checkpoint/--out) that build variant ``name``."""
     v = all_variants(cfg)[name]
-    exp_dir = Path(exp_dir)
     s = v["strategy"]
     if s == "inner":
         return ["--strategy", "inner", "--ratio", str(v["ratio"]), "--levels", *map(str, v["levels"]),
                 "--importance", cfg["sensitivity"]["importance"]]
     if s == "cut":
         return ["--strategy", "cut", "--k", str(v["k"])]
-    ref = str(exp_dir / "variants" / v["reference"] / "pruned.pt")
+    ref = str(Layout.from_config(cfg, base).pruned_checkpoint(v["reference"]))
     args = ["--strategy", s, "--importance", v["importance"]]
     if v["match"] == "params":
         args += ["--match-params", ref]
@@ -143,23 +133,25 @@ def variant_reference(cfg: dict, name: str) -> str | None:
     return all_variants(cfg)[name].get("reference")
 
 
-def eval_name(variant: str, stage: str) -> str:
-    return "original" if variant == "original" else f"{variant}__{stage}"
-
-
 def stages(cfg: dict) -> list[str]:
+    """The stages every variant goes through: pruned, and finetuned when fine-tuning is on."""
     return [PRUNED, FINETUNED] if cfg["finetune"]["enabled"] else [PRUNED]
 
 
-def eval_files(cfg: dict, base: Path | str = "results") -> list[Path]:
-    d = results_dir(cfg, base) / "eval"
-    files = [d / "original.json"]
+def final_stage(cfg: dict) -> str:
+    return stages(cfg)[-1]
+
+
+def models(cfg: dict) -> list[tuple[str, str]]:
+    """(model, stage) of every evaluated model, in table order: the original, then each
+    variant (inner/cut first, then the matched baselines) at each of its stages."""
+    rows = [(ORIGINAL, ORIGINAL)]
     for name in all_variants(cfg):
-        files += [d / f"{eval_name(name, s)}.json" for s in stages(cfg)]
-    return files
+        rows += [(name, s) for s in stages(cfg)]
+    return rows
 
 
-def validate_experiment(cfg: dict) -> None:
-    """Checks that need more than the schema (raised before any job runs)."""
-    sensitivity_layers(cfg)
-    all_variants(cfg)
+def eval_files(cfg: dict, base: Path | str = DEFAULT_BASE) -> list[Path]:
+    lay = Layout.from_config(cfg, base)
+    return [lay.eval_json(m, s) for m, s in models(cfg)]
+

@@ -3,7 +3,7 @@
 ``sync(cfg)`` reads the JSON files, tables and figures under ``results/<experiment>/`` and
 writes them into the MLflow experiment of the same name:
 
-* a run per model and stage — ``original/trained``, ``<variant>/pruned``,
+* a run per model and stage — ``original``, ``<variant>/pruned``,
   ``<variant>/finetuned`` — with params (strategy, ratio, levels, k, layers, widths, matched
   budget), metrics (params, both MAC conventions, CPU latency, FID, KID, mIoU, L1, PSNR,
   SSIM, budget gap) and artifacts (the config, a ``checkpoint.txt`` pointer to the
@@ -14,10 +14,10 @@ writes them into the MLflow experiment of the same name:
 * a ``report`` run with every table (``mlflow.log_table``), the figures and report.md.
 
 Idempotent: every run carries a stable ``unetprune.key`` tag
-(``<experiment>/<variant>/<stage>``) and a ``unetprune.sha256`` of its content.  A sync
+(``<experiment>/original``, ``<experiment>/<variant>/<stage>``) and a ``unetprune.sha256`` of its content.  A sync
 looks the key up; an unchanged run is kept (only its tags — git commit, versions — are
 refreshed), a changed one is deleted and logged again, so re-running never duplicates runs.
-The run ids go to ``results/<experiment>/mlflow.json``.
+The run ids go to the experiment's ``mlflow.json`` (:mod:`unetprune.layout`).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ import yaml
 
 from . import pipeline
 from .checkpoint import atomic_write_text
-from .config import results_dir
 from .errors import UserFacingError
+from .layout import DEFAULT_BASE, FINETUNED, ORIGINAL, Layout
 from .checkpoint import sha256_file as file_sha256
 
 KEY_TAG = "unetprune.key"
@@ -148,16 +148,18 @@ class _Run:
 
 
 def _variant_runs(cfg: dict, base, tables: dict, cfg_file: Path) -> list[_Run]:
-    from .report.tables import ORIGINAL, checkpoint_path, load_eval, load_prune, model_rows
+    from .report.tables import load_eval, load_prune
 
     exp_name = cfg["experiment"]
-    exp = results_dir(cfg, base)
+    lay = Layout.from_config(cfg, base)
+    exp = lay.root
     main = tables["main"].set_index(["variant", "stage"])
     allv = pipeline.all_variants(cfg)
     runs = []
     widths_before = None
-    for v, s in model_rows(cfg):
-        r = _Run(f"{exp_name}/{v}/{s}", f"{v}/{s}")
+    for v, s in pipeline.models(cfg):
+        name = v if v == ORIGINAL else f"{v}/{s}"
+        r = _Run(f"{exp_name}/{name}", name)
         ev = load_eval(cfg, base, v, s)
         row = main.loc[(v, s)]
         r.param("variant", v)
@@ -189,15 +191,15 @@ def _variant_runs(cfg: dict, base, tables: dict, cfg_file: Path) -> list[_Run]:
                 r.param("budget_tolerance", budget.get("tol"))
                 r.param("threshold", info.get("threshold"))
                 r.param("searched_ratio", info.get("ratio"))
-            r.file(exp / "variants" / v / "prune.json", "json")
-            if s == pipeline.FINETUNED:
+            r.file(lay.prune_json(v), "json")
+            if s == FINETUNED:
                 f = cfg["finetune"]
                 r.param("finetune_epochs", f"{f['n_epochs']}+{f['n_epochs_decay']}")
-                r.file(exp / "variants" / v / "finetune" / "train.json", "json")
-                r.file(exp / "variants" / v / "finetune" / "samples.png", "samples")
+                r.file(lay.train_log(v, s), "json")
+                r.file(lay.samples(v, s), "samples")
         else:
-            r.file(exp / "baseline" / "train.json", "json")
-            r.file(exp / "baseline" / "samples.png", "samples")
+            r.file(lay.train_log(ORIGINAL), "json")
+            r.file(lay.samples(ORIGINAL), "samples")
         for m in (
             "params",
             "macs_physical",
@@ -208,16 +210,16 @@ def _variant_runs(cfg: dict, base, tables: dict, cfg_file: Path) -> list[_Run]:
             "budget_gap",
         ):
             r.metric(m, row[m])
-        r.file(exp / "eval" / f"{pipeline.eval_name(v, s)}.json", "json")
+        r.file(lay.eval_json(v, s), "json")
         r.file(cfg_file, None)
-        ckpt = checkpoint_path(cfg, base, v, s)
+        ckpt = lay.checkpoint(v, s)
         r.file(_checkpoint_pointer(ckpt, exp), None)
         r.tags.update({"unetprune.variant": v, "unetprune.stage": s, "unetprune.group": str(row["group"])})
         r.tables["tables/main_row.json"] = tables["main"][
             (tables["main"].variant == v) & (tables["main"].stage == s)
         ]
-        for name in ("main", "comparison"):
-            r.file(exp / "tables" / f"{name}.md", "tables")
+        for table in ("main", "comparison"):
+            r.file(lay.table(table, "md"), "tables")
         runs.append(r)
     if widths_before:  # the original's widths = what every variant was pruned from
         runs[0].param("widths_enc", widths_before.get("enc"))
@@ -246,7 +248,7 @@ def _checkpoint_pointer(ckpt: Path, exp: Path) -> Path:
 
 def _sensitivity_runs(cfg: dict, base, tables: dict, cfg_file: Path) -> tuple[_Run, list[_Run]]:
     exp_name = cfg["experiment"]
-    exp = results_dir(cfg, base)
+    lay = Layout.from_config(cfg, base)
     sens, summ = tables["sensitivity"], tables["sensitivity_summary"]
     metric = cfg["report"]["quality_metric"]
     s = cfg["sensitivity"]
@@ -272,7 +274,7 @@ def _sensitivity_runs(cfg: dict, base, tables: dict, cfg_file: Path) -> tuple[_R
     parent.tables["tables/sensitivity.json"] = sens
     parent.tables["tables/sensitivity_summary.json"] = summ
     parent.tables["tables/sensitivity_matrix.json"] = tables["sensitivity_matrix"]
-    parent.file(exp / "figures" / "sensitivity.png", "figures")
+    parent.file(lay.figure("sensitivity"), "figures")
     parent.file(cfg_file, None)
     parent.tags["unetprune.stage"] = "sensitivity"
     children = []
@@ -294,20 +296,18 @@ def _sensitivity_runs(cfg: dict, base, tables: dict, cfg_file: Path) -> tuple[_R
                     continue
                 c.metric(f"{m}_r{tag}", v)
                 c.steps.append((m, v, step))
-        c.file(exp / "sensitivity" / f"{layer}.json", "json")
+        c.file(lay.sensitivity_json(layer), "json")
         c.tags.update({"unetprune.stage": "sensitivity", "unetprune.layer": layer})
         children.append(c)
     return parent, children
 
 
 def _report_run(cfg: dict, base, tables: dict, cfg_file: Path) -> _Run:
-    from .report.tables import final_stage
-
-    exp = results_dir(cfg, base)
+    lay = Layout.from_config(cfg, base)
     r = _Run(f"{cfg['experiment']}/report", "report")
     comp, summ = tables["comparison"], tables["sensitivity_summary"]
     r.param("quality_metric", cfg["report"]["quality_metric"])
-    r.param("final_stage", final_stage(cfg))
+    r.param("final_stage", pipeline.final_stage(cfg))
     r.param("baselines_match", cfg["baselines"]["match"])
     r.param("variants", list(pipeline.primary_variants(cfg)))
     r.param("baselines", list(pipeline.baseline_variants(cfg)))
@@ -321,11 +321,11 @@ def _report_run(cfg: dict, base, tables: dict, cfg_file: Path) -> _Run:
     r.metric("ratios_judged", len(judged))
     for name, df in tables.items():
         r.tables[f"tables/{name}.json"] = df
-    for p in sorted((exp / "tables").glob("*")):
+    for p in sorted(lay.tables_dir.glob("*")):
         r.file(p, "tables")
-    for p in sorted((exp / "figures").glob("*.png")):
+    for p in sorted(lay.figures_dir.glob("*.png")):
         r.file(p, "figures")
-    r.file(exp / "report.md", None)
+    r.file(lay.report_md, None)
     r.file(cfg_file, None)
     r.tags["unetprune.stage"] = "report"
     return r
@@ -418,24 +418,15 @@ def _upsert(
 
 
 def sync(
-    cfg: dict, base: Path | str = "results", uri: str | None = None, artifact_location: str | None = None
+    cfg: dict, base: Path | str = DEFAULT_BASE, uri: str | None = None, artifact_location: str | None = None
 ) -> dict:
     """Mirror ``results/<experiment>/`` into MLflow; returns (and writes to mlflow.json) the run ids."""
     from .report.tables import all_tables
 
-    exp = results_dir(cfg, base)
+    lay = Layout.from_config(cfg, base)
     uri = uri or cfg["tracking"]["uri"]
     name = cfg["experiment"]
-    missing = [
-        p
-        for p in (
-            exp / "report.md",
-            exp / "figures" / "sensitivity.png",
-            exp / "figures" / "tradeoff.png",
-            exp / "figures" / "samples.png",
-        )
-        if not p.is_file()
-    ]
+    missing = [p for p in lay.report_outputs() if not p.is_file()]
     if missing:
         raise TrackingError(
             f"missing {', '.join(map(str, missing))}: made by the report rule "
@@ -496,5 +487,5 @@ def sync(
         "runs": ids,
         "sensitivity_parent": pid,
     }
-    atomic_write_text(exp / "mlflow.json", json.dumps(result, indent=2) + "\n")  # stable across re-syncs
+    atomic_write_text(lay.mlflow_json, json.dumps(result, indent=2) + "\n")  # stable across re-syncs
     return {**result, "logged": changed, "unchanged": len(ids) - changed}

@@ -30,16 +30,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .checkpoint import atomic_torch_save, atomic_write_text, load_checkpoint, make_checkpoint
-from .config import data_root, deep_merge, model_spec_from_config
+from .config import deep_merge, model_spec_from_config
 from .data.aligned import AlignedDataset
 from .errors import TrainingDiverged, UserFacingError
+from .layout import CHECKPOINT_NAME, RESUME_NAME, SAMPLES_NAME, Layout
+from .layout import TRAIN_LOG_NAME as LOG_NAME
 from .models.patchgan import PatchGANDiscriminator, build_discriminator
 from .models.unet import UNetGenerator, UNetSpec, build_generator, init_weights
 from .translate import generate_split, save_sample_grid
-
-CHECKPOINT_NAME = "checkpoint.pt"  # the finished run (written once, at the end)
-RESUME_NAME = "resume.pt"          # the resumable state while a run is in progress
-LOG_NAME = "train.json"
 # train keys that must match to continue a run (speed options and logging may change)
 RESUME_KEYS = ("n_epochs", "n_epochs_decay", "batch_size", "lr", "beta1", "beta2", "lambda_l1")
 
@@ -235,7 +233,7 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
     elif state_path.exists() and not resume:
         raise UserFacingError(f"{state_path} exists: pass --resume to continue that run, or choose another --out")
 
-    dataset = AlignedDataset(data_root(cfg), "train", dcfg["direction"], dcfg["load_size"], dcfg["crop_size"],
+    dataset = AlignedDataset(Layout.from_config(cfg).data_root, "train", dcfg["direction"], dcfg["load_size"], dcfg["crop_size"],
                              train=True, flip=not dcfg["no_flip"], seed=cfg["seed"],
                              max_items=dcfg["max_train_items"])
     order = torch.Generator()
@@ -309,7 +307,7 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
     log["params_G"] = sum(p.numel() for p in trainer.G.parameters())
     if log["complete"] and eval_set is not None:
         log.setdefault("eval", {})["l1_final"] = quick_l1(trainer.G, eval_set, cfg)
-        save_sample_grid(trainer.G, eval_set, out_dir / "samples.png", cfg)
+        save_sample_grid(trainer.G, eval_set, out_dir / SAMPLES_NAME, cfg)
     atomic_write_text(out_dir / LOG_NAME, json.dumps(log, indent=2))
     return log
 
@@ -317,7 +315,7 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
 def _eval_dataset(cfg: dict) -> AlignedDataset | None:
     """The split used for the trainer's own learning check (train.eval_split), or None."""
     split, n = cfg["train"]["eval_split"], cfg["train"]["eval_images"]
-    root = data_root(cfg)
+    root = Layout.from_config(cfg).data_root
     if not split or not n or not (root / split).is_dir():
         return None
     d = cfg["data"]

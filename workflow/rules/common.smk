@@ -1,42 +1,27 @@
 # Shared helpers: config validation (before any job runs), paths, per-rule parameters.
+# Every path comes from the package's results layout (unetprune.layout); every rule
+# carries the digest of the code its command runs, so editing a module reruns exactly
+# the jobs that import it (unetprune.provenance).
 import json
 import os
-from pathlib import Path
 
-from unetprune.config import data_root, validate_config
+from unetprune.config import validate
 from unetprune import pipeline
+from unetprune.layout import FINETUNED, ORIGINAL, PRUNED, Layout
+from unetprune.provenance import code_digest
 
-# Validate against config/schema.yaml (fills defaults; errors name the key), plus the
-# checks that need the architecture (layer names, levels, k).  Raises before the DAG is built.
-_validated = validate_config(dict(config))
-pipeline.validate_experiment(_validated)
+# Validate (schema + semantic checks, errors name the key) before the DAG is built.
+# Nothing is written while the Snakefile is parsed: the resolved config is a rule output.
+_validated = validate(dict(config))
 config.clear()
 config.update(_validated)
 
-EXP = config["experiment"]
-RES = f"results/{EXP}"
-CFG = f"{RES}/config.yaml"  # the resolved config every rule's CLI call reads
-LOGS = f"{RES}/logs"
+LAYOUT = Layout.from_config(config)
+# Every job reads the resolved config; `ancient` so that rewriting it (after any config
+# change) reruns only the jobs whose own config sections (their `params`) changed.
+CFG = ancient(str(LAYOUT.config_file))
 GPU = config["workflow"]["gpus_per_job"]
 TRAIN_THREADS = config["workflow"]["train_threads"]
-
-
-def _write_resolved_config():
-    """Write the validated config for the CLI calls, only when its content changed (its
-    mtime is not an input of any job: each job reruns on changes to the config
-    sections it uses, through its `params`)."""
-    import yaml
-
-    text = yaml.safe_dump(config, sort_keys=True)
-    p = Path(CFG)
-    if not p.exists() or p.read_text() != text:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(p)
-
-
-_write_resolved_config()
 
 
 def sections(*keys):
@@ -44,14 +29,28 @@ def sections(*keys):
     return json.dumps({k: config[k] for k in keys}, sort_keys=True)
 
 
+def code(command):
+    """Digest of the package code `unetprune <command>` runs (a change reruns the job)."""
+    return code_digest(f"unetprune.commands.{command}")
+
+
+def code_of(module):
+    """Digest of the package code a `run:` block imports from ``module``."""
+    return code_digest(module)
+
+
+def log(job):
+    return str(LAYOUT.log(job))
+
+
 def get_data_marker():
     """The file that proves the dataset is in place (input of training/evaluation)."""
-    ds, root = config["data"]["dataset"], str(data_root(config))
+    ds = config["data"]["dataset"]
     if ds == "demo":
-        return f"{root}/demo.json"
+        return str(LAYOUT.demo_manifest)
     if ds == "folder":
         return []
-    return f"{root}/dataset.lock.json"
+    return str(LAYOUT.dataset_lock)
 
 
 def get_variants():
@@ -68,26 +67,23 @@ def get_eval_files():
 
 def get_prune_inputs(wildcards):
     ref = pipeline.variant_reference(config, wildcards.variant)
-    ins = {"ckpt": f"{RES}/baseline/checkpoint.pt"}
+    ins = {"ckpt": str(LAYOUT.checkpoint(ORIGINAL)), "cfg": CFG}
     if ref:
-        ins["ref"] = f"{RES}/variants/{ref}/pruned.pt"
+        ins["ref"] = str(LAYOUT.pruned_checkpoint(ref))
     return ins
 
 
 def get_eval_checkpoint(wildcards):
-    if wildcards.stage == "pruned":
-        return f"{RES}/variants/{wildcards.variant}/pruned.pt"
-    return f"{RES}/variants/{wildcards.variant}/finetune/checkpoint.pt"
+    return str(LAYOUT.checkpoint(wildcards.variant, wildcards.stage))
 
 
 def get_report_outputs():
-    return [f"{RES}/report.md", f"{RES}/tables/main.csv", f"{RES}/tables/sensitivity.csv",
-            f"{RES}/figures/sensitivity.png", f"{RES}/figures/tradeoff.png", f"{RES}/figures/samples.png"]
+    return [str(p) for p in LAYOUT.report_outputs()]
 
 
 def get_final_outputs():
     outs = get_report_outputs()
     if config["tracking"]["enabled"]:
-        outs.append(f"{RES}/mlflow.json")
+        outs.append(str(LAYOUT.mlflow_json))
     return outs
 

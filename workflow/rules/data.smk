@@ -1,34 +1,41 @@
 # Data: the offline demo set is built by the package; pix2pix benchmarks are fetched
 # (checksummed, safely extracted); Cityscapes is prepared from the user's official zips.
+# Values from the config reach the shell only through Snakemake's quoting (`:q`).
 
 
 rule demo_data:
+    input:
+        cfg=CFG,
     output:
-        f"{data_root(config)}/demo.json",
+        str(LAYOUT.demo_manifest),
     params:
-        config_file=CFG,
         cfg=sections("demo"),
+        code=code("demo"),
     log:
-        f"{LOGS}/demo_data.log",
+        log("demo_data"),
     threads: 1
     resources:
         mem_mb=2000,
     conda:
         "../envs/unetprune.yaml"
     shell:
-        "unetprune demo-data --config {params.config_file} --force > {log} 2>&1"
+        "unetprune demo-data --config {input.cfg:q} --force > {log:q} 2>&1"
 
 
 rule fetch_data:
+    input:
+        cfg=CFG,
     output:
-        f"{data_root(config)}/dataset.lock.json",
+        str(LAYOUT.dataset_lock),
     params:
+        cfg=sections("data"),
+        code=code("data"),
         name=config["data"]["dataset"],
-        source=(f"--from {config['data']['source']}" if config["data"]["source"] else ""),
-        zips=config["data"]["zips"],
+        source=config["data"]["source"] or "",
+        zips=config["data"]["zips"] or "",
         root=lambda wc, output: os.path.dirname(output[0]),
     log:
-        f"{LOGS}/fetch_data.log",
+        log("fetch_data"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -40,6 +47,10 @@ rule fetch_data:
                 raise ValueError("config error at 'data.zips': Cityscapes is licence-gated; download "
                                  "gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip from "
                                  "https://www.cityscapes-dataset.com/downloads/ and set data.zips to their folder")
-            shell("unetprune data prepare-cityscapes --zips {params.zips} --root {params.root} --no-progress > {log} 2>&1")
+            shell("unetprune data prepare-cityscapes --zips {params.zips:q} --root {params.root:q} "
+                  "--no-progress > {log:q} 2>&1")
+        elif params.source:
+            shell("unetprune data fetch {params.name:q} --root {params.root:q} --from {params.source:q} "
+                  "--no-progress > {log:q} 2>&1")
         else:
-            shell("unetprune data fetch {params.name} --root {params.root} {params.source} --no-progress > {log} 2>&1")
+            shell("unetprune data fetch {params.name:q} --root {params.root:q} --no-progress > {log:q} 2>&1")

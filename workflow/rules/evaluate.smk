@@ -5,16 +5,17 @@
 
 rule evaluate_original:
     input:
-        ckpt=f"{RES}/baseline/checkpoint.pt",
+        cfg=CFG,
+        ckpt=str(LAYOUT.checkpoint(ORIGINAL)),
     output:
-        f"{RES}/eval/original.json",
+        str(LAYOUT.eval_json(ORIGINAL)),
     params:
-        config_file=CFG,
         cfg=sections("seed", "data", "evaluate"),
-        cache=f"{RES}/fid_stats",
+        code=code("evaluate"),
+        cache=str(LAYOUT.fid_cache),
         split=config["evaluate"]["split"],
     log:
-        f"{LOGS}/evaluate_original.log",
+        log("evaluate_original"),
     threads: config["workflow"]["eval_threads"]
     resources:
         mem_mb=config["workflow"]["mem_mb"],
@@ -22,23 +23,24 @@ rule evaluate_original:
     conda:
         "../envs/unetprune.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} unetprune evaluate --config {params.config_file} --checkpoint {input.ckpt} "
-        "--split {params.split} --cache-dir {params.cache} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} unetprune evaluate --config {input.cfg:q} --checkpoint {input.ckpt:q} "
+        "--split {params.split:q} --cache-dir {params.cache:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule evaluate_variant:
     input:
+        cfg=CFG,
         ckpt=get_eval_checkpoint,
-        stats=f"{RES}/eval/original.json",
+        stats=str(LAYOUT.eval_json(ORIGINAL)),
     output:
-        f"{RES}/eval/{{variant}}__{{stage}}.json",
+        str(LAYOUT.eval_json("{variant}", "{stage}")),
     params:
-        config_file=CFG,
         cfg=sections("seed", "data", "evaluate"),
-        cache=f"{RES}/fid_stats",
+        code=code("evaluate"),
+        cache=str(LAYOUT.fid_cache),
         split=config["evaluate"]["split"],
     log:
-        f"{LOGS}/evaluate_{{variant}}__{{stage}}.log",
+        log("evaluate_{variant}__{stage}"),
     threads: config["workflow"]["eval_threads"]
     resources:
         mem_mb=config["workflow"]["mem_mb"],
@@ -46,5 +48,5 @@ rule evaluate_variant:
     conda:
         "../envs/unetprune.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} unetprune evaluate --config {params.config_file} --checkpoint {input.ckpt} "
-        "--split {params.split} --cache-dir {params.cache} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} unetprune evaluate --config {input.cfg:q} --checkpoint {input.ckpt:q} "
+        "--split {params.split:q} --cache-dir {params.cache:q} --out {output:q} > {log:q} 2>&1"

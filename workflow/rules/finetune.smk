@@ -1,20 +1,21 @@
-# Fine-tuning: start from the pruned weights, same losses, the baseline's discriminator
-# re-used (PAPER.md), schedule from the config's `finetune` section.  Resumable like training.
+# Fine-tuning: start from the pruned weights, same losses, the original's discriminator
+# re-used (docs/method.md), schedule from the config's `finetune` section.  Resumable like training.
 
 
 rule finetune_variant:
     input:
-        pruned=f"{RES}/variants/{{variant}}/pruned.pt",
-        baseline=f"{RES}/baseline/checkpoint.pt",
+        cfg=CFG,
+        pruned=str(LAYOUT.pruned_checkpoint("{variant}")),
+        original=str(LAYOUT.checkpoint(ORIGINAL)),
     output:
-        ckpt=f"{RES}/variants/{{variant}}/finetune/checkpoint.pt",
-        log=f"{RES}/variants/{{variant}}/finetune/train.json",
+        ckpt=str(LAYOUT.checkpoint("{variant}", FINETUNED)),
+        log=str(LAYOUT.train_log("{variant}", FINETUNED)),
     params:
-        config_file=CFG,
         cfg=sections("seed", "data", "train", "finetune"),
+        code=code("train"),
         out=lambda wc, output: os.path.dirname(output.ckpt),
     log:
-        f"{LOGS}/finetune_{{variant}}.log",
+        log("finetune_{variant}"),
     threads: TRAIN_THREADS
     resources:
         mem_mb=config["workflow"]["mem_mb"],
@@ -22,6 +23,6 @@ rule finetune_variant:
     conda:
         "../envs/unetprune.yaml"
     shell:
-        "unetprune train --config {params.config_file} --finetune --init-from {input.pruned} "
-        "--init-discriminator-from {input.baseline} --out {params.out} --resume --quiet "
-        "--set train.threads={threads} > {log} 2>&1"
+        "unetprune train --config {input.cfg:q} --finetune --init-from {input.pruned:q} "
+        "--init-discriminator-from {input.original:q} --out {params.out:q} --resume --quiet "
+        "--set train.threads={threads} > {log:q} 2>&1"

@@ -6,17 +6,18 @@ rule prune_variant:
     input:
         unpack(get_prune_inputs),
     output:
-        ckpt=f"{RES}/variants/{{variant}}/pruned.pt",
-        info=f"{RES}/variants/{{variant}}/prune.json",
+        ckpt=str(LAYOUT.pruned_checkpoint("{variant}")),
+        info=str(LAYOUT.prune_json("{variant}")),
     params:
-        args=lambda wc: " ".join(pipeline.prune_cli_args(config, wc.variant, RES)),
+        args=lambda wc: pipeline.prune_cli_args(config, wc.variant),
+        code=code("prune"),
     log:
-        f"{LOGS}/prune_{{variant}}.log",
+        log("prune_{variant}"),
     threads: 1
     resources:
         mem_mb=config["workflow"]["mem_mb"],
     conda:
         "../envs/unetprune.yaml"
     shell:
-        "unetprune prune --checkpoint {input.ckpt} {params.args} --out {output.ckpt} "
-        "--json {output.info} > {log} 2>&1"
+        "unetprune prune --checkpoint {input.ckpt:q} {params.args:q} --out {output.ckpt:q} "
+        "--json {output.info:q} > {log:q} 2>&1"

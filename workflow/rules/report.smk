@@ -1,22 +1,24 @@
-# The paper's tables and figures, and report.md, from the JSON files of every run.
+# The paper's tables and figures, report.md and the DVC metrics/plots files, from the
+# JSON files of every run.
 
 
 rule report:
     input:
+        cfg=CFG,
         evals=get_eval_files(),
-        sensitivity=expand(f"{RES}/sensitivity/{{layer}}.json", layer=get_layers()),
-        baseline=f"{RES}/baseline/train.json",
+        sensitivity=[str(LAYOUT.sensitivity_json(layer)) for layer in get_layers()],
+        original=str(LAYOUT.train_log(ORIGINAL)),
     output:
         get_report_outputs(),
     params:
-        config_file=CFG,
         cfg=sections("experiment", "report", "variants", "baselines", "sensitivity", "finetune", "evaluate"),
+        code=code("report"),
     log:
-        f"{LOGS}/report.log",
+        log("report"),
     threads: 1
     resources:
         mem_mb=config["workflow"]["mem_mb"],
     conda:
         "../envs/unetprune.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} unetprune report --config {params.config_file} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} unetprune report --config {input.cfg:q} > {log:q} 2>&1"

@@ -1,21 +1,21 @@
 # Per-layer sensitivity: one job per layer; each loads the model, the evaluation split and
-# the cached real statistics once and scores every ratio (PAPER.md protocol: one layer at a
+# the cached real statistics once and scores every ratio (docs/method.md: one layer at a
 # time, no fine-tuning).
 
 
 rule sensitivity_layer:
     input:
-        ckpt=f"{RES}/baseline/checkpoint.pt",
-        stats=f"{RES}/eval/original.json",
+        cfg=CFG,
+        ckpt=str(LAYOUT.checkpoint(ORIGINAL)),
+        stats=str(LAYOUT.eval_json(ORIGINAL)),
     output:
-        f"{RES}/sensitivity/{{layer}}.json",
+        str(LAYOUT.sensitivity_json("{layer}")),
     params:
-        config_file=CFG,
         cfg=sections("seed", "data", "evaluate", "sensitivity"),
-        out=lambda wc, output: os.path.dirname(output[0]),
-        cache=f"{RES}/fid_stats",
+        code=code("sweep"),
+        cache=str(LAYOUT.fid_cache),
     log:
-        f"{LOGS}/sensitivity_{{layer}}.log",
+        log("sensitivity_{layer}"),
     threads: config["workflow"]["eval_threads"]
     resources:
         mem_mb=config["workflow"]["mem_mb"],
@@ -23,5 +23,5 @@ rule sensitivity_layer:
     conda:
         "../envs/unetprune.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} unetprune sweep --config {params.config_file} --checkpoint {input.ckpt} "
-        "--layer {wildcards.layer} --out-dir {params.out} --cache-dir {params.cache} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} unetprune sweep --config {input.cfg:q} --checkpoint {input.ckpt:q} "
+        "--layer {wildcards.layer} --cache-dir {params.cache:q} > {log:q} 2>&1"

@@ -4,18 +4,20 @@
 
 rule track:
     input:
-        get_report_outputs(),
+        cfg=CFG,
+        report=get_report_outputs(),
     output:
-        f"{RES}/mlflow.json",
+        str(LAYOUT.mlflow_json),
     params:
-        config_file=CFG,
+        cfg=sections("tracking"),
+        code=code("track"),
         uri=config["tracking"]["uri"],
     log:
-        f"{LOGS}/track.log",
+        log("track"),
     threads: 1
     resources:
         mem_mb=2000,
     conda:
         "../envs/unetprune.yaml"
     shell:
-        "MLFLOW_DISABLE_TELEMETRY=true unetprune track --config {params.config_file} --uri '{params.uri}' > {log} 2>&1"
+        "MLFLOW_DISABLE_TELEMETRY=true unetprune track --config {input.cfg:q} --uri {params.uri:q} > {log:q} 2>&1"

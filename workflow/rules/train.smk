@@ -1,19 +1,21 @@
-# Baseline pix2pix training. checkpoint.pt appears only when training has finished; the
-# resumable state (resume.pt) is not an output, so a killed job continues where it stopped.
+# Training the original (unpruned) pix2pix generator.  checkpoint.pt appears only when
+# training has finished; the resumable state (resume.pt) is not an output, so a killed
+# job continues where it stopped.
 
 
-rule train_baseline:
+rule train_original:
     input:
+        cfg=CFG,
         data=get_data_marker(),
     output:
-        ckpt=f"{RES}/baseline/checkpoint.pt",
-        log=f"{RES}/baseline/train.json",
+        ckpt=str(LAYOUT.checkpoint(ORIGINAL)),
+        log=str(LAYOUT.train_log(ORIGINAL)),
     params:
-        config_file=CFG,
         cfg=sections("seed", "data", "demo", "model", "train"),
+        code=code("train"),
         out=lambda wc, output: os.path.dirname(output.ckpt),
     log:
-        f"{LOGS}/train_baseline.log",
+        log("train_original"),
     threads: TRAIN_THREADS
     resources:
         mem_mb=config["workflow"]["mem_mb"],
@@ -21,5 +23,5 @@ rule train_baseline:
     conda:
         "../envs/unetprune.yaml"
     shell:
-        "unetprune train --config {params.config_file} --out {params.out} --resume --quiet "
-        "--set train.threads={threads} > {log} 2>&1"
+        "unetprune train --config {input.cfg:q} --out {params.out:q} --resume --quiet "
+        "--set train.threads={threads} > {log:q} 2>&1"

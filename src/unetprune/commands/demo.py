@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..config import data_root
+from ..layout import Layout
 from ..data.aligned import check_aligned_layout
 from ._common import add_config_args, config_from_args
 
@@ -22,7 +22,7 @@ def run(args) -> int:
     from ..data.demo import build_demo_dataset
 
     cfg = config_from_args(args)
-    out = Path(args.out) if args.out else data_root(cfg)
+    out = Path(args.out) if args.out else Layout.from_config(cfg).data_root
     params = {k: cfg["demo"][k] for k in ("image_size", "n_train", "n_val", "n_test", "n_classes", "seed")}
     manifest = out / "demo.json"
     if manifest.exists() and not args.force:

@@ -8,6 +8,7 @@ Reads ``<results>/<experiment>/{eval,sensitivity,variants,baseline}`` and writes
 
 from __future__ import annotations
 
+from ..layout import DEFAULT_BASE
 from ._common import add_config_args, config_from_args
 
 
@@ -19,7 +20,7 @@ def register(sub) -> None:
     )
     add_config_args(p)
     p.add_argument(
-        "--results", default="results", help="results folder holding <experiment>/ (default results)"
+        "--results", default=str(DEFAULT_BASE), help=f"results folder holding <experiment>/ (default {DEFAULT_BASE})"
     )
     p.set_defaults(func=run)
 

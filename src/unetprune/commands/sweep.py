@@ -2,7 +2,8 @@
 
 One process loads the checkpoint, the evaluation split, the FID extractor and the cached
 real statistics once, then scores every (layer, ratio) point it is given; the workflow runs
-one such job per layer.  Writes ``<out-dir>/<layer>.json`` per layer.
+one such job per layer.  Writes one JSON per layer where the results layout says
+(``results/<experiment>/sensitivity/<layer>.json``, or ``--out-dir``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 from pathlib import Path
 
 from ..checkpoint import atomic_write_text
+from ..layout import Layout
 from ._common import add_config_args, config_from_args
 
 
@@ -20,8 +22,9 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", required=True, help="the trained (unpruned) generator")
     p.add_argument("--layer", action="append", default=[],
                    help="layer to sweep (repeatable; default: sensitivity.layers of the config)")
-    p.add_argument("--out-dir", required=True, help="folder for <layer>.json")
-    p.add_argument("--cache-dir", default=None, help="FID statistics cache (default results/<experiment>/fid_stats)")
+    p.add_argument("--out-dir", default=None,
+                   help="folder for <layer>.json (default: the experiment's sensitivity/ folder)")
+    p.add_argument("--cache-dir", default=None, help="FID statistics cache (default: the experiment's fid_stats/)")
     p.set_defaults(func=run)
 
 
@@ -37,9 +40,11 @@ def sweep_metric(result: dict) -> dict[str, float]:
     return out
 
 
-def run_sweep(cfg: dict, checkpoint: str, layers: list[str] | None, out_dir: str, cache_dir: str | None = None) -> dict:
+def run_sweep(cfg: dict, checkpoint: str, layers: list[str] | None, out_dir: str | None = None,
+              cache_dir: str | None = None) -> dict:
+    """Score every (layer, ratio) point and write one JSON per layer (as soon as it is done)."""
     from ..checkpoint import generator_from_checkpoint
-    from ..config import deep_merge, results_dir
+    from ..config import deep_merge
     from ..evaluate import Evaluator
     from ..pipeline import sensitivity_layers
     from ..pruning import sensitivity_sweep
@@ -48,18 +53,22 @@ def run_sweep(cfg: dict, checkpoint: str, layers: list[str] | None, out_dir: str
     if s["max_images"]:
         cfg = deep_merge(cfg, {"evaluate": {"max_images": s["max_images"]}})
     G = generator_from_checkpoint(checkpoint)
-    ev = Evaluator(cfg, s["split"], cache_dir=cache_dir or results_dir(cfg) / "fid_stats", latency=False)
+    lay = Layout.from_config(cfg)
+    ev = Evaluator(cfg, s["split"], cache_dir=cache_dir or lay.fid_cache, latency=False)
+    if out_dir is not None:
+        lay = Layout(root=lay.root, data_root=lay.data_root, sensitivity_root=Path(out_dir))
     side = cfg["data"]["crop_size"]
-    res = sensitivity_sweep(G, layers or sensitivity_layers(cfg), s["ratios"],
-                            lambda g: sweep_metric(ev.score(g)), out_dir, importance=s["importance"],
-                            seed=cfg["seed"], input_shape=(1, G.spec.input_nc, side, side), include_full=True)
     # record how the points were scored next to the numbers (no table mixes FID backends)
     scoring = {"fid_backend": ev.extractor.backend, "split": s["split"], "n_images": ev.n,
                "mode": ev.mode, "image_size": ev.image_size}
-    for layer, r in res.items():
+
+    def write(layer: str, r: dict) -> None:
         r.update(scoring)
-        atomic_write_text(Path(out_dir) / f"{layer}.json", json.dumps(r, indent=2) + "\n")
-    return res
+        atomic_write_text(lay.sensitivity_json(layer), json.dumps(r, indent=2) + "\n")
+
+    return sensitivity_sweep(G, layers or sensitivity_layers(cfg), s["ratios"],
+                             lambda g: sweep_metric(ev.score(g)), write, importance=s["importance"],
+                             seed=cfg["seed"], input_shape=(1, G.spec.input_nc, side, side), include_full=True)
 
 
 def run(args) -> int:

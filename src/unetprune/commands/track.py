@@ -9,6 +9,7 @@ updates the same runs.  Writes ``<results>/<experiment>/mlflow.json`` (the run i
 
 from __future__ import annotations
 
+from ..layout import DEFAULT_BASE
 from ._common import add_config_args, config_from_args
 
 
@@ -27,7 +28,7 @@ def register(sub) -> None:
         "sqlite database)",
     )
     p.add_argument(
-        "--results", default="results", help="results folder holding <experiment>/ (default results)"
+        "--results", default=str(DEFAULT_BASE), help=f"results folder holding <experiment>/ (default {DEFAULT_BASE})"
     )
     p.set_defaults(func=run)
 

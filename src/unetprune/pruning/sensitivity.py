@@ -2,7 +2,8 @@
 
 One process loads the model once and evaluates every (layer, ratio) point, so model and
 reference-statistics loading is paid once per job; a workflow can still run one job per
-layer by passing a single layer.  Each layer's results go to ``<out_dir>/<layer>.json``::
+layer by passing a single layer.  Each layer's result is handed to ``on_layer(layer, result)``
+as soon as its ratios are done (the CLI writes it where the results layout says)::
 
     {"layer": "down5", "ratios": [0.1, ...], "metrics": [{"fid": ...}, ...],
      "params": [...], "macs_physical": [...], "macs_output": [...], "widths": [...],
@@ -14,18 +15,16 @@ Lists are aligned with ``ratios``.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Callable, Iterable
 
-from ..checkpoint import atomic_write_text
 from ..metrics.complexity import count_all
 from .strategies import prune_single
 from .surgery import check_layer, check_ratio
 
 
 def sensitivity_sweep(generator, layers: Iterable[str] | str | None, ratios: Iterable[float],
-                      metric: Callable[[object], dict], out_dir: str | Path | None = None,
+                      metric: Callable[[object], dict],
+                      on_layer: Callable[[str, dict], None] | None = None,
                       importance="l1", seed: int = 0, input_shape=None,
                       include_full: bool = False) -> dict[str, dict]:
     """Evaluate ``metric(pruned)`` for every layer x ratio; returns ``{layer: result}``.
@@ -33,8 +32,8 @@ def sensitivity_sweep(generator, layers: Iterable[str] | str | None, ratios: Ite
     ``layers``: names (``None`` = every prunable layer).  ``metric(generator) -> dict[str,
     float]`` receives a fresh pruned copy each time (in the generator's train/eval mode;
     the metric chooses the evaluation mode).  ``input_shape`` (default ``(1, C, 2^N, 2^N)``)
-    is the shape used for MAC counting.  A layer's JSON is written as soon as its ratios are
-    done (atomic write), so a killed job keeps finished layers.
+    is the shape used for MAC counting.  ``on_layer(name, result)`` is called as soon as a
+    layer's ratios are done, so a caller that writes it there keeps finished layers when killed.
     """
     from .surgery import prunable_layers
 
@@ -50,7 +49,6 @@ def sensitivity_sweep(generator, layers: Iterable[str] | str | None, ratios: Ite
         side = 2 ** generator.num_downs
         input_shape = (1, generator.spec.input_nc, side, side)
     input_shape = [int(s) for s in input_shape]
-    out = Path(out_dir) if out_dir is not None else None
     full_metrics = _as_floats(metric(generator)) if include_full else None
     results: dict[str, dict] = {}
     for name in layers:
@@ -70,8 +68,8 @@ def sensitivity_sweep(generator, layers: Iterable[str] | str | None, ratios: Ite
             res["widths"].append(info["kept"][name]["n_kept"])
             del pruned
         results[name] = res
-        if out is not None:
-            atomic_write_text(out / f"{name}.json", json.dumps(res, indent=2) + "\n")
+        if on_layer is not None:
+            on_layer(name, res)
     return results
 
 

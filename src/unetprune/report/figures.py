@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .. import pipeline
-from ..config import data_root
-from .tables import METRICS, ORIGINAL, TRAINED, ReportError, _cmd_hint, checkpoint_path
+from ..layout import FINETUNED, ORIGINAL, PRUNED, Layout
+from .tables import METRICS, ReportError, _cmd_hint
 
 DPI = 120
 
@@ -108,7 +108,7 @@ def tradeoff_figure(main: pd.DataFrame, path: Path | str, metric: str | None = N
         for v, g in main.groupby("variant", sort=False):
             s = g.strategy.iloc[0]
             g = g.sort_values(
-                "stage", key=lambda c: c.map({TRAINED: 0, pipeline.PRUNED: 0, pipeline.FINETUNED: 1})
+                "stage", key=lambda c: c.map({ORIGINAL: 0, PRUNED: 0, FINETUNED: 1})
             )
             if len(g) > 1:
                 ax.plot(g[col], g[metric], color=_COLORS[s], lw=0.8, alpha=0.6)
@@ -140,7 +140,7 @@ def tradeoff_figure(main: pd.DataFrame, path: Path | str, metric: str | None = N
     ]
     handles += [
         Line2D([], [], ls="", marker="o", mfc="none", mec="black", label="pruned (no fine-tuning)"),
-        Line2D([], [], ls="", marker="o", color="black", label="fine-tuned / trained"),
+        Line2D([], [], ls="", marker="o", color="black", label="fine-tuned / original"),
     ]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.suptitle(title or f"quality vs size ({METRICS[metric][0]})")
@@ -150,7 +150,7 @@ def tradeoff_figure(main: pd.DataFrame, path: Path | str, metric: str | None = N
 
 def sample_models(cfg: dict, stage: str) -> list[tuple[str, str]]:
     """(variant, stage) of the sample-grid columns: the original, then every variant at ``stage``."""
-    return [(ORIGINAL, TRAINED)] + [(v, stage) for v in pipeline.all_variants(cfg)]
+    return [(ORIGINAL, ORIGINAL)] + [(v, stage) for v in pipeline.all_variants(cfg)]
 
 
 def sample_grid(
@@ -166,7 +166,7 @@ def sample_grid(
 
     d = cfg["data"]
     size = int(d["crop_size"])
-    root = data_root(cfg, base)
+    root = Layout.from_config(cfg, base).data_root
     if not (root / split).is_dir():
         raise ReportError(
             f"missing {root / split}: the dataset split of the sample grid (made by the data rule)"
@@ -182,7 +182,7 @@ def sample_grid(
     columns: list[tuple[str, list[np.ndarray]]] = []
     outs_a = outs_b = None
     for v, s in sample_models(cfg, stage):
-        ckpt = checkpoint_path(cfg, base, v, s)
+        ckpt = Layout.from_config(cfg, base).checkpoint(v, s)
         if not ckpt.is_file():
             raise ReportError(f"missing {ckpt}: {_cmd_hint(cfg, base, 'checkpoint', v, s)}")
         G = generator_from_checkpoint(ckpt)

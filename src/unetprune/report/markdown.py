@@ -11,18 +11,14 @@ import pandas as pd
 
 from .. import pipeline
 from ..checkpoint import atomic_write_text
-from ..config import results_dir
+from ..layout import DEFAULT_BASE, ORIGINAL, PRUNED, Layout
 from . import figures
 from .tables import (
     MAIN_COLUMNS,
     METRICS,
-    ORIGINAL,
-    TRAINED,
     ReportError,
     _cmd_hint,
     all_tables,
-    checkpoint_path,
-    final_stage,
     inner_layers,
     load_eval,
     to_markdown,
@@ -338,7 +334,7 @@ def render_report(
             "CSV.\n"
         ),
         "## What was run\n",
-        "* a baseline U-Net generator trained with the pix2pix recipe (`baseline/`);\n* a per-layer "
+        "* the original (unpruned) U-Net generator trained with the pix2pix recipe (`original/`);\n* a per-layer "
         f"sensitivity sweep: {n_layers} layers × {n_ratios} ratio(s), one layer pruned at a time, no "
         f"fine-tuning (`sensitivity/`);\n* {len(pipeline.primary_variants(cfg))} pruned variant(s) "
         f"({', '.join(pipeline.primary_variants(cfg))}) and {len(pipeline.baseline_variants(cfg))} matched "
@@ -373,14 +369,14 @@ def render_report(
         f"![sensitivity]({rel['sensitivity_png']})\n",
         (
             f"{METRICS[q][0]} of the model with one layer pruned (rows: layers outer → inner → outer; "
-            "columns: ratios; `unpruned` = the trained model). ([CSV](tables/sensitivity.csv))\n"
+            "columns: ratios; `unpruned` = the original model). ([CSV](tables/sensitivity.csv))\n"
         ),
         to_markdown(tables["sensitivity_matrix"]),
         "Mean degradation (positive = worse than unpruned) of inner vs outer layers at each ratio:\n",
         to_markdown(tables["sensitivity_summary"]),
         "## Quality vs size\n",
         f"![trade-off]({rel['tradeoff_png']})\n",
-        "Hollow markers: pruned without fine-tuning; filled: fine-tuned (or the trained original).\n",
+        "Hollow markers: pruned without fine-tuning; filled: fine-tuned (or the original).\n",
         "## Samples\n",
         (
             f"The same `{original_eval.get('split')}` inputs through every model "
@@ -398,17 +394,18 @@ def render_report(
     return "\n".join(parts) + "\n"
 
 
-def build_report(cfg: dict, base: Path | str = "results") -> dict[str, Path]:
+def build_report(cfg: dict, base: Path | str = DEFAULT_BASE) -> dict[str, Path]:
     """Tables, figures and report.md of one experiment; returns ``{name: written path}``.
 
     Every input is checked before anything is written, so a missing file leaves no
     half-written report behind."""
-    exp = results_dir(cfg, base)
+    lay = Layout.from_config(cfg, base)
+    exp = lay.root
     tables = all_tables(cfg, base)
-    original_eval = load_eval(cfg, base, ORIGINAL, TRAINED)
+    original_eval = load_eval(cfg, base, ORIGINAL, ORIGINAL)
     split = original_eval.get("split") or "test"
     train_log = None
-    tl = exp / "baseline" / "train.json"
+    tl = lay.train_log(ORIGINAL)
     if tl.is_file():
         try:
             train_log = json.loads(tl.read_text())
@@ -416,39 +413,38 @@ def build_report(cfg: dict, base: Path | str = "results") -> dict[str, Path]:
             train_log = None
     prune_tol = None
     for name in pipeline.baseline_variants(cfg):
-        pj = exp / "variants" / name / "prune.json"
+        pj = lay.prune_json(name)
         if pj.is_file():
             budget = (json.loads(pj.read_text()).get("info") or {}).get("budget") or {}
             prune_tol = budget.get("tol", prune_tol)
             break
-    stage = final_stage(cfg)
+    stage = pipeline.final_stage(cfg)
     for v, s in figures.sample_models(cfg, stage) + (
-        figures.sample_models(cfg, pipeline.PRUNED) if stage != pipeline.PRUNED else []
+        figures.sample_models(cfg, PRUNED) if stage != PRUNED else []
     ):
-        ck = checkpoint_path(cfg, base, v, s)
+        ck = lay.checkpoint(v, s)
         if not ck.is_file():
             raise ReportError(f"missing {ck}: {_cmd_hint(cfg, base, 'checkpoint', v, s)}")
 
     written = write_tables(cfg, base, tables)
-    fig_dir = exp / "figures"
     title = f"{cfg['experiment']}: "
     figs = {
         "sensitivity_png": figures.sensitivity_figure(
             tables["sensitivity"],
-            fig_dir / "sensitivity.png",
+            lay.figure("sensitivity"),
             title + "per-layer sensitivity (one layer pruned at a time, no fine-tuning)",
         ),
         "tradeoff_png": figures.tradeoff_figure(
-            tables["main"], fig_dir / "tradeoff.png", title=title + "quality vs size"
+            tables["main"], lay.figure("tradeoff"), title=title + "quality vs size"
         ),
-        "samples_png": figures.sample_grid(cfg, base, fig_dir / "samples.png", stage, split),
+        "samples_png": figures.sample_grid(cfg, base, lay.figure("samples"), stage, split),
     }
-    if stage != pipeline.PRUNED:
+    if stage != PRUNED:
         figs["samples_pruned_png"] = figures.sample_grid(
-            cfg, base, fig_dir / "samples_pruned.png", pipeline.PRUNED, split
+            cfg, base, lay.figure("samples_pruned"), PRUNED, split
         )
     written.update(figs)
     text = render_report(cfg, tables, figs, exp, original_eval, train_log, prune_tol)
-    atomic_write_text(exp / "report.md", text)
-    written["report_md"] = exp / "report.md"
+    atomic_write_text(lay.report_md, text)
+    written["report_md"] = lay.report_md
     return written

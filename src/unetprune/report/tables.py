@@ -24,13 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..checkpoint import atomic_write_text
-
 from .. import pipeline
-from ..config import results_dir
+from ..checkpoint import atomic_write_text
 from ..errors import UserFacingError
-
-ORIGINAL, TRAINED = "original", "trained"
+from ..layout import DEFAULT_BASE, FINETUNED, ORIGINAL, Layout
 
 #: metric -> (label, which direction is better)
 METRICS: dict[str, tuple[str, str]] = {
@@ -93,30 +90,31 @@ class ReportError(UserFacingError):
 
 
 def _cmd_hint(cfg: dict, base, what: str, name: str | None = None, stage: str | None = None) -> str:
-    exp = results_dir(cfg, base)
+    lay = Layout.from_config(cfg, base)
+    original = lay.checkpoint(ORIGINAL)
     if what == "eval":
-        ckpt = checkpoint_path(cfg, base, name, stage)
-        out = exp / "eval" / f"{pipeline.eval_name(name, stage)}.json"
+        ckpt = lay.checkpoint(name, stage)
+        out = lay.eval_json(name, stage)
         return (
             f"made by the evaluate rule: `unetprune evaluate --checkpoint {ckpt} --config <CFG> --out {out}`"
         )
     if what == "sensitivity":
         return (
             f"made by the sensitivity rule: `unetprune sweep --config <CFG> --checkpoint "
-            f"{exp / 'baseline' / 'checkpoint.pt'} --layer {name} --out-dir {exp / 'sensitivity'}`"
+            f"{original} --layer {name}`"
         )
     if what == "prune":
         return (
-            f"made by the prune rule: `unetprune prune --checkpoint {exp / 'baseline' / 'checkpoint.pt'} "
-            f"--out {exp / 'variants' / name / 'pruned.pt'} ...`"
+            f"made by the prune rule: `unetprune prune --checkpoint {original} "
+            f"--out {lay.pruned_checkpoint(name)} ...`"
         )
     if what == "checkpoint":
         if name == ORIGINAL:
-            return f"made by the train rule: `unetprune train --config <CFG> --out {exp / 'baseline'}`"
-        if stage == pipeline.FINETUNED:
+            return f"made by the train rule: `unetprune train --config <CFG> --out {lay.original_dir}`"
+        if stage == FINETUNED:
             return (
                 f"made by the finetune rule: `unetprune train --config <CFG> --finetune --init-from "
-                f"{exp / 'variants' / name / 'pruned.pt'} --out {exp / 'variants' / name / 'finetune'}`"
+                f"{lay.pruned_checkpoint(name)} --out {lay.finetuned_dir(name)}`"
             )
         return _cmd_hint(cfg, base, "prune", name)
     return ""
@@ -135,30 +133,8 @@ def read_json(path: Path, hint: str = "") -> dict:
         ) from e
 
 
-def checkpoint_path(cfg: dict, base, variant: str, stage: str | None) -> Path:
-    """Where the results layout keeps the generator of (variant, stage)."""
-    exp = results_dir(cfg, base)
-    if variant == ORIGINAL:
-        return exp / "baseline" / "checkpoint.pt"
-    if stage == pipeline.FINETUNED:
-        return exp / "variants" / variant / "finetune" / "checkpoint.pt"
-    return exp / "variants" / variant / "pruned.pt"
-
-
-def model_rows(cfg: dict) -> list[tuple[str, str]]:
-    """(variant, stage) of every row of the main table, in table order."""
-    rows = [(ORIGINAL, TRAINED)]
-    for name in pipeline.all_variants(cfg):
-        rows += [(name, s) for s in pipeline.stages(cfg)]
-    return rows
-
-
-def eval_path(cfg: dict, base, variant: str, stage: str) -> Path:
-    return results_dir(cfg, base) / "eval" / f"{pipeline.eval_name(variant, stage)}.json"
-
-
 def load_eval(cfg: dict, base, variant: str, stage: str) -> dict:
-    path = eval_path(cfg, base, variant, stage)
+    path = Layout.from_config(cfg, base).eval_json(variant, stage)
     r = read_json(path, _cmd_hint(cfg, base, "eval", variant, stage))
     for key in ("fid", "l1", "psnr", "ssim", "complexity"):
         if key not in r:
@@ -170,7 +146,7 @@ def load_eval(cfg: dict, base, variant: str, stage: str) -> dict:
 
 
 def load_prune(cfg: dict, base, variant: str) -> dict:
-    path = results_dir(cfg, base) / "variants" / variant / "prune.json"
+    path = Layout.from_config(cfg, base).prune_json(variant)
     return read_json(path, _cmd_hint(cfg, base, "prune", variant))
 
 
@@ -252,17 +228,17 @@ def inner_layers(cfg: dict) -> list[str]:
     ]
 
 
-def sensitivity_table(cfg: dict, base: Path | str = "results") -> pd.DataFrame:
+def sensitivity_table(cfg: dict, base: Path | str = DEFAULT_BASE) -> pd.DataFrame:
     """One row per (layer, ratio) of the sweep, layers ordered outer → inner → outer."""
     metric = _quality_metric(cfg)
-    exp = results_dir(cfg, base)
+    lay = Layout.from_config(cfg, base)
     layers = pipeline.sensitivity_layers(cfg)
     order = {x: i for i, x in enumerate(pipeline.prunable_layers(cfg))}
     inner = set(inner_layers(cfg))
     original = None
     rows = []
     for layer in layers:
-        path = exp / "sensitivity" / f"{layer}.json"
+        path = lay.sensitivity_json(layer)
         d = read_json(path, _cmd_hint(cfg, base, "sensitivity", layer))
         for key in ("ratios", "metrics", "params", "macs_physical", "macs_output", "widths"):
             if key not in d:
@@ -277,11 +253,11 @@ def sensitivity_table(cfg: dict, base: Path | str = "results") -> pd.DataFrame:
                 + _cmd_hint(cfg, base, "sensitivity", layer)
             )
         full = d.get("metrics_full")
-        full_source = f"sensitivity/{layer}.json metrics_full"
+        full_source = f"{path.relative_to(lay.root)} metrics_full"
         if not full or metric not in full:
             if original is None:
-                original = eval_numbers(load_eval(cfg, base, ORIGINAL, TRAINED))
-            full, full_source = original, "eval/original.json"
+                original = eval_numbers(load_eval(cfg, base, ORIGINAL, ORIGINAL))
+            full, full_source = original, str(lay.eval_json(ORIGINAL).relative_to(lay.root))
         backend = (
             d.get("fid_backend") or (d.get("fid") or {}).get("backend") or cfg["evaluate"]["fid_backend"]
         )
@@ -375,19 +351,19 @@ def sensitivity_summary(df: pd.DataFrame) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------
 
 
-def load_all_evals(cfg: dict, base: Path | str = "results") -> dict[tuple[str, str], dict]:
-    return {(v, s): load_eval(cfg, base, v, s) for v, s in model_rows(cfg)}
+def load_all_evals(cfg: dict, base: Path | str = DEFAULT_BASE) -> dict[tuple[str, str], dict]:
+    return {(v, s): load_eval(cfg, base, v, s) for v, s in pipeline.models(cfg)}
 
 
-def main_table(cfg: dict, base: Path | str = "results", evals: dict | None = None) -> pd.DataFrame:
+def main_table(cfg: dict, base: Path | str = DEFAULT_BASE, evals: dict | None = None) -> pd.DataFrame:
     """Original, inner/cut variants and matched global baselines, before and after fine-tuning."""
     evals = evals if evals is not None else load_all_evals(cfg, base)
-    check_one_backend({pipeline.eval_name(v, s) + ".json": r for (v, s), r in evals.items()})
+    check_one_backend({Layout.eval_name(v, s) + ".json": r for (v, s), r in evals.items()})
     prim, allv = pipeline.primary_variants(cfg), pipeline.all_variants(cfg)
     match = cfg["baselines"]["match"]
-    orig = eval_numbers(evals[(ORIGINAL, TRAINED)])
+    orig = eval_numbers(evals[(ORIGINAL, ORIGINAL)])
     rows = []
-    for v, s in model_rows(cfg):
+    for v, s in pipeline.models(cfg):
         n = eval_numbers(evals[(v, s)])
         if v == ORIGINAL:
             meta = {
@@ -416,14 +392,10 @@ def main_table(cfg: dict, base: Path | str = "results", evals: dict | None = Non
     return df
 
 
-def final_stage(cfg: dict) -> str:
-    return pipeline.FINETUNED if cfg["finetune"]["enabled"] else pipeline.PRUNED
-
-
 def comparison_table(cfg: dict, main: pd.DataFrame) -> pd.DataFrame:
     """Each primary variant against each matched baseline at the final stage, on the quality metric."""
     metric = _quality_metric(cfg)
-    stage = final_stage(cfg)
+    stage = pipeline.final_stage(cfg)
     idx = main.set_index(["variant", "stage"])
     if idx[metric].isna().all():
         raise ReportError(
@@ -520,16 +492,15 @@ def to_markdown(df: pd.DataFrame) -> str:
     return out.to_markdown(index=False, disable_numparse=True) + "\n"
 
 
-def write_table(df: pd.DataFrame, tables_dir: Path, name: str, md: pd.DataFrame | None = None) -> dict:
+def write_table(df: pd.DataFrame, lay: Layout, name: str, md: pd.DataFrame | None = None) -> dict:
     """``tables/<name>.csv`` (full precision) and ``tables/<name>.md`` (formatted)."""
-    tables_dir.mkdir(parents=True, exist_ok=True)
-    csv, mdp = tables_dir / f"{name}.csv", tables_dir / f"{name}.md"
-    df.to_csv(csv, index=False)
-    mdp.write_text(to_markdown(md if md is not None else df))
+    csv, mdp = lay.table(name, "csv"), lay.table(name, "md")
+    atomic_write_text(csv, df.to_csv(index=False))
+    atomic_write_text(mdp, to_markdown(md if md is not None else df))
     return {f"{name}_csv": csv, f"{name}_md": mdp}
 
 
-def all_tables(cfg: dict, base: Path | str = "results") -> dict[str, pd.DataFrame]:
+def all_tables(cfg: dict, base: Path | str = DEFAULT_BASE) -> dict[str, pd.DataFrame]:
     """Every table of the report, computed from the results (nothing written)."""
     sens = sensitivity_table(cfg, base)
     main = main_table(cfg, base)
@@ -542,16 +513,21 @@ def all_tables(cfg: dict, base: Path | str = "results") -> dict[str, pd.DataFram
     }
 
 
-def write_tables(cfg: dict, base: Path | str = "results", tables: dict | None = None) -> dict[str, Path]:
+def write_tables(cfg: dict, base: Path | str = DEFAULT_BASE, tables: dict | None = None) -> dict[str, Path]:
     tables = tables if tables is not None else all_tables(cfg, base)
-    d = results_dir(cfg, base) / "tables"
+    lay = Layout.from_config(cfg, base)
     written: dict[str, Path] = {}
     for name, df in tables.items():
         md = df.drop(columns=["full_source"]) if name == "sensitivity" else None
-        written.update(write_table(df, d, name, md))
-    path = d / "metrics.json"  # the DVC metrics file: {"<variant>/<stage>": {metric: value}}
+        written.update(write_table(df, lay, name, md))
+    path = lay.metrics_json  # the DVC metrics file: {"<variant>/<stage>": {metric: value}}
     atomic_write_text(path, json.dumps(main_metrics(tables["main"]), indent=2, allow_nan=False) + "\n")
     written["metrics_json"] = path
+    plot = lay.plot("sensitivity")  # the DVC plots file: one row per (layer, ratio)
+    sens = tables["sensitivity"]
+    atomic_write_text(plot, sens[["layer", "ratio", "quality"]].assign(ratio=sens.ratio.map(lambda r: f"r{r:g}"))
+                      .to_csv(index=False))
+    written["sensitivity_plot"] = plot
     return written
 
 
