@@ -1,6 +1,8 @@
 # Two commands on a fresh machine (Python 3.11 + git):
 #   make run    install everything into .venv (once) and run the default (offline demo) experiment
 #   make test   install everything into .venv (once) and run the test suite (fast + slow end-to-end)
+# Others: make check (validate $(CONFIG)), make test-fast, make test-slow, make lint, make clean.
+# CONFIG=config/experiments/pix2pix_facades.yaml CORES=16 make run   runs another experiment.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -12,18 +14,21 @@ export PYTHONUNBUFFERED := 1
 # the workflow's rules call `unetprune`, `snakemake` and `dvc` from the venv
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test test-fast test-slow install lint clean
+.PHONY: run check test test-fast test-slow install lint clean
 
 install: $(STAMP)
 
-# Re-installs only when pyproject.toml changes. torch/torchvision are pinned (taken from
-# local disk where pip's constraint file provides them).
+# Re-installs only when pyproject.toml changes.  torch/torchvision (pinned in
+# pyproject.toml) are installed first, on their own, as the largest download.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+check: $(STAMP)
+	$(BIN)/unetprune config check $(CONFIG)
 
 run: $(STAMP)
 	$(BIN)/snakemake --snakefile Snakefile --configfile $(CONFIG) --cores $(CORES)
@@ -41,4 +46,4 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint --snakefile Snakefile --configfile $(CONFIG)
 
 clean:
-	rm -rf results .snakemake mlflow.db
+	rm -rf results .snakemake mlflow.db mlartifacts

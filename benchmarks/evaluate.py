@@ -10,14 +10,17 @@ stand-in for the K pruned variants a sensitivity sweep scores) on the same split
 the same feature extractor weights, mode (``train_bn``: BatchNorm on batch statistics,
 dropout on) and seed:
 
-* **straightforward** - per model: run the generator image by image, quantise each output
-  with ``to_uint8`` and write it as PNG, then ``torch_fidelity.calculate_metrics`` on the
-  fake folder and the real-photo folder (torch-fidelity's defaults, ``cache=False``), so the
-  extractor is rebuilt and the real statistics are recomputed for every model.  The real
-  PNGs are written once (counted in the first model's time).
+* **straightforward** - per model: run the generator image by image (the project's one
+  generation loop, ``translate.generate_batches``), quantise each output with ``to_uint8``
+  and write it as PNG, then ``torch_fidelity.calculate_metrics`` on the fake folder and the
+  real-photo folder (``metrics.fid.fidelity_folder_metrics`` with torch-fidelity's default
+  batch size and workers, ``cache=False``), so the extractor is rebuilt and the real
+  statistics are recomputed for every model.  The real PNGs are written once (counted in
+  the first model's time).
 * **fast** - one :class:`unetprune.evaluate.Evaluator` (extractor built and real statistics
-  computed *once*; with a cold cache, counted in the total), then per model: generator →
-  uint8 in memory → batched features → FID (exact trace via a nuclear norm).
+  computed *once*; with a cold cache, counted in the total), then per model: its generation
+  loop (generator → uint8 in memory) and its FID plug-in (batched features → FID, exact
+  trace via a nuclear norm).
 
 Reported: total wall time of each path including set-up, the speed-up, per-model times, and
 the agreement of the two FID values of every model (max relative difference).
@@ -65,11 +68,12 @@ def main(argv=None) -> int:
     import torch_fidelity
 
     from unetprune.config import load_config
-    from unetprune.data.aligned import AlignedDataset, read_aligned, to_uint8
+    from unetprune.data.aligned import AlignedDataset, to_uint8
     from unetprune.data.demo import build_demo_dataset
     from unetprune.evaluate import Evaluator
     from unetprune.metrics import fid as F
     from unetprune.models.unet import UNetSpec, build_generator
+    from unetprune.translate import generate_batches
 
     tmp = Path(tempfile.mkdtemp(prefix="unetprune-bench-eval-"))
     if args.data_root is None:
@@ -85,26 +89,26 @@ def main(argv=None) -> int:
     spec = UNetSpec.reference(num_downs=args.num_downs, ngf=args.ngf)
     models = [build_generator(spec, seed=100 + i) for i in range(args.models)]
     seed = cfg["seed"]
-    weights_dir = tmp / "weights"
+    stats_dir = tmp / "stats"
     # the stand-in weight file is a one-off artefact of the offline backend, shared by both paths
+    # (written before the clock starts; the real statistics in the same folder stay cold)
     F.get_extractor(args.backend, args.inception_weights, cfg["evaluate"]["standin_seed"], "cpu",
-                    cache_dir=weights_dir)
+                    cache_dir=stats_dir)
 
     # ---------------- fast path ----------------
     t0 = time.perf_counter()
-    ev = Evaluator(cfg, args.split, cache_dir=tmp / "stats", device=args.device, latency=False)
+    ev = Evaluator(cfg, args.split, cache_dir=stats_dir, device=args.device, latency=False, metrics=("fid",))
     fast_setup = time.perf_counter() - t0
+    fid_metric = ev.metrics["fid"]
     fast_vals, fast_times = [], []
     for g in models:
         t = time.perf_counter()
-        fakes = ev.generate(g)
-        feats = F.features_from_uint8(fakes, ev.extractor, ev.feature_batch_size)
-        fast_vals.append(F.fid_from_stats(F.FeatureStats.from_features(feats), ev.real))
+        fast_vals.append(fid_metric.score(ev.generate(g), g)["fid"]["value"])
         fast_times.append(time.perf_counter() - t)
     fast_total = time.perf_counter() - t0
 
     # ---------------- straightforward path ----------------
-    ex = ev.extractor
+    ex = fid_metric.extractor
     ds = AlignedDataset(root, args.split, "AtoB", load_size=max(args.size, 286), crop_size=args.size,
                         train=False, max_items=args.n)
     device = torch.device(args.device)
@@ -112,29 +116,19 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     real_dir = tmp / "real"
     real_dir.mkdir()
-    for i, f in enumerate(ds.files):
-        b = read_aligned(f)[1]
-        if b.size != (args.size, args.size):
-            b = b.resize((args.size, args.size), Image.BICUBIC)
-        b.save(real_dir / f"{i:05d}.png")
+    for i in range(len(ds)):
+        Image.fromarray(ds.pair_uint8(i)[1].permute(1, 2, 0).numpy()).save(real_dir / f"{i:05d}.png")
     for k, g in enumerate(models):
         t = time.perf_counter()
         fake_dir = tmp / f"fake{k}"
         fake_dir.mkdir()
-        g = g.to(device).train(cfg["evaluate"]["mode"] == "train_bn")
-        state = {n: v.clone() for n, v in g.state_dict().items()}
-        devices = [device] if device.type == "cuda" else []
-        with torch.no_grad(), torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            for i in range(len(ds)):
-                y = g(ds[i]["A"][None].to(device))[0]
-                Image.fromarray(to_uint8(y)).save(fake_dir / f"{i:05d}.png")
-        g.load_state_dict(state)
-        kw = dict(input1=str(fake_dir), input2=str(real_dir), fid=True, cuda=device.type == "cuda",
-                  cache=False, verbose=False, **ex.fidelity_kwargs())
-        if ex.backend == "standin":
-            F._register_standin()
-        slow_vals.append(torch_fidelity.calculate_metrics(**kw)["frechet_inception_distance"])
+        g = g.to(device)
+        inputs = (ds[i]["A"][None] for i in range(len(ds)))
+        for i, y in enumerate(generate_batches(g, inputs, cfg["evaluate"]["mode"], seed, device=device)):
+            Image.fromarray(to_uint8(y[0])).save(fake_dir / f"{i:05d}.png")
+        # torch-fidelity's defaults (batch 64, its data-loader workers)
+        ref = F.fidelity_folder_metrics(fake_dir, real_dir, ex, seed=seed, batch_size=64, save_cpu_ram=False)
+        slow_vals.append(ref["frechet_inception_distance"])
         slow_times.append(time.perf_counter() - t)
     slow_total = time.perf_counter() - t0
 

@@ -69,7 +69,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from unetprune.metrics.complexity import count_all
-    from unetprune.models.unet import UNetSpec, build_generator
+    from unetprune.models import get_family
+    from unetprune.models.unet import UNetSpec
 
     torch.set_num_threads(args.threads)
     if args.checkpoint:
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
 
         g = generator_from_checkpoint(args.checkpoint)
     else:
-        g = build_generator(UNetSpec.reference(args.num_downs, args.ngf), seed=0)
+        g = get_family("pix2pix").build(UNetSpec.reference(args.num_downs, args.ngf), seed=0)
     shape = (1, g.spec.input_nc, args.size, args.size)
     device = torch.device(args.device)
     variants = build_variants(g.eval(), shape)

@@ -10,7 +10,7 @@
 Both run on the same offline demo data and the same generator checkpoint; the per-point
 FID values of the two are compared (they must agree: same extractor, same images).
 
-    python benchmarks/sweep.py                     # 3 layers x 9 ratios (PAPER.md protocol)
+    python benchmarks/sweep.py                     # 3 layers x 9 ratios (docs/method.md protocol)
     python benchmarks/sweep.py --layers down1 down6 up2 --ratios 0.5 0.9
 """
 

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from unetprune.config import load_config
-from unetprune.train import Pix2PixTrainer, build_models
+from unetprune.models import family_for_config
+from unetprune.train import build_models
 
 
 def plain_loop_step(G, D, opt_G, opt_D, A, B, lambda_l1=100.0):
@@ -92,7 +93,7 @@ def main() -> None:
         B = torch.randn(1, 3, args.size, args.size, device=device)
         # the project's trainer, same recipe (batch 1, fp32) ...
         G1, D1, _ = build_models(cfg)
-        t_same = Pix2PixTrainer(G1, D1, cfg["train"], device)
+        t_same = family_for_config(cfg).trainer(G1, D1, cfg["train"], device)
         flush = cfg["train"]["flush_denormal"] and device.type == "cpu"
         runs = {"plain eager loop (b1, fp32)": (lambda: plain_loop_step(G0, D0, oG, oD, A, B), 1, False),
                 f"unetprune trainer (b1, fp32{', flush denormals' if flush else ''})":
@@ -101,7 +102,7 @@ def main() -> None:
             fast = load_config(None, {**over, "train": {"device": "cuda", "amp": "bf16", "channels_last": True,
                                                        "compile": bool(args.compile)}})
             G2, D2, _ = build_models(fast)
-            t_fast = Pix2PixTrainer(G2, D2, fast["train"], device)
+            t_fast = family_for_config(fast).trainer(G2, D2, fast["train"], device)
             Ab = torch.randn(args.gpu_batch, 3, args.size, args.size, device=device)
             Bb = torch.randn(args.gpu_batch, 3, args.size, args.size, device=device)
             runs[f"unetprune trainer (b{args.gpu_batch}, bf16, channels-last{', compile' if args.compile else ''})"] = (

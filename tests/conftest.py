@@ -1,4 +1,9 @@
+"""Shared fixtures: the repository root, a tiny demo dataset, and a tiny but REAL results
+tree (``results_tree``) that test_report and test_tracking read."""
+
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -25,6 +30,135 @@ def tiny_demo(tmp_path_factory):
     return root
 
 
+# ------------------------------------------------------------------------------------------
+# the tiny experiment of test_report / test_tracking
+# ------------------------------------------------------------------------------------------
+
+TINY_CFG = {
+    "experiment": "tiny",
+    "data": {"dataset": "folder", "crop_size": 32, "load_size": 32},
+    "demo": {"image_size": 32},
+    "model": {"num_downs": 5, "ngf": 16, "ndf": 8},  # ngf 16: fine enough widths to match budgets within 1%
+    "train": {"n_epochs": 1, "n_epochs_decay": 0, "eval_images": 2, "threads": 1},
+    "variants": [{"strategy": "inner", "ratio": 0.5}, {"strategy": "cut", "k": 1}],
+    "sensitivity": {"ratios": [0.5]},
+    "evaluate": {"fid_backend": "standin", "max_images": 4, "segmentation": "demo"},
+    "finetune": {"enabled": True, "n_epochs": 1, "n_epochs_decay": 0},
+    "report": {"sample_images": 2},
+}
+
+
+def build_tree(root: Path) -> tuple[dict, Path, Path]:
+    """A complete results tree under ``root/results`` made by the real library functions,
+    each writing where :class:`unetprune.layout.Layout` says (as the workflow's rules do):
+    train the original, sweep every layer, `unetprune prune` every variant and matched
+    baseline, fine-tune each, evaluate every model, then `unetprune report`."""
+    from unetprune import pipeline
+    from unetprune.checkpoint import atomic_write_text, generator_from_checkpoint
+    from unetprune.cli import main
+    from unetprune.commands.sweep import sweep_metric
+    from unetprune.config import load_config
+    from unetprune.data.demo import build_demo_dataset
+    from unetprune.evaluate import Evaluator
+    from unetprune.layout import FINETUNED, ORIGINAL, PRUNED, Layout
+    from unetprune.pruning import sensitivity_sweep
+    from unetprune.train import finetune_config, train
+
+    import yaml
+
+    # the dataset lives outside the results base, named by data.root (as a download would)
+    data = root / "data"
+    build_demo_dataset(data, image_size=32, n_train=4, n_val=2, n_test=4, progress=False)
+    raw = {**TINY_CFG, "data": {**TINY_CFG["data"], "root": str(data)}}
+    cfg = load_config(None, raw)
+    cfg_file = root / "config.yaml"
+    cfg_file.write_text(yaml.safe_dump(raw))
+    base = root / "results"
+    lay = Layout.from_config(cfg, base)
+
+    # train_original
+    train(cfg, lay.original_dir, progress=False)
+    original = lay.checkpoint(ORIGINAL)
+
+    # sensitivity_layer (every layer in one process here), one JSON per layer as it finishes,
+    # with how its points were scored (as `unetprune sweep` records it)
+    ev = Evaluator(cfg, "test", cache_dir=lay.fid_cache, latency=False)
+    s = cfg["sensitivity"]
+    scored: list[dict] = []
+
+    def metric(g) -> dict:
+        r = ev.score(g)
+        scored.append(r)
+        return sweep_metric(r)
+
+    def write_layer(layer: str, result: dict) -> None:
+        r = scored[0]
+        scoring = {"fid_backend": r["fid"]["backend"], "split": r["split"], "n_images": r["n_images"],
+                   "mode": r["mode"], "image_size": r["image_size"]}
+        atomic_write_text(lay.sensitivity_json(layer), json.dumps({**result, **scoring}, indent=2) + "\n")
+
+    sensitivity_sweep(
+        generator_from_checkpoint(original),
+        pipeline.sensitivity_layers(cfg),
+        s["ratios"],
+        metric,
+        on_layer=write_layer,
+        importance=s["importance"],
+        seed=cfg["seed"],
+        input_shape=(1, 3, 32, 32),
+        include_full=True,
+    )
+
+    # prune_variant + finetune_variant
+    for name in pipeline.all_variants(cfg):
+        argv = ["prune", "--checkpoint", str(original), "--out", str(lay.pruned_checkpoint(name)),
+                "--json", str(lay.prune_json(name)), *pipeline.prune_cli_args(cfg, name, base)]
+        assert main(argv) == 0, argv
+        train(finetune_config(cfg), lay.finetuned_dir(name), init_from=lay.pruned_checkpoint(name),
+              init_discriminator_from=original, progress=False)
+
+    # evaluate_original + evaluate_variant (with CPU latency, as the evaluate rules do)
+    ev = Evaluator(cfg, "test", cache_dir=lay.fid_cache, latency=True)
+    for model, stage in pipeline.models(cfg):
+        ckpt = lay.checkpoint(model, stage)
+        r = ev.score(generator_from_checkpoint(ckpt), checkpoint=ckpt)
+        r["experiment"] = cfg["experiment"]
+        atomic_write_text(lay.eval_json(model, stage), json.dumps(r, indent=2))
+    assert {stage for _, stage in pipeline.models(cfg)} == {ORIGINAL, PRUNED, FINETUNED}
+
+    # report
+    assert main(["report", "--config", str(cfg_file), "--results", str(base)]) == 0
+    return cfg, base, cfg_file
+
+
+@pytest.fixture(scope="session")
+def results_tree(tmp_path_factory):
+    """(cfg, results base, config file) of the tiny experiment, built once per session."""
+    import yaml
+
+    from unetprune.config import load_config
+
+    root = tmp_path_factory.getbasetemp() / "report-tree"
+    done = root / ".done"
+    if not done.exists():
+        if root.exists():
+            shutil.rmtree(root)
+        root.mkdir(parents=True)
+        build_tree(root)
+        done.touch()
+    raw = yaml.safe_load((root / "config.yaml").read_text())
+    return load_config(None, raw), root / "results", root / "config.yaml"
+
+
+@pytest.fixture(scope="session")
+def tiny_layout(results_tree):
+    """The :class:`unetprune.layout.Layout` of the tiny experiment."""
+    from unetprune.layout import Layout
+
+    cfg, base, _ = results_tree
+    return Layout.from_config(cfg, base)
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 
@@ -34,5 +168,3 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
-
-

@@ -7,6 +7,7 @@ import yaml
 from PIL import Image
 
 from unetprune.cli import main
+from unetprune.layout import CHECKPOINT_NAME, TRAIN_LOG_NAME
 
 
 def test_unknown_config_key_is_a_one_line_error(tmp_path, capsys):
@@ -47,11 +48,11 @@ def test_train_learns_then_translate_writes_images(tiny_demo, tmp_path):
     assert main(["train", "--config", str(p), "--out", str(run), "--quiet"]) == 0
     import json
 
-    ev = json.loads((run / "train.json").read_text())["eval"]
+    ev = json.loads((run / TRAIN_LOG_NAME).read_text())["eval"]
     assert ev["split"] == "test" and ev["n_images"] == 4
     assert ev["l1_final"] < 0.8 * ev["l1_init"], ev
     out = tmp_path / "gen"
-    assert main(["translate", "--checkpoint", str(run / "checkpoint.pt"), "--input", str(tiny_demo / "test"),
+    assert main(["translate", "--checkpoint", str(run / CHECKPOINT_NAME), "--input", str(tiny_demo / "test"),
                  "--output", str(out)]) == 0
     files = sorted(out.glob("*.png"))
     assert len(files) == 4

@@ -4,9 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from unetprune.metrics.complexity import (complexity_report, count_all, count_macs, count_params,
-                                          macs_by_layer, measure_latency)
+from unetprune.metrics.complexity import (complexity_report, count_all, count_parameters, macs_by_layer,
+                                          measure_latency)
 from unetprune.models.unet import UNetGenerator, UNetSpec, build_generator
+from unetprune.pruning import layers_of_levels
 
 
 def _meta(spec):
@@ -20,9 +21,9 @@ def unet256():
 
 
 def test_unet256_params_and_macs(unet256):
-    assert count_params(unet256) == 54_414_531
-    phys = count_macs(unet256, (1, 3, 256, 256), "physical")
-    out = count_macs(unet256, (1, 3, 256, 256), convention="output")
+    assert count_parameters(unet256) == 54_414_531
+    c = count_all(unet256, (1, 3, 256, 256))
+    phys, out = c["macs_physical"], c["macs_output"]
     assert phys == pytest.approx(6.05e9, rel=0.005)
     assert out == pytest.approx(18.14e9, rel=0.005)
     # exact analytic values (conv MACs only)
@@ -35,15 +36,15 @@ def test_unet256_params_and_macs(unet256):
                                                     (5, 16_659_651, None), (4, 6_171_843, 4.45)])
 def test_depth_cut_reference_figures(num_downs, params, gmacs):
     g = _meta(UNetSpec.reference(num_downs))
-    assert count_params(g) == params
+    assert count_parameters(g) == params
     if gmacs is not None:
-        assert count_macs(g, (1, 3, 256, 256)) == pytest.approx(gmacs * 1e9, rel=0.005)
+        assert count_all(g, (1, 3, 256, 256))["macs_physical"] == pytest.approx(gmacs * 1e9, rel=0.005)
 
 
 def test_inner_layers_hold_most_params_few_macs(unet256):
-    """PAPER.md: the eight 512-wide inner layers hold ~85% of params but ~18% of MACs."""
+    """docs/method.md: the eight 512-wide inner layers hold ~85% of params but ~18% of MACs."""
     per = macs_by_layer(unet256, (1, 3, 256, 256))
-    inner = [f"down{i}.conv" for i in range(5, 9)] + [f"up{i}.conv" for i in range(5, 9)]
+    inner = [f"{layer}.conv" for layer in layers_of_levels(range(5, 9))]
     p_inner = sum(getattr(unet256, n.split(".")[0]).conv.weight.numel() for n in inner)
     assert p_inner / 54_414_531 == pytest.approx(0.85, abs=0.02)
     m_inner = sum(per[n]["physical"] for n in inner) / sum(v["physical"] for v in per.values())
@@ -54,13 +55,13 @@ def test_conv_transpose_conventions_by_hand():
     m = nn.ConvTranspose2d(6, 4, kernel_size=4, stride=2, padding=1)
     c = nn.Conv2d(6, 4, kernel_size=4, stride=2, padding=1)
     # transposed: 5x5 input -> 10x10 output
-    assert count_macs(m, (2, 6, 5, 5), "physical") == 2 * 25 * 6 * 4 * 16
-    assert count_macs(m, (2, 6, 5, 5), "output") == 2 * 100 * 6 * 4 * 16
+    t = count_all(m, (2, 6, 5, 5))
+    assert t["macs_physical"] == 2 * 25 * 6 * 4 * 16
+    assert t["macs_output"] == 2 * 100 * 6 * 4 * 16
+    assert t["params"] == 6 * 4 * 16 + 4
     # ordinary conv: both conventions count per output pixel: 10x10 -> 5x5
     expected = 25 * 6 * 4 * 16
-    assert count_macs(c, (1, 6, 10, 10), "physical") == count_macs(c, (1, 6, 10, 10), "output") == expected
-    with pytest.raises(ValueError, match="convention"):
-        count_macs(c, (1, 6, 10, 10), "flops")
+    assert count_all(c, (1, 6, 10, 10))["macs_physical"] == count_all(c, (1, 6, 10, 10))["macs_output"] == expected
 
 
 def test_counting_leaves_model_state_untouched():
@@ -78,7 +79,7 @@ def test_latency_and_report_labels():
     assert lat["batch"] == 1 and lat["iters"] == 3 and lat["median_ms"] > 0
     assert g.training  # mode restored
     rep = complexity_report(g, (1, 3, 32, 32), latency=True, threads=1, warmup=1, iters=2)
-    assert rep["params"] == count_params(g)
+    assert rep["params"] == count_parameters(g)
     assert rep["macs_physical"] < rep["macs_output"]
     assert set(rep["mac_conventions"]) == {"physical", "output"}
     assert "Conv2d and ConvTranspose2d" in rep["macs_scope"]

@@ -59,3 +59,68 @@ def test_missing_and_invalid_yaml(tmp_path):
     bad.write_text("train: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_schema_defaults_are_valid_on_their_own():
+    """Every default validates against its own sub-schema, and an empty config (all
+    defaults) passes the whole validation, semantic checks included."""
+    import jsonschema
+
+    from unetprune.config import validate
+
+    def walk(node, path):
+        if "default" in node:
+            errors = list(jsonschema.Draft202012Validator(node).iter_errors(node["default"]))
+            assert not errors, f"default of {path} is invalid: {errors[0].message}"
+        for key, sub in node.get("properties", {}).items():
+            walk(sub, f"{path}.{key}" if path else key)
+
+    walk(load_schema(), "")
+    cfg = validate({})
+    assert cfg["data"]["crop_size"] == cfg["demo"]["image_size"] == 2 ** cfg["model"]["num_downs"]
+
+
+def test_list_items_are_named_one_way_by_schema_and_semantic_checks():
+    with pytest.raises(ConfigError, match=r"config error at 'variants\[0\]\.strategy': 'innr' is not one of"):
+        load_config(None, {"variants": [{"strategy": "innr", "ratio": 0.5}]})
+    with pytest.raises(ConfigError, match=r"config error at 'variants\[0\]\.k'"):
+        load_config(None, {"variants": [{"strategy": "cut", "k": 9}]})
+
+
+def test_cli_config_check(tmp_path, capsys, repo_root):
+    from unetprune.cli import main
+
+    assert main(["config", "check", str(repo_root / "config" / "tiny.yaml")]) == 0
+    assert "experiment 'tiny' -> results/tiny" in capsys.readouterr().out
+    assert main(["config", "check", str(repo_root / "config" / "tiny.yaml"), "--experiment", "demo"]) == 2
+    assert "registered as 'demo'" in capsys.readouterr().err
+
+
+def test_non_editable_install_ships_the_schema(tmp_path, repo_root):
+    """`pip install .` (not editable): the schema is package data, so `unetprune --help`
+    and a config validation work from the installed copy, outside the repository."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "site"
+    p = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                        "--target", str(target), str(repo_root)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert (target / "unetprune" / "schema.yaml").is_file()
+    assert not (target / "unetprune" / "__editable__").exists()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("experiment: elsewhere\nmodel: {num_downs: 7}\ndata: {crop_size: 128, load_size: 143}\n"
+                   "demo: {image_size: 128}\n")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(target), "HOME": str(tmp_path)}
+    code = ("import sys, unetprune; from unetprune.cli import main; "
+            "assert unetprune.__file__.startswith(sys.argv[1]), unetprune.__file__; "
+            "sys.exit(main(sys.argv[2:]))")
+    run = [sys.executable, "-c", code, str(target)]  # PYTHONPATH puts the installed copy first
+    h = subprocess.run([*run, "--help"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert h.returncode == 0 and "config" in h.stdout and "prune" in h.stdout, h.stderr[-2000:]
+    c = subprocess.run([*run, "config", "check", str(cfg)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert c.returncode == 0, c.stderr[-2000:]
+    assert "experiment 'elsewhere' -> results/elsewhere" in c.stdout
+    bad = subprocess.run([*run, "config", "check", str(cfg), "--set", "train.n_epoch=1"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "'train.n_epoch': unknown key" in bad.stderr

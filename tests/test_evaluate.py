@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -13,8 +14,13 @@ from unetprune.checkpoint import save_generator
 from unetprune.cli import main
 from unetprune.config import load_config
 from unetprune.data.demo import build_demo_dataset
+from unetprune.data.aligned import AlignedDataset, to_uint8
 from unetprune.evaluate import EvaluationError, Evaluator, evaluate_checkpoint
-from unetprune.models.unet import UNetSpec, build_generator, count_parameters
+from unetprune.metrics.complexity import count_parameters
+from unetprune.metrics.plugins import DEFAULT_METRICS, METRICS, Metric, build_metrics
+from unetprune.metrics.segmentation import SegmentationError
+from unetprune.models.unet import UNetSpec, build_generator
+from unetprune.translate import generate_split
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +60,10 @@ def test_score_has_every_field_and_is_repeatable(evaluator):
     assert fid["backend"] == "standin" and fid["n_images"] == 8 and fid["image_size"] == 32
     assert fid["split"] == "test" and fid["value"] > 0 and fid["extractor"]["seed"] == 0
     assert r1["kid"]["subset_size"] == 8 and r1["kid"]["backend"] == "standin"
+    assert list(r1) == ["split", "n_images", "image_size", "mode", "seed", "batch_size", "amp", "device", "dataset",
+                        "fid", "kid", "segmentation", "l1", "psnr", "ssim", "paired_definitions", "complexity",
+                        "checkpoint", "versions", "timing_s"]
+    assert list(r1["timing_s"]) == ["setup", "generate", "fid", "kid", "segmentation", "paired", "complexity"]
     seg = r1["segmentation"]
     assert seg["name"] == "demo" and 0 <= seg["miou"] < 0.5 and len(seg["per_class_iou"]) == 8
     assert 0 < r1["l1"] < 2 and 0 < r1["psnr"] < 40 and -1 < r1["ssim"] < 1
@@ -65,19 +75,85 @@ def test_score_has_every_field_and_is_repeatable(evaluator):
 
 def test_real_stats_loaded_once_and_cached(setup, evaluator):
     tmp, cache = setup
-    again = Evaluator(_cfg(tmp / "data"), "test", cache_dir=cache, latency=False)
-    assert again.real_info["cache_hit"] and again.real_info["key"] == evaluator.real_info["key"]
+    first = evaluator.metrics["fid"].real_info
+    again = Evaluator(_cfg(tmp / "data"), "test", cache_dir=cache, latency=False).metrics["fid"].real_info
+    assert again["cache_hit"] and again["key"] == first["key"]
+    assert again["files_sha256"] == evaluator.eval_set.files_sha256
 
 
-def test_eval_mode_differs_and_is_recorded(setup):
+def test_eval_mode_differs_and_is_recorded(setup, evaluator):
+    """The same generator scored in eval mode gives other images and other numbers than in
+    train_bn mode (running BN statistics, no dropout), and the mode is recorded."""
     tmp, cache = setup
     ev = Evaluator(_cfg(tmp / "data", mode="eval", kid=False, segmentation="none"), "test",
                    cache_dir=cache, latency=False)
-    r = ev.score(_gen())
-    assert r["mode"] == "eval" and r["kid"] is None and r["segmentation"] is None
     g = _gen()
-    ev.score(g)
+    r_eval, r_bn = ev.score(g), evaluator.score(g)
+    assert r_eval["mode"] == "eval" and r_bn["mode"] == "train_bn"
+    assert r_eval["kid"] is None and r_eval["segmentation"] is None
+    assert r_eval["fid"]["value"] != pytest.approx(r_bn["fid"]["value"], rel=1e-3)
+    assert r_eval["l1"] != pytest.approx(r_bn["l1"], rel=1e-3)
+    assert not torch.equal(ev.generate(g), evaluator.generate(g))
     assert g.training  # the caller's train/eval flag is restored
+    # eval mode is deterministic without seeding: a generator in eval() gives the same images
+    with torch.no_grad():
+        direct = torch.cat([g.eval()(x[None].float() / 127.5 - 1) for x in ev.eval_set.inputs])
+    g.train()
+    assert torch.equal(ev.generate(g), torch.stack([torch.from_numpy(to_uint8(y)).permute(2, 0, 1)
+                                                    for y in direct]))
+
+
+def test_generation_loop_matches_translate_split(setup, evaluator):
+    """The Evaluator's images are the pixels `translate` / the sample grids make of the same
+    inputs (one generation loop, batch 1, seeded dropout)."""
+    tmp, _ = setup
+    g = _gen(seed=3)
+    ds = AlignedDataset(tmp / "data", "test", "AtoB", load_size=32, crop_size=32, train=False)
+    ref = [to_uint8(o) for _, o, _ in generate_split(g, ds, "train_bn", seed=0)]
+    fakes = evaluator.generate(g)
+    assert fakes.dtype == torch.uint8 and fakes.shape == (8, 3, 32, 32)
+    for i, r in enumerate(ref):
+        assert np.array_equal(fakes[i].permute(1, 2, 0).numpy(), r)
+    # and the evaluation set holds the dataset's pixels exactly
+    assert all(torch.equal(evaluator.eval_set.targets[i], torch.from_numpy(to_uint8(ds[i]["B"])).permute(2, 0, 1))
+               for i in range(len(ds)))
+
+
+def test_metric_plugins_registry_and_custom_plugin(setup):
+    """Metrics are plug-ins: the default set fills the result in registry order, and a new
+    plug-in (a stand-in for LSE) is set up once and scores the generated uint8 images."""
+    assert DEFAULT_METRICS == ("fid", "kid", "segmentation", "paired", "complexity")
+    assert all(METRICS[n].name == n for n in DEFAULT_METRICS)
+    with pytest.raises(ValueError, match="unknown metric.*nope"):
+        build_metrics(["fid", "nope"])
+
+    calls = []
+
+    class MeanPixel(Metric):
+        name, keys = "mean_pixel", ("mean_pixel",)
+
+        def setup(self, eval_set, ctx):
+            super().setup(eval_set, ctx)
+            calls.append(eval_set.n)
+
+        def score(self, fakes, generator):
+            return {"mean_pixel": float(fakes.float().mean())}
+
+    METRICS[MeanPixel.name] = MeanPixel
+    try:
+        tmp, cache = setup
+        ev = Evaluator(_cfg(tmp / "data"), "test", cache_dir=cache, latency=False,
+                       metrics=("paired", "mean_pixel"))
+        g = _gen()
+        r = ev.score(g)
+        r2 = ev.score(g)
+    finally:
+        del METRICS[MeanPixel.name]
+    assert calls == [8]  # set up once
+    assert r["mean_pixel"] == pytest.approx(float(ev.generate(g).float().mean())) == r2["mean_pixel"]
+    assert "fid" not in r and r["l1"] > 0 and set(r["timing_s"]) == {"setup", "generate", "paired", "mean_pixel"}
+    with pytest.raises(ValueError, match="kid metric reuses the fid metric"):
+        Evaluator(_cfg(tmp / "data"), "test", cache_dir=cache, latency=False, metrics=("kid",))
 
 
 class _Upsample(nn.Module):
@@ -97,7 +173,7 @@ def test_mismatched_generated_size_names_key(evaluator):
 def test_cityscapes_without_drn_weights_fails_fast_naming_key(setup):
     tmp, cache = setup
     cfg = _cfg(tmp / "data", segmentation="cityscapes", drn_weights=str(tmp / "drn-d-105_ms_cityscapes.pth"))
-    with pytest.raises(Exception, match="evaluate.drn_weights") as e:
+    with pytest.raises(SegmentationError, match="evaluate.drn_weights") as e:
         Evaluator(cfg, "test", cache_dir=cache, latency=False)
     assert "drn-d-105_ms_cityscapes.pth" in str(e.value)
 

@@ -1,5 +1,6 @@
-"""FID/KID: the fast in-memory path against torch-fidelity's own folder computation,
-sanity values, caching and error messages.  All on the offline stand-in backend."""
+"""FID/KID: the Evaluator's in-memory path against torch-fidelity's own computation on PNG
+folders of the same images, sanity values, caching and error messages.  All on the offline
+stand-in backend."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from unetprune.data.aligned import AlignedDataset, DataError, read_aligned, to_uint8
+from unetprune.config import load_config
+from unetprune.data.aligned import AlignedDataset, from_uint8, quantize_uint8, read_aligned, to_uint8
 from unetprune.data.demo import build_demo_dataset
+from unetprune.devices import DeviceError
+from unetprune.evaluate import Evaluator
 from unetprune.metrics import fid as F
 from unetprune.models.unet import UNetSpec, build_generator
 
@@ -42,45 +46,56 @@ def _save(img_chw_uint8, path):
     Image.fromarray(img_chw_uint8.permute(1, 2, 0).numpy()).save(path)
 
 
+def _fid(f1, f2):
+    return F.fid_from_stats(F.FeatureStats.from_features(f1), F.FeatureStats.from_features(f2))
+
+
 def test_quantize_equals_png_roundtrip(tmp_path):
     torch.manual_seed(0)
     x = torch.rand(4, 3, 16, 16) * 2.4 - 1.2  # includes out-of-range values
-    q = F.quantize_uint8(x)
+    q = quantize_uint8(x)
+    assert q.dtype == torch.uint8 and int(q.min()) == 0 and int(q.max()) == 255
     for i in range(4):
-        ref = to_uint8(x[i])  # the project's PNG quantisation
+        ref = to_uint8(x[i])  # the single-image entry point (PNG writer, sample grids)
         assert np.array_equal(q[i].permute(1, 2, 0).numpy(), ref)
         _save(q[i], tmp_path / f"{i}.png")
         back = np.asarray(Image.open(tmp_path / f"{i}.png"))
         assert np.array_equal(back, ref)
+    u8 = torch.randint(0, 256, (2, 3, 5, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(quantize_uint8(from_uint8(u8)), u8)  # exact round trip
 
 
-def test_fast_path_equals_torch_fidelity_folders(tmp_path, demo_root, extractor):
-    """Acceptance: in-memory FID/KID == torch-fidelity on PNG folders (same weights), 1e-3 rel."""
-    real, ds = _real_uint8(demo_root, "test")
-    g = build_generator(UNetSpec.reference(num_downs=5, ngf=8), seed=1).eval()
-    inputs = [ds[i]["A"][None] for i in range(len(ds))]
+def test_evaluator_fid_kid_equal_torch_fidelity_on_png_folders(tmp_path, demo_root, weights_dir):
+    """Acceptance: the FID/KID that `Evaluator.score` reports (in memory: generation loop →
+    uint8 → batched features → cached real statistics → nuclear-norm trace) equal torch-fidelity's
+    own folder computation on PNG files of the very same uint8 images, same extractor weights."""
+    cfg = load_config(None, {"data": {"root": str(demo_root), "crop_size": 32, "load_size": 32},
+                             "demo": {"image_size": 32}, "model": {"num_downs": 5, "ngf": 8},
+                             "evaluate": {"fid_backend": "standin", "segmentation": "none"}})
+    ev = Evaluator(cfg, "test", cache_dir=weights_dir, latency=False)
+    g = build_generator(UNetSpec.reference(num_downs=5, ngf=8), seed=1)
+    result = ev.score(g)
+    fakes, real = ev.generate(g), ev.eval_set.targets
+    assert result["fid"]["n_images"] == len(fakes) == len(real) == 16
 
-    fake_feats = F.features_from_generator(g, inputs, extractor, batch_size=8)
-    real_stats, _ = F.real_stats(real, extractor, dataset="demo", split="test", direction="AtoB",
-                                    image_size=32, files=ds.files, cache_dir=tmp_path / "stats")
-    fast_fid = F.fid_from_stats(F.FeatureStats.from_features(fake_feats), real_stats)
-    fast_kid = F.kid_from_features(fake_feats, real_stats.features, seed=0)
-
-    # the straightforward path: generator → tensor2im → PNG files; real photos → PNG files
     (tmp_path / "fake").mkdir()
     (tmp_path / "real").mkdir()
-    with torch.no_grad():
-        for i, x in enumerate(inputs):
-            Image.fromarray(to_uint8(g(x)[0])).save(tmp_path / "fake" / f"{i:03d}.png")
-    for i in range(len(real)):
+    for i in range(len(fakes)):
+        _save(fakes[i], tmp_path / "fake" / f"{i:03d}.png")
         _save(real[i], tmp_path / "real" / f"{i:03d}.png")
-    ref = F.fidelity_folder_metrics(tmp_path / "fake", tmp_path / "real", extractor, kid=True, seed=0)
+    # the real PNGs are the dataset's target halves, pixel for pixel
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "real" / "000.png")),
+                          np.asarray(read_aligned(ev.eval_set.files[0])[1]))
+    ref = F.fidelity_folder_metrics(tmp_path / "fake", tmp_path / "real", ev.metrics["fid"].extractor, kid=True,
+                                    seed=cfg["seed"])
 
-    assert fast_fid > 1.0
-    assert fast_fid == pytest.approx(ref["frechet_inception_distance"], rel=1e-3)
-    assert fast_kid["mean"] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-3)
-    # features from the folder through our own reader are the same as well
-    assert np.allclose(F.features_from_folder(tmp_path / "fake", extractor), fake_feats, rtol=1e-4, atol=1e-5)
+    assert result["fid"]["value"] > 1.0
+    assert result["fid"]["value"] == pytest.approx(ref["frechet_inception_distance"], rel=1e-5)
+    assert result["kid"]["mean"] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-5)
+    assert result["kid"]["std"] == pytest.approx(ref["kernel_inception_distance_std"], rel=1e-4)
+    # a different generator gives a clearly different value (the comparison can fail)
+    other = ev.score(build_generator(UNetSpec.reference(num_downs=5, ngf=8), seed=2))["fid"]["value"]
+    assert other != pytest.approx(ref["frechet_inception_distance"], rel=1e-3)
 
 
 def test_fid_self_zero_and_noise_large(demo_root, extractor):
@@ -91,9 +106,9 @@ def test_fid_self_zero_and_noise_large(demo_root, extractor):
     noise = torch.randint(0, 256, real.shape, generator=g, dtype=torch.uint8)
     f_noise = F.features_from_uint8(noise, extractor)
     f_val = F.features_from_uint8(val, extractor)
-    self_fid = F.fid_from_features(f_real, f_real)
-    other = F.fid_from_features(f_real, f_val)
-    noisy = F.fid_from_features(f_real, f_noise)
+    self_fid = _fid(f_real, f_real)
+    other = _fid(f_real, f_val)
+    noisy = _fid(f_real, f_noise)
     assert abs(self_fid) < 1e-6 * max(noisy, 1.0)
     assert noisy > 3 * other > 0
     assert F.kid_from_features(f_real, f_noise)["mean"] > F.kid_from_features(f_real, f_val)["mean"]
@@ -107,7 +122,7 @@ def test_trace_term_matches_torch_fidelity_formula(n):
     rng = np.random.default_rng(n)
     a = rng.standard_normal((n, 24)).astype(np.float32)
     b = (rng.standard_normal((n, 24)) * 1.5 + 0.3).astype(np.float32)
-    ours = F.fid_from_features(a, b)
+    ours = _fid(a, b)
     sa, sb = F.FeatureStats.from_features(a), F.FeatureStats.from_features(b)
     ref = fid_statistics_to_metric({"mu": sa.mu, "sigma": sa.sigma}, {"mu": sb.mu, "sigma": sb.sigma}, False)
     assert ours == pytest.approx(ref["frechet_inception_distance"], rel=1e-6)
@@ -174,12 +189,12 @@ def test_unknown_backend_names_key():
         F.get_extractor("vgg", device="cpu")
 
 
-def test_empty_folder_and_mismatched_sizes(tmp_path, extractor):
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="holds no images"):
-        F.features_from_folder(tmp_path / "empty", extractor)
-    (tmp_path / "mixed").mkdir()
-    Image.new("RGB", (32, 32)).save(tmp_path / "mixed" / "a.png")
-    Image.new("RGB", (40, 32)).save(tmp_path / "mixed" / "b.png")
-    with pytest.raises(DataError, match="b.png is 40x32"):
-        F.features_from_folder(tmp_path / "mixed", extractor)
+def test_cuda_on_a_cpu_machine_names_key(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceError, match="config error at 'evaluate.device': 'cuda' requested"):
+        F.get_extractor("standin", device="cuda")
+
+
+def test_features_need_uint8_images(extractor):
+    with pytest.raises(F.FIDError, match=r"expects uint8 images \(N, 3, H, W\)"):
+        F.features_from_uint8(torch.zeros(2, 3, 32, 32), extractor)

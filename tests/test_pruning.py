@@ -1,13 +1,17 @@
 """Pruning engine: surgery, strategies, cut, budget matching, checkpoints, errors."""
 
 import copy
+from dataclasses import asdict, dataclass
 
 import pytest
 import torch
 from torch import nn
 
 from unetprune.checkpoint import generator_from_checkpoint, load_checkpoint, save_generator
-from unetprune.metrics.complexity import count_all, count_params
+from unetprune.metrics.complexity import count_all, count_parameters
+from unetprune.errors import UserFacingError
+from unetprune.models.family import family_of, get_family, register_family, unregister_family
+from unetprune.models.pix2pix import Pix2PixFamily
 from unetprune.models.unet import UNetGenerator, UNetSpec, build_generator
 from unetprune.pruning import (PruningError, default_inner_levels, filter_importance, match_budget, n_keep,
                                prunable_layers, prune, prune_channels)
@@ -91,7 +95,7 @@ def check_pruned_model(g, new, info, x):
         assert (u.skip_ch, u.up_ch) == (enc[i - 1], 0 if i == new.num_downs else dec[i])
         assert u.conv.in_channels == u.skip_ch + u.up_ch
     assert type(new) is UNetGenerator
-    assert info["params"] == count_params(new)
+    assert info["params"] == count_parameters(new)
     t = copy.deepcopy(new).train()
     y = t(x)
     assert y.shape == (x.shape[0], 3, x.shape[2], x.shape[3])
@@ -249,8 +253,8 @@ def unet256_meta():
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
 def test_cut_unet256_equals_fresh_shallower_model(unet256_meta, k):
     new, info = prune(unet256_meta, "cut", k=k)
-    assert count_params(new) == CUT_PARAMS[k] == info["params"]
-    assert round(count_params(new) / 1e6, 2) == {1: 41.83, 2: 29.24, 3: 16.66, 4: 6.17}[k]
+    assert count_parameters(new) == CUT_PARAMS[k] == info["params"]
+    assert round(count_parameters(new) / 1e6, 2) == {1: 41.83, 2: 29.24, 3: 16.66, 4: 6.17}[k]
     fresh_spec = UNetSpec.reference(8 - k)
     assert new.spec == fresh_spec  # widths, dropout levels, bias mode
     with torch.device("meta"):
@@ -332,16 +336,16 @@ def test_budget_matching_normalized_threshold_and_inner_target(medium):
     shape = (1, 3, 64, 64)
     ref, _ = prune(medium, "inner", ratio=0.75)
     new, info = prune(medium, "global-threshold", normalize=True, match_model=ref, input_shape=shape)
-    assert abs(count_params(new) / count_params(ref) - 1) <= 0.01
+    assert abs(count_parameters(new) / count_parameters(ref) - 1) <= 0.01
     assert info["normalize"] is True
 
 
 def test_budget_matching_unreachable_target(small):
     with pytest.raises(PruningError, match="cannot match"):
         match_budget(small, "global-uniform", 10, "params", (1, 3, 64, 64))
-    new, info = match_budget(small, "global-uniform", count_params(small) * 2, "params", (1, 3, 64, 64),
+    new, info = match_budget(small, "global-uniform", count_parameters(small) * 2, "params", (1, 3, 64, 64),
                              strict=False)
-    assert info["budget"]["achieved"] == count_params(small)
+    assert info["budget"]["achieved"] == count_parameters(small)
 
 
 # ------------------------------------------------------------------------ save and reload
@@ -350,7 +354,7 @@ def test_budget_matching_unreachable_target(small):
                                          ("global-threshold", dict(ratio=0.3, normalize=True))])
 def test_pruned_checkpoint_roundtrip(small, x64, tmp_path, strategy, kw):
     new, info = prune(small, strategy, **kw)
-    path = tmp_path / "pruned.pt"
+    path = tmp_path / "after_pruning.pt"
     save_generator(path, new, config={"model": {"ngf": 8}}, meta={"pruning": info})
     ckpt = load_checkpoint(path)  # weights_only load: meta must be plain data
     assert ckpt["meta"]["pruning"]["strategy"] == strategy
@@ -395,3 +399,90 @@ def test_width_cost_model_is_exact(medium):
                          ("global-threshold", dict(ratio=0.5, normalize=True))]:
         new, _ = prune(medium, strategy, **kw)
         assert wc(new.spec.enc_widths, new.spec.dec_widths) == count_all(new, shape)
+
+
+# --- the engine reaches the model through its family -----------------------------------------
+
+def _old_format_checkpoint(g):
+    """A checkpoint exactly as written before checkpoints recorded their model family."""
+    return {"format": "unetprune-checkpoint", "format_version": 1,
+            "generator": {"arch": g.spec.to_dict(),
+                          "state_dict": {k: v.detach().clone() for k, v in g.state_dict().items()}},
+            "config": {}, "versions": {"torch": str(torch.__version__)}, "meta": {}}
+
+
+def test_checkpoint_records_family_and_old_checkpoints_load_as_pix2pix(small, x64, tmp_path):
+    save_generator(tmp_path / "new.pt", small)
+    assert torch.load(tmp_path / "new.pt", weights_only=True)["family"] == "pix2pix"
+    old = _old_format_checkpoint(small)
+    assert "family" not in old
+    torch.save(old, tmp_path / "old.pt")
+    ckpt = load_checkpoint(tmp_path / "old.pt")           # torch.load(weights_only=True) inside
+    assert family_of(ckpt) is get_family("pix2pix")
+    g = generator_from_checkpoint(tmp_path / "old.pt").eval()
+    assert isinstance(g, UNetGenerator) and g.spec == small.spec
+    assert g.state_dict().keys() == small.state_dict().keys()
+    assert all(torch.equal(v, small.state_dict()[k]) for k, v in g.state_dict().items())
+    with torch.no_grad():
+        assert torch.equal(g(x64), small(x64))
+    # and the old file prunes like a new one
+    new, info = prune(g, "cut", k=1)
+    assert info["params"] == count_parameters(new) and new.num_downs == 5
+
+
+def test_checkpoint_of_unknown_family_is_refused(small, tmp_path):
+    bad = {**_old_format_checkpoint(small), "family": "wav2lip"}
+    torch.save(bad, tmp_path / "w.pt")
+    with pytest.raises(UserFacingError, match="unknown model family 'wav2lip'"):
+        generator_from_checkpoint(tmp_path / "w.pt")
+
+
+@dataclass
+class EncoderOnlySpec(UNetSpec):
+    """A U-Net spec of another (test) family."""
+
+
+class EncoderOnlyFamily(Pix2PixFamily):
+    """pix2pix, except that only the encoder layers form prunable groups."""
+
+    name = "test-encoder-only"
+    spec_type = EncoderOnlySpec
+
+    def groups(self, spec_or_generator):
+        return [n for n in super().groups(spec_or_generator) if n.startswith("down")]
+
+    def check_layer(self, generator, layer):
+        if layer not in self.groups(generator):
+            raise PruningError(f"{layer} is not prunable in {self.name}")
+
+
+@pytest.fixture
+def encoder_only():
+    fam = register_family(EncoderOnlyFamily())
+    g = build_generator(EncoderOnlySpec(**asdict(UNetSpec.reference(6, 8))), seed=0).eval()
+    yield fam, g
+    unregister_family(fam.name)
+
+
+def test_strategies_go_through_the_family(encoder_only, small, tmp_path):
+    fam, g = encoder_only
+    assert family_of(g) is fam and family_of(small) is get_family("pix2pix")
+    new, info = prune(g, "global-uniform", ratio=0.5)
+    assert info["layers"] == ["down1", "down2", "down3", "down4", "down5", "down6"]
+    assert info["widths"] == {"enc": [4, 8, 16, 32, 32, 32], "dec": [3, 8, 16, 32, 64, 64]}
+    assert family_of(new) is fam                       # surgery keeps the spec class
+    # the same model in the pix2pix family prunes its decoder too
+    _, info_p = prune(small, "global-uniform", ratio=0.5)
+    assert info_p["widths"]["dec"] == [3, 4, 8, 16, 32, 32]
+    with pytest.raises(PruningError, match="up3 is not prunable in test-encoder-only"):
+        prune(g, "single", layer="up3", ratio=0.5)
+    # budget matching searches over the family's groups only
+    target = count_parameters(g) * 3 // 4
+    new, info = prune(g, "global-threshold", match_target=target, tol=0.02)
+    assert abs(info["budget"]["rel_error"]) <= 0.02
+    assert new.spec.dec_widths == g.spec.dec_widths and new.spec.enc_widths != g.spec.enc_widths
+    # checkpoints name the family and reload through it
+    save_generator(tmp_path / "e.pt", new)
+    assert load_checkpoint(tmp_path / "e.pt")["family"] == "test-encoder-only"
+    back = generator_from_checkpoint(tmp_path / "e.pt")
+    assert type(back.spec) is EncoderOnlySpec and back.spec == new.spec

@@ -81,3 +81,18 @@ def test_clear_errors(ckpt, tmp_path, capsys, argv, msg):
     err = capsys.readouterr().err.strip()
     assert err.startswith("unetprune prune: error:") and msg in err and "\n" not in err
     assert not out.exists()
+
+
+def test_prunes_a_checkpoint_written_before_families(tmp_path):
+    """A checkpoint without the 'family' key (every checkpoint written before it existed)
+    prunes as pix2pix, and the pruned checkpoint records the family."""
+    g = build_generator(UNetSpec.reference(4, 8), seed=0)
+    old = {"format": "unetprune-checkpoint", "format_version": 1,
+           "generator": {"arch": g.spec.to_dict(), "state_dict": g.state_dict()},
+           "config": {"data": {"crop_size": 16}}, "versions": {}, "meta": {}}
+    torch.save(old, tmp_path / "old.pt")
+    assert _run("--checkpoint", tmp_path / "old.pt", "--strategy", "cut", "--k", 1,
+                "--out", tmp_path / "cut.pt") == 0
+    new = load_checkpoint(tmp_path / "cut.pt")
+    assert new["family"] == "pix2pix" and new["generator"]["arch"]["enc_widths"] == [8, 16, 32]
+    assert generator_from_checkpoint(new).spec == UNetSpec.reference(3, 8)

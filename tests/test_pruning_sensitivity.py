@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from unetprune.metrics.complexity import count_parameters
 from unetprune.models.unet import UNetSpec, build_generator
 from unetprune.pruning import PruningError, prunable_layers, sensitivity_sweep
 
@@ -46,7 +47,7 @@ def test_sweep_all_layers_hands_over_one_result_each(g):
 
 def test_sweep_single_layer_and_errors(g):
     handed = []
-    res = sensitivity_sweep(g, "up3", [0.25], lambda m: {"p": sum(p.numel() for p in m.parameters())},
+    res = sensitivity_sweep(g, "up3", [0.25], lambda m: {"p": count_parameters(m)},
                             lambda name, r: handed.append(name), importance="random", seed=3,
                             include_full=True)
     assert list(res) == ["up3"] and handed == ["up3"]

@@ -1,169 +1,61 @@
 """`unetprune report`: the tables, figures and report.md of a tiny but REAL experiment.
 
-The session fixture runs the actual pipeline functions on a 32 px demo dataset: train the
-baseline, sweep every layer, prune the variants and the matched global baselines with
-`unetprune prune`, fine-tune, evaluate every model, then `unetprune report`.
+The session fixture ``results_tree`` (tests/conftest.py) runs the actual pipeline functions
+on a 32 px demo dataset: train the original, sweep every layer, prune the variants and the
+matched global baselines with `unetprune prune`, fine-tune, evaluate every model, then
+`unetprune report`.  Every path is asked of :class:`unetprune.layout.Layout`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+import torch
 from PIL import Image
 
 from unetprune import pipeline
-from unetprune.config import load_config, results_dir
-
-CFG = {
-    "experiment": "tiny",
-    "data": {"dataset": "folder", "crop_size": 32, "load_size": 32},
-    "demo": {"image_size": 32},
-    "model": {"num_downs": 5, "ngf": 16, "ndf": 8},  # ngf 16: fine enough widths to match budgets within 1%
-    "train": {"n_epochs": 1, "n_epochs_decay": 0, "eval_images": 2, "threads": 1},
-    "variants": [{"strategy": "inner", "ratio": 0.5}, {"strategy": "cut", "k": 1}],
-    "sensitivity": {"ratios": [0.5]},
-    "evaluate": {"fid_backend": "standin", "max_images": 4, "segmentation": "demo"},
-    "finetune": {"enabled": True, "n_epochs": 1, "n_epochs_decay": 0},
-    "report": {"sample_images": 2},
-}
+from unetprune.layout import FINETUNED, ORIGINAL, PRUNED, Layout
 
 
-def _sweep_metric(r: dict) -> dict:
-    return {
-        "fid": r["fid"]["value"],
-        "kid": r["kid"]["mean"],
-        "miou": r["segmentation"]["miou"],
-        "l1": r["l1"],
-        "psnr": r["psnr"],
-        "ssim": r["ssim"],
-    }
+def _eval(lay: Layout, model: str, stage: str) -> dict:
+    return json.loads(lay.eval_json(model, stage).read_text())
 
 
-def build_tree(root: Path) -> tuple[dict, Path, Path]:
-    """A complete results tree made by the real library functions, then `unetprune report`."""
-    from unetprune.checkpoint import atomic_write_text, generator_from_checkpoint
-    from unetprune.cli import main
-    from unetprune.data.demo import build_demo_dataset
-    from unetprune.evaluate import Evaluator
-    from unetprune.pruning import sensitivity_sweep
-    from unetprune.train import train
-
-    build_demo_dataset(root / "data", image_size=32, n_train=4, n_val=2, n_test=4, progress=False)
-    raw = {**CFG, "data": {**CFG["data"], "root": str(root / "data")}}
-    cfg = load_config(None, raw)
-    cfg_file = root / "config.yaml"
-    cfg_file.write_text(yaml.safe_dump(raw))
-    base = root / "results"
-    exp = results_dir(cfg, base)
-    train(cfg, exp / "baseline", progress=False)
-    ev = Evaluator(cfg, "test", cache_dir=root / "fid_stats", latency=False)
-    G = generator_from_checkpoint(exp / "baseline" / "checkpoint.pt")
-    sensitivity_sweep(
-        G,
-        pipeline.sensitivity_layers(cfg),
-        cfg["sensitivity"]["ratios"],
-        lambda g: _sweep_metric(ev.score(g)),
-        exp / "sensitivity",
-        seed=0,
-        input_shape=(1, 3, 32, 32),
-        include_full=True,
-    )
-    for name in pipeline.all_variants(cfg):
-        d = exp / "variants" / name
-        assert (
-            main(
-                [
-                    "prune",
-                    "--checkpoint",
-                    str(exp / "baseline" / "checkpoint.pt"),
-                    "--out",
-                    str(d / "pruned.pt"),
-                    "--json",
-                    str(d / "prune.json"),
-                    *pipeline.prune_cli_args(cfg, name, exp),
-                ]
-            )
-            == 0
-        )
-        ft = {**cfg, "train": {**cfg["train"], "n_epochs": 1, "n_epochs_decay": 0}}
-        train(ft, d / "finetune", init_from=d / "pruned.pt", progress=False)
-    ev.latency = True
-
-    def score(ckpt: Path, out: Path) -> None:
-        r = ev.score(generator_from_checkpoint(ckpt), checkpoint=ckpt)
-        r["experiment"] = cfg["experiment"]
-        atomic_write_text(out, json.dumps(r, indent=2))
-
-    score(exp / "baseline" / "checkpoint.pt", exp / "eval" / "original.json")
-    for name in pipeline.all_variants(cfg):
-        d = exp / "variants" / name
-        score(d / "pruned.pt", exp / "eval" / f"{name}__pruned.json")
-        score(d / "finetune" / "checkpoint.pt", exp / "eval" / f"{name}__finetuned.json")
-    assert main(["report", "--config", str(cfg_file), "--results", str(base)]) == 0
-    return cfg, base, cfg_file
-
-
-@pytest.fixture(scope="session")
-def results_tree(tmp_path_factory):
-    """(cfg, results base, config file) of the tiny experiment, built once per session
-    (also when test_tracking imports this fixture)."""
-    root = tmp_path_factory.getbasetemp() / "report-tree"
-    done = root / ".done"
-    if not done.exists():
-        if root.exists():
-            shutil.rmtree(root)
-        root.mkdir(parents=True)
-        build_tree(root)
-        done.touch()
-    raw = yaml.safe_load((root / "config.yaml").read_text())
-    return load_config(None, raw), root / "results", root / "config.yaml"
-
-
-def _eval(base, cfg, name):
-    return json.loads((results_dir(cfg, base) / "eval" / f"{name}.json").read_text())
+def _rel(lay: Layout, path: Path) -> str:
+    """``path`` as report.md links it: relative to the experiment folder."""
+    return path.relative_to(lay.root).as_posix()
 
 
 # ------------------------------------------------------------------------------------------
 
 
-def test_main_table_has_every_model_and_stage_with_the_json_values(results_tree):
+def test_main_table_has_every_model_and_stage_with_the_json_values(results_tree, tiny_layout):
     from unetprune.report import main_table
     from unetprune.report.tables import MAIN_COLUMNS
 
     cfg, base, _ = results_tree
+    lay = tiny_layout
     df = main_table(cfg, base)
     assert list(df.columns) == MAIN_COLUMNS
-    for col in (
-        "params",
-        "macs_physical",
-        "macs_output",
-        "latency_ms",
-        "fid",
-        "fid_backend",
-        "miou",
-        "l1",
-        "psnr",
-        "ssim",
-    ):
-        assert col in df.columns
     variants = list(pipeline.all_variants(cfg))
     assert len(variants) == 6  # inner, cut, 2 baselines each
-    expected = [("original", "trained")] + [(v, s) for v in variants for s in ("pruned", "finetuned")]
-    assert list(zip(df.variant, df.stage)) == expected
+    expected = [(ORIGINAL, ORIGINAL)] + [(v, s) for v in variants for s in (PRUNED, FINETUNED)]
+    assert list(zip(df.variant, df.stage)) == expected == pipeline.models(cfg)
     assert set(df.group) == {"original", "primary", "baseline"}
     for _, row in df.iterrows():
-        r = _eval(base, cfg, pipeline.eval_name(row.variant, row.stage))
+        r = _eval(lay, row.variant, row.stage)
         assert row.params == r["complexity"]["params"]
         assert row.macs_physical == r["complexity"]["macs_physical"]
         assert row.macs_output == r["complexity"]["macs_output"]
         assert row.fid == pytest.approx(r["fid"]["value"]) and row.fid_backend == "standin"
+        assert row.kid == pytest.approx(r["kid"]["mean"]) and row.l1 == pytest.approx(r["l1"])
         assert row.psnr == pytest.approx(r["psnr"]) and row.ssim == pytest.approx(r["ssim"])
         assert row.miou == pytest.approx(r["segmentation"]["miou"])
         assert (
@@ -174,50 +66,69 @@ def test_main_table_has_every_model_and_stage_with_the_json_values(results_tree)
     assert df[df.group != "baseline"].budget_gap.isna().all()
     orig = df.iloc[0]
     assert orig.params_fraction == 1.0
-    cut = df[(df.variant == "cut-k1") & (df.stage == "pruned")].iloc[0]
+    cut = df[(df.variant == "cut-k1") & (df.stage == PRUNED)].iloc[0]
     assert cut.params < orig.params and cut.params_fraction == pytest.approx(cut.params / orig.params)
     # the written table is the same
-    csv = pd.read_csv(results_dir(cfg, base) / "tables" / "main.csv")
+    csv = pd.read_csv(lay.table("main"))
     assert len(csv) == len(df) and list(csv.params) == list(df.params)
-    md = (results_dir(cfg, base) / "tables" / "main.md").read_text()
+    md = lay.table("main", "md").read_text()
     assert f"{int(orig.params):,}" in md and "global-threshold-match-cut-k1" in md
 
 
-def test_comparison_table_pairs_each_variant_with_its_baselines(results_tree):
+def test_dvc_metrics_and_plots_files_hold_the_table_numbers(results_tree, tiny_layout):
+    from unetprune.report import main_table, sensitivity_table
+
+    cfg, base, _ = results_tree
+    main = main_table(cfg, base)
+    metrics = json.loads(tiny_layout.metrics_json.read_text())
+    # keyed like the MLflow runs: the original by its name, a variant by name/stage
+    assert list(metrics) == [ORIGINAL] + [f"{v}/{s}" for v, s in pipeline.models(cfg)[1:]]
+    for (v, s), key in zip(zip(main.variant, main.stage), metrics):
+        row = main[(main.variant == v) & (main.stage == s)].iloc[0]
+        assert metrics[key]["params"] == row.params and metrics[key]["fid"] == pytest.approx(row.fid)
+    sens = sensitivity_table(cfg, base)
+    plot = pd.read_csv(tiny_layout.plot("sensitivity"))
+    assert list(plot.columns) == ["layer", "ratio", "quality"]
+    assert list(plot.layer) == list(sens.layer) and np.allclose(plot.quality, sens.quality)
+    assert set(plot.ratio) == {"r0.5"}
+
+
+def test_comparison_table_pairs_each_variant_with_its_baselines(results_tree, tiny_layout):
     from unetprune.report import comparison_table, main_table
 
     cfg, base, _ = results_tree
     main = main_table(cfg, base)
     comp = comparison_table(cfg, main)
-    assert len(comp) == 4 and set(comp.stage) == {"finetuned"}
+    assert len(comp) == 4 and set(comp.stage) == {FINETUNED}
     for _, r in comp.iterrows():
         assert r.baseline.endswith(f"-match-{r.variant}")
-        pv = _eval(base, cfg, f"{r.variant}__finetuned")["fid"]["value"]
-        bv = _eval(base, cfg, f"{r.baseline}__finetuned")["fid"]["value"]
+        pv = _eval(tiny_layout, r.variant, FINETUNED)["fid"]["value"]
+        bv = _eval(tiny_layout, r.baseline, FINETUNED)["fid"]["value"]
         assert r.variant_value == pytest.approx(pv) and r.baseline_value == pytest.approx(bv)
         assert r.advantage == pytest.approx(bv - pv)  # FID: lower is better
         assert r.winner == (r.variant if pv < bv else r.baseline if bv < pv else "tie")
 
 
-def test_sensitivity_table_is_layers_by_ratios(results_tree):
+def test_sensitivity_table_is_layers_by_ratios(results_tree, tiny_layout):
     from unetprune.report import sensitivity_summary, sensitivity_table
 
     cfg, base, _ = results_tree
     df = sensitivity_table(cfg, base)
-    layers = pipeline.prunable_layers(cfg)
+    layers = pipeline.config_layers(cfg)
     assert len(df) == len(layers) * len(cfg["sensitivity"]["ratios"])
     assert list(df.layer) == layers  # outer -> inner -> outer
     assert set(df[df.inner].layer) == {"down5", "up5"}  # the widest levels of this ngf=16 model
     for _, row in df.iterrows():
-        d = json.loads((results_dir(cfg, base) / "sensitivity" / f"{row.layer}.json").read_text())
+        d = json.loads(tiny_layout.sensitivity_json(row.layer).read_text())
         assert row.fid == pytest.approx(d["metrics"][0]["fid"]) and row.width == d["widths"][0]
         assert row.degradation == pytest.approx(d["metrics"][0]["fid"] - d["metrics_full"]["fid"])
+        assert row.fid_backend == d["fid_backend"] == "standin"
     s = sensitivity_summary(df)
     assert len(s) == 1
     assert s.mean_degradation_inner[0] == pytest.approx(df[df.inner].degradation.mean())
     assert s.mean_degradation_outer[0] == pytest.approx(df[~df.inner].degradation.mean())
     assert s.inner_less_sensitive[0] == (s.mean_degradation_inner[0] < s.mean_degradation_outer[0])
-    matrix = pd.read_csv(results_dir(cfg, base) / "tables" / "sensitivity_matrix.csv")
+    matrix = pd.read_csv(tiny_layout.table("sensitivity_matrix"))
     assert list(matrix.layer) == layers and "r=0.5" in matrix.columns
 
 
@@ -227,33 +138,60 @@ def _png(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-def test_figures_are_real_pngs(results_tree):
-    cfg, base, _ = results_tree
-    fig = results_dir(cfg, base) / "figures"
+def test_figures_are_real_pngs(results_tree, tiny_layout):
+    cfg, _base, _ = results_tree
     for name in ("sensitivity", "tradeoff"):
-        a = _png(fig / f"{name}.png")
+        a = _png(tiny_layout.figure(name))
         assert a.shape[0] > 300 and a.shape[1] > 500 and a.std() > 10
-    s = _png(fig / "samples.png")
-    p = _png(fig / "samples_pruned.png")
+    s = _png(tiny_layout.figure("samples"))
+    p = _png(tiny_layout.figure("samples_pruned"))
     n_cols = 2 + 1 + len(pipeline.all_variants(cfg))  # input, target, original, every variant
     assert s.shape == p.shape and s.shape[1] > s.shape[0] * (n_cols / cfg["report"]["sample_images"]) * 0.7
     assert not np.array_equal(s, p)  # fine-tuned outputs differ from the pruned ones
 
 
-def test_sample_grid_uses_the_same_inputs_for_every_model(results_tree, tmp_path):
-    from unetprune.report.figures import sample_models
+def test_sample_grid_uses_the_same_inputs_for_every_model(results_tree, tiny_layout, tmp_path, monkeypatch):
+    """Every model column of the grid is generated from the same input images (the split's
+    first `report.sample_images` items), which are also the grid's input column."""
+    import unetprune.translate as translate
+    from unetprune.data.aligned import AlignedDataset
+    from unetprune.report.figures import sample_grid, sample_models
 
-    cfg, _base, _ = results_tree
-    cols = sample_models(cfg, "finetuned")
-    assert cols[0] == ("original", "trained") and len(cols) == 1 + len(pipeline.all_variants(cfg))
-    assert all(s == "finetuned" for _, s in cols[1:])
+    cfg, base, _ = results_tree
+    cols = sample_models(cfg, FINETUNED)
+    assert cols[0] == (ORIGINAL, ORIGINAL) and len(cols) == 1 + len(pipeline.all_variants(cfg))
+    assert all(s == FINETUNED for _, s in cols[1:])
+
+    calls = []
+    real = translate.generate_split
+
+    def recording(G, items, *args, **kwargs):
+        triples = real(G, items, *args, **kwargs)
+        calls.append(triples)
+        return triples
+
+    monkeypatch.setattr(translate, "generate_split", recording)
+    out = sample_grid(cfg, base, tmp_path / "grid.png", FINETUNED)
+    assert out.is_file() and len(calls) == len(cols)  # one generation per model column
+    n = cfg["report"]["sample_images"]
+    d = cfg["data"]
+    ds = AlignedDataset(tiny_layout.data_root, "test", d["direction"], load_size=d["load_size"],
+                        crop_size=d["crop_size"], train=False)
+    expected = [ds[i]["A"] for i in range(n)]
+    for triples in calls:
+        assert len(triples) == n
+        assert all(torch.equal(a, e) for (a, _, _), e in zip(triples, expected))
+    # ... and the models really differ, so identical inputs are what makes the columns comparable
+    outs = [torch.stack([o for _, o, _ in t]) for t in calls]
+    assert not torch.equal(outs[0], outs[1]) and outs[0].shape == outs[-1].shape
 
 
-def test_report_md_states_findings_from_the_data_and_assumptions(results_tree):
+def test_report_md_states_findings_from_the_data_and_assumptions(results_tree, tiny_layout):
     from unetprune.report import all_tables
 
     cfg, base, _ = results_tree
-    text = (results_dir(cfg, base) / "report.md").read_text()
+    lay = tiny_layout
+    text = lay.report_md.read_text()
     t = all_tables(cfg, base)
     s = t["sensitivity_summary"].iloc[0]
     verdict = "**Yes**" if s.inner_less_sensitive else "**No**"
@@ -284,13 +222,19 @@ def test_report_md_states_findings_from_the_data_and_assumptions(results_tree):
         "**MAC conventions**",
         "**Latency**: CPU, eager, batch 1",
         "**Bias mode**: `paper`",
-        "figures/sensitivity.png",
-        "figures/tradeoff.png",
-        "figures/samples.png",
+        f"(`{_rel(lay, lay.original_dir)}/`)",  # what was run: the original's folder
+        f"({_rel(lay, lay.table('main'))})",
         "| variant ",
         "| layer ",
     ):
         assert needle in text, needle
+    for name in lay.REPORT_FIGURES + ("samples_pruned",):
+        assert f"]({_rel(lay, lay.figure(name))})" in text, name
+    # the decisions are cited from the repository's own docs, never from a file users lack
+    assert "docs/method.md#decisions-where-the-paper-is-silent" in text
+    assert "unetprune repository" in text
+    for absent in ("PAPER" + ".md", "DESIGN" + ".md", "../" + "shared", "trained`", "baseline/"):
+        assert absent not in text, absent
 
 
 def test_findings_wording_follows_the_numbers():
@@ -324,7 +268,7 @@ def test_findings_wording_follows_the_numbers():
             {
                 "variant": "cut-k2",
                 "baseline": "global-uniform-match-cut-k2",
-                "stage": "finetuned",
+                "stage": FINETUNED,
                 "metric": "psnr",
                 "better": "higher",
                 "variant_value": 20.0,
@@ -339,50 +283,52 @@ def test_findings_wording_follows_the_numbers():
             }
         ]
     )
-    comp.attrs.update(metric="psnr", stage="finetuned")
+    comp.attrs.update(metric="psnr", stage=FINETUNED)
     v, lines = comparison_findings(comp)
     assert v.startswith("**No**") and "0 of 1" in v and "at most 0.50%" in v
     assert "**global-uniform-match-cut-k2 wins** by 2" in lines[0] and "1,000 vs 1,005" in lines[0]
 
 
-def test_mixed_fid_backends_are_refused(results_tree):
+def test_mixed_fid_backends_are_refused(results_tree, tiny_layout):
     from unetprune.report import ReportError, main_table
     from unetprune.report.tables import load_all_evals
 
     cfg, base, _ = results_tree
     evals = load_all_evals(cfg, base)
-    bad = json.loads(json.dumps(evals[("cut-k1", "finetuned")]))
+    bad = json.loads(json.dumps(evals[("cut-k1", FINETUNED)]))
     bad["fid"]["backend"] = "inception-v3-compat"
     bad["fid"]["extractor"]["weights_sha256"] = "f" * 64
-    evals[("cut-k1", "finetuned")] = bad
-    with pytest.raises(ReportError, match="different backends.*cut-k1__finetuned.json"):
+    evals[("cut-k1", FINETUNED)] = bad
+    name = re.escape(tiny_layout.eval_json("cut-k1", FINETUNED).name)
+    with pytest.raises(ReportError, match=f"different backends.*{name}"):
         main_table(cfg, base, evals=evals)
 
 
-def test_missing_inputs_name_the_file_and_the_command(results_tree, tmp_path):
+def test_missing_inputs_name_the_file_and_the_command(results_tree, tiny_layout, tmp_path):
     from unetprune.cli import main
     from unetprune.report import ReportError, main_table, sensitivity_table
 
-    cfg, base, cfg_file = results_tree
-    src = results_dir(cfg, base)
-    dst = results_dir(cfg, tmp_path)
-    shutil.copytree(src / "eval", dst / "eval")
-    shutil.copytree(src / "sensitivity", dst / "sensitivity")
-    (dst / "eval" / "cut-k1__finetuned.json").unlink()
-    (dst / "sensitivity" / "up3.json").unlink()
+    cfg, _base, cfg_file = results_tree
+    src = tiny_layout
+    dst = Layout.from_config(cfg, tmp_path)
+    shutil.copytree(src.eval_dir, dst.eval_dir)
+    shutil.copytree(src.sensitivity_dir, dst.sensitivity_dir)
+    dst.eval_json("cut-k1", FINETUNED).unlink()
+    dst.sensitivity_json("up3").unlink()
     with pytest.raises(
         ReportError,
-        match=r"missing .*eval/cut-k1__finetuned\.json: .*unetprune evaluate "
-        r"--checkpoint .*variants/cut-k1/finetune/checkpoint\.pt",
+        match=rf"missing {re.escape(str(dst.eval_json('cut-k1', FINETUNED)))}: .*unetprune evaluate "
+        rf"--checkpoint {re.escape(str(dst.checkpoint('cut-k1', FINETUNED)))} ",
     ):
         main_table(cfg, tmp_path)
     with pytest.raises(
-        ReportError, match=r"missing .*sensitivity/up3\.json: .*unetprune sweep .*--layer up3"
+        ReportError,
+        match=rf"missing {re.escape(str(dst.sensitivity_json('up3')))}: .*unetprune sweep .*--layer up3",
     ):
         sensitivity_table(cfg, tmp_path)
     # the CLI prints one line and exits 2, writing nothing
     assert main(["report", "--config", str(cfg_file), "--results", str(tmp_path)]) == 2
-    assert not (dst / "report.md").exists() and not (dst / "tables").exists()
+    assert not dst.report_md.exists() and not dst.tables_dir.exists() and not dst.metrics_json.exists()
 
 
 def test_quality_metric_switch(results_tree):
@@ -399,14 +345,15 @@ def test_quality_metric_switch(results_tree):
     assert all(math.isfinite(x) for x in comp.advantage)
 
 
-def test_without_finetuning_the_tables_use_the_pruned_models(results_tree):
+def test_without_finetuning_the_tables_use_the_pruned_models(results_tree, tiny_layout):
     from unetprune.report import comparison_table, main_table
 
     cfg, base, _ = results_tree
     cfg = {**cfg, "finetune": {**cfg["finetune"], "enabled": False}}
+    assert pipeline.final_stage(cfg) == PRUNED
     main = main_table(cfg, base)
-    assert len(main) == 1 + len(pipeline.all_variants(cfg)) and set(main.stage) == {"trained", "pruned"}
+    assert len(main) == 1 + len(pipeline.all_variants(cfg)) and set(main.stage) == {ORIGINAL, PRUNED}
     comp = comparison_table(cfg, main)
-    assert set(comp.stage) == {"pruned"} and len(comp) == 4
-    pv = _eval(base, cfg, "cut-k1__pruned")["fid"]["value"]
+    assert set(comp.stage) == {PRUNED} and len(comp) == 4
+    pv = _eval(tiny_layout, "cut-k1", PRUNED)["fid"]["value"]
     assert comp[comp.variant == "cut-k1"].variant_value.iloc[0] == pytest.approx(pv)

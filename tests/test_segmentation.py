@@ -19,13 +19,13 @@ from unetprune.metrics.drn import DRNSeg, bilinear_up_weight
 def test_miou_hand_computed_with_ignore():
     target = np.array([[0, 0, 1, 1], [2, 2, 255, 255]])
     pred = np.array([[0, 1, 1, 1], [2, 0, 2, 1]])
-    r = S.miou(pred, target, n_classes=3)
+    r = S.summarize(S.confusion(pred, target, n_classes=3))
     # class 0: TP 1, FP 1 (pixel 5), FN 1 (pixel 1) -> 1/3; class 1: TP 2, FP 1 -> 2/3; class 2: TP 1, FN 1 -> 1/2
     assert r["per_class_iou"] == pytest.approx([1 / 3, 2 / 3, 1 / 2])
     assert r["miou"] == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
     assert r["pixel_accuracy"] == pytest.approx(4 / 6)
     # a class absent from target and prediction is NaN (null in JSON) and not averaged
-    r4 = S.miou(pred, target, n_classes=4)
+    r4 = S.summarize(S.confusion(pred, target, n_classes=4))
     assert r4["per_class_iou"][3] is None and r4["miou"] == pytest.approx(r["miou"])
 
 
@@ -109,19 +109,25 @@ class _RedThreshold(nn.Module):
         return torch.log_softmax(logits, 1), logits
 
 
+def _cityscapes(photos, labels, label_source=S.FULL_RES_LABELS):
+    scorer = S.CityscapesScorer(_RedThreshold())
+    scorer.update(photos, labels)
+    return scorer.result(label_source)
+
+
 def test_cityscapes_scorer_resizes_to_label_size_and_ignores_255():
     photo = torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
     photo[:, 0, :, 4:] = 255  # right half red -> class 1
     label = np.zeros((16, 16), dtype=np.uint8)
     label[:, 8:] = 1
     label[0, :] = 255  # ignored row
-    r = S.cityscapes_miou(_RedThreshold(), photo, [label])
+    r = _cityscapes(photo, [label])
     assert r["per_class_iou"][0] == pytest.approx(1.0) and r["per_class_iou"][1] == pytest.approx(1.0)
     assert r["miou"] == pytest.approx(1.0) and r["n_classes"] == 19 and r["n_classes_present"] == 2
     assert "GAN Compression" in r["protocol"] and "DEVIATION" not in r["protocol"]
     assert r["class_names"][0] == "road" and len(r["class_names"]) == 19
     wrong = np.ones((16, 16), dtype=np.uint8)
-    r2 = S.cityscapes_miou(_RedThreshold(), photo, [wrong], label_source="input colour label maps")
+    r2 = _cityscapes(photo, [wrong], label_source="input colour label maps")
     assert r2["per_class_iou"][1] == pytest.approx(0.5) and "DEVIATION" in r2["protocol"]
     assert math.isclose(r2["miou"], 0.25)
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from unetprune.metrics.complexity import count_params
+from unetprune.metrics.complexity import count_parameters
 from unetprune.models.unet import UNetSpec, build_generator
 from unetprune.pruning import prunable_layers, prune_layers
 
@@ -67,7 +67,7 @@ def test_same_kept_indices_params_and_function(setup):
         n = getattr(g, name).conv.out_channels
         tp_kept = [j for j in range(n) if j not in set(removed[name])]
         assert info["kept"][name]["indices"] == tp_kept, name
-    assert count_params(ours) == count_params(tp_model)
+    assert count_parameters(ours) == count_parameters(tp_model)
     for name in prunable_layers(g):
         a, b = getattr(ours, name).conv, getattr(tp_model, name).conv
         assert a.weight.shape == b.weight.shape and torch.equal(a.weight, b.weight), name
@@ -83,4 +83,4 @@ def test_rounding_matches_torch_pruning_where_floor_rule_differs(setup):
     tp_model, removed = _torch_pruning(g, ratios)
     ours, info = prune_layers(g, ratios)
     assert info["kept"]["down2"]["n_kept"] == 11 == 16 - len(removed["down2"])
-    assert count_params(ours) == count_params(tp_model)
+    assert count_parameters(ours) == count_parameters(tp_model)

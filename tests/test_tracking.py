@@ -1,18 +1,20 @@
-"""`unetprune track`: the MLflow mirror of the tiny experiment of test_report (idempotent sync)."""
+"""`unetprune track`: the MLflow mirror of the tiny experiment (idempotent sync).
+
+``results_tree`` / ``tiny_layout`` (tests/conftest.py) are the real tiny results tree that
+test_report also reads; every path is asked of :class:`unetprune.layout.Layout`.
+"""
 
 from __future__ import annotations
 
 import json
-import os
+import re
+import subprocess
 
 import pandas as pd
 import pytest
 
-from test_report import results_tree  # noqa: F401  (session fixture: the real tiny results tree)
 from unetprune import pipeline
-from unetprune.config import results_dir
-
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+from unetprune.layout import FINETUNED, ORIGINAL, PRUNED
 
 N_LAYERS = 9  # down1..down5, up5..up2
 N_MODELS = 1 + 6 * 2  # original + (2 variants + 4 baselines) x (pruned, finetuned)
@@ -20,7 +22,7 @@ N_RUNS = N_MODELS + 1 + 1 + N_LAYERS  # + report run + sensitivity parent + a ch
 
 
 @pytest.fixture(scope="module")
-def synced(results_tree, tmp_path_factory):  # noqa: F811
+def synced(results_tree, tiny_layout, tmp_path_factory):
     """Sync twice (library, then the CLI) into a fresh sqlite store."""
     from unetprune.cli import main
     from unetprune.tracking import sync
@@ -29,7 +31,7 @@ def synced(results_tree, tmp_path_factory):  # noqa: F811
     d = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{d / 'mlflow.db'}"
     first = sync(cfg, base, uri=uri)
-    first_file = json.loads((results_dir(cfg, base) / "mlflow.json").read_text())
+    first_file = json.loads(tiny_layout.mlflow_json.read_text())
     assert main(["track", "--config", str(cfg_file), "--uri", uri, "--results", str(base)]) == 0
     from mlflow import MlflowClient
 
@@ -42,7 +44,7 @@ def _active_runs(client, exp_id):
     return client.search_runs([exp_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=1000)
 
 
-def test_sync_twice_gives_the_same_runs(synced):
+def test_sync_twice_gives_the_same_runs(synced, tiny_layout):
     cfg, base, _uri, first, first_file, client, d = synced
     exp = client.get_experiment_by_name("tiny")
     assert exp is not None and exp.experiment_id == first["experiment_id"]
@@ -50,24 +52,25 @@ def test_sync_twice_gives_the_same_runs(synced):
     runs = _active_runs(client, exp.experiment_id)
     assert len(runs) == N_RUNS == len(first["runs"])
     assert first["logged"] == N_RUNS and first["unchanged"] == 0
-    second = json.loads((results_dir(cfg, base) / "mlflow.json").read_text())
+    second = json.loads(tiny_layout.mlflow_json.read_text())
     assert second == first_file and second["runs"] == first["runs"]  # same run ids, file unchanged
     keys = {r.data.tags["unetprune.key"] for r in runs}
     assert keys == set(first["runs"]) and len(keys) == N_RUNS
-    assert (
-        "tiny/cut-k1/finetuned" in keys and "tiny/original/trained" in keys and "tiny/sensitivity/up2" in keys
-    )
+    assert {"tiny/original", "tiny/cut-k1/pruned", "tiny/cut-k1/finetuned", "tiny/sensitivity/up2"} <= keys
+    assert keys == {"tiny/original", "tiny/report", "tiny/sensitivity"} | {
+        f"tiny/{v}/{s}" for v in pipeline.all_variants(cfg) for s in (PRUNED, FINETUNED)
+    } | {f"tiny/sensitivity/{layer}" for layer in pipeline.config_layers(cfg)}
 
 
-def test_sensitivity_parent_has_one_child_per_layer(synced):
+def test_sensitivity_parent_has_one_child_per_layer(synced, tiny_layout):
     cfg, base, _uri, first, _, client, _ = synced
     pid = first["runs"]["tiny/sensitivity"]
     children = client.search_runs(
         [first["experiment_id"]], filter_string=f"tags.`mlflow.parentRunId` = '{pid}'"
     )
-    assert sorted(r.data.tags["unetprune.layer"] for r in children) == sorted(pipeline.prunable_layers(cfg))
+    assert sorted(r.data.tags["unetprune.layer"] for r in children) == sorted(pipeline.config_layers(cfg))
     assert len(children) == N_LAYERS
-    sens = json.loads((results_dir(cfg, base) / "sensitivity" / "down1.json").read_text())
+    sens = json.loads(tiny_layout.sensitivity_json("down1").read_text())
     child = next(r for r in children if r.data.tags["unetprune.layer"] == "down1")
     assert child.data.metrics["fid_r0.5"] == pytest.approx(sens["metrics"][0]["fid"])
     assert child.data.metrics["params_r0.5"] == sens["params"][0]
@@ -79,16 +82,28 @@ def test_sensitivity_parent_has_one_child_per_layer(synced):
     assert "mean_degradation_inner_r0.5" in parent.data.metrics
 
 
-def test_variant_runs_hold_the_json_values(synced):
-    cfg, base, _uri, first, _, client, _ = synced
-    exp = results_dir(cfg, base)
-    for key, variant, stage in [
-        ("tiny/cut-k1/finetuned", "cut-k1", "finetuned"),
-        ("tiny/global-uniform-match-cut-k1/pruned", "global-uniform-match-cut-k1", "pruned"),
-        ("tiny/original/trained", "original", "trained"),
+def _head(repo_root) -> str:
+    out = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo_root, capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
+def test_variant_runs_hold_the_json_values(synced, tiny_layout, repo_root):
+    from unetprune.tracking import file_sha256
+
+    cfg, _base, _uri, first, _, client, _ = synced
+    lay = tiny_layout
+    head = _head(repo_root)  # the code that made (and synced) the results
+    assert re.fullmatch(r"[0-9a-f]{40}", head)
+    for key, variant, stage, run_name in [
+        ("tiny/cut-k1/finetuned", "cut-k1", FINETUNED, "cut-k1/finetuned"),
+        ("tiny/global-uniform-match-cut-k1/pruned", "global-uniform-match-cut-k1", PRUNED,
+         "global-uniform-match-cut-k1/pruned"),
+        ("tiny/original", ORIGINAL, ORIGINAL, "original"),
     ]:
         run = client.get_run(first["runs"][key])
-        ev = json.loads((exp / "eval" / f"{pipeline.eval_name(variant, stage)}.json").read_text())
+        ev = json.loads(lay.eval_json(variant, stage).read_text())
         m, p = run.data.metrics, run.data.params
         assert m["params"] == ev["complexity"]["params"]
         assert m["macs_physical"] == ev["complexity"]["macs_physical"]
@@ -100,25 +115,24 @@ def test_variant_runs_hold_the_json_values(synced):
         assert m["latency_ms"] == pytest.approx(ev["complexity"]["latency"][0]["median_ms"])
         assert p["fid_backend"] == "standin" and p["stage"] == stage
         tags = run.data.tags
-        assert tags["unetprune.key"] == key and tags["mlflow.runName"] == f"{variant}/{stage}"
-        assert len(tags["mlflow.source.git.commit"]) in (40, len("unknown")) and "version.torch" in tags
+        assert tags["unetprune.key"] == key and tags["mlflow.runName"] == run_name
+        assert tags["unetprune.variant"] == variant and tags["unetprune.stage"] == stage
+        assert tags["mlflow.source.git.commit"] == tags["unetprune.git_commit"] == head
+        assert "version.torch" in tags
         assert "version.mlflow" in tags and "mlflow.parentRunId" not in tags
         arts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"config.yaml", "checkpoint.txt", "json", "tables"} <= arts
         ptr = client.download_artifacts(run.info.run_id, "checkpoint.txt")
         with open(ptr) as f:
             text = f.read()
-        from unetprune.report.tables import checkpoint_path
-        from unetprune.tracking import file_sha256
-
-        ck = checkpoint_path(cfg, base, variant, stage)
+        ck = lay.checkpoint(variant, stage)
         assert f"path: {ck}" in text and f"sha256: {file_sha256(ck)}" in text and "DVC" in text
     cut = client.get_run(first["runs"]["tiny/cut-k1/finetuned"]).data.params
     assert cut["strategy"] == "cut" and cut["k"] == "1" and cut["finetune_epochs"] == "1+0"
-    pj = json.loads((exp / "variants" / "cut-k1" / "prune.json").read_text())
+    pj = json.loads(lay.prune_json("cut-k1").read_text())
     assert cut["widths_enc"] == ",".join(map(str, pj["widths"]["enc"]))
     g = client.get_run(first["runs"]["tiny/global-uniform-match-cut-k1/pruned"]).data
-    gj = json.loads((exp / "variants" / "global-uniform-match-cut-k1" / "prune.json").read_text())
+    gj = json.loads(lay.prune_json("global-uniform-match-cut-k1").read_text())
     assert g.params["matched_to"] == "cut-k1" and g.params["match_budget"] == "params"
     assert g.params["budget_target"] == str(gj["info"]["budget"]["target"])
     assert g.metrics["params"] == gj["params"]
@@ -126,7 +140,7 @@ def test_variant_runs_hold_the_json_values(synced):
     assert inner["ratio"] == "0.5" and inner["levels"] == "5" and inner["layers"] == "down5,up5"
 
 
-def test_tables_are_logged_with_log_table(synced):
+def test_tables_are_logged_with_log_table(synced, tiny_layout):
     cfg, _base, _uri, first, _, client, _ = synced
     rid = first["runs"]["tiny/report"]
     arts = {a.path for a in client.list_artifacts(rid, "tables")}
@@ -137,20 +151,20 @@ def test_tables_are_logged_with_log_table(synced):
     main = pd.read_json(client.download_artifacts(rid, "tables/main.json"), orient="split")
     assert len(main) == N_MODELS and set(main.variant) >= set(pipeline.all_variants(cfg))
     figs = {a.path for a in client.list_artifacts(rid, "figures")}
-    assert {"figures/sensitivity.png", "figures/tradeoff.png", "figures/samples.png"} <= figs
-    assert "report.md" in {a.path for a in client.list_artifacts(rid)}
+    assert {f"figures/{tiny_layout.figure(f).name}" for f in tiny_layout.REPORT_FIGURES} <= figs
+    assert tiny_layout.report_md.name in {a.path for a in client.list_artifacts(rid)}
     sens = client.list_artifacts(first["runs"]["tiny/sensitivity"], "tables")
     assert "tables/sensitivity.json" in {a.path for a in sens}
     report = client.get_run(rid).data
     assert report.metrics["comparisons"] == 4 and report.params["quality_metric"] == "fid"
 
 
-def test_changed_results_replace_runs_without_duplicates(synced):
+def test_changed_results_replace_runs_without_duplicates(synced, tiny_layout):
     """A changed result re-logs only the runs it affects, in place of the old ones."""
     from unetprune.tracking import sync
 
     cfg, base, uri, first, _, client, _ = synced
-    path = results_dir(cfg, base) / "eval" / "cut-k1__finetuned.json"
+    path = tiny_layout.eval_json("cut-k1", FINETUNED)
     original = path.read_text()
     try:
         ev = json.loads(original)
@@ -170,9 +184,11 @@ def test_changed_results_replace_runs_without_duplicates(synced):
     assert sync(cfg, base, uri=uri)["logged"] == 2  # back to the original content
 
 
-def test_track_without_report_is_a_clear_error(results_tree, tmp_path):  # noqa: F811
+def test_track_without_report_is_a_clear_error(results_tree, tmp_path):
+    from unetprune.layout import Layout
     from unetprune.tracking import TrackingError, sync
 
     cfg, _base, _ = results_tree
-    with pytest.raises(TrackingError, match=r"report\.md.*unetprune report"):
+    report = re.escape(str(Layout.from_config(cfg, tmp_path).report_md))
+    with pytest.raises(TrackingError, match=rf"missing {report}.*unetprune report"):
         sync(cfg, tmp_path, uri=f"sqlite:///{tmp_path / 'x.db'}")

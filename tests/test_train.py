@@ -4,14 +4,19 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 
 import pytest
 import torch
 import yaml
+from torch import nn
 
 from unetprune.checkpoint import generator_from_checkpoint, load_checkpoint
 from unetprune.config import load_config
 from unetprune.errors import TrainingDiverged, UserFacingError
+from unetprune.layout import CHECKPOINT_NAME, RESUME_NAME, SAMPLES_NAME, TRAIN_LOG_NAME
+from unetprune.metrics.complexity import count_parameters
+from unetprune.models.family import ModelFamily, get_family, register_family, unregister_family
 from unetprune.train import lr_factor, train
 
 
@@ -35,16 +40,16 @@ def test_train_writes_log_checkpoint_and_grid(tiny_demo, tmp_path):
     log = train(cfg, tmp_path, progress=False)
     assert log["complete"] and len(log["epochs"]) == 4
     assert [e["lr"] for e in log["epochs"]] == pytest.approx([2e-4, 2e-4, 2e-4 * 2 / 3, 2e-4 / 3])
-    on_disk = json.loads((tmp_path / "train.json").read_text())
+    on_disk = json.loads((tmp_path / TRAIN_LOG_NAME).read_text())
     assert on_disk["epochs"][-1]["G_L1"] == pytest.approx(log["epochs"][-1]["G_L1"])
-    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)  # self-describing, safe load
+    ckpt = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)  # self-describing, safe load
     assert ckpt["epoch"] == 4 and ckpt["generator"]["arch"]["enc_widths"] == [4, 8, 16, 32, 32]
     assert ckpt["config"]["train"]["n_epochs"] == 2 and "torch" in ckpt["versions"]
     G = generator_from_checkpoint(ckpt)
     assert G(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
     from PIL import Image
 
-    grid = Image.open(tmp_path / "samples.png")
+    grid = Image.open(tmp_path / SAMPLES_NAME)
     assert grid.size == (3 * 32, 2 * 32)  # 2 rows of input | output | target
 
 
@@ -63,8 +68,8 @@ def test_existing_run_requires_resume(tiny_demo, tmp_path):
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_demo, tmp_path, monkeypatch):
     cfg = load_config(None, tiny_cfg(tiny_demo))
     train(cfg, tmp_path, progress=False, stop_after_epochs=1)
-    assert not (tmp_path / "checkpoint.pt").exists()  # only finished runs have one
-    good = torch.load(tmp_path / "resume.pt", weights_only=True)
+    assert not (tmp_path / CHECKPOINT_NAME).exists()  # only finished runs have one
+    good = torch.load(tmp_path / RESUME_NAME, weights_only=True)
     from unetprune import train as train_mod
 
     real_step = train_mod.Pix2PixTrainer.train_step
@@ -77,7 +82,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_demo, tmp_path, monk
     monkeypatch.setattr(train_mod.Pix2PixTrainer, "train_step", poisoned)
     with pytest.raises(TrainingDiverged, match=r"G_L1 became non-finite at epoch 2"):
         train(cfg, tmp_path, resume=True, progress=False)
-    after = torch.load(tmp_path / "resume.pt", weights_only=True)
+    after = torch.load(tmp_path / RESUME_NAME, weights_only=True)
     assert after["epoch"] == 1
     for k, v in good["generator"]["state_dict"].items():
         assert torch.equal(v, after["generator"]["state_dict"][k])
@@ -101,7 +106,7 @@ def test_sigkill_and_resume_gives_identical_weights(tiny_demo, tmp_path):
     assert p.wait(timeout=300) == 0, p.stderr.read().decode()
 
     p = _run_cli(cfg_path, killed)
-    ckpt = killed / "resume.pt"
+    ckpt = killed / RESUME_NAME
     deadline = time.time() + 300
     while not ckpt.exists() and time.time() < deadline and p.poll() is None:
         time.sleep(0.05)
@@ -114,7 +119,7 @@ def test_sigkill_and_resume_gives_identical_weights(tiny_demo, tmp_path):
     p = _run_cli(cfg_path, killed, "--resume")
     assert p.wait(timeout=300) == 0, p.stderr.read().decode()
     assert not ckpt.exists()  # renamed to checkpoint.pt at the end
-    a, b = load_checkpoint(full / "checkpoint.pt"), load_checkpoint(killed / "checkpoint.pt")
+    a, b = load_checkpoint(full / CHECKPOINT_NAME), load_checkpoint(killed / CHECKPOINT_NAME)
     assert b["epoch"] == 6 and json.loads(b["log"])["resumed_at_epoch"] == [epoch_at_kill]
     for part in ("generator", "discriminator"):
         sa, sb = a[part]["state_dict"], b[part]["state_dict"]
@@ -125,3 +130,219 @@ def test_sigkill_and_resume_gives_identical_weights(tiny_demo, tmp_path):
     assert all(torch.equal(ga[i]["exp_avg"], gb[i]["exp_avg"]) for i in ga)
     # no temporary files left behind by the atomic writes
     assert not [f for f in killed.iterdir() if f.name.endswith(".tmp")]
+
+
+# --- the trainer reaches the models, data, step and samples through the model family ------------
+
+
+@dataclass
+class TinySpec:
+    width: int = 3
+
+    def to_dict(self):
+        return {"name": "tiny", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d):
+        d = dict(d)
+        assert d.pop("name") == "tiny"
+        return cls(**d)
+
+
+class TinyNet(nn.Module):
+    def __init__(self, spec):
+        super().__init__()
+        self.spec = spec
+        self.body = nn.Sequential(nn.Conv2d(1, spec.width, 3, padding=1), nn.ReLU(),
+                                  nn.Conv2d(spec.width, 1, 3, padding=1))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class TinyData(torch.utils.data.Dataset):
+    """y = 2x on 8 random 1x8x8 images; records the epochs it was set to."""
+
+    split = "val"
+
+    def __init__(self):
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(8, 1, 8, 8, generator=g)
+        self.epochs = []
+
+    def set_epoch(self, e):
+        self.epochs.append(e)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "y": 2 * self.x[i]}
+
+
+class TinyTrainer:
+    losses = ("L1",)
+
+    def __init__(self, G, D, tcfg, device):
+        self.G, self.D = G.to(device), D
+        self.opt = torch.optim.Adam(self.G.parameters(), lr=tcfg["lr"])
+        self.steps = 0
+
+    def set_lr(self, lr):
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+
+    def set_train_mode(self):
+        self.G.train()
+
+    def step(self, batch):
+        self.opt.zero_grad(set_to_none=True)
+        loss = (self.G(batch["x"]) - batch["y"]).abs().mean()
+        loss.backward()
+        self.opt.step()
+        self.steps += 1
+        return {"L1": loss.detach()}
+
+    def state(self):
+        return {"discriminator": {"arch": {}, "state_dict": {}}, "optimizers": {"G": self.opt.state_dict()}}
+
+    def load_state(self, ckpt):
+        self.G.load_state_dict(ckpt["generator"]["state_dict"])
+        self.opt.load_state_dict(ckpt["optimizers"]["G"])
+
+
+class TinyFamily(ModelFamily):
+    name = "test-tiny"
+    metrics = ("paired",)
+    spec_type = TinySpec
+
+    def __init__(self):
+        self.trainers, self.rendered, self.data = [], [], TinyData()
+
+    def spec_from_config(self, cfg):
+        return TinySpec(width=cfg["model"]["ngf"])
+
+    def build(self, spec, init=True, seed=None):
+        spec = spec if isinstance(spec, TinySpec) else TinySpec.from_dict(spec)
+        return TinyNet(spec)
+
+    def input_shape(self, generator):
+        return (1, 1, 8, 8)
+
+    def build_discriminator(self, cfg, generator):
+        return nn.Identity()
+
+    def discriminator_from_entry(self, entry):
+        return nn.Identity()
+
+    def trainer(self, generator, discriminator, tcfg, device):
+        self.trainers.append(TinyTrainer(generator, discriminator, tcfg, device))
+        return self.trainers[-1]
+
+    def train_dataset(self, cfg):
+        return self.data
+
+    def check_dataset(self, cfg):
+        return self.data
+
+    def check_score(self, generator, dataset, cfg):
+        with torch.no_grad():
+            return float((generator(dataset.x) - 2 * dataset.x).abs().mean())
+
+    def render_samples(self, generator, dataset, path, cfg):
+        self.rendered.append(path)
+        path.write_bytes(b"tiny")
+        return path
+
+    def _no_pruning(self, *a, **k):
+        raise NotImplementedError("the tiny test family is not prunable")
+
+    groups = check_layer = layer_width = layer_filters = prune_channels = _no_pruning
+    default_inner_levels = layers_of_levels = cut = widths = width_cost = _no_pruning
+
+
+@pytest.fixture
+def tiny_family():
+    fam = register_family(TinyFamily())
+    yield fam
+    unregister_family(fam.name)
+
+
+def _tiny_family_cfg(tiny_demo, **train_over):
+    cfg = load_config(None, tiny_cfg(tiny_demo, **train_over))
+    cfg["model"]["family"] = "test-tiny"  # set after validation: only the registry knows it
+    return cfg
+
+
+def test_train_loop_runs_a_registered_family(tiny_demo, tiny_family, tmp_path):
+    cfg = _tiny_family_cfg(tiny_demo, n_epochs=2, n_epochs_decay=1, batch_size=4, lr=1e-2)
+    log = train(cfg, tmp_path, progress=False)
+    assert len(tiny_family.trainers) == 1 and tiny_family.trainers[0].steps == 3 * 2  # 8 items / batch 4
+    assert tiny_family.data.epochs == [0, 1, 2]
+    assert log["complete"] and [list(e) for e in log["epochs"]][0] == ["epoch", "lr", "seconds",
+                                                                       "images_per_s", "L1"]
+    assert [e["lr"] for e in log["epochs"]] == pytest.approx([1e-2, 1e-2, 1e-2 / 2])
+    assert log["eval"]["l1_final"] < log["eval"]["l1_init"]        # it learned y = 2x a bit
+    assert log["params_G"] == count_parameters(tiny_family.trainers[0].G) == (1 * 4 * 9 + 4) + (4 * 1 * 9 + 1)
+    assert tiny_family.rendered == [tmp_path / SAMPLES_NAME]
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert ckpt["family"] == "test-tiny" and ckpt["meta"]["kind"] == "test-tiny-trainer"
+    assert ckpt["generator"]["arch"] == {"name": "tiny", "width": 4}
+    G = generator_from_checkpoint(ckpt)
+    assert isinstance(G, TinyNet)
+    assert all(torch.equal(v, tiny_family.trainers[0].G.state_dict()[k]) for k, v in G.state_dict().items())
+
+
+def test_family_trainer_resumes_through_its_state(tiny_demo, tiny_family, tmp_path):
+    cfg = _tiny_family_cfg(tiny_demo, n_epochs=2, n_epochs_decay=1, batch_size=4, lr=1e-2)
+    train(cfg, tmp_path / "full", progress=False)
+    train(cfg, tmp_path / "cut", progress=False, stop_after_epochs=1)
+    log = train(cfg, tmp_path / "cut", progress=False, resume=True)
+    assert log["resumed_at_epoch"] == [1] and tiny_family.trainers[-1].steps == 2 * 2
+    a = load_checkpoint(tmp_path / "full" / CHECKPOINT_NAME)["generator"]["state_dict"]
+    b = load_checkpoint(tmp_path / "cut" / CHECKPOINT_NAME)["generator"]["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_finetune_refuses_a_checkpoint_of_another_family(tiny_demo, tiny_family, tmp_path):
+    from unetprune.checkpoint import save_generator
+    from unetprune.models.unet import UNetSpec, build_generator
+
+    save_generator(tmp_path / "p.pt", build_generator(UNetSpec.reference(5, 4), seed=0))
+    cfg = _tiny_family_cfg(tiny_demo)
+    with pytest.raises(UserFacingError,
+                       match="holds a 'pix2pix' generator, but this run's model family is 'test-tiny'"):
+        train(cfg, tmp_path / "ft", init_from=tmp_path / "p.pt", progress=False)
+
+
+def test_pix2pix_models_come_from_the_family(tiny_demo, tmp_path):
+    from unetprune.train import Pix2PixTrainer, build_models
+
+    cfg = load_config(None, tiny_cfg(tiny_demo))
+    fam = get_family("pix2pix")
+    G, D, info = build_models(cfg)
+    assert info == {} and fam.owns(G) and G.spec == fam.spec_from_config(cfg)
+    torch.manual_seed(cfg["seed"])
+    G2 = fam.build(fam.spec_from_config(cfg), init=True)
+    D2 = fam.build_discriminator(cfg, G2)
+    for a, b in ((G, G2), (D, D2)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert isinstance(fam.trainer(G, D, cfg["train"], torch.device("cpu")), Pix2PixTrainer)
+
+
+def test_old_checkpoint_without_family_fine_tunes(tiny_demo, tmp_path):
+    """A trainer checkpoint written before checkpoints named their family (no 'family'
+    key) initialises fine-tuning as pix2pix, generator and discriminator."""
+    from unetprune.train import build_models
+
+    cfg = load_config(None, tiny_cfg(tiny_demo, n_epochs=1, n_epochs_decay=0))
+    train(cfg, tmp_path / "run", progress=False)
+    ckpt = torch.load(tmp_path / "run" / CHECKPOINT_NAME, weights_only=True)
+    del ckpt["family"]
+    torch.save(ckpt, tmp_path / "old.pt")
+    G, D, info = build_models(cfg, init_from=tmp_path / "old.pt")
+    assert info == {"init_from": str(tmp_path / "old.pt"), "discriminator_from": str(tmp_path / "old.pt")}
+    for model, part in ((G, "generator"), (D, "discriminator")):
+        saved = ckpt[part]["state_dict"]
+        assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())

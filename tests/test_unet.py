@@ -1,10 +1,14 @@
 import pytest
 import torch
 
-from unetprune.models import PatchGANDiscriminator, UNetSpec, build_generator, count_parameters
+from unetprune.errors import UserFacingError
+from unetprune.metrics import complexity
+from unetprune.models import (PatchGANDiscriminator, UNetSpec, build_generator, count_parameters,
+                              family_names, family_of, get_family)
+from unetprune.models.pix2pix import Pix2PixFamily
 from unetprune.models.unet import UNetGenerator
 
-# Exact parameter counts, computed layer by layer (see PAPER.md "Reference architectures"):
+# Exact parameter counts, computed layer by layer (see docs/method.md):
 # 'paper' = conv bias wherever no norm follows; 'reference' = official pix2pix code with
 # BatchNorm (only the outermost ConvTranspose has a bias): 576 fewer for unet_256
 # (down1 bias 64 + innermost down bias 512), 64 + 512 = 576 fewer for every depth.
@@ -89,3 +93,80 @@ def test_patchgan_70x70():
     assert d(torch.randn(1, 6, 256, 256)).shape == (1, 1, 30, 30)
     # 2,768,705 parameters for the reference 70x70 PatchGAN with BatchNorm
     assert count_parameters(d) == 2_768_705
+
+
+# --- the model-family seam ------------------------------------------------------------------
+
+def test_registry_returns_pix2pix():
+    fam = get_family("pix2pix")
+    assert isinstance(fam, Pix2PixFamily) and fam.name == "pix2pix"
+    assert get_family() is fam and get_family(None) is fam
+    assert "pix2pix" in family_names()
+    spec = UNetSpec.reference(5, 8)
+    assert family_of(spec) is fam
+    assert family_of(build_generator(spec, seed=0)) is fam
+    assert family_of({"format": "unetprune-checkpoint"}) is fam          # old checkpoint: no key
+    assert family_of({"family": "pix2pix"}) is fam and family_of("pix2pix") is fam
+    assert fam.metrics == ("fid", "kid", "segmentation", "paired", "complexity")
+
+
+def test_registry_errors_name_the_family():
+    with pytest.raises(UserFacingError, match=r"unknown model family 'wav2lip'; known: .*pix2pix"):
+        get_family("wav2lip")
+    with pytest.raises(UserFacingError, match="unknown model family 'nope'"):
+        family_of({"family": "nope"})
+    with pytest.raises(TypeError, match="Linear belongs to no registered model family"):
+        family_of(torch.nn.Linear(2, 2))
+
+
+def test_count_parameters_is_the_one_in_metrics():
+    assert count_parameters is complexity.count_parameters
+
+
+def test_family_spec_round_trip_and_config():
+    fam = get_family("pix2pix")
+    spec = UNetSpec(3, 3, enc_widths=[8, 12, 20, 7], dec_widths=[3, 5, 9, 11], dropout_levels=[2])
+    d = fam.spec_to_dict(spec)
+    assert d["name"] == "unet" and d["enc_widths"] == [8, 12, 20, 7]
+    assert fam.spec_from_dict(d) == spec
+    cfg = {"model": {"num_downs": 8, "ngf": 64, "norm": "batch", "use_dropout": True, "bias_mode": "paper"}}
+    assert fam.spec_from_config(cfg) == UNetSpec.reference(8)
+    with torch.device("meta"):
+        assert count_parameters(fam.build(fam.spec_from_config(cfg), init=False)) == 54_414_531
+
+
+def test_generator_built_via_family_equals_direct():
+    spec = UNetSpec.reference(num_downs=5, ngf=8)
+    direct = build_generator(spec, seed=3).eval()
+    via = get_family("pix2pix").build(spec, seed=3).eval()
+    via_dict = get_family("pix2pix").build(spec.to_dict(), seed=3).eval()
+    other_seed = get_family("pix2pix").build(spec, seed=4).eval()
+    a, b, c = direct.state_dict(), via.state_dict(), via_dict.state_dict()
+    assert list(a) == list(b) == list(c)
+    for k in a:
+        assert a[k].shape == b[k].shape and torch.equal(a[k], b[k]) and torch.equal(a[k], c[k])
+    assert not torch.equal(a["down3.conv.weight"], other_seed.state_dict()["down3.conv.weight"])
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(direct(x), via(x))
+    assert get_family("pix2pix").input_shape(direct) == (1, 3, 32, 32)
+
+
+def test_family_prunable_groups_order_and_inner_levels():
+    fam = get_family("pix2pix")
+    g = _meta_generator(UNetSpec.reference(8))
+    order = [f"down{i}" for i in range(1, 9)] + [f"up{i}" for i in range(8, 1, -1)]
+    assert fam.groups(g) == fam.groups(g.spec) == order
+    assert fam.default_inner_levels(g.spec) == [5, 6, 7, 8]
+    assert fam.layers_of_levels(g, None) == ([5, 6, 7, 8], ["down5", "down6", "down7", "down8",
+                                                            "up8", "up7", "up6", "up5"])
+    conv, norm = fam.layer_filters(g, "up3")
+    assert conv is g.up3.conv and norm is g.up3.norm and fam.layer_width(g, "up3") == 128
+    cost = fam.width_cost(g, (1, 3, 256, 256))
+    assert cost({})["params"] == 54_414_531
+    # halving down8 and up8: down8 loses 256 filters (+ biases), up8 goes 512x512 -> 256x256
+    # (+ 256 BN pairs), up7 loses the 256 input channels of its up half
+    removed = (256 * 512 * 16 + 256) + (512 * 512 - 256 * 256) * 16 + 2 * 256 + 256 * 512 * 16
+    assert cost({"down8": 256, "up8": 256})["params"] == 54_414_531 - removed == 47_073_731
+    half = UNetSpec.reference(8)
+    half.enc_widths[7], half.dec_widths[7] = 256, 256
+    assert count_parameters(_meta_generator(half)) == 47_073_731

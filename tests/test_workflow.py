@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from unetprune.config import load_config
+from unetprune.layout import FINETUNED, ORIGINAL, RESUME_NAME, Layout
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1",
@@ -66,15 +69,38 @@ def test_lint_is_clean(wf):
 
 def test_demo_dry_run_has_the_whole_dag(wf):
     stats = job_stats(smk(wf, "-n", "--cores", "2").stdout)
-    assert stats == {"demo_data": 1, "train_baseline": 1, "evaluate_original": 1, "sensitivity_layer": 11,
-                     "prune_variant": 6, "finetune_variant": 6, "evaluate_variant": 12, "report": 1,
-                     "track": 1, "all": 1}
+    assert stats == {"resolve_config": 1, "demo_data": 1, "train_original": 1, "evaluate_original": 1,
+                     "sensitivity_layer": 11, "prune_variant": 6, "finetune_variant": 6, "evaluate_variant": 12,
+                     "report": 1, "track": 1, "all": 1}
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    """Nothing is written while the Snakefile is parsed: a dry run (or a run refused by the
+    lock) leaves no results folder and no resolved config behind."""
+    wf = workflow_copy(tmp_path / "wf")
+    smk(wf, "-n", "--cores", "2", "--configfile", "config/tiny.yaml")
+    assert not (wf / "results").exists()
+
+
+def test_rules_carry_the_digest_of_the_code_they_run():
+    """A rule's `code` param is the digest of its command's import closure: pruning code is
+    in the closure of prune and sweep (which run it), not of data/train/evaluate/report/track
+    (report and track rerun after a pruning edit only because their inputs change)."""
+    from unetprune.provenance import code_modules
+
+    def has_pruning(cmd):
+        return any(m.startswith("unetprune.pruning") for m in code_modules(f"unetprune.commands.{cmd}"))
+
+    assert {c: has_pruning(c) for c in ("demo", "data", "train", "evaluate", "prune", "sweep", "report",
+                                     "track")} == {
+        "demo": False, "data": False, "train": False, "evaluate": False,
+        "prune": True, "sweep": True, "report": False, "track": False}
 
 
 @pytest.mark.parametrize("cfg", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
 def test_paper_experiment_dry_runs(wf, cfg):
     stats = job_stats(smk(wf, "-n", "--cores", "16", "--configfile", str(cfg)).stdout)
-    assert stats["train_baseline"] == 1 and stats["sensitivity_layer"] == 15  # 8 down + 7 up layers
+    assert stats["train_original"] == 1 and stats["sensitivity_layer"] == 15  # 8 down + 7 up layers
     assert stats["prune_variant"] == 6 * 3  # 6 variants + 2 matched baselines each
     assert stats.get("fetch_data") == 1
 
@@ -87,7 +113,7 @@ def test_slurm_profile_dry_run(wf, cfg):
 
 
 @pytest.mark.parametrize("override,message", [
-    ({"variants": [{"strategy": "innr", "ratio": 0.5}]}, "config error at 'variants.0.strategy': 'innr' is not one of"),
+    ({"variants": [{"strategy": "innr", "ratio": 0.5}]}, "config error at 'variants[0].strategy': 'innr' is not one of"),
     ({"sensitivity": {"layers": ["down9"]}}, "config error at 'sensitivity.layers': unknown layer(s) down9"),
     ({"data": {"dataset": "facade"}}, "config error at 'data.dataset': 'facade' is not one of"),
     ({"variants": [{"strategy": "cut", "k": 7}]}, "config error at 'variants[0].k'"),
@@ -102,41 +128,66 @@ def test_bad_config_fails_before_any_job(wf, tmp_path, override, message):
     p = smk(wf, "-n", "--cores", "1", "--configfile", str(bad), check=False)
     assert p.returncode != 0
     assert message in p.stdout + p.stderr
-    assert "localrule" not in p.stdout and "rule train_baseline" not in p.stdout
+    assert "localrule" not in p.stdout and "rule train_original" not in p.stdout
 
 
-def read_main_table(res: Path) -> list[dict]:
-    with open(res / "tables" / "main.csv") as f:
+def read_main_table(lay: Layout) -> list[dict]:
+    with open(lay.table("main")) as f:
         return list(csv.DictReader(f))
+
+
+def copy_env(wf: Path) -> dict:
+    """The environment of a run in the copy: its src/ first on the path, so the Snakefile and
+    every `unetprune` job run the copy's code (and a test may edit it)."""
+    return {**ENV, "PYTHONPATH": str(wf / "src")}
 
 
 @pytest.mark.slow
 def test_tiny_end_to_end_dvc_and_mlflow(tmp_path):
     wf = workflow_copy(tmp_path / "wf")
-    smk(wf, "--cores", "2", "--configfile", "config/tiny.yaml")
-    res = wf / "results" / "tiny"
+    env = copy_env(wf)
+
+    def run(*args, check=True):
+        p = subprocess.run([str(BIN / "snakemake"), *args], cwd=wf, env=env, capture_output=True, text=True)
+        if check and p.returncode != 0:
+            raise AssertionError(f"snakemake {' '.join(args)} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+        return p
+
+    run("--cores", "2", "--configfile", "config/tiny.yaml")
+    cfg = load_config(wf / "config" / "tiny.yaml")
+    lay = Layout.from_config(cfg, wf / "results")
     # every variant, before and after fine-tuning, plus the original, is in the main table
-    rows = read_main_table(res)
+    rows = read_main_table(lay)
     names = {(r["variant"], r["stage"]) for r in rows}
     variants = ["inner-l5-r0.5", "cut-k1", "global-uniform-match-inner-l5-r0.5",
                 "global-threshold-match-inner-l5-r0.5", "global-uniform-match-cut-k1",
                 "global-threshold-match-cut-k1"]
     assert {(v, s) for v in variants for s in ("pruned", "finetuned")} <= names
-    assert any(r["variant"] == "original" for r in rows)
+    assert (ORIGINAL, ORIGINAL) in names and len(rows) == 1 + 2 * len(variants)
     for r in rows:
         assert float(r["params"]) > 0 and float(r["macs_physical"]) > 0 and r["fid_backend"] == "standin"
-    for f in ("report.md", "figures/sensitivity.png", "figures/tradeoff.png", "figures/samples.png",
-              "tables/sensitivity.csv", "mlflow.json"):
-        assert (res / f).stat().st_size > 0, f
+    for f in (*lay.report_outputs(), lay.mlflow_json, lay.config_file, lay.checkpoint("cut-k1", FINETUNED)):
+        assert f.stat().st_size > 0, f
     # a second run has nothing to do
-    assert "Nothing to be done" in smk(wf, "-n", "--cores", "2", "--configfile", "config/tiny.yaml").stdout
+    assert "Nothing to be done" in run("-n", "--cores", "2", "--configfile", "config/tiny.yaml").stdout
+
+    # editing pruning code reruns pruning and everything downstream of it, nothing upstream
+    surgery = wf / "src" / "unetprune" / "pruning" / "surgery.py"
+    original_code = surgery.read_text()
+    surgery.write_text(original_code + "\n# an edit\n")
+    stats = job_stats(run("-n", "--cores", "2", "--configfile", "config/tiny.yaml").stdout)
+    assert stats == {"sensitivity_layer": 4, "prune_variant": 6, "finetune_variant": 6, "evaluate_variant": 12,
+                     "report": 1, "track": 1, "all": 1}
+    surgery.write_text(original_code)
+    assert "Nothing to be done" in run("-n", "--cores", "2", "--configfile", "config/tiny.yaml").stdout
+
     # changing the baselines' budget reruns only the baselines (and what reads them)
-    cfg = yaml.safe_load((wf / "config" / "tiny.yaml").read_text())
-    cfg["baselines"] = {"match": "macs_physical"}
-    (wf / "config" / "tiny2.yaml").write_text(yaml.safe_dump(cfg))
-    stats = job_stats(smk(wf, "-n", "--cores", "2", "--configfile", "config/tiny2.yaml").stdout)
-    assert stats == {"prune_variant": 4, "finetune_variant": 4, "evaluate_variant": 8, "report": 1,
-                     "track": 1, "all": 1}
+    raw = yaml.safe_load((wf / "config" / "tiny.yaml").read_text())
+    raw["baselines"] = {"match": "macs_physical"}
+    (wf / "config" / "tiny2.yaml").write_text(yaml.safe_dump(raw))
+    stats = job_stats(run("-n", "--cores", "2", "--configfile", "config/tiny2.yaml").stdout)
+    assert stats == {"resolve_config": 1, "prune_variant": 4, "finetune_variant": 4, "evaluate_variant": 8,
+                     "report": 1, "track": 1, "all": 1}
 
     # MLflow: syncing again does not add runs
     import mlflow
@@ -144,40 +195,45 @@ def test_tiny_end_to_end_dvc_and_mlflow(tmp_path):
     mlflow.set_tracking_uri(f"sqlite:///{wf / 'mlflow.db'}")
     exp = mlflow.get_experiment_by_name("tiny")
     n1 = len(mlflow.search_runs([exp.experiment_id], output_format="list"))
-    subprocess.run([str(BIN / "unetprune"), "track", "--config", "results/tiny/config.yaml"], cwd=wf, env=ENV,
-                   check=True, capture_output=True)
+    subprocess.run([str(BIN / "unetprune"), "track", "--config", str(lay.config_file.relative_to(wf))], cwd=wf,
+                   env=env, check=True, capture_output=True)
     n2 = len(mlflow.search_runs([exp.experiment_id], output_format="list"))
-    assert n1 == n2 == 1 + 12 + 1 + 1 + 4  # original, 6x2 variants, sweep parent + 4 layers (+1 summary)
+    assert n1 == n2 == 1 + 12 + 1 + 1 + 4  # original, 6x2 variants, report, sweep parent + 4 layers
 
-    # DVC: repro on the tiny config works, a second repro skips, push/pull via a local remote.
-    # dvc.yaml reads config/config.yaml (every section present, as in the shipped demo config)
-    from unetprune.config import load_config
+    # DVC: one stage per registered experiment runs the Snakemake DAG; the tiny experiment is
+    # registered next to the demo; Snakemake finds nothing to do, a second repro skips,
+    # push/pull via a local remote restores the checkpoints byte for byte.
+    reg = yaml.safe_load((wf / "config" / "dvc_experiments.yaml").read_text())
+    reg["experiments"]["tiny"] = "config/tiny.yaml"
+    (wf / "config" / "dvc_experiments.yaml").write_text(yaml.safe_dump(reg))
 
-    (wf / "config" / "config.yaml").write_text(yaml.safe_dump(load_config(wf / "config" / "tiny.yaml")))
+    def dvc(*args):
+        p = subprocess.run([str(BIN / "dvc"), *args], cwd=wf, env=env, capture_output=True, text=True)
+        assert p.returncode == 0, f"dvc {' '.join(args)}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+        return p.stdout + p.stderr
+
     for cmd in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"]):
-        subprocess.run(cmd, cwd=wf, env=ENV, check=True, capture_output=True)
-    first = subprocess.run([str(BIN / "dvc"), "repro"], cwd=wf, env=ENV, capture_output=True, text=True)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    # Snakemake had already built every phase: each of the 7 stages finds nothing to do
-    assert (first.stdout + first.stderr).count("Nothing to be done") == 7, first.stdout + first.stderr
-    second = subprocess.run([str(BIN / "dvc"), "repro"], cwd=wf, env=ENV, capture_output=True, text=True)
-    assert second.returncode == 0
-    assert "Running stage" not in second.stdout, second.stdout  # every stage skipped
-    remote = tmp_path / "remote"
-    subprocess.run([str(BIN / "dvc"), "remote", "add", "-d", "store", str(remote)], cwd=wf, env=ENV, check=True)
-    subprocess.run([str(BIN / "dvc"), "push", "-q"], cwd=wf, env=ENV, check=True)
-    ckpt = res / "baseline" / "checkpoint.pt"
-    digest = ckpt.read_bytes()
-    shutil.rmtree(res / "baseline")
+        subprocess.run(cmd, cwd=wf, env=env, check=True, capture_output=True)
+    assert set(dvc("stage", "list", "--name-only").split()) == {"workflow@demo", "workflow@tiny"}
+    first = dvc("repro", "workflow@tiny")
+    assert "Running stage 'workflow@tiny'" in first and "Nothing to be done" in first, first
+    assert "Running stage" not in dvc("repro", "workflow@tiny")  # up to date
+    assert lay.metrics_json.name in dvc("metrics", "show")
+    dvc("remote", "add", "-d", "store", str(tmp_path / "remote"))
+    dvc("push", "-q", "workflow@tiny")
+    ckpts = [lay.checkpoint(ORIGINAL), lay.checkpoint("cut-k1", FINETUNED), lay.pruned_checkpoint("cut-k1")]
+    before = [c.read_bytes() for c in ckpts]
+    shutil.rmtree(lay.original_dir)
+    shutil.rmtree(lay.variants_dir)
     shutil.rmtree(wf / ".dvc" / "cache")
-    subprocess.run([str(BIN / "dvc"), "pull", "-q"], cwd=wf, env=ENV, check=True)
-    assert ckpt.read_bytes() == digest
+    dvc("pull", "-q", "workflow@tiny")
+    assert [c.read_bytes() for c in ckpts] == before
 
 
 @pytest.mark.slow
 def test_job_killed_mid_way_is_rerun_and_resumes(tmp_path):
     """SIGKILL the training job (as an OOM killer or a preempted node would) while the
-    baseline trains: Snakemake reports the failure, and the rerun resumes from resume.pt."""
+    original model trains: Snakemake reports the failure, and the rerun resumes from resume.pt."""
     import signal
     import time
 
@@ -190,11 +246,13 @@ def test_job_killed_mid_way_is_rerun_and_resumes(tmp_path):
     cfg = yaml.safe_load((wf / "config" / "tiny.yaml").read_text())
     cfg["train"].update({"n_epochs": 4, "n_epochs_decay": 4})
     (wf / "config" / "kill.yaml").write_text(yaml.safe_dump(cfg))
-    args = [str(BIN / "snakemake"), "phase_baseline", "--cores", "1", "--configfile", "config/kill.yaml"]
+    lay = Layout.from_config(load_config(wf / "config" / "kill.yaml"), wf / "results")
+    target = str(lay.checkpoint(ORIGINAL).relative_to(wf))
+    args = [str(BIN / "snakemake"), target, "--cores", "1", "--configfile", "config/kill.yaml"]
     p = subprocess.Popen(args, cwd=wf, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = wf / "results" / "tiny" / "baseline"
+    base = lay.original_dir
     deadline = time.time() + 300
-    while not (base / "resume.pt").exists() and time.time() < deadline and p.poll() is None:
+    while not (base / RESUME_NAME).exists() and time.time() < deadline and p.poll() is None:
         time.sleep(0.1)
     assert p.poll() is None, "the workflow ended before the job could be killed"
     trainers = [pid for pid in descendants(p.pid)
@@ -204,8 +262,8 @@ def test_job_killed_mid_way_is_rerun_and_resumes(tmp_path):
     for pid in trainers:
         os.kill(pid, signal.SIGKILL)
     assert p.wait(timeout=120) != 0  # the job failed; Snakemake stops and releases its lock
-    assert not (base / "checkpoint.pt").exists() and (base / "resume.pt").exists()
-    smk(wf, "phase_baseline", "--cores", "1", "--configfile", "config/kill.yaml")
-    log = json.loads((base / "train.json").read_text())
+    assert not lay.checkpoint(ORIGINAL).exists() and (base / RESUME_NAME).exists()
+    smk(wf, target, "--cores", "1", "--configfile", "config/kill.yaml")
+    log = json.loads(lay.train_log(ORIGINAL).read_text())
     assert log["complete"] and len(log["epochs"]) == 8
     assert log["resumed_at_epoch"] and 1 <= log["resumed_at_epoch"][0] < 8

@@ -5,11 +5,16 @@ with ``torch.load(path, weights_only=True)``::
 
     {
       "format": "unetprune-checkpoint", "format_version": 1,
-      "generator": {"arch": UNetSpec.to_dict(), "state_dict": {...}},
+      "family": "pix2pix",                                          # the model family
+      "generator": {"arch": spec dict (UNetSpec.to_dict()), "state_dict": {...}},
       "discriminator": {"arch": {...}, "state_dict": {...}}        # optional
       "optimizers": {"G": ..., "D": ...}, "epoch": int,             # trainer state, optional
       "config": {...}, "versions": {...}, "meta": {...}             # provenance
     }
+
+``family`` names the :class:`~unetprune.models.family.ModelFamily` that rebuilds the
+generator from its ``arch``; checkpoints written before it was recorded have none and are
+``pix2pix``.
 
 Writes are atomic: a temporary file in the same folder, fsync, then ``os.replace``.
 """
@@ -26,7 +31,10 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .models.unet import UNetGenerator, UNetSpec, build_generator
+from torch import nn
+
+from .fileio import atomic_torch_save, atomic_write_text, sha256_file  # noqa: F401 (re-exported)
+from .models.family import family_of
 
 FORMAT = "unetprune-checkpoint"
 FORMAT_VERSION = 1
@@ -43,60 +51,22 @@ def package_versions() -> dict[str, str]:
             "python": sys.version.split()[0], "platform": platform.platform()}
 
 
-def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes (datasets, archives, checkpoints, extractor weights)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_torch_save(obj, path: Path | str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path | str, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def generator_entry(g: UNetGenerator) -> dict:
-    return {"arch": g.spec.to_dict(),
+def generator_entry(g: nn.Module) -> dict:
+    return {"arch": family_of(g).spec_to_dict(g.spec),
             "state_dict": {k: v.detach().cpu().clone() for k, v in g.state_dict().items()}}
 
 
-def make_checkpoint(generator: UNetGenerator, config: dict | None = None, meta: dict | None = None,
+def make_checkpoint(generator: nn.Module, config: dict | None = None, meta: dict | None = None,
                     **extra) -> dict:
     ckpt = {"format": FORMAT, "format_version": FORMAT_VERSION,
+            "family": family_of(generator).name,
             "generator": generator_entry(generator),
             "config": config or {}, "versions": package_versions(), "meta": meta or {}}
     ckpt.update(extra)
     return ckpt
 
 
-def save_generator(path: Path | str, generator: UNetGenerator, config: dict | None = None,
+def save_generator(path: Path | str, generator: nn.Module, config: dict | None = None,
                    meta: dict | None = None, **extra) -> None:
     atomic_torch_save(make_checkpoint(generator, config, meta, **extra), path)
 
@@ -118,11 +88,13 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
-def generator_from_checkpoint(ckpt: dict | Path | str, map_location="cpu") -> UNetGenerator:
-    """Rebuild the generator (any widths) from a checkpoint dict or path."""
+def generator_from_checkpoint(ckpt: dict | Path | str, map_location="cpu") -> nn.Module:
+    """Rebuild the generator (any widths) from a checkpoint dict or path, through the
+    checkpoint's model family (``pix2pix`` when it records none)."""
     if not isinstance(ckpt, dict):
         ckpt = load_checkpoint(ckpt, map_location)
+    fam = family_of(ckpt)
     entry = ckpt["generator"]
-    g = build_generator(UNetSpec.from_dict(entry["arch"]), init=False)
+    g = fam.build(fam.spec_from_dict(entry["arch"]), init=False)
     g.load_state_dict(entry["state_dict"])
     return g

@@ -92,7 +92,7 @@ def validate(cfg: dict) -> dict:
 
 def write_resolved(cfg: dict, path: Path | str) -> None:
     """Write the validated config (what every job of the workflow reads), atomically."""
-    from .checkpoint import atomic_write_text
+    from .fileio import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(cfg, sort_keys=True))
 

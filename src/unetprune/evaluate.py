@@ -1,10 +1,20 @@
 """Score a generator on one split: FID/KID, segmentation mIoU, L1/PSNR/SSIM, params/MACs.
 
-:class:`Evaluator` loads the split, the FID extractor, the cached real-image statistics
-and the segmenter **once**; :meth:`Evaluator.score` then scores any number of generators
-(the sensitivity sweep scores dozens of pruned variants of one model)::
+Three parts, each loaded or written once:
 
-    ev = Evaluator(cfg, "test", cache_dir="results/fid_stats")
+* :class:`EvalSet` — the split's images, loaded once as uint8 (generator inputs and real
+  targets), their files and the hash of those files;
+* :meth:`Evaluator.generate` — the generation loop (``translate.generate_batches`` under
+  ``evaluate.mode``): generator → uint8 images of the whole split, quantised exactly as the
+  project writes PNGs (``data.aligned.quantize_uint8``); every metric sees those images;
+* metric plug-ins (:mod:`unetprune.metrics.plugins`: FID, KID, segmentation, paired,
+  complexity), each set up once (extractor, cached real statistics, segmenter) and asked
+  for its scores per generator.
+
+:class:`Evaluator` ties them together; :meth:`Evaluator.score` then scores any number of
+generators (the sensitivity sweep scores dozens of pruned variants of one model)::
+
+    ev = Evaluator(cfg, "test")             # real statistics cached in the experiment's fid_stats/
     for variant in variants:
         result = ev.score(variant)          # dict, JSON-ready
 
@@ -19,9 +29,6 @@ How a generator is run (recorded in every result):
 * ``batch_size`` (``evaluate.batch_size``; 1 reproduces the reference's per-image
   BatchNorm statistics), ``amp`` (bf16 autocast of the generator on CUDA, following
   ``train.amp``; never on CPU), device.
-
-Generated images are quantised to uint8 exactly as the project writes PNGs
-(``data.aligned.to_uint8``), and every metric is computed from those uint8 images.
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -75,28 +85,6 @@ def versions() -> dict:
             "scikit_image": skimage.__version__}
 
 
-def _to_uint8_from_unit(x: torch.Tensor) -> torch.Tensor:
-    """Invert ``data.aligned.to_tensor`` exactly (x = u8 / 127.5 - 1)."""
-    return ((x + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-
-
-def _from_uint8(u8: torch.Tensor) -> torch.Tensor:
-    """Exactly ``data.aligned.to_tensor`` on a batch: u8 / 127.5 - 1 (float32)."""
-    return u8.float().div_(127.5).sub_(1.0)
-
-
-def resolve_segmentation(cfg: dict) -> str:
-    seg = cfg["evaluate"]["segmentation"]
-    if seg != "auto":
-        return seg
-    d = cfg["data"]
-    if d["dataset"] == "demo":
-        return "demo" if d["direction"] == "AtoB" else "none"
-    if d["dataset"] == "cityscapes":
-        return "cityscapes"
-    return "none"
-
-
 def resolve_amp(cfg: dict, device: torch.device, amp: bool | None) -> bool:
     if device.type != "cuda":
         return False
@@ -105,188 +93,153 @@ def resolve_amp(cfg: dict, device: torch.device, amp: bool | None) -> bool:
     return cfg.get("train", {}).get("amp", "auto") in ("auto", "bf16")
 
 
+# --------------------------------------------------------------------------------------
+# (a) the evaluation set, loaded once
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class EvalSet:
+    """One split as uint8 tensors: generator inputs (N, C, H, W) and real targets (N, 3, H, W)."""
+
+    split: str
+    root: Path
+    dataset: str                  # data.dataset
+    direction: str                # data.direction
+    image_size: int               # data.crop_size
+    files: list[Path]
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    files_sha256: str             # sha256 over (name, content hash) of the files, in order
+
+    @property
+    def n(self) -> int:
+        return len(self.files)
+
+    @classmethod
+    def load(cls, cfg: dict, split: str, root: Path | str) -> EvalSet:
+        """The images of ``split`` under ``root`` as the Evaluator sees them (no crop, no flip:
+        resized to ``data.crop_size``), at most ``evaluate.max_images``."""
+        from .data.aligned import AlignedDataset
+        from .metrics.fid import file_list_hash
+
+        d, root = cfg["data"], Path(root)
+        size = int(d["crop_size"])
+        ds = AlignedDataset(root, split, d["direction"], load_size=max(size, int(d["load_size"])),
+                            crop_size=size, train=False, max_items=cfg["evaluate"]["max_images"])
+        files = list(ds.files)
+        if len(files) < 2:
+            raise EvaluationError(f"split '{split}' of {root} has {len(files)} image(s); FID needs at least 2 "
+                                  f"(check evaluate.max_images)")
+        pairs = [ds.pair_uint8(i) for i in range(len(ds))]
+        return cls(split=split, root=root, dataset=d["dataset"], direction=d["direction"], image_size=size,
+                   files=files, inputs=torch.stack([a for a, _ in pairs]),
+                   targets=torch.stack([b for _, b in pairs]), files_sha256=file_list_hash(files))
+
+
+@dataclass
+class EvalContext:
+    """What metric plug-ins share: the config, the device, the seed, the cache folder, timings."""
+
+    cfg: dict
+    device: torch.device
+    seed: int
+    cache_dir: Path | None        # FID statistics and stand-in weights (None: no statistics cache)
+    latency: bool                 # measure latency (complexity)
+    metrics: dict = field(default_factory=dict)    # name -> plug-in: the Evaluator's plug-ins
+    timing: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ev(self) -> dict:
+        """The ``evaluate`` section of the config."""
+        return self.cfg["evaluate"]
+
+    @contextmanager
+    def timed(self, name: str):
+        """Record the wall time of the block as ``timing_s[name]`` (keys in start order)."""
+        self.timing[name] = 0.0
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timing[name] = time.perf_counter() - t
+
+
+# --------------------------------------------------------------------------------------
+# The Evaluator: evaluation set + generation loop + metric plug-ins
+# --------------------------------------------------------------------------------------
+
 class Evaluator:
-    """Holds one split's images, the FID extractor, real statistics and the segmenter."""
+    """Holds one split's images and the set-up metric plug-ins; scores generators."""
 
     def __init__(self, cfg: dict, split: str = "test", *, cache_dir: Path | str | None = DEFAULT_CACHE_DIR,
                  data_root: Path | str | None = None, device: str | torch.device | None = None,
-                 amp: bool | None = None, latency: bool = True, progress: bool = False):
+                 amp: bool | None = None, latency: bool = True, progress: bool = False,
+                 metrics: Sequence[str] | None = None):
+        from .devices import resolve_device
         from .layout import Layout
-        from .data.aligned import AlignedDataset
-        from .metrics import fid as fidm
+        from .metrics.plugins import DEFAULT_METRICS, build_metrics
 
         t0 = time.perf_counter()
+        ev = cfg["evaluate"]
         self.cfg, self.split = cfg, split
-        ev, d = cfg["evaluate"], cfg["data"]
-        self.ev = ev
         self.seed = int(cfg.get("seed", 0))
         self.mode = ev["mode"]
         self.batch_size = int(ev["batch_size"])
-        self.feature_batch_size = int(ev["feature_batch_size"])
-        self.latency = latency
         self.progress = progress
-        self.device = fidm.resolve_device(device if device is not None else ev["device"])
+        self.device = resolve_device(device if device is not None else ev["device"], "evaluate.device")
         self.amp = resolve_amp(cfg, self.device, amp)
         if isinstance(cache_dir, str) and cache_dir == DEFAULT_CACHE_DIR:
             cache_dir = Layout.from_config(cfg).fid_cache
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.root = Path(data_root) if data_root is not None else Layout.from_config(cfg).data_root
-        self.direction = d["direction"]
-        self.dataset_name = d["dataset"]
-        size = int(d["crop_size"])
-        ds = AlignedDataset(self.root, split, self.direction, load_size=max(size, int(d["load_size"])),
-                            crop_size=size, train=False, max_items=ev["max_images"])
-        self.files = list(ds.files)
-        inputs, targets = [], []
-        for i in range(len(ds)):
-            item = ds[i]
-            inputs.append(_to_uint8_from_unit(item["A"]))
-            targets.append(_to_uint8_from_unit(item["B"]))
-        self.inputs = torch.stack(inputs)      # (N, C, H, W) uint8: generator inputs
-        self.targets = torch.stack(targets)    # (N, 3, H, W) uint8: real images
-        self.image_size = size
-        self.n = len(self.files)
-        if self.n < 2:
-            raise EvaluationError(f"split '{split}' of {self.root} has {self.n} image(s); FID needs at least 2 "
-                                  f"(check evaluate.max_images)")
 
-        # segmentation scorer
-        self.segmentation = resolve_segmentation(cfg)
-        self.drn = None
-        self.labels: list[np.ndarray] | None = None
-        self.label_source = None
-        if self.segmentation == "cityscapes":
-            from .metrics.segmentation import (
-                colour_to_train_ids,
-                expected_label_file,
-                find_label_file,
-                load_drn,
-                read_train_ids,
-            )
-
-            self.drn = load_drn(ev["drn_weights"], self.device)
-            found = [find_label_file(self.root, split, f) for f in self.files]
-            if all(p is not None for p in found):
-                self.labels = [read_train_ids(p) for p in found]
-                self.label_source = "gtFine trainIds (full resolution)"
-            elif any(p is not None for p in found):
-                missing = self.files[[p is None for p in found].index(True)]
-                raise EvaluationError(f"no full-resolution label map for {missing}: expected "
-                                      f"{expected_label_file(self.root, split, missing)}")
-            else:
-                self.labels = [colour_to_train_ids(x) for x in self.inputs]
-                self.label_source = "input colour label maps (nearest Cityscapes colour, generated size)"
-        elif self.segmentation == "demo":
-            self.n_classes = int(cfg["demo"]["n_classes"])
-
-        # FID extractor (after the segmenter, so a missing DRN file fails fast) + real statistics (cached on disk)
-        self.extractor = fidm.get_extractor(ev["fid_backend"], ev["inception_weights"], ev["standin_seed"],
-                                            self.device, cache_dir=self.cache_dir or Path.home() / ".cache/unetprune")
-        self.real, self.real_info = fidm.real_stats(
-            self.targets, self.extractor, dataset=self.dataset_name, split=split, direction=self.direction,
-            image_size=size, files=self.files, cache_dir=self.cache_dir, batch_size=self.feature_batch_size)
-
+        self.eval_set = EvalSet.load(cfg, split, self.root)
+        self.ctx = EvalContext(cfg, self.device, self.seed, self.cache_dir, latency)
+        self.metrics = self.ctx.metrics = build_metrics(metrics if metrics is not None else DEFAULT_METRICS)
+        # plug-ins that only check/load user files set up first, so a missing file fails fast
+        for plugin in sorted(self.metrics.values(), key=lambda p: p.setup_rank):
+            plugin.setup(self.eval_set, self.ctx)
         self.setup_seconds = time.perf_counter() - t0
 
     # ----------------------------------------------------------------------------------
 
-    @torch.no_grad()
     def generate(self, generator: torch.nn.Module) -> torch.Tensor:
         """All generated images of the split as uint8 (N, 3, H, W) on the evaluation device."""
-        from .metrics.fid import quantize_uint8
+        from .data.aligned import from_uint8, quantize_uint8
+        from .translate import generate_batches
 
-        from .translate import generation_mode
-
+        es, bs = self.eval_set, self.batch_size
         g = generator.to(self.device)
-        outs = []
-        with generation_mode(g, self.mode, self.seed):
-            for i in range(0, self.n, self.batch_size):
-                x = _from_uint8(self.inputs[i:i + self.batch_size]).to(self.device, non_blocking=True)
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                    y = g(x)
-                if i == 0 and tuple(y.shape[-2:]) != tuple(self.targets.shape[-2:]):
+        batches = (from_uint8(es.inputs[i:i + bs]) for i in range(0, es.n, bs))
+        outs: list[torch.Tensor] = []
+        with closing(generate_batches(g, batches, self.mode, self.seed, device=self.device, amp=self.amp)) as ys:
+            for y in ys:
+                if not outs and tuple(y.shape[-2:]) != tuple(es.targets.shape[-2:]):
                     raise EvaluationError(
                         f"generated images are {y.shape[-1]}x{y.shape[-2]} but the real images are "
-                        f"{self.image_size}x{self.image_size} (data.crop_size): mismatched image sizes")
+                        f"{es.image_size}x{es.image_size} (data.crop_size): mismatched image sizes")
                 outs.append(quantize_uint8(y))
         return torch.cat(outs)
 
     def score(self, generator: torch.nn.Module, checkpoint: str | Path | None = None) -> dict:
         """Every metric of ``generator`` on this split, as a JSON-ready dict."""
-        from .metrics import fid as fidm
-        from .metrics.paired import PAIRED_DEFINITIONS, PairedAccumulator
-
-        timing: dict[str, float] = {"setup": self.setup_seconds}
-        t = time.perf_counter()
-        fakes = self.generate(generator)
-        timing["generate"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        feats = fidm.features_from_uint8(fakes, self.extractor, self.feature_batch_size)
-        fake_stats = fidm.FeatureStats.from_features(feats)
-        fid_value = fidm.fid_from_stats(fake_stats, self.real)
-        timing["fid"] = time.perf_counter() - t
-        fid = {"value": fid_value, "backend": self.extractor.backend, "extractor": self.extractor.describe(),
-               "n_images": self.n, "image_size": self.image_size, "split": self.split,
-               "dataset": self.dataset_name, "real_stats": {k: self.real_info[k] for k in
-                                                              ("key", "cache", "cache_hit", "files_sha256")}}
-        kid = None
-        if self.ev["kid"]:
-            t = time.perf_counter()
-            kid = fidm.kid_from_features(feats, self.real.features, seed=self.seed)
-            kid["backend"] = self.extractor.backend
-            timing["kid"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        seg = None
-        if self.segmentation == "demo":
-            from .metrics.segmentation import demo_miou
-
-            seg = demo_miou(fakes.cpu(), self.inputs, self.n_classes)
-        elif self.segmentation == "cityscapes":
-            from .metrics.segmentation import CityscapesScorer
-
-            scorer = CityscapesScorer(self.drn, self.device)
-            for i in range(self.n):
-                scorer.update(fakes[i:i + 1], [self.labels[i]])
-            seg = scorer.result(self.label_source)
-        timing["segmentation"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        paired = PairedAccumulator()
-        for i in range(0, self.n, 64):
-            paired.update(fakes[i:i + 64], self.targets[i:i + 64])
-        pm = paired.result()
-        timing["paired"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        from .metrics.complexity import complexity_report
-
-        in_shape = (1, int(self.inputs.shape[1]), self.image_size, self.image_size)
-        complexity = complexity_report(generator, in_shape, latency=self.latency)
-        timing["complexity"] = time.perf_counter() - t
-
+        es, ctx = self.eval_set, self.ctx
+        ctx.timing = {"setup": self.setup_seconds}
+        with ctx.timed("generate"):
+            fakes = self.generate(generator)
         result = {
-            "split": self.split, "n_images": self.n, "image_size": self.image_size,
+            "split": self.split, "n_images": es.n, "image_size": es.image_size,
             "mode": self.mode, "seed": self.seed, "batch_size": self.batch_size,
             "amp": "bf16" if self.amp else "off", "device": str(self.device),
-            "dataset": {"name": self.dataset_name, "root": str(self.root), "direction": self.direction,
-                        "files_sha256": self.real_info["files_sha256"]},
-            "fid": fid, "kid": kid, "segmentation": seg,
-            "l1": pm["l1"], "psnr": pm["psnr"], "ssim": pm["ssim"], "paired_definitions": PAIRED_DEFINITIONS,
-            "complexity": complexity,
-            "checkpoint": str(checkpoint) if checkpoint is not None else None,
-            "versions": versions(), "timing_s": timing,
+            "dataset": {"name": es.dataset, "root": str(es.root), "direction": es.direction,
+                        "files_sha256": es.files_sha256},
         }
+        for name, plugin in self.metrics.items():
+            with ctx.timed(name):
+                result.update(plugin.score(fakes, generator))
+        result.update({"checkpoint": str(checkpoint) if checkpoint is not None else None,
+                       "versions": versions(), "timing_s": ctx.timing})
         return to_jsonable(result)
-
-
-def evaluate_generator(generator: torch.nn.Module, cfg: dict, split: str = "test", *,
-                       cache_dir: Path | str | None = DEFAULT_CACHE_DIR, data_root: Path | str | None = None,
-                       device: str | None = None, latency: bool = True) -> dict:
-    """One-shot convenience: build an :class:`Evaluator` and score ``generator``."""
-    return Evaluator(cfg, split, cache_dir=cache_dir, data_root=data_root, device=device,
-                     latency=latency).score(generator)
 
 
 def config_for_checkpoint(ckpt: dict, cfg: dict | str | Path | None, overrides: list[str] | None) -> dict:
@@ -309,7 +262,8 @@ def evaluate_checkpoint(path: str | Path, cfg: dict | str | Path | None = None, 
                         cache_dir: Path | str | None = DEFAULT_CACHE_DIR, data_root: Path | str | None = None,
                         latency: bool = True) -> dict:
     """Score the generator of checkpoint ``path``; write the JSON to ``out`` if given."""
-    from .checkpoint import atomic_write_text, generator_from_checkpoint, load_checkpoint
+    from .fileio import atomic_write_text
+    from .checkpoint import generator_from_checkpoint, load_checkpoint
 
     ckpt = load_checkpoint(path)
     cfg = config_for_checkpoint(ckpt, cfg, overrides)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import ConfigError, model_spec_from_config
+from .config import ConfigError
 from .layout import DEFAULT_BASE, FINETUNED, ORIGINAL, PRUNED, Layout
 
 
@@ -31,22 +31,29 @@ def _levels_tag(levels: list[int]) -> str:
     return ".".join(str(x) for x in lv)
 
 
+def _family_and_spec(cfg: dict):
+    from .models.family import family_for_config
+
+    family = family_for_config(cfg)
+    return family, family.spec_from_config(cfg)
+
+
 def default_inner_levels(cfg: dict) -> list[int]:
-    from .pruning import default_inner_levels as widest_levels
+    """The configured model family's inner levels (the widest ones, e.g. 5-8 of unet_256)."""
+    family, spec = _family_and_spec(cfg)
+    return family.default_inner_levels(spec)
 
-    return widest_levels(model_spec_from_config(cfg))
 
-
-def prunable_layers(cfg: dict) -> list[str]:
+def config_layers(cfg: dict) -> list[str]:
     """All prunable layers of the configured original model, ordered outer → inner → outer
-    (down1..downN, upN..up2), the x-axis order of the paper's sensitivity figure."""
-    n = cfg["model"]["num_downs"]
-    return [f"down{i}" for i in range(1, n + 1)] + [f"up{i}" for i in range(n, 1, -1)]
+    (down1..downN, upN..up2 for the U-Net), the x-axis order of the paper's sensitivity figure."""
+    family, spec = _family_and_spec(cfg)
+    return family.groups(spec)
 
 
 def sensitivity_layers(cfg: dict) -> list[str]:
     layers = cfg["sensitivity"]["layers"]
-    allowed = prunable_layers(cfg)
+    allowed = config_layers(cfg)
     if layers == "all":
         return allowed
     if isinstance(layers, str):

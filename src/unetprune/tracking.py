@@ -13,10 +13,11 @@ writes them into the MLflow experiment of the same name:
   ``fid_r0.5`` and as ``fid`` with ``step`` = ratio index);
 * a ``report`` run with every table (``mlflow.log_table``), the figures and report.md.
 
-Idempotent: every run carries a stable ``unetprune.key`` tag
-(``<experiment>/original``, ``<experiment>/<variant>/<stage>``) and a ``unetprune.sha256`` of its content.  A sync
-looks the key up; an unchanged run is kept (only its tags — git commit, versions — are
-refreshed), a changed one is deleted and logged again, so re-running never duplicates runs.
+Idempotent: every run carries a stable ``unetprune.key`` tag (``<experiment>/original``,
+``<experiment>/<variant>/<stage>``, ``<experiment>/report``, ``<experiment>/sensitivity[/<layer>]``)
+and a ``unetprune.sha256`` of its content.  A sync looks the key up; an unchanged run is kept
+(only its tags — git commit, versions — are refreshed), a changed one is deleted and logged
+again, so re-running never duplicates runs.
 The run ids go to the experiment's ``mlflow.json`` (:mod:`unetprune.layout`).
 """
 
@@ -34,10 +35,10 @@ from pathlib import Path
 import yaml
 
 from . import pipeline
-from .checkpoint import atomic_write_text
+from .fileio import atomic_write_text
 from .errors import UserFacingError
 from .layout import DEFAULT_BASE, FINETUNED, ORIGINAL, Layout
-from .checkpoint import sha256_file as file_sha256
+from .fileio import sha256_file as file_sha256
 
 KEY_TAG = "unetprune.key"
 HASH_TAG = "unetprune.sha256"

@@ -1,4 +1,10 @@
-"""The pix2pix trainer, shared by the baseline and by fine-tuning of pruned generators.
+"""The trainer, shared by the original model and by fine-tuning of pruned generators.
+
+The training loop (:func:`train`: schedule, seeding, resume, NaN guard, checkpoints, logs)
+is family-agnostic; the models, the data, the training step, the learning check and the
+sample grid come from the model family (:mod:`unetprune.models.family`): the family of
+the ``init_from`` checkpoint, else the config's ``model.family`` (default ``pix2pix``).
+The ``pix2pix`` family's step is :class:`Pix2PixTrainer`:
 
 Recipe (pix2pix, Isola et al.): loss_G = BCE(D(A, G(A)), 1) + lambda_l1 * |G(A) - B|_1,
 loss_D = 0.5 * (BCE(D(A, B), 1) + BCE(D(A, G(A)), 0)); Adam(lr, (beta1, beta2)) for both;
@@ -29,25 +35,18 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .checkpoint import atomic_torch_save, atomic_write_text, load_checkpoint, make_checkpoint
-from .config import deep_merge, model_spec_from_config
-from .data.aligned import AlignedDataset
+from .fileio import atomic_torch_save, atomic_write_text
+from .checkpoint import load_checkpoint, make_checkpoint
+from .config import deep_merge
+from .devices import resolve_device
 from .errors import TrainingDiverged, UserFacingError
-from .layout import CHECKPOINT_NAME, RESUME_NAME, SAMPLES_NAME, Layout
+from .layout import CHECKPOINT_NAME, RESUME_NAME, SAMPLES_NAME
 from .layout import TRAIN_LOG_NAME as LOG_NAME
-from .models.patchgan import PatchGANDiscriminator, build_discriminator
-from .models.unet import UNetGenerator, UNetSpec, build_generator, init_weights
-from .translate import generate_split, save_sample_grid
+from .metrics.complexity import count_parameters
+from .models.family import ModelFamily, family_for_config, family_of
+
 # train keys that must match to continue a run (speed options and logging may change)
 RESUME_KEYS = ("n_epochs", "n_epochs_decay", "batch_size", "lr", "beta1", "beta2", "lambda_l1")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserFacingError("train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
-    return torch.device(name)
 
 
 def _auto(value, device: torch.device) -> bool:
@@ -64,9 +63,16 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class Pix2PixTrainer:
-    """Holds G, D, optimisers and the speed options; :meth:`train_step` does one update."""
+    """Holds G, D, optimisers and the speed options; :meth:`train_step` does one update.
 
-    def __init__(self, G: UNetGenerator, D: PatchGANDiscriminator, tcfg: dict, device: torch.device):
+    The trainer interface :func:`train` uses (what any family's trainer provides): ``G``,
+    ``losses``, :meth:`set_lr`, :meth:`set_train_mode`, :meth:`step`, :meth:`state`,
+    :meth:`load_state`.
+    """
+
+    losses = ("G_GAN", "G_L1", "D_real", "D_fake")
+
+    def __init__(self, G: nn.Module, D: nn.Module, tcfg: dict, device: torch.device):
         self.device = device
         self.cfg = tcfg
         if device.type == "cpu" and tcfg["flush_denormal"]:
@@ -98,6 +104,27 @@ class Pix2PixTrainer:
         for opt in (self.opt_G, self.opt_D):
             for group in opt.param_groups:
                 group["lr"] = lr
+
+    def set_train_mode(self) -> None:
+        self.G.train()
+        self.D.train()
+
+    def step(self, batch: dict) -> dict[str, torch.Tensor]:
+        """One update on a batch of aligned pairs ``{"A": ..., "B": ...}``."""
+        return self.train_step(batch["A"], batch["B"])
+
+    def state(self) -> dict:
+        """The checkpoint entries besides the generator: discriminator and optimisers."""
+        d_state = {k: v.detach().cpu() for k, v in self.D.state_dict().items()}
+        return {"discriminator": {"arch": self.D.config, "state_dict": d_state},
+                "optimizers": {"G": self.opt_G.state_dict(), "D": self.opt_D.state_dict()}}
+
+    def load_state(self, ckpt: dict) -> None:
+        """Continue from a checkpoint written with :meth:`state` (the generator included)."""
+        self.G.load_state_dict(ckpt["generator"]["state_dict"])
+        self.D.load_state_dict(ckpt["discriminator"]["state_dict"])
+        self.opt_G.load_state_dict(ckpt["optimizers"]["G"])
+        self.opt_D.load_state_dict(ckpt["optimizers"]["D"])
 
     def _prep(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
@@ -163,32 +190,35 @@ def finetune_config(cfg: dict) -> dict:
 
 
 def build_models(cfg: dict, init_from: Path | str | None = None,
-                 init_discriminator_from: Path | str | None = None) -> tuple[UNetGenerator, PatchGANDiscriminator, dict]:
-    """Baseline: fresh G and D (N(0, 0.02) init, seeded).  Fine-tuning: G from ``init_from``
-    (any widths) and D from ``init_discriminator_from`` (e.g. the baseline's checkpoint: the
-    paper's fine-tuning re-uses the discriminator) or else from ``init_from`` if it has one."""
-    m = cfg["model"]
+                 init_discriminator_from: Path | str | None = None,
+                 family: ModelFamily | None = None) -> tuple[nn.Module, nn.Module, dict]:
+    """Original model: fresh G and D (the family's init, seeded).  Fine-tuning: G from
+    ``init_from`` (any widths) and D from ``init_discriminator_from`` (e.g. the original's
+    checkpoint: the paper's fine-tuning re-uses the discriminator) or else from
+    ``init_from`` if it has one.  Everything is built by ``family`` (default: the config's
+    ``model.family``, which must be the ``init_from`` checkpoint's)."""
+    family = family or family_for_config(cfg)
     torch.manual_seed(cfg["seed"])
     info: dict = {}
     if init_from:
         ckpt = load_checkpoint(init_from)
-        spec = UNetSpec.from_dict(ckpt["generator"]["arch"])
-        G = build_generator(spec, init=False)
+        if family_of(ckpt).name != family.name:
+            raise UserFacingError(f"{init_from} holds a {family_of(ckpt).name!r} generator, but this "
+                                  f"run's model family is {family.name!r}")
+        G = family.build(family.spec_from_dict(ckpt["generator"]["arch"]), init=False)
         G.load_state_dict(ckpt["generator"]["state_dict"])
         info["init_from"] = str(init_from)
     else:
-        G = build_generator(model_spec_from_config(cfg), init=True)
+        G = family.build(family.spec_from_config(cfg), init=True)
         ckpt = None
-    D = build_discriminator({"input_nc": G.spec.input_nc + G.spec.output_nc, "ndf": m["ndf"],
-                             "n_layers": m["n_layers_d"], "norm": m["norm"]})
-    init_weights(D)
+    D = family.build_discriminator(cfg, G)
     d_src = init_discriminator_from or (init_from if ckpt is not None and "discriminator" in ckpt else None)
     if d_src:
         d_ckpt = load_checkpoint(d_src)
         if "discriminator" not in d_ckpt:
-            raise UserFacingError(f"{d_src} holds no discriminator (use a trainer checkpoint, e.g. baseline/checkpoint.pt)")
-        D = build_discriminator(d_ckpt["discriminator"]["arch"])
-        D.load_state_dict(d_ckpt["discriminator"]["state_dict"])
+            raise UserFacingError(f"{d_src} holds no discriminator (use a trainer checkpoint, "
+                                  f"e.g. original/checkpoint.pt)")
+        D = family.discriminator_from_entry(d_ckpt["discriminator"])
         info["discriminator_from"] = str(d_src)
     return G, D, info
 
@@ -209,52 +239,46 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
     tcfg, dcfg = cfg["train"], cfg["data"]
     if tcfg["threads"]:
         torch.set_num_threads(tcfg["threads"])
-    device = resolve_device(tcfg["device"])
+    device = resolve_device(tcfg["device"], key="train.device")
     total_epochs = tcfg["n_epochs"] + tcfg["n_epochs_decay"]
     ckpt_path = out_dir / CHECKPOINT_NAME
     resume_path = out_dir / RESUME_NAME
 
-    G, D, info = build_models(cfg, init_from, init_discriminator_from)
+    family = family_for_config(cfg)
+    G, D, info = build_models(cfg, init_from, init_discriminator_from, family=family)
     log: dict = {"config": cfg, "device": str(device), "threads": torch.get_num_threads(),
                  "epochs": [], "steps": [], **info}
-    trainer = Pix2PixTrainer(G, D, tcfg, device)
+    trainer = family.trainer(G, D, tcfg, device)
     start_epoch = 0
     state_path = ckpt_path if ckpt_path.exists() else resume_path
     if resume and state_path.exists():
         state = load_checkpoint(state_path, map_location=device)
         _compatible(state["config"], cfg, state_path)
-        trainer.G.load_state_dict(state["generator"]["state_dict"])
-        trainer.D.load_state_dict(state["discriminator"]["state_dict"])
-        trainer.opt_G.load_state_dict(state["optimizers"]["G"])
-        trainer.opt_D.load_state_dict(state["optimizers"]["D"])
+        trainer.load_state(state)
         start_epoch = int(state["epoch"])
         log = json.loads(state["log"])
         log["resumed_at_epoch"] = log.get("resumed_at_epoch", []) + [start_epoch]
     elif state_path.exists() and not resume:
         raise UserFacingError(f"{state_path} exists: pass --resume to continue that run, or choose another --out")
 
-    dataset = AlignedDataset(Layout.from_config(cfg).data_root, "train", dcfg["direction"], dcfg["load_size"], dcfg["crop_size"],
-                             train=True, flip=not dcfg["no_flip"], seed=cfg["seed"],
-                             max_items=dcfg["max_train_items"])
+    dataset = family.train_dataset(cfg)
     order = torch.Generator()
     loader = DataLoader(dataset, batch_size=tcfg["batch_size"], shuffle=True, generator=order,
                         num_workers=dcfg["num_workers"], pin_memory=device.type == "cuda",
                         persistent_workers=False, drop_last=False)
 
     def save(epoch_done: int, final: bool) -> None:
-        state = make_checkpoint(trainer.G, cfg, meta={"kind": "pix2pix-trainer", **info},
-                                discriminator={"arch": trainer.D.config,
-                                               "state_dict": {k: v.detach().cpu() for k, v in trainer.D.state_dict().items()}},
-                                optimizers={"G": trainer.opt_G.state_dict(), "D": trainer.opt_D.state_dict()},
-                                epoch=epoch_done, total_epochs=total_epochs, log=json.dumps(log))
+        state = make_checkpoint(trainer.G, cfg, meta={"kind": f"{family.name}-trainer", **info},
+                                **trainer.state(), epoch=epoch_done, total_epochs=total_epochs,
+                                log=json.dumps(log))
         atomic_torch_save(state, resume_path)
         if final:
             os.replace(resume_path, ckpt_path)
 
-    eval_set = _eval_dataset(cfg)
+    eval_set = family.check_dataset(cfg)
     if eval_set is not None and start_epoch == 0:
         log["eval"] = {"split": eval_set.split, "n_images": len(eval_set), "mode": cfg["evaluate"]["mode"],
-                       "l1_init": quick_l1(trainer.G, eval_set, cfg)}
+                       "l1_init": family.check_score(trainer.G, eval_set, cfg)}
 
     epochs_this_call = 0
     if start_epoch == total_epochs and ckpt_path.exists():
@@ -266,20 +290,19 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
     for epoch in epochs:
         lr = tcfg["lr"] * lr_factor(epoch, tcfg["n_epochs"], tcfg["n_epochs_decay"])
         trainer.set_lr(lr)
-        trainer.G.train()
-        trainer.D.train()
+        trainer.set_train_mode()
         dataset.set_epoch(epoch)
         order.manual_seed(epoch_seed(cfg["seed"], epoch))
         torch.manual_seed(epoch_seed(cfg["seed"] + 1, epoch))  # dropout
-        sums = {k: torch.zeros((), device=device) for k in ("G_GAN", "G_L1", "D_real", "D_fake")}
+        sums = {k: torch.zeros((), device=device) for k in trainer.losses}
         n_steps, n_images, t0 = 0, 0, time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}", disable=not progress, leave=False)
         for batch in bar:
-            losses = trainer.train_step(batch["A"], batch["B"])
+            losses = trainer.step(batch)
             for k, v in losses.items():
                 sums[k] += v.float()
             n_steps += 1
-            n_images += batch["A"].shape[0]
+            n_images += len(next(iter(batch.values())))  # a batch: dict, first entry one row per sample
             if n_steps % tcfg["log_every"] == 0:
                 _check_finite(sums, epoch, n_steps)
                 means = {k: float(v) / n_steps for k, v in sums.items()}
@@ -294,8 +317,8 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
                               **{k: float(v) / max(n_steps, 1) for k, v in sums.items()}})
         if progress or log_epochs:
             e = log["epochs"][-1]
-            tqdm.write(f"epoch {epoch + 1}/{total_epochs}  lr {lr:.2e}  G_GAN {e['G_GAN']:.3f}  "
-                       f"G_L1 {e['G_L1']:.3f}  D_real {e['D_real']:.3f}  D_fake {e['D_fake']:.3f}  "
+            parts = "".join(f"{k} {e[k]:.3f}  " for k in trainer.losses)
+            tqdm.write(f"epoch {epoch + 1}/{total_epochs}  lr {lr:.2e}  {parts}"
                        f"{e['images_per_s']:.1f} img/s")
         epochs_this_call += 1
         done = epoch + 1
@@ -304,26 +327,20 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
         if epochs_this_call == stop_after_epochs:
             break
     log["complete"] = len(log["epochs"]) == total_epochs
-    log["params_G"] = sum(p.numel() for p in trainer.G.parameters())
+    log["params_G"] = count_parameters(trainer.G)
     if log["complete"] and eval_set is not None:
-        log.setdefault("eval", {})["l1_final"] = quick_l1(trainer.G, eval_set, cfg)
-        save_sample_grid(trainer.G, eval_set, out_dir / SAMPLES_NAME, cfg)
+        log.setdefault("eval", {})["l1_final"] = family.check_score(trainer.G, eval_set, cfg)
+        family.render_samples(trainer.G, eval_set, out_dir / SAMPLES_NAME, cfg)
     atomic_write_text(out_dir / LOG_NAME, json.dumps(log, indent=2))
     return log
 
 
-def _eval_dataset(cfg: dict) -> AlignedDataset | None:
+def _eval_dataset(cfg: dict):
     """The split used for the trainer's own learning check (train.eval_split), or None."""
-    split, n = cfg["train"]["eval_split"], cfg["train"]["eval_images"]
-    root = Layout.from_config(cfg).data_root
-    if not split or not n or not (root / split).is_dir():
-        return None
-    d = cfg["data"]
-    return AlignedDataset(root, split, d["direction"], d["load_size"], d["crop_size"], train=False,
-                          seed=cfg["seed"], max_items=n)
+    return family_for_config(cfg).check_dataset(cfg)
 
 
-def quick_l1(G: UNetGenerator, dataset: AlignedDataset, cfg: dict) -> float:
-    """Mean |G(A) - B| in [-1, 1] units over ``dataset`` (evaluate.mode, seeded, batch 1)."""
-    outs = generate_split(G, dataset, cfg["evaluate"]["mode"], seed=cfg["seed"])
-    return float(sum((o - b).abs().mean().item() for _, o, b in outs) / max(len(outs), 1))
+def quick_l1(G: nn.Module, dataset, cfg: dict) -> float:
+    """The family's learning check: for pix2pix the mean |G(A) - B| in [-1, 1] units over
+    ``dataset`` (evaluate.mode, seeded, batch 1)."""
+    return family_of(G).check_score(G, dataset, cfg)

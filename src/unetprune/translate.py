@@ -1,15 +1,19 @@
-"""Running a generator on images: splits, folders, and sample grids.
+"""Running a generator on images: the one generation loop, splits, folders, sample grids.
 
 Evaluation modes (recorded with every result):
 * ``train_bn`` — BatchNorm uses the statistics of the current batch and dropout is on,
   which is what the pix2pix reference does at test time (its ``--eval`` flag is off);
   dropout is seeded so the outputs are repeatable.
 * ``eval`` — ``model.eval()``: running BatchNorm statistics, no dropout.
+
+:func:`generate_batches` is the only loop that runs a generator over images; the
+Evaluator, the trainer's checks, the sample grids and ``unetprune translate`` all use it.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +32,7 @@ def generation_mode(G: torch.nn.Module, mode: str, seed: int = 0):
 
     ``train_bn`` uses batch statistics (and dropout), so BatchNorm running buffers are
     saved and restored; dropout draws from a forked RNG seeded with ``seed`` (CPU and
-    the model's CUDA device), so outputs are repeatable and the caller's RNG is untouched.
-    The single mechanism behind the trainer's checks, ``translate`` and the Evaluator."""
+    the model's CUDA device), so outputs are repeatable and the caller's RNG is untouched."""
     if mode not in MODES:
         raise ValueError(f"evaluation mode must be one of {MODES}, got {mode!r}")
     was_training = G.training
@@ -48,17 +51,32 @@ def generation_mode(G: torch.nn.Module, mode: str, seed: int = 0):
         G.train(was_training)
 
 
+def generate_batches(G: torch.nn.Module, batches: Iterable[torch.Tensor], mode: str = "train_bn", seed: int = 0,
+                     *, device: torch.device | str | None = None, amp: bool = False) -> Iterator[torch.Tensor]:
+    """Yield ``G(x)`` (on ``device``, in [-1, 1]) for every input batch ``x`` (N, C, H, W) in [-1, 1].
+
+    The whole iteration runs inside :func:`generation_mode` (``mode``, dropout seeded with
+    ``seed``), so the outputs depend only on the model, the inputs, the batching and the seed;
+    ``amp`` = bf16 autocast (CUDA only).  ``device`` defaults to the model's.  The model is
+    restored when the iteration ends or the iterator is closed: consumers wrap it in
+    ``contextlib.closing`` so that an early exit or an error restores it at once.  Consumer code between batches runs inside the mode (no grad,
+    forked RNG): do not draw random numbers there."""
+    if device is None:
+        device = next(G.parameters()).device
+    device = torch.device(device)
+    with generation_mode(G, mode, seed):
+        for x in batches:
+            x = x.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+                yield G(x)
+
+
 def generate_split(G: torch.nn.Module, dataset, mode: str = "train_bn", seed: int = 0,
                    device: torch.device | str | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """[(A, G(A), B)] for every item of an AlignedDataset, batch 1, CPU tensors in [-1, 1]."""
-    device = device or next(G.parameters()).device
-    out = []
-    with generation_mode(G, mode, seed):
-        for i in range(len(dataset)):
-            item = dataset[i]
-            a = item["A"].unsqueeze(0).to(device)
-            out.append((item["A"], G(a)[0].float().cpu(), item["B"]))
-    return out
+    items = [dataset[i] for i in range(len(dataset))]
+    with closing(generate_batches(G, (item["A"][None] for item in items), mode, seed, device=device)) as outs:
+        return [(item["A"], y[0].float().cpu(), item["B"]) for y, item in zip(outs, items)]
 
 
 def save_sample_grid(G: torch.nn.Module, dataset, path: Path | str, cfg: dict | None = None,
@@ -74,6 +92,19 @@ def save_sample_grid(G: torch.nn.Module, dataset, path: Path | str, cfg: dict | 
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(rows, axis=0)).save(path)
     return path
+
+
+def _folder_input(f: Path, size: int, direction: str) -> torch.Tensor:
+    """One input image of a folder as a (1, 3, size, size) batch in [-1, 1] (A|B files: the input half)."""
+    try:
+        with Image.open(f) as im:
+            im = im.convert("RGB")
+    except Exception as e:
+        raise DataError(f"cannot decode image {f}: {e}") from e
+    w, h = im.size
+    if w == 2 * h:
+        im = im.crop((0, 0, h, h)) if direction == "AtoB" else im.crop((h, 0, w, h))
+    return to_tensor(im.resize((size, size), Image.BICUBIC)).unsqueeze(0)
 
 
 def translate_folder(checkpoint: Path | str, input_dir: Path | str, output_dir: Path | str,
@@ -96,21 +127,12 @@ def translate_folder(checkpoint: Path | str, input_dir: Path | str, output_dir: 
     direction = direction or cfg.get("data", {}).get("direction", "AtoB")
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
     files = list_images(input_dir)
-    with generation_mode(G, mode, seed):
-        for f in tqdm(files, desc="translate", disable=not progress):
-            try:
-                with Image.open(f) as im:
-                    im = im.convert("RGB")
-            except Exception as e:
-                raise DataError(f"cannot decode image {f}: {e}") from e
-            w, h = im.size
-            if w == 2 * h:
-                im = im.crop((0, 0, h, h)) if direction == "AtoB" else im.crop((h, 0, w, h))
-            x = to_tensor(im.resize((size, size), Image.BICUBIC)).unsqueeze(0).to(device)
-            y = G(x)[0]
+    written = []
+    inputs = (_folder_input(f, size, direction) for f in files)
+    with closing(generate_batches(G, inputs, mode, seed, device=device)) as outs:
+        for y, f in zip(tqdm(outs, desc="translate", total=len(files), disable=not progress), files):
             dst = out_dir / f"{f.stem}.png"
-            Image.fromarray(to_uint8(y)).save(dst)
+            Image.fromarray(to_uint8(y[0])).save(dst)
             written.append(dst)
     return written

@@ -17,9 +17,40 @@ config.clear()
 config.update(_validated)
 
 LAYOUT = Layout.from_config(config)
-# Every job reads the resolved config; `ancient` so that rewriting it (after any config
-# change) reruns only the jobs whose own config sections (their `params`) changed.
-CFG = ancient(str(LAYOUT.config_file))
+
+
+def _cli_config_args():
+    """`--config FILE --set key=value ...`: the same config file and `--config` overrides
+    that Snakemake was given, for every job's `unetprune` command (which validates them the
+    same way).  Not a `params` value: a job reruns only when the config sections it uses
+    (its `cfg` param) or its code change."""
+    files = [str(f) for f in workflow.configfiles]
+    if len(files) != 1:
+        raise ValueError(f"give one --configfile (got {len(files)}: {', '.join(files)}); use --config "
+                         f"key=value for overrides")
+    args = ["--config", files[0]]
+
+    def leaves(key, value):
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                yield from leaves(f"{key}.{k}", v)
+        else:
+            yield key, value
+
+    for top, value in workflow.config_settings.config.items():
+        for key, leaf in leaves(str(top), value):
+            args += ["--set", f"{key}={json.dumps(leaf)}"]
+    return args
+
+
+CONFIG_ARGS = _cli_config_args()
+
+
+def config_args(wildcards, input):
+    """The `config` param of every job: CONFIG_ARGS.  A function of the job's input, so
+    Snakemake counts it as derived and it is not a rerun trigger (the `cfg` param is)."""
+    return CONFIG_ARGS
+CFG = str(LAYOUT.config_file)  # the resolved config, a record written by a job (config.smk)
 GPU = config["workflow"]["gpus_per_job"]
 TRAIN_THREADS = config["workflow"]["train_threads"]
 
@@ -67,7 +98,7 @@ def get_eval_files():
 
 def get_prune_inputs(wildcards):
     ref = pipeline.variant_reference(config, wildcards.variant)
-    ins = {"ckpt": str(LAYOUT.checkpoint(ORIGINAL)), "cfg": CFG}
+    ins = {"ckpt": str(LAYOUT.checkpoint(ORIGINAL))}
     if ref:
         ins["ref"] = str(LAYOUT.pruned_checkpoint(ref))
     return ins
@@ -82,7 +113,7 @@ def get_report_outputs():
 
 
 def get_final_outputs():
-    outs = get_report_outputs()
+    outs = get_report_outputs() + [CFG]
     if config["tracking"]["enabled"]:
         outs.append(str(LAYOUT.mlflow_json))
     return outs

@@ -5,10 +5,10 @@
 
 rule demo_data:
     input:
-        cfg=CFG,
     output:
         str(LAYOUT.demo_manifest),
     params:
+        config=config_args,
         cfg=sections("demo"),
         code=code("demo"),
     log:
@@ -19,15 +19,15 @@ rule demo_data:
     conda:
         "../envs/unetprune.yaml"
     shell:
-        "unetprune demo-data --config {input.cfg:q} --force > {log:q} 2>&1"
+        "unetprune demo-data {params.config:q} --force > {log:q} 2>&1"
 
 
 rule fetch_data:
     input:
-        cfg=CFG,
     output:
         str(LAYOUT.dataset_lock),
     params:
+        config=config_args,
         cfg=sections("data"),
         code=code("data"),
         name=config["data"]["dataset"],

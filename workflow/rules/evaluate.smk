@@ -5,11 +5,11 @@
 
 rule evaluate_original:
     input:
-        cfg=CFG,
         ckpt=str(LAYOUT.checkpoint(ORIGINAL)),
     output:
         str(LAYOUT.eval_json(ORIGINAL)),
     params:
+        config=config_args,
         cfg=sections("seed", "data", "evaluate"),
         code=code("evaluate"),
         cache=str(LAYOUT.fid_cache),
@@ -23,18 +23,18 @@ rule evaluate_original:
     conda:
         "../envs/unetprune.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} unetprune evaluate --config {input.cfg:q} --checkpoint {input.ckpt:q} "
+        "OMP_NUM_THREADS={threads} unetprune evaluate {params.config:q} --checkpoint {input.ckpt:q} "
         "--split {params.split:q} --cache-dir {params.cache:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule evaluate_variant:
     input:
-        cfg=CFG,
         ckpt=get_eval_checkpoint,
         stats=str(LAYOUT.eval_json(ORIGINAL)),
     output:
         str(LAYOUT.eval_json("{variant}", "{stage}")),
     params:
+        config=config_args,
         cfg=sections("seed", "data", "evaluate"),
         code=code("evaluate"),
         cache=str(LAYOUT.fid_cache),
@@ -48,5 +48,5 @@ rule evaluate_variant:
     conda:
         "../envs/unetprune.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} unetprune evaluate --config {input.cfg:q} --checkpoint {input.ckpt:q} "
+        "OMP_NUM_THREADS={threads} unetprune evaluate {params.config:q} --checkpoint {input.ckpt:q} "
         "--split {params.split:q} --cache-dir {params.cache:q} --out {output:q} > {log:q} 2>&1"

@@ -4,13 +4,13 @@
 
 rule finetune_variant:
     input:
-        cfg=CFG,
         pruned=str(LAYOUT.pruned_checkpoint("{variant}")),
         original=str(LAYOUT.checkpoint(ORIGINAL)),
     output:
         ckpt=str(LAYOUT.checkpoint("{variant}", FINETUNED)),
         log=str(LAYOUT.train_log("{variant}", FINETUNED)),
     params:
+        config=config_args,
         cfg=sections("seed", "data", "train", "finetune"),
         code=code("train"),
         out=lambda wc, output: os.path.dirname(output.ckpt),
@@ -23,6 +23,6 @@ rule finetune_variant:
     conda:
         "../envs/unetprune.yaml"
     shell:
-        "unetprune train --config {input.cfg:q} --finetune --init-from {input.pruned:q} "
+        "unetprune train {params.config:q} --finetune --init-from {input.pruned:q} "
         "--init-discriminator-from {input.original:q} --out {params.out:q} --resume --quiet "
         "--set train.threads={threads} > {log:q} 2>&1"

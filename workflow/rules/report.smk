@@ -4,13 +4,13 @@
 
 rule report:
     input:
-        cfg=CFG,
         evals=get_eval_files(),
         sensitivity=[str(LAYOUT.sensitivity_json(layer)) for layer in get_layers()],
         original=str(LAYOUT.train_log(ORIGINAL)),
     output:
         get_report_outputs(),
     params:
+        config=config_args,
         cfg=sections("experiment", "report", "variants", "baselines", "sensitivity", "finetune", "evaluate"),
         code=code("report"),
     log:
@@ -21,4 +21,4 @@ rule report:
     conda:
         "../envs/unetprune.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} unetprune report --config {input.cfg:q} > {log:q} 2>&1"
+        "OMP_NUM_THREADS={threads} unetprune report {params.config:q} > {log:q} 2>&1"

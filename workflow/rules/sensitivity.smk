@@ -5,12 +5,12 @@
 
 rule sensitivity_layer:
     input:
-        cfg=CFG,
         ckpt=str(LAYOUT.checkpoint(ORIGINAL)),
         stats=str(LAYOUT.eval_json(ORIGINAL)),
     output:
         str(LAYOUT.sensitivity_json("{layer}")),
     params:
+        config=config_args,
         cfg=sections("seed", "data", "evaluate", "sensitivity"),
         code=code("sweep"),
         cache=str(LAYOUT.fid_cache),
@@ -23,5 +23,5 @@ rule sensitivity_layer:
     conda:
         "../envs/unetprune.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} unetprune sweep --config {input.cfg:q} --checkpoint {input.ckpt:q} "
+        "OMP_NUM_THREADS={threads} unetprune sweep {params.config:q} --checkpoint {input.ckpt:q} "
         "--layer {wildcards.layer} --cache-dir {params.cache:q} > {log:q} 2>&1"

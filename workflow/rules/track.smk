@@ -4,11 +4,11 @@
 
 rule track:
     input:
-        cfg=CFG,
         report=get_report_outputs(),
     output:
         str(LAYOUT.mlflow_json),
     params:
+        config=config_args,
         cfg=sections("tracking"),
         code=code("track"),
         uri=config["tracking"]["uri"],
@@ -20,4 +20,4 @@ rule track:
     conda:
         "../envs/unetprune.yaml"
     shell:
-        "MLFLOW_DISABLE_TELEMETRY=true unetprune track --config {input.cfg:q} --uri {params.uri:q} > {log:q} 2>&1"
+        "MLFLOW_DISABLE_TELEMETRY=true unetprune track {params.config:q} --uri {params.uri:q} > {log:q} 2>&1"

@@ -5,12 +5,12 @@
 
 rule train_original:
     input:
-        cfg=CFG,
         data=get_data_marker(),
     output:
         ckpt=str(LAYOUT.checkpoint(ORIGINAL)),
         log=str(LAYOUT.train_log(ORIGINAL)),
     params:
+        config=config_args,
         cfg=sections("seed", "data", "demo", "model", "train"),
         code=code("train"),
         out=lambda wc, output: os.path.dirname(output.ckpt),
@@ -23,5 +23,5 @@ rule train_original:
     conda:
         "../envs/unetprune.yaml"
     shell:
-        "unetprune train --config {input.cfg:q} --out {params.out:q} --resume --quiet "
+        "unetprune train {params.config:q} --out {params.out:q} --resume --quiet "
         "--set train.threads={threads} > {log:q} 2>&1"

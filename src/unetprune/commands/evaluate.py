@@ -18,18 +18,19 @@ def register(subparsers) -> None:
     p.add_argument("--out", default=None, help="JSON file to write (default: print to stdout)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, repeatable (evaluate.mode=eval, evaluate.device=cpu, ...)")
-    p.add_argument("--cache-dir", default="results/fid_stats",
-                   help="folder of cached real-image FID statistics and stand-in weights (default results/fid_stats)")
-    p.add_argument("--data-root", default=None, help="dataset folder (default: data.root or results/<experiment>/data)")
+    p.add_argument("--cache-dir", default=None,
+                   help="folder of cached real-image FID statistics and stand-in weights "
+                        "(default: the experiment's fid_stats/)")
+    p.add_argument("--data-root", default=None, help="dataset folder (default: data.root or the experiment's data/)")
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..evaluate import evaluate_checkpoint
+    from ..evaluate import DEFAULT_CACHE_DIR, evaluate_checkpoint
 
     result = evaluate_checkpoint(args.checkpoint, args.config, args.split, args.out, overrides=args.overrides,
-                                 cache_dir=args.cache_dir, data_root=args.data_root,
+                                 cache_dir=args.cache_dir or DEFAULT_CACHE_DIR, data_root=args.data_root,
                                  latency=not args.no_latency)
     fid = result["fid"]
     seg = result.get("segmentation") or {}

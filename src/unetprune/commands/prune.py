@@ -47,7 +47,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..checkpoint import atomic_write_text, generator_from_checkpoint, load_checkpoint, save_generator
+    from ..fileio import atomic_write_text
+    from ..checkpoint import generator_from_checkpoint, load_checkpoint, save_generator
     from ..metrics.complexity import count_all
     from ..pruning import prune
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..checkpoint import atomic_write_text
+from ..fileio import atomic_write_text
 from ..layout import Layout
 from ._common import add_config_args, config_from_args
 
@@ -59,8 +59,8 @@ def run_sweep(cfg: dict, checkpoint: str, layers: list[str] | None, out_dir: str
         lay = Layout(root=lay.root, data_root=lay.data_root, sensitivity_root=Path(out_dir))
     side = cfg["data"]["crop_size"]
     # record how the points were scored next to the numbers (no table mixes FID backends)
-    scoring = {"fid_backend": ev.extractor.backend, "split": s["split"], "n_images": ev.n,
-               "mode": ev.mode, "image_size": ev.image_size}
+    scoring = {"fid_backend": ev.metrics["fid"].extractor.backend, "split": s["split"], "n_images": ev.eval_set.n,
+               "mode": ev.mode, "image_size": ev.eval_set.image_size}
 
     def write(layer: str, r: dict) -> None:
         r.update(scoring)

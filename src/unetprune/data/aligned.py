@@ -57,21 +57,37 @@ def read_aligned(path: Path | str) -> tuple[Image.Image, Image.Image]:
     return ab.crop((0, 0, half, h)), ab.crop((half, 0, w, h))
 
 
+# --- uint8 <-> [-1, 1]: the project's one image quantisation ------------------------------
+
+def pil_to_uint8(im: Image.Image) -> torch.Tensor:
+    """PIL RGB → uint8 tensor (3, H, W)."""
+    return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def from_uint8(u8: torch.Tensor) -> torch.Tensor:
+    """uint8 images (any shape, e.g. (3, H, W) or (N, 3, H, W)) → float32 in [-1, 1]: ``u8 / 127.5 - 1``."""
+    return u8.float().div_(127.5).sub_(1.0)
+
+
 def to_tensor(im: Image.Image) -> torch.Tensor:
     """PIL RGB → float tensor (3, H, W) in [-1, 1]."""
-    arr = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
-    return arr.float().div_(127.5).sub_(1.0)
+    return from_uint8(pil_to_uint8(im))
+
+
+def quantize_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] (any shape, any device: a generator's batch) → uint8 on the same device:
+    ``round((clamp(x, -1, 1) + 1) * 127.5)``.
+
+    This is the one quantisation used wherever the project turns a generator output into
+    pixels (PNG files, sample grids, in-memory FID and every other metric), so all paths see
+    identical pixels.  Rounding (not the reference ``tensor2im``'s truncation, which biases
+    every pixel down by half a level) makes ``quantize_uint8(from_uint8(u8)) == u8`` exactly."""
+    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round_().to(torch.uint8)
 
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:
-    """Tensor (3, H, W) in [-1, 1] → uint8 HWC: ``round((x + 1) / 2 * 255)``.
-
-    This is the one quantisation used wherever the project writes an image (PNG files,
-    in-memory FID), so both paths see identical pixels.  Rounding (not the reference
-    ``tensor2im``'s truncation, which biases every pixel down by half a level) makes
-    ``to_uint8(to_tensor(img)) == img`` exactly."""
-    x = ((t.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round_().permute(1, 2, 0).numpy()
-    return x.astype(np.uint8)
+    """One image (3, H, W) in [-1, 1] → uint8 HWC numpy array (what a PNG holds); see :func:`quantize_uint8`."""
+    return np.ascontiguousarray(quantize_uint8(t.detach().cpu()).permute(1, 2, 0).numpy())
 
 
 class AlignedDataset(Dataset):
@@ -117,14 +133,18 @@ class AlignedDataset(Dataset):
         im = im.crop((x, y, x + self.crop_size, y + self.crop_size))
         return im.transpose(Image.FLIP_LEFT_RIGHT) if flip else im
 
-    def __getitem__(self, index: int) -> dict:
-        path = self.files[index]
-        a, b = read_aligned(path)
+    def pair_uint8(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item ``index`` as uint8 tensors (input A, target B), each (3, H, W), after the transform."""
+        a, b = read_aligned(self.files[index])
         x, y, flip = self.transform_params(index)
         a, b = self._apply(a, x, y, flip), self._apply(b, x, y, flip)
         if self.direction == "BtoA":
             a, b = b, a
-        return {"A": to_tensor(a), "B": to_tensor(b), "path": str(path)}
+        return pil_to_uint8(a), pil_to_uint8(b)
+
+    def __getitem__(self, index: int) -> dict:
+        a, b = self.pair_uint8(index)
+        return {"A": from_uint8(a), "B": from_uint8(b), "path": str(self.files[index])}
 
 
 def check_aligned_layout(root: Path | str, splits: tuple[str, ...] = ("train",)) -> dict[str, int]:

@@ -14,7 +14,7 @@ Steps and the guarantees each gives:
    the URL to fetch by hand.  A failure before any byte arrived leaves nothing behind.
 2. **Checksum**: the archive's sha256 is recorded on the first fetch in the lock file
    ``root/dataset.lock.json`` (:data:`LOCK_NAME`) and compared on every later fetch (and by
-   :func:`verify_dataset`, which the workflow runs); a mismatch stops with both hashes.
+   :func:`verify_dataset`, run by `unetprune data verify`); a mismatch stops with both hashes.
 3. **Extraction** (``archive.safe_extract``): refuses unsafe members, writes into a fresh
    temporary folder beside ``root`` and renames it into place only after step 4 passed,
    so an interrupted fetch never leaves a half dataset that looks complete.
@@ -43,10 +43,10 @@ from datetime import datetime, timezone
 from http.client import HTTPException
 from pathlib import Path
 
-from ..checkpoint import atomic_write_text
+from ..fileio import atomic_write_text
 from .aligned import IMAGE_SUFFIXES, SPLITS, DataError, check_aligned_layout
 from .archive import safe_extract
-from ..checkpoint import sha256_file  # noqa: F401 (re-exported)
+from ..fileio import sha256_file  # noqa: F401 (re-exported)
 
 __all__ = [
     "CITYSCAPES_DOWNLOADS",

@@ -40,7 +40,6 @@ from typing import Iterable
 import torch
 from torch import nn
 
-CONVENTIONS = ("physical", "output")
 MACS_SCOPE = ("Conv2d and ConvTranspose2d multiply-accumulates only; BatchNorm, activations, "
               "bias additions, dropout and concatenation are not counted")
 CONVENTION_DOC = {
@@ -51,9 +50,13 @@ CONVENTION_DOC = {
 }
 
 
-def count_params(model: nn.Module) -> int:
-    """Number of parameters (trainable or not; buffers such as BN running stats excluded)."""
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (trainable or not; buffers such as BN running stats excluded).
+    The project's one parameter count."""
     return int(sum(p.numel() for p in model.parameters()))
+
+
+count_params = count_parameters   # the name pruning.budget imports
 
 
 def _conv_macs(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> dict[str, int]:
@@ -116,13 +119,6 @@ def _run_with_hooks(model: nn.Module, input_shape: Iterable[int]) -> list[tuple[
     return records
 
 
-def count_macs(model: nn.Module, input_shape=(1, 3, 256, 256), convention: str = "physical") -> int:
-    """Conv multiply-accumulates of one forward pass at ``input_shape`` (see module doc)."""
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    return int(sum(r[convention] for _, r in _run_with_hooks(model, input_shape)))
-
-
 def macs_by_layer(model: nn.Module, input_shape=(1, 3, 256, 256)) -> dict[str, dict[str, int]]:
     """Per-conv MACs in both conventions, keyed by module name (``down3.conv`` ...)."""
     out: dict[str, dict[str, int]] = {}
@@ -136,7 +132,7 @@ def macs_by_layer(model: nn.Module, input_shape=(1, 3, 256, 256)) -> dict[str, d
 def count_all(model: nn.Module, input_shape=(1, 3, 256, 256)) -> dict[str, int]:
     """``{"params", "macs_physical", "macs_output"}`` from a single hooked pass."""
     recs = _run_with_hooks(model, input_shape)
-    return {"params": count_params(model),
+    return {"params": count_parameters(model),
             "macs_physical": int(sum(r["physical"] for _, r in recs)),
             "macs_output": int(sum(r["output"] for _, r in recs))}
 

@@ -20,10 +20,12 @@ Backends (``evaluate.fid_backend``)
 
 Fast path
 ---------
-Generated images go from the generator to the extractor in memory, quantised to uint8
-exactly as the project's PNG writer ``data.aligned.to_uint8`` would (:func:`quantize_uint8`), batched; real-image
-features are computed once per (dataset, split, direction, size, count, file-list hash,
-backend) and cached as ``.npz`` (:func:`real_stats`).  Means and covariances are float64;
+The Evaluator hands the generated images to the extractor in memory, quantised to uint8
+exactly as a saved PNG would hold them (``data.aligned.quantize_uint8``), batched
+(:func:`features_from_uint8`); real-image features are computed once per (dataset, split,
+direction, size, count, file-list hash, backend) and cached as ``.pt`` (:func:`real_stats`).
+:func:`fidelity_folder_metrics` is torch-fidelity's own computation on PNG folders with the
+same extractor: the reference the fast path is tested and benchmarked against.  Means and covariances are float64;
 the trace term ``tr sqrt(S1 S2)`` is computed exactly as the nuclear norm of a factor
 product (``S = F^T F``), which equals torch-fidelity's ``sum(sqrt(eigvals(S1 @ S2)))``
 without a 2048x2048 non-symmetric eigen-decomposition (milliseconds instead of seconds).
@@ -32,9 +34,9 @@ without a 2048x2048 non-symmetric eigen-decomposition (milliseconds instead of s
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
+import pickle
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -43,15 +45,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..fileio import atomic_torch_save, atomic_write_text
+from ..fileio import sha256_file as file_sha256
+from ..devices import resolve_device
 from ..errors import UserFacingError
-from ..checkpoint import sha256_file as file_sha256
 
 BACKENDS = ("inception-v3-compat", "standin")
 STANDIN_NAME = "unetprune-standin-inception-v3"
 STANDIN_INPUT_SIZE = 96
 FEATURE_LAYER = "2048"
 INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
-STATS_FORMAT_VERSION = 1
+STATS_FORMAT_VERSION = 2   # 2: torch file (.pt) instead of .npz
 
 
 class FIDError(UserFacingError):
@@ -125,20 +129,9 @@ def standin_weights(seed: int, folder: Path | str) -> Path:
     folder = Path(folder)
     path = folder / f"standin-inception-v3-s{STANDIN_INPUT_SIZE}-seed{int(seed)}.pt"
     if not path.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        buf = io.BytesIO()  # saving to a buffer keeps the archive name fixed: same seed, same bytes
-        torch.save(_random_inception_state(seed), buf)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(buf.getvalue())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        # saved through a file object, so the archive name is fixed: same seed, same bytes
+        atomic_torch_save(_random_inception_state(seed), path)
     return path
-
-
 
 
 @dataclass
@@ -170,15 +163,6 @@ class Extractor:
         return kw
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FIDError("config error at 'evaluate.device': cuda requested but no CUDA device is available")
-    return dev
-
-
 def get_extractor(backend: str = "inception-v3-compat", weights: str | Path | None = None, seed: int = 0,
                   device: str | torch.device | None = "cpu", cache_dir: Path | str | None = None) -> Extractor:
     """Build the FID feature extractor of ``backend`` on ``device``.
@@ -188,7 +172,7 @@ def get_extractor(backend: str = "inception-v3-compat", weights: str | Path | No
     config key to set).  ``standin``: seeded random weights, written to ``cache_dir``
     (default ``~/.cache/unetprune``) unless ``weights`` names an existing stand-in file.
     """
-    dev = resolve_device(device)
+    dev = resolve_device(device, "evaluate.device")
     info: dict = {}
     if backend == "inception-v3-compat":
         name = "inception-v3-compat"
@@ -241,13 +225,6 @@ def get_extractor(backend: str = "inception-v3-compat", weights: str | Path | No
 # Images → features
 # --------------------------------------------------------------------------------------
 
-def quantize_uint8(x: torch.Tensor) -> torch.Tensor:
-    """Generator output (N, 3, H, W) in [-1, 1] → uint8 on any device, bit-identical to the
-    project's PNG writer :func:`unetprune.data.aligned.to_uint8` (``round((x + 1) * 127.5)``),
-    so the in-memory path sees exactly the pixels a saved PNG would hold."""
-    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round_().to(torch.uint8)
-
-
 @torch.no_grad()
 def features_from_uint8(images: torch.Tensor | Iterable[torch.Tensor], extractor: Extractor,
                         batch_size: int = 32) -> np.ndarray:
@@ -264,53 +241,6 @@ def features_from_uint8(images: torch.Tensor | Iterable[torch.Tensor], extractor
     if not out:
         raise FIDError("no images to extract features from")
     return torch.cat(out).numpy()
-
-
-def load_uint8_folder(folder: Path | str) -> tuple[torch.Tensor, list[Path]]:
-    """All images of a folder as one uint8 tensor (N, 3, H, W); every image must have the
-    size of the first one (the error names the first file that differs)."""
-    from PIL import Image
-
-    from ..data.aligned import DataError, list_images
-
-    files = list_images(folder)
-    arrays = []
-    size0 = None
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-        except OSError as e:
-            raise DataError(f"cannot decode image {f}: {e}") from e
-        if size0 is None:
-            size0 = arr.shape
-        elif arr.shape != size0:
-            raise DataError(f"image {f} is {arr.shape[1]}x{arr.shape[0]} but {files[0]} is "
-                            f"{size0[1]}x{size0[0]}: all images of an FID set must have one size")
-        arrays.append(arr)
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous(), files
-
-
-def features_from_folder(folder: Path | str, extractor: Extractor, batch_size: int = 32) -> np.ndarray:
-    images, _ = load_uint8_folder(folder)
-    return features_from_uint8(images, extractor, batch_size)
-
-
-@torch.no_grad()
-def generate_uint8(generator: torch.nn.Module, inputs: Iterable[torch.Tensor], device: torch.device,
-                   amp: bool = False) -> Iterable[torch.Tensor]:
-    """Yield uint8 batches of ``generator(x)`` for float input batches ``x`` (in [-1, 1])."""
-    for x in inputs:
-        x = x.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            y = generator(x)
-        yield quantize_uint8(y)
-
-
-def features_from_generator(generator: torch.nn.Module, inputs: Iterable[torch.Tensor], extractor: Extractor,
-                            batch_size: int = 32, amp: bool = False) -> np.ndarray:
-    """Features of the generator's outputs for the input batches, all in memory (the fast path)."""
-    return features_from_uint8(generate_uint8(generator, inputs, extractor.device, amp), extractor, batch_size)
 
 
 # --------------------------------------------------------------------------------------
@@ -355,10 +285,6 @@ def fid_from_stats(s1: FeatureStats, s2: FeatureStats) -> float:
     diff = s1.mu - s2.mu
     tr_covmean = np.linalg.svd(_factor(s1) @ _factor(s2).T, compute_uv=False).sum()
     return float(diff @ diff + np.trace(s1.sigma) + np.trace(s2.sigma) - 2.0 * tr_covmean)
-
-
-def fid_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
-    return fid_from_stats(FeatureStats.from_features(f1), FeatureStats.from_features(f2))
 
 
 def kid_from_features(f1: np.ndarray, f2: np.ndarray, subsets: int = 100, subset_size: int = 1000,
@@ -412,25 +338,25 @@ def real_stats_key(dataset: str, split: str, direction: str, image_size: int, n:
 
 def real_stats(real_uint8: Callable[[], torch.Tensor] | torch.Tensor, extractor: Extractor, *, dataset: str,
                split: str, direction: str, image_size: int, files: list[Path], cache_dir: Path | str | None,
-               batch_size: int = 32) -> tuple[FeatureStats, dict]:
+               batch_size: int = 32, files_hash: str | None = None) -> tuple[FeatureStats, dict]:
     """Features/statistics of the real target images, computed once and cached in ``cache_dir``.
 
     ``real_uint8`` is the (N, 3, H, W) uint8 target images or a callable producing them
-    (only called on a cache miss).  Returns the stats and a description of the cache entry.
+    (only called on a cache miss); ``files_hash`` = :func:`file_list_hash` of ``files`` when
+    the caller has it already.  Returns the stats and a description of the cache entry.
     """
-    fhash = file_list_hash(files)
+    fhash = files_hash or file_list_hash(files)
     key = real_stats_key(dataset, split, direction, image_size, len(files), fhash, extractor)
     meta = {"key": key, "dataset": dataset, "split": split, "direction": direction, "image_size": image_size,
             "n_images": len(files), "files_sha256": fhash, "extractor": extractor.describe(),
             "format_version": STATS_FORMAT_VERSION}
-    path = Path(cache_dir) / f"{key}.npz" if cache_dir is not None else None
+    path = Path(cache_dir) / f"{key}.pt" if cache_dir is not None else None
     if path is not None and path.is_file():
         try:
-            with np.load(path) as z:
-                feats = z["features"]
+            feats = torch.load(path, map_location="cpu", weights_only=True)["features"].numpy()
             if feats.shape[0] == len(files):
                 return FeatureStats.from_features(feats), {**meta, "cache": str(path), "cache_hit": True}
-        except (OSError, KeyError, ValueError):
+        except (OSError, KeyError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError):
             pass  # unreadable cache entry: recompute and overwrite
     images = real_uint8() if callable(real_uint8) else real_uint8
     if images.shape[0] != len(files):
@@ -438,22 +364,16 @@ def real_stats(real_uint8: Callable[[], torch.Tensor] | torch.Tensor, extractor:
     feats = features_from_uint8(images, extractor, batch_size)
     stats = FeatureStats.from_features(feats)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
-        os.close(fd)
-        try:
-            np.savez(tmp, features=stats.features, mu=stats.mu, sigma=stats.sigma)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        Path(str(path)[:-4] + ".json").write_text(json.dumps(meta, indent=2))
+        atomic_torch_save({"features": torch.from_numpy(stats.features), "mu": torch.from_numpy(stats.mu),
+                           "sigma": torch.from_numpy(stats.sigma)}, path)
+        atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2))
     return stats, {**meta, "cache": str(path) if path else None, "cache_hit": False}
 
 
 def fidelity_folder_metrics(fake_dir: Path | str, real_dir: Path | str, extractor: Extractor, kid: bool = False,
-                            batch_size: int = 32, seed: int = 0) -> dict:
-    """torch-fidelity's own folder-based computation with the same extractor (the reference path)."""
+                            batch_size: int = 32, seed: int = 0, **options) -> dict:
+    """torch-fidelity's own folder-based computation with the same extractor (the reference path
+    of the tests and ``benchmarks/evaluate.py``); ``options`` override ``calculate_metrics`` kwargs."""
     import torch_fidelity
 
     if extractor.backend == "standin":
@@ -464,4 +384,4 @@ def fidelity_folder_metrics(fake_dir: Path | str, real_dir: Path | str, extracto
               samples_find_ext="png", **extractor.fidelity_kwargs())
     if kid:
         kw["kid_subset_size"] = min(1000, n)
-    return torch_fidelity.calculate_metrics(**kw)
+    return torch_fidelity.calculate_metrics(**{**kw, **options})

@@ -112,11 +112,6 @@ def summarize(hist: np.ndarray, names=None) -> dict:
             "n_classes": len(iou), "n_classes_present": int(valid.sum())}
 
 
-def miou(pred, target, n_classes: int, ignore_index: int = IGNORE_INDEX) -> dict:
-    """mIoU of predicted vs target class maps (any shapes with equal pixel counts)."""
-    return summarize(confusion(pred, target, n_classes, ignore_index))
-
-
 # --------------------------------------------------------------------------------------
 # Demo scorer
 # --------------------------------------------------------------------------------------
@@ -249,11 +244,3 @@ class CityscapesScorer:
             out["protocol"] += ("; DEVIATION: labels recovered from the input colour maps at the generated "
                                 "size, not the full-resolution gtFine trainIds")
         return out
-
-
-def cityscapes_miou(model: torch.nn.Module, photos_uint8: torch.Tensor, labels: list[np.ndarray],
-                    device: str | torch.device = "cpu", label_source: str = FULL_RES_LABELS) -> dict:
-    """mIoU of uint8 photos (N, 3, H, W) against train-id label maps (one (H', W') array each)."""
-    scorer = CityscapesScorer(model, device)
-    scorer.update(photos_uint8, labels)
-    return scorer.result(label_source)

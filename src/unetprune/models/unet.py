@@ -24,7 +24,7 @@ it saves, reloads and trains like the original.
 
 Conv biases: with ``bias_mode="paper"`` (default) a conv has a bias exactly where no
 normalisation follows it (``down1``, ``down{N}``, ``up1``); that is the convention
-behind PAPER.md's 54,414,531 parameters for ``unet_256``.  The official pix2pix code
+behind the 54,414,531 parameters of ``unet_256`` (docs/method.md).  The official pix2pix code
 (junyanz/pytorch-CycleGAN-and-pix2pix, ``UnetSkipConnectionBlock``) computes
 ``use_bias = norm is InstanceNorm`` and so, with BatchNorm, gives a bias only to the
 outermost ConvTranspose: ``bias_mode="reference"`` reproduces that (54,413,955
@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+
+from ..metrics.complexity import count_parameters  # noqa: F401 (re-exported: the one parameter count)
 
 BIAS_MODES = ("paper", "reference")
 NORMS = ("batch", "instance")
@@ -68,6 +70,11 @@ class UNetSpec:
     @property
     def num_downs(self) -> int:
         return len(self.enc_widths)
+
+    def level_names(self) -> list[str]:
+        """The blocks outer → inner → outer: ``down1..downN`` then ``upN..up1``."""
+        n = self.num_downs
+        return [f"down{i}" for i in range(1, n + 1)] + [f"up{i}" for i in range(n, 0, -1)]
 
     def to_dict(self) -> dict:
         return {"name": "unet", **asdict(self)}
@@ -186,8 +193,7 @@ class UNetGenerator(nn.Module):
         return self.spec.num_downs
 
     def level_names(self) -> list[str]:
-        n = self.num_downs
-        return [f"down{i}" for i in range(1, n + 1)] + [f"up{i}" for i in range(n, 0, -1)]
+        return self.spec.level_names()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = self.num_downs
@@ -224,6 +230,3 @@ def build_generator(spec: UNetSpec | dict, init: bool = True, seed: int | None =
         init_weights(g)
     return g
 
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())

@@ -1,4 +1,4 @@
-"""Structured pruning of U-Net generators (PAPER.md: inner pruning, cut inner layers, baselines).
+"""Structured pruning of U-Net generators (docs/method.md: inner pruning, cut inner layers, baselines).
 
 Entry point::
 
@@ -6,8 +6,10 @@ Entry point::
     new_g, info = prune(g, "cut", k=2)
     new_g, info = prune(g, "global-uniform", match_model=cut_g, match_metric="params")
 
-``prune`` never modifies ``g``; ``new_g`` is an ordinary ``UNetGenerator`` with smaller
-widths (save it with :func:`unetprune.checkpoint.save_generator`, meta = ``info``).
+``prune`` never modifies ``g``; ``new_g`` is an ordinary generator of ``g``'s model family
+(a ``UNetGenerator`` for pix2pix) with smaller widths (save it with
+:func:`unetprune.checkpoint.save_generator`, meta = ``info``).  The engine reaches the
+model only through its family (:mod:`unetprune.models.family`).
 """
 
 from __future__ import annotations
@@ -15,11 +17,10 @@ from __future__ import annotations
 from .budget import METRICS, match_budget, model_budget, spec_budget
 from .importance import IMPORTANCES, filter_importance, keep_by_ratio, n_keep
 from .sensitivity import sensitivity_sweep
-from .strategies import (STRATEGIES, default_inner_levels, layers_of_levels, prune_cut,
-                         prune_global_threshold, prune_global_uniform, prune_inner, prune_layers,
-                         prune_single)
-from .surgery import (PruningError, check_layer, check_ratio, cut_inner_levels, prunable_layers,
-                      prune_channels)
+from .strategies import (STRATEGIES, check_layer, default_inner_levels, layers_of_levels,
+                         prunable_layers, prune_channels, prune_cut, prune_global_threshold,
+                         prune_global_uniform, prune_inner, prune_layers, prune_single)
+from .surgery import PruningError, check_ratio, cut_inner_levels
 
 
 def prune(generator, strategy: str, *, ratio: float | None = None, layer: str | None = None,

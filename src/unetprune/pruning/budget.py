@@ -20,40 +20,40 @@ Only the final choice is materialised, and its budget is re-counted on the real 
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
 
-from ..metrics.complexity import count_all, count_params
-from ..models.unet import UNetGenerator, UNetSpec
+from ..metrics.complexity import count_all, count_parameters
+from ..models.family import family_of
+from ..models.unet import UNetGenerator
 from .importance import n_keep
 from .strategies import global_candidates, prune_global_threshold, prune_global_uniform
-from .surgery import PruningError, layer_width, prunable_layers
+from .surgery import PruningError
 
 METRICS = ("params", "macs_physical", "macs_output")
 
 
-def spec_budget(spec: UNetSpec, metric: str = "params", input_shape=(1, 3, 256, 256)) -> int:
-    """Budget of the architecture ``spec`` (built on ``meta``: cheap for any size)."""
+def spec_budget(spec, metric: str = "params", input_shape=(1, 3, 256, 256)) -> int:
+    """Budget of the architecture ``spec`` of any family (built on ``meta``: cheap for any size)."""
     if metric not in METRICS:
         raise PruningError(f"unknown budget metric {metric!r}; choose one of {', '.join(METRICS)}")
     with torch.device("meta"):
-        g = UNetGenerator(spec)
+        g = family_of(spec).build(spec, init=False)
     if metric == "params":
-        return count_params(g)
+        return count_parameters(g)
     return count_all(g, input_shape)[metric]
 
 
 def model_budget(model, metric: str = "params", input_shape=(1, 3, 256, 256)) -> int:
     if metric == "params":
-        return count_params(model)
+        return count_parameters(model)
     return spec_budget(model.spec, metric, input_shape) if hasattr(model, "spec") else \
         count_all(model, input_shape)[metric]
 
 
 class WidthCost:
-    """Exact params/MACs of ``generator``'s architecture at other widths (same depth/layout)."""
+    """Exact params/MACs of a U-Net ``generator``'s architecture at other widths (same
+    depth/layout): the pix2pix family's ``width_cost``."""
 
     def __init__(self, generator: UNetGenerator, input_shape=(1, 3, 256, 256)):
         from ..metrics.complexity import macs_by_layer
@@ -86,15 +86,7 @@ class WidthCost:
         return {k: int(round(v)) for k, v in tot.items()}
 
 
-def _spec_with(generator: UNetGenerator, width_of: Callable[[str], int]) -> UNetSpec:
-    s = generator.spec
-    n = s.num_downs
-    enc = [width_of(f"down{i}") for i in range(1, n + 1)]
-    dec = [s.output_nc] + [width_of(f"up{i}") for i in range(2, n + 1)]
-    return UNetSpec(s.input_nc, s.output_nc, enc, dec, s.norm, list(s.dropout_levels), s.bias_mode)
-
-
-def match_budget(generator: UNetGenerator, strategy: str, target: int, metric: str = "params",
+def match_budget(generator: nn.Module, strategy: str, target: int, metric: str = "params",
                  input_shape=(1, 3, 256, 256), tol: float = 0.01, importance="l1", seed: int = 0,
                  normalize: bool = False, strict: bool = True, max_iter: int = 60):
     """Prune ``generator`` with a global ``strategy`` so its ``metric`` is closest to ``target``.
@@ -110,16 +102,17 @@ def match_budget(generator: UNetGenerator, strategy: str, target: int, metric: s
     if metric not in METRICS:
         raise PruningError(f"unknown budget metric {metric!r}; choose one of {', '.join(METRICS)}")
     target = int(target)
-    wc = WidthCost(generator, input_shape)
-    full = wc(generator.spec.enc_widths, generator.spec.dec_widths)[metric]
+    fam = family_of(generator)
+    width_cost = fam.width_cost(generator, input_shape)
+    full = width_cost({})[metric]
     if target <= 0:
         raise PruningError(f"budget target must be positive, got {target}")
-    layers = prunable_layers(generator)
+    layers = fam.groups(generator)
+    base = {nm: fam.layer_width(generator, nm) for nm in layers}
 
     if strategy == "global-uniform":
         def cost(r: float) -> int:
-            sp = _spec_with(generator, lambda nm: n_keep(layer_width(generator, nm), r))
-            return wc(sp.enc_widths, sp.dec_widths)[metric]
+            return width_cost({nm: n_keep(w, r) for nm, w in base.items()})[metric]
         lo, hi = 0.0, 1.0 - 1e-9          # cost(lo) >= cost(hi)
         c_lo, c_hi = full, cost(hi)
         if target >= c_lo:
@@ -142,14 +135,12 @@ def match_budget(generator: UNetGenerator, strategy: str, target: int, metric: s
     else:
         cands = global_candidates(generator, importance, seed, normalize)
         order = cands[0]
-        base = {nm: layer_width(generator, nm) for nm in layers}
 
         def cost_m(m: int) -> int:
             w = dict(base)
             for _, nm, _j in order[:m]:
                 w[nm] -= 1
-            sp = _spec_with(generator, w.__getitem__)
-            return wc(sp.enc_widths, sp.dec_widths)[metric]
+            return width_cost(w)[metric]
         lo, hi = 0, len(order)
         c_lo, c_hi = full, cost_m(hi)
         if target >= c_lo:

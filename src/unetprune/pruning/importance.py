@@ -53,14 +53,16 @@ def layer_seed(seed: int, layer: str) -> int:
 
 def filter_importance(generator: nn.Module, layer: str, method: str | Callable = "l1",
                       seed: int = 0) -> tuple[torch.Tensor, str]:
-    """Scores of the output filters of ``generator.<layer>.conv`` and the method actually used.
+    """Scores of the output filters of ``layer`` (the conv its family names for it, e.g.
+    ``generator.<layer>.conv`` for pix2pix) and the method actually used.
 
     ``method`` may also be a callable ``f(generator, layer) -> 1-D tensor``.
     Returns ``(scores as float64 CPU tensor, method used)``; the method differs from the
     request only for the ``"bn"`` fallback to ``"l1"``.
     """
-    block = getattr(generator, layer)
-    conv = block.conv
+    from ..models.family import family_of
+
+    conv, norm = family_of(generator).layer_filters(generator, layer)
     if callable(method):
         scores = torch.as_tensor(method(generator, layer)).detach().double().cpu().flatten()
         used = getattr(method, "__name__", "custom")
@@ -72,7 +74,6 @@ def filter_importance(generator: nn.Module, layer: str, method: str | Callable =
         gen = torch.Generator().manual_seed(layer_seed(seed, layer))
         scores, used = torch.rand(conv.out_channels, generator=gen, dtype=torch.float64), "random"
     elif method == "bn":
-        norm = block.norm
         if isinstance(norm, nn.BatchNorm2d) and norm.affine:
             scores, used = norm.weight.detach().abs(), "bn"
         else:

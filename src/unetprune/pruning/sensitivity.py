@@ -1,4 +1,4 @@
-"""Per-layer sensitivity sweep (PAPER.md protocol: one layer at a time, no fine-tuning).
+"""Per-layer sensitivity sweep (docs/method.md protocol: one layer at a time, no fine-tuning).
 
 One process loads the model once and evaluates every (layer, ratio) point, so model and
 reference-statistics loading is paid once per job; a workflow can still run one job per
@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from ..metrics.complexity import count_all
+from ..metrics.complexity import count_all, count_parameters
+from ..models.family import family_of
 from .strategies import prune_single
-from .surgery import check_layer, check_ratio
+from .surgery import check_ratio
 
 
 def sensitivity_sweep(generator, layers: Iterable[str] | str | None, ratios: Iterable[float],
@@ -31,23 +32,22 @@ def sensitivity_sweep(generator, layers: Iterable[str] | str | None, ratios: Ite
 
     ``layers``: names (``None`` = every prunable layer).  ``metric(generator) -> dict[str,
     float]`` receives a fresh pruned copy each time (in the generator's train/eval mode;
-    the metric chooses the evaluation mode).  ``input_shape`` (default ``(1, C, 2^N, 2^N)``)
-    is the shape used for MAC counting.  ``on_layer(name, result)`` is called as soon as a
+    the metric chooses the evaluation mode).  ``input_shape`` (default: the family's
+    smallest input, ``(1, C, 2^N, 2^N)`` for pix2pix) is the shape used for MAC
+    counting.  ``on_layer(name, result)`` is called as soon as a
     layer's ratios are done, so a caller that writes it there keeps finished layers when killed.
     """
-    from .surgery import prunable_layers
-
+    fam = family_of(generator)
     if layers is None:
-        layers = prunable_layers(generator)
+        layers = fam.groups(generator)
     elif isinstance(layers, str):
         layers = [layers]
     layers = list(layers)
     for name in layers:
-        check_layer(generator, name)
+        fam.check_layer(generator, name)
     ratios = [check_ratio(r) for r in ratios]
     if input_shape is None:
-        side = 2 ** generator.num_downs
-        input_shape = (1, generator.spec.input_nc, side, side)
+        input_shape = fam.input_shape(generator)
     input_shape = [int(s) for s in input_shape]
     full_metrics = _as_floats(metric(generator)) if include_full else None
     results: dict[str, dict] = {}
@@ -55,7 +55,7 @@ def sensitivity_sweep(generator, layers: Iterable[str] | str | None, ratios: Ite
         res = {"layer": name, "ratios": ratios, "metrics": [], "params": [], "macs_physical": [],
                "macs_output": [], "widths": [], "importance": importance if isinstance(importance, str)
                else getattr(importance, "__name__", "custom"), "seed": seed, "input_shape": input_shape,
-               "params_full": int(sum(p.numel() for p in generator.parameters()))}
+               "params_full": count_parameters(generator)}
         if full_metrics is not None:
             res["metrics_full"] = full_metrics
         for r in ratios:

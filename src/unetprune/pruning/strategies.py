@@ -10,57 +10,48 @@
 
 ``info`` is JSON-serialisable: strategy, parameters, importance, the per-layer kept
 indices of pruned layers, widths and parameter counts before/after.
+
+The strategies are family-agnostic: the prunable groups (names, widths, the filters that
+score them), the dependency-aware surgery, the default inner levels and the cut all come
+from the generator's model family (:func:`unetprune.models.family.family_of`).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable
 
 import torch
+from torch import nn
 
-from ..models.unet import UNetGenerator
+from ..metrics.complexity import count_parameters
+from ..models.family import family_of
 from .importance import IMPORTANCES, filter_importance, keep_by_ratio
-from .surgery import (PruningError, check_layer, check_ratio, cut_inner_levels, layer_width,
-                      prunable_layers, prune_channels, widths)
+from .surgery import PruningError, check_ratio
+from .surgery import check_levels, default_inner_levels, layers_of_levels  # noqa: F401 (re-exported)
 
 STRATEGIES = ("single", "inner", "cut", "global-uniform", "global-threshold")
 
-
-def _params(g) -> int:
-    return int(sum(p.numel() for p in g.parameters()))
-
-
-def default_inner_levels(spec_or_generator) -> list[int]:
-    """The levels whose encoder *and* decoder outputs have the network's largest width
-    (the 8·ngf levels of the reference layout): 5–8 for ``unet_256`` (PAPER.md), 5–6 for
-    a ``num_downs=6`` model.  Level 1 never qualifies (``up1`` is the RGB output)."""
-    spec = getattr(spec_or_generator, "spec", spec_or_generator)
-    n, enc, dec = spec.num_downs, spec.enc_widths, spec.dec_widths
-    wmax = max(enc)
-    levels = [i for i in range(2, n + 1) if enc[i - 1] == wmax and dec[i - 1] == wmax]
-    return levels or [n]
+# the pix2pix level helpers above are re-exported for existing callers; the strategies
+# below reach the model only through its family
 
 
-def check_levels(generator: UNetGenerator, levels: Iterable[int]) -> list[int]:
-    n = generator.num_downs
-    try:
-        lv = sorted({int(x) for x in levels})
-    except (TypeError, ValueError):
-        raise PruningError(f"levels must be integers, got {levels!r}") from None
-    if not lv:
-        raise PruningError("the level set is empty")
-    bad = [x for x in lv if not 1 <= x <= n]
-    if bad:
-        raise PruningError(f"level(s) {bad} do not exist in this num_downs={n} U-Net "
-                           f"(levels are 1..{n}, 1 = outermost)")
-    return lv
+def check_layer(generator: nn.Module, layer: str) -> None:
+    family_of(generator).check_layer(generator, layer)
 
 
-def layers_of_levels(levels: Sequence[int]) -> list[str]:
-    """``down{l}`` and ``up{l}`` of each level (``up1`` excluded: the RGB output)."""
-    out = [f"down{lv}" for lv in levels]
-    out += [f"up{lv}" for lv in sorted(levels, reverse=True) if lv != 1]
-    return out
+def prunable_layers(spec_or_generator) -> list[str]:
+    """The prunable groups of a generator (or spec) of any family, outer → inner → outer."""
+    return family_of(spec_or_generator).groups(spec_or_generator)
+
+
+def layer_width(generator: nn.Module, layer: str) -> int:
+    return family_of(generator).layer_width(generator, layer)
+
+
+def prune_channels(generator: nn.Module, keep) -> nn.Module:
+    """A new generator keeping the filters ``keep[layer]`` of each listed layer (see the
+    family's surgery, e.g. :func:`unetprune.pruning.surgery.prune_channels`)."""
+    return family_of(generator).prune_channels(generator, keep)
 
 
 def _importances(generator, layers, importance, seed):
@@ -75,70 +66,65 @@ def _importance_label(importance) -> str:
 
 
 def _finish(generator, new, strategy, keep: dict[str, list[int]], used: dict[str, str],
-            importance, **fields) -> tuple[UNetGenerator, dict]:
+            importance, **fields) -> tuple[nn.Module, dict]:
+    fam = family_of(generator)
     req = _importance_label(importance)
     fallback = sorted(k for k, v in used.items() if v != req)
     info = {"strategy": strategy, **fields,
             "importance": req,
             "importance_fallback": {k: used[k] for k in fallback},
-            "layers": sorted(keep, key=prunable_layers(generator).index),
-            "kept": {k: {"n_before": layer_width(generator, k), "n_kept": len(v), "indices": list(v)}
+            "layers": sorted(keep, key=fam.groups(generator).index),
+            "kept": {k: {"n_before": fam.layer_width(generator, k), "n_kept": len(v), "indices": list(v)}
                      for k, v in keep.items()},
-            "widths_before": widths(generator), "widths": widths(new),
-            "params_before": _params(generator), "params": _params(new)}
+            "widths_before": fam.widths(generator), "widths": fam.widths(new),
+            "params_before": count_parameters(generator), "params": count_parameters(new)}
     return new, info
 
 
-def prune_layers(generator: UNetGenerator, ratios: dict[str, float], importance: str | Callable = "l1",
-                 seed: int = 0, strategy: str = "layers", **fields) -> tuple[UNetGenerator, dict]:
+def prune_layers(generator: nn.Module, ratios: dict[str, float], importance: str | Callable = "l1",
+                 seed: int = 0, strategy: str = "layers", **fields) -> tuple[nn.Module, dict]:
     """Prune each layer of ``ratios`` at its own ratio (the common primitive)."""
+    fam = family_of(generator)
     for name, r in ratios.items():
-        check_layer(generator, name)
+        fam.check_layer(generator, name)
         check_ratio(r, f"ratio for {name}")
     if isinstance(importance, str) and importance not in IMPORTANCES:
         raise PruningError(f"unknown importance {importance!r}; choose one of {', '.join(IMPORTANCES)}")
     scores, used = _importances(generator, list(ratios), importance, seed)
     keep = {name: keep_by_ratio(scores[name], r) for name, r in ratios.items()}
-    new = prune_channels(generator, keep)
+    new = fam.prune_channels(generator, keep)
     return _finish(generator, new, strategy, keep, used, importance, seed=seed, **fields)
 
 
-def prune_single(generator: UNetGenerator, layer: str, ratio: float, importance="l1", seed: int = 0):
+def prune_single(generator: nn.Module, layer: str, ratio: float, importance="l1", seed: int = 0):
     check_layer(generator, layer)
     r = check_ratio(ratio)
     return prune_layers(generator, {layer: r}, importance, seed, strategy="single", layer=layer, ratio=r)
 
 
-def prune_inner(generator: UNetGenerator, ratio: float, levels: Iterable[int] | None = None,
+def prune_inner(generator: nn.Module, ratio: float, levels: Iterable[int] | None = None,
                 importance="l1", seed: int = 0):
     r = check_ratio(ratio)
-    lv = check_levels(generator, levels) if levels is not None else default_inner_levels(generator)
-    layers = layers_of_levels(lv)
+    lv, layers = family_of(generator).layers_of_levels(generator, levels)
     return prune_layers(generator, {name: r for name in layers}, importance, seed,
                         strategy="inner", levels=lv, ratio=r)
 
 
-def prune_cut(generator: UNetGenerator, k: int):
-    new = cut_inner_levels(generator, k)
-    n = generator.num_downs
-    return new, {"strategy": "cut", "k": k, "num_downs_before": n, "num_downs": n - k,
-                 "removed_levels": list(range(n - k + 1, n + 1)),
-                 "bn_to_bias": "eval-mode BatchNorm of the new innermost encoder level folded into "
-                               "its conv (scale into weights, shift into bias where one exists)",
-                 "layers": [f"down{i}" for i in range(n - k + 1, n + 1)]
-                           + [f"up{i}" for i in range(n, n - k, -1)],
-                 "dropout_levels": list(new.spec.dropout_levels),
-                 "widths_before": widths(generator), "widths": widths(new),
-                 "params_before": _params(generator), "params": _params(new)}
+def prune_cut(generator: nn.Module, k: int):
+    fam = family_of(generator)
+    new, removed = fam.cut(generator, k)
+    return new, {"strategy": "cut", **removed,
+                 "widths_before": fam.widths(generator), "widths": fam.widths(new),
+                 "params_before": count_parameters(generator), "params": count_parameters(new)}
 
 
-def prune_global_uniform(generator: UNetGenerator, ratio: float, importance="l1", seed: int = 0):
+def prune_global_uniform(generator: nn.Module, ratio: float, importance="l1", seed: int = 0):
     r = check_ratio(ratio)
     return prune_layers(generator, {name: r for name in prunable_layers(generator)}, importance, seed,
                         strategy="global-uniform", ratio=r)
 
 
-def global_candidates(generator: UNetGenerator, importance="l1", seed: int = 0, normalize: bool = False):
+def global_candidates(generator: nn.Module, importance="l1", seed: int = 0, normalize: bool = False):
     """Removal order for global thresholding.
 
     Returns ``(order, scores, used)``: ``order`` lists ``(score, layer, index)`` of every
@@ -161,7 +147,7 @@ def global_candidates(generator: UNetGenerator, importance="l1", seed: int = 0, 
     return [(sc, layers[li], j) for sc, li, j in order], scores, used
 
 
-def keep_from_removed(generator: UNetGenerator, removed: Iterable[tuple[str, int]]) -> dict[str, list[int]]:
+def keep_from_removed(generator: nn.Module, removed: Iterable[tuple[str, int]]) -> dict[str, list[int]]:
     drop: dict[str, set[int]] = {}
     for name, j in removed:
         drop.setdefault(name, set()).add(j)
@@ -169,7 +155,7 @@ def keep_from_removed(generator: UNetGenerator, removed: Iterable[tuple[str, int
             for name in prunable_layers(generator)}
 
 
-def prune_global_threshold(generator: UNetGenerator, threshold: float | None = None,
+def prune_global_threshold(generator: nn.Module, threshold: float | None = None,
                            ratio: float | None = None, normalize: bool = False, importance="l1",
                            seed: int = 0, n_remove: int | None = None, _candidates=None):
     """Remove every filter whose (optionally layer-normalised) score is below ``threshold``.
@@ -202,7 +188,7 @@ def prune_global_threshold(generator: UNetGenerator, threshold: float | None = N
             threshold = 0.5 * (lo + hi)
     keep = keep_from_removed(generator, ((name, j) for _, name, j in order[:m]))
     pruned_keep = {k: v for k, v in keep.items() if len(v) < layer_width(generator, k)}
-    new = prune_channels(generator, keep)
+    new = family_of(generator).prune_channels(generator, keep)
     return _finish(generator, new, "global-threshold", pruned_keep, {k: used[k] for k in pruned_keep},
                    importance, seed=seed, normalize=bool(normalize), threshold=float(threshold),
                    n_removed=m, fraction_removed=m / total)

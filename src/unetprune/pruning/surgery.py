@@ -1,6 +1,8 @@
-"""Dependency-aware channel surgery on :class:`~unetprune.models.unet.UNetGenerator`.
+"""The ``pix2pix`` family's channel groups: dependency-aware surgery on
+:class:`~unetprune.models.unet.UNetGenerator` (reached through
+:class:`unetprune.models.pix2pix.Pix2PixFamily`; the strategies never import it directly).
 
-Channel coupling in the U-Net (PAPER.md): the output of ``down{i}`` (after its norm) is
+Channel coupling in the U-Net (docs/method.md): the output of ``down{i}`` (after its norm) is
 read by two consumers, the next encoder conv ``down{i+1}`` and the *skip half* (the first
 ``skip_ch`` input channels) of ``up{i}``; the output of ``up{i+1}`` is read only by the
 *up half* of ``up{i}`` (input channels ``skip_ch .. skip_ch+up_ch``).  So every prunable
@@ -10,9 +12,10 @@ of ``up{i}``; removing filters of ``up{i+1}`` removes its conv filters (and bias
 entries and the matching input channels of the up half of ``up{i}``.  Nothing else.
 
 The result of :func:`prune_channels` is an ordinary ``UNetGenerator`` with a new
-:class:`UNetSpec` (smaller widths) whose weights are copied from the original, not a
-mask.  Prunable layers are every encoder and decoder conv except the RGB output conv
-``up1``.  Surgery works on any device, ``meta`` included (shape-only experiments).
+:class:`UNetSpec` (smaller widths; the same spec class, so the same model family) whose
+weights are copied from the original, not a mask.  Prunable layers are every encoder and
+decoder conv except the RGB output conv ``up1``.  Surgery works on any device, ``meta``
+included (shape-only experiments).
 
 :func:`cut_inner_levels` removes the innermost ``k`` levels (the paper's "cut inner
 layers"); see its docstring for how the new innermost encoder level loses its BN.
@@ -20,7 +23,8 @@ layers"); see its docstring for how the new innermost encoder level loses its BN
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from dataclasses import replace
+from typing import Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -33,9 +37,45 @@ class PruningError(UserFacingError):
     """A pruning request that does not fit the model (unknown layer, bad ratio, bad level set...)."""
 
 
-def prunable_layers(generator: UNetGenerator) -> list[str]:
-    """``down1..downN`` then ``upN..up2`` (``up1`` produces the RGB output: never pruned)."""
-    return [n for n in generator.level_names() if n != "up1"]
+def unet_prunable_layers(spec_or_generator) -> list[str]:
+    """The U-Net's groups: ``down1..downN`` then ``upN..up2`` (``up1`` produces the RGB
+    output: never pruned).  Callers use :func:`unetprune.pruning.prunable_layers`, which
+    asks the model's family."""
+    spec = getattr(spec_or_generator, "spec", spec_or_generator)
+    return [n for n in spec.level_names() if n != "up1"]
+
+
+def default_inner_levels(spec_or_generator) -> list[int]:
+    """The levels whose encoder *and* decoder outputs have the network's largest width
+    (the 8·ngf levels of the reference layout): 5–8 for ``unet_256`` (docs/method.md), 5–6 for
+    a ``num_downs=6`` model.  Level 1 never qualifies (``up1`` is the RGB output)."""
+    spec = getattr(spec_or_generator, "spec", spec_or_generator)
+    n, enc, dec = spec.num_downs, spec.enc_widths, spec.dec_widths
+    wmax = max(enc)
+    levels = [i for i in range(2, n + 1) if enc[i - 1] == wmax and dec[i - 1] == wmax]
+    return levels or [n]
+
+
+def check_levels(generator: UNetGenerator, levels: Iterable[int]) -> list[int]:
+    n = generator.num_downs
+    try:
+        lv = sorted({int(x) for x in levels})
+    except (TypeError, ValueError):
+        raise PruningError(f"levels must be integers, got {levels!r}") from None
+    if not lv:
+        raise PruningError("the level set is empty")
+    bad = [x for x in lv if not 1 <= x <= n]
+    if bad:
+        raise PruningError(f"level(s) {bad} do not exist in this num_downs={n} U-Net "
+                           f"(levels are 1..{n}, 1 = outermost)")
+    return lv
+
+
+def layers_of_levels(levels: Sequence[int]) -> list[str]:
+    """``down{l}`` and ``up{l}`` of each level (``up1`` excluded: the RGB output)."""
+    out = [f"down{lv}" for lv in levels]
+    out += [f"up{lv}" for lv in sorted(levels, reverse=True) if lv != 1]
+    return out
 
 
 def layer_width(generator: UNetGenerator, layer: str) -> int:
@@ -43,7 +83,7 @@ def layer_width(generator: UNetGenerator, layer: str) -> int:
 
 
 def check_layer(generator: UNetGenerator, layer: str) -> None:
-    names = prunable_layers(generator)
+    names = unet_prunable_layers(generator)
     if layer == "up1":
         raise PruningError("layer 'up1' is the RGB output conv and cannot be pruned; "
                            f"prunable layers: {', '.join(names)}")
@@ -84,7 +124,7 @@ def normalise_keep(generator: UNetGenerator,
     out: dict[str, list[int]] = {}
     for name in keep:
         check_layer(generator, name)
-    for name in prunable_layers(generator):
+    for name in unet_prunable_layers(generator):
         n = layer_width(generator, name)
         if name in keep:
             ix = sorted(int(i) for i in keep[name])
@@ -110,8 +150,7 @@ def prune_channels(generator: UNetGenerator, keep: Mapping[str, Sequence[int]]) 
     n = spec.num_downs
     enc = [len(keep[f"down{i}"]) for i in range(1, n + 1)]
     dec = [spec.output_nc] + [len(keep[f"up{i}"]) for i in range(2, n + 1)]
-    new_spec = UNetSpec(spec.input_nc, spec.output_nc, enc, dec, spec.norm,
-                        list(spec.dropout_levels), spec.bias_mode)
+    new_spec = replace(spec, enc_widths=enc, dec_widths=dec, dropout_levels=list(spec.dropout_levels))
     device = next(generator.parameters()).device
     with torch.device(device):
         new = UNetGenerator(new_spec)
@@ -180,9 +219,8 @@ def cut_inner_levels(generator: UNetGenerator, k: int) -> UNetGenerator:
         raise PruningError(f"cut k={k} does not fit a num_downs={n} U-Net: k must be in 1..{n - 2} "
                            f"(at least 2 levels must remain)")
     m = n - k
-    new_spec = UNetSpec(spec.input_nc, spec.output_nc, list(spec.enc_widths[:m]),
-                        list(spec.dec_widths[:m]), spec.norm, default_cut_dropout_levels(spec, m),
-                        spec.bias_mode)
+    new_spec = replace(spec, enc_widths=list(spec.enc_widths[:m]), dec_widths=list(spec.dec_widths[:m]),
+                       dropout_levels=default_cut_dropout_levels(spec, m))
     device = next(generator.parameters()).device
     with torch.device(device):
         new = UNetGenerator(new_spec)

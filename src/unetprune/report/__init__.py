@@ -3,8 +3,11 @@
     from unetprune.report import build_report
     paths = build_report(cfg, base="results")   # {name: written path}
 
-Reads only the files of ``results/<experiment>/`` (see :mod:`unetprune.pipeline`) and the
-checkpoints for the sample grids; writes ``tables/*.csv|md``, ``figures/*.png`` and ``report.md``.
+Reads only the files of ``results/<experiment>/`` (where each lives: :mod:`unetprune.layout`;
+which models and stages exist: :mod:`unetprune.pipeline`) and the checkpoints for the sample
+grids; writes the tables, figures, the DVC metrics and plots files and ``report.md``, each
+where :class:`unetprune.layout.Layout` says.  The decisions the report restates are those of
+docs/method.md#decisions-where-the-paper-is-silent.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .. import pipeline
+from ..fileio import atomic_write
 from ..layout import FINETUNED, ORIGINAL, PRUNED, Layout
 from .tables import METRICS, ReportError, _cmd_hint
 
@@ -169,7 +170,8 @@ def sample_grid(
     root = Layout.from_config(cfg, base).data_root
     if not (root / split).is_dir():
         raise ReportError(
-            f"missing {root / split}: the dataset split of the sample grid (made by the data rule)"
+            f"missing {root / split}: the dataset split of the sample grid (made by the demo_data or "
+            "fetch_data rule, or found at `data.root`)"
         )
     ds = AlignedDataset(
         root, split, d["direction"], load_size=max(size, int(d["load_size"])), crop_size=size, train=False
@@ -223,9 +225,4 @@ def _figure(width: float, height: float) -> Figure:
 
 def _save(fig: Figure, path: Path | str) -> Path:
     """Write the PNG atomically (a killed job never leaves a truncated figure)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=DPI)
-    tmp.replace(path)
-    return path
+    return atomic_write(path, lambda f: fig.savefig(f, dpi=DPI, format="png"))

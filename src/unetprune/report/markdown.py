@@ -1,5 +1,6 @@
-"""``results/<experiment>/report.md``: what was run, the tables, the figures, the findings
-(computed from the tables, never typed in) and every assumption made where the paper is silent."""
+"""An experiment's ``report.md`` (:attr:`unetprune.layout.Layout.report_md`): what was run, the
+tables, the figures, the findings (computed from the tables, never typed in) and every
+assumption made where the paper is silent (docs/method.md#decisions-where-the-paper-is-silent)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from .. import pipeline
-from ..checkpoint import atomic_write_text
-from ..layout import DEFAULT_BASE, ORIGINAL, PRUNED, Layout
+from ..fileio import atomic_write_text
+from ..layout import DEFAULT_BASE, FINETUNED, ORIGINAL, PRUNED, Layout
 from . import figures
 from .tables import (
     MAIN_COLUMNS,
@@ -24,6 +25,18 @@ from .tables import (
     to_markdown,
     write_tables,
 )
+
+
+#: The repository document that states the method, the decisions where the paper is silent
+#: and the check numbers.  A report lives in the results folder, which may be anywhere, so it
+#: names the document by its path in the repository instead of a relative link.
+METHOD_DOC = "docs/method.md"
+REPOSITORY = "the unetprune repository"
+
+
+def method_ref(anchor: str = "") -> str:
+    """``docs/method.md#anchor`` in the unetprune repository, as report.md cites it."""
+    return f"`{METHOD_DOC}{'#' + anchor if anchor else ''}` in {REPOSITORY}"
 
 
 def _f(x, digits: int = 4) -> str:
@@ -138,7 +151,7 @@ def caveat(original_eval: dict) -> str:
 
 
 def assumptions(cfg: dict, original_eval: dict, prune_tol: float | None = None) -> list[str]:
-    """PAPER.md's "Decisions where the paper is silent", as applied by this config."""
+    """docs/method.md#decisions-where-the-paper-is-silent, as applied by this config."""
     s, b, f, e, m = cfg["sensitivity"], cfg["baselines"], cfg["finetune"], cfg["evaluate"], cfg["model"]
     prim = pipeline.primary_variants(cfg)
     fid = original_eval["fid"]
@@ -195,7 +208,10 @@ def assumptions(cfg: dict, original_eval: dict, prune_tol: float | None = None) 
     else:
         latency = "**Latency**: not measured (evaluate ran with --no-latency / report.latency false)."
     if m["bias_mode"] == "paper":
-        bias = "conv bias wherever no norm follows (PAPER.md's parameter count, 54,414,531 for unet_256)"
+        bias = (
+            "conv bias wherever no norm follows (the paper's parameter count, 54,414,531 for unet_256; "
+            f"{method_ref('check-numbers')})"
+        )
     else:
         bias = "the official pix2pix code's biases (only the outermost up-conv; 54,413,955 for unet_256)"
 
@@ -217,7 +233,7 @@ def assumptions(cfg: dict, original_eval: dict, prune_tol: float | None = None) 
         ),
         (
             "**Cut inner layers**: remove the innermost k levels; the new innermost up-conv keeps only the "
-            "weight slice of its encoder input; every surviving weight is copied from the trained model "
+            "weight slice of its encoder input; every surviving weight is copied from the original model "
             f"(the result equals a num_downs − k U-Net). Cut variants: {cut_v or 'none'}."
         ),
         (
@@ -275,7 +291,7 @@ def _config_summary(cfg: dict, train_log: dict | None) -> pd.DataFrame:
             ),
         ),
         (
-            "baseline training",
+            "original training",
             f"epochs {epochs}, batch {t['batch_size']}, lr {t['lr']}, lambda_l1 {t['lambda_l1']}",
         ),
         (
@@ -313,7 +329,7 @@ def render_report(
     cfg: dict,
     tables: dict,
     figs: dict[str, Path],
-    exp: Path,
+    lay: Layout,
     original_eval: dict,
     train_log: dict | None,
     prune_tol: float | None,
@@ -324,25 +340,38 @@ def render_report(
     q = cfg["report"]["quality_metric"]
     n_layers = tables["sensitivity"].layer.nunique()
     n_ratios = tables["sensitivity"].ratio.nunique()
-    rel = {k: Path(v).relative_to(exp).as_posix() for k, v in figs.items()}
+    exp = lay.root
+
+    def here(path: Path) -> str:  # a path as report.md (in the experiment folder) links it
+        return Path(path).relative_to(exp).as_posix()
+
+    def folder(path: Path) -> str:
+        return f"`{here(path)}/`"
+
+    rel = {k: here(v) for k, v in figs.items()}
+    n_prim, n_base = len(pipeline.primary_variants(cfg)), len(pipeline.baseline_variants(cfg))
+    finetuned = cfg["finetune"]["enabled"]
     parts = [
         f"# Cut Inner Layers — experiment `{cfg['experiment']}`\n",
         (
             "Reproduction of Kim, Choi, Park, *Cut Inner Layers: A Structured Pruning Strategy for "
             "Efficient U-Net GANs* (arXiv 2206.14658). Every number below is read from the JSON files of "
-            "this experiment (`eval/`, `sensitivity/`, `variants/`); the tables are also in `tables/` as "
-            "CSV.\n"
+            f"this experiment ({folder(lay.eval_dir)}, {folder(lay.sensitivity_dir)}, "
+            f"{folder(lay.variants_dir)}); the tables are also in {folder(lay.tables_dir)} as CSV. The "
+            f"method and the decisions taken where the paper is silent are written down in "
+            f"{method_ref()}.\n"
         ),
         "## What was run\n",
-        "* the original (unpruned) U-Net generator trained with the pix2pix recipe (`original/`);\n* a per-layer "
-        f"sensitivity sweep: {n_layers} layers × {n_ratios} ratio(s), one layer pruned at a time, no "
-        f"fine-tuning (`sensitivity/`);\n* {len(pipeline.primary_variants(cfg))} pruned variant(s) "
-        f"({', '.join(pipeline.primary_variants(cfg))}) and {len(pipeline.baseline_variants(cfg))} matched "
-        "global baseline(s) (`variants/`)"
-        + (", each fine-tuned" if cfg["finetune"]["enabled"] else "")
+        "* the **original** (unpruned) U-Net generator trained with the pix2pix recipe "
+        f"({folder(lay.original_dir)});\n"
+        f"* a per-layer sensitivity sweep of the original: {n_layers} layers × {n_ratios} ratio(s), one "
+        f"layer pruned at a time, no fine-tuning ({folder(lay.sensitivity_dir)});\n"
+        f"* {n_prim} pruned variant(s) ({', '.join(pipeline.primary_variants(cfg))}) and {n_base} matched "
+        f"global baseline(s) ({folder(lay.variants_dir)}, stage `{PRUNED}`)"
+        + (f", each fine-tuned (stage `{FINETUNED}`)" if finetuned else "")
         + ";\n"
         f"* every model scored on {original_eval.get('n_images')} images of the "
-        f"`{original_eval.get('split')}` split (`eval/`).\n",
+        f"`{original_eval.get('split')}` split ({folder(lay.eval_dir)}).\n",
         "### Configuration\n",
         to_markdown(_config_summary(cfg, train_log)),
         "## Findings\n",
@@ -360,7 +389,7 @@ def render_report(
             f"Original, inner-pruned, cut and matched global baselines, before (`{pipeline.PRUNED}`) and "
             f"after (`{pipeline.FINETUNED}`) fine-tuning. MACs in millions in both conventions; latency = "
             f"CPU batch 1 median; `budget_gap` = a baseline's {cfg['baselines']['match']} relative to the "
-            "variant it is matched to. ([CSV](tables/main.csv))\n"
+            f"variant it is matched to. ([CSV]({here(lay.table('main'))}))\n"
         ),
         to_markdown(main[MAIN_MD_COLUMNS]),
         f"### Variants vs matched baselines ({METRICS[q][0]})\n",
@@ -369,7 +398,7 @@ def render_report(
         f"![sensitivity]({rel['sensitivity_png']})\n",
         (
             f"{METRICS[q][0]} of the model with one layer pruned (rows: layers outer → inner → outer; "
-            "columns: ratios; `unpruned` = the original model). ([CSV](tables/sensitivity.csv))\n"
+            f"columns: ratios; `unpruned` = the original model). ([CSV]({here(lay.table('sensitivity'))}))\n"
         ),
         to_markdown(tables["sensitivity_matrix"]),
         "Mean degradation (positive = worse than unpruned) of inner vs outer layers at each ratio:\n",
@@ -388,6 +417,8 @@ def render_report(
         parts.append(f"Before fine-tuning: ![samples before fine-tuning]({rel['samples_pruned_png']})\n")
     parts += [
         "## Assumptions (where the paper is silent)\n",
+        f"The decisions of {method_ref('decisions-where-the-paper-is-silent')}, as this config applies "
+        "them:\n",
         *[f"{i}. {a}" for i, a in enumerate(assumptions(cfg, original_eval, prune_tol), 1)],
         "",
     ]
@@ -400,7 +431,6 @@ def build_report(cfg: dict, base: Path | str = DEFAULT_BASE) -> dict[str, Path]:
     Every input is checked before anything is written, so a missing file leaves no
     half-written report behind."""
     lay = Layout.from_config(cfg, base)
-    exp = lay.root
     tables = all_tables(cfg, base)
     original_eval = load_eval(cfg, base, ORIGINAL, ORIGINAL)
     split = original_eval.get("split") or "test"
@@ -444,7 +474,7 @@ def build_report(cfg: dict, base: Path | str = DEFAULT_BASE) -> dict[str, Path]:
             cfg, base, lay.figure("samples_pruned"), PRUNED, split
         )
     written.update(figs)
-    text = render_report(cfg, tables, figs, exp, original_eval, train_log, prune_tol)
+    text = render_report(cfg, tables, figs, lay, original_eval, train_log, prune_tol)
     atomic_write_text(lay.report_md, text)
     written["report_md"] = lay.report_md
     return written

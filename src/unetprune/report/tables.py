@@ -1,6 +1,7 @@
 """The paper's tables, computed from the JSON files of one experiment (pandas).
 
-Every number comes from a file under ``results/<experiment>/`` (layout: :mod:`unetprune.pipeline`):
+Every number comes from a file under ``results/<experiment>/`` (where: :mod:`unetprune.layout`;
+which models and stages: :mod:`unetprune.pipeline`):
 
 * :func:`sensitivity_table` — one row per (layer, ratio) of the per-layer sweep
   (``sensitivity/<layer>.json``), with the quality *degradation* against the unpruned model;
@@ -25,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .. import pipeline
-from ..checkpoint import atomic_write_text
+from ..fileio import atomic_write_text
 from ..errors import UserFacingError
 from ..layout import DEFAULT_BASE, FINETUNED, ORIGINAL, Layout
 
@@ -95,25 +96,26 @@ def _cmd_hint(cfg: dict, base, what: str, name: str | None = None, stage: str | 
     if what == "eval":
         ckpt = lay.checkpoint(name, stage)
         out = lay.eval_json(name, stage)
-        return (
-            f"made by the evaluate rule: `unetprune evaluate --checkpoint {ckpt} --config <CFG> --out {out}`"
-        )
+        rule = "evaluate_original" if name == ORIGINAL else "evaluate_variant"
+        return f"made by the {rule} rule: `unetprune evaluate --checkpoint {ckpt} --config <CFG> --out {out}`"
     if what == "sensitivity":
         return (
-            f"made by the sensitivity rule: `unetprune sweep --config <CFG> --checkpoint "
+            f"made by the sensitivity_layer rule: `unetprune sweep --config <CFG> --checkpoint "
             f"{original} --layer {name}`"
         )
     if what == "prune":
         return (
-            f"made by the prune rule: `unetprune prune --checkpoint {original} "
+            f"made by the prune_variant rule: `unetprune prune --checkpoint {original} "
             f"--out {lay.pruned_checkpoint(name)} ...`"
         )
     if what == "checkpoint":
         if name == ORIGINAL:
-            return f"made by the train rule: `unetprune train --config <CFG> --out {lay.original_dir}`"
+            return (
+                f"made by the train_original rule: `unetprune train --config <CFG> --out {lay.original_dir}`"
+            )
         if stage == FINETUNED:
             return (
-                f"made by the finetune rule: `unetprune train --config <CFG> --finetune --init-from "
+                f"made by the finetune_variant rule: `unetprune train --config <CFG> --finetune --init-from "
                 f"{lay.pruned_checkpoint(name)} --out {lay.finetuned_dir(name)}`"
             )
         return _cmd_hint(cfg, base, "prune", name)
@@ -224,7 +226,7 @@ def inner_layers(cfg: dict) -> list[str]:
     """Prunable layers of the levels of :func:`pipeline.default_inner_levels` (encoder and decoder)."""
     levels = set(pipeline.default_inner_levels(cfg))
     return [
-        x for x in pipeline.prunable_layers(cfg) if int(x[4:] if x.startswith("down") else x[2:]) in levels
+        x for x in pipeline.config_layers(cfg) if int(x[4:] if x.startswith("down") else x[2:]) in levels
     ]
 
 
@@ -233,7 +235,7 @@ def sensitivity_table(cfg: dict, base: Path | str = DEFAULT_BASE) -> pd.DataFram
     metric = _quality_metric(cfg)
     lay = Layout.from_config(cfg, base)
     layers = pipeline.sensitivity_layers(cfg)
-    order = {x: i for i, x in enumerate(pipeline.prunable_layers(cfg))}
+    order = {x: i for i, x in enumerate(pipeline.config_layers(cfg))}
     inner = set(inner_layers(cfg))
     original = None
     rows = []
@@ -520,23 +522,25 @@ def write_tables(cfg: dict, base: Path | str = DEFAULT_BASE, tables: dict | None
     for name, df in tables.items():
         md = df.drop(columns=["full_source"]) if name == "sensitivity" else None
         written.update(write_table(df, lay, name, md))
-    path = lay.metrics_json  # the DVC metrics file: {"<variant>/<stage>": {metric: value}}
+    path = lay.metrics_json  # the DVC metrics file: {"original"|"<variant>/<stage>": {metric: value}}
     atomic_write_text(path, json.dumps(main_metrics(tables["main"]), indent=2, allow_nan=False) + "\n")
     written["metrics_json"] = path
     plot = lay.plot("sensitivity")  # the DVC plots file: one row per (layer, ratio)
     sens = tables["sensitivity"]
-    atomic_write_text(plot, sens[["layer", "ratio", "quality"]].assign(ratio=sens.ratio.map(lambda r: f"r{r:g}"))
-                      .to_csv(index=False))
+    points = sens[["layer", "ratio", "quality"]].assign(ratio=sens.ratio.map(lambda r: f"r{r:g}"))
+    atomic_write_text(plot, points.to_csv(index=False))
     written["sensitivity_plot"] = plot
     return written
 
 
 def main_metrics(main: pd.DataFrame) -> dict:
-    """The main table's numbers keyed by model, for `dvc metrics show/diff`."""
+    """The main table's numbers keyed like the MLflow runs (``original``, ``<variant>/<stage>``),
+    for `dvc metrics show/diff`."""
     numeric = ["params", "macs_physical", "macs_output", "latency_ms", *QUALITY_COLUMNS]
     out = {}
     for row in jsonable_table(main).to_dict("records"):
-        out[f"{row['variant']}/{row['stage']}"] = {k: row[k] for k in numeric if row.get(k) is not None}
+        key = ORIGINAL if row["variant"] == ORIGINAL else f"{row['variant']}/{row['stage']}"
+        out[key] = {k: row[k] for k in numeric if row.get(k) is not None}
     return out
 
 

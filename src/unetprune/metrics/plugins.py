@@ -1,0 +1,233 @@
+"""The Evaluator's metrics as plug-ins, registered in one place.
+
+A plug-in is a small class; the Evaluator builds one instance per evaluation split::
+
+    @register_metric
+    class LSE(Metric):
+        name = "lse"                  # registry name and its entry in the result's timing_s
+        keys = ("lse",)               # the result keys it fills (None where it does not apply)
+
+        def setup(self, eval_set, ctx):      # once: load extractors, real statistics, segmenters
+            ...
+
+        def score(self, fakes, generator):   # per generator: {key: JSON-ready value}
+            return {"lse": ...}
+
+``eval_set`` is the :class:`unetprune.evaluate.EvalSet` (uint8 inputs and targets, files,
+split facts), ``ctx`` the :class:`unetprune.evaluate.EvalContext` (config, device, seed,
+cache folder, latency flag, and ``ctx.metrics``: the Evaluator's other plug-ins, for a
+plug-in that reuses another's work, as KID reuses FID's features).  ``fakes`` are the
+generated images of the whole split, uint8 (N, 3, H, W) on the evaluation device, made
+once per generator by the Evaluator's one generation loop; every plug-in scores those very
+pixels.  The result holds the plug-ins' keys in registry order.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+
+if TYPE_CHECKING:
+    from ..evaluate import EvalContext, EvalSet
+
+
+class Metric:
+    """Base class of a metric plug-in (see the module docstring)."""
+
+    name: ClassVar[str]
+    keys: ClassVar[tuple[str, ...]]
+    setup_rank: ClassVar[int] = 1   # lower ranks set up first (cheap checks of user files: rank 0)
+
+    def setup(self, eval_set: EvalSet, ctx: EvalContext) -> None:
+        self.eval_set, self.ctx = eval_set, ctx
+
+    def score(self, fakes: torch.Tensor, generator: torch.nn.Module) -> dict:
+        raise NotImplementedError
+
+
+METRICS: dict[str, type[Metric]] = {}
+DEFAULT_METRICS = ("fid", "kid", "segmentation", "paired", "complexity")   # pix2pix's metrics, result order
+
+
+def register_metric(cls: type[Metric]) -> type[Metric]:
+    """Class decorator: make ``cls`` available to the Evaluator under ``cls.name``."""
+    if cls.name in METRICS and METRICS[cls.name] is not cls:
+        raise ValueError(f"a metric named {cls.name!r} is already registered ({METRICS[cls.name].__name__})")
+    METRICS[cls.name] = cls
+    return cls
+
+
+def build_metrics(names: Sequence[str]) -> dict[str, Metric]:
+    """Fresh instances of the named plug-ins, in the given order."""
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {', '.join(unknown)} (registered: {', '.join(METRICS)})")
+    return {n: METRICS[n]() for n in names}
+
+
+# --------------------------------------------------------------------------------------
+# The plug-ins of the U-Net GAN family
+# --------------------------------------------------------------------------------------
+
+@register_metric
+class FIDMetric(Metric):
+    """FID against the split's targets: extractor built and real statistics computed (or read
+    from the cache) once; the fake features of the last scored images are kept for KID."""
+
+    name, keys = "fid", ("fid",)
+
+    def setup(self, eval_set, ctx):
+        from . import fid as F
+
+        super().setup(eval_set, ctx)
+        ev = ctx.ev
+        self._last: tuple[weakref.ref, object] | None = None
+        self.batch_size = int(ev["feature_batch_size"])
+        self.extractor = F.get_extractor(ev["fid_backend"], ev["inception_weights"], ev["standin_seed"],
+                                         ctx.device, cache_dir=ctx.cache_dir)
+        es = eval_set
+        self.real, self.real_info = F.real_stats(
+            es.targets, self.extractor, dataset=es.dataset, split=es.split, direction=es.direction,
+            image_size=es.image_size, files=es.files, files_hash=es.files_sha256, cache_dir=ctx.cache_dir,
+            batch_size=self.batch_size)
+
+    def features(self, fakes: torch.Tensor):
+        """Extractor features (N, D) of ``fakes``; computed once per tensor of generated images."""
+        from . import fid as F
+
+        if self._last is not None and self._last[0]() is fakes:
+            return self._last[1]
+        feats = F.features_from_uint8(fakes, self.extractor, self.batch_size)
+        self._last = (weakref.ref(fakes), feats)
+        return feats
+
+    def score(self, fakes, generator):
+        from . import fid as F
+
+        es = self.eval_set
+        feats = self.features(fakes)
+        return {"fid": {
+            "value": F.fid_from_stats(F.FeatureStats.from_features(feats), self.real),
+            "backend": self.extractor.backend, "extractor": self.extractor.describe(),
+            "n_images": es.n, "image_size": es.image_size, "split": es.split, "dataset": es.dataset,
+            "real_stats": {k: self.real_info[k] for k in ("key", "cache", "cache_hit", "files_sha256")}}}
+
+
+@register_metric
+class KIDMetric(Metric):
+    """KID (``evaluate.kid``; None when off) on the FID plug-in's features: same extractor, same
+    real features, the fake features computed once for both."""
+
+    name, keys = "kid", ("kid",)
+    setup_rank = 2   # after the FID plug-in it reuses
+
+    def setup(self, eval_set, ctx):
+        super().setup(eval_set, ctx)
+        self.enabled = bool(ctx.ev["kid"])
+        self.fid = ctx.metrics.get("fid")
+        if self.fid is None:
+            raise ValueError("the kid metric reuses the fid metric's features: evaluate both")
+
+    def score(self, fakes, generator):
+        from . import fid as F
+
+        if not self.enabled:
+            return {"kid": None}
+        kid = F.kid_from_features(self.fid.features(fakes), self.fid.real.features, seed=self.ctx.seed)
+        return {"kid": {**kid, "backend": self.fid.extractor.backend}}
+
+
+def resolve_segmentation(cfg: dict) -> str:
+    """``evaluate.segmentation``, with ``auto`` resolved from the dataset: demo | cityscapes | none."""
+    seg = cfg["evaluate"]["segmentation"]
+    if seg != "auto":
+        return seg
+    d = cfg["data"]
+    if d["dataset"] == "demo":
+        return "demo" if d["direction"] == "AtoB" else "none"
+    if d["dataset"] == "cityscapes":
+        return "cityscapes"
+    return "none"
+
+
+@register_metric
+class SegmentationMetric(Metric):
+    """mIoU of the generated photos: the demo relabeller, or DRN-D-105 on Cityscapes (or none)."""
+
+    name, keys = "segmentation", ("segmentation",)
+    setup_rank = 0   # a missing DRN weight file fails before the FID statistics are computed
+
+    def setup(self, eval_set, ctx):
+        super().setup(eval_set, ctx)
+        self.kind = resolve_segmentation(ctx.cfg)
+        if self.kind == "cityscapes":
+            from ..evaluate import EvaluationError
+            from .segmentation import (FULL_RES_LABELS, colour_to_train_ids, expected_label_file,
+                                       find_label_file, load_drn, read_train_ids)
+
+            es = eval_set
+            self.drn = load_drn(ctx.ev["drn_weights"], ctx.device)
+            found = [find_label_file(es.root, es.split, f) for f in es.files]
+            if all(p is not None for p in found):
+                self.labels = [read_train_ids(p) for p in found]
+                self.label_source = FULL_RES_LABELS
+            elif any(p is not None for p in found):
+                missing = es.files[[p is None for p in found].index(True)]
+                raise EvaluationError(f"no full-resolution label map for {missing}: expected "
+                                      f"{expected_label_file(es.root, es.split, missing)}")
+            else:
+                self.labels = [colour_to_train_ids(x) for x in es.inputs]
+                self.label_source = "input colour label maps (nearest Cityscapes colour, generated size)"
+        elif self.kind == "demo":
+            self.n_classes = int(ctx.cfg["demo"]["n_classes"])
+
+    def score(self, fakes, generator):
+        if self.kind == "demo":
+            from .segmentation import demo_miou
+
+            return {"segmentation": demo_miou(fakes.cpu(), self.eval_set.inputs, self.n_classes)}
+        if self.kind == "cityscapes":
+            from .segmentation import CityscapesScorer
+
+            scorer = CityscapesScorer(self.drn, self.ctx.device)
+            for i in range(len(fakes)):
+                scorer.update(fakes[i:i + 1], [self.labels[i]])
+            return {"segmentation": scorer.result(self.label_source)}
+        return {"segmentation": None}
+
+
+@register_metric
+class PairedMetric(Metric):
+    """L1 / PSNR / SSIM of each generated image against its target, averaged over the split."""
+
+    name, keys = "paired", ("l1", "psnr", "ssim", "paired_definitions")
+    chunk = 64
+
+    def score(self, fakes, generator):
+        from .paired import PAIRED_DEFINITIONS, PairedAccumulator
+
+        targets = self.eval_set.targets
+        acc = PairedAccumulator()
+        for i in range(0, len(fakes), self.chunk):
+            acc.update(fakes[i:i + self.chunk], targets[i:i + self.chunk])
+        pm = acc.result()
+        return {"l1": pm["l1"], "psnr": pm["psnr"], "ssim": pm["ssim"], "paired_definitions": PAIRED_DEFINITIONS}
+
+
+@register_metric
+class ComplexityMetric(Metric):
+    """Parameters, MACs in both conventions and (unless disabled) batch-1 latency at the split's size."""
+
+    name, keys = "complexity", ("complexity",)
+
+    def setup(self, eval_set, ctx):
+        super().setup(eval_set, ctx)
+        self.input_shape = (1, int(eval_set.inputs.shape[1]), eval_set.image_size, eval_set.image_size)
+
+    def score(self, fakes, generator):
+        from .complexity import complexity_report
+
+        return {"complexity": complexity_report(generator, self.input_shape, latency=self.ctx.latency)}

@@ -1,0 +1,208 @@
+"""The model-family seam: what the trainer, the pruning engine, the evaluator and the
+workflow need from a kind of generator, as one interface.
+
+A *family* (``pix2pix`` today; Wav2Lip next) answers five questions about its models:
+
+* **build from a spec** — a spec is a small dataclass that rebuilds a generator of any
+  widths (``spec_from_config``, ``spec_to_dict``/``spec_from_dict`` for self-describing
+  checkpoints, ``build``);
+* **prunable channel groups and their dependencies** — stable human layer names ordered
+  outer → inner → outer (``groups``), each group's width and the conv (+ norm)
+  whose filters score it (``layer_width``, ``layer_filters``), dependency-aware surgery
+  (``prune_channels``), the default inner group set and the level → layer map
+  (``default_inner_levels``, ``layers_of_levels``), cutting the ``k`` innermost levels
+  (``cut``) and an exact cost model for budget matching (``width_cost``);
+* **a training step** — the non-generator models (``build_discriminator``,
+  ``discriminator_from_entry``), the trainer holding models + optimisers with a
+  ``step(batch)`` (``trainer``), and its data (``train_dataset``, ``check_dataset``,
+  ``check_score``);
+* **the metrics that apply** — names of metric plug-ins (``metrics``); the evaluator
+  wires them;
+* **sample rendering** — ``render_samples``.
+
+Checkpoints record ``"family": <name>`` (a checkpoint without it is ``pix2pix``: every
+checkpoint written before the seam existed); :func:`family_of` finds the family of a
+checkpoint, a spec or a generator, :func:`get_family` of a name, :func:`family_for_config`
+of a config (``model.family``, default ``pix2pix``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+DEFAULT_FAMILY = "pix2pix"
+
+
+class ModelFamily(ABC):
+    """One kind of prunable U-Net GAN generator (see the module doc)."""
+
+    name: str                      # recorded in checkpoints as "family"
+    metrics: tuple[str, ...]       # metric plug-in names the evaluator runs for this family
+    spec_type: type                # the spec dataclass; its instances identify the family
+
+    # --- build from a spec ----------------------------------------------------------
+    @abstractmethod
+    def spec_from_config(self, cfg: dict) -> Any:
+        """The unpruned generator's spec for a validated config."""
+
+    def spec_to_dict(self, spec) -> dict:
+        return spec.to_dict()
+
+    def spec_from_dict(self, d: Mapping) -> Any:
+        return self.spec_type.from_dict(d)
+
+    @abstractmethod
+    def build(self, spec, init: bool = True, seed: int | None = None) -> nn.Module:
+        """A generator of ``spec`` (``spec`` may be its dict); ``init`` = the family's init."""
+
+    @abstractmethod
+    def input_shape(self, generator: nn.Module) -> tuple[int, ...]:
+        """The smallest batch-1 input ``generator`` accepts (MAC counting by default)."""
+
+    def owns(self, obj) -> bool:
+        """Whether ``obj`` (a spec or a generator with ``.spec``) belongs to this family:
+        its spec is exactly of ``spec_type`` (a subclass may belong to another family)."""
+        return type(getattr(obj, "spec", obj)) is self.spec_type
+
+    # --- prunable channel groups ------------------------------------------------------
+    @abstractmethod
+    def groups(self, spec_or_generator) -> list[str]:
+        """Stable layer names of the prunable channel groups, ordered outer → inner → outer
+        (the x-axis of the sensitivity figure); a spec suffices."""
+
+    @abstractmethod
+    def check_layer(self, generator: nn.Module, layer: str) -> None:
+        """Raise ``PruningError`` (naming the prunable layers) unless ``layer`` is one."""
+
+    @abstractmethod
+    def layer_width(self, generator: nn.Module, layer: str) -> int:
+        """Number of filters (output channels) of the group ``layer``."""
+
+    @abstractmethod
+    def layer_filters(self, generator: nn.Module, layer: str) -> tuple[nn.Module, nn.Module | None]:
+        """The conv whose output filters make up ``layer`` and the norm that follows it."""
+
+    @abstractmethod
+    def prune_channels(self, generator: nn.Module, keep: Mapping[str, Sequence[int]]) -> nn.Module:
+        """A new generator keeping the filters ``keep[layer]`` (dependencies followed)."""
+
+    @abstractmethod
+    def default_inner_levels(self, spec) -> list[int]:
+        """The inner levels pruned by default (the paper's "inner pruning")."""
+
+    @abstractmethod
+    def layers_of_levels(self, generator: nn.Module, levels) -> tuple[list[int], list[str]]:
+        """Validated levels (sorted) and their prunable layers; ``levels=None`` = default."""
+
+    @abstractmethod
+    def cut(self, generator: nn.Module, k: int) -> tuple[nn.Module, dict]:
+        """Remove the ``k`` innermost levels: the new generator and what was removed."""
+
+    @abstractmethod
+    def widths(self, generator: nn.Module) -> dict:
+        """JSON-serialisable widths of the architecture (for ``info`` and reports)."""
+
+    @abstractmethod
+    def width_cost(self, generator: nn.Module, input_shape) -> Callable[[Mapping[str, int]], dict[str, int]]:
+        """``cost({layer: width})`` → exact ``params``/``macs_physical``/``macs_output`` of
+        ``generator``'s architecture with those widths (absent layers keep theirs)."""
+
+    # --- training ---------------------------------------------------------------------
+    @abstractmethod
+    def build_discriminator(self, cfg: dict, generator: nn.Module) -> nn.Module:
+        """The fresh (initialised) non-generator model(s) the training step needs."""
+
+    @abstractmethod
+    def discriminator_from_entry(self, entry: dict) -> nn.Module:
+        """Rebuild them from a checkpoint's ``discriminator`` entry (``arch`` + ``state_dict``)."""
+
+    @abstractmethod
+    def trainer(self, generator: nn.Module, discriminator: nn.Module, tcfg: dict,
+                device: torch.device):
+        """The trainer: ``.G``, ``.losses`` (names), ``set_lr``, ``set_train_mode``,
+        ``step(batch) -> {loss: detached tensor}``, ``state()``/``load_state(ckpt)`` (the
+        non-generator checkpoint entries: discriminator, optimizers)."""
+
+    @abstractmethod
+    def train_dataset(self, cfg: dict):
+        """The training set (a map-style dataset with ``set_epoch``)."""
+
+    @abstractmethod
+    def check_dataset(self, cfg: dict):
+        """The small set of the trainer's learning check (``len`` and a ``split`` name), or ``None``."""
+
+    @abstractmethod
+    def check_score(self, generator: nn.Module, dataset, cfg: dict) -> float:
+        """The learning check (lower is better), e.g. the mean L1 to the targets."""
+
+    # --- samples ----------------------------------------------------------------------
+    @abstractmethod
+    def render_samples(self, generator: nn.Module, dataset, path: Path | str, cfg: dict) -> Path:
+        """Write a sample image of ``generator`` on ``dataset`` to ``path``."""
+
+
+_FAMILIES: dict[str, ModelFamily] = {}
+
+
+def register_family(family: ModelFamily) -> ModelFamily:
+    """Make ``family`` known by its name (a later registration of the name replaces it)."""
+    _FAMILIES[family.name] = family
+    return family
+
+
+def unregister_family(name: str) -> None:
+    if name == DEFAULT_FAMILY:
+        raise ValueError(f"the built-in family {name!r} cannot be unregistered")
+    _FAMILIES.pop(name, None)
+
+
+def _builtins() -> dict[str, ModelFamily]:
+    if DEFAULT_FAMILY not in _FAMILIES:
+        from . import pix2pix  # noqa: F401  (registers itself)
+    return _FAMILIES
+
+
+def family_names() -> list[str]:
+    return sorted(_builtins())
+
+
+def get_family(name: str | None = None) -> ModelFamily:
+    """The family registered as ``name`` (``None`` = ``pix2pix``)."""
+    fams = _builtins()
+    name = DEFAULT_FAMILY if name is None else str(name)
+    if name not in fams:
+        from ..errors import UserFacingError
+
+        raise UserFacingError(f"unknown model family {name!r}; known: {', '.join(sorted(fams))}")
+    return fams[name]
+
+
+def family_for_config(cfg: dict) -> ModelFamily:
+    """The family chosen by ``model.family`` (default ``pix2pix``)."""
+    return get_family((cfg.get("model") or {}).get("family"))
+
+
+def family_of(obj) -> ModelFamily:
+    """The family of a checkpoint dict (its ``family`` key; absent = ``pix2pix``), a
+    family name, a spec, or a generator (by its ``.spec``)."""
+    if isinstance(obj, ModelFamily):
+        return obj
+    if isinstance(obj, str):
+        return get_family(obj)
+    if isinstance(obj, Mapping):
+        return get_family(obj.get("family"))
+    fams = _builtins()
+    for fam in fams.values():
+        if fam.owns(obj):
+            return fam
+    raise TypeError(f"{type(obj).__name__} belongs to no registered model family "
+                    f"({', '.join(sorted(fams))})")
+
+
+__all__ = ["DEFAULT_FAMILY", "ModelFamily", "family_for_config", "family_names", "family_of",
+           "get_family", "register_family", "unregister_family"]
