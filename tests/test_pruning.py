@@ -216,12 +216,16 @@ def test_inner_prunes_encoder_and_decoder_of_levels(small):
 
 
 def test_global_threshold_semantics(small):
-    new, info = prune(small, "global-threshold", ratio=0.5)
+    """The raw, uncapped threshold (explicitly asked for; the default is normalised and capped,
+    see tests/test_baselines.py)."""
+    raw = dict(normalize=False, max_layer_ratio=None)
+    new, info = prune(small, "global-threshold", ratio=0.5, **raw)
+    assert info["normalize"] is False and info["max_layer_ratio"] is None
     total = sum(getattr(small, n).conv.out_channels for n in prunable_layers(small))
     assert info["n_removed"] == int(total * 0.5)
     thr = info["threshold"]
     # the same set from the reported threshold
-    new2, info2 = prune(small, "global-threshold", threshold=thr)
+    new2, info2 = prune(small, "global-threshold", threshold=thr, **raw)
     assert new2.spec == new.spec and info2["kept"] == info["kept"]
     # every removed filter scores below the threshold, every kept one (but the guaranteed best) above
     for name in prunable_layers(small):
@@ -234,7 +238,7 @@ def test_global_threshold_semantics(small):
             elif j != best:
                 assert s[j] > thr
     # never empties a layer, even at a huge threshold
-    new3, info3 = prune(small, "global-threshold", threshold=1e9)
+    new3, info3 = prune(small, "global-threshold", threshold=1e9, **raw)
     assert min(new3.spec.enc_widths + new3.spec.dec_widths[1:]) == 1
     check_pruned_model(small, new3, info3, torch.randn(1, 3, 64, 64))
 

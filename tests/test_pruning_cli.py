@@ -55,6 +55,27 @@ def test_inner_then_matched_global(ckpt, tmp_path):
     assert abs(s3["macs_output"] / s["macs_output"] - 1) <= 0.01
 
 
+def test_global_threshold_defaults_are_fair_and_raw_is_explicit(ckpt, tmp_path):
+    """By default the threshold is layer-normalised and capped at 90% per layer, recorded in the
+    JSON; the raw threshold needs --no-normalize and says so."""
+    ref = tmp_path / "cut.pt"
+    assert _run("--checkpoint", ckpt, "--strategy", "cut", "--k", 2, "--out", ref) == 0
+    out = tmp_path / "fair.pt"
+    assert _run("--checkpoint", ckpt, "--strategy", "global-threshold", "--match-params", ref, "--out", out) == 0
+    info = json.loads(out.with_suffix(".json").read_text())["info"]
+    assert info["normalize"] is True and info["normalizer"] == "mean" and info["max_layer_ratio"] == 0.9
+    assert "layer-normalised" in info["rule"] and "90%" in info["rule"]
+    s = json.loads(out.with_suffix(".json").read_text())
+    for name, k in s["kept"].items():
+        assert k["n_kept"] >= 0.1 * k["n_before"], name
+    raw = tmp_path / "raw.pt"
+    assert _run("--checkpoint", ckpt, "--strategy", "global-threshold", "--no-normalize",
+                "--max-layer-ratio", 1, "--match-params", ref, "--out", raw) == 0
+    info = json.loads(raw.with_suffix(".json").read_text())["info"]
+    assert info["normalize"] is False and info["normalizer"] is None and info["max_layer_ratio"] == 1.0
+    assert "not layer-normalised" in info["rule"]
+
+
 def test_cut_and_single(ckpt, tmp_path):
     assert _run("--checkpoint", ckpt, "--strategy", "cut", "--k", 2, "--out", tmp_path / "c.pt") == 0
     g = generator_from_checkpoint(tmp_path / "c.pt")

@@ -41,6 +41,31 @@ def atomic_write(path: Path | str, write: Callable[[BinaryIO], None]) -> Path:
     return path
 
 
+def remove_stale_temps(folder: Path | str, names: tuple[str, ...] | list[str]) -> list[Path]:
+    """Delete the temporary files ``.<name>.*.tmp`` that :func:`atomic_write` leaves in ``folder``
+    when its process is killed (kill -9, power loss) before the rename.  Call it where one process
+    owns ``folder`` (e.g. a training run's output folder at start); returns the files removed."""
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    for name in names:
+        for tmp in folder.glob(f".{glob_escape(name)}.*.tmp"):
+            if tmp.is_file() and not tmp.is_symlink():
+                try:
+                    tmp.unlink()
+                    removed.append(tmp)
+                except FileNotFoundError:
+                    pass
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
+
+
 def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
     return atomic_write(path, lambda f: f.write(data))
 

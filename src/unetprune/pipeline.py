@@ -9,7 +9,8 @@ Variant names say what they are:
 * ``inner-l5-8-r0.75`` — levels 5..8 pruned at ratio 0.75 (encoder and decoder);
 * ``cut-k2`` — the 2 innermost levels removed;
 * ``global-uniform-match-cut-k2`` / ``global-threshold-match-cut-k2`` — global baselines
-  matched to ``cut-k2``'s size (``global-threshold-norm-…`` with layer normalisation).
+  matched to ``cut-k2``'s size (the threshold on layer-normalised importance with a
+  per-layer cap; ``global-threshold-raw-…`` when ``baselines.normalize`` is false).
 """
 
 from __future__ import annotations
@@ -105,9 +106,11 @@ def baseline_variants(cfg: dict) -> dict[str, dict]:
     out = {}
     for ref in primary_variants(cfg):
         for strat in b["strategies"]:
-            tag = strat + ("-norm" if strat == "global-threshold" and b["normalize"] else "")
+            thr = strat == "global-threshold"
+            tag = strat + ("-raw" if thr and not b["normalize"] else "")
             out[f"{tag}-match-{ref}"] = {"strategy": strat, "match": b["match"], "reference": ref,
-                                         "normalize": b["normalize"] if strat == "global-threshold" else False,
+                                         "normalize": b["normalize"] if thr else False,
+                                         "max_layer_ratio": b["max_layer_ratio"] if thr else None,
                                          "importance": b["importance"]}
     return out
 
@@ -131,8 +134,9 @@ def prune_cli_args(cfg: dict, name: str, base: Path | str = DEFAULT_BASE) -> lis
         args += ["--match-params", ref]
     else:
         args += ["--match-macs", ref, "--macs-convention", v["match"].split("_")[1]]
-    if v["normalize"]:
-        args.append("--normalize")
+    if s == "global-threshold":
+        args += ["--normalize" if v["normalize"] else "--no-normalize",
+                 "--max-layer-ratio", str(v["max_layer_ratio"])]
     return args
 
 

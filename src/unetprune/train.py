@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .fileio import atomic_torch_save, atomic_write_text
+from .fileio import atomic_torch_save, atomic_write_text, remove_stale_temps
 from .checkpoint import load_checkpoint, make_checkpoint
 from .config import deep_merge
 from .devices import resolve_device
@@ -243,6 +243,8 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
     total_epochs = tcfg["n_epochs"] + tcfg["n_epochs_decay"]
     ckpt_path = out_dir / CHECKPOINT_NAME
     resume_path = out_dir / RESUME_NAME
+    # temporaries of atomic writes a killed run (kill -9) left behind: this run owns out_dir
+    remove_stale_temps(out_dir, (RESUME_NAME, CHECKPOINT_NAME, LOG_NAME, SAMPLES_NAME))
 
     family = family_for_config(cfg)
     G, D, info = build_models(cfg, init_from, init_discriminator_from, family=family)

@@ -30,8 +30,15 @@ def register(sub) -> None:
     p.add_argument("--k", type=int, help="cut: number of innermost levels to remove")
     p.add_argument("--threshold", type=float, help="global-threshold: importance threshold")
     p.add_argument("--importance", choices=IMPORTANCES, default="l1", help="filter importance (default l1)")
-    p.add_argument("--normalize", action="store_true",
-                   help="global-threshold: divide each layer's scores by their mean")
+    import argparse
+
+    from ..pruning import DEFAULT_MAX_LAYER_RATIO
+    p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=True,
+                   help="global-threshold: divide each layer's scores by their mean (default); "
+                        "--no-normalize = the raw-score threshold (not layer-normalised)")
+    p.add_argument("--max-layer-ratio", type=float, default=DEFAULT_MAX_LAYER_RATIO,
+                   help="global-threshold: most of a layer's filters that may be removed "
+                        f"(default {DEFAULT_MAX_LAYER_RATIO}; 1 = all but its best filter)")
     m = p.add_mutually_exclusive_group()
     m.add_argument("--match-params", metavar="REF.pt", help="global-*: match REF's parameter count")
     m.add_argument("--match-macs", metavar="REF.pt", help="global-*: match REF's MACs")
@@ -60,7 +67,7 @@ def run(args) -> int:
 
     kw = dict(ratio=args.ratio, layer=args.layer, levels=args.levels, k=args.k, importance=args.importance,
               seed=args.seed, normalize=args.normalize, threshold=args.threshold, input_shape=shape,
-              tol=args.tol)
+              tol=args.tol, max_layer_ratio=args.max_layer_ratio)
     ref = args.match_params or args.match_macs
     if ref:
         ref_g = generator_from_checkpoint(ref)

@@ -28,6 +28,7 @@ pix2pix-format ``cityscapes.tar.gz`` the user already has.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -400,6 +401,48 @@ def _local_source(source: str) -> Path | None:
     return Path(source)
 
 
+PARTIAL_OWNER = ".owner"   # "<host> <pid>" of the fetch extracting into a .<root>.partial-* folder
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(root: Path | str, *, older_than: float = 24 * 3600.0) -> list[Path]:
+    """Delete the ``.<root>.partial-*`` extraction folders next to ``root`` that a killed fetch
+    (kill -9, power loss) left behind.  A folder is stale when its owner file names this host and
+    a process that no longer runs, or (no readable owner file) when it is older than
+    ``older_than`` seconds; a folder of a fetch still running is kept.  Returns those removed."""
+    import socket
+
+    root = Path(root)
+    removed: list[Path] = []
+    if not root.parent.is_dir():
+        return removed
+    host = socket.gethostname()
+    for d in root.parent.glob(f".{glob.escape(root.name)}.partial-*"):
+        if d.is_symlink() or not d.is_dir():
+            continue
+        try:
+            owner_host, pid = (d / PARTIAL_OWNER).read_text().split()
+            stale = owner_host == host and int(pid) != os.getpid() and not _pid_alive(int(pid))
+        except (OSError, ValueError):
+            try:
+                stale = time.time() - d.stat().st_mtime > older_than
+            except OSError:
+                stale = False
+        if stale:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
 def fetch_dataset(name: str, root: Path | str | None = None, *, source: str | None = None,
                   sha256: str | None = None, force: bool = False, keep_archive: bool = False,
                   retries: int = 4, backoff: float = 1.0, timeout: float = 60.0, progress: bool = True,
@@ -417,6 +460,8 @@ def fetch_dataset(name: str, root: Path | str | None = None, *, source: str | No
     spec = dataset_spec(name)
     root = Path(root) if root is not None else default_root(name)
     say = log or (lambda msg: None)
+    for stale in remove_stale_partials(root):
+        say(f"removed {stale}, left by an interrupted fetch")
     if source is None and spec.url is None:
         raise DataError(f"{name} is licence-gated and cannot be downloaded automatically: download "
                         f"gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip from "
@@ -484,6 +529,9 @@ def fetch_dataset(name: str, root: Path | str | None = None, *, source: str | No
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
     try:
+        import socket
+
+        (tmp / PARTIAL_OWNER).write_text(f"{socket.gethostname()} {os.getpid()}\n")
         say(f"extracting {archive.name}")
         safe_extract(archive, tmp / "x")
         data_dir = _find_dataset_dir(tmp / "x")

@@ -13,8 +13,14 @@ Backends (``evaluate.fid_backend``)
   and FID ~ 0), and (b) fed :data:`STANDIN_INPUT_SIZE` (96) pixel inputs instead of 299,
   which makes it ~15x cheaper on a CPU (a 64x64 demo image is upsampled either way).
   Its weights are written once to a local file (``standin-inception-v3-s96-seed<N>.pt``
-  in the cache folder) and loaded through torch-fidelity's ``feature_extractor_weights_path``
-  so the folder path and the fast path use the very same network.  Its values are only
+  in the cache folder) and loaded by the same extractor class on the folder path and the
+  fast path, so both use the very same network.
+
+Weight files are never unpickled: torch-fidelity's own extractors ``torch.load`` a weights
+path with ``weights_only=False`` (a crafted file would run code), so both backends use
+subclasses registered here (:func:`_safe_extractor_cls`) that read every weights file, the
+download included, with ``weights_only=True`` through :func:`load_weights_file` and refuse
+anything that is not a plain state dict of the network with a one-line :class:`FIDError`.  Its values are only
   comparable with other values of the same backend and seed: every result carries the
   backend, and :func:`check_same_backend` refuses to mix them.
 
@@ -72,33 +78,102 @@ def _inception_cls():
     return FeatureExtractorInceptionV3
 
 
-def _register_standin() -> type:
-    """Define and register the stand-in extractor class with torch-fidelity (once)."""
+SAFE_INCEPTION_NAME = "unetprune-inception-v3-compat"   # inception-v3-compat, weights read safely
+
+
+def load_weights_file(path: Path | str, key: str = "evaluate.inception_weights") -> dict[str, torch.Tensor]:
+    """The state dict in the weights file ``path``, read with ``torch.load(weights_only=True)``:
+    a pickle that would build other objects (run code) is refused with a one-line FIDError."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError (not weights-only), RuntimeError (corrupt), OSError
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise FIDError(f"refusing the FID weights file {path} ({key}): not a plain tensor state dict "
+                       f"readable with weights_only=True ({type(e).__name__}: {first})") from e
+    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+        raise FIDError(f"refusing the FID weights file {path} ({key}): it does not hold a state dict of tensors")
+    return state
+
+
+def _load_into(module: torch.nn.Module, state: dict, path: Path | str | None, key: str) -> None:
+    try:
+        torch.nn.Module.load_state_dict(module, state, strict=True)
+    except RuntimeError as e:
+        where = f"the FID weights file {path}" if path is not None else "torch-fidelity's Inception download"
+        first = (str(e).strip().splitlines() or ["mismatch"])[0]
+        raise FIDError(f"{where} ({key}) does not fit the Inception-v3 network: {first}") from e
+
+
+def _safe_extractor_cls(name: str, input_size: int, require_path: bool) -> type:
+    """An Inception-v3 extractor class registered with torch-fidelity as ``name`` that reads its
+    weights itself (``weights_only=True``), never through torch-fidelity's ``torch.load``."""
+    import io
+
     import torch_fidelity
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-    if STANDIN_NAME in FEATURE_EXTRACTORS_REGISTRY:
-        return FEATURE_EXTRACTORS_REGISTRY[STANDIN_NAME]
+    if name in FEATURE_EXTRACTORS_REGISTRY:
+        return FEATURE_EXTRACTORS_REGISTRY[name]
     base = _inception_cls()
 
-    class StandinInceptionV3(base):
-        """torch-fidelity's Inception-v3 at 96 px input with seeded random weights (a file)."""
-
-        INPUT_IMAGE_SIZE = STANDIN_INPUT_SIZE
+    class SafeInceptionV3(base):
+        INPUT_IMAGE_SIZE = input_size
 
         def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
-            if feature_extractor_weights_path is None:
-                raise ValueError(f"{STANDIN_NAME} needs feature_extractor_weights_path: create the file "
+            key = "evaluate.standin_seed" if require_path else "evaluate.inception_weights"
+            path = feature_extractor_weights_path
+            if path is None and require_path:
+                raise ValueError(f"{name} needs feature_extractor_weights_path: create the file "
                                  f"with unetprune.metrics.fid.standin_weights(seed, folder)")
-            super().__init__(name, features_list, feature_extractor_weights_path=feature_extractor_weights_path,
-                             **kwargs)
+            if path is None:
+                from torch.hub import load_state_dict_from_url
+                try:
+                    state = load_state_dict_from_url(_inception_url(), progress=False, weights_only=True)
+                except FIDError:
+                    raise
+                except pickle.UnpicklingError as e:
+                    raise FIDError(f"refusing torch-fidelity's cached Inception download (torch hub cache): "
+                                   f"not a plain state dict ({str(e).strip().splitlines()[0]})") from e
+            else:
+                state = load_weights_file(path, key)
+            empty = io.BytesIO()   # torch-fidelity's own load reads this empty dict, nothing else
+            torch.save({}, empty)
+            empty.seek(0)
+            self._unetprune_skip_load = True
+            super().__init__(name, features_list, feature_extractor_weights_path=empty, **kwargs)
+            self._unetprune_skip_load = False
+            _load_into(self, state, path, key)
 
-    torch_fidelity.register_feature_extractor(STANDIN_NAME, StandinInceptionV3)
-    return StandinInceptionV3
+        def load_state_dict(self, state_dict, strict=True, assign=False):
+            if getattr(self, "_unetprune_skip_load", False):
+                return None
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    torch_fidelity.register_feature_extractor(name, SafeInceptionV3)
+    return SafeInceptionV3
+
+
+def _inception_url() -> str:
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    return URL_INCEPTION_V3
+
+
+def _register_inception() -> type:
+    """torch-fidelity's inception-v3-compat network whose weights are read with weights_only=True."""
+    return _safe_extractor_cls(SAFE_INCEPTION_NAME, _inception_cls().INPUT_IMAGE_SIZE, require_path=False)
+
+
+def _register_standin() -> type:
+    """Define and register the stand-in extractor class with torch-fidelity (once)."""
+    return _safe_extractor_cls(STANDIN_NAME, STANDIN_INPUT_SIZE, require_path=True)
 
 
 def _random_inception_state(seed: int) -> dict[str, torch.Tensor]:
     """A Kaiming-initialised Inception-v3 state dict, a pure function of ``seed``."""
+    import io
+
     from torch import nn
 
     base = _inception_cls()
@@ -107,10 +182,10 @@ def _random_inception_state(seed: int) -> dict[str, torch.Tensor]:
         def load_state_dict(self, state_dict, strict=True, assign=False):
             return None
 
-    with tempfile.TemporaryDirectory() as tmp:
-        empty = Path(tmp) / "empty.pt"
-        torch.save({}, empty)
-        net = _Unloaded(STANDIN_NAME, [FEATURE_LAYER], feature_extractor_weights_path=str(empty))
+    empty = io.BytesIO()
+    torch.save({}, empty)
+    empty.seek(0)
+    net = _Unloaded(STANDIN_NAME, [FEATURE_LAYER], feature_extractor_weights_path=empty)
     g = torch.Generator().manual_seed(int(seed))
     with torch.no_grad():
         for _, m in net.named_modules():
@@ -141,7 +216,7 @@ class Extractor:
     backend: str                      # "inception-v3-compat" | "standin"
     fidelity_name: str                # name registered with torch-fidelity
     module: torch.nn.Module
-    weights_path: str | None          # the file passed as feature_extractor_weights_path (None = download)
+    weights_path: str | None          # weights file, read with weights_only=True (None = download)
     device: torch.device
     info: dict = field(default_factory=dict)
 
@@ -175,8 +250,8 @@ def get_extractor(backend: str = "inception-v3-compat", weights: str | Path | No
     dev = resolve_device(device, "evaluate.device")
     info: dict = {}
     if backend == "inception-v3-compat":
-        name = "inception-v3-compat"
-        cls = _inception_cls()
+        name = SAFE_INCEPTION_NAME
+        cls = _register_inception()
         if weights is not None:
             wp = Path(weights).expanduser()
             if not wp.is_file():
@@ -209,7 +284,10 @@ def get_extractor(backend: str = "inception-v3-compat", weights: str | Path | No
             folder = Path(cache_dir) if cache_dir is not None else Path.home() / ".cache" / "unetprune"
             wp = standin_weights(seed, folder)
         weights = str(wp)
-        module = cls(name, [FEATURE_LAYER], feature_extractor_weights_path=weights, verbose=False)
+        try:
+            module = cls(name, [FEATURE_LAYER], feature_extractor_weights_path=weights, verbose=False)
+        except FIDError as e:
+            raise FIDError(f"{e}; delete it to let `evaluate` rebuild the stand-in weights from the seed") from e
         info.update({"seed": int(seed), "input_size": STANDIN_INPUT_SIZE, "weights_file": wp.name,
                      "weights_sha256": file_sha256(wp),
                      "note": "offline stand-in: Kaiming-initialised Inception-v3 at 96 px input; "
@@ -378,6 +456,8 @@ def fidelity_folder_metrics(fake_dir: Path | str, real_dir: Path | str, extracto
 
     if extractor.backend == "standin":
         _register_standin()
+    else:
+        _register_inception()
     n = min(len(os.listdir(fake_dir)), len(os.listdir(real_dir)))
     kw = dict(input1=str(fake_dir), input2=str(real_dir), fid=True, kid=kid, cuda=extractor.device.type == "cuda",
               batch_size=batch_size, verbose=False, cache=False, save_cpu_ram=True, rng_seed=seed,

@@ -17,24 +17,25 @@ from __future__ import annotations
 from .budget import METRICS, match_budget, model_budget, spec_budget
 from .importance import IMPORTANCES, filter_importance, keep_by_ratio, n_keep
 from .sensitivity import sensitivity_sweep
-from .strategies import (STRATEGIES, check_layer, default_inner_levels, layers_of_levels,
+from .strategies import (DEFAULT_MAX_LAYER_RATIO, STRATEGIES, check_layer, default_inner_levels, layers_of_levels,
                          prunable_layers, prune_channels, prune_cut, prune_global_threshold,
                          prune_global_uniform, prune_inner, prune_layers, prune_single)
 from .surgery import PruningError, check_ratio, cut_inner_levels
 
 
 def prune(generator, strategy: str, *, ratio: float | None = None, layer: str | None = None,
-          levels=None, k: int | None = None, importance="l1", seed: int = 0, normalize: bool = False,
+          levels=None, k: int | None = None, importance="l1", seed: int = 0, normalize: bool = True,
           threshold: float | None = None, match_target: int | None = None, match_model=None,
           match_metric: str = "params", input_shape=(1, 3, 256, 256), tol: float = 0.01,
-          strict: bool = True):
+          strict: bool = True, max_layer_ratio: float | None = DEFAULT_MAX_LAYER_RATIO):
     """Apply ``strategy`` (one of :data:`STRATEGIES`; ``_`` may replace ``-``).
 
     * ``single``: ``layer``, ``ratio``;  ``inner``: ``ratio``, ``levels`` (default
       :func:`default_inner_levels`);  ``cut``: ``k``;
     * ``global-uniform``: ``ratio``, or a budget;  ``global-threshold``: ``threshold`` or
-      ``ratio`` (global fraction of filters) or a budget, ``normalize`` for the
-      layer-normalised variant;
+      ``ratio`` (global fraction of filters) or a budget; by default on layer-normalised
+      scores (``normalize=False``: the raw-score threshold) with no layer losing more than
+      ``max_layer_ratio`` of its filters (``None``: only its best filter is kept);
     * budget: ``match_target`` (a number) or ``match_model`` (a generator whose budget is
       used) with ``match_metric`` in :data:`METRICS` at ``input_shape``, within ``tol``.
 
@@ -54,7 +55,7 @@ def prune(generator, strategy: str, *, ratio: float | None = None, layer: str | 
         target = match_target if match_target is not None else model_budget(match_model, match_metric,
                                                                              input_shape)
         return match_budget(generator, s, target, match_metric, input_shape, tol, importance, seed,
-                            normalize, strict)
+                            normalize, strict, max_layer_ratio=max_layer_ratio)
     if s == "single":
         if layer is None or ratio is None:
             raise PruningError("strategy 'single' needs a layer and a ratio")
@@ -76,11 +77,11 @@ def prune(generator, strategy: str, *, ratio: float | None = None, layer: str | 
     if threshold is not None and ratio is not None:
         raise PruningError("strategy 'global-threshold' takes a threshold or a ratio, not both")
     return prune_global_threshold(generator, threshold=threshold, ratio=ratio, normalize=normalize,
-                                  importance=importance, seed=seed)
+                                  importance=importance, seed=seed, max_layer_ratio=max_layer_ratio)
 
 
 __all__ = [
-    "IMPORTANCES", "METRICS", "STRATEGIES", "PruningError", "check_layer", "check_ratio",
+    "DEFAULT_MAX_LAYER_RATIO", "IMPORTANCES", "METRICS", "STRATEGIES", "PruningError", "check_layer", "check_ratio",
     "cut_inner_levels", "default_inner_levels", "filter_importance", "keep_by_ratio",
     "layers_of_levels", "match_budget", "model_budget", "n_keep", "prunable_layers", "prune",
     "prune_channels", "prune_cut", "prune_global_threshold", "prune_global_uniform", "prune_inner",

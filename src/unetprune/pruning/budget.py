@@ -27,7 +27,8 @@ from ..metrics.complexity import count_all, count_parameters
 from ..models.family import family_of
 from ..models.unet import UNetGenerator
 from .importance import n_keep
-from .strategies import global_candidates, prune_global_threshold, prune_global_uniform
+from .strategies import (DEFAULT_MAX_LAYER_RATIO, global_candidates, prune_global_threshold,
+                         prune_global_uniform)
 from .surgery import PruningError
 
 METRICS = ("params", "macs_physical", "macs_output")
@@ -88,13 +89,15 @@ class WidthCost:
 
 def match_budget(generator: nn.Module, strategy: str, target: int, metric: str = "params",
                  input_shape=(1, 3, 256, 256), tol: float = 0.01, importance="l1", seed: int = 0,
-                 normalize: bool = False, strict: bool = True, max_iter: int = 60):
+                 normalize: bool = True, strict: bool = True, max_iter: int = 60,
+                 max_layer_ratio: float | None = DEFAULT_MAX_LAYER_RATIO):
     """Prune ``generator`` with a global ``strategy`` so its ``metric`` is closest to ``target``.
 
     Returns ``(new_generator, info)``; ``info["budget"]`` holds the metric, target, achieved
     value, relative error and tolerance.  With ``strict`` a miss beyond ``tol`` raises
     :class:`PruningError` (e.g. the target is larger than the model, or the width
-    granularity of a tiny model is too coarse).
+    granularity of a tiny model is too coarse).  ``normalize`` and ``max_layer_ratio``
+    apply to ``global-threshold`` (see :func:`~unetprune.pruning.strategies.global_candidates`).
     """
     strategy = strategy.replace("_", "-")
     if strategy not in ("global-uniform", "global-threshold"):
@@ -133,7 +136,7 @@ def match_budget(generator: nn.Module, strategy: str, target: int, metric: str =
         new, info = prune_global_uniform(generator, best, importance, seed)
         info["search"] = "ratio"
     else:
-        cands = global_candidates(generator, importance, seed, normalize)
+        cands = global_candidates(generator, importance, seed, normalize, max_layer_ratio)
         order = cands[0]
 
         def cost_m(m: int) -> int:
@@ -157,7 +160,8 @@ def match_budget(generator: nn.Module, strategy: str, target: int, metric: str =
                     hi, c_hi = mid, c
             best = lo if abs(c_lo - target) < abs(c_hi - target) else hi
         new, info = prune_global_threshold(generator, n_remove=best, normalize=normalize,
-                                           importance=importance, seed=seed, _candidates=cands)
+                                           importance=importance, seed=seed,
+                                           max_layer_ratio=max_layer_ratio, _candidates=cands)
         info["search"] = "n_removed"
     achieved = model_budget(new, metric, input_shape)
     err = (achieved - target) / target

@@ -15,17 +15,22 @@ A *filter* is one output channel of a prunable conv.  Scores (higher = more impo
 Keep count (matches Torch-Pruning 1.6's local pruning, ``base_pruner.py``:
 ``n_pruned = n - int(n * (1 - ratio))``)::
 
-    n_keep(n, ratio) = max(1, int(n * (1 - ratio)))
+    n_keep(n, ratio) = max(1, floor(n * (1 - ratio)))
 
 i.e. the kept count is *floored*, so ``ratio`` is the minimum fraction removed; a layer
 is never emptied (Torch-Pruning would empty it when ``int(n * (1 - ratio)) == 0``).
+The floor is taken in exact arithmetic on the ratio *as written* (its shortest decimal
+``repr``, see :func:`floor_fraction`), not on the rounded float product: ``int(20 * (1 - 0.9))``
+is ``int(1.9999999999999996) == 1``, but 20 filters at ratio 0.9 keep 2.
 The kept filters are the ``n_keep`` highest scores, ties broken towards the lower index,
 returned in increasing index order.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
+from fractions import Fraction
 from typing import Callable
 
 import torch
@@ -34,9 +39,25 @@ from torch import nn
 IMPORTANCES = ("l1", "l2", "random", "bn")
 
 
+def exact_ratio(ratio) -> Fraction:
+    """``ratio`` as an exact fraction: the decimal it is written as (``0.9`` -> 9/10), not the
+    binary float nearest to it."""
+    if isinstance(ratio, Fraction):
+        return ratio
+    if isinstance(ratio, int):
+        return Fraction(ratio)
+    return Fraction(repr(float(ratio)))
+
+
+def floor_fraction(n: int, ratio) -> int:
+    """``floor(n * ratio)`` in exact arithmetic (``ratio`` read by :func:`exact_ratio`)."""
+    return math.floor(int(n) * exact_ratio(ratio))
+
+
 def n_keep(n: int, ratio: float) -> int:
-    """Filters kept when pruning ``ratio`` of ``n`` (see module doc)."""
-    return max(1, int(n * (1 - float(ratio))))
+    """Filters kept when pruning ``ratio`` of ``n``: ``max(1, floor(n * (1 - ratio)))``,
+    floored exactly (see module doc)."""
+    return max(1, floor_fraction(n, 1 - exact_ratio(ratio)))
 
 
 def _filter_weights(conv: nn.Module) -> torch.Tensor:

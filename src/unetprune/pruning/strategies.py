@@ -5,8 +5,11 @@
   (default: :func:`default_inner_levels`, levels 5–8 for ``unet_256``).
 * :func:`prune_cut` — remove the innermost ``k`` levels (a ``num_downs = N - k`` U-Net).
 * :func:`prune_global_uniform` — the same ratio in every prunable layer (baseline G1).
-* :func:`prune_global_threshold` — one importance threshold across all prunable layers,
-  raw or layer-normalised (baseline G2); a layer always keeps at least its best filter.
+* :func:`prune_global_threshold` — one importance threshold across all prunable layers
+  (baseline G2).  By default the scores are layer-normalised (each divided by its layer's
+  mean, Torch-Pruning's default normaliser) and no layer loses more than
+  ``max_layer_ratio`` (default 0.9) of its filters; a layer always keeps at least its best
+  filter.  The raw-score threshold (``normalize=False``) is the labelled alternative.
 
 ``info`` is JSON-serialisable: strategy, parameters, importance, the per-layer kept
 indices of pruned layers, widths and parameter counts before/after.
@@ -25,11 +28,14 @@ from torch import nn
 
 from ..metrics.complexity import count_parameters
 from ..models.family import family_of
-from .importance import IMPORTANCES, filter_importance, keep_by_ratio
+from .importance import IMPORTANCES, filter_importance, floor_fraction, keep_by_ratio
 from .surgery import PruningError, check_ratio
 from .surgery import check_levels, default_inner_levels, layers_of_levels  # noqa: F401 (re-exported)
 
 STRATEGIES = ("single", "inner", "cut", "global-uniform", "global-threshold")
+
+#: default per-layer cap of global-threshold: no layer loses more than this fraction of its filters
+DEFAULT_MAX_LAYER_RATIO = 0.9
 
 # the pix2pix level helpers above are re-exported for existing callers; the strategies
 # below reach the model only through its family
@@ -124,15 +130,38 @@ def prune_global_uniform(generator: nn.Module, ratio: float, importance="l1", se
                         strategy="global-uniform", ratio=r)
 
 
-def global_candidates(generator: nn.Module, importance="l1", seed: int = 0, normalize: bool = False):
+def check_max_layer_ratio(max_layer_ratio) -> float | None:
+    if max_layer_ratio is None:
+        return None
+    r = float(max_layer_ratio)
+    if not 0.0 <= r <= 1.0:
+        raise PruningError(f"max_layer_ratio must be in [0, 1], got {max_layer_ratio!r}")
+    return r
+
+
+def layer_removal_cap(n: int, max_layer_ratio: float | None) -> int:
+    """Most filters global thresholding may remove from a layer of ``n``:
+    ``floor(n * max_layer_ratio)`` (exactly), and never all of them."""
+    cap = n - 1
+    if max_layer_ratio is not None:
+        cap = min(cap, floor_fraction(n, max_layer_ratio))
+    return max(0, cap)
+
+
+def global_candidates(generator: nn.Module, importance="l1", seed: int = 0, normalize: bool = True,
+                      max_layer_ratio: float | None = DEFAULT_MAX_LAYER_RATIO):
     """Removal order for global thresholding.
 
     Returns ``(order, scores, used)``: ``order`` lists ``(score, layer, index)`` of every
-    filter that *may* be removed (each layer's single best filter is excluded, so no layer
-    is ever emptied), sorted by increasing score, ties by layer order then index.  With
-    ``normalize`` each layer's scores are divided by their mean (Torch-Pruning's "mean"
-    normaliser), which makes layers of different fan-in comparable.
+    filter that *may* be removed, sorted by increasing score, ties by layer order then
+    index.  Of each layer of ``n`` filters only its ``floor(n * max_layer_ratio)`` lowest
+    scoring ones are candidates (``None``: no cap), and never its best one, so no layer
+    is emptied nor loses more than ``max_layer_ratio`` of its filters.  With ``normalize``
+    (default) each layer's scores are divided by their mean (Torch-Pruning's "mean"
+    normaliser), which makes layers of different fan-in comparable; without it raw scores
+    grow with fan-in and the threshold strips the low-fan-in layers first.
     """
+    max_layer_ratio = check_max_layer_ratio(max_layer_ratio)
     layers = prunable_layers(generator)
     scores, used = _importances(generator, layers, importance, seed)
     order = []
@@ -141,10 +170,20 @@ def global_candidates(generator: nn.Module, importance="l1", seed: int = 0, norm
         if normalize:
             s = s / s.mean().clamp_min(torch.finfo(s.dtype).tiny)
         scores[name] = s
-        best = int(torch.argsort(-s, stable=True)[0])
-        order += [(float(s[j]), li, j) for j in range(s.numel()) if j != best]
+        cap = layer_removal_cap(s.numel(), max_layer_ratio)
+        lowest = torch.argsort(s, stable=True)[:cap].tolist()
+        order += [(float(s[j]), li, j) for j in lowest]
     order.sort()
     return [(sc, layers[li], j) for sc, li, j in order], scores, used
+
+
+def threshold_rule(normalize: bool, max_layer_ratio: float | None) -> str:
+    """A one-line description of a global-threshold baseline's rule (for reports)."""
+    score = "layer-normalised importance (score / layer mean)" if normalize else \
+        "raw importance (not layer-normalised)"
+    cap = (f"no layer loses more than {100 * max_layer_ratio:g}% of its filters"
+           if max_layer_ratio is not None else "each layer keeps at least its best filter")
+    return f"one threshold on {score}; {cap}"
 
 
 def keep_from_removed(generator: nn.Module, removed: Iterable[tuple[str, int]]) -> dict[str, list[int]]:
@@ -156,25 +195,30 @@ def keep_from_removed(generator: nn.Module, removed: Iterable[tuple[str, int]]) 
 
 
 def prune_global_threshold(generator: nn.Module, threshold: float | None = None,
-                           ratio: float | None = None, normalize: bool = False, importance="l1",
-                           seed: int = 0, n_remove: int | None = None, _candidates=None):
-    """Remove every filter whose (optionally layer-normalised) score is below ``threshold``.
+                           ratio: float | None = None, normalize: bool = True, importance="l1",
+                           seed: int = 0, n_remove: int | None = None,
+                           max_layer_ratio: float | None = DEFAULT_MAX_LAYER_RATIO, _candidates=None):
+    """Remove every candidate filter whose (by default layer-normalised) score is below
+    ``threshold``; candidates respect the per-layer cap ``max_layer_ratio`` (see
+    :func:`global_candidates`).
 
     Give exactly one of ``threshold``, ``ratio`` (fraction of *all* prunable filters
-    removed, ``int(total * ratio)``, capped so no layer empties) or ``n_remove`` (a
+    removed, ``floor(total * ratio)``, limited by the per-layer cap) or ``n_remove`` (a
     count).  The reported ``threshold`` is always one that reproduces the removed set
     (midpoint between the last removed and the first kept candidate score).
     """
+    max_layer_ratio = check_max_layer_ratio(max_layer_ratio)
     given = [x is not None for x in (threshold, ratio, n_remove)]
     if sum(given) != 1:
         raise PruningError("global-threshold needs exactly one of threshold, ratio or n_remove")
-    order, scores, used = _candidates or global_candidates(generator, importance, seed, normalize)
+    order, scores, used = _candidates or global_candidates(generator, importance, seed, normalize,
+                                                           max_layer_ratio)
     total = sum(layer_width(generator, n) for n in prunable_layers(generator))
     if threshold is not None:
         m = sum(1 for sc, _, _ in order if sc < float(threshold))
     elif ratio is not None:
         r = check_ratio(ratio)
-        m = min(int(total * r), len(order))
+        m = min(floor_fraction(total, r), len(order))
     else:
         m = max(0, min(int(n_remove), len(order)))
     if threshold is None:
@@ -190,5 +234,7 @@ def prune_global_threshold(generator: nn.Module, threshold: float | None = None,
     pruned_keep = {k: v for k, v in keep.items() if len(v) < layer_width(generator, k)}
     new = family_of(generator).prune_channels(generator, keep)
     return _finish(generator, new, "global-threshold", pruned_keep, {k: used[k] for k in pruned_keep},
-                   importance, seed=seed, normalize=bool(normalize), threshold=float(threshold),
+                   importance, seed=seed, normalize=bool(normalize),
+                   normalizer="mean" if normalize else None, max_layer_ratio=max_layer_ratio,
+                   rule=threshold_rule(normalize, max_layer_ratio), threshold=float(threshold),
                    n_removed=m, fraction_removed=m / total)
