@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     dev = (f"CPU ({cpu}), {args.threads} thread(s)" if device.type == "cpu"
            else f"{torch.cuda.get_device_name(device)}, {'CUDA graph' if args.cuda_graph else 'eager'}")
     print(f"# U-Net num_downs={g.num_downs}, input {list(shape)}, batch 1, {dev}; torch {torch.__version__}")
-    print(f"# MACs: conv only; physical = ConvTranspose per input pixel, output = per output pixel")
+    print("# MACs: conv only; physical = ConvTranspose per input pixel, output = per output pixel")
     print(f"# latency: median of {args.reps} interleaved repetitions (after {args.warmup} warm-up)")
     hdr = (f"{'variant':<24}{'params':>12}{'MACs phys (G)':>15}{'MACs out (G)':>14}"
            f"{'latency ms':>12}{'speed-up':>10}")

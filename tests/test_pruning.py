@@ -12,6 +12,8 @@ from unetprune.metrics.complexity import count_all, count_parameters
 from unetprune.errors import UserFacingError
 from unetprune.models.family import family_of, get_family, register_family, unregister_family
 from unetprune.models.pix2pix import Pix2PixFamily
+from unetprune.pruning.families import register_pruning_ops, unregister_pruning_ops
+from unetprune.pruning.unet_ops import UNetPruningOps
 from unetprune.models.unet import UNetGenerator, UNetSpec, build_generator
 from unetprune.pruning import (PruningError, default_inner_levels, filter_importance, match_budget, n_keep,
                                prunable_layers, prune, prune_channels)
@@ -455,17 +457,42 @@ class EncoderOnlyFamily(Pix2PixFamily):
     def groups(self, spec_or_generator):
         return [n for n in super().groups(spec_or_generator) if n.startswith("down")]
 
+
+class EncoderOnlyOps(UNetPruningOps):
+    """Its pruning operations: the U-Net's, refusing the decoder layers."""
+
+    family = EncoderOnlyFamily.name
+
     def check_layer(self, generator, layer):
-        if layer not in self.groups(generator):
-            raise PruningError(f"{layer} is not prunable in {self.name}")
+        if layer not in EncoderOnlyFamily().groups(generator):
+            raise PruningError(f"{layer} is not prunable in {self.family}")
 
 
 @pytest.fixture
 def encoder_only():
     fam = register_family(EncoderOnlyFamily())
+    register_pruning_ops(EncoderOnlyOps())
     g = build_generator(EncoderOnlySpec(**asdict(UNetSpec.reference(6, 8))), seed=0).eval()
     yield fam, g
     unregister_family(fam.name)
+    unregister_pruning_ops(fam.name)
+
+
+def test_a_family_without_pruning_ops_is_refused(tmp_path):
+    class Bare(EncoderOnlyFamily):
+        name = "test-bare"
+
+        class spec_type(UNetSpec):  # noqa: N801 (a spec class of its own)
+            pass
+
+    fam = register_family(Bare())
+    try:
+        g = build_generator(Bare.spec_type(**asdict(UNetSpec.reference(5, 8))), seed=0)
+        assert family_of(g) is fam
+        with pytest.raises(PruningError, match="model family 'test-bare' has no pruning support"):
+            prune(g, "cut", k=1)
+    finally:
+        unregister_family(fam.name)
 
 
 def test_strategies_go_through_the_family(encoder_only, small, tmp_path):

@@ -70,16 +70,16 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_demo, tmp_path, monk
     train(cfg, tmp_path, progress=False, stop_after_epochs=1)
     assert not (tmp_path / CHECKPOINT_NAME).exists()  # only finished runs have one
     good = torch.load(tmp_path / RESUME_NAME, weights_only=True)
-    from unetprune import train as train_mod
+    from unetprune.models.pix2pix import Pix2PixTrainer
 
-    real_step = train_mod.Pix2PixTrainer.train_step
+    real_step = Pix2PixTrainer.train_step
 
     def poisoned(self, a, b):
         out = real_step(self, a, b)
         out["G_L1"] = out["G_L1"] * float("nan")
         return out
 
-    monkeypatch.setattr(train_mod.Pix2PixTrainer, "train_step", poisoned)
+    monkeypatch.setattr(Pix2PixTrainer, "train_step", poisoned)
     with pytest.raises(TrainingDiverged, match=r"G_L1 became non-finite at epoch 2"):
         train(cfg, tmp_path, resume=True, progress=False)
     after = torch.load(tmp_path / RESUME_NAME, weights_only=True)
@@ -257,8 +257,7 @@ class TinyFamily(ModelFamily):
     def _no_pruning(self, *a, **k):
         raise NotImplementedError("the tiny test family is not prunable")
 
-    groups = check_layer = layer_width = layer_filters = prune_channels = _no_pruning
-    default_inner_levels = layers_of_levels = cut = widths = width_cost = _no_pruning
+    groups = layer_width = layer_filters = default_inner_levels = widths = _no_pruning
 
 
 @pytest.fixture
@@ -316,7 +315,8 @@ def test_finetune_refuses_a_checkpoint_of_another_family(tiny_demo, tiny_family,
 
 
 def test_pix2pix_models_come_from_the_family(tiny_demo, tmp_path):
-    from unetprune.train import Pix2PixTrainer, build_models
+    from unetprune.models.pix2pix import Pix2PixTrainer
+    from unetprune.train import build_models
 
     cfg = load_config(None, tiny_cfg(tiny_demo))
     fam = get_family("pix2pix")

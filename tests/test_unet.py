@@ -157,11 +157,15 @@ def test_family_prunable_groups_order_and_inner_levels():
     order = [f"down{i}" for i in range(1, 9)] + [f"up{i}" for i in range(8, 1, -1)]
     assert fam.groups(g) == fam.groups(g.spec) == order
     assert fam.default_inner_levels(g.spec) == [5, 6, 7, 8]
-    assert fam.layers_of_levels(g, None) == ([5, 6, 7, 8], ["down5", "down6", "down7", "down8",
+    from unetprune.pruning.families import pruning_ops
+
+    ops = pruning_ops(g)  # the pruning side of the seam, registered under the family's name
+    assert ops.family == fam.name
+    assert ops.layers_of_levels(g, None) == ([5, 6, 7, 8], ["down5", "down6", "down7", "down8",
                                                             "up8", "up7", "up6", "up5"])
     conv, norm = fam.layer_filters(g, "up3")
     assert conv is g.up3.conv and norm is g.up3.norm and fam.layer_width(g, "up3") == 128
-    cost = fam.width_cost(g, (1, 3, 256, 256))
+    cost = ops.width_cost(g, (1, 3, 256, 256))
     assert cost({})["params"] == 54_414_531
     # halving down8 and up8: down8 loses 256 filters (+ biases), up8 goes 512x512 -> 256x256
     # (+ 256 BN pairs), up7 loses the 256 input channels of its up half

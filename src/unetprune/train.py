@@ -4,7 +4,7 @@ The training loop (:func:`train`: schedule, seeding, resume, NaN guard, checkpoi
 is family-agnostic; the models, the data, the training step, the learning check and the
 sample grid come from the model family (:mod:`unetprune.models.family`): the family of
 the ``init_from`` checkpoint, else the config's ``model.family`` (default ``pix2pix``).
-The ``pix2pix`` family's step is :class:`Pix2PixTrainer`:
+The ``pix2pix`` family's step is :class:`unetprune.models.pix2pix.Pix2PixTrainer`:
 
 Recipe (pix2pix, Isola et al.): loss_G = BCE(D(A, G(A)), 1) + lambda_l1 * |G(A) - B|_1,
 loss_D = 0.5 * (BCE(D(A, B), 1) + BCE(D(A, G(A)), 0)); Adam(lr, (beta1, beta2)) for both;
@@ -28,7 +28,6 @@ import json
 import math
 import os
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -49,10 +48,6 @@ from .models.family import ModelFamily, family_for_config, family_of
 RESUME_KEYS = ("n_epochs", "n_epochs_decay", "batch_size", "lr", "beta1", "beta2", "lambda_l1")
 
 
-def _auto(value, device: torch.device) -> bool:
-    return device.type == "cuda" if value == "auto" else bool(value)
-
-
 def lr_factor(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
     """Reference ``lambda_rule`` (epoch 0-based): 1 for n_epochs, then linear decay."""
     return 1.0 - max(0, epoch + 1 - n_epochs) / float(n_epochs_decay + 1)
@@ -62,102 +57,6 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
 
 
-class Pix2PixTrainer:
-    """Holds G, D, optimisers and the speed options; :meth:`train_step` does one update.
-
-    The trainer interface :func:`train` uses (what any family's trainer provides): ``G``,
-    ``losses``, :meth:`set_lr`, :meth:`set_train_mode`, :meth:`step`, :meth:`state`,
-    :meth:`load_state`.
-    """
-
-    losses = ("G_GAN", "G_L1", "D_real", "D_fake")
-
-    def __init__(self, G: nn.Module, D: nn.Module, tcfg: dict, device: torch.device):
-        self.device = device
-        self.cfg = tcfg
-        if device.type == "cpu" and tcfg["flush_denormal"]:
-            # Denormal floats appear in the pix2pix nets after a few Adam steps and slow
-            # x86 CPUs down ~8x (measured: benchmarks/train_step.py); flushing them to
-            # zero changes values below ~1e-38 only.  Process-wide setting.
-            torch.set_flush_denormal(True)
-        self.amp = (tcfg["amp"] == "bf16") or (tcfg["amp"] == "auto" and device.type == "cuda")
-        self.channels_last = _auto(tcfg["channels_last"], device)
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        self.G = G.to(device, memory_format=fmt)
-        self.D = D.to(device, memory_format=fmt)
-        betas = (tcfg["beta1"], tcfg["beta2"])
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=tcfg["lr"], betas=betas)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=tcfg["lr"], betas=betas)
-        self.bce = nn.BCEWithLogitsLoss()
-        self.l1 = nn.L1Loss()
-        self.lambda_l1 = tcfg["lambda_l1"]
-        compile_on = _auto(tcfg["compile"], device)
-        self.G_fwd = torch.compile(self.G) if compile_on else self.G
-        self.D_fwd = torch.compile(self.D) if compile_on else self.D
-
-    def autocast(self):
-        if self.amp:
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        return nullcontext()
-
-    def set_lr(self, lr: float) -> None:
-        for opt in (self.opt_G, self.opt_D):
-            for group in opt.param_groups:
-                group["lr"] = lr
-
-    def set_train_mode(self) -> None:
-        self.G.train()
-        self.D.train()
-
-    def step(self, batch: dict) -> dict[str, torch.Tensor]:
-        """One update on a batch of aligned pairs ``{"A": ..., "B": ...}``."""
-        return self.train_step(batch["A"], batch["B"])
-
-    def state(self) -> dict:
-        """The checkpoint entries besides the generator: discriminator and optimisers."""
-        d_state = {k: v.detach().cpu() for k, v in self.D.state_dict().items()}
-        return {"discriminator": {"arch": self.D.config, "state_dict": d_state},
-                "optimizers": {"G": self.opt_G.state_dict(), "D": self.opt_D.state_dict()}}
-
-    def load_state(self, ckpt: dict) -> None:
-        """Continue from a checkpoint written with :meth:`state` (the generator included)."""
-        self.G.load_state_dict(ckpt["generator"]["state_dict"])
-        self.D.load_state_dict(ckpt["discriminator"]["state_dict"])
-        self.opt_G.load_state_dict(ckpt["optimizers"]["G"])
-        self.opt_D.load_state_dict(ckpt["optimizers"]["D"])
-
-    def _prep(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-    def train_step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One pix2pix update (D then G). Returns detached loss tensors (no device sync)."""
-        real_A, real_B = self._prep(real_A), self._prep(real_B)
-        with self.autocast():
-            fake_B = self.G_fwd(real_A)
-        # --- D: real pairs → 1, fake pairs (G detached) → 0
-        self.D.requires_grad_(True)
-        self.opt_D.zero_grad(set_to_none=True)
-        with self.autocast():
-            pred_fake = self.D_fwd(torch.cat([real_A, fake_B.detach()], 1)).float()
-            pred_real = self.D_fwd(torch.cat([real_A, real_B], 1)).float()
-            loss_D_fake = self.bce(pred_fake, torch.zeros_like(pred_fake))
-            loss_D_real = self.bce(pred_real, torch.ones_like(pred_real))
-            loss_D = 0.5 * (loss_D_fake + loss_D_real)
-        loss_D.backward()
-        self.opt_D.step()
-        # --- G: fool D, stay close to B in L1
-        self.D.requires_grad_(False)
-        self.opt_G.zero_grad(set_to_none=True)
-        with self.autocast():
-            pred = self.D_fwd(torch.cat([real_A, fake_B], 1)).float()
-            loss_G_GAN = self.bce(pred, torch.ones_like(pred))
-            loss_G_L1 = self.l1(fake_B.float(), real_B.float()) * self.lambda_l1
-            loss_G = loss_G_GAN + loss_G_L1
-        loss_G.backward()
-        self.opt_G.step()
-        return {"G_GAN": loss_G_GAN.detach(), "G_L1": loss_G_L1.detach(),
-                "D_real": loss_D_real.detach(), "D_fake": loss_D_fake.detach()}
 
 
 def _check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int) -> None:

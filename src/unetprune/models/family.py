@@ -6,12 +6,12 @@ A *family* (``pix2pix`` today; Wav2Lip next) answers five questions about its mo
 * **build from a spec** — a spec is a small dataclass that rebuilds a generator of any
   widths (``spec_from_config``, ``spec_to_dict``/``spec_from_dict`` for self-describing
   checkpoints, ``build``);
-* **prunable channel groups and their dependencies** — stable human layer names ordered
-  outer → inner → outer (``groups``), each group's width and the conv (+ norm)
-  whose filters score it (``layer_width``, ``layer_filters``), dependency-aware surgery
-  (``prune_channels``), the default inner group set and the level → layer map
-  (``default_inner_levels``, ``layers_of_levels``), cutting the ``k`` innermost levels
-  (``cut``) and an exact cost model for budget matching (``width_cost``);
+* **prunable channel groups** — stable human layer names ordered outer → inner → outer
+  (``groups``), each group's width and the conv (+ norm) whose filters score it
+  (``layer_width``, ``layer_filters``), the default inner levels (``default_inner_levels``)
+  and the widths of an architecture (``widths``).  The operations that *change* a generator
+  (dependency-aware surgery, cut, exact width cost) are the pruning side of the seam:
+  :mod:`unetprune.pruning.families` (models never import pruning code);
 * **a training step** — the non-generator models (``build_discriminator``,
   ``discriminator_from_entry``), the trainer holding models + optimisers with a
   ``step(batch)`` (``trainer``), and its data (``train_dataset``, ``check_dataset``,
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -75,9 +75,6 @@ class ModelFamily(ABC):
         """Stable layer names of the prunable channel groups, ordered outer → inner → outer
         (the x-axis of the sensitivity figure); a spec suffices."""
 
-    @abstractmethod
-    def check_layer(self, generator: nn.Module, layer: str) -> None:
-        """Raise ``PruningError`` (naming the prunable layers) unless ``layer`` is one."""
 
     @abstractmethod
     def layer_width(self, generator: nn.Module, layer: str) -> int:
@@ -87,30 +84,17 @@ class ModelFamily(ABC):
     def layer_filters(self, generator: nn.Module, layer: str) -> tuple[nn.Module, nn.Module | None]:
         """The conv whose output filters make up ``layer`` and the norm that follows it."""
 
-    @abstractmethod
-    def prune_channels(self, generator: nn.Module, keep: Mapping[str, Sequence[int]]) -> nn.Module:
-        """A new generator keeping the filters ``keep[layer]`` (dependencies followed)."""
 
     @abstractmethod
     def default_inner_levels(self, spec) -> list[int]:
         """The inner levels pruned by default (the paper's "inner pruning")."""
 
-    @abstractmethod
-    def layers_of_levels(self, generator: nn.Module, levels) -> tuple[list[int], list[str]]:
-        """Validated levels (sorted) and their prunable layers; ``levels=None`` = default."""
 
-    @abstractmethod
-    def cut(self, generator: nn.Module, k: int) -> tuple[nn.Module, dict]:
-        """Remove the ``k`` innermost levels: the new generator and what was removed."""
 
     @abstractmethod
     def widths(self, generator: nn.Module) -> dict:
         """JSON-serialisable widths of the architecture (for ``info`` and reports)."""
 
-    @abstractmethod
-    def width_cost(self, generator: nn.Module, input_shape) -> Callable[[Mapping[str, int]], dict[str, int]]:
-        """``cost({layer: width})`` → exact ``params``/``macs_physical``/``macs_output`` of
-        ``generator``'s architecture with those widths (absent layers keep theirs)."""
 
     # --- training ---------------------------------------------------------------------
     @abstractmethod

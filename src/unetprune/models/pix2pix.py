@@ -1,40 +1,126 @@
 """The ``pix2pix`` model family: the U-Net generator of :mod:`.unet`, the PatchGAN of
-:mod:`.patchgan`, the pix2pix GAN step and aligned A|B image pairs.
+:mod:`.patchgan`, the pix2pix GAN step (:class:`Pix2PixTrainer`) and aligned A|B pairs.
 
-Every method is a thin adapter over the module that owns the behaviour: the U-Net
-channel groups and surgery in :mod:`unetprune.pruning.surgery` (cost model in
-:mod:`unetprune.pruning.budget`), the GAN step in :class:`unetprune.train.Pix2PixTrainer`,
-the data in :mod:`unetprune.data.aligned`, the learning check and sample grid in
-:mod:`unetprune.translate`, each imported when first used.
-
-The pruning half and the trainer are looked up by module name (:func:`_part`), not
-imported: their only callers are the pruning package and ``train.py``, which import those
-modules themselves.  So the code digest of a job (:mod:`unetprune.provenance`, the static
-import closure of its command) stays what the job runs: loading a checkpoint for training
-or evaluation does not make those jobs depend on the pruning code.
+The structure queries (channel groups, widths, inner levels) are those of :mod:`.unet`;
+the operations that prune a U-Net are on the pruning side of the seam
+(:mod:`unetprune.pruning.unet_ops`), so nothing here imports pruning code.
 """
 
 from __future__ import annotations
 
-import importlib
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Mapping
 
 import torch
 from torch import nn
 
+from . import unet
 from .family import ModelFamily, register_family
 from .patchgan import build_discriminator
 from .unet import UNetGenerator, UNetSpec, build_generator, init_weights
 
 
-def _part(module: str):
-    """``unetprune.<module>``, imported by name (see the module doc)."""
-    return importlib.import_module(f"unetprune.{module}")
+def _auto(value, device: torch.device) -> bool:
+    return device.type == "cuda" if value == "auto" else bool(value)
 
 
-def _surgery():
-    return _part("pruning.surgery")
+class Pix2PixTrainer:
+    """Holds G, D, optimisers and the speed options; :meth:`train_step` does one update.
+
+    The trainer interface :func:`train` uses (what any family's trainer provides): ``G``,
+    ``losses``, :meth:`set_lr`, :meth:`set_train_mode`, :meth:`step`, :meth:`state`,
+    :meth:`load_state`.
+    """
+
+    losses = ("G_GAN", "G_L1", "D_real", "D_fake")
+
+    def __init__(self, G: nn.Module, D: nn.Module, tcfg: dict, device: torch.device):
+        self.device = device
+        self.cfg = tcfg
+        if device.type == "cpu" and tcfg["flush_denormal"]:
+            # Denormal floats appear in the pix2pix nets after a few Adam steps and can slow
+            # x86 CPUs down several-fold (a safeguard: benchmarks/train_step.py measured no
+            # difference on the demo); flushing them to zero changes values below ~1e-38
+            # only.  Process-wide setting.
+            torch.set_flush_denormal(True)
+        self.amp = (tcfg["amp"] == "bf16") or (tcfg["amp"] == "auto" and device.type == "cuda")
+        self.channels_last = _auto(tcfg["channels_last"], device)
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.G = G.to(device, memory_format=fmt)
+        self.D = D.to(device, memory_format=fmt)
+        betas = (tcfg["beta1"], tcfg["beta2"])
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=tcfg["lr"], betas=betas)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=tcfg["lr"], betas=betas)
+        self.bce = nn.BCEWithLogitsLoss()
+        self.l1 = nn.L1Loss()
+        self.lambda_l1 = tcfg["lambda_l1"]
+        compile_on = _auto(tcfg["compile"], device)
+        self.G_fwd = torch.compile(self.G) if compile_on else self.G
+        self.D_fwd = torch.compile(self.D) if compile_on else self.D
+
+    def autocast(self):
+        if self.amp:
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def set_lr(self, lr: float) -> None:
+        for opt in (self.opt_G, self.opt_D):
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+    def set_train_mode(self) -> None:
+        self.G.train()
+        self.D.train()
+
+    def step(self, batch: dict) -> dict[str, torch.Tensor]:
+        """One update on a batch of aligned pairs ``{"A": ..., "B": ...}``."""
+        return self.train_step(batch["A"], batch["B"])
+
+    def state(self) -> dict:
+        """The checkpoint entries besides the generator: discriminator and optimisers."""
+        d_state = {k: v.detach().cpu() for k, v in self.D.state_dict().items()}
+        return {"discriminator": {"arch": self.D.config, "state_dict": d_state},
+                "optimizers": {"G": self.opt_G.state_dict(), "D": self.opt_D.state_dict()}}
+
+    def load_state(self, ckpt: dict) -> None:
+        """Continue from a checkpoint written with :meth:`state` (the generator included)."""
+        self.G.load_state_dict(ckpt["generator"]["state_dict"])
+        self.D.load_state_dict(ckpt["discriminator"]["state_dict"])
+        self.opt_G.load_state_dict(ckpt["optimizers"]["G"])
+        self.opt_D.load_state_dict(ckpt["optimizers"]["D"])
+
+    def _prep(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def train_step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One pix2pix update (D then G). Returns detached loss tensors (no device sync)."""
+        real_A, real_B = self._prep(real_A), self._prep(real_B)
+        with self.autocast():
+            fake_B = self.G_fwd(real_A)
+        # --- D: real pairs → 1, fake pairs (G detached) → 0
+        self.D.requires_grad_(True)
+        self.opt_D.zero_grad(set_to_none=True)
+        with self.autocast():
+            pred_fake = self.D_fwd(torch.cat([real_A, fake_B.detach()], 1)).float()
+            pred_real = self.D_fwd(torch.cat([real_A, real_B], 1)).float()
+            loss_D_fake = self.bce(pred_fake, torch.zeros_like(pred_fake))
+            loss_D_real = self.bce(pred_real, torch.ones_like(pred_real))
+            loss_D = 0.5 * (loss_D_fake + loss_D_real)
+        loss_D.backward()
+        self.opt_D.step()
+        # --- G: fool D, stay close to B in L1
+        self.D.requires_grad_(False)
+        self.opt_G.zero_grad(set_to_none=True)
+        with self.autocast():
+            pred = self.D_fwd(torch.cat([real_A, fake_B], 1)).float()
+            loss_G_GAN = self.bce(pred, torch.ones_like(pred))
+            loss_G_L1 = self.l1(fake_B.float(), real_B.float()) * self.lambda_l1
+            loss_G = loss_G_GAN + loss_G_L1
+        loss_G.backward()
+        self.opt_G.step()
+        return {"G_GAN": loss_G_GAN.detach(), "G_L1": loss_G_L1.detach(),
+                "D_real": loss_D_real.detach(), "D_fake": loss_D_fake.detach()}
 
 
 class Pix2PixFamily(ModelFamily):
@@ -55,54 +141,27 @@ class Pix2PixFamily(ModelFamily):
         side = 2 ** generator.num_downs
         return (1, generator.spec.input_nc, side, side)
 
-    # --- prunable channel groups: one group per encoder/decoder conv, up1 excluded -------
+    # --- channel groups: one per encoder/decoder conv, up1 (the RGB output) excluded ---
     def groups(self, spec_or_generator) -> list[str]:
-        return _surgery().unet_prunable_layers(spec_or_generator)
+        return unet.unet_prunable_layers(spec_or_generator)
 
-    def check_layer(self, generator: UNetGenerator, layer: str) -> None:
-        _surgery().check_layer(generator, layer)
 
     def layer_width(self, generator: UNetGenerator, layer: str) -> int:
-        return _surgery().layer_width(generator, layer)
+        return unet.layer_width(generator, layer)
 
     def layer_filters(self, generator: UNetGenerator, layer: str) -> tuple[nn.Module, nn.Module]:
         block = getattr(generator, layer)
         return block.conv, block.norm
 
-    def prune_channels(self, generator: UNetGenerator, keep) -> UNetGenerator:
-        return _surgery().prune_channels(generator, keep)
 
     def default_inner_levels(self, spec) -> list[int]:
-        return _surgery().default_inner_levels(spec)
+        return unet.default_inner_levels(spec)
 
-    def layers_of_levels(self, generator: UNetGenerator, levels) -> tuple[list[int], list[str]]:
-        lv = (_surgery().check_levels(generator, levels) if levels is not None
-              else _surgery().default_inner_levels(generator))
-        return lv, _surgery().layers_of_levels(lv)
 
-    def cut(self, generator: UNetGenerator, k: int) -> tuple[UNetGenerator, dict]:
-        new = _surgery().cut_inner_levels(generator, k)
-        n = generator.num_downs
-        return new, {"k": k, "num_downs_before": n, "num_downs": n - k,
-                     "removed_levels": list(range(n - k + 1, n + 1)),
-                     "bn_to_bias": "eval-mode BatchNorm of the new innermost encoder level folded "
-                                   "into its conv (scale into weights, shift into bias where one exists)",
-                     "layers": [f"down{i}" for i in range(n - k + 1, n + 1)]
-                               + [f"up{i}" for i in range(n, n - k, -1)],
-                     "dropout_levels": list(new.spec.dropout_levels)}
 
     def widths(self, generator: UNetGenerator) -> dict:
-        return _surgery().widths(generator)
+        return unet.widths(generator)
 
-    def width_cost(self, generator: UNetGenerator, input_shape):
-        wc, s = _part("pruning.budget").WidthCost(generator, input_shape), generator.spec
-        n = s.num_downs
-
-        def cost(width: Mapping[str, int]) -> dict[str, int]:
-            enc = [width.get(f"down{i}", s.enc_widths[i - 1]) for i in range(1, n + 1)]
-            dec = [s.output_nc] + [width.get(f"up{i}", s.dec_widths[i - 1]) for i in range(2, n + 1)]
-            return wc(enc, dec)
-        return cost
 
     # --- training: the pix2pix GAN step on aligned pairs --------------------------------
     def build_discriminator(self, cfg: dict, generator: UNetGenerator) -> nn.Module:
@@ -118,7 +177,7 @@ class Pix2PixFamily(ModelFamily):
         return D
 
     def trainer(self, generator, discriminator, tcfg: dict, device: torch.device):
-        return _part("train").Pix2PixTrainer(generator, discriminator, tcfg, device)
+        return Pix2PixTrainer(generator, discriminator, tcfg, device)
 
     def train_dataset(self, cfg: dict):
         from ..data.aligned import AlignedDataset

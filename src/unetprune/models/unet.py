@@ -230,3 +230,38 @@ def build_generator(spec: UNetSpec | dict, init: bool = True, seed: int | None =
         init_weights(g)
     return g
 
+
+
+# --- structure queries (what the family seam and the pruning engine ask) ---------------
+
+def unet_prunable_layers(spec_or_generator) -> list[str]:
+    """The U-Net's channel groups: ``down1..downN`` then ``upN..up2`` (``up1`` produces the
+    RGB output: never pruned)."""
+    spec = getattr(spec_or_generator, "spec", spec_or_generator)
+    return [n for n in spec.level_names() if n != "up1"]
+
+
+def default_inner_levels(spec_or_generator) -> list[int]:
+    """The levels whose encoder *and* decoder outputs have the network's largest width
+    (the 8·ngf levels of the reference layout): 5–8 for ``unet_256`` (docs/method.md), 5–6 for
+    a ``num_downs=6`` model.  Level 1 never qualifies (``up1`` is the RGB output)."""
+    spec = getattr(spec_or_generator, "spec", spec_or_generator)
+    n, enc, dec = spec.num_downs, spec.enc_widths, spec.dec_widths
+    wmax = max(enc)
+    levels = [i for i in range(2, n + 1) if enc[i - 1] == wmax and dec[i - 1] == wmax]
+    return levels or [n]
+
+
+def layers_of_levels(levels) -> list[str]:
+    """``down{l}`` and ``up{l}`` of each level (``up1`` excluded: the RGB output)."""
+    out = [f"down{lv}" for lv in levels]
+    out += [f"up{lv}" for lv in sorted(levels, reverse=True) if lv != 1]
+    return out
+
+
+def layer_width(generator: "UNetGenerator", layer: str) -> int:
+    return getattr(generator, layer).conv.out_channels
+
+
+def widths(generator: "UNetGenerator") -> dict[str, list[int]]:
+    return {"enc": list(generator.spec.enc_widths), "dec": list(generator.spec.dec_widths)}

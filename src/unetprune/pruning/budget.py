@@ -29,6 +29,7 @@ from ..models.unet import UNetGenerator
 from .importance import n_keep
 from .strategies import (DEFAULT_MAX_LAYER_RATIO, global_candidates, prune_global_threshold,
                          prune_global_uniform)
+from .families import pruning_ops
 from .surgery import PruningError
 
 METRICS = ("params", "macs_physical", "macs_output")
@@ -106,7 +107,7 @@ def match_budget(generator: nn.Module, strategy: str, target: int, metric: str =
         raise PruningError(f"unknown budget metric {metric!r}; choose one of {', '.join(METRICS)}")
     target = int(target)
     fam = family_of(generator)
-    width_cost = fam.width_cost(generator, input_shape)
+    width_cost = pruning_ops(generator).width_cost(generator, input_shape)
     full = width_cost({})[metric]
     if target <= 0:
         raise PruningError(f"budget target must be positive, got {target}")

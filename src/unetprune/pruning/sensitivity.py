@@ -20,6 +20,7 @@ from typing import Callable, Iterable
 from ..metrics.complexity import count_all, count_parameters
 from ..models.family import family_of
 from .strategies import prune_single
+from .families import pruning_ops
 from .surgery import check_ratio
 
 
@@ -37,14 +38,14 @@ def sensitivity_sweep(generator, layers: Iterable[str] | str | None, ratios: Ite
     counting.  ``on_layer(name, result)`` is called as soon as a
     layer's ratios are done, so a caller that writes it there keeps finished layers when killed.
     """
-    fam = family_of(generator)
+    fam, ops = family_of(generator), pruning_ops(generator)
     if layers is None:
         layers = fam.groups(generator)
     elif isinstance(layers, str):
         layers = [layers]
     layers = list(layers)
     for name in layers:
-        fam.check_layer(generator, name)
+        ops.check_layer(generator, name)
     ratios = [check_ratio(r) for r in ratios]
     if input_shape is None:
         input_shape = fam.input_shape(generator)

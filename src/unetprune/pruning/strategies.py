@@ -15,8 +15,9 @@
 indices of pruned layers, widths and parameter counts before/after.
 
 The strategies are family-agnostic: the prunable groups (names, widths, the filters that
-score them), the dependency-aware surgery, the default inner levels and the cut all come
-from the generator's model family (:func:`unetprune.models.family.family_of`).
+score them) and the default inner levels come from the generator's model family
+(:func:`unetprune.models.family.family_of`); the dependency-aware surgery, the cut and the
+exact cost model from that family's pruning operations (:func:`.families.pruning_ops`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from torch import nn
 
 from ..metrics.complexity import count_parameters
 from ..models.family import family_of
+from .families import pruning_ops
 from .importance import IMPORTANCES, filter_importance, floor_fraction, keep_by_ratio
 from .surgery import PruningError, check_ratio
 from .surgery import check_levels, default_inner_levels, layers_of_levels  # noqa: F401 (re-exported)
@@ -42,7 +44,7 @@ DEFAULT_MAX_LAYER_RATIO = 0.9
 
 
 def check_layer(generator: nn.Module, layer: str) -> None:
-    family_of(generator).check_layer(generator, layer)
+    pruning_ops(generator).check_layer(generator, layer)
 
 
 def prunable_layers(spec_or_generator) -> list[str]:
@@ -57,7 +59,7 @@ def layer_width(generator: nn.Module, layer: str) -> int:
 def prune_channels(generator: nn.Module, keep) -> nn.Module:
     """A new generator keeping the filters ``keep[layer]`` of each listed layer (see the
     family's surgery, e.g. :func:`unetprune.pruning.surgery.prune_channels`)."""
-    return family_of(generator).prune_channels(generator, keep)
+    return pruning_ops(generator).prune_channels(generator, keep)
 
 
 def _importances(generator, layers, importance, seed):
@@ -90,15 +92,15 @@ def _finish(generator, new, strategy, keep: dict[str, list[int]], used: dict[str
 def prune_layers(generator: nn.Module, ratios: dict[str, float], importance: str | Callable = "l1",
                  seed: int = 0, strategy: str = "layers", **fields) -> tuple[nn.Module, dict]:
     """Prune each layer of ``ratios`` at its own ratio (the common primitive)."""
-    fam = family_of(generator)
+    ops = pruning_ops(generator)
     for name, r in ratios.items():
-        fam.check_layer(generator, name)
+        ops.check_layer(generator, name)
         check_ratio(r, f"ratio for {name}")
     if isinstance(importance, str) and importance not in IMPORTANCES:
         raise PruningError(f"unknown importance {importance!r}; choose one of {', '.join(IMPORTANCES)}")
     scores, used = _importances(generator, list(ratios), importance, seed)
     keep = {name: keep_by_ratio(scores[name], r) for name, r in ratios.items()}
-    new = fam.prune_channels(generator, keep)
+    new = pruning_ops(generator).prune_channels(generator, keep)
     return _finish(generator, new, strategy, keep, used, importance, seed=seed, **fields)
 
 
@@ -111,14 +113,14 @@ def prune_single(generator: nn.Module, layer: str, ratio: float, importance="l1"
 def prune_inner(generator: nn.Module, ratio: float, levels: Iterable[int] | None = None,
                 importance="l1", seed: int = 0):
     r = check_ratio(ratio)
-    lv, layers = family_of(generator).layers_of_levels(generator, levels)
+    lv, layers = pruning_ops(generator).layers_of_levels(generator, levels)
     return prune_layers(generator, {name: r for name in layers}, importance, seed,
                         strategy="inner", levels=lv, ratio=r)
 
 
 def prune_cut(generator: nn.Module, k: int):
     fam = family_of(generator)
-    new, removed = fam.cut(generator, k)
+    new, removed = pruning_ops(generator).cut(generator, k)
     return new, {"strategy": "cut", **removed,
                  "widths_before": fam.widths(generator), "widths": fam.widths(new),
                  "params_before": count_parameters(generator), "params": count_parameters(new)}
@@ -232,7 +234,7 @@ def prune_global_threshold(generator: nn.Module, threshold: float | None = None,
             threshold = 0.5 * (lo + hi)
     keep = keep_from_removed(generator, ((name, j) for _, name, j in order[:m]))
     pruned_keep = {k: v for k, v in keep.items() if len(v) < layer_width(generator, k)}
-    new = family_of(generator).prune_channels(generator, keep)
+    new = pruning_ops(generator).prune_channels(generator, keep)
     return _finish(generator, new, "global-threshold", pruned_keep, {k: used[k] for k in pruned_keep},
                    importance, seed=seed, normalize=bool(normalize),
                    normalizer="mean" if normalize else None, max_layer_ratio=max_layer_ratio,

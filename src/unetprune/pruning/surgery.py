@@ -1,6 +1,6 @@
-"""The ``pix2pix`` family's channel groups: dependency-aware surgery on
-:class:`~unetprune.models.unet.UNetGenerator` (reached through
-:class:`unetprune.models.pix2pix.Pix2PixFamily`; the strategies never import it directly).
+"""Dependency-aware surgery on :class:`~unetprune.models.unet.UNetGenerator`, the pruning
+operations of the ``pix2pix`` family (reached through :mod:`.unet_ops`; the strategies
+never import it directly).
 
 Channel coupling in the U-Net (docs/method.md): the output of ``down{i}`` (after its norm) is
 read by two consumers, the next encoder conv ``down{i+1}`` and the *skip half* (the first
@@ -30,30 +30,16 @@ import torch
 from torch import nn
 
 from ..errors import UserFacingError
-from ..models.unet import UNetGenerator, UNetSpec, default_dropout_levels
+from ..models.unet import (UNetGenerator, UNetSpec, default_dropout_levels, default_inner_levels,  # noqa: F401
+                           layer_width, layers_of_levels, unet_prunable_layers, widths)
 
 
 class PruningError(UserFacingError):
     """A pruning request that does not fit the model (unknown layer, bad ratio, bad level set...)."""
 
 
-def unet_prunable_layers(spec_or_generator) -> list[str]:
-    """The U-Net's groups: ``down1..downN`` then ``upN..up2`` (``up1`` produces the RGB
-    output: never pruned).  Callers use :func:`unetprune.pruning.prunable_layers`, which
-    asks the model's family."""
-    spec = getattr(spec_or_generator, "spec", spec_or_generator)
-    return [n for n in spec.level_names() if n != "up1"]
 
 
-def default_inner_levels(spec_or_generator) -> list[int]:
-    """The levels whose encoder *and* decoder outputs have the network's largest width
-    (the 8·ngf levels of the reference layout): 5–8 for ``unet_256`` (docs/method.md), 5–6 for
-    a ``num_downs=6`` model.  Level 1 never qualifies (``up1`` is the RGB output)."""
-    spec = getattr(spec_or_generator, "spec", spec_or_generator)
-    n, enc, dec = spec.num_downs, spec.enc_widths, spec.dec_widths
-    wmax = max(enc)
-    levels = [i for i in range(2, n + 1) if enc[i - 1] == wmax and dec[i - 1] == wmax]
-    return levels or [n]
 
 
 def check_levels(generator: UNetGenerator, levels: Iterable[int]) -> list[int]:
@@ -71,15 +57,8 @@ def check_levels(generator: UNetGenerator, levels: Iterable[int]) -> list[int]:
     return lv
 
 
-def layers_of_levels(levels: Sequence[int]) -> list[str]:
-    """``down{l}`` and ``up{l}`` of each level (``up1`` excluded: the RGB output)."""
-    out = [f"down{lv}" for lv in levels]
-    out += [f"up{lv}" for lv in sorted(levels, reverse=True) if lv != 1]
-    return out
 
 
-def layer_width(generator: UNetGenerator, layer: str) -> int:
-    return getattr(generator, layer).conv.out_channels
 
 
 def check_layer(generator: UNetGenerator, layer: str) -> None:
@@ -256,6 +235,3 @@ def cut_inner_levels(generator: UNetGenerator, k: int) -> UNetGenerator:
     new.train(generator.training)
     return new
 
-
-def widths(generator: UNetGenerator) -> dict[str, list[int]]:
-    return {"enc": list(generator.spec.enc_widths), "dec": list(generator.spec.dec_widths)}
