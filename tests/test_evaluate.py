@@ -61,9 +61,10 @@ def test_score_has_every_field_and_is_repeatable(evaluator):
     assert fid["split"] == "test" and fid["value"] > 0 and fid["extractor"]["seed"] == 0
     assert r1["kid"]["subset_size"] == 8 and r1["kid"]["backend"] == "standin"
     assert list(r1) == ["split", "n_images", "image_size", "mode", "seed", "batch_size", "amp", "device", "dataset",
-                        "fid", "kid", "segmentation", "l1", "psnr", "ssim", "paired_definitions", "complexity",
-                        "checkpoint", "versions", "timing_s"]
-    assert list(r1["timing_s"]) == ["setup", "generate", "fid", "kid", "segmentation", "paired", "complexity"]
+                        "fid", "kid", "segmentation", "l1", "psnr", "ssim", "paired_definitions", "diversity",
+                        "complexity", "checkpoint", "versions", "timing_s"]
+    assert list(r1["timing_s"]) == ["setup", "generate", "fid", "kid", "segmentation", "paired", "diversity",
+                                    "complexity"]
     seg = r1["segmentation"]
     assert seg["name"] == "demo" and 0 <= seg["miou"] < 0.5 and len(seg["per_class_iou"]) == 8
     assert 0 < r1["l1"] < 2 and 0 < r1["psnr"] < 40 and -1 < r1["ssim"] < 1
@@ -122,7 +123,7 @@ def test_generation_loop_matches_translate_split(setup, evaluator):
 def test_metric_plugins_registry_and_custom_plugin(setup):
     """Metrics are plug-ins: the default set fills the result in registry order, and a new
     plug-in (a stand-in for LSE) is set up once and scores the generated uint8 images."""
-    assert DEFAULT_METRICS == ("fid", "kid", "segmentation", "paired", "complexity")
+    assert DEFAULT_METRICS == ("fid", "kid", "segmentation", "paired", "diversity", "complexity")
     assert all(METRICS[n].name == n for n in DEFAULT_METRICS)
     with pytest.raises(ValueError, match="unknown metric.*nope"):
         build_metrics(["fid", "nope"])

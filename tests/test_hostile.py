@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ast
 import os
-import pickle
 import socket
 import time
 from pathlib import Path
@@ -50,6 +49,7 @@ def test_poisoned_inception_weights_refused_without_running_code(tmp_path):
     msg = str(e.value)
     assert "\n" not in msg and str(bad) in msg and "weights_only" in msg
     assert not marker.exists()
+    _refused("pickled Inception weights that run code", msg, str(bad))
 
 
 def test_poisoned_cached_standin_weights_refused_without_running_code(tmp_path):
@@ -61,6 +61,7 @@ def test_poisoned_cached_standin_weights_refused_without_running_code(tmp_path):
         F.get_extractor("standin", seed=0, cache_dir=tmp_path)
     assert "\n" not in str(e.value) and str(path) in str(e.value)
     assert not marker.exists()
+    _refused("poisoned cached stand-in weights", str(e.value), str(path))
     # the same file handed explicitly, and through torch-fidelity's own folder computation
     with pytest.raises(F.FIDError):
         F.get_extractor("standin", weights=path, seed=0, cache_dir=tmp_path / "other")
@@ -89,6 +90,7 @@ def test_wrong_state_dict_refused_with_one_line(tmp_path):
     with pytest.raises(F.FIDError) as e:
         F.get_extractor("inception-v3-compat", weights=path)
     assert "\n" not in str(e.value) and str(path) in str(e.value)
+    _refused("weights file with a foreign state dict", str(e.value), str(path))
 
 
 def _torch_load_calls(tree: ast.AST):
@@ -120,6 +122,7 @@ def test_experiment_names_that_escape_results_are_refused(name):
     with pytest.raises(ConfigError) as e:
         validate({"experiment": name})
     assert "'experiment'" in str(e.value)
+    _refused(f"experiment name {name!r}", str(e.value), "'experiment'")
 
 
 @pytest.mark.parametrize("name", ["demo", "tiny", "facades_paper", "run-2", "v1.2"])
@@ -215,3 +218,522 @@ def test_fetch_cleans_partials_of_a_killed_fetch(tmp_path):
     fetch_dataset("facades", parent / "facades", source=str(arc), progress=False)
     assert not dead.exists()
     assert sorted(p.name for p in parent.iterdir()) == ["facades"]
+
+
+# ================================================================= items 4, 5, 6, 8, 9, 10
+# Every hostile input below is counted: HOSTILE["tried"] when it is tried, HOSTILE["refused"] when
+# it was refused with a one-line message (naming the file, member or key); the last test states
+# both and requires them equal.
+
+HOSTILE = {"tried": 0, "refused": 0}
+
+
+def _refused(what: str, message: str, *needles: str) -> None:
+    """Count one hostile input; it must have been refused with one line holding ``needles``."""
+    HOSTILE["tried"] += 1
+    text = message.strip()
+    assert text and "\n" not in text and "Traceback" not in text, f"{what}: not one line: {message!r}"
+    for n in needles:
+        assert n in text, f"{what}: {n!r} not in {text!r}"
+    HOSTILE["refused"] += 1
+
+
+def _raises_one_line(what: str, exc, fn, *needles: str):
+    with pytest.raises(exc) as e:
+        fn()
+    _refused(what, str(e.value), *needles)
+    return e.value
+
+
+def _cli_refused(what: str, argv: list[str], capsys, *needles: str) -> str:
+    from unetprune.cli import main
+
+    capsys.readouterr()
+    rc = main(argv)
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert rc == 2, f"{what}: exit {rc}, stderr {err!r}"
+    assert "Traceback" not in err and len(errors) == 1, f"{what}: {err!r}"
+    _refused(what, errors[0], *needles)
+    return errors[0]
+
+
+# ---------------------------------------------------------------- archives (items 4, 5)
+
+def _targz(path: Path, members: list[tuple[str, bytes]], links: list[tuple[str, str, bytes]] = ()) -> Path:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in members:
+            ti = tarfile.TarInfo(name)
+            ti.size, ti.mode = len(data), 0o644
+            tf.addfile(ti, io.BytesIO(data))
+        for name, target, kind in links:
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.linkname = kind, target
+            tf.addfile(ti)
+    return path
+
+
+def _aligned_members(top: str = "facades") -> list[tuple[str, bytes]]:
+    from test_fetch import SPLIT_SIZES, _png
+
+    return [(f"{top}/{split}/{i + 1}.png", _png(10 * k + i)) for k, (split, n) in enumerate(SPLIT_SIZES.items())
+            for i in range(n)]
+
+
+def _fetch(arc: Path, root: Path, **kw):
+    from unetprune.data.fetch import fetch_dataset
+
+    return fetch_dataset("facades", root, source=str(arc), progress=False, **kw)
+
+
+def _nothing_installed(parent: Path) -> bool:
+    return not parent.exists() or not any(parent.iterdir())
+
+
+def test_gzip_bomb_refused_before_anything_is_written(tmp_path):
+    """A 64 MiB member that gzips to ~64 KB (ratio ~1000): the old code wrote all of it."""
+    from unetprune.data.aligned import DataError
+
+    arc = _targz(tmp_path / "bomb.tar.gz", _aligned_members() + [("facades/train/zz.png", bytes(64 << 20))])
+    assert arc.stat().st_size < 1 << 20
+    _raises_one_line("tar.gz bomb (ratio)", DataError, lambda: _fetch(arc, tmp_path / "d" / "facades"),
+                     "bomb.tar.gz", "times the archive's")
+    assert _nothing_installed(tmp_path / "d")
+
+
+def test_zip_bomb_and_total_limit_refused(tmp_path):
+    import zipfile
+
+    from unetprune.data.aligned import DataError
+    from unetprune.data.archive import safe_extract
+
+    arc = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(arc, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in _aligned_members():
+            zf.writestr(name, data)
+        zf.writestr("facades/train/zz.png", bytes(64 << 20))
+    _raises_one_line("zip bomb (ratio)", DataError, lambda: _fetch(arc, tmp_path / "d" / "facades"), "bomb.zip")
+    assert _nothing_installed(tmp_path / "d")
+    ok = _targz(tmp_path / "ok.tar.gz", _aligned_members())
+    _raises_one_line("archive over the configured total size", DataError,
+                     lambda: _fetch(ok, tmp_path / "d" / "facades", max_bytes=1000), "limit of 1000")
+    assert _nothing_installed(tmp_path / "d")
+    many = _targz(tmp_path / "many.tar.gz", [(f"ds/train/{i}.png", b"") for i in range(50)])
+    _raises_one_line("member-count bomb", DataError,
+                     lambda: safe_extract(many, tmp_path / "x", max_members=20), "more than 20 members")
+    assert not (tmp_path / "x").exists()
+
+
+def test_lying_zip_member_is_stopped_while_streaming(tmp_path):
+    """The declared sizes pass, the written bytes are counted too: a member whose stream is longer
+    than the limit is cut off while streaming and what was written is removed."""
+    from unetprune.data.archive import UnsafeArchiveError, _Budget, safe_extract
+
+    arc = _targz(tmp_path / "a.tar.gz", [("ds/train/a.png", bytes(5000))])
+    real_check = _Budget.check
+
+    def lenient_first(self, total, what):  # as if the header had lied: skip the declared-size check
+        if what == "add up to":
+            return None
+        return real_check(self, total, what)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_Budget, "check", lenient_first)
+        _raises_one_line("member longer than declared", UnsafeArchiveError,
+                         lambda: safe_extract(arc, tmp_path / "out", max_total_bytes=1000), "limit of 1000")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("member", ["facades/train/run.sh", "facades/README", "facades/extra/1.png",
+                                    "facades/train/.hidden.png", "x/y/facades/train/1.png"])
+def test_members_outside_the_dataset_layout_refused(tmp_path, member):
+    from unetprune.data.archive import UnsafeArchiveError
+
+    arc = _targz(tmp_path / "extra.tar.gz", _aligned_members() + [(member, b"#!/bin/sh\necho pwned\n")])
+    _raises_one_line(f"unexpected member {member}", UnsafeArchiveError,
+                     lambda: _fetch(arc, tmp_path / "d" / "facades"), repr(member))
+    assert _nothing_installed(tmp_path / "d")
+
+
+def test_os_clutter_is_skipped_not_installed(tmp_path):
+    arc = _targz(tmp_path / "mac.tar.gz", _aligned_members() + [("__MACOSX/facades/._1.png", b"x"),
+                                                                ("facades/.DS_Store", b"x")])
+    res = _fetch(arc, tmp_path / "d" / "facades")
+    assert res.counts == {"train": 3, "val": 2, "test": 1}
+    assert not list((tmp_path / "d").rglob(".DS_Store")) and not list((tmp_path / "d").rglob("__MACOSX"))
+
+
+@pytest.mark.parametrize("link,target,kind", [
+    ("facades/train/9.png", "1.png", b"2"),               # a symlink inside the dataset
+    ("facades/train/up", "../..", b"2"),                  # reaches the dataset's parent once installed
+    ("facades/val/9.png", "facades/train/1.png", b"1"),   # a hardlink
+])
+def test_links_in_datasets_refused(tmp_path, link, target, kind):
+    from unetprune.data.archive import UnsafeArchiveError
+
+    arc = _targz(tmp_path / "links.tar.gz", _aligned_members(), links=[(link, target, kind)])
+    _raises_one_line(f"link {link} -> {target}", UnsafeArchiveError,
+                     lambda: _fetch(arc, tmp_path / "d" / "facades"), repr(link), "needs no links")
+    assert _nothing_installed(tmp_path / "d")
+
+
+def _png_header(w: int, h: int) -> bytes:
+    """A PNG that claims w x h pixels (a few hundred bytes: the shape of a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("w,h", [(40_000, 20_000), (12_000, 6_000)], ids=["800MP", "72MP"])
+def test_pixel_bomb_in_a_fetched_archive_is_one_line(tmp_path, capsys, w, h):
+    """800 MP trips Pillow's DecompressionBombError (a traceback before); 72 MP only warned."""
+    arc = _targz(tmp_path / "px.tar.gz", _aligned_members() + [("facades/train/zz.png", _png_header(w, h))])
+    _cli_refused(f"{w * h // 10**6}-megapixel PNG", ["data", "fetch", "facades", "--from", str(arc), "--root",
+                                                     str(tmp_path / "d" / "facades"), "--no-progress"],
+                 capsys, "zz.png")
+    assert _nothing_installed(tmp_path / "d")
+
+
+def test_cityscapes_zip_bomb_member_is_refused_and_members_stream(tmp_path, monkeypatch):
+    import zipfile
+
+    from test_cityscapes import make_zips
+
+    from unetprune.data import cityscapes as C
+    from unetprune.data.aligned import DataError
+
+    zips = make_zips(tmp_path / "zips")
+    gt = zips / C.GTFINE_ZIP
+    names = [n for n in zipfile.ZipFile(gt).namelist() if n.endswith("_gtFine_color.png")]
+    rebuilt = tmp_path / "gt.zip"
+    with zipfile.ZipFile(gt) as src, zipfile.ZipFile(rebuilt, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = bytes(8 << 20) if info.filename == names[0] else src.read(info)
+            dst.writestr(info.filename, data)
+    rebuilt.replace(gt)
+    # streaming: no member is ever read whole into memory
+    monkeypatch.setattr(zipfile.ZipFile, "read", lambda *a, **k: pytest.fail("a member was read whole"))
+    _raises_one_line("Cityscapes zip bomb member", DataError,
+                     lambda: C.prepare_cityscapes(zips, tmp_path / "cs", progress=False, hash_inputs=False),
+                     names[0], "decompression bomb")
+    assert not (tmp_path / "cs").exists()
+
+
+# ---------------------------------------------------------------- integrity (item 9)
+
+def _fetched(tmp_path: Path) -> Path:
+    from test_fetch import make_dataset_archive
+
+    root = tmp_path / "facades"
+    _fetch(make_dataset_archive(tmp_path / "f.tar.gz"), root)
+    return root
+
+
+def test_quick_verify_finds_a_tampered_image(tmp_path, capsys):
+    from unetprune.cli import main
+
+    root = _fetched(tmp_path)
+    assert main(["data", "verify", "--root", str(root), "--quick"]) == 0
+    img = sorted((root / "train").glob("*.png"))[1]
+    data = bytearray(img.read_bytes())
+    data[len(data) // 2] ^= 0xFF                         # same size, different bytes
+    img.write_bytes(bytes(data))
+    _cli_refused("image changed in place after fetch", ["data", "verify", "--root", str(root), "--quick"],
+                 capsys, str(img), "sha256 mismatch")
+    img.write_bytes(bytes(data) + b"more")               # a different size
+    _cli_refused("image grown after fetch", ["data", "verify", "--root", str(root), "--quick"],
+                 capsys, str(img), "bytes")
+
+
+@pytest.mark.parametrize("lock", [
+    '{"format": "unetprune-data-lock", "dataset": "facades", "splits": null}',
+    '{"format": "unetprune-data-lock", "dataset": "facades", "splits": {"train": 3}, "archive": "x"}',
+    '{"format": "unetprune-data-lock", "dataset": "facades", "splits": {"train": 3}, "files": {"a": 1}}',
+    '{"format": "unetprune-data-lock", "dataset": ["x"], "splits": {}}',
+    '{"format": "unetprune-data-lock", "dataset": "facades", "splits": {"../x": 1}}',
+    '[1, 2',
+], ids=["splits-null", "archive-str", "files-bad", "dataset-list", "split-path", "truncated"])
+def test_malformed_lock_file_is_one_line(tmp_path, capsys, lock):
+    root = _fetched(tmp_path)
+    (root / "dataset.lock.json").write_text(lock)
+    _cli_refused(f"malformed lock {lock[:30]}", ["data", "verify", "--root", str(root), "--quick"], capsys,
+                 "dataset.lock.json")
+    from test_fetch import make_dataset_archive
+
+    _cli_refused("fetch over a malformed lock", ["data", "fetch", "facades", "--root", str(root), "--from",
+                                                 str(make_dataset_archive(tmp_path / "g.tar.gz")), "--no-progress"],
+                 capsys, "dataset.lock.json")
+
+
+# ---------------------------------------------------------------- images (item 6)
+
+def _aligned_file(path: Path, im) -> Path:
+    im.save(path)
+    return path
+
+
+def test_16bit_png_is_scaled_not_clipped_to_white(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from unetprune.data.aligned import read_aligned
+
+    v = np.tile(np.linspace(0, 65535, 32).astype(np.uint16), (16, 1))
+    p = _aligned_file(tmp_path / "16.png", Image.fromarray(v))
+    assert Image.open(p).mode.startswith("I")
+    a, b = read_aligned(p)
+    got = np.concatenate([np.asarray(a), np.asarray(b)], axis=1)
+    assert got.shape == (16, 32, 3) and (got[..., 0] == got[..., 1]).all()
+    expected = np.round(v / 257).astype(np.uint8)
+    assert np.array_equal(got[..., 0], expected)
+    assert (got == 255).mean() < 0.1          # the old code: 100% white
+
+
+def test_lossless_conversions_are_accepted(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from unetprune.data.aligned import read_aligned
+
+    rgb = np.random.default_rng(0).integers(0, 256, (16, 32, 3), dtype=np.uint8)
+    opaque = Image.fromarray(rgb).convert("RGBA")
+    a, _ = read_aligned(_aligned_file(tmp_path / "rgba.png", opaque))
+    assert np.array_equal(np.asarray(a), rgb[:, :16])
+    gray = Image.fromarray(rgb[..., 0])
+    a, _ = read_aligned(_aligned_file(tmp_path / "gray.png", gray))
+    assert np.array_equal(np.asarray(a)[..., 2], rgb[:, :16, 0])
+
+
+def _refused_images(tmp_path: Path) -> dict:
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.random.default_rng(0).integers(0, 256, (16, 32, 3), dtype=np.uint8)
+    rgba = Image.fromarray(rgb).convert("RGBA")
+    rgba.putpixel((3, 3), (1, 2, 3, 0))
+    la = Image.fromarray(rgb[..., 0]).convert("LA")
+    la.putpixel((0, 0), (5, 128))
+    good = tmp_path / "good.png"
+    Image.fromarray(rgb).save(good)
+    files = {
+        "transparent RGBA": _aligned_file(tmp_path / "rgba.png", rgba),
+        "transparent LA": _aligned_file(tmp_path / "la.png", la),
+        "CMYK JPEG": _aligned_file(tmp_path / "cmyk.jpg", Image.fromarray(rgb).convert("CMYK")),
+        "float TIFF-like (F) image": _aligned_file(tmp_path / "f.tiff", Image.fromarray(rgb[..., 0].astype(np.float32))),
+        "truncated PNG": tmp_path / "trunc.png",
+        "not an image": tmp_path / "text.png",
+        "800-megapixel PNG": tmp_path / "bomb.png",
+        "square (not A|B)": _aligned_file(tmp_path / "sq.png", Image.fromarray(rgb[:, :16])),
+    }
+    files["truncated PNG"].write_bytes(good.read_bytes()[:60])
+    files["not an image"].write_text("hello")
+    files["800-megapixel PNG"].write_bytes(_png_header(40_000, 20_000))
+    return files
+
+
+def test_images_outside_the_policy_are_refused_naming_the_file(tmp_path):
+    from unetprune.data.aligned import DataError, read_aligned
+
+    for what, path in _refused_images(tmp_path).items():
+        _raises_one_line(what, DataError, lambda p=path: read_aligned(p), str(path))
+
+
+# ---------------------------------------------------------------- translate (item 6)
+
+@pytest.fixture(scope="module")
+def small_ckpt(tmp_path_factory):
+    from unetprune.checkpoint import save_generator
+    from unetprune.models.unet import UNetSpec, build_generator
+
+    path = tmp_path_factory.mktemp("ck") / "g.pt"
+    save_generator(path, build_generator(UNetSpec.reference(5, 4), seed=0), config={"data": {"crop_size": 32}})
+    return path
+
+
+def _inputs(folder: Path, names=("a.png", "b.png")) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, n in enumerate(names):
+        Image.fromarray(np.full((32, 64, 3), 40 * i, dtype=np.uint8)).save(folder / n)
+    return folder
+
+
+def test_translate_refuses_output_equal_to_or_inside_input_and_stem_clashes(tmp_path, capsys, small_ckpt):
+    inp = _inputs(tmp_path / "in")
+    before = {p.name: p.read_bytes() for p in inp.iterdir()}
+    for what, out in (("translate --output = --input", inp), ("translate --output inside --input", inp / "gen")):
+        _cli_refused(what, ["translate", "--checkpoint", str(small_ckpt), "--input", str(inp), "--output", str(out)],
+                     capsys, str(inp))
+    assert {p.name: p.read_bytes() for p in inp.iterdir()} == before     # the old code overwrote them
+    clash = _inputs(tmp_path / "clash", ("a.png", "a.jpg", "b.png"))
+    _cli_refused("two inputs with the same stem", ["translate", "--checkpoint", str(small_ckpt), "--input",
+                                                   str(clash), "--output", str(tmp_path / "o")],
+                 capsys, "a.jpg", "a.png", "same name stem")
+    assert not (tmp_path / "o").exists()
+    from unetprune.cli import main
+
+    assert main(["translate", "--checkpoint", str(small_ckpt), "--input", str(inp), "--output",
+                 str(tmp_path / "fine")]) == 0
+    assert sorted(p.name for p in (tmp_path / "fine").iterdir()) == ["a.png", "b.png"]
+
+
+# ---------------------------------------------------------------- checkpoints (item 10)
+
+def test_malformed_but_loadable_checkpoints_are_one_line(tmp_path, capsys, small_ckpt):
+    from unetprune.checkpoint import FORMAT
+
+    ck = torch.load(small_ckpt, weights_only=True)
+    cases = {
+        "no generator": {"format": FORMAT, "format_version": 1},
+        "generator is a string": {"format": FORMAT, "generator": "x"},
+        "arch of the wrong type": {**ck, "generator": {"arch": {"enc_widths": "wide"}, "state_dict": {}}},
+        "weights of the wrong shape": {**ck, "generator": {
+            "arch": ck["generator"]["arch"],
+            "state_dict": {k: torch.zeros(1) for k in ck["generator"]["state_dict"]}}},
+        "state dict holding a list": {**ck, "generator": {"arch": ck["generator"]["arch"],
+                                                          "state_dict": {"w": [1, 2]}}},
+    }
+    inp = _inputs(tmp_path / "in")
+    for i, (what, obj) in enumerate(cases.items()):
+        bad = tmp_path / f"bad{i}.pt"
+        torch.save(obj, bad)
+        _cli_refused(f"checkpoint: {what}", ["translate", "--checkpoint", str(bad), "--input", str(inp),
+                                             "--output", str(tmp_path / f"o{i}")], capsys, str(bad))
+
+
+# ---------------------------------------------------------------- configs (item 10)
+
+@pytest.mark.parametrize("override,key", [
+    ({"train": {"lr": float("nan")}}, "train.lr"),
+    ({"train": {"beta1": float("nan")}}, "train.beta1"),
+    ({"train": {"lambda_l1": float("inf")}}, "train.lambda_l1"),
+    ({"seed": 10**23}, "seed"),
+    ({"seed": 1e23}, "seed"),
+    ({"data": {"seed": 2**64}}, "data.seed"),
+    ({"variants": []}, "variants"),
+    ({"baselines": {"strategies": []}}, "baselines.strategies"),
+    ({"sensitivity": {"layers": []}}, "sensitivity.layers"),
+])
+def test_hostile_config_values_refused_naming_the_key(tmp_path, capsys, override, key):
+    """NaN passes every schema bound; a seed of 1e23 reached torch.manual_seed; empty lists made
+    an experiment with nothing to compare (refused: say what to compare)."""
+    import yaml
+
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({"experiment": "x", **override}))
+    _cli_refused(f"config {key}={override}", ["config", "check", str(p)], capsys, f"config error at '{key}'")
+
+
+def test_yaml_nan_spelling_refused(tmp_path, capsys):
+    p = tmp_path / "c.yaml"
+    p.write_text("experiment: x\ntrain:\n  lr: .nan\n")
+    _cli_refused("YAML .nan", ["config", "check", str(p)], capsys, "config error at 'train.lr'", "finite")
+
+
+# ---------------------------------------------------------------- OS errors (item 10)
+
+def test_permission_denied_is_one_line_naming_the_file(tmp_path, capsys, small_ckpt, monkeypatch):
+    import errno
+
+    from PIL import Image
+
+    inp = _inputs(tmp_path / "in")
+    out = tmp_path / "out"
+
+    def denied(self, fp, *a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied", str(fp))
+
+    monkeypatch.setattr(Image.Image, "save", denied)   # as root chmod cannot deny; the OS error is the same
+    _cli_refused("permission denied", ["translate", "--checkpoint", str(small_ckpt), "--input", str(inp),
+                                       "--output", str(out)], capsys, str(out / "a.png"), "Permission denied")
+
+
+def test_disk_full_is_one_line_naming_the_file(tmp_path, capsys, small_ckpt, monkeypatch):
+    import errno
+
+    out = tmp_path / "out.pt"
+
+    def full(obj, f, *a, **k):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")   # what write() raises: no file name
+
+    monkeypatch.setattr(torch, "save", full)
+    _cli_refused("disk full", ["prune", "--checkpoint", str(small_ckpt), "--strategy", "cut", "--k", "1",
+                               "--out", str(out)], capsys, str(out), "No space left", "disk is full")
+    assert not out.exists() and not list(tmp_path.glob(".out.pt.*"))
+
+
+def test_output_path_that_is_a_folder_is_one_line(tmp_path, capsys, small_ckpt):
+    out = tmp_path / "out.pt"
+    out.mkdir()
+    _cli_refused("output path is a folder", ["prune", "--checkpoint", str(small_ckpt), "--strategy", "cut",
+                                             "--k", "1", "--out", str(out)], capsys, str(out))
+
+
+# ---------------------------------------------------------------- concurrent MLflow sync (item 8)
+
+def test_two_syncs_at_once_on_a_fresh_store(results_tree, tmp_path):
+    """Two `unetprune track` processes at once on a fresh sqlite store: both succeed and every run key
+    exists once — also after a result changed (the old code crashed in the migrations, then
+    duplicated the changed run)."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    from unetprune.tracking import sync_lock_path
+
+    _cfg, base, cfg_file = results_tree
+    base2 = tmp_path / "results"
+    shutil.copytree(base, base2)
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    (tmp_path / "store").mkdir()
+    assert sync_lock_path(uri) == tmp_path / "store" / "mlflow.db.lock"
+    cmd = [sys.executable, "-m", "unetprune.cli", "track", "--config", str(cfg_file), "--uri", uri,
+           "--results", str(base2)]
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+
+    def two_at_once():
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                 for _ in range(2)]
+        outs = [p.communicate(timeout=300) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+        client = MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name(_cfg["experiment"])
+        runs = client.search_runs([exp.experiment_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=1000)
+        keys = [r.data.tags["unetprune.key"] for r in runs]
+        assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)
+        return set(keys)
+
+    first = two_at_once()
+    ev = sorted((base2 / _cfg["experiment"] / "eval").glob("*.json"))[0]
+    data = json.loads(ev.read_text())
+    data["l1"] = (data.get("l1") or 0.5) + 0.125    # a result changed
+    ev.write_text(json.dumps(data))
+    assert two_at_once() == first
+
+
+# ---------------------------------------------------------------- the summary
+
+def test_zz_hostile_summary(request):
+    """States how many hostile inputs were tried and how many were refused with a one-line message."""
+    tried, refused = HOSTILE["tried"], HOSTILE["refused"]
+    line = f"hostile-input suite: {tried} hostile inputs tried, {refused} refused with a one-line message"
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("\n" + line)
+    print(line)
+    assert tried == refused and tried > 0, line

@@ -58,6 +58,8 @@ def test_main_table_has_every_model_and_stage_with_the_json_values(results_tree,
         assert row.kid == pytest.approx(r["kid"]["mean"]) and row.l1 == pytest.approx(r["l1"])
         assert row.psnr == pytest.approx(r["psnr"]) and row.ssim == pytest.approx(r["ssim"])
         assert row.miou == pytest.approx(r["segmentation"]["miou"])
+        assert row.diversity == pytest.approx(r["diversity"]["ratio"])
+        assert bool(row.collapsed) is (r["diversity"]["ratio"] < cfg["evaluate"]["collapse_threshold"])
         assert (
             row.latency_ms == pytest.approx(r["complexity"]["latency"][0]["median_ms"]) and row.latency_ms > 0
         )
@@ -106,7 +108,20 @@ def test_comparison_table_pairs_each_variant_with_its_baselines(results_tree, ti
         bv = _eval(tiny_layout, r.baseline, FINETUNED)["fid"]["value"]
         assert r.variant_value == pytest.approx(pv) and r.baseline_value == pytest.approx(bv)
         assert r.advantage == pytest.approx(bv - pv)  # FID: lower is better
-        assert r.winner == (r.variant if pv < bv else r.baseline if bv < pv else "tie")
+        assert r.winner == r.metric_winner == (r.variant if pv < bv else r.baseline if bv < pv else "tie")
+        assert r.metric == "fid" and r.decided_by == "fid"
+        assert not r.variant_collapsed and not r.baseline_collapsed
+        # every other metric either agrees or disagrees with FID (none missing in this tree)
+        others = sorted((r.agree.split(", ") if r.agree else []) + (r.disagree.split(", ") if r.disagree else []))
+        assert set(others) <= {"kid", "miou", "l1", "psnr", "ssim"}
+        for m in others:
+            v = _eval(tiny_layout, r.variant, FINETUNED)
+            b = _eval(tiny_layout, r.baseline, FINETUNED)
+            get = {"kid": lambda e: e["kid"]["mean"], "miou": lambda e: e["segmentation"]["miou"]}.get(
+                m, lambda e, m=m: e[m])
+            lower = m in ("kid", "l1")
+            prefers_variant = get(v) < get(b) if lower else get(v) > get(b)
+            assert (m in r.agree.split(", ")) is (prefers_variant == (r.winner == r.variant)), m
 
 
 def test_sensitivity_table_is_layers_by_ratios(results_tree, tiny_layout):
@@ -195,17 +210,25 @@ def test_report_md_states_findings_from_the_data_and_assumptions(results_tree, t
     t = all_tables(cfg, base)
     s = t["sensitivity_summary"].iloc[0]
     verdict = "**Yes**" if s.inner_less_sensitive else "**No**"
-    assert f"{verdict}: the sensitivity curve" in text
+    assert s.finding in ("support", "against", "no effect")
+    assert f"{verdict}: on FID (`standin` backend), the sensitivity curve" in text
     assert f"degrades FID by {s.mean_degradation_inner:+.4g} on average" in text
     assert f"one outer layer by {s.mean_degradation_outer:+.4g}" in text
     assert "(down5, up5)" in text
     comp = t["comparison"]
     wins = int((comp.winner == comp.variant).sum())
-    assert f"beat their matched global baselines in {wins} of 4 comparisons on FID after fine-tuning" in text
+    assert (f"beat their matched global baselines in {wins} of 4 comparisons on FID (`standin` backend) after "
+            "fine-tuning") in text
+    assert "*These findings rest on FID, computed with the `standin` backend" in text
     for _, r in comp.iterrows():
         line = next(x for x in text.splitlines() if x.startswith(f"* {r.variant} vs {r.baseline} "))
         assert f"FID {r.variant_value:.4g} vs {r.baseline_value:.4g}" in line
         assert f"**{r.winner} wins** by {abs(r.advantage):.4g}" in line
+        assert not r.variant_collapsed and not r.baseline_collapsed and r.decided_by == "fid"
+        if r.disagree:  # the other metrics that prefer the other model are named
+            assert "disagree with FID" in line
+        else:
+            assert " agree." in line
         assert f"{r.variant_budget:,} vs {r.baseline_budget:,} (baseline {100 * r.budget_gap:+.2f}%)" in line
     for needle in (
         "## Assumptions",
@@ -222,6 +245,8 @@ def test_report_md_states_findings_from_the_data_and_assumptions(results_tree, t
         "**MAC conventions**",
         "**Latency**: CPU, eager, batch 1",
         "**Bias mode**: `paper`",
+        "**Verdict metric of the figures and findings** (`report.quality_metric`): FID (`standin` backend)",
+        "**Collapse check**",
         f"(`{_rel(lay, lay.original_dir)}/`)",  # what was run: the original's folder
         f"({_rel(lay, lay.table('main'))})",
         "| variant ",
@@ -262,7 +287,7 @@ def test_findings_wording_follows_the_numbers():
     assert sensitivity_findings(summ([0.1, 0.2], [1.0, 2.0]))[0].startswith("**Yes**")
     assert sensitivity_findings(summ([3.0, 4.0], [1.0, 2.0]))[0].startswith("**No**")
     v, lines = sensitivity_findings(summ([0.1, 4.0], [1.0, 2.0]))
-    assert v.startswith("**Partly**") and "1 of 2" in v and "(0.3)" in v and len(lines) == 2
+    assert v.startswith("**Partly**: on FID,") and "1 of 2" in v and "(0.3)" in v and len(lines) == 2
     comp = pd.DataFrame(
         [
             {

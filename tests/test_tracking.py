@@ -112,6 +112,10 @@ def test_variant_runs_hold_the_json_values(synced, tiny_layout, repo_root):
         assert m["miou"] == pytest.approx(ev["segmentation"]["miou"])
         assert m["l1"] == pytest.approx(ev["l1"]) and m["psnr"] == pytest.approx(ev["psnr"])
         assert m["ssim"] == pytest.approx(ev["ssim"])
+        collapsed = ev["diversity"]["ratio"] < cfg["evaluate"]["collapse_threshold"]
+        assert m["diversity"] == pytest.approx(ev["diversity"]["ratio"])
+        assert m["collapsed"] == float(collapsed) and p["collapsed"] == str(collapsed)
+        assert p["collapse_threshold"] == str(cfg["evaluate"]["collapse_threshold"])
         assert m["latency_ms"] == pytest.approx(ev["complexity"]["latency"][0]["median_ms"])
         assert p["fid_backend"] == "standin" and p["stage"] == stage
         tags = run.data.tags
@@ -157,6 +161,12 @@ def test_tables_are_logged_with_log_table(synced, tiny_layout):
     assert "tables/sensitivity.json" in {a.path for a in sens}
     report = client.get_run(rid).data
     assert report.metrics["comparisons"] == 4 and report.params["quality_metric"] == "fid"
+    assert report.params["verdict_metric"] == "fid" and report.metrics["comparisons_decided_by_collapse"] == 0
+    main_df = pd.read_json(client.download_artifacts(rid, "tables/main.json"), orient="split")
+    assert report.metrics["collapsed_models"] == int(main_df.collapsed.astype(bool).sum())
+    comp = pd.read_json(client.download_artifacts(rid, "tables/comparison.json"), orient="split")
+    assert report.metrics["comparisons_with_disagreeing_metrics"] == int((comp.disagree.fillna("") != "").sum())
+    assert "ratios_no_effect" in report.metrics
 
 
 def test_changed_results_replace_runs_without_duplicates(synced, tiny_layout):

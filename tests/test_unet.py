@@ -107,12 +107,12 @@ def test_registry_returns_pix2pix():
     assert family_of(build_generator(spec, seed=0)) is fam
     assert family_of({"format": "unetprune-checkpoint"}) is fam          # old checkpoint: no key
     assert family_of({"family": "pix2pix"}) is fam and family_of("pix2pix") is fam
-    assert fam.metrics == ("fid", "kid", "segmentation", "paired", "complexity")
+    assert fam.metrics == ("fid", "kid", "segmentation", "paired", "diversity", "complexity")
 
 
 def test_registry_errors_name_the_family():
-    with pytest.raises(UserFacingError, match=r"unknown model family 'wav2lip'; known: .*pix2pix"):
-        get_family("wav2lip")
+    with pytest.raises(UserFacingError, match=r"unknown model family 'no-such-family'; known: .*pix2pix"):
+        get_family("no-such-family")
     with pytest.raises(UserFacingError, match="unknown model family 'nope'"):
         family_of({"family": "nope"})
     with pytest.raises(TypeError, match="Linear belongs to no registered model family"):

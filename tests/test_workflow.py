@@ -103,13 +103,22 @@ def test_paper_experiment_dry_runs(wf, cfg):
     assert stats["train_original"] == 1 and stats["sensitivity_layer"] == 15  # 8 down + 7 up layers
     assert stats["prune_variant"] == 6 * 3  # 6 variants + 2 matched baselines each
     assert stats.get("fetch_data") == 1
+    assert stats.get("verify_data") == 1  # the dataset is checked against its lock before training
 
 
 @pytest.mark.parametrize("cfg", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
 def test_slurm_profile_dry_run(wf, cfg):
+    """The cluster profile plans every job; resources come from the rules (threads, the config's
+    mem_mb, gpu), not from profile overrides; job states come from squeue, no account is guessed.
+    tests/test_slurm.py runs the tiny config through it on a real SLURM."""
+    profile = yaml.safe_load((wf / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile["slurm-status-command"] == "squeue" and profile["slurm-no-account"] is True
+    assert not any({"cpus_per_task", "mem_mb"} & set(r) for r in profile["set-resources"].values())
     p = smk(wf, "-n", "--profile", "profiles/slurm", "--configfile", str(cfg))
     assert job_stats(p.stdout)["finetune_variant"] == 18
     assert "gpu=1" in p.stdout  # training/evaluation jobs ask for a GPU
+    mem = load_config(cfg)["workflow"]["mem_mb"]
+    assert f"mem_mb={mem}," in p.stdout  # training/evaluation memory is the config's
 
 
 @pytest.mark.parametrize("override,message", [

@@ -21,11 +21,8 @@ Writes are atomic: a temporary file in the same folder, fsync, then ``os.replace
 
 from __future__ import annotations
 
-import hashlib
-import os
 import platform
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -85,16 +82,47 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path} has format version {ckpt['format_version']}; this unetprune "
                               f"reads up to {FORMAT_VERSION}: upgrade unetprune")
+    _check_structure(ckpt, path)
     return ckpt
+
+
+def _one_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    text = " ".join(lines) or type(e).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _check_structure(ckpt: dict, path: Path) -> None:
+    """A loadable file whose content is not a usable checkpoint: one-line CheckpointError naming it."""
+    gen = ckpt.get("generator")
+    if not isinstance(gen, dict) or not isinstance(gen.get("arch"), dict) \
+            or not isinstance(gen.get("state_dict"), dict):
+        raise CheckpointError(f"{path} is a malformed checkpoint: 'generator' must hold an 'arch' mapping and "
+                              f"a 'state_dict' mapping")
+    bad = [k for k, v in gen["state_dict"].items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{path} is a malformed checkpoint: generator.state_dict entry {bad[0]!r} is not "
+                              f"a named tensor")
+    fam = family_of(ckpt)  # an unknown family: its own one-line UserFacingError
+    try:
+        fam.spec_from_dict(gen["arch"])
+    except Exception as e:  # unknown family, missing or wrongly typed arch fields
+        raise CheckpointError(f"{path} is a malformed checkpoint: its generator architecture cannot be "
+                              f"read ({_one_line(e)})") from e
 
 
 def generator_from_checkpoint(ckpt: dict | Path | str, map_location="cpu") -> nn.Module:
     """Rebuild the generator (any widths) from a checkpoint dict or path, through the
     checkpoint's model family (``pix2pix`` when it records none)."""
+    where = "checkpoint"
     if not isinstance(ckpt, dict):
+        where = f"checkpoint {ckpt}"
         ckpt = load_checkpoint(ckpt, map_location)
     fam = family_of(ckpt)
-    entry = ckpt["generator"]
-    g = fam.build(fam.spec_from_dict(entry["arch"]), init=False)
-    g.load_state_dict(entry["state_dict"])
+    try:
+        entry = ckpt["generator"]
+        g = fam.build(fam.spec_from_dict(entry["arch"]), init=False)
+        g.load_state_dict(entry["state_dict"])
+    except Exception as e:  # weights that do not fit the recorded architecture, a broken arch
+        raise CheckpointError(f"{where}: the generator cannot be rebuilt from it ({_one_line(e)})") from e
     return g

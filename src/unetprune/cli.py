@@ -3,18 +3,23 @@
 
 Errors that a user can fix (bad config key, missing checkpoint, corrupt image, ...)
 are raised as ``UserFacingError`` subclasses and printed as one line, exit status 2.
+Operating-system errors a user can fix too (permission denied, disk full, a path that is a
+folder, a read-only file system, ...) are printed the same way, naming the file.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 from . import __version__
 
 # Order = order in `unetprune --help`.
-COMMAND_MODULES = ["config", "demo", "data", "train", "translate", "prune", "sweep", "evaluate", "report", "track"]
+COMMAND_MODULES = ["config", "demo", "data", "train", "import_", "translate", "prune", "sweep", "evaluate", "report", "track",
+                   "talking", "lipsync", "lse"]
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -23,7 +28,55 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from .data.aligned import DataError
     from .errors import UserFacingError
 
-    return (ConfigError, DataError, CheckpointError, UserFacingError, FileNotFoundError)
+    return (ConfigError, DataError, CheckpointError, UserFacingError)
+
+
+# errno -> what to tell the user (the OS's own text is added)
+_OS_HINTS = {
+    errno.EACCES: "check its permissions", errno.EPERM: "check its permissions",
+    errno.ENOSPC: "the disk is full; free some space and rerun",
+    errno.EDQUOT: "the disk quota is exhausted; free some space and rerun",
+    errno.EISDIR: "it is a folder, a file was expected",
+    errno.ENOTDIR: "a part of the path is a file, a folder was expected",
+    errno.EROFS: "the file system is read-only", errno.ENAMETOOLONG: "the name is too long",
+    errno.EEXIST: "it already exists", errno.ENOTEMPTY: "the folder is not empty",
+    errno.ELOOP: "too many symbolic links", errno.EFBIG: "the file is too large",
+}
+_PATH_LOCALS = ("path", "dest", "dst", "target", "out", "output", "tmp", "f")
+
+
+def _os_error_file(e: OSError) -> str | None:
+    """The file an OSError is about: its ``filename``, else the innermost frame's path-like local
+    (a failing ``write()`` carries no file name; the frame that was writing knows it)."""
+    if getattr(e, "filename2", None) is not None:   # os.replace(tmp, dest): dest is the file meant
+        return os.fsdecode(e.filename2)
+    if e.filename is not None:
+        return os.fsdecode(e.filename) if not isinstance(e.filename, int) else None
+    tb, found = e.__traceback__, None
+    while tb is not None:
+        loc = tb.tb_frame.f_locals
+        for name in _PATH_LOCALS:
+            v = loc.get(name)
+            if isinstance(v, (str, os.PathLike)) and str(v):
+                found = os.fspath(v)
+                break
+            if hasattr(v, "name") and isinstance(getattr(v, "name", None), str):
+                found = v.name
+                break
+        tb = tb.tb_next
+    return found
+
+
+def os_error_message(e: OSError) -> str | None:
+    """One line for an OSError a user can fix, or None for the others (a bug: let it raise)."""
+    if isinstance(e, FileNotFoundError):
+        return str(e) if e.filename is None else f"{os.fsdecode(e.filename)}: no such file or folder"
+    if e.errno not in _OS_HINTS:
+        return None
+    where = _os_error_file(e)
+    text = e.strerror or os.strerror(e.errno)
+    where = f"{where}: " if where else ""
+    return f"{where}{text} ({_OS_HINTS[e.errno]})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = args.func(args)
     except user_errors() as e:
-        print(f"unetprune {args.command}: error: {e}", file=sys.stderr)
+        msg = " ".join(str(e).split()) if "\n" in str(e) and "config error" not in str(e) else str(e)
+        print(f"unetprune {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        msg = os_error_message(e)
+        if msg is None:
+            raise
+        print(f"unetprune {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"unetprune {args.command}: interrupted; rerun with the same command "

@@ -13,6 +13,7 @@ wrong and what is allowed, e.g.::
 from __future__ import annotations
 
 import copy
+import math
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -78,6 +79,7 @@ def validate(cfg: dict) -> dict:
         raise ConfigError(f"config must be a mapping of keys to values, got {type(cfg).__name__}")
     schema = load_schema()
     cfg = _fill_defaults(schema, copy.deepcopy(cfg))
+    _check_finite(cfg, [])
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
@@ -90,6 +92,18 @@ def validate(cfg: dict) -> dict:
     return cfg
 
 
+def _check_finite(node, path: list) -> None:
+    """NaN and infinity pass every JSON-schema bound (each comparison is false): refuse them here."""
+    if isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"config error at '{key_path(path) or '<top level>'}': {node} is not a finite number")
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _check_finite(v, [*path, k])
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_finite(v, [*path, i])
+
+
 def write_resolved(cfg: dict, path: Path | str) -> None:
     """Write the validated config (what every job of the workflow reads), atomically."""
     from .fileio import atomic_write_text
@@ -99,6 +113,12 @@ def write_resolved(cfg: dict, path: Path | str) -> None:
 
 def _check_semantics(cfg: dict) -> None:
     d, m = cfg["data"], cfg["model"]
+    if m["family"] == "wav2lip":
+        _check_wav2lip(cfg)
+        return
+    if cfg["train"]["target"] != "generator":
+        raise ConfigError(f"config error at 'train.target': {cfg['train']['target']!r} applies to model.family "
+                          f"wav2lip only (a pix2pix run trains its generator)")
     if d["crop_size"] > d["load_size"]:
         raise ConfigError(f"config error at 'data.crop_size': {d['crop_size']} exceeds data.load_size={d['load_size']}")
     size = cfg["demo"]["image_size"] if d["dataset"] == "demo" else d["crop_size"]
@@ -108,6 +128,25 @@ def _check_semantics(cfg: dict) -> None:
     if size % (2 ** m["num_downs"]):
         raise ConfigError(f"config error at 'model.num_downs': images of {size}px are not divisible by "
                           f"2^{m['num_downs']}={2 ** m['num_downs']}")
+
+
+def _check_wav2lip(cfg: dict) -> None:
+    """wav2lip: talking-face data (the demo or a preprocessed folder), a positive L1 weight, no
+    pix2pix import."""
+    d, m, t = cfg["data"], cfg["model"], cfg["train"]
+    if d["dataset"] not in ("demo", "folder"):
+        raise ConfigError(f"config error at 'data.dataset': model.family wav2lip trains on talking-face data: "
+                          f"'demo' (`unetprune demo-talking`) or 'folder' (a `data preprocess-lrs2` output at "
+                          f"data.root), not {d['dataset']!r}")
+    if d["dataset"] == "folder" and not d["root"]:
+        raise ConfigError("config error at 'data.root': data.dataset 'folder' needs data.root (a preprocessed "
+                          "talking-face folder with train.txt)")
+    if m["init_weights"]:
+        raise ConfigError("config error at 'model.init_weights': importing released weights is pix2pix only")
+    disc = t["disc_wt"] if m["hq"] else 0.0
+    if t["syncnet_wt"] + disc >= 1:
+        raise ConfigError(f"config error at 'train.syncnet_wt': syncnet_wt + disc_wt = {t['syncnet_wt'] + disc:g} "
+                          f"leaves no weight for the L1 loss (1 - syncnet_wt - disc_wt must be positive)")
 
 
 def parse_overrides(items: list[str] | None) -> dict:

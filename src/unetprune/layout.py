@@ -22,6 +22,7 @@ Layout::
     results/<experiment>/
       config.yaml                       the validated config every job ran with
       data/                             the dataset (unless data.root points elsewhere)
+      dataset.verified                  a fetched dataset checked against its lock before training
       original/checkpoint.pt train.json samples.png [resume.pt while training]
       sensitivity/<layer>.json          one per prunable layer, every ratio inside
       variants/<v>/pruned.pt prune.json
@@ -91,6 +92,12 @@ class Layout:
     @property
     def dataset_lock(self) -> Path:
         return self.data_root / "dataset.lock.json"
+
+    @property
+    def dataset_verified(self) -> Path:
+        """Marker of a fetched/prepared dataset checked against its lock (`data verify --quick`)
+        before training: the workflow's data input for such datasets."""
+        return self.root / "dataset.verified"
 
     # --- the original (unpruned) model -------------------------------------------------
     @property

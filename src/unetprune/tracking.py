@@ -5,10 +5,10 @@ writes them into the MLflow experiment of the same name:
 
 * a run per model and stage — ``original``, ``<variant>/pruned``,
   ``<variant>/finetuned`` — with params (strategy, ratio, levels, k, layers, widths, matched
-  budget), metrics (params, both MAC conventions, CPU latency, FID, KID, mIoU, L1, PSNR,
-  SSIM, budget gap) and artifacts (the config, a ``checkpoint.txt`` pointer to the
-  DVC-tracked checkpoint with its sha256, the eval/prune/train JSON, the model's samples,
-  the tables);
+  budget, ``collapsed``), metrics (params, both MAC conventions, CPU latency, FID, KID, mIoU,
+  L1, PSNR, SSIM, output ``diversity`` and ``collapsed`` = 1/0: the collapse check, budget
+  gap) and artifacts (the config, a ``checkpoint.txt`` pointer to the DVC-tracked checkpoint
+  with its sha256, the eval/prune/train JSON, the model's samples, the tables);
 * the sensitivity sweep as a parent run with one child run per layer (metrics per ratio as
   ``fid_r0.5`` and as ``fid`` with ``step`` = ratio index);
 * a ``report`` run with every table (``mlflow.log_table``), the figures and report.md.
@@ -171,6 +171,11 @@ def _variant_runs(cfg: dict, base, tables: dict, cfg_file: Path) -> list[_Run]:
         r.param("eval_mode", ev.get("mode"))
         r.param("eval_images", ev.get("n_images"))
         r.param("fid_backend", ev["fid"].get("backend"))
+        collapsed = row["collapsed"]
+        if collapsed is not None and collapsed == collapsed:  # the collapse check (None/NaN: not measured)
+            r.param("collapsed", bool(collapsed))
+            r.metric("collapsed", 1.0 if bool(collapsed) else 0.0)
+            r.param("collapse_threshold", cfg["evaluate"].get("collapse_threshold"))
         if v != ORIGINAL:
             a = allv[v]
             pj = load_prune(cfg, base, v)
@@ -207,6 +212,7 @@ def _variant_runs(cfg: dict, base, tables: dict, cfg_file: Path) -> list[_Run]:
             "macs_output",
             "latency_ms",
             *QUALITY,
+            "diversity",
             "params_fraction",
             "budget_gap",
         ):
@@ -313,13 +319,23 @@ def _report_run(cfg: dict, base, tables: dict, cfg_file: Path) -> _Run:
     r.param("variants", list(pipeline.primary_variants(cfg)))
     r.param("baselines", list(pipeline.baseline_variants(cfg)))
     r.param("fid_backend", tables["main"].attrs.get("fid_backend"))
+    r.param("verdict_metric", tables["comparison"].attrs.get("metric", cfg["report"]["quality_metric"]))
+    r.param("collapse_threshold", cfg["evaluate"].get("collapse_threshold"))
+    main = tables["main"]
+    r.metric("collapsed_models", int(sum(bool(x) for x in main.collapsed if x is not None and x == x)))
+    collapsed = [v if v == ORIGINAL else f"{v}/{st}" for v, st, x in zip(main.variant, main.stage, main.collapsed)
+                 if x is not None and x == x and x]
+    r.param("collapsed", sorted(collapsed) or "none")
     if not comp.empty:
         r.metric("variant_wins", int((comp.winner == comp.variant).sum()))
         r.metric("comparisons", len(comp))
         r.metric("max_budget_gap", float(comp.budget_gap.abs().max()))
+        r.metric("comparisons_decided_by_collapse", int((comp.decided_by == "collapse").sum()))
+        r.metric("comparisons_with_disagreeing_metrics", int((comp.disagree != "").sum()))
     judged = summ[summ.inner_less_sensitive.notna()]
     r.metric("ratios_inner_less_sensitive", int(judged.inner_less_sensitive.astype(bool).sum()))
     r.metric("ratios_judged", len(judged))
+    r.metric("ratios_no_effect", int((summ.finding == "no effect").sum()))
     for name, df in tables.items():
         r.tables[f"tables/{name}.json"] = df
     for p in sorted(lay.tables_dir.glob("*")):
@@ -418,10 +434,57 @@ def _upsert(
     return rid, True
 
 
+def sync_lock_path(uri: str) -> Path:
+    """The lock file that serialises syncs into one store: ``<db>.lock`` next to a sqlite database,
+    ``.unetprune-sync.lock`` inside a file store, a per-URI file in the temp folder otherwise."""
+    import urllib.parse
+
+    if uri.startswith("sqlite:///"):
+        db = uri[len("sqlite:///"):].split("?", 1)[0]
+        if db and db != ":memory:":
+            return Path(db + ".lock")
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        store = Path(urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else uri)
+        return store / ".unetprune-sync.lock"
+    digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"unetprune-mlflow-{digest}.lock"
+
+
+class _SyncLock:
+    """An exclusive ``fcntl`` lock held for a whole sync: concurrent ``unetprune track`` runs on one
+    store take turns, so store creation (migrations) and the look-up-then-create of each run key
+    never interleave (one run per key)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
 def sync(
     cfg: dict, base: Path | str = DEFAULT_BASE, uri: str | None = None, artifact_location: str | None = None
 ) -> dict:
-    """Mirror ``results/<experiment>/`` into MLflow; returns (and writes to mlflow.json) the run ids."""
+    """Mirror ``results/<experiment>/`` into MLflow; returns (and writes to mlflow.json) the run ids.
+    Syncs into one store are serialised by a file lock (:func:`sync_lock_path`)."""
+    uri = uri or cfg["tracking"]["uri"]
+    with _SyncLock(sync_lock_path(uri)):
+        return _sync_locked(cfg, base, uri, artifact_location)
+
+
+def _sync_locked(cfg: dict, base, uri: str, artifact_location: str | None) -> dict:
     from .report.tables import all_tables
 
     lay = Layout.from_config(cfg, base)

@@ -3,7 +3,11 @@
 The training loop (:func:`train`: schedule, seeding, resume, NaN guard, checkpoints, logs)
 is family-agnostic; the models, the data, the training step, the learning check and the
 sample grid come from the model family (:mod:`unetprune.models.family`): the family of
-the ``init_from`` checkpoint, else the config's ``model.family`` (default ``pix2pix``).
+the ``init_from`` checkpoint, else the config's ``model.family`` (default ``pix2pix``;
+with ``train.target: expert``, that family's lip-sync expert, e.g. ``wav2lip-expert``).
+A family's trainer may add ``resume_keys`` (further ``train`` keys that must match to
+resume) and ``end_epoch(epoch, cfg) -> dict`` (run after every epoch, before the
+checkpoint; its values join the epoch's log: Wav2Lip's sync-loss switch).
 The ``pix2pix`` family's step is :class:`unetprune.models.pix2pix.Pix2PixTrainer`:
 
 Recipe (pix2pix, Isola et al.): loss_G = BCE(D(A, G(A)), 1) + lambda_l1 * |G(A) - B|_1,
@@ -42,7 +46,7 @@ from .errors import TrainingDiverged, UserFacingError
 from .layout import CHECKPOINT_NAME, RESUME_NAME, SAMPLES_NAME
 from .layout import TRAIN_LOG_NAME as LOG_NAME
 from .metrics.complexity import count_parameters
-from .models.family import ModelFamily, family_for_config, family_of
+from .models.family import ModelFamily, family_for_config, family_of, get_family
 
 # train keys that must match to continue a run (speed options and logging may change)
 RESUME_KEYS = ("n_epochs", "n_epochs_decay", "batch_size", "lr", "beta1", "beta2", "lambda_l1")
@@ -69,9 +73,9 @@ def _check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int) -> None:
             f"check the data for corrupt images, or turn train.amp off.")
 
 
-def _compatible(saved: dict, cfg: dict, path: Path) -> None:
+def _compatible(saved: dict, cfg: dict, path: Path, extra_keys: tuple[str, ...] = ()) -> None:
     pairs = [(s, saved.get(s), cfg.get(s)) for s in ("model", "data", "seed")]
-    pairs += [(f"train.{k}", saved["train"].get(k), cfg["train"].get(k)) for k in RESUME_KEYS]
+    pairs += [(f"train.{k}", saved["train"].get(k), cfg["train"].get(k)) for k in RESUME_KEYS + tuple(extra_keys)]
     for key, old, new in pairs:
         if old != new:
             raise UserFacingError(
@@ -88,6 +92,21 @@ def finetune_config(cfg: dict) -> dict:
     return deep_merge(cfg, {"train": over})
 
 
+def expert_config(cfg: dict) -> dict:
+    """The training config of a lip-sync expert run (``unetprune train --expert``):
+    ``train.target = expert`` and train.expert.{n_epochs, n_epochs_decay, batch_size, lr, beta1,
+    beta2} in place of train's."""
+    return deep_merge(cfg, {"train": {**cfg["train"]["expert"], "target": "expert"}})
+
+
+def training_family(cfg: dict) -> ModelFamily:
+    """The family whose model a run trains: the config's ``model.family``, or with
+    ``train.target: expert`` its lip-sync expert (``<family>-expert``, e.g. ``wav2lip-expert``)."""
+    family = family_for_config(cfg)
+    target = cfg["train"].get("target", "generator")
+    return family if target == "generator" else get_family(f"{family.name}-{target}")
+
+
 def build_models(cfg: dict, init_from: Path | str | None = None,
                  init_discriminator_from: Path | str | None = None,
                  family: ModelFamily | None = None) -> tuple[nn.Module, nn.Module, dict]:
@@ -96,7 +115,7 @@ def build_models(cfg: dict, init_from: Path | str | None = None,
     checkpoint: the paper's fine-tuning re-uses the discriminator) or else from
     ``init_from`` if it has one.  Everything is built by ``family`` (default: the config's
     ``model.family``, which must be the ``init_from`` checkpoint's)."""
-    family = family or family_for_config(cfg)
+    family = family or training_family(cfg)
     torch.manual_seed(cfg["seed"])
     info: dict = {}
     if init_from:
@@ -145,7 +164,7 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
     # temporaries of atomic writes a killed run (kill -9) left behind: this run owns out_dir
     remove_stale_temps(out_dir, (RESUME_NAME, CHECKPOINT_NAME, LOG_NAME, SAMPLES_NAME))
 
-    family = family_for_config(cfg)
+    family = training_family(cfg)
     G, D, info = build_models(cfg, init_from, init_discriminator_from, family=family)
     log: dict = {"config": cfg, "device": str(device), "threads": torch.get_num_threads(),
                  "epochs": [], "steps": [], **info}
@@ -154,7 +173,10 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
     state_path = ckpt_path if ckpt_path.exists() else resume_path
     if resume and state_path.exists():
         state = load_checkpoint(state_path, map_location=device)
-        _compatible(state["config"], cfg, state_path)
+        if family_of(state).name != family.name:
+            raise UserFacingError(f"cannot resume from {state_path}: it holds a {family_of(state).name!r} run, "
+                                  f"this run trains {family.name!r}; choose another --out")
+        _compatible(state["config"], cfg, state_path, getattr(trainer, "resume_keys", ()))
         trainer.load_state(state)
         start_epoch = int(state["epoch"])
         log = json.loads(state["log"])
@@ -216,6 +238,9 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
         log["epochs"].append({"epoch": epoch + 1, "lr": lr, "seconds": dt,
                               "images_per_s": n_images / dt if dt > 0 else None,
                               **{k: float(v) / max(n_steps, 1) for k, v in sums.items()}})
+        end_epoch = getattr(trainer, "end_epoch", None)   # a family's per-epoch step (e.g. Wav2Lip's sync switch)
+        if end_epoch is not None:
+            log["epochs"][-1].update(end_epoch(epoch, cfg))
         if progress or log_epochs:
             e = log["epochs"][-1]
             parts = "".join(f"{k} {e[k]:.3f}  " for k in trainer.losses)
@@ -238,7 +263,7 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
 
 def _eval_dataset(cfg: dict):
     """The split used for the trainer's own learning check (train.eval_split), or None."""
-    return family_for_config(cfg).check_dataset(cfg)
+    return training_family(cfg).check_dataset(cfg)
 
 
 def quick_l1(G: nn.Module, dataset, cfg: dict) -> float:

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import generator_from_checkpoint, load_checkpoint
-from .data.aligned import DataError, list_images, to_tensor, to_uint8
+from .checkpoint import CheckpointError, generator_from_checkpoint, load_checkpoint
+from .data.aligned import DataError, list_images, open_rgb, to_tensor, to_uint8
 
 MODES = ("train_bn", "eval")
 
@@ -96,11 +96,7 @@ def save_sample_grid(G: torch.nn.Module, dataset, path: Path | str, cfg: dict | 
 
 def _folder_input(f: Path, size: int, direction: str) -> torch.Tensor:
     """One input image of a folder as a (1, 3, size, size) batch in [-1, 1] (A|B files: the input half)."""
-    try:
-        with Image.open(f) as im:
-            im = im.convert("RGB")
-    except Exception as e:
-        raise DataError(f"cannot decode image {f}: {e}") from e
+    im = open_rgb(f)
     w, h = im.size
     if w == 2 * h:
         im = im.crop((0, 0, h, h)) if direction == "AtoB" else im.crop((h, 0, w, h))
@@ -114,12 +110,30 @@ def translate_folder(checkpoint: Path | str, input_dir: Path | str, output_dir: 
 
     Inputs may be aligned A|B files (width = 2 x height: the input half is taken by
     ``direction``, default the checkpoint config's) or plain images.  Images are resized
-    to the checkpoint's crop size; outputs keep that size.
+    to the checkpoint's crop size; outputs keep that size.  An ``output_dir`` equal to or
+    inside ``input_dir`` is refused (the outputs would overwrite or join the inputs), and so
+    are two inputs with the same stem (``a.png`` and ``a.jpg`` would both become ``a.png``).
     """
     from tqdm import tqdm
 
     ckpt = load_checkpoint(checkpoint)
-    G = generator_from_checkpoint(ckpt).to(device)
+    in_real, out_real = Path(input_dir).resolve(), Path(output_dir).resolve()
+    if out_real == in_real or in_real in out_real.parents:
+        raise DataError(f"--output {output_dir} is {'the' if out_real == in_real else 'inside the'} input "
+                        f"folder {input_dir}: the generated PNGs would overwrite or mix with the inputs; "
+                        f"choose another output folder")
+    files = list_images(input_dir)
+    stems: dict[str, Path] = {}
+    for f in files:
+        if f.stem in stems:
+            raise DataError(f"{stems[f.stem]} and {f} have the same name stem, so both would be written "
+                            f"to {Path(output_dir) / (f.stem + '.png')}; rename one of them")
+        stems[f.stem] = f
+
+    try:
+        G = generator_from_checkpoint(ckpt).to(device)
+    except CheckpointError as e:
+        raise CheckpointError(str(e).replace("checkpoint:", f"checkpoint {checkpoint}:", 1)) from e
     cfg = ckpt.get("config") or {}
     size = cfg.get("data", {}).get("crop_size", 2 ** G.num_downs)
     if size % (2 ** G.num_downs):
@@ -127,7 +141,6 @@ def translate_folder(checkpoint: Path | str, input_dir: Path | str, output_dir: 
     direction = direction or cfg.get("data", {}).get("direction", "AtoB")
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = list_images(input_dir)
     written = []
     inputs = (_folder_input(f, size, direction) for f in files)
     with closing(generate_batches(G, inputs, mode, seed, device=device)) as outs:

@@ -75,13 +75,14 @@ def log(job):
 
 
 def get_data_marker():
-    """The file that proves the dataset is in place (input of training/evaluation)."""
+    """The file that proves the dataset is in place (input of training/evaluation): the demo's
+    manifest, or for fetched/prepared datasets the marker of `verify_data` (data.smk)."""
     ds = config["data"]["dataset"]
     if ds == "demo":
         return str(LAYOUT.demo_manifest)
     if ds == "folder":
         return []
-    return str(LAYOUT.dataset_lock)
+    return str(LAYOUT.dataset_verified)
 
 
 def get_variants():

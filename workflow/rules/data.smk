@@ -54,3 +54,27 @@ rule fetch_data:
                   "--no-progress > {log:q} 2>&1")
         else:
             shell("unetprune data fetch {params.name:q} --root {params.root:q} --no-progress > {log:q} 2>&1")
+
+
+# A fetched or prepared dataset is checked against its lock file before any job reads it:
+# counts, every file's size and the sha256 of a random sample (`unetprune data verify --quick`).
+# The marker records the check; a dataset changed after the check is found by
+# `unetprune data verify --root DIR` (full) or by deleting the marker.
+rule verify_data:
+    input:
+        lock=str(LAYOUT.dataset_lock),
+    output:
+        str(LAYOUT.dataset_verified),
+    params:
+        code=code("data"),
+        name=config["data"]["dataset"],
+        root=lambda wc, input: os.path.dirname(input.lock),
+    log:
+        log("verify_data"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../envs/unetprune.yaml"
+    shell:
+        "unetprune data verify --root {params.root:q} --name {params.name:q} --quick > {output:q} 2> {log:q}"

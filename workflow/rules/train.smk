@@ -1,18 +1,33 @@
 # Training the original (unpruned) pix2pix generator.  checkpoint.pt appears only when
 # training has finished; the resumable state (resume.pt) is not an output, so a killed
-# job continues where it stopped.
+# job continues where it stopped.  With model.init_weights (a released pix2pix
+# latest_net_G.pth) the job imports that file instead of training (`unetprune import`:
+# no training, a fresh PatchGAN for fine-tuning; train.json records the file's sha256).
+INIT_WEIGHTS = config["model"]["init_weights"]
+
+if INIT_WEIGHTS:
+    TRAIN_ORIGINAL = (
+        "unetprune import {params.config:q} --from {input.init:q} --out {output.ckpt:q} "
+        "--record {output.log:q} > {log:q} 2>&1"
+    )
+else:
+    TRAIN_ORIGINAL = (
+        "unetprune train {params.config:q} --out {params.out:q} --resume --quiet "
+        "--set train.threads={threads} > {log:q} 2>&1"
+    )
 
 
 rule train_original:
     input:
         data=get_data_marker(),
+        init=INIT_WEIGHTS or [],
     output:
         ckpt=str(LAYOUT.checkpoint(ORIGINAL)),
         log=str(LAYOUT.train_log(ORIGINAL)),
     params:
         config=config_args,
         cfg=sections("seed", "data", "demo", "model", "train"),
-        code=code("train"),
+        code=code("import_" if INIT_WEIGHTS else "train"),
         out=lambda wc, output: os.path.dirname(output.ckpt),
     log:
         log("train_original"),
@@ -23,5 +38,4 @@ rule train_original:
     conda:
         "../envs/unetprune.yaml"
     shell:
-        "unetprune train {params.config:q} --out {params.out:q} --resume --quiet "
-        "--set train.threads={threads} > {log:q} 2>&1"
+        TRAIN_ORIGINAL

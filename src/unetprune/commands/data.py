@@ -2,6 +2,7 @@
 
     unetprune data list
     unetprune data fetch NAME [--root DIR] [--from FILE_OR_URL] [--sha256 HEX] [--force]
+                              [--max-bytes SIZE] [--max-ratio X]
     unetprune data prepare-cityscapes --zips DIR [--root OUT] [--label-side right|left] [--force]
     unetprune data verify [--root DIR] [--name NAME] [--quick]
 
@@ -47,6 +48,11 @@ def register(sub) -> None:
                    help="download retries with exponential back-off (default 4)")
     q.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds (default 60)")
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
+    q.add_argument("--max-bytes", metavar="SIZE",
+                   help="refuse an archive that unpacks to more (e.g. 20G; default per dataset, "
+                        "several times its real size)")
+    q.add_argument("--max-ratio", type=float, default=None,
+                   help="refuse an archive that unpacks to more than X times its size (default 100)")
     q.set_defaults(func=run_fetch)
 
     q = dsub.add_parser("prepare-cityscapes",
@@ -65,7 +71,9 @@ def register(sub) -> None:
     q = dsub.add_parser("verify", help="check a dataset against its lock file (counts, decoding, hashes)")
     q.add_argument("--root", required=True, help="dataset folder")
     q.add_argument("--name", help="fail unless the folder holds this dataset")
-    q.add_argument("--quick", action="store_true", help="count images only (no decoding, no hashing)")
+    q.add_argument("--quick", action="store_true",
+                   help="counts, every file's size and the sha256 of a random sample (no decoding); "
+                        "what the workflow runs before training")
     q.set_defaults(func=run_verify)
 
 
@@ -79,11 +87,14 @@ def run_list(args) -> int:
 
 
 def run_fetch(args) -> int:
-    from ..data.fetch import fetch_dataset
+    from ..data.archive import DEFAULT_MAX_RATIO
+    from ..data.fetch import fetch_dataset, parse_size
 
     res = fetch_dataset(args.name, Path(args.root) if args.root else None, source=args.source,
                         sha256=args.sha256, force=args.force, keep_archive=args.keep_archive,
-                        retries=args.retries, timeout=args.timeout, progress=not args.no_progress, log=_log)
+                        retries=args.retries, timeout=args.timeout, progress=not args.no_progress,
+                        max_bytes=parse_size(args.max_bytes) if args.max_bytes else None,
+                        max_ratio=args.max_ratio or DEFAULT_MAX_RATIO, log=_log)
     state = "already present" if res.skipped else "installed"
     print(f"{res.name} {state} at {res.root}: {_counts(res.counts)} images; archive sha256 {res.sha256}")
     return 0

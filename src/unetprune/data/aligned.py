@@ -9,6 +9,21 @@ the same random horizontal flip applied to both; at evaluation they are resized 
 ``crop_size`` with no crop and no flip.  Randomness is a pure function of
 ``(seed, epoch, index)``, so an epoch's samples are identical after a resume and with
 any number of loader workers.
+
+Image policy (:func:`open_rgb`, used for every dataset image and every ``translate`` input;
+errors are one-line :class:`DataError` naming the file):
+
+* **accepted as is**: 8-bit RGB (JPEG, PNG, ...);
+* **converted exactly**: 8-bit grayscale and 1-bit images (R = G = B), palette images
+  without transparency, **16-bit** grayscale PNGs (scaled to 8 bits, ``round(v / 257)``;
+  Pillow's plain ``convert("RGB")`` clips them to white), RGBA / LA images whose alpha is
+  255 everywhere (the alpha channel carries nothing);
+* **refused**: images with transparent pixels (what colour lies behind is unknown), CMYK
+  and other colour spaces (no calibrated conversion), 32-bit integer or float images,
+  images larger than :data:`MAX_PIXELS` (decompression bombs; Pillow's own
+  ``DecompressionBombError`` is reported the same way), files that do not decode, and
+  aligned files whose width is not 2 x height.  Aligned files of different sizes are
+  fine: both halves are resized to ``load_size`` / ``crop_size`` (as pix2pix does).
 """
 
 from __future__ import annotations
@@ -23,6 +38,7 @@ from torch.utils.data import Dataset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 SPLITS = ("train", "val", "test")
+MAX_PIXELS = 64_000_000   # far above any benchmark image (Cityscapes: 2048 x 1024 = 2.1 M)
 
 
 class DataError(ValueError):
@@ -39,15 +55,56 @@ def list_images(folder: Path | str) -> list[Path]:
     return files
 
 
-def read_aligned(path: Path | str) -> tuple[Image.Image, Image.Image]:
-    """Read one A|B file and return its two halves (RGB); errors name the file."""
+def _to_rgb(im: Image.Image, path: Path) -> Image.Image:
+    """``im`` as 8-bit RGB per the module's image policy, or DataError naming ``path``."""
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode in ("1", "L") or (mode == "P" and "transparency" not in im.info):
+        return im.convert("RGB")
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        a = np.asarray(im).astype(np.int64)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise DataError(f"{path}: {mode} image with values outside 0..65535 is not supported "
+                            f"(image policy: 8- or 16-bit RGB/grayscale); convert it to 8-bit RGB")
+        g = ((a * 255 + 32767) // 65535).astype(np.uint8)   # round(v / 257)
+        return Image.fromarray(np.repeat(g[..., None], 3, axis=2), "RGB")
+    if mode in ("RGBA", "LA", "PA", "P", "La", "RGBa"):
+        rgba = im.convert("RGBA")
+        lo, _ = rgba.getchannel("A").getextrema()
+        if lo < 255:
+            raise DataError(f"{path}: has transparent pixels ({mode} with alpha < 255); image policy: "
+                            f"flatten it onto a background and save it as RGB")
+        return rgba.convert("RGB")
+    raise DataError(f"{path}: colour mode {mode} is not supported (image policy: RGB, grayscale, "
+                    f"16-bit grayscale or opaque RGBA); convert it to 8-bit RGB")
+
+
+def open_rgb(path: Path | str) -> Image.Image:
+    """Decode ``path`` as an 8-bit RGB image per the module's image policy; DataError (one
+    line, naming the file) for undecodable, oversized (decompression bomb) or refused images."""
     path = Path(path)
     try:
         with Image.open(path) as im:
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise DataError(f"{path}: {w}x{h} = {w * h} pixels, more than the {MAX_PIXELS} allowed "
+                                f"(a decompression bomb or not a dataset image); delete this file")
             im.load()
-            ab = im.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"cannot decode image {path}: {e}. Re-create or delete this file.") from e
+            return _to_rgb(im, path).copy()
+    except DataError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{path}: refused as a decompression bomb ({e})".replace("\n", " ")) from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, MemoryError) as e:
+        msg = " ".join(str(e).split())
+        raise DataError(f"cannot decode image {path}: {msg}. Re-create or delete this file.") from e
+
+
+def read_aligned(path: Path | str) -> tuple[Image.Image, Image.Image]:
+    """Read one A|B file and return its two halves (RGB); errors name the file."""
+    path = Path(path)
+    ab = open_rgb(path)
     w, h = ab.size
     if w != 2 * h:
         raise DataError(

@@ -17,6 +17,16 @@ Hardlinks become copies of the earlier member they name.  File modes are normali
 
 Callers that need atomicity (``fetch.py``) extract into a fresh temporary folder and
 rename it into place, so an interrupted extraction never looks like a complete dataset.
+
+Bounded extraction (decompression bombs): an archive is refused, one line, when its member
+count exceeds ``max_members``, when its files' declared sizes add up to more than
+``max_total_bytes``, or when they exceed ``max_ratio`` times the archive's own size (above a
+floor of :data:`RATIO_FLOOR` bytes, so tiny archives of text are not caught).  The same limits
+are enforced again on the bytes actually written while streaming, so a member that lies
+about its size cannot get past them; a refused extraction removes what it wrote.  Datasets
+extract with ``allow_links=False`` (no dataset needs links; a link could reach outside the
+folder that is finally installed) and a ``member_filter`` that admits only the members the
+dataset layout expects.
 """
 
 from __future__ import annotations
@@ -40,6 +50,11 @@ __all__ = ["ArchiveMember", "UnsafeArchiveError", "archive_format", "list_member
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _COPY_CHUNK = 1 << 20
+
+DEFAULT_MAX_TOTAL_BYTES = 64 << 30      # 64 GiB: more than any pix2pix benchmark unpacked
+DEFAULT_MAX_RATIO = 100.0               # JPEG/PNG datasets unpack to ~1x their archive
+DEFAULT_MAX_MEMBERS = 1_000_000         # edges2handbags, the largest, has ~139k files
+RATIO_FLOOR = 32 << 20                  # the ratio applies once the files exceed 32 MiB
 
 
 class UnsafeArchiveError(DataError):
@@ -108,9 +123,16 @@ def _check_symlink(archive: Path, raw: str, name: str, target: str) -> None:
         raise _unsafe(archive, raw, f"is a symlink to {target!r}, which points outside the target folder")
 
 
-def _tar_members(archive: Path, tf: tarfile.TarFile) -> list[ArchiveMember]:
+def _too_many(archive: Path, limit: int) -> UnsafeArchiveError:
+    return UnsafeArchiveError(f"refusing to extract {archive.name}: it has more than {limit} members "
+                              f"(the limit; a dataset has far fewer); nothing was extracted")
+
+
+def _tar_members(archive: Path, tf: tarfile.TarFile, max_members: int | None = None) -> list[ArchiveMember]:
     out = []
-    for ti in tf.getmembers():
+    for n, ti in enumerate(tf, 1):  # streaming: a member-count bomb stops at the limit
+        if max_members is not None and n > max_members:
+            raise _too_many(archive, max_members)
         if ti.mode & (stat.S_ISUID | stat.S_ISGID):
             raise _unsafe(archive, ti.name, f"has the set-uid/set-gid bit (mode {ti.mode:o})")
         if ti.ischr() or ti.isblk():
@@ -141,8 +163,10 @@ def _tar_members(archive: Path, tf: tarfile.TarFile) -> list[ArchiveMember]:
     return out
 
 
-def _zip_members(archive: Path, zf: zipfile.ZipFile) -> list[ArchiveMember]:
+def _zip_members(archive: Path, zf: zipfile.ZipFile, max_members: int | None = None) -> list[ArchiveMember]:
     out = []
+    if max_members is not None and len(zf.infolist()) > max_members:
+        raise _too_many(archive, max_members)
     for zi in zf.infolist():
         mode = zi.external_attr >> 16 if zi.create_system == 3 else 0  # 3 = Unix
         if mode & (stat.S_ISUID | stat.S_ISGID):
@@ -192,17 +216,18 @@ def _check_structure(archive: Path, members: list[ArchiveMember]) -> None:
         kinds[m.name] = m.kind
 
 
-def list_members(archive: Path | str) -> list[ArchiveMember]:
+def list_members(archive: Path | str, max_members: int | None = DEFAULT_MAX_MEMBERS) -> list[ArchiveMember]:
     """All members of a tar or zip archive, checked; raises UnsafeArchiveError naming the first
-    offending member, DataError if the archive is corrupt.  Writes nothing."""
+    offending member (or saying there are more than ``max_members``), DataError if the archive
+    is corrupt.  Writes nothing."""
     archive = Path(archive)
     try:
         if archive_format(archive) == "zip":
             with zipfile.ZipFile(archive) as zf:
-                members = _zip_members(archive, zf)
+                members = _zip_members(archive, zf, max_members)
         else:
             with tarfile.open(archive, "r:*") as tf:
-                members = _tar_members(archive, tf)
+                members = _tar_members(archive, tf, max_members)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as e:
         if isinstance(e, FileNotFoundError):
             raise DataError(f"archive {archive} does not exist") from e
@@ -216,7 +241,31 @@ def _contained(root_real: str, path: str) -> bool:
     return real == root_real or real.startswith(root_real + os.sep)
 
 
-def _write_stream(src: BinaryIO, dest: str, executable: bool) -> None:
+class _Budget:
+    """Bytes written so far against the total and ratio limits (checked per chunk)."""
+
+    def __init__(self, archive: Path, max_total: int | None, max_ratio: float | None):
+        self.archive, self.max_total, self.written = archive, max_total, 0
+        size = archive.stat().st_size
+        self.max_by_ratio = None if max_ratio is None else max(int(max_ratio * size), RATIO_FLOOR)
+        self.max_ratio = max_ratio
+
+    def check(self, total: int, what: str) -> None:
+        if self.max_total is not None and total > self.max_total:
+            raise UnsafeArchiveError(f"refusing to extract {self.archive.name}: its files {what} {total} bytes, "
+                                     f"more than the limit of {self.max_total} (a decompression bomb?)")
+        if self.max_by_ratio is not None and total > self.max_by_ratio:
+            raise UnsafeArchiveError(
+                f"refusing to extract {self.archive.name}: its files {what} {total} bytes, more than "
+                f"{self.max_ratio:g} times the archive's {self.archive.stat().st_size} bytes "
+                f"(a decompression bomb?)")
+
+    def add(self, n: int) -> None:
+        self.written += n
+        self.check(self.written, "would unpack to more than")
+
+
+def _write_stream(src: BinaryIO, dest: str, executable: bool, budget: _Budget | None = None) -> None:
     if os.path.lexists(dest):
         if os.path.islink(dest) or os.path.isdir(dest):
             raise UnsafeArchiveError(f"refusing to overwrite {dest}: it is a link or a folder")
@@ -224,29 +273,65 @@ def _write_stream(src: BinaryIO, dest: str, executable: bool) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(dest, flags, 0o755 if executable else 0o644)
     with os.fdopen(fd, "wb") as out:
-        shutil.copyfileobj(src, out, _COPY_CHUNK)
+        while True:
+            chunk = src.read(_COPY_CHUNK)
+            if not chunk:
+                break
+            if budget is not None:
+                budget.add(len(chunk))  # before writing: a bomb never reaches the disk
+            out.write(chunk)
 
 
 def safe_extract(archive: Path | str, dest: Path | str, *,
-                 max_total_bytes: int | None = None,
+                 max_total_bytes: int | None = DEFAULT_MAX_TOTAL_BYTES,
+                 max_ratio: float | None = DEFAULT_MAX_RATIO,
+                 max_members: int | None = DEFAULT_MAX_MEMBERS,
+                 allow_links: bool = True,
+                 member_filter: Callable[[ArchiveMember], bool | str] | None = None,
                  on_member: Callable[[ArchiveMember], None] | None = None) -> list[str]:
     """Extract a tar (any compression) or zip ``archive`` into folder ``dest`` safely.
 
     Every member is checked (see the module docstring) before anything is written; an
     unsafe archive raises :class:`UnsafeArchiveError` naming the member and leaves ``dest``
-    untouched.  ``max_total_bytes`` refuses archives whose files add up to more (a guard
-    against decompression bombs).  ``on_member`` is called per extracted member (for a
-    progress bar).  Returns the extracted member names.  If writing fails part-way
-    (disk full, corrupt data), the error propagates and ``dest`` may hold a partial
-    tree: extract into a temporary folder when that matters.
+    untouched.  ``max_total_bytes``, ``max_ratio`` (unpacked / archive size) and
+    ``max_members`` bound what an archive may unpack to (decompression bombs), checked on
+    the declared sizes first and again on every chunk written; None disables one.
+    ``allow_links=False`` refuses symlinks and hardlinks.  ``member_filter(member)`` returns
+    True (extract), False (skip quietly) or a reason string (refuse the archive, naming the
+    member).  ``on_member`` is called per extracted member (for a progress bar).  Returns
+    the extracted member names.  If writing fails part-way (disk full, corrupt data, a
+    limit reached while streaming), the error propagates; what this call created in
+    ``dest`` is removed on a limit, but extract into a temporary folder when it matters.
     """
     archive, dest = Path(archive), Path(dest)
-    members = list_members(archive)
-    total = sum(m.size for m in members if m.kind == "file")
-    if max_total_bytes is not None and total > max_total_bytes:
-        raise UnsafeArchiveError(f"refusing to extract {archive.name}: its files add up to {total} bytes, "
-                                 f"more than the limit of {max_total_bytes}")
+    members = list_members(archive, max_members)
+    if not allow_links:
+        for m in members:
+            if m.kind in ("symlink", "hardlink"):
+                raise _unsafe(archive, m.name, f"is a {m.kind} (to {m.target!r}); a dataset needs no links")
+    if member_filter is not None:
+        kept = []
+        for m in members:
+            verdict = member_filter(m)
+            if isinstance(verdict, str):
+                raise _unsafe(archive, m.name, verdict)
+            if verdict:
+                kept.append(m)
+        members = kept
+    budget = _Budget(archive, max_total_bytes, max_ratio)
+    budget.check(sum(m.size for m in members if m.kind == "file"), "add up to")
+    created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
+    try:
+        return _extract(archive, dest, members, budget, on_member)
+    except UnsafeArchiveError:
+        if created:
+            shutil.rmtree(dest, ignore_errors=True)
+        raise
+
+
+def _extract(archive: Path, dest: Path, members: list[ArchiveMember], budget: _Budget,
+             on_member: Callable[[ArchiveMember], None] | None) -> list[str]:
     root_real = os.path.realpath(dest)
     fmt = archive_format(archive)
     written: list[str] = []
@@ -272,14 +357,14 @@ def safe_extract(archive: Path | str, dest: Path | str, *,
                     raise _unsafe(archive, m.name, "resolves outside the target folder")
                 if m.kind == "hardlink":
                     with open(os.path.join(root_real, *m.target.split("/")), "rb") as src:
-                        _write_stream(src, target, executable=False)
+                        _write_stream(src, target, executable=False, budget=budget)
                 elif fmt == "zip":
                     with arc.open(m.raw) as src:
-                        _write_stream(src, target, m.executable)
+                        _write_stream(src, target, m.executable, budget)
                 else:
                     src = arc.extractfile(m.raw)
                     with src:
-                        _write_stream(src, target, m.executable)
+                        _write_stream(src, target, m.executable, budget)
                 written.append(m.name)
                 if on_member:
                     on_member(m)

@@ -30,7 +30,6 @@ is found by name; sorted by name, the order is the reference's order.
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import shutil
@@ -51,7 +50,6 @@ from .fetch import (
     install_dir,
     read_lock,
     sha256_file,
-    tree_sha256,
     write_lock,
 )
 
@@ -174,8 +172,13 @@ class PreparedCityscapes:
     lock: dict = field(default_factory=dict)
 
 
+MAX_MEMBER_BYTES = 256 << 20   # one Cityscapes PNG is ~2-3 MB (2048 x 1024)
+MAX_MEMBER_RATIO = 100.0       # PNGs do not compress further; a bomb does, by ~1000x
+
+
 class _Source:
-    """Members of one input: an official zip read in place, or its unzipped folder."""
+    """Members of one input: an official zip read in place (member by member, streaming), or
+    its unzipped folder."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -186,10 +189,22 @@ class _Source:
             return self.zip.namelist()
         return [p.relative_to(self.path.parent).as_posix() for p in self.path.rglob("*.png")]
 
-    def read(self, name: str) -> bytes:
-        if self.zip is not None:
-            return self.zip.read(name)
-        return (self.path.parent / name).read_bytes()
+    def open(self, name: str):
+        """A binary stream of member ``name``; DataError (one line) when it is too large or
+        compressed suspiciously well (a decompression bomb)."""
+        if self.zip is None:
+            p = self.path.parent / name
+            if p.is_symlink():
+                raise DataError(f"{p} is a symbolic link; Cityscapes folders hold plain files only")
+            return open(p, "rb")
+        info = self.zip.getinfo(name)
+        if info.file_size > MAX_MEMBER_BYTES:
+            raise DataError(f"refusing {name} in {self.path.name}: it unpacks to {info.file_size} bytes, more "
+                            f"than the {MAX_MEMBER_BYTES} allowed for one image (a decompression bomb?)")
+        if info.file_size > (1 << 20) and info.file_size > MAX_MEMBER_RATIO * max(info.compress_size, 1):
+            raise DataError(f"refusing {name} in {self.path.name}: {info.compress_size} bytes unpack to "
+                            f"{info.file_size}, more than {MAX_MEMBER_RATIO:g}x (a decompression bomb?)")
+        return self.zip.open(info)
 
     def close(self) -> None:
         if self.zip is not None:
@@ -249,12 +264,22 @@ def _collect_pairs(gt: _Source, img: _Source) -> dict[str, list[tuple[str, dict[
 
 
 def _decode(src: _Source, name: str) -> Image.Image:
+    from .aligned import MAX_PIXELS
+
     try:
-        with Image.open(io.BytesIO(src.read(name))) as im:
+        with src.open(name) as stream, Image.open(stream) as im:
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise DataError(f"refusing {name} in {src.path.name}: {w}x{h} pixels, more than the "
+                                f"{MAX_PIXELS} allowed (a decompression bomb?)")
             im.load()
             return im.copy()
-    except (OSError, UnidentifiedImageError, KeyError, zipfile.BadZipFile) as e:
-        raise DataError(f"cannot decode {name} in {src.path.name}: {e}") from e
+    except DataError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise DataError(f"refusing {name} in {src.path.name} as a decompression bomb ({e})") from e
+    except (OSError, UnidentifiedImageError, KeyError, zipfile.BadZipFile, ValueError, EOFError) as e:
+        raise DataError(f"cannot decode {name} in {src.path.name}: {' '.join(str(e).split())}") from e
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -325,7 +350,7 @@ def prepare_cityscapes(zips_dir: Path | str, root: Path | str, *, size: int = 25
             a, b = ("photo", "colour label map") if label_side == "right" else ("colour label map", "photo")
             lock = write_lock(tmp, {
                 "dataset": "cityscapes", "source": f"prepare-cityscapes {zips_dir}", "splits": counts,
-                "tree_sha256": tree_sha256(tmp), "inputs": inputs, "size": size,
+                "inputs": inputs, "size": size,
                 "layout": {"A": a, "B": b, "test": "copy of val",
                            "labels": "labels/<split>/<stem>_gtFine_trainIds.png (19 train ids, 255 ignore)"}})
             install_dir(tmp, root)

@@ -32,6 +32,8 @@ import glob
 import hashlib
 import json
 import os
+import random
+import re
 import shutil
 import tempfile
 import time
@@ -46,7 +48,7 @@ from pathlib import Path
 
 from ..fileio import atomic_write_text
 from .aligned import IMAGE_SUFFIXES, SPLITS, DataError, check_aligned_layout
-from .archive import safe_extract
+from .archive import DEFAULT_MAX_RATIO, ArchiveMember, safe_extract
 from ..fileio import sha256_file  # noqa: F401 (re-exported)
 
 __all__ = [
@@ -91,22 +93,28 @@ class DatasetSpec:
     url: str | None
     sha256: str | None = None
     description: str = ""
+    max_bytes: int = 4 << 30   # extraction limit (unpacked files), several times the real size
 
 
 DATASETS: dict[str, DatasetSpec] = {
     "facades": DatasetSpec("facades", ("train", "val", "test"), PIX2PIX_URL.format(name="facades"),
-                           description="CMP Facades: 400 train / 100 val / 106 test, A = photo, B = labels"),
+                           description="CMP Facades: 400 train / 100 val / 106 test, A = photo, B = labels",
+                           max_bytes=1 << 30),
     "cityscapes": DatasetSpec("cityscapes", ("train", "val"), None,
-                              description="Cityscapes label<->photo (licence-gated: prepare-cityscapes)"),
+                              description="Cityscapes label<->photo (licence-gated: prepare-cityscapes)",
+                              max_bytes=2 << 30),
     "edges2shoes": DatasetSpec("edges2shoes", ("train", "val"), PIX2PIX_URL.format(name="edges2shoes"),
-                               description="UT Zappos50K edges->shoes: ~50k train / 200 val"),
+                               description="UT Zappos50K edges->shoes: ~50k train / 200 val",
+                               max_bytes=16 << 30),
     "edges2handbags": DatasetSpec("edges2handbags", ("train", "val"),
                                   PIX2PIX_URL.format(name="edges2handbags"),
-                                  description="iGAN edges->handbags: ~137k train / 200 val"),
+                                  description="iGAN edges->handbags: ~137k train / 200 val",
+                                  max_bytes=48 << 30),
     "maps": DatasetSpec("maps", ("train", "val"), PIX2PIX_URL.format(name="maps"),
                         description="Google Maps aerial<->map: 1096 train / 1098 val"),
     "night2day": DatasetSpec("night2day", ("train", "val"), PIX2PIX_URL.format(name="night2day"),
-                             description="Transient Attributes night->day: ~17.8k train"),
+                             description="Transient Attributes night->day: ~17.8k train",
+                             max_bytes=16 << 30),
 }
 
 
@@ -147,12 +155,10 @@ def default_root(name: str) -> Path:
 
 
 
-def tree_sha256(root: Path | str, exclude: tuple[str, ...] = (LOCK_NAME,)) -> str:
-    """One sha256 over a folder's files: sorted ``relpath NUL sha256(file)`` lines (symlinks by
-    their target text).  Detects any changed, added or removed file; ``exclude`` names top-level
-    files to leave out (the lock file itself)."""
+def _tree(root: Path | str, exclude: tuple[str, ...] = (LOCK_NAME,)) -> tuple[str, dict[str, list]]:
+    """(tree sha256, {relpath: [size, sha256]}) of a folder's files, in one pass."""
     root = Path(root)
-    lines = []
+    lines, files = [], {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for fn in filenames:
@@ -160,12 +166,23 @@ def tree_sha256(root: Path | str, exclude: tuple[str, ...] = (LOCK_NAME,)) -> st
             rel = p.relative_to(root).as_posix()
             if rel in exclude:
                 continue
-            digest = ("link:" + os.readlink(p)) if p.is_symlink() else sha256_file(p)
+            if p.is_symlink():
+                digest = "link:" + os.readlink(p)
+            else:
+                digest = sha256_file(p)
+                files[rel] = [p.stat().st_size, digest]
             lines.append(f"{rel}\0{digest}\n")
     h = hashlib.sha256()
     for line in sorted(lines):
         h.update(line.encode("utf-8", "surrogateescape"))
-    return h.hexdigest()
+    return h.hexdigest(), dict(sorted(files.items()))
+
+
+def tree_sha256(root: Path | str, exclude: tuple[str, ...] = (LOCK_NAME,)) -> str:
+    """One sha256 over a folder's files: sorted ``relpath NUL sha256(file)`` lines (symlinks by
+    their target text).  Detects any changed, added or removed file; ``exclude`` names top-level
+    files to leave out (the lock file itself)."""
+    return _tree(root, exclude)[0]
 
 
 # --------------------------------------------------------------------------- download
@@ -299,25 +316,59 @@ def download(url: str, dest: Path | str, *, retries: int = 4, backoff: float = 1
 
 # --------------------------------------------------------------------------- lock file
 
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _lock_problem(lock) -> str | None:
+    """What is wrong with a parsed lock record's structure (None when it is well-formed)."""
+    if not isinstance(lock, dict) or lock.get("format") != LOCK_FORMAT:
+        return "it is not a unetprune data lock file"
+    if not isinstance(lock.get("dataset"), str) or not lock["dataset"]:
+        return "'dataset' must be a name"
+    splits = lock.get("splits")
+    if not isinstance(splits, dict) or not all(
+            k in SPLITS and isinstance(v, int) and not isinstance(v, bool) and v >= 0 for k, v in splits.items()):
+        return "'splits' must map train/val/test to image counts"
+    if "tree_sha256" in lock and not (isinstance(lock["tree_sha256"], str) and _HEX64.match(lock["tree_sha256"])):
+        return "'tree_sha256' must be a sha256 hex digest"
+    arc = lock.get("archive")
+    if arc is not None and not (isinstance(arc, dict) and isinstance(arc.get("sha256"), str)
+                                and _HEX64.match(arc["sha256"]) and isinstance(arc.get("name", ""), str)
+                                and "/" not in arc.get("name", "") and arc.get("name") not in ("..", ".")):
+        return "'archive' must hold a file name and a sha256 hex digest"
+    files = lock.get("files")
+    if files is not None and not (isinstance(files, dict) and all(
+            isinstance(k, str) and isinstance(v, list) and len(v) == 2 and isinstance(v[0], int)
+            and isinstance(v[1], str) and _HEX64.match(v[1]) for k, v in files.items())):
+        return "'files' must map file names to [size, sha256]"
+    return None
+
+
 def read_lock(root: Path | str) -> dict | None:
-    """The lock record of the dataset at ``root`` (None if it has none)."""
+    """The lock record of the dataset at ``root`` (None if it has none); a lock file that is
+    not valid JSON or not well-formed is a one-line DataError naming it."""
     path = Path(root) / LOCK_NAME
     if not path.exists():
         return None
     try:
         lock = json.loads(path.read_text())
-    except ValueError as e:
-        raise DataError(f"lock file {path} is not valid JSON ({e}); delete the dataset folder "
-                        f"and fetch again") from e
-    if not isinstance(lock, dict) or lock.get("format") != LOCK_FORMAT:
-        raise DataError(f"{path} is not a unetprune data lock file")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"lock file {path} is not valid JSON ({' '.join(str(e).split())}); delete the "
+                        f"dataset folder and fetch again") from e
+    problem = _lock_problem(lock)
+    if problem:
+        raise DataError(f"lock file {path} is malformed: {problem}; delete the dataset folder and fetch again")
     return lock
 
 
 def write_lock(root: Path | str, record: dict) -> dict:
-    """Write ``record`` (plus format, time and package version) as ``root``'s lock file."""
+    """Write ``record`` (plus format, time and package version) as ``root``'s lock file; the
+    tree hash and the per-file ``[size, sha256]`` records are added when ``record`` lacks them."""
     from .. import __version__
 
+    if "files" not in record or "tree_sha256" not in record:
+        tree, files = _tree(root)
+        record = {"tree_sha256": tree, "files": files, **record}
     lock = {"format": LOCK_FORMAT, "format_version": 1, **record,
             "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "unetprune": __version__}
@@ -443,9 +494,44 @@ def remove_stale_partials(root: Path | str, *, older_than: float = 24 * 3600.0) 
     return removed
 
 
+_JUNK = re.compile(r"(^|/)(__MACOSX(/|$)|\.DS_Store$|\._[^/]*$|Thumbs\.db$)")
+
+
+def dataset_member(m: ArchiveMember) -> bool | str:
+    """The archive members a dataset may hold (``safe_extract``'s ``member_filter``): images in
+    ``[<top>/]{train,val,test}/`` and those folders; OS clutter (``__MACOSX/``, ``.DS_Store``,
+    ``._*``, ``Thumbs.db``) is skipped; anything else refuses the archive."""
+    if _JUNK.search(m.name):
+        return False
+    parts = m.name.split("/") if m.name else []
+    if m.kind == "dir":
+        if len(parts) <= 1 or (len(parts) == 2 and parts[1] in SPLITS):
+            return True
+        return "is a folder outside the dataset layout ([<top>/]train|val|test/)"
+    if m.kind == "file":
+        fname = parts[-1] if parts else ""
+        if (len(parts) in (2, 3) and parts[-2] in SPLITS and not fname.startswith(".")
+                and Path(fname).suffix.lower() in IMAGE_SUFFIXES):
+            return True
+        return (f"is not an image ({', '.join(IMAGE_SUFFIXES)}) in [<top>/]train|val|test/, the only "
+                f"members a dataset may hold")
+    return True  # links: refused by allow_links=False
+
+
+def parse_size(text: str | int) -> int:
+    """``"20G"``, ``"500M"``, ``"4096"`` -> bytes (K/M/G/T are powers of 1024)."""
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", str(text), re.IGNORECASE)
+    if not m:
+        raise DataError(f"size {text!r} is not a number of bytes like 4096, 500M or 20G")
+    return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
+
+
 def fetch_dataset(name: str, root: Path | str | None = None, *, source: str | None = None,
                   sha256: str | None = None, force: bool = False, keep_archive: bool = False,
                   retries: int = 4, backoff: float = 1.0, timeout: float = 60.0, progress: bool = True,
+                  max_bytes: int | None = None, max_ratio: float | None = DEFAULT_MAX_RATIO,
                   log: Callable[[str], None] | None = None) -> FetchResult:
     """Make ``root`` (default ``datasets/<name>``) the aligned dataset ``name``.
 
@@ -455,7 +541,9 @@ def fetch_dataset(name: str, root: Path | str | None = None, *, source: str | No
     ``force``; a non-empty ``root`` without a lock file is refused unless ``force``.
     ``keep_archive`` keeps the downloaded archive in ``<root.parent>/.<root.name>.download/``
     (it is deleted after a successful install otherwise).  See the module docstring for
-    the guarantees; every failure is a DataError with a one-line message.
+    the guarantees; every failure is a DataError with a one-line message.  ``max_bytes``
+    (default: the dataset's ``DatasetSpec.max_bytes``) and ``max_ratio`` bound what the
+    archive may unpack to; only images in ``train/ val/ test/`` are accepted, links never.
     """
     spec = dataset_spec(name)
     root = Path(root) if root is not None else default_root(name)
@@ -533,12 +621,13 @@ def fetch_dataset(name: str, root: Path | str | None = None, *, source: str | No
 
         (tmp / PARTIAL_OWNER).write_text(f"{socket.gethostname()} {os.getpid()}\n")
         say(f"extracting {archive.name}")
-        safe_extract(archive, tmp / "x")
+        safe_extract(archive, tmp / "x", max_total_bytes=spec.max_bytes if max_bytes is None else max_bytes,
+                     max_ratio=max_ratio, allow_links=False, member_filter=dataset_member)
         data_dir = _find_dataset_dir(tmp / "x")
         say("checking the aligned layout (every image is decoded)")
         counts = check_aligned_layout(data_dir, splits=spec.splits)
         lock = write_lock(data_dir, {
-            "dataset": name, "source": url, "splits": counts, "tree_sha256": tree_sha256(data_dir),
+            "dataset": name, "source": url, "splits": counts,
             "archive": {"name": archive.name, "sha256": digest, "size": archive.stat().st_size}})
         install_dir(data_dir, root)
     finally:
@@ -548,13 +637,19 @@ def fetch_dataset(name: str, root: Path | str | None = None, *, source: str | No
     return FetchResult(name, root, counts, digest, url, lock=lock)
 
 
-def verify_dataset(root: Path | str, *, name: str | None = None, quick: bool = False) -> dict:
+QUICK_SAMPLE = 16   # files hashed by a quick verify (chosen at random each time)
+
+
+def verify_dataset(root: Path | str, *, name: str | None = None, quick: bool = False,
+                   sample: int = QUICK_SAMPLE) -> dict:
     """Check the dataset at ``root`` against its lock file; returns the lock record.
 
     Checks the dataset name (when given), the image counts per split and, unless ``quick``,
     that every image decodes as an aligned pair and the tree's sha256 equals the recorded
-    one; a kept archive (``--keep-archive``) is re-hashed too.  Raises DataError /
-    ChecksumMismatch with a one-line message.
+    one; a kept archive (``--keep-archive``) is re-hashed too.  ``quick`` (what the workflow
+    runs before training): counts, every file's size and the sha256 of ``sample`` files drawn
+    at random, against the lock's per-file records (locks written before those records
+    existed: counts only).  Raises DataError / ChecksumMismatch with a one-line message.
     """
     root = Path(root)
     lock = read_lock(root) if root.is_dir() else None
@@ -570,11 +665,23 @@ def verify_dataset(root: Path | str, *, name: str | None = None, quick: bool = F
         counts = check_aligned_layout(root, splits=tuple(recorded))
     if counts != recorded:
         raise DataError(f"{root}: images per split {counts} differ from the lock file's {recorded}")
-    if not quick:
-        _check_hash(f"the files of {root}", tree_sha256(root), lock.get("tree_sha256"),
+    if quick:
+        files = lock.get("files") or {}
+        for rel, (size, _) in files.items():
+            p = root / rel
+            if p.is_symlink() or not p.is_file():
+                raise DataError(f"{p} is missing (or not a plain file) but {LOCK_NAME} records it; "
+                                f"fetch again with --force")
+            if p.stat().st_size != size:
+                raise ChecksumMismatch(f"{p} has {p.stat().st_size} bytes, {LOCK_NAME} records {size}: the "
+                                       f"dataset was changed after it was fetched; fetch again with --force")
+        for rel in random.sample(sorted(files), min(sample, len(files))):
+            _check_hash(f"{root / rel}", sha256_file(root / rel), files[rel][1], f"recorded in {LOCK_NAME}")
+        return lock
+    _check_hash(f"the files of {root}", tree_sha256(root), lock.get("tree_sha256"),
+                f"recorded in {LOCK_NAME}")
+    kept = root.parent / f".{root.name}.download" / lock.get("archive", {}).get("name", "")
+    if lock.get("archive") and kept.is_file():
+        _check_hash(f"archive {kept}", sha256_file(kept), lock["archive"]["sha256"],
                     f"recorded in {LOCK_NAME}")
-        kept = root.parent / f".{root.name}.download" / lock.get("archive", {}).get("name", "")
-        if lock.get("archive") and kept.is_file():
-            _check_hash(f"archive {kept}", sha256_file(kept), lock["archive"]["sha256"],
-                        f"recorded in {LOCK_NAME}")
     return lock

@@ -49,7 +49,8 @@ class Metric:
 
 
 METRICS: dict[str, type[Metric]] = {}
-DEFAULT_METRICS = ("fid", "kid", "segmentation", "paired", "complexity")   # pix2pix's metrics, result order
+# pix2pix's metrics, in result order
+DEFAULT_METRICS = ("fid", "kid", "segmentation", "paired", "diversity", "complexity")
 
 
 def register_metric(cls: type[Metric]) -> type[Metric]:
@@ -215,6 +216,47 @@ class PairedMetric(Metric):
             acc.update(fakes[i:i + self.chunk], targets[i:i + self.chunk])
         pm = acc.result()
         return {"l1": pm["l1"], "psnr": pm["psnr"], "ssim": pm["ssim"], "paired_definitions": PAIRED_DEFINITIONS}
+
+
+#: what ``diversity`` measures (recorded with every value)
+DIVERSITY_DEFINITION = (
+    "ratio = mean over pixels and channels of the standard deviation across the split's images of "
+    "the generated images, divided by the same for the real target images (uint8 pixels scaled to "
+    "[0, 1]); collapsed = ratio < evaluate.collapse_threshold")
+
+
+def output_spread(images: torch.Tensor) -> float:
+    """Mean per-pixel standard deviation across images (N, C, H, W) of uint8 pixels scaled to [0, 1]:
+    0 for a generator whose output does not depend on its input."""
+    x = images.detach().to(torch.float64) / 255.0
+    return float(x.std(dim=0, unbiased=False).mean()) if len(x) > 1 else 0.0
+
+
+def collapsed(ratio: float | None, threshold: float) -> bool | None:
+    """Whether a diversity ratio marks a collapsed generator (None: not measurable)."""
+    return None if ratio is None else bool(ratio < threshold)
+
+
+@register_metric
+class DiversityMetric(Metric):
+    """Collapse check: how much the generated images vary across the split's inputs, relative
+    to how much the real targets vary (``DIVERSITY_DEFINITION``).  A generator that outputs
+    (nearly) the same image for every input scores ~0 and is flagged ``collapsed``; paired
+    metrics (L1/PSNR/SSIM) can reward such a mean prediction, a distribution metric cannot."""
+
+    name, keys = "diversity", ("diversity",)
+
+    def setup(self, eval_set, ctx):
+        super().setup(eval_set, ctx)
+        self.threshold = float(ctx.ev.get("collapse_threshold", 0.1))
+        self.real_std = output_spread(eval_set.targets)
+
+    def score(self, fakes, generator):
+        fake_std = output_spread(fakes)
+        ratio = fake_std / self.real_std if self.real_std > 0 else None
+        return {"diversity": {"ratio": ratio, "fake_std": fake_std, "real_std": self.real_std,
+                              "threshold": self.threshold, "collapsed": collapsed(ratio, self.threshold),
+                              "n_images": int(len(fakes)), "definition": DIVERSITY_DEFINITION}}
 
 
 @register_metric

@@ -1,7 +1,7 @@
 """The model-family seam: what the trainer, the pruning engine, the evaluator and the
 workflow need from a kind of generator, as one interface.
 
-A *family* (``pix2pix`` today; Wav2Lip next) answers five questions about its models:
+A *family* (``pix2pix``; ``wav2lip`` and its lip-sync expert ``wav2lip-expert``) answers five questions about its models:
 
 * **build from a spec** — a spec is a small dataclass that rebuilds a generator of any
   widths (``spec_from_config``, ``spec_to_dict``/``spec_from_dict`` for self-describing
@@ -146,8 +146,12 @@ def unregister_family(name: str) -> None:
 
 
 def _builtins() -> dict[str, ModelFamily]:
-    if DEFAULT_FAMILY not in _FAMILIES:
-        from . import pix2pix  # noqa: F401  (registers itself)
+    """The registry, with the built-in families (pix2pix, wav2lip, wav2lip-expert) in it: they
+    register themselves at import, and come back here if a test unregistered one."""
+    from . import pix2pix, wav2lip
+
+    for fam in (pix2pix.PIX2PIX, wav2lip.WAV2LIP, wav2lip.WAV2LIP_EXPERT):
+        _FAMILIES.setdefault(fam.name, fam)
     return _FAMILIES
 
 

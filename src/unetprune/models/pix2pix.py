@@ -125,7 +125,7 @@ class Pix2PixTrainer:
 
 class Pix2PixFamily(ModelFamily):
     name = "pix2pix"
-    metrics = ("fid", "kid", "segmentation", "paired", "complexity")
+    metrics = ("fid", "kid", "segmentation", "paired", "diversity", "complexity")
     spec_type = UNetSpec
 
     # --- build ------------------------------------------------------------------------

@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from ..errors import UserFacingError
+from .family import ModelFamily, register_family
 
 N_LEVELS = 7  # fe0..fe6 / fd0..fd6
 FACE_SIZE = 96
@@ -493,3 +494,742 @@ def load_wav2lip_weights(path: Path | str, spec: Wav2LipSpec | None = None,
     g = Wav2LipGenerator(spec if spec is not None else Wav2LipSpec.reference())
     g.load_state_dict(sd)
     return g
+
+
+# ------------------------------------------------------------------------------------------
+# structure queries (what the family seam and the pruning engine ask)
+# ------------------------------------------------------------------------------------------
+#
+# Channel groups.  Inside a stage the residual blocks add their output to their input, so
+# every conv of a stage shares one channel set: a *group* is a stage's output channels —
+# its first conv's filters, every later conv's filters and inputs, the BN of each (FE6 and
+# the last audio group close with a non-residual 1x1 conv; the spec gives it the stage's
+# width, so it belongs to the group too).  Groups are named after their stage: ``fe0..fe6``,
+# ``fd0..fd6``, ``audio0..audio4`` (the audio encoder's five groups) and ``out0`` (the output
+# block's hidden conv; ``out0..out{m-1}`` for ``m`` hidden widths).  The output block's last
+# conv (RGB, 3 channels) is in no group: it is never pruned.
+#
+# Consumers: ``fe{i}`` feeds ``fe{i+1}`` and, as the second half of its input, the decoder
+# stage that concatenates it (``fd{7-i}``; ``fe0`` → the output block); ``fd{i}`` feeds the
+# first half of ``fd{i+1}``'s input (``fd6`` → the output block); ``audio4`` feeds ``fd0``
+# (in a cut model: the first half of the new innermost decoder stage's input).
+#
+# Levels (the unit of inner pruning and of the cut): level ``j`` (0..6) holds ``fe{j}`` and
+# the decoder stage that reads at its resolution, ``fd{7-j}``; the innermost level 6 also
+# holds ``fd0`` and level 0 the output block's hidden groups.  So level 6 = FE6, FD0, FD1;
+# level 5 = FE5, FD2; level 4 = FE4, FD3 …; cut-k removes levels ``7-k..6``, and the
+# default inner levels 5–6 are the 512-wide FE5, FE6, FD0, FD1, FD2.
+
+@dataclass(frozen=True)
+class ConvSlot:
+    """One conv of a Wav2Lip generator and the channel groups on its two sides.
+
+    ``path``: module path of the conv (``fe2.0.conv``, ``out.1``); ``bn``: that of the
+    BatchNorm after it (``None`` for the final RGB conv); ``out``: the group its filters
+    belong to, or a fixed width (the RGB output); ``ins``: its input channels in order,
+    each a group name or a fixed width (the face's 6 channels, the mel's 1);
+    ``transposed``: a ConvTranspose2d (weight ``[C_in, C_out, k, k]``).
+    """
+
+    path: str
+    bn: str | None
+    out: str | int
+    ins: tuple
+    transposed: bool = False
+
+
+def _spec_of(obj) -> Wav2LipSpec:
+    return getattr(obj, "spec", obj)
+
+
+def wav2lip_groups(spec_or_generator) -> list[str]:
+    """Prunable channel groups: ``audio0..audio4`` (the audio branch, outer → inner), then the
+    face U outer → inner → outer: ``fe0..fe6``, ``fd0..fd6``, ``out0`` (a cut model lacks its
+    removed stages)."""
+    s = _spec_of(spec_or_generator)
+    return ([f"audio{g}" for g in range(len(s.audio_widths))] + [f"fe{i}" for i in s.fe_levels]
+            + [f"fd{i}" for i in s.fd_levels] + [f"out{j}" for j in range(len(s.out_widths))])
+
+
+def group_widths(spec_or_generator) -> dict[str, int]:
+    """``{group: width}`` of every group, from the spec."""
+    s = _spec_of(spec_or_generator)
+    fields = {"audio": s.audio_widths, "fe": s.fe_widths, "fd": s.fd_widths, "out": s.out_widths}
+    out = {}
+    for name in wav2lip_groups(s):
+        m = re.fullmatch(r"([a-z]+)(\d+)", name)
+        out[name] = int(fields[m.group(1)][int(m.group(2))])
+    return out
+
+
+def conv_slots(spec_or_generator) -> list[ConvSlot]:
+    """Every conv of the generator, in module order, with the groups it reads and writes."""
+    s = _spec_of(spec_or_generator)
+    slots: list[ConvSlot] = []
+
+    def add(path: str, out, ins, transposed: bool = False):
+        slots.append(ConvSlot(f"{path}.conv", f"{path}.bn", out, tuple(ins), transposed))
+
+    idx, prev = 0, 1
+    for g, n_res in enumerate(s.audio_residual):
+        name = f"audio{g}"
+        for b in range(1 + n_res):
+            add(f"audio.{idx}", name, [prev if b == 0 else name])
+            idx += 1
+        prev = name
+    add(f"audio.{idx}", prev, [prev])  # the closing 1x1 conv of the last group
+    audio = prev
+    prev = s.face_nc
+    for i in s.fe_levels:
+        name = f"fe{i}"
+        n_blocks = 2 if i == 6 else 1 + s.fe_residual[i]
+        for b in range(n_blocks):
+            add(f"fe{i}.{b}", name, [prev if b == 0 else name])
+        prev = name
+    below = [audio] if s.cut == 0 else [audio, f"fe{N_LEVELS - 1 - s.cut}"]
+    for i in s.fd_levels:
+        name = f"fd{i}"
+        for b in range(1 + s.fd_residual[i]):
+            add(f"fd{i}.{b}", name, below if b == 0 else [name], transposed=(b == 0 and i > 0))
+        below = [name, f"fe{N_LEVELS - 1 - i}"]
+    for j in range(len(s.out_widths)):
+        add(f"out.{j}", f"out{j}", below)
+        below = [f"out{j}"]
+    slots.append(ConvSlot(f"out.{len(s.out_widths)}", None, s.output_nc, tuple(below)))
+    return slots
+
+
+def group_convs(spec_or_generator, group: str) -> list[ConvSlot]:
+    """The convs whose filters make up ``group`` (the first one scores it)."""
+    return [c for c in conv_slots(spec_or_generator) if c.out == group]
+
+
+def wav2lip_levels(spec_or_generator) -> list[int]:
+    """The levels present: ``0..6`` (``0..6-cut`` in a cut model); 6 is the innermost."""
+    return list(range(N_LEVELS - _spec_of(spec_or_generator).cut))
+
+
+def level_groups(spec_or_generator, level: int) -> list[str]:
+    """The groups of ``level`` (see the structure notes above), in :func:`wav2lip_groups` order."""
+    s = _spec_of(spec_or_generator)
+    names = {f"fe{level}"}
+    if level >= 1:
+        names.add(f"fd{N_LEVELS - level}")
+    if level == N_LEVELS - 1:
+        names.add("fd0")
+    if level == 0:
+        names.update(f"out{j}" for j in range(len(s.out_widths)))
+    return [g for g in wav2lip_groups(s) if g in names]
+
+
+def layers_of_levels(spec_or_generator, levels) -> list[str]:
+    """The groups of a set of levels, in :func:`wav2lip_groups` order (outer → inner → outer)."""
+    wanted = set()
+    for lv in levels:
+        wanted.update(level_groups(spec_or_generator, int(lv)))
+    return [g for g in wav2lip_groups(spec_or_generator) if g in wanted]
+
+
+def default_inner_levels(spec_or_generator) -> list[int]:
+    """The levels all of whose stages have the face path's largest width: 5–6 (FE5, FE6, FD0,
+    FD1, FD2, the 512-wide stages) for the reference layout and any ``width_mult``; 5 alone
+    after cut-k1.  The innermost level when none qualifies."""
+    s = _spec_of(spec_or_generator)
+    gw = group_widths(s)
+    face = [g for g in gw if g.startswith(("fe", "fd"))]
+    wmax = max(gw[g] for g in face)
+    levels = [lv for lv in wav2lip_levels(s)
+              if all(gw[g] == wmax for g in level_groups(s, lv) if g.startswith(("fe", "fd")))]
+    return levels or [wav2lip_levels(s)[-1]]
+
+
+def spec_with_widths(spec: Wav2LipSpec, widths: Mapping[str, int]) -> Wav2LipSpec:
+    """``spec`` with the groups of ``widths`` at those widths (others unchanged)."""
+    lists = {"audio": list(spec.audio_widths), "fe": list(spec.fe_widths), "fd": list(spec.fd_widths),
+             "out": list(spec.out_widths)}
+    for name, w in widths.items():
+        m = re.fullmatch(r"(audio|fe|fd|out)(\d+)", name)
+        if not m or int(m.group(2)) >= len(lists[m.group(1)]):
+            raise ValueError(f"{name!r} is not a Wav2Lip channel group")
+        lists[m.group(1)][int(m.group(2))] = int(w)
+    return Wav2LipSpec(fe_widths=lists["fe"], fd_widths=lists["fd"], audio_widths=lists["audio"],
+                       fe_residual=list(spec.fe_residual), fd_residual=list(spec.fd_residual),
+                       audio_residual=list(spec.audio_residual), out_widths=lists["out"],
+                       face_nc=spec.face_nc, output_nc=spec.output_nc, cut=spec.cut)
+
+
+def wav2lip_widths(generator) -> dict:
+    """JSON-serialisable architecture summary: every group's width, the residual blocks of
+    every present stage and the cut."""
+    s = _spec_of(generator)
+    residual = {f"fe{i}": s.fe_residual[i] for i in s.fe_levels}
+    residual.update({f"fd{i}": s.fd_residual[i] for i in s.fd_levels})
+    residual["audio"] = list(s.audio_residual)
+    return {"groups": group_widths(s), "residual": residual, "cut": s.cut}
+
+
+# ------------------------------------------------------------------------------------------
+# training (issue 12 item 3): the expert SyncNet trainer and the generator trainer
+# ------------------------------------------------------------------------------------------
+#
+# Both are trainers of the generic loop (:func:`unetprune.train.train`: epochs, seeding,
+# resume, atomic checkpoints, NaN guard, progress bars), with the interface of
+# :class:`unetprune.models.pix2pix.Pix2PixTrainer`.  Recipe (reference Rudrabha/Wav2Lip
+# ``color_syncnet_train.py``, ``wav2lip_train.py``, ``hq_wav2lip_train.py``):
+#
+# * expert: ``d = cos(audio_emb, face_emb)`` (both ReLU'd and L2-normalised, so d ∈ [0, 1]),
+#   loss = BCE(d, label) on in-sync (1) and off-sync (0) windows of the same clip; Adam 1e-4,
+#   batch 64 (``train.expert``);
+# * generator: loss = syncnet_wt · sync + disc_wt · perceptual + (1 − syncnet_wt − disc_wt) · L1,
+#   L1 on the whole generated frames (B, 3, T, 96, 96) vs the targets; sync = BCE(cos(expert(mel,
+#   lower halves of G's 5 frames)), 1) with the expert frozen (``requires_grad`` off and in eval
+#   mode: its BatchNorm statistics never move); ``syncnet_wt`` is 0 until the validation sync
+#   loss falls below ``train.sync_threshold`` (0.75), then ``train.syncnet_wt`` (0.03) for the
+#   rest of the run (checked after every epoch, the reference every 3000 steps); perceptual =
+#   BCE(qual(G lower halves), 1) with the HQ quality discriminator (``model.hq``; ``disc_wt`` 0.07,
+#   0 without it), which is trained on real → 1, generated → 0 with its own Adam (train.lr).
+#
+# The expert is its own model family, ``wav2lip-expert`` (its "generator" is the SyncNet), so
+# ``unetprune train --expert`` writes an ordinary self-describing checkpoint
+# (``family: wav2lip-expert``) that a generator config names as ``model.expert_checkpoint``.
+
+EXPERT_FAMILY = "wav2lip-expert"
+
+
+def cosine_bce(audio: torch.Tensor, face: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """The reference ``cosine_loss``: BCE of the cosine similarity (clamped to [0, 1]) vs ``label``."""
+    import torch.nn.functional as F
+
+    d = F.cosine_similarity(audio.float(), face.float()).clamp(0.0, 1.0).unsqueeze(1)
+    return F.binary_cross_entropy(d, label.float().view(-1, 1))
+
+
+def lower_halves_stacked(frames: torch.Tensor) -> torch.Tensor:
+    """(B, 3, T, S, S) frames → (B, 3T, S/2, S): the expert's input (frames on channels, as the reference)."""
+    g = frames[:, :, :, frames.shape[3] // 2:]
+    return torch.cat([g[:, :, i] for i in range(g.shape[2])], dim=1)
+
+
+class Wav2LipCritics(nn.Module):
+    """The non-generator models of a Wav2Lip generator run (the trainer's "discriminator" slot):
+    ``expert`` (frozen :class:`~unetprune.models.syncnet.SyncNetColor`, or ``None`` = no sync
+    loss) and ``qual`` (the HQ :class:`~unetprune.models.syncnet.Wav2LipDiscQual`, or ``None``).
+    ``config`` is the checkpoint's ``discriminator.arch``: enough to rebuild both."""
+
+    def __init__(self, expert: nn.Module | None, qual: nn.Module | None, config: dict):
+        super().__init__()
+        self.expert = expert
+        self.qual = qual
+        self.config = config
+        if expert is not None:
+            expert.requires_grad_(False)
+            expert.eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.expert is not None:
+            self.expert.eval()  # frozen, BatchNorm statistics included
+        return self
+
+
+def _critics_from_arch(arch: dict) -> Wav2LipCritics:
+    from .syncnet import SyncNetColor, SyncNetSpec, Wav2LipDiscQual
+
+    expert = SyncNetColor(SyncNetSpec.from_dict(arch["expert"])) if arch.get("expert") else None
+    qual = Wav2LipDiscQual(arch["qual_widths"]) if arch.get("qual_widths") else None
+    return Wav2LipCritics(expert, qual, dict(arch))
+
+
+def load_expert(path: Path | str):
+    """``(SyncNetColor, source record)`` from a ``wav2lip-expert`` checkpoint (``unetprune train
+    --expert``) or a reference ``lipsync_expert.pth``; a one-line error naming the file otherwise."""
+    from ..checkpoint import CheckpointError, load_checkpoint, sha256_file
+    from .syncnet import SyncNetColor, SyncNetSpec, load_syncnet_color_weights
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserFacingError(f"model.expert_checkpoint {path} does not exist: train the expert first "
+                              f"(`unetprune train --expert --config CONFIG --out DIR`)")
+    source = {"path": str(path), "sha256": sha256_file(path)}
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError as e:
+        if "not a unetprune checkpoint" not in str(e):
+            raise
+        return load_syncnet_color_weights(path), {**source, "kind": "reference"}
+    if ckpt.get("family") != EXPERT_FAMILY:
+        raise UserFacingError(f"model.expert_checkpoint {path} holds a {ckpt.get('family', 'pix2pix')!r} model, "
+                              f"not a lip-sync expert ({EXPERT_FAMILY!r}, `unetprune train --expert`)")
+    m = SyncNetColor(SyncNetSpec.from_dict(ckpt["generator"]["arch"]))
+    m.load_state_dict(ckpt["generator"]["state_dict"])
+    return m, {**source, "kind": EXPERT_FAMILY, "epoch": ckpt.get("epoch")}
+
+
+class _Windows:
+    """Evenly spaced windows of a :class:`~unetprune.data.talking.TalkingFaceDataset` (``n`` of
+    them, ``None`` = all), forwarding ``set_epoch``, ``split`` and ``__len__``."""
+
+    def __init__(self, ds, n: int | None):
+        self.ds, self.split = ds, ds.split
+        total = len(ds)
+        k = total if not n or n >= total else int(n)
+        self.idx = [int(i * total // k) for i in range(k)]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.ds.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.ds[self.idx[i]]
+
+
+def talking_root(cfg: dict) -> Path:
+    """The preprocessed talking-face folder of a config: ``<data root>/preprocessed`` (what
+    ``unetprune demo-talking --out <data root>`` builds) if it exists, else the data root itself
+    (a folder written by ``unetprune data preprocess-lrs2``)."""
+    from ..layout import Layout
+
+    root = Layout.from_config(cfg).data_root
+    pre = root / "preprocessed"
+    return pre if (pre / "train.txt").is_file() else root
+
+
+def talking_dataset(cfg: dict, split: str, mode: str, n: int | None = None) -> _Windows:
+    from ..data.aligned import DataError
+    from ..data.talking import TalkingFaceDataset
+
+    root = talking_root(cfg)
+    if not (root / f"{split}.txt").is_file():
+        hint = (f"`unetprune demo-talking --out {root}`" if cfg["data"]["dataset"] == "demo"
+                else f"`unetprune data preprocess-lrs2 --out {root}`")
+        raise DataError(f"{root}: no talking-face {split} split ({split}.txt); build it with {hint}")
+    return _Windows(TalkingFaceDataset(root, split, mode=mode, seed=cfg["seed"]), n)
+
+
+def _batches(dataset, batch_size: int = 8):
+    from torch.utils.data import DataLoader
+
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+
+
+def _gen_batch(G: nn.Module, batch: dict, device) -> torch.Tensor:
+    return G(batch["face"].to(device), batch["indiv_mels"].to(device))
+
+
+def lower_half_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean |pred − target| over the lower halves of (B, 3, T, S, S) frames (in [0, 1] units)."""
+    h = pred.shape[3] // 2
+    return (pred[:, :, :, h:].float() - target[:, :, :, h:].float()).abs().flatten(1).mean(1)
+
+
+def copy_reference_l1(dataset) -> float:
+    """The "copy the reference frame" baseline: lower-half L1 of the identity reference (the
+    generator's second input, channels 3..5) against the target, over ``dataset``."""
+    tot, n = 0.0, 0
+    for b in _batches(dataset):
+        tot += float(lower_half_l1(b["face"][:, 3:], b["target"]).sum())
+        n += b["target"].shape[0]
+    return tot / max(n, 1)
+
+
+def generated_lower_half_l1(G: nn.Module, dataset, mode: str = "eval", seed: int = 0) -> float:
+    """Mean lower-half L1 of ``G``'s frames against the targets over ``dataset`` (generation
+    mode ``mode``, the model left as it was)."""
+    from ..translate import generation_mode
+
+    device = next(G.parameters()).device
+    tot, n = 0.0, 0
+    with generation_mode(G, mode, seed):
+        for b in _batches(dataset):
+            tot += float(lower_half_l1(_gen_batch(G, b, device).cpu(), b["target"]).sum())
+            n += b["target"].shape[0]
+    return tot / max(n, 1)
+
+
+def expert_sync_loss(expert: nn.Module, dataset, G: nn.Module | None = None, mode: str = "eval",
+                     seed: int = 0) -> float:
+    """Mean expert sync loss over ``dataset``: of ``G``'s frames against their audio (label 1,
+    a generator-mode dataset), or with ``G=None`` of an expert-mode dataset's own labelled windows."""
+    from ..translate import generation_mode
+
+    device = next(expert.parameters()).device
+    was = expert.training
+    expert.eval()
+    tot, n = 0.0, 0
+    ctx = generation_mode(G, mode, seed) if G is not None else torch.no_grad()
+    try:
+        with ctx, torch.no_grad():
+            for b in _batches(dataset):
+                if G is None:
+                    faces, label = b["faces"].to(device), b["label"].to(device)
+                else:
+                    faces = lower_halves_stacked(_gen_batch(G, b, device))
+                    label = torch.ones(faces.shape[0], 1, device=device)
+                a, v = expert(b["mel"].to(device), faces)
+                k = faces.shape[0]
+                tot += float(cosine_bce(a, v, label)) * k
+                n += k
+    finally:
+        expert.train(was)
+    return tot / max(n, 1)
+
+
+def _bgr_to_rgb_uint8(x: torch.Tensor):
+    import numpy as np
+
+    a = (x.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return np.ascontiguousarray(a[:, :, ::-1])
+
+
+class Wav2LipTrainer:
+    """The Wav2Lip generator step (see the training notes above): ``G``, the frozen expert and
+    the optional quality discriminator (``D``: a :class:`Wav2LipCritics`), Adam for G (and for
+    the quality discriminator).  ``syncnet_wt`` is the current weight of the sync loss (0 until
+    :meth:`end_epoch` sees the validation sync loss below the threshold)."""
+
+    resume_keys = ("target", "syncnet_wt", "sync_threshold", "disc_wt")
+
+    def __init__(self, G: nn.Module, D: Wav2LipCritics, tcfg: dict, device: torch.device):
+        self.device, self.cfg = device, tcfg
+        if device.type == "cpu" and tcfg["flush_denormal"]:
+            torch.set_flush_denormal(True)  # as Pix2PixTrainer (process-wide)
+        self.G = G.to(device)
+        self.D = D.to(device)
+        betas = (tcfg["beta1"], tcfg["beta2"])
+        self.opt_G = torch.optim.Adam([p for p in self.G.parameters() if p.requires_grad], lr=tcfg["lr"], betas=betas)
+        self.expert = self.D.expert
+        self.qual = self.D.qual
+        self.opt_D = (torch.optim.Adam(self.qual.parameters(), lr=tcfg["lr"], betas=betas)
+                      if self.qual is not None else None)
+        self.disc_wt = float(tcfg["disc_wt"]) if self.qual is not None else 0.0
+        self.syncnet_wt = 0.0
+        self.sync_on_epoch: int | None = None
+        self.losses = ("L1", "sync", "loss") + (("G_disc", "D_real", "D_fake") if self.qual is not None else ())
+        self._val = None
+
+    def set_lr(self, lr: float) -> None:
+        for opt in (self.opt_G, self.opt_D):
+            if opt is not None:
+                for group in opt.param_groups:
+                    group["lr"] = lr
+
+    def set_train_mode(self) -> None:
+        self.G.train()
+        self.D.train()  # the expert stays in eval mode
+
+    def sync_loss(self, mel: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        a, v = self.expert(mel, lower_halves_stacked(frames))
+        return cosine_bce(a, v, torch.ones(frames.shape[0], 1, device=frames.device))
+
+    def step(self, batch: dict) -> dict[str, torch.Tensor]:
+        import torch.nn.functional as F
+
+        dev = self.device
+        x, gt = batch["face"].to(dev), batch["target"].to(dev)
+        indiv, mel = batch["indiv_mels"].to(dev), batch["mel"].to(dev)
+        zero = torch.zeros((), device=dev)
+        g = self.G(x, indiv)                                    # (B, 3, T, 96, 96)
+        l1 = F.l1_loss(g, gt)
+        sync = self.sync_loss(mel, g) if (self.syncnet_wt > 0 and self.expert is not None) else zero
+        if self.qual is not None:
+            self.qual.requires_grad_(False)
+            pl = self.qual.logits(g)
+            perceptual = F.binary_cross_entropy_with_logits(pl, torch.ones_like(pl))
+        else:
+            perceptual = zero
+        loss = self.syncnet_wt * sync + self.disc_wt * perceptual + (1.0 - self.syncnet_wt - self.disc_wt) * l1
+        self.opt_G.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_G.step()
+        out = {"L1": l1.detach(), "sync": sync.detach(), "loss": loss.detach()}
+        if self.qual is not None:
+            self.qual.requires_grad_(True)
+            self.opt_D.zero_grad(set_to_none=True)
+            pr = self.qual.logits(gt)
+            pf = self.qual.logits(g.detach())
+            d_real = F.binary_cross_entropy_with_logits(pr, torch.ones_like(pr))
+            d_fake = F.binary_cross_entropy_with_logits(pf, torch.zeros_like(pf))
+            (d_real + d_fake).backward()
+            self.opt_D.step()
+            out.update(G_disc=perceptual.detach(), D_real=d_real.detach(), D_fake=d_fake.detach())
+        return out
+
+    def end_epoch(self, epoch: int, cfg: dict) -> dict:
+        """The reference's switch: while the sync loss is off, measure the validation sync loss
+        of G's frames with the frozen expert; below ``sync_threshold`` it is on from the next epoch."""
+        if self.expert is None or self.syncnet_wt > 0:
+            return {"syncnet_wt": self.syncnet_wt}
+        if self._val is None:
+            self._val = talking_dataset(cfg, "val", "generator", max(cfg["train"]["eval_images"], 1))
+        val = expert_sync_loss(self.expert, self._val, self.G, "eval", cfg["seed"])
+        if val < self.cfg["sync_threshold"]:
+            self.syncnet_wt = float(self.cfg["syncnet_wt"])
+            self.sync_on_epoch = epoch + 1
+        return {"val_sync": val, "syncnet_wt": self.syncnet_wt}
+
+    def state(self) -> dict:
+        d_state = {k: v.detach().cpu() for k, v in self.D.state_dict().items()}
+        opts = {"G": self.opt_G.state_dict()}
+        if self.opt_D is not None:
+            opts["D"] = self.opt_D.state_dict()
+        return {"discriminator": {"arch": self.D.config, "state_dict": d_state}, "optimizers": opts,
+                "wav2lip": {"syncnet_wt": self.syncnet_wt, "sync_on_epoch": self.sync_on_epoch}}
+
+    def load_state(self, ckpt: dict) -> None:
+        self.G.load_state_dict(ckpt["generator"]["state_dict"])
+        self.D.load_state_dict(ckpt["discriminator"]["state_dict"])
+        self.opt_G.load_state_dict(ckpt["optimizers"]["G"])
+        if self.opt_D is not None:
+            self.opt_D.load_state_dict(ckpt["optimizers"]["D"])
+        st = ckpt.get("wav2lip") or {}
+        self.syncnet_wt = float(st.get("syncnet_wt", 0.0))
+        self.sync_on_epoch = st.get("sync_on_epoch")
+
+
+class SyncNetTrainer:
+    """The expert's step: BCE on the cosine similarity of in-sync (1) vs off-sync (0) windows;
+    Adam on every parameter.  ``G`` is the expert (the generic loop's "generator" slot)."""
+
+    losses = ("sync", "acc")
+    resume_keys = ("target",)
+
+    def __init__(self, G: nn.Module, D: nn.Module, tcfg: dict, device: torch.device):
+        self.device, self.cfg = device, tcfg
+        if device.type == "cpu" and tcfg["flush_denormal"]:
+            torch.set_flush_denormal(True)
+        self.G = G.to(device)
+        self.opt = torch.optim.Adam(self.G.parameters(), lr=tcfg["lr"], betas=(tcfg["beta1"], tcfg["beta2"]))
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+
+    def set_train_mode(self) -> None:
+        self.G.train()
+
+    def step(self, batch: dict) -> dict[str, torch.Tensor]:
+        import torch.nn.functional as F
+
+        faces, mel = batch["faces"].to(self.device), batch["mel"].to(self.device)
+        label = batch["label"].to(self.device).view(-1, 1)
+        a, v = self.G(mel, faces)
+        d = F.cosine_similarity(a, v).clamp(0.0, 1.0).unsqueeze(1)
+        loss = F.binary_cross_entropy(d, label)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        acc = ((d.detach() > 0.5).float() == label).float().mean()
+        return {"sync": loss.detach(), "acc": acc}
+
+    def state(self) -> dict:
+        return {"optimizers": {"expert": self.opt.state_dict()}}
+
+    def load_state(self, ckpt: dict) -> None:
+        self.G.load_state_dict(ckpt["generator"]["state_dict"])
+        self.opt.load_state_dict(ckpt["optimizers"]["expert"])
+
+
+def _check_windows(cfg: dict, mode: str):
+    split, n = cfg["train"]["eval_split"], cfg["train"]["eval_images"]
+    if not split or not n or not (talking_root(cfg) / f"{split}.txt").is_file():
+        return None
+    return talking_dataset(cfg, split, mode, n)
+
+
+def _save_png(rows: list, path: Path | str) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    return path
+
+
+class Wav2LipFamily(ModelFamily):
+    """The ``wav2lip`` model family: build, structure queries and the generator's training step
+    (:class:`Wav2LipTrainer`; its lip-sync expert is the ``wav2lip-expert`` family).  Registered
+    globally (with its pruning operations, :mod:`unetprune.pruning.wav2lip_ops`, found by
+    :func:`unetprune.pruning.families.pruning_ops`).  ``input_shape`` is the face input
+    ``(1, face_nc, 96, 96)``; the mel window is always ``(B, 1, 80, 16)`` (:data:`MEL_SHAPE`).
+    """
+
+    name = "wav2lip"
+    metrics: tuple[str, ...] = ()   # LSE-D/LSE-C, FID plug-ins: issue 13 item 2
+    spec_type = Wav2LipSpec
+
+    # --- build ------------------------------------------------------------------------
+    def spec_from_config(self, cfg: dict) -> Wav2LipSpec:
+        """The reference Wav2Lip, widths scaled by ``model.width_mult`` (default 1)."""
+        return Wav2LipSpec.reference(float((cfg.get("model") or {}).get("width_mult", 1.0)))
+
+    def build(self, spec, init: bool = True, seed: int | None = None) -> Wav2LipGenerator:
+        return build_wav2lip(spec, seed=seed)  # the reference's (PyTorch's) default init
+
+    def input_shape(self, generator) -> tuple[int, int, int, int]:
+        return (1, _spec_of(generator).face_nc, FACE_SIZE, FACE_SIZE)
+
+    # --- channel groups -------------------------------------------------------------------
+    def groups(self, spec_or_generator) -> list[str]:
+        return wav2lip_groups(spec_or_generator)
+
+    def layer_width(self, generator, layer: str) -> int:
+        return self.layer_filters(generator, layer)[0].out_channels
+
+    def layer_filters(self, generator, layer: str) -> tuple[nn.Module, nn.Module | None]:
+        """The stage's first conv (and its BN): for ``fe{i}``/``fd{i}`` the stage's entry conv
+        (a ConvTranspose2d for ``fd1..fd6``), for ``audio{g}`` its group's entry conv."""
+        convs = group_convs(generator, layer)
+        if not convs:
+            raise ValueError(f"{layer!r} is not a channel group of this Wav2Lip "
+                             f"({', '.join(wav2lip_groups(generator))})")
+        first = convs[0]
+        return generator.get_submodule(first.path), generator.get_submodule(first.bn)
+
+    def default_inner_levels(self, spec) -> list[int]:
+        return default_inner_levels(spec)
+
+    def widths(self, generator) -> dict:
+        return wav2lip_widths(generator)
+
+    # --- training: L1 + frozen-expert sync loss (+ the HQ quality discriminator) ---------
+    def build_discriminator(self, cfg: dict, generator) -> Wav2LipCritics:
+        """The frozen expert of ``model.expert_checkpoint`` (none: no sync loss) and, with
+        ``model.hq``, a fresh quality discriminator (widths scaled by ``model.width_mult``)."""
+        from .syncnet import REF_DISC_WIDTHS, Wav2LipDiscQual
+
+        m = cfg["model"]
+        expert, source, arch = None, None, None
+        if m.get("expert_checkpoint"):
+            expert, source = load_expert(m["expert_checkpoint"])
+            arch = expert.spec.to_dict()
+        qual_widths = _scaled(REF_DISC_WIDTHS, float(m.get("width_mult", 1.0))) if m.get("hq") else None
+        qual = Wav2LipDiscQual(qual_widths) if qual_widths else None
+        return Wav2LipCritics(expert, qual, {"name": "wav2lip-critics", "expert": arch, "expert_source": source,
+                                             "qual_widths": qual_widths})
+
+    def discriminator_from_entry(self, entry: dict) -> Wav2LipCritics:
+        D = _critics_from_arch(entry["arch"])
+        D.load_state_dict(entry["state_dict"])
+        return D
+
+    def trainer(self, generator, discriminator, tcfg: dict, device: torch.device) -> Wav2LipTrainer:
+        return Wav2LipTrainer(generator, discriminator, tcfg, device)
+
+    def train_dataset(self, cfg: dict):
+        return talking_dataset(cfg, "train", "generator", cfg["data"]["max_train_items"])
+
+    def check_dataset(self, cfg: dict):
+        return _check_windows(cfg, "generator")
+
+    def check_score(self, generator, dataset, cfg: dict) -> float:
+        """Mean lower-half L1 of the generated frames vs the targets ([0, 1] units, evaluate.mode)."""
+        return generated_lower_half_l1(generator, dataset, cfg["evaluate"]["mode"], cfg["seed"])
+
+    # --- samples ------------------------------------------------------------------------
+    def render_samples(self, generator, dataset, path: Path | str, cfg: dict, n: int = 8) -> Path:
+        """PNG grid, one row per window (its middle frame): reference | masked target | generated | target."""
+        import numpy as np
+
+        from ..translate import generation_mode
+
+        device = next(generator.parameters()).device
+        rows = []
+        with generation_mode(generator, cfg["evaluate"]["mode"], cfg["seed"]):
+            for i in range(min(n, len(dataset))):
+                b = dataset[i]
+                face, target = b["face"][None], b["target"]
+                g = generator(face.to(device), b["indiv_mels"][None].to(device))[0].cpu()
+                t = target.shape[1] // 2
+                cells = [face[0, 3:, t], face[0, :3, t], g[:, t], target[:, t]]
+                rows.append(np.concatenate([_bgr_to_rgb_uint8(c) for c in cells], axis=1))
+        return _save_png(rows, path)
+
+
+class Wav2LipExpertFamily(ModelFamily):
+    """The lip-sync expert (:class:`~unetprune.models.syncnet.SyncNetColor`) as a trainable
+    family: ``unetprune train --expert`` (``train.target: expert``) trains it with
+    :class:`SyncNetTrainer` in the generic loop; checkpoints record ``family: wav2lip-expert``.
+    Not prunable (no channel groups)."""
+
+    name = EXPERT_FAMILY
+    metrics: tuple[str, ...] = ()
+
+    @property
+    def spec_type(self):
+        from .syncnet import SyncNetSpec
+
+        return SyncNetSpec
+
+    def spec_from_config(self, cfg: dict):
+        from .syncnet import SyncNetSpec
+
+        return SyncNetSpec.reference(float(cfg["model"].get("expert_width_mult", 1.0)))
+
+    def build(self, spec, init: bool = True, seed: int | None = None) -> nn.Module:
+        from .syncnet import SyncNetColor, SyncNetSpec
+
+        if isinstance(spec, Mapping):
+            spec = SyncNetSpec.from_dict(spec)
+        if seed is not None:
+            torch.manual_seed(seed)
+        return SyncNetColor(spec)
+
+    def input_shape(self, generator) -> tuple[int, int, int, int]:
+        return (1, generator.spec.face_nc, FACE_SIZE // 2, FACE_SIZE)
+
+    def _not_prunable(self, *a, **k):
+        raise NotImplementedError("the lip-sync expert is not a prunable generator")
+
+    groups = layer_width = layer_filters = default_inner_levels = widths = _not_prunable
+
+    def build_discriminator(self, cfg: dict, generator) -> nn.Module:
+        return nn.Identity()  # the expert trains alone
+
+    def discriminator_from_entry(self, entry: dict) -> nn.Module:
+        return nn.Identity()
+
+    def trainer(self, generator, discriminator, tcfg: dict, device: torch.device) -> SyncNetTrainer:
+        return SyncNetTrainer(generator, discriminator, tcfg, device)
+
+    def train_dataset(self, cfg: dict):
+        return talking_dataset(cfg, "train", "expert", cfg["data"]["max_train_items"])
+
+    def check_dataset(self, cfg: dict):
+        return _check_windows(cfg, "expert")
+
+    def check_score(self, generator, dataset, cfg: dict) -> float:
+        """Mean sync BCE over the check windows (half in sync, half off; lower is better)."""
+        return expert_sync_loss(generator, dataset, None)
+
+    def render_samples(self, generator, dataset, path: Path | str, cfg: dict, n: int = 8) -> Path:
+        """PNG, one row per window: its 5 lower halves, then a bar: the cosine similarity
+        (green: in-sync window, red: off-sync)."""
+        import numpy as np
+
+        device = next(generator.parameters()).device
+        was = generator.training
+        generator.eval()
+        rows = []
+        try:
+            with torch.no_grad():
+                for i in range(min(n, len(dataset))):
+                    b = dataset[i]
+                    a, v = generator(b["mel"][None].to(device), b["faces"][None].to(device))
+                    d = float(torch.nn.functional.cosine_similarity(a, v).clamp(0, 1))
+                    faces = b["faces"]
+                    cells = [_bgr_to_rgb_uint8(faces[3 * k:3 * k + 3]) for k in range(faces.shape[0] // 3)]
+                    h = cells[0].shape[0]
+                    bar = np.full((h, 48, 3), 255, np.uint8)
+                    colour = (0, 160, 0) if float(b["label"]) == 1.0 else (200, 0, 0)
+                    bar[h - round(d * h):, 8:40] = colour
+                    rows.append(np.concatenate(cells + [bar], axis=1))
+        finally:
+            generator.train(was)
+        return _save_png(rows, path)
+
+
+WAV2LIP = register_family(Wav2LipFamily())
+WAV2LIP_EXPERT = register_family(Wav2LipExpertFamily())

@@ -6,8 +6,8 @@ operations that change a generator — dependency-aware channel removal, cutting
 innermost levels, the exact cost of a set of widths — live here, one :class:`PruningOps`
 per family, registered under the family's name.  So models never import pruning code,
 and a job that only trains or evaluates does not depend on it (see
-:mod:`unetprune.provenance`).  A second family (Wav2Lip) registers its own ops next to
-:mod:`.unet_ops`.
+:mod:`unetprune.provenance`).  The built-in ops (:mod:`.unet_ops`, :mod:`.wav2lip_ops`)
+are found by :func:`pruning_ops` without registration.
 """
 
 from __future__ import annotations
@@ -64,7 +64,10 @@ def pruning_ops(obj) -> PruningOps:
     """The pruning operations of ``obj``'s model family (a generator, spec or checkpoint)."""
     name = family_of(obj).name
     if name not in _OPS:
-        from . import unet_ops  # noqa: F401  (registers the built-in pix2pix ops)
+        from . import unet_ops, wav2lip_ops  # the built-in ops (pix2pix, wav2lip)
+
+        for ops in (unet_ops.UNET_OPS, wav2lip_ops.WAV2LIP_OPS):
+            _OPS.setdefault(ops.family, ops)
     if name not in _OPS:
         raise PruningError(f"model family {name!r} has no pruning support "
                            f"(families with pruning: {', '.join(sorted(_OPS))})")

@@ -15,13 +15,21 @@ from ..fileio import atomic_write_text
 from ..layout import DEFAULT_BASE, FINETUNED, ORIGINAL, PRUNED, Layout
 from . import figures
 from .tables import (
+    AGAINST,
     MAIN_COLUMNS,
     METRICS,
+    NO_EFFECT,
+    QUALITY_COLUMNS,
+    SUPPORT,
     ReportError,
     _cmd_hint,
     all_tables,
+    collapse_threshold,
+    flag,
     inner_layers,
     load_eval,
+    metric_label,
+    pattern_finding,
     to_markdown,
     write_tables,
 )
@@ -54,69 +62,173 @@ def _signed(x, digits: int = 4) -> str:
 # ------------------------------------------------------------------------------------------
 
 
+PAIRED = ("l1", "psnr", "ssim")
+
+
+def _short(metric: str) -> str:
+    """``PSNR`` for ``PSNR (dB)``: a metric's name in a sentence."""
+    return METRICS[metric][0].split(" (")[0]
+
+
+def _names(metrics, verb: str | None = None) -> str:
+    """``L1, PSNR and SSIM`` (+ `` agree`` / ``KID agrees``: the verb in number)."""
+    labels = [_short(m) for m in metrics]
+    text = labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+    if verb:
+        text += f" {verb}s" if len(labels) == 1 else f" {verb}"
+    return text
+
+
+def _parse_by_metric(text) -> dict[str, str]:
+    if not isinstance(text, str) or not text:
+        return {}
+    return dict(part.split(": ", 1) for part in text.split("; "))
+
+
+_OUTCOME = {
+    SUPPORT: "the inner layers are less sensitive",
+    AGAINST: "the inner layers are not less sensitive",
+    NO_EFFECT: ("pruning changed nothing for the worse (a negative degradation, i.e. an improvement, counts "
+                "as no effect), which is no support for the pattern"),
+}
+
+
 def sensitivity_findings(summary: pd.DataFrame) -> tuple[str, list[str]]:
-    """(verdict sentence, one sentence per ratio) on the inner-layers-are-prunable pattern."""
+    """(verdict sentence, one sentence per ratio) on the inner-layers-are-prunable pattern.
+
+    The verdict rests on the summary's metric (named, with its backend); a ratio supports the
+    pattern only when the outer layers' degradation exceeds the inner layers' (negative
+    degradations count as no effect); every other recorded metric's outcome is compared and
+    the finding states where they disagree."""
     metric = summary.attrs.get("metric", "fid")
     label = METRICS[metric][0]
-    lines = []
+    named = metric_label(metric, summary.attrs.get("fid_backend"))
+    lines, findings, disagreements = [], {}, {}
     for _, r in summary.iterrows():
-        if r.inner_less_sensitive is None:
+        if not r.n_inner or not r.n_outer:
             lines.append(
                 f"At ratio {r.ratio:g} the sweep has no {'inner' if not r.n_inner else 'outer'} layer, so "
                 "inner and outer layers cannot be compared."
             )
             continue
+        finding = r.get("finding") if isinstance(r.get("finding"), str) else pattern_finding(
+            r.mean_degradation_inner, r.mean_degradation_outer)
+        if finding is None:
+            lines.append(f"At ratio {r.ratio:g} the sweep recorded no {label}, so this ratio is not judged.")
+            continue
+        findings[r.ratio] = finding
+        by_metric = _parse_by_metric(r.get("findings_by_metric"))
+        dis = {m: f for m, f in by_metric.items() if f != finding}
+        if dis:
+            disagreements[r.ratio] = dis
+            others = (f" {_names(dis, 'disagree')} ("
+                      + "; ".join(f"{_short(m)}: {f}" for m, f in dis.items()) + ")"
+                      + (f"; {_names([m for m in by_metric if m not in dis], 'agree')}"
+                         if len(dis) < len(by_metric) else "") + ".")
+        elif by_metric:
+            others = f" {_names(by_metric, 'agree')}."
+        else:
+            others = ""
         lines.append(
             f"At ratio {r.ratio:g}, pruning one inner layer ({r.inner_layers}) degrades {label} by "
             f"{_signed(r.mean_degradation_inner)} on average ({_signed(r.mean_degradation_pct_inner, 3)}%), "
             f"one outer layer by {_signed(r.mean_degradation_outer)} "
-            f"({_signed(r.mean_degradation_pct_outer, 3)}%): the inner layers are "
-            f"{'less' if r.inner_less_sensitive else 'not less'} sensitive (difference outer − inner "
-            f"{_signed(r.difference)})."
+            f"({_signed(r.mean_degradation_pct_outer, 3)}%): {finding} — {_OUTCOME[finding]} (difference "
+            f"outer − inner {_signed(r.difference)}).{others}"
         )
-    judged = summary[summary.inner_less_sensitive.notna()]
-    k, n = int(judged.inner_less_sensitive.astype(bool).sum()), len(judged)
+    n = len(findings)
+    support = [x for x, f in findings.items() if f == SUPPORT]
+    none = [x for x, f in findings.items() if f == NO_EFFECT]
+    k = len(support)
+    ratios = lambda xs: ", ".join(f"{x:g}" for x in xs)  # noqa: E731
     if n == 0:
         verdict = "The sweep cannot show or refute the paper's pattern: it lacks inner or outer layers."
     elif k == n:
         verdict = (
-            "**Yes**: the sensitivity curve shows the paper's inner-layers-are-prunable pattern at every "
-            f"swept ratio ({k} of {n}): pruning an inner layer costs less {label} than pruning an outer one."
+            f"**Yes**: on {named}, the sensitivity curve shows the paper's inner-layers-are-prunable pattern "
+            f"at every swept ratio ({k} of {n}): pruning an inner layer costs less {label} than pruning an "
+            "outer one."
         )
     elif k == 0:
         verdict = (
-            "**No**: the sensitivity curve does not show the paper's inner-layers-are-prunable pattern at "
-            f"any swept ratio (0 of {n}): on this data the inner layers are at least as sensitive as the "
-            "outer ones."
+            f"**No**: on {named}, the sensitivity curve does not show the paper's inner-layers-are-prunable "
+            f"pattern at any swept ratio (0 of {n}): on this data the inner layers are at least as sensitive "
+            "as the outer ones, or pruning either has no effect."
         )
     else:
         verdict = (
-            f"**Partly**: the sensitivity curve shows the paper's inner-layers-are-prunable pattern at {k} "
-            f"of {n} swept ratios "
-            f"({', '.join(f'{r:g}' for r in judged.ratio[judged.inner_less_sensitive.astype(bool)])})."
+            f"**Partly**: on {named}, the sensitivity curve shows the paper's inner-layers-are-prunable "
+            f"pattern at {k} of {n} swept ratios ({ratios(support)})."
         )
+    if n and none:
+        verdict += (f" At ratio(s) {ratios(none)} pruning did not worsen {label} in either the inner or the "
+                    "outer layers (negative degradations count as no effect), which is not support.")
+    if n:
+        dis_metrics = list(dict.fromkeys(m for d in disagreements.values() for m in d))
+        paired_dis = [m for m in PAIRED if m in dis_metrics]
+        if dis_metrics:
+            verdict += (
+                f" Other metrics disagree with {label}: "
+                + "; ".join(f"{_short(m)} at ratio(s) {ratios(x for x, d in disagreements.items() if m in d)}"
+                            for m in dis_metrics)
+                + "." + (f" (L1/PSNR/SSIM are paired metrics that can reward a mean prediction; the verdict "
+                         f"rests on {label}.)" if paired_dis and metric not in PAIRED else "")
+            )
+        elif any(_parse_by_metric(r.get("findings_by_metric")) for _, r in summary.iterrows()):
+            verdict += f" The other recorded metrics agree with {label} at every judged ratio."
     return verdict, lines
 
 
-def comparison_findings(comp: pd.DataFrame) -> tuple[str, list[str]]:
-    """(summary sentence, one sentence per variant-vs-baseline pair)."""
+def _collapse_note(model: str, value, threshold) -> str:
+    div = "n/a" if value is None or not math.isfinite(float(value)) else f"{float(value):.3g}"
+    return f"{model} is **collapsed** (output diversity {div} < {threshold:g} of the real images')"
+
+
+def comparison_findings(comp: pd.DataFrame, diversity: dict | None = None) -> tuple[str, list[str]]:
+    """(summary sentence, one sentence per variant-vs-baseline pair).
+
+    The verdict rests on the comparison's metric (named, with its backend); a collapsed model
+    never wins; every line states which other metrics disagree.  ``diversity`` (model → ratio)
+    lets the sentences quote the collapse check's value."""
     if comp.empty:
         return "No global baselines were configured, so there is nothing to compare.", []
     metric, stage = comp.attrs.get("metric", "fid"), comp.attrs.get("stage", "")
     label = METRICS[metric][0]
+    named = metric_label(metric, comp.attrs.get("fid_backend"))
+    threshold = float(comp.attrs.get("collapse_threshold", 0.1))
+    diversity = diversity or {}
     stage_txt = "after fine-tuning" if stage == pipeline.FINETUNED else "without fine-tuning"
     lines = []
     for _, r in comp.iterrows():
-        if r.winner == "tie":
+        metric_winner = r.get("metric_winner", r.winner)
+        decided_by = r.get("decided_by", metric)
+        vc, bc = flag(r.get("variant_collapsed")), flag(r.get("baseline_collapsed"))
+        collapsed = [m for m, c in ((r.variant, vc), (r.baseline, bc)) if c]
+        if r.winner == "none":
+            res = "**no winner**: both models are collapsed"
+        elif r.winner == "tie":
             res = "a tie"
-        elif r.winner == r.variant:
-            res = f"**{r.variant} wins** by {abs(r.advantage):.4g} ({abs(r.advantage_pct):.3g}%)"
         else:
-            res = f"**{r.baseline} wins** by {abs(r.advantage):.4g} ({abs(r.advantage_pct):.3g}%)"
+            res = f"**{r.winner} wins**"
+            if decided_by == "collapse":
+                res += f" by the collapse check ({label} favours {metric_winner} by {abs(r.advantage):.4g})"
+            else:
+                res += f" by {abs(r.advantage):.4g} ({abs(r.advantage_pct):.3g}%)"
+        notes = "".join(f"; {_collapse_note(m, diversity.get(m), threshold)}" for m in collapsed)
+        dis = [m for m in str(r.get("disagree") or "").split(", ") if m]
+        agr = [m for m in str(r.get("agree") or "").split(", ") if m]
+        if dis:
+            other = next(x for x in (r.variant, r.baseline) if x != metric_winner)
+            others = f" {_names(dis, 'disagree')} with {label} (favouring {other})" + (
+                f"; {_names(agr, 'agree')}" if agr else "") + "."
+        elif agr:
+            others = f" {_names(agr, 'agree')}."
+        else:
+            others = ""
         lines.append(
             f"{r.variant} vs {r.baseline} ({stage_txt}): {label} {_f(r.variant_value)} vs "
-            f"{_f(r.baseline_value)} ({r.better} is better): {res}; budgets ({r.budget_metric}) "
-            f"{r.variant_budget:,} vs {r.baseline_budget:,} (baseline {100 * r.budget_gap:+.2f}%)."
+            f"{_f(r.baseline_value)} ({r.better} is better): {res}{notes}; budgets ({r.budget_metric}) "
+            f"{r.variant_budget:,} vs {r.baseline_budget:,} (baseline {100 * r.budget_gap:+.2f}%).{others}"
         )
     wins = int((comp.winner == comp.variant).sum())
     n = len(comp)
@@ -128,20 +240,46 @@ def comparison_findings(comp: pd.DataFrame) -> tuple[str, list[str]]:
     worst_gap = float(comp.budget_gap.abs().max())
     verdict = (
         f"{'**Yes**' if wins == n else '**No**' if wins == 0 else '**Partly**'}: the inner/cut variants "
-        f"beat their matched global baselines in {wins} of {n} comparisons on {label} {stage_txt} ({per}); "
+        f"beat their matched global baselines in {wins} of {n} comparisons on {named} {stage_txt} ({per}); "
         f"the matched budgets differ by at most {100 * worst_gap:.2f}% ({comp.budget_metric.iloc[0]})."
     )
+    if "decided_by" in comp.columns:
+        by_collapse = comp[comp.decided_by == "collapse"]
+        flagged = sorted({m for _, r in comp.iterrows() for m, c in
+                          ((r.variant, r.get("variant_collapsed")), (r.baseline, r.get("baseline_collapsed")))
+                          if flag(c)})
+        if flagged:
+            verdict += (f" Collapsed (output diversity below {threshold:g} of the real images', so never a "
+                        f"winner): {', '.join(flagged)}; {len(by_collapse)} comparison(s) decided by the "
+                        "collapse check.")
+    if "disagree" in comp.columns:
+        dis_metrics = [m for m in QUALITY_COLUMNS
+                       if any(m in str(d).split(", ") for d in comp.disagree)]
+        if dis_metrics:
+            verdict += (
+                f" Other metrics disagree with {label}: "
+                + "; ".join(f"{_short(m)} in {sum(m in str(d).split(', ') for d in comp.disagree)} of {n}"
+                            for m in dis_metrics)
+                + " comparison(s)."
+                + (" (L1/PSNR/SSIM are paired metrics that reward a mean prediction; the verdict rests on "
+                   f"{label}.)" if any(m in PAIRED for m in dis_metrics) and metric not in PAIRED else "")
+            )
+        else:
+            verdict += f" The other recorded metrics agree with {label} in every comparison."
     return verdict, lines
 
 
-def caveat(original_eval: dict) -> str:
+def caveat(original_eval: dict, metric: str = "fid") -> str:
     """How much the findings can be trusted, from the evaluation's own record."""
     fid = original_eval.get("fid") or {}
     n, split, backend = original_eval.get("n_images"), original_eval.get("split"), fid.get("backend")
     rel = " (a stand-in network: relative values only)" if backend == "standin" else ""
+    on = (f"{_short(metric)}, computed with the `{backend}` backend{rel}," if metric in ("fid", "kid")
+          else f"{_short(metric)} (the tables' FID: `{backend}` backend{rel}),")
     return (
-        f"*These findings rest on {n} images of the `{split}` split scored with the `{backend}` FID backend"
-        f"{rel}; differences within the noise of such a set are not evidence either way.*"
+        f"*These findings rest on {on} over {n} images of the `{split}` split; the other metrics are "
+        "reported beside it and the findings say where they disagree; differences within the noise of such a "
+        "set are not evidence either way.*"
     )
 
 
@@ -259,12 +397,24 @@ def assumptions(cfg: dict, original_eval: dict, prune_tol: float | None = None) 
     if seg:
         out.append(f"**Segmentation score**: {seg.get('name')} — {seg.get('protocol', 'see the eval JSON')}.")
     q = cfg["report"]["quality_metric"]
+    paired = (" — a paired metric, which rewards predicting the mean image; a collapsed model still cannot "
+              "win") if q in PAIRED else ""
     out.append(
-        f"**Quality metric of the figures and findings**: {METRICS[q][0]} ({METRICS[q][1]} is better). "
-        "*Degradation* = how much worse a pruned model is than the unpruned one (positive = worse); the "
-        "sensitivity finding compares the mean degradation of the inner layers with that of the other "
-        "(outer) layers at each ratio; the baseline finding compares each variant with each of its matched "
-        "baselines at the final stage."
+        f"**Verdict metric of the figures and findings** (`report.quality_metric`): "
+        f"{metric_label(q, fid.get('backend'))} ({METRICS[q][1]} is better){paired}; KID, mIoU and "
+        "L1/PSNR/SSIM are compared beside it and each finding states where they disagree "
+        f"({method_ref('verdicts')}). *Degradation* = how much worse a pruned model is than the unpruned one "
+        "(positive = worse; a negative degradation — pruning improved the score — counts as no effect, never "
+        "as support); the sensitivity finding compares the mean degradation of the inner layers with that of "
+        "the other (outer) layers at each ratio; the baseline finding compares each variant with each of its "
+        "matched baselines at the final stage."
+    )
+    out.append(
+        "**Collapse check**: every evaluated model's output diversity = the mean per-pixel standard "
+        "deviation of its generated images across the split divided by that of the real images; below "
+        f"`evaluate.collapse_threshold` = {collapse_threshold(cfg):g} the model is flagged collapsed (column "
+        "`collapsed` of the tables, metrics.json, MLflow) and never wins a comparison, whatever the verdict "
+        "metric says."
     )
     return out
 
@@ -316,7 +466,11 @@ def _config_summary(cfg: dict, train_log: dict | None) -> pd.DataFrame:
                 f"max_images {e['max_images']}"
             ),
         ),
-        ("quality metric", cfg["report"]["quality_metric"]),
+        (
+            "verdict metric",
+            f"{cfg['report']['quality_metric']} (other metrics beside it); collapse threshold "
+            f"{collapse_threshold(cfg):g}",
+        ),
         ("seed", str(cfg["seed"])),
     ]
     return pd.DataFrame(rows, columns=["setting", "value"])
@@ -334,9 +488,11 @@ def render_report(
     train_log: dict | None,
     prune_tol: float | None,
 ) -> str:
-    sens_verdict, sens_lines = sensitivity_findings(tables["sensitivity_summary"])
-    comp_verdict, comp_lines = comparison_findings(tables["comparison"])
     main = tables["main"]
+    final = pipeline.final_stage(cfg)
+    diversity = {v: d for v, s, d in zip(main.variant, main.stage, main.diversity) if s == final}
+    sens_verdict, sens_lines = sensitivity_findings(tables["sensitivity_summary"])
+    comp_verdict, comp_lines = comparison_findings(tables["comparison"], diversity)
     q = cfg["report"]["quality_metric"]
     n_layers = tables["sensitivity"].layer.nunique()
     n_ratios = tables["sensitivity"].ratio.nunique()
@@ -383,16 +539,23 @@ def render_report(
         comp_verdict + "\n",
         *[f"* {x}" for x in comp_lines],
         "",
-        caveat(original_eval) + "\n",
+        caveat(original_eval, q) + "\n",
         "## Main comparison\n",
         (
             f"Original, inner-pruned, cut and matched global baselines, before (`{pipeline.PRUNED}`) and "
             f"after (`{pipeline.FINETUNED}`) fine-tuning. MACs in millions in both conventions; latency = "
             f"CPU batch 1 median; `budget_gap` = a baseline's {cfg['baselines']['match']} relative to the "
-            f"variant it is matched to. ([CSV]({here(lay.table('main'))}))\n"
+            f"variant it is matched to; `diversity` = output diversity relative to the real images and "
+            f"`collapsed` = below {collapse_threshold(cfg):g} (such a model never wins). "
+            f"([CSV]({here(lay.table('main'))}))\n"
         ),
         to_markdown(main[MAIN_MD_COLUMNS]),
-        f"### Variants vs matched baselines ({METRICS[q][0]})\n",
+        f"### Variants vs matched baselines ({metric_label(q, main.attrs.get('fid_backend'))})\n",
+        (
+            "`metric_winner` = the model the verdict metric prefers; `winner` = the verdict (a collapsed model "
+            "never wins: `decided_by` = `collapse`); `agree` / `disagree` = the other metrics that prefer the "
+            "same / the other model.\n"
+        ),
         to_markdown(tables["comparison"]) if not tables["comparison"].empty else "No baselines.\n",
         "## Per-layer sensitivity\n",
         f"![sensitivity]({rel['sensitivity_png']})\n",
@@ -401,7 +564,11 @@ def render_report(
             f"columns: ratios; `unpruned` = the original model). ([CSV]({here(lay.table('sensitivity'))}))\n"
         ),
         to_markdown(tables["sensitivity_matrix"]),
-        "Mean degradation (positive = worse than unpruned) of inner vs outer layers at each ratio:\n",
+        (
+            "Mean degradation (positive = worse than unpruned) of inner vs outer layers at each ratio; "
+            "`finding` = support / against / no effect (negative degradations count as no effect), "
+            "`findings_by_metric` = the same on every other metric, `disagree` = those that differ:\n"
+        ),
         to_markdown(tables["sensitivity_summary"]),
         "## Quality vs size\n",
         f"![trade-off]({rel['tradeoff_png']})\n",

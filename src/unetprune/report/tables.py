@@ -10,7 +10,15 @@ which models and stages: :mod:`unetprune.pipeline`):
 * :func:`main_table` — one row per (model, stage): the original, every inner/cut variant and
   every matched global baseline, pruned and fine-tuned (``eval/*.json``);
 * :func:`comparison_table` — every primary variant against each of its matched baselines,
-  after fine-tuning when there is one, on ``report.quality_metric``.
+  after fine-tuning when there is one, on ``report.quality_metric`` (the verdict metric).
+
+Verdicts (docs/method.md#verdicts): the verdict metric is a distribution metric by default
+(FID, named with its backend); every other metric is compared alongside and the tables list
+the metrics that disagree with it.  Every evaluated model carries a collapse check
+(``diversity``: the spread of its outputs across the split relative to the real images',
+``collapsed`` when below ``evaluate.collapse_threshold``); a collapsed model never wins a
+comparison, whatever the verdict metric says.  In the sensitivity summary a negative
+degradation (pruning improved the score) counts as *no effect*, never as support.
 
 A missing input raises :class:`ReportError` naming the file and the command that makes it;
 FID values of different backends (or stand-in weights, or image sizes) in one table are refused.
@@ -58,6 +66,8 @@ MAIN_COLUMNS = [
     "l1",
     "psnr",
     "ssim",
+    "diversity",
+    "collapsed",
     "budget_metric",
     "budget_gap",
 ]
@@ -79,6 +89,14 @@ SENSITIVITY_COLUMNS = [
     "degradation",
     "degradation_pct",
 ]
+#: columns of the sensitivity table kept in the CSV but left out of its markdown version:
+#: where the unpruned values come from, and the unpruned value of every metric
+FULL_COLUMNS = [f"full_{m}" for m in QUALITY_COLUMNS]
+HIDDEN_COLUMNS = ["full_source", *FULL_COLUMNS]
+#: the default collapse threshold (schema: evaluate.collapse_threshold)
+COLLAPSE_THRESHOLD = 0.1
+#: per-ratio outcomes of the sensitivity pattern
+SUPPORT, AGAINST, NO_EFFECT = "support", "against", "no effect"
 
 
 class ReportError(UserFacingError):
@@ -164,9 +182,30 @@ def _num(x) -> float:
     return float("nan") if x is None else float(x)
 
 
-def eval_numbers(result: dict) -> dict:
-    """The numbers of one evaluation JSON that the tables show (NaN where absent)."""
+def is_collapsed(ratio: float | None, threshold: float = COLLAPSE_THRESHOLD) -> bool | None:
+    """The collapse flag of a diversity ratio (None: not measured)."""
+    if ratio is None or not math.isfinite(float(ratio)):
+        return None
+    return bool(float(ratio) < threshold)
+
+
+def flag(x, missing=False):
+    """A table cell's collapse flag as a Python bool (``missing`` where it was not measured)."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return missing
+    return bool(x)
+
+
+def eval_numbers(result: dict, collapse_threshold: float | None = None) -> dict:
+    """The numbers of one evaluation JSON that the tables show (NaN where absent).
+
+    ``collapsed`` is recomputed from the recorded diversity ratio with ``collapse_threshold``
+    when given (the config's ``evaluate.collapse_threshold``), else the flag the evaluation
+    recorded; None for an evaluation without the collapse check."""
     c, seg, kid = result["complexity"], result.get("segmentation") or {}, result.get("kid") or {}
+    div = result.get("diversity") or {}
+    ratio = div.get("ratio")
+    flag = div.get("collapsed") if collapse_threshold is None else is_collapsed(ratio, collapse_threshold)
     return {
         "params": int(c["params"]),
         "macs_physical": int(c["macs_physical"]),
@@ -179,6 +218,8 @@ def eval_numbers(result: dict) -> dict:
         "l1": _num(result["l1"]),
         "psnr": _num(result["psnr"]),
         "ssim": _num(result["ssim"]),
+        "diversity": _num(ratio),
+        "collapsed": None if flag is None else bool(flag),
     }
 
 
@@ -215,6 +256,37 @@ def degradation(metric: str, value: float, reference: float) -> float:
 
 def _quality_metric(cfg: dict) -> str:
     return cfg["report"]["quality_metric"]
+
+
+def collapse_threshold(cfg: dict) -> float:
+    return float((cfg.get("evaluate") or {}).get("collapse_threshold", COLLAPSE_THRESHOLD))
+
+
+def metric_label(metric: str, backend: str | None = None) -> str:
+    """``FID (`standin` backend)``: a distribution metric always named with its backend."""
+    label = METRICS[metric][0]
+    return f"{label} (`{backend}` backend)" if metric in ("fid", "kid") and backend else label
+
+
+def pattern_finding(inner: float, outer: float) -> str | None:
+    """Whether mean degradations (positive = worse) of the inner and outer layers support the
+    inner-layers-are-prunable pattern.  A negative degradation (pruning improved the score)
+    counts as no effect (0), never as support: ``support`` when the outer layers' effect is
+    larger than the inner layers', ``no effect`` when neither has one, else ``against``."""
+    if inner is None or outer is None or not (math.isfinite(inner) and math.isfinite(outer)):
+        return None
+    i, o = max(float(inner), 0.0), max(float(outer), 0.0)
+    if o > i:
+        return SUPPORT
+    return NO_EFFECT if o == i == 0.0 else AGAINST
+
+
+def favours(metric: str, variant_value: float, baseline_value: float, variant: str, baseline: str) -> str | None:
+    """Which of two models ``metric`` prefers: a name, ``tie``, or None when it was not recorded."""
+    if not (math.isfinite(variant_value) and math.isfinite(baseline_value)):
+        return None
+    adv = degradation(metric, baseline_value, variant_value)  # >0: the variant is better
+    return variant if adv > 0 else baseline if adv < 0 else "tie"
 
 
 # ------------------------------------------------------------------------------------------
@@ -295,16 +367,18 @@ def sensitivity_table(cfg: dict, base: Path | str = DEFAULT_BASE) -> pd.DataFram
                     if qf not in (0.0,) and math.isfinite(qf)
                     else float("nan"),
                     "full_source": full_source,
+                    **{f"full_{k}": _num(full.get(k)) for k in QUALITY_COLUMNS},
                 }
             )
-    df = pd.DataFrame(rows, columns=[*SENSITIVITY_COLUMNS, "full_source"])
+    df = pd.DataFrame(rows, columns=[*SENSITIVITY_COLUMNS, *HIDDEN_COLUMNS])
     backends = sorted(set(df["fid_backend"]))
     if len(backends) > 1:
         raise ReportError(
             f"refusing to put FID values of different backends in the sensitivity table "
             f"({', '.join(backends)}); rerun the sweep with one evaluate.fid_backend"
         )
-    df.attrs.update(metric=metric, better=better(metric), inner_layers=sorted(inner, key=order.get))
+    df.attrs.update(metric=metric, better=better(metric), inner_layers=sorted(inner, key=order.get),
+                    fid_backend=backends[0] if backends else None)
     return df.sort_values(["position", "ratio"], kind="stable").reset_index(drop=True)
 
 
@@ -322,12 +396,29 @@ def sensitivity_pivot(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def sensitivity_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Per ratio: mean degradation of the inner layers vs the outer layers (positive = worse)."""
+    """Per ratio: mean degradation of the inner layers vs the outer layers (positive = worse).
+
+    ``finding`` is the verdict metric's outcome (:func:`pattern_finding`: a negative
+    degradation counts as no effect); ``inner_less_sensitive`` is True only for ``support``.
+    ``findings_by_metric`` gives the outcome on every other recorded metric and ``disagree``
+    the metrics whose outcome differs from the verdict metric's."""
+    metric = df.attrs.get("metric", "fid")
+    others = [m for m in QUALITY_COLUMNS if m != metric]
     rows = []
     for r, g in df.groupby("ratio", sort=True):
         gi, go = g[g.inner], g[~g.inner]
         mi = float(gi.degradation.mean()) if len(gi) else float("nan")
         mo = float(go.degradation.mean()) if len(go) else float("nan")
+        finding = pattern_finding(mi, mo) if len(gi) and len(go) else None
+        by_metric = {}
+        for m in others:
+            if m not in g.columns or f"full_{m}" not in g.columns or not (len(gi) and len(go)):
+                continue
+            deg = [degradation(m, float(x), float(f)) for x, f in zip(g[m], g[f"full_{m}"])]
+            deg = pd.Series(deg, index=g.index)
+            f = pattern_finding(float(deg[gi.index].mean()), float(deg[go.index].mean()))
+            if f is not None:
+                by_metric[m] = f
         rows.append(
             {
                 "ratio": float(r),
@@ -340,7 +431,10 @@ def sensitivity_summary(df: pd.DataFrame) -> pd.DataFrame:
                 "difference": mo - mi,
                 "mean_degradation_pct_inner": float(gi.degradation_pct.mean()) if len(gi) else float("nan"),
                 "mean_degradation_pct_outer": float(go.degradation_pct.mean()) if len(go) else float("nan"),
-                "inner_less_sensitive": bool(mi < mo) if len(gi) and len(go) else None,
+                "finding": finding,
+                "inner_less_sensitive": (finding == SUPPORT) if finding is not None else None,
+                "findings_by_metric": "; ".join(f"{m}: {f}" for m, f in by_metric.items()),
+                "disagree": ", ".join(m for m, f in by_metric.items() if finding is not None and f != finding),
             }
         )
     out = pd.DataFrame(rows)
@@ -363,10 +457,11 @@ def main_table(cfg: dict, base: Path | str = DEFAULT_BASE, evals: dict | None = 
     check_one_backend({Layout.eval_name(v, s) + ".json": r for (v, s), r in evals.items()})
     prim, allv = pipeline.primary_variants(cfg), pipeline.all_variants(cfg)
     match = cfg["baselines"]["match"]
-    orig = eval_numbers(evals[(ORIGINAL, ORIGINAL)])
+    threshold = collapse_threshold(cfg)
+    orig = eval_numbers(evals[(ORIGINAL, ORIGINAL)], threshold)
     rows = []
     for v, s in pipeline.models(cfg):
-        n = eval_numbers(evals[(v, s)])
+        n = eval_numbers(evals[(v, s)], threshold)
         if v == ORIGINAL:
             meta = {
                 "group": "original",
@@ -386,25 +481,31 @@ def main_table(cfg: dict, base: Path | str = DEFAULT_BASE, evals: dict | None = 
                 "budget_gap": float("nan"),
             }
             if ref:
-                ref_n = eval_numbers(evals[(ref, s)])
+                ref_n = eval_numbers(evals[(ref, s)], threshold)
                 meta["budget_gap"] = (n[match] - ref_n[match]) / ref_n[match]
         rows.append({"variant": v, "stage": s, **meta, **n, "params_fraction": n["params"] / orig["params"]})
     df = pd.DataFrame(rows, columns=MAIN_COLUMNS)
-    df.attrs.update(metric=_quality_metric(cfg), fid_backend=orig["fid_backend"])
+    df.attrs.update(metric=_quality_metric(cfg), fid_backend=orig["fid_backend"], collapse_threshold=threshold)
     return df
 
 
 def comparison_table(cfg: dict, main: pd.DataFrame) -> pd.DataFrame:
-    """Each primary variant against each matched baseline at the final stage, on the quality metric."""
+    """Each primary variant against each matched baseline at the final stage.
+
+    ``metric_winner`` is the model the verdict metric (``report.quality_metric``) prefers;
+    ``winner`` is the verdict: the same, except that a collapsed model never wins (the other
+    model wins, ``decided_by`` = ``collapse``; both collapsed: ``none``).  ``agree`` and
+    ``disagree`` list the other metrics that prefer the same / the other model."""
     metric = _quality_metric(cfg)
     stage = pipeline.final_stage(cfg)
     idx = main.set_index(["variant", "stage"])
     if idx[metric].isna().all():
         raise ReportError(
             f"report.quality_metric is '{metric}' but no evaluation recorded it "
-            f"(e.g. evaluate.segmentation is 'none'); choose fid, l1, psnr or ssim"
+            f"(e.g. evaluate.segmentation is 'none' or evaluate.kid is false); choose fid, kid, l1, psnr or ssim"
         )
     match = cfg["baselines"]["match"]
+    others = [m for m in QUALITY_COLUMNS if m != metric]
     rows = []
     for name in pipeline.primary_variants(cfg):
         p = idx.loc[(name, stage)]
@@ -413,7 +514,19 @@ def comparison_table(cfg: dict, main: pd.DataFrame) -> pd.DataFrame:
                 continue
             q = idx.loc[(b, stage)]
             adv = degradation(metric, float(q[metric]), float(p[metric]))  # >0: primary better
-            winner = name if adv > 0 else b if adv < 0 else "tie"
+            metric_winner = name if adv > 0 else b if adv < 0 else "tie"
+            pc, bc = flag(p["collapsed"]), flag(q["collapsed"])
+            if pc and bc:
+                winner, decided_by = "none", "collapse"
+            elif pc or bc:
+                winner = b if pc else name
+                decided_by = "collapse" if winner != metric_winner else metric
+            else:
+                winner, decided_by = metric_winner, metric
+            prefs = {m: favours(m, float(p[m]), float(q[m]), name, b) for m in others}
+            agree = [m for m, w in prefs.items() if w is not None and w == metric_winner]
+            disagree = [m for m, w in prefs.items()
+                        if w not in (None, "tie", metric_winner) and metric_winner != "tie"]
             rows.append(
                 {
                     "variant": name,
@@ -427,7 +540,13 @@ def comparison_table(cfg: dict, main: pd.DataFrame) -> pd.DataFrame:
                     "advantage_pct": 100.0 * adv / abs(float(q[metric]))
                     if float(q[metric])
                     else float("nan"),
+                    "metric_winner": metric_winner,
+                    "variant_collapsed": flag(p["collapsed"], None),
+                    "baseline_collapsed": flag(q["collapsed"], None),
                     "winner": winner,
+                    "decided_by": decided_by,
+                    "agree": ", ".join(agree),
+                    "disagree": ", ".join(disagree),
                     "budget_metric": match,
                     "variant_budget": int(p[match]),
                     "baseline_budget": int(q[match]),
@@ -435,7 +554,8 @@ def comparison_table(cfg: dict, main: pd.DataFrame) -> pd.DataFrame:
                 }
             )
     out = pd.DataFrame(rows)
-    out.attrs.update(metric=metric, stage=stage)
+    out.attrs.update(metric=metric, stage=stage, fid_backend=main.attrs.get("fid_backend"),
+                     collapse_threshold=main.attrs.get("collapse_threshold", collapse_threshold(cfg)))
     return out
 
 
@@ -458,6 +578,10 @@ def _fmt_pct(x) -> str:
     return "" if x is None or not math.isfinite(x) else f"{100 * x:+.2f}%"
 
 
+def _fmt_flag(x) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else "**yes**" if x else "no"
+
+
 def _fmt_macs(x) -> str:
     return "" if x is None or not math.isfinite(x) else f"{x / 1e6:,.2f} M"
 
@@ -476,6 +600,9 @@ FORMATS = {
     "budget_gap": _fmt_pct,
     "params_fraction": lambda x: f"{100 * x:.1f}%",
     "latency_ms": lambda x: _fmt_float(x, 3),
+    "collapsed": _fmt_flag,
+    "variant_collapsed": _fmt_flag,
+    "baseline_collapsed": _fmt_flag,
 }
 
 
@@ -520,7 +647,7 @@ def write_tables(cfg: dict, base: Path | str = DEFAULT_BASE, tables: dict | None
     lay = Layout.from_config(cfg, base)
     written: dict[str, Path] = {}
     for name, df in tables.items():
-        md = df.drop(columns=["full_source"]) if name == "sensitivity" else None
+        md = df.drop(columns=[c for c in HIDDEN_COLUMNS if c in df.columns]) if name == "sensitivity" else None
         written.update(write_table(df, lay, name, md))
     path = lay.metrics_json  # the DVC metrics file: {"original"|"<variant>/<stage>": {metric: value}}
     atomic_write_text(path, json.dumps(main_metrics(tables["main"]), indent=2, allow_nan=False) + "\n")
@@ -536,11 +663,13 @@ def write_tables(cfg: dict, base: Path | str = DEFAULT_BASE, tables: dict | None
 def main_metrics(main: pd.DataFrame) -> dict:
     """The main table's numbers keyed like the MLflow runs (``original``, ``<variant>/<stage>``),
     for `dvc metrics show/diff`."""
-    numeric = ["params", "macs_physical", "macs_output", "latency_ms", *QUALITY_COLUMNS]
+    numeric = ["params", "macs_physical", "macs_output", "latency_ms", *QUALITY_COLUMNS, "diversity"]
     out = {}
     for row in jsonable_table(main).to_dict("records"):
         key = ORIGINAL if row["variant"] == ORIGINAL else f"{row['variant']}/{row['stage']}"
-        out[key] = {k: row[k] for k in numeric if row.get(k) is not None}
+        out[key] = {k: row[k] for k in numeric if row.get(k) is not None and math.isfinite(row[k])}
+        if row.get("collapsed") is not None:  # the collapse check (evaluate.collapse_threshold)
+            out[key]["collapsed"] = bool(row["collapsed"])
     return out
 
 

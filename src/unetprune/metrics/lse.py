@@ -1,0 +1,566 @@
+"""LSE-D / LSE-C: the lip-sync scores of the Wav2Lip paper (syncnet_python's protocol).
+
+Protocol (joonson/syncnet_python ``SyncNetInstance.evaluate``, as Wav2Lip's
+``calculate_scores_*`` scripts run it), on one clip:
+
+1. video: face crops at 224 x 224, BGR 0..255 (as ``cv2.imread`` gives them), 25 fps;
+   audio: 16 kHz mono, 13 MFCCs at 100 Hz (:func:`unetprune.audio.syncnet_mfcc`);
+2. ``min_length = min(n_frames, floor(n_samples / 640))``; windows ``v = 0 .. min_length-6``
+   (``lastframe = min_length - 5``, exclusive, as the reference): frames ``v .. v+4`` and MFCC
+   columns ``4v .. 4v+19``; each through ``S`` → a 1024-d video and a 1024-d audio feature;
+3. for each window ``v`` the Euclidean distance (``pairwise_distance``, eps 1e-6) between its
+   video feature and the audio feature of window ``v + j - 15`` for ``j = 0 .. 30`` (audio
+   features zero-padded by 15 on both sides, as ``calc_pdist``);
+4. the mean over windows per ``j`` (31 values); **LSE-D** = their minimum, **LSE-C** =
+   median − minimum, **offset** = ``15 - argmin``.  Also recorded: ``lse_c_at_0`` = median −
+   the mean distance at offset 0 (the confidence of the clip *as given*: LSE-C is taken at the
+   best offset, so a constant audio shift within ±15 frames moves the offset, not LSE-C).
+
+Sign of the offset (the reference's): ``offset = +k`` when the audio is ``k`` frames *early*
+(it leads the picture; delay the audio by ``k`` frames to resync), ``-k`` when it is ``k``
+frames late.  Over a set of clips the scores are averaged (``lse_d``, ``lse_c``; also the mean
+``|offset|``).  Lower LSE-D and higher LSE-C are better.
+
+Backends (every result records ``backend`` and the weights' ``weights_sha256``):
+
+* ``standard`` — ``S`` with the user's ``syncnet_v2.model`` (loaded with
+  ``torch.load(weights_only=True)``, :func:`unetprune.models.syncnet.load_syncnet_s_weights`):
+  numbers comparable with the papers' (given the same face crops; see below);
+* ``standin`` — the offline, **labelled stand-in**: an ``S`` network trained here by
+  :func:`train_lse_standin` on the *training* split of a talking-face set (the offline demo),
+  seeded, a few minutes on CPU.  It is separate from the expert lip-sync discriminator used
+  in the generator's loss (a model is never scored with the network it was trained
+  against).  Its numbers are for relative comparisons on the same set only.
+
+Face crops: a preprocessed clip folder (``0.jpg …`` + ``audio.wav``, the layout of
+:func:`unetprune.data.talking.preprocess_lrs2`) is scored on its crops; an mp4 is decoded and
+cropped by the same detector, padding and box smoothing as the preprocessing (OpenCV Haar by
+default), then resized to 224 x 224.  syncnet_python's ``run_pipeline`` instead tracks faces
+with S3FD and crops a square enlarged by 40 %: standard-backend numbers of this module are
+comparable with published ones only up to that difference in cropping.
+
+Stand-in training (:func:`train_lse_standin`): each step draws ``batch`` video windows of the
+training clips and, per window, its in-sync audio window and ``negatives`` off-sync audio
+windows of the same clip (offsets ``1 .. 15`` frames either way); the loss is the cross-entropy
+of the in-sync window among them with logits ``-distance`` (the multi-way matching form of
+SyncNet's contrastive objective, on the very distance the protocol measures).  Adam, seeded
+sampling, CPU, deterministic.  The checkpoint is self-describing (``torch.load`` with
+``weights_only=True``): its ``state_dict`` uses syncnet_python's key names, so the file also
+loads wherever ``syncnet_v2.model`` does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UserFacingError
+from . import plugins
+
+VSHIFT = 15
+WINDOW = 5                 # video frames per window
+SPF = 640                  # audio samples per video frame (16 kHz / 25 fps)
+SIZE = 224
+STANDARD, STANDIN = "standard", "standin"
+BACKENDS = (STANDARD, STANDIN)
+STANDIN_FORMAT = "unetprune-lse-standin"
+STANDIN_FORMAT_VERSION = 1
+
+LSE_DEFINITION = (
+    "syncnet_python protocol: 5-frame windows of 224x224 face crops and 20 MFCC frames (13 coefficients, "
+    "100 Hz); per window the Euclidean distance of the two 1024-d S features at audio offsets -15..+15 frames "
+    "(zero-padded); mean over windows per offset; LSE-D = min, LSE-C = median - min, offset = 15 - argmin "
+    "(+k: audio k frames early); set values are means over clips")
+
+
+class LSEError(UserFacingError, ValueError):
+    """A clip or weights file that cannot be scored (the message names it)."""
+
+
+# ------------------------------------------------------------------------------------------
+# the arithmetic (independent of the network)
+# ------------------------------------------------------------------------------------------
+
+def calc_pdist(video_feats: torch.Tensor, audio_feats: torch.Tensor, vshift: int = VSHIFT) -> torch.Tensor:
+    """(n_windows, 2·vshift+1): distance of video feature ``i`` to audio feature ``i + j - vshift``
+    (zeros outside), ``torch.nn.functional.pairwise_distance`` as syncnet_python's ``calc_pdist``."""
+    v = torch.as_tensor(video_feats, dtype=torch.float32)
+    a = torch.as_tensor(audio_feats, dtype=torch.float32)
+    if v.dim() != 2 or a.dim() != 2 or v.shape[1] != a.shape[1]:
+        raise ValueError(f"features must be (N, D) with one D, got {tuple(v.shape)} and {tuple(a.shape)}")
+    win = 2 * vshift + 1
+    ap = torch.nn.functional.pad(a, (0, 0, vshift, vshift))
+    rows = [torch.nn.functional.pairwise_distance(v[i:i + 1].expand(win, -1), ap[i:i + win])
+            for i in range(len(v))]
+    return torch.stack(rows) if rows else torch.zeros(0, win)
+
+
+def sync_scores(dists: torch.Tensor | np.ndarray, vshift: int = VSHIFT) -> dict:
+    """LSE-D, LSE-C and the offset from the (n_windows, 2·vshift+1) distances."""
+    d = torch.as_tensor(np.asarray(dists), dtype=torch.float32)
+    if d.dim() != 2 or d.shape[1] != 2 * vshift + 1 or d.shape[0] == 0:
+        raise ValueError(f"distances must be (n_windows > 0, {2 * vshift + 1}), got {tuple(d.shape)}")
+    mdist = d.mean(dim=0)
+    minval, minidx = torch.min(mdist, 0)
+    med = torch.median(mdist)            # torch's median: the lower middle value (31 values: the middle)
+    return {"lse_d": float(minval), "lse_c": float(med - minval), "offset": int(vshift - int(minidx)),
+            "lse_c_at_0": float(med - mdist[vshift]),
+            "n_windows": int(d.shape[0]), "mean_dists": [round(float(x), 5) for x in mdist]}
+
+
+def aggregate(per_clip: Sequence[dict]) -> dict:
+    """Set values: means of LSE-D, LSE-C and |offset| over the clips."""
+    if not per_clip:
+        raise ValueError("no clip to average")
+    return {"lse_d": float(np.mean([c["lse_d"] for c in per_clip])),
+            "lse_c": float(np.mean([c["lse_c"] for c in per_clip])),
+            "abs_offset": float(np.mean([abs(c["offset"]) for c in per_clip])),
+            "lse_c_at_0": float(np.mean([c["lse_c_at_0"] for c in per_clip])),
+            "n_clips": len(per_clip)}
+
+
+def n_windows(n_frames: int, n_samples: int) -> int:
+    """The reference's number of windows: ``min(n_frames, n_samples // 640) - 5``."""
+    return min(int(n_frames), int(n_samples) // SPF) - WINDOW
+
+
+# ------------------------------------------------------------------------------------------
+# inputs
+# ------------------------------------------------------------------------------------------
+
+def to_s_frames(frames: np.ndarray, bgr: bool = True) -> np.ndarray:
+    """Face crops (N, H, W, 3) uint8 → (N, 224, 224, 3) uint8 BGR (resized when needed)."""
+    import cv2
+
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be (N, H, W, 3), got {frames.shape}")
+    if not bgr:
+        frames = frames[..., ::-1]
+    if frames.shape[1:3] == (SIZE, SIZE):
+        return np.ascontiguousarray(frames, dtype=np.uint8)
+    return np.stack([cv2.resize(np.ascontiguousarray(f), (SIZE, SIZE)) for f in frames]).astype(np.uint8)
+
+
+def read_int16_wav(path: Path | str) -> np.ndarray:
+    """A WAV file as int16 mono samples at 16 kHz (what syncnet_python feeds to its MFCC)."""
+    from scipy.io import wavfile
+
+    from .. import audio as A
+
+    path = Path(path)
+    try:
+        rate, data = wavfile.read(path)
+    except Exception as e:  # noqa: BLE001
+        raise LSEError(f"{path}: not a readable WAV file ({e})") from None
+    if data.dtype == np.int16 and data.ndim == 1 and rate == 16000:
+        if data.size == 0:
+            raise LSEError(f"{path}: the WAV file holds no samples")
+        return data
+    x = A.read_wav(path, 16000)
+    return (np.clip(x, -1, 1) * 32767).round().astype(np.int16)
+
+
+def load_clip_dir(clip_dir: Path | str) -> tuple[np.ndarray, np.ndarray]:
+    """A preprocessed clip (``0.jpg …``, ``audio.wav``) → (frames (N, 224, 224, 3) BGR, int16 audio)."""
+    import cv2
+
+    from ..data.talking import list_frames
+
+    d = Path(clip_dir)
+    n = list_frames(d)
+    if n == 0:
+        raise LSEError(f"{d}: no face frames (0.jpg …) in this clip folder")
+    frames = []
+    for i in range(n):
+        im = cv2.imread(str(d / f"{i}.jpg"))
+        if im is None:
+            raise LSEError(f"{d / f'{i}.jpg'}: unreadable face frame")
+        frames.append(cv2.resize(im, (SIZE, SIZE)))
+    return np.stack(frames), read_int16_wav(d / "audio.wav")
+
+
+def face_crops_of_video(video: Path | str, detector=None) -> np.ndarray:
+    """An mp4's frames at 25 fps → face crops (N, 224, 224, 3) BGR, cropped as the preprocessing
+    crops (detector, reference padding, box smoothing)."""
+    import cv2
+
+    from ..data import talking as T
+    from ..data.media import decode_frames, probe
+
+    video = Path(video)
+    info = probe(video, require_video=True)
+    resample = info.fps is None or abs(info.fps - T.FPS) > 0.01
+    frames, _ = decode_frames(video, fps=T.FPS if resample else None)
+    det = detector if detector is not None else T.HaarDetector()
+    dets = det.detect(frames)
+    filled, _ = T.fill_missing(dets)
+    if not filled:
+        raise LSEError(f"{video}: no face found in any of its {len(frames)} frames")
+    boxes = T.smooth_boxes(T.pad_boxes(filled, frames.shape[1:3]), T.SMOOTH_T)
+    out = [cv2.resize(np.ascontiguousarray(fr[y1:y2, x1:x2, ::-1]), (SIZE, SIZE))
+           for fr, (x1, y1, x2, y2) in zip(frames, boxes)]
+    return np.stack(out)
+
+
+def audio_of_video(video: Path | str) -> np.ndarray:
+    """An mp4's audio as int16 16 kHz mono (extracted by ffmpeg-python)."""
+    import tempfile
+
+    from ..data.media import extract_audio
+
+    with tempfile.TemporaryDirectory(prefix="lse-audio.") as td:
+        wav = extract_audio(video, Path(td) / "audio.wav", sr=16000)
+        return read_int16_wav(wav)
+
+
+def shift_audio(wav: np.ndarray, k: int) -> np.ndarray:
+    """The samples delayed by ``k`` frames (advanced when ``k < 0``), zero-filled, same length."""
+    x = np.asarray(wav)
+    y = np.zeros_like(x)
+    s = abs(int(k)) * SPF
+    if s >= len(x):
+        return y
+    if k >= 0:
+        y[s:] = x[: len(x) - s]
+    else:
+        y[: len(x) - s] = x[s:]
+    return y
+
+
+# ------------------------------------------------------------------------------------------
+# the scorer
+# ------------------------------------------------------------------------------------------
+
+class LSEScorer:
+    """``S`` (standard or stand-in) + the protocol.  Build with :meth:`load`."""
+
+    def __init__(self, net, backend: str, weights: Path | str | None = None, weights_sha256: str | None = None,
+                 device: str | torch.device = "cpu", batch_size: int = 20, info: dict | None = None):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.net = net.to(device).eval()
+        self.backend, self.device, self.batch_size = backend, torch.device(device), int(batch_size)
+        self.weights = str(weights) if weights is not None else None
+        self.weights_sha256 = weights_sha256
+        self.info = info or {}
+
+    @classmethod
+    def load(cls, backend: str, weights: Path | str, device: str | torch.device = "cpu",
+             batch_size: int = 20) -> LSEScorer:
+        """``standard``: ``syncnet_v2.model``; ``standin``: a :func:`train_lse_standin` checkpoint."""
+        from ..fileio import sha256_file
+
+        if backend == STANDARD:
+            from ..models.syncnet import load_syncnet_s_weights
+
+            net, info = load_syncnet_s_weights(weights), {"weights_file": "syncnet_v2.model (user-supplied)"}
+        elif backend == STANDIN:
+            net, info = load_standin(weights)
+        else:
+            raise LSEError(f"LSE backend {backend!r}: use 'standard' (syncnet_v2.model) or 'standin'")
+        return cls(net, backend, weights, sha256_file(weights), device, batch_size, info)
+
+    def describe(self) -> dict:
+        d = {"backend": self.backend, "weights": self.weights, "weights_sha256": self.weights_sha256,
+             "network": "syncnet_python S (13,631,616 parameters)", "vshift": VSHIFT,
+             "definition": LSE_DEFINITION}
+        if self.backend == STANDIN:
+            d["label"] = ("stand-in S trained offline on the training split of "
+                          f"{self.info.get('data', '?')} (relative comparisons only; not the expert of the "
+                          f"generator's loss)")
+        return d
+
+    @torch.no_grad()
+    def video_features(self, frames: np.ndarray, n: int) -> torch.Tensor:
+        """Features of windows ``0 .. n-1`` of (N, 224, 224, 3) BGR uint8 frames."""
+        out = []
+        for i in range(0, n, self.batch_size):
+            idx = range(i, min(n, i + self.batch_size))
+            x = np.stack([frames[v:v + WINDOW] for v in idx])                      # (B, 5, H, W, 3)
+            t = torch.from_numpy(x).to(self.device).float().permute(0, 4, 1, 2, 3)  # (B, 3, 5, H, W)
+            out.append(self.net.forward_lip(t).cpu())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def audio_features(self, mfcc: np.ndarray, n: int) -> torch.Tensor:
+        out = []
+        for i in range(0, n, self.batch_size):
+            x = np.stack([mfcc[:, 4 * v:4 * v + 20] for v in range(i, min(n, i + self.batch_size))])
+            out.append(self.net.forward_aud(torch.from_numpy(x)[:, None].to(self.device)).cpu())
+        return torch.cat(out)
+
+    def score(self, frames: np.ndarray, wav: np.ndarray, name: str = "clip", *,
+              video_feats: torch.Tensor | None = None) -> dict:
+        """One clip: frames (N, 224, 224, 3) BGR uint8 (other sizes are resized), int16 16 kHz audio.
+        ``video_feats`` (from an earlier call's ``"_video_feats"``) skips the video branch."""
+        from .. import audio as A
+
+        n = n_windows(len(frames), len(wav))
+        if n < 1:
+            raise LSEError(f"{name}: too short for one LSE window ({len(frames)} frames, "
+                           f"{len(wav) / 16000:.2f} s of audio; at least {WINDOW + 1} frames of both are needed)")
+        if video_feats is None or len(video_feats) < n:
+            video_feats = self.video_features(to_s_frames(frames), n)
+        mfcc = A.syncnet_mfcc(np.asarray(wav))
+        af = self.audio_features(mfcc, n)
+        res = sync_scores(calc_pdist(video_feats[:n], af))
+        return {"clip": name, **res, "_video_feats": video_feats}
+
+    def score_clip_dir(self, clip_dir: Path | str, name: str | None = None) -> dict:
+        frames, wav = load_clip_dir(clip_dir)
+        return self.score(frames, wav, name or Path(clip_dir).name)
+
+    def score_video(self, video: Path | str, audio: Path | str | None = None, detector=None) -> dict:
+        """An mp4 (its own audio, or ``audio``: a WAV or a media file with audio)."""
+        frames = face_crops_of_video(video, detector)
+        if audio is None:
+            wav = audio_of_video(video)
+        elif Path(audio).suffix.lower() == ".wav":
+            wav = read_int16_wav(audio)
+        else:
+            wav = audio_of_video(audio)
+        return self.score(frames, wav, str(video))
+
+
+def public(res: dict) -> dict:
+    """A per-clip result without its cached features (JSON-ready)."""
+    return {k: v for k, v in res.items() if not k.startswith("_")}
+
+
+def evaluate_clips(scorer: LSEScorer, clip_dirs: Sequence[Path | str], names: Sequence[str] | None = None) -> dict:
+    """Per-clip and averaged scores of preprocessed clip folders, with the backend's description."""
+    per = []
+    for i, d in enumerate(clip_dirs):
+        per.append(public(scorer.score_clip_dir(d, names[i] if names else None)))
+    return {**aggregate(per), **scorer.describe(), "clips": per}
+
+
+def split_clips(data: Path | str, split: str) -> tuple[Path, list[str]]:
+    """The preprocessed root and the clips of ``split`` (``data`` = a preprocessed folder or the
+    demo folder holding ``preprocessed/``)."""
+    data = Path(data)
+    root = data / "preprocessed" if (data / "preprocessed" / f"{split}.txt").is_file() else data
+    flist = root / f"{split}.txt"
+    if not flist.is_file():
+        raise LSEError(f"{data}: no {split}.txt filelist (a preprocessed talking-face folder, or the "
+                       f"`unetprune demo-talking` folder, was expected)")
+    clips = [ln.split()[0] for ln in flist.read_text().splitlines() if ln.strip()]
+    if not clips:
+        raise LSEError(f"{flist}: lists no clip")
+    return root, clips
+
+
+# ------------------------------------------------------------------------------------------
+# the stand-in
+# ------------------------------------------------------------------------------------------
+
+def _s_state_dict_reference_names(net) -> dict:
+    from ..models.syncnet import _S_RENAME
+
+    back = {v: k for k, v in _S_RENAME.items()}
+    out = {}
+    for k, v in net.state_dict().items():
+        head, _, rest = k.partition(".")
+        out[f"{back[head]}.{rest}"] = v.detach().cpu().clone()
+    return out
+
+
+def load_standin(path: Path | str):
+    """(``S`` in eval mode, the checkpoint's ``info``) from a stand-in checkpoint (weights_only)."""
+    from ..models.syncnet import SyncNetS, load_syncnet_s_state_dict
+    from ..models.wav2lip import load_weights_file
+
+    obj = load_weights_file(path)
+    if not isinstance(obj, dict) or obj.get("format") != STANDIN_FORMAT:
+        raise LSEError(f"{path}: not an LSE stand-in checkpoint (no '{STANDIN_FORMAT}' header; "
+                       f"make one with `unetprune train-lse-standin`, or use --lse-backend standard "
+                       f"for syncnet_v2.model)")
+    if int(obj.get("format_version", 0)) > STANDIN_FORMAT_VERSION:
+        raise LSEError(f"{path}: stand-in format version {obj['format_version']} is newer than this unetprune")
+    try:
+        sd = load_syncnet_s_state_dict(obj["state_dict"])
+    except (ValueError, KeyError) as e:
+        raise LSEError(f"{path}: the stand-in's weights do not fit S ({e})") from None
+    net = SyncNetS()
+    net.load_state_dict(sd)
+    return net.eval(), dict(obj.get("info") or {})
+
+
+def _load_training_clips(root: Path, clips: Sequence[str], log=None) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    from .. import audio as A
+
+    out = []
+    for c in clips:
+        frames, wav = load_clip_dir(root / c)
+        n = n_windows(len(frames), len(wav))
+        if n < 2 * WINDOW:
+            if log:
+                log(f"skipped {c}: too short ({n} windows)")
+            continue
+        out.append((frames, A.syncnet_mfcc(wav), n))
+    return out
+
+
+LOWER = 18   # S's lip_cnn[:18] / audio_cnn[:18] (every conv but the last of each branch): random, frozen
+
+
+def _calibrate_bn(module: torch.nn.Module, batches) -> None:
+    """Set the BatchNorm statistics of a frozen random ``module`` to the data's (cumulative average)."""
+    bns = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    module.train()
+    with torch.no_grad():
+        for x in batches:
+            module(x)
+    for m in bns:
+        m.momentum = 0.1
+    module.eval()
+
+
+def _lip_tensor(frames: np.ndarray, starts) -> torch.Tensor:
+    return torch.from_numpy(np.stack([frames[v:v + WINDOW] for v in starts])).float().permute(0, 4, 1, 2, 3)
+
+
+def train_lse_standin(data: Path | str, out: Path | str, *, steps: int = 300, batch: int = 16, negatives: int = 10,
+                      lr: float = 1e-3, seed: int = 0, threads: int | None = None, split: str = "train",
+                      video_stride: int = 2, progress: bool = True, log=None) -> dict:
+    """Train the stand-in ``S`` on ``split`` of a preprocessed talking-face set and write its
+    self-describing checkpoint to ``out`` (atomic).  Returns the checkpoint's ``info``.
+
+    To fit a few CPU minutes, every conv of ``S`` but the last of each branch keeps its seeded
+    random initialisation (its BatchNorm statistics set to the training data's); their outputs
+    are computed once (video windows every ``video_stride`` frames, every audio window), and the
+    last conv of each branch and both fully connected heads are trained on them."""
+    import sys
+
+    from tqdm import tqdm
+
+    from ..checkpoint import package_versions
+    from ..fileio import atomic_torch_save, sha256_file
+    from ..models.syncnet import SyncNetS
+
+    if steps < 1 or batch < 1 or negatives < 1 or video_stride < 1:
+        raise LSEError("steps, batch, negatives and video_stride must be positive")
+    root, clips = split_clips(data, split)
+    if threads:
+        torch.set_num_threads(int(threads))
+    t0 = time.time()
+    set_ = _load_training_clips(root, clips, log)
+    if not set_:
+        raise LSEError(f"{root}: no {split} clip is long enough to train the LSE stand-in")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = SyncNetS()
+    lip_lo, aud_lo = net.lip_cnn[:LOWER], net.audio_cnn[:LOWER]
+    for p in list(lip_lo.parameters()) + list(aud_lo.parameters()):
+        p.requires_grad_(False)
+    # BatchNorm statistics of the frozen parts, then their outputs, once
+    calib = [_lip_tensor(fr, range(i, min(n, i + 8))) for fr, _, n in set_ for i in range(0, n, 8 * 4)]
+    _calibrate_bn(lip_lo, calib)
+    aud_windows = [torch.from_numpy(np.stack([m[:, 4 * w:4 * w + 20] for w in range(n)]))[:, None]
+                   for _, m, n in set_]
+    _calibrate_bn(aud_lo, aud_windows)
+    lip_feats, aud_feats, starts = [], [], []
+    with torch.no_grad():
+        for (fr, _, n), aw in zip(set_, aud_windows):
+            st = list(range(0, n, video_stride))
+            lip_feats.append(torch.cat([lip_lo(_lip_tensor(fr, st[i:i + 8])) for i in range(0, len(st), 8)]))
+            aud_feats.append(aud_lo(aw))
+            starts.append(st)
+    t_cache = time.time() - t0
+    lip_hi, aud_hi = net.lip_cnn[LOWER:], net.audio_cnn[LOWER:]
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    history = []
+    bar = tqdm(range(steps), desc="LSE stand-in", unit="step", disable=not progress, file=sys.stderr, leave=False)
+    for step in bar:
+        lip_hi.train(), aud_hi.train(), net.lip_fc.train(), net.audio_fc.train()
+        vx, ax = [], []
+        for _ in range(batch):
+            ci = int(rng.integers(len(set_)))
+            n = set_[ci][2]
+            j = int(rng.integers(len(starts[ci])))
+            v = starts[ci][j]
+            offs = [d for d in range(-VSHIFT, VSHIFT + 1) if d and 0 <= v + d < n]
+            neg = rng.choice(offs, size=negatives, replace=len(offs) < negatives)
+            vx.append(lip_feats[ci][j])
+            ax.extend(aud_feats[ci][w] for w in [v, *(v + int(d) for d in neg)])
+        vf = net.lip_fc(lip_hi(torch.stack(vx)).flatten(1))
+        af = net.audio_fc(aud_hi(torch.stack(ax)).flatten(1)).view(batch, negatives + 1, -1)
+        dist = torch.linalg.vector_norm(vf[:, None] - af, dim=2)
+        loss = torch.nn.functional.cross_entropy(-dist, torch.zeros(batch, dtype=torch.long))
+        if not torch.isfinite(loss):
+            raise LSEError(f"the LSE stand-in's loss became {float(loss)} at step {step}; lower --lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        acc = float((dist.detach().argmin(dim=1) == 0).float().mean())
+        history.append((float(loss.detach()), acc))
+        bar.set_postfix(loss=f"{history[-1][0]:.3f}", acc=f"{acc:.2f}")
+    bar.close()
+    net.eval()
+    last = history[-max(1, steps // 5):]
+    info = {"backend": STANDIN, "data": str(Path(data)), "split": split, "clips": list(clips),
+            "n_clips_used": len(set_), "steps": steps, "batch": batch, "negatives": negatives, "lr": lr,
+            "seed": seed, "video_stride": video_stride,
+            "trained": f"lip_cnn[{LOWER}:], audio_cnn[{LOWER}:], lip_fc, audio_fc (the rest: seeded random "
+                       f"init, BatchNorm statistics of the training data)",
+            "objective": "cross-entropy of the in-sync audio window among 1 + negatives windows of the same "
+                         "clip (offsets 1..15 frames), logits = -Euclidean distance",
+            "final_loss": float(np.mean([h[0] for h in last])), "final_accuracy": float(np.mean([h[1] for h in last])),
+            "chance_accuracy": 1.0 / (negatives + 1), "seconds": round(time.time() - t0, 1),
+            "seconds_features": round(t_cache, 1), "threads": torch.get_num_threads(),
+            "note": "separate from the expert lip-sync discriminator of the generator's loss"}
+    ckpt = {"format": STANDIN_FORMAT, "format_version": STANDIN_FORMAT_VERSION, "arch": "syncnet_python S",
+            "state_dict": _s_state_dict_reference_names(net), "info": info, "versions": package_versions()}
+    atomic_torch_save(ckpt, out)
+    info["weights_sha256"] = sha256_file(out)
+    return info
+
+
+# ------------------------------------------------------------------------------------------
+# the metric plug-in
+# ------------------------------------------------------------------------------------------
+
+class LSEMetric(plugins.Metric):
+    """LSE-D / LSE-C / offset of generated talking-face clips (per clip and averaged).
+
+    Contract with the evaluation set (the Wav2Lip evaluation wiring, issue 13): ``eval_set.clips``
+    is a list of dicts ``{"name", "n_frames", "audio"}`` (``audio``: the clip's WAV file), and
+    ``fakes`` holds the generated face frames of all clips in order (uint8 (N, 3, H, W), RGB).
+    Config: ``ctx.ev["lse_backend"]`` (``standin`` | ``standard``) and ``ctx.ev["lse_weights"]``
+    (the stand-in checkpoint or ``syncnet_v2.model``).  ``lse`` is None when no weights are set.
+    """
+
+    name, keys = "lse", ("lse",)
+    setup_rank = 0   # a missing weights file fails before anything expensive
+
+    def setup(self, eval_set, ctx):
+        super().setup(eval_set, ctx)
+        ev = getattr(ctx, "ev", None) or {}
+        weights = ev.get("lse_weights")
+        self.scorer = None
+        if weights:
+            self.scorer = LSEScorer.load(ev.get("lse_backend", STANDIN), weights, device=getattr(ctx, "device", "cpu"))
+        self.wavs = [read_int16_wav(c["audio"]) for c in eval_set.clips] if self.scorer else []
+
+    def score(self, fakes, generator):
+        if self.scorer is None:
+            return {"lse": None}
+        x = fakes.detach().cpu().numpy().transpose(0, 2, 3, 1)[..., ::-1]    # RGB → BGR, (N, H, W, 3)
+        per, i = [], 0
+        for c, wav in zip(self.eval_set.clips, self.wavs):
+            n = int(c["n_frames"])
+            per.append(public(self.scorer.score(x[i:i + n], wav, c["name"])))
+            i += n
+        return {"lse": {**aggregate(per), **self.scorer.describe(), "clips": per}}
+
+
+plugins.register_metric(LSEMetric)

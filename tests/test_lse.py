@@ -1,0 +1,232 @@
+"""LSE-D / LSE-C (syncnet_python's protocol): the arithmetic on synthetic features, the
+backends and the plug-in (fast); on the offline demo with the trained stand-in (slow): real
+clips against the same clips with shifted or swapped audio, and the offset of a shift.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from unetprune.metrics import lse as L
+from unetprune.metrics.plugins import METRICS
+
+# the slow tests train the stand-in LSE network once (minutes on 2 cores)
+pytestmark = pytest.mark.timeout(1800)
+
+
+# ------------------------------------------------------------------------------------------
+# the arithmetic
+# ------------------------------------------------------------------------------------------
+
+def _features(n=60, d=16, seed=0):
+    return torch.from_numpy(np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32))
+
+
+@pytest.mark.parametrize("k", [0, 3, -4, 7, -15])
+def test_known_shift_gives_known_offset(k):
+    v = _features()
+    # the audio feature of window i is the video feature of window i + k: audio k frames early
+    a = torch.zeros_like(v)
+    for i in range(len(v)):
+        if 0 <= i + k < len(v):
+            a[i] = v[i + k]
+    r = L.sync_scores(L.calc_pdist(v, a))
+    assert r["offset"] == k
+    # at the right offset only the windows whose partner exists contribute distance 0
+    assert r["lse_d"] < np.mean([float(v[i].norm()) for i in range(len(v))])
+    assert r["lse_c"] > 0 and r["n_windows"] == len(v)
+
+
+def test_pdist_matches_the_reference_definition():
+    v, a = _features(12, 8, 1), _features(12, 8, 2)
+    d = L.calc_pdist(v, a, vshift=3)
+    assert d.shape == (12, 7)
+    ap = torch.nn.functional.pad(a, (0, 0, 3, 3))
+    for i in range(12):
+        for j in range(7):
+            ref = torch.nn.functional.pairwise_distance(v[i:i + 1], ap[i + j:i + j + 1])
+            assert torch.allclose(d[i, j], ref[0])
+    # out of range partners are zero vectors: distance = norm (+eps)
+    assert torch.allclose(d[0, 0], torch.linalg.vector_norm(v[0] + 1e-6), atol=1e-5)
+
+
+def test_lse_d_lse_c_arithmetic():
+    # two windows; mean over windows per offset = 10, 8, 3, 9, 12 (vshift 2)
+    d = np.array([[9, 7, 2, 10, 11], [11, 9, 4, 8, 13]], np.float32)
+    r = L.sync_scores(d, vshift=2)
+    assert r["mean_dists"] == [10, 8, 3, 9, 12]
+    assert r["lse_d"] == pytest.approx(3.0) and r["lse_c"] == pytest.approx(9 - 3) and r["offset"] == 0
+    assert r["lse_c_at_0"] == pytest.approx(6.0)
+    d2 = np.array([[1, 5, 5, 5, 5]], np.float32)
+    r2 = L.sync_scores(d2, vshift=2)
+    assert r2["offset"] == 2 and r2["lse_d"] == 1 and r2["lse_c"] == 4 and r2["lse_c_at_0"] == 0
+    agg = L.aggregate([r, r2])
+    assert agg["lse_d"] == pytest.approx(2.0) and agg["lse_c"] == pytest.approx(5.0)
+    assert agg["abs_offset"] == pytest.approx(1.0) and agg["n_clips"] == 2
+
+
+def test_window_count_and_audio_shift():
+    assert L.n_windows(100, 100 * 640) == 95
+    assert L.n_windows(100, 50 * 640 + 639) == 45
+    x = np.arange(10 * 640, dtype=np.int16)
+    y = L.shift_audio(x, 2)
+    assert (y[:1280] == 0).all() and (y[1280:] == x[:-1280]).all()
+    z = L.shift_audio(x, -2)
+    assert (z[:-1280] == x[1280:]).all() and (z[-1280:] == 0).all()
+
+
+# ------------------------------------------------------------------------------------------
+# backends, checkpoints, plug-in
+# ------------------------------------------------------------------------------------------
+
+def _random_s(seed=0):
+    from unetprune.models.syncnet import SyncNetS
+
+    torch.manual_seed(seed)
+    return SyncNetS().eval()
+
+
+def test_standard_backend_loads_syncnet_v2_state_dict_weights_only(tmp_path):
+    net = _random_s()
+    sd = L._s_state_dict_reference_names(net)
+    assert all(k.split(".")[0] in ("netcnnaud", "netfcaud", "netcnnlip", "netfclip") for k in sd)
+    torch.save(sd, tmp_path / "syncnet_v2.model")
+    sc = L.LSEScorer.load("standard", tmp_path / "syncnet_v2.model")
+    desc = sc.describe()
+    assert desc["backend"] == "standard" and len(desc["weights_sha256"]) == 64
+    # a pickle that is not plain weights is refused by weights_only loading
+    import pickle
+
+    (tmp_path / "evil.model").write_bytes(pickle.dumps(object()))
+    from unetprune.errors import UserFacingError
+
+    with pytest.raises(UserFacingError, match="weights_only"):
+        L.LSEScorer.load("standard", tmp_path / "evil.model")
+    with pytest.raises(UserFacingError, match="not an LSE stand-in"):
+        L.LSEScorer.load("standin", tmp_path / "syncnet_v2.model")
+
+
+def _standin_file(path: Path, seed=0) -> Path:
+    ckpt = {"format": L.STANDIN_FORMAT, "format_version": 1, "arch": "syncnet_python S",
+            "state_dict": L._s_state_dict_reference_names(_random_s(seed)), "info": {"data": "synthetic"}}
+    torch.save(ckpt, path)
+    return path
+
+
+def test_plugin_registered_and_scores_clips(tmp_path):
+    from types import SimpleNamespace
+
+    from unetprune.data.media import write_wav
+
+    assert METRICS["lse"] is L.LSEMetric
+    w = _standin_file(tmp_path / "standin.pt")
+    rng = np.random.default_rng(0)
+    clips = []
+    for i, n in enumerate((8, 9)):
+        write_wav(tmp_path / f"{i}.wav", (0.1 * rng.standard_normal(n * 640)).astype(np.float32), 16000)
+        clips.append({"name": f"c{i}", "n_frames": n, "audio": tmp_path / f"{i}.wav"})
+    es = SimpleNamespace(clips=clips)
+    ctx = SimpleNamespace(ev={"lse_backend": "standin", "lse_weights": str(w)}, device="cpu")
+    m = L.LSEMetric()
+    m.setup(es, ctx)
+    fakes = torch.from_numpy(rng.integers(0, 255, (17, 3, 48, 48), dtype=np.uint8))
+    out = m.score(fakes, None)["lse"]
+    assert out["backend"] == "standin" and out["n_clips"] == 2 and len(out["weights_sha256"]) == 64
+    assert [c["n_windows"] for c in out["clips"]] == [3, 4]
+    json.dumps(out)
+    m2 = L.LSEMetric()
+    m2.setup(es, SimpleNamespace(ev={}, device="cpu"))
+    assert m2.score(fakes, None) == {"lse": None}
+
+
+def test_too_short_clip_is_a_clear_error():
+    sc = L.LSEScorer(_random_s(), "standin")
+    with pytest.raises(L.LSEError, match="too short for one LSE window"):
+        sc.score(np.zeros((5, 224, 224, 3), np.uint8), np.zeros(5 * 640, np.int16), "tiny")
+
+
+# ------------------------------------------------------------------------------------------
+# the offline demo with the trained stand-in (slow: builds the demo, trains S for a few minutes)
+# ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def demo_standin(tmp_path_factory):
+    from unetprune.cli import main
+    from unetprune.data.talking import build_talking_demo
+
+    root = tmp_path_factory.mktemp("lse_demo")
+    build_talking_demo(root / "demo", progress=False)
+    rc = main(["train-lse-standin", "--data", str(root / "demo"), "--out", str(root / "standin.pt"),
+               "--threads", "2", "--no-progress"])
+    assert rc == 0
+    sc = L.LSEScorer.load("standin", root / "standin.pt")
+    pre, clips = L.split_clips(root / "demo", "test")
+    data = {c: L.load_clip_dir(pre / c) for c in clips}
+    real = {c: sc.score(*data[c], c) for c in clips}
+    return sc, data, real
+
+
+@pytest.mark.slow
+def test_standin_is_trained_on_the_training_split_only(demo_standin):
+    sc, data, _ = demo_standin
+    info = sc.info
+    assert info["split"] == "train" and not set(info["clips"]) & set(data)
+    assert {c.split("/")[0] for c in info["clips"]}.isdisjoint({c.split("/")[0] for c in data})
+    assert info["final_accuracy"] > 3 * info["chance_accuracy"]
+    assert sc.describe()["backend"] == "standin" and "stand-in" in sc.describe()["label"]
+
+
+@pytest.fixture(scope="module")
+def lse_means(demo_standin):
+    """Mean protocol LSE-C and LSE-C at offset 0 of the test clips: real, shifted by ±6 and
+    20 frames, and with another clip's audio."""
+    sc, data, real = demo_standin
+    clips = list(data)
+    rows = []
+    for i, c in enumerate(clips):
+        frames, wav = data[c]
+        vf = real[c]["_video_feats"]
+        other = data[clips[(i + 1) % len(clips)]][1]
+        swapped = np.resize(other, len(wav))
+        rows.append({"real": real[c],
+                     "shift6": sc.score(frames, L.shift_audio(wav, 6), video_feats=vf),
+                     "shift-6": sc.score(frames, L.shift_audio(wav, -6), video_feats=vf),
+                     "shift20": sc.score(frames, L.shift_audio(wav, 20), video_feats=vf),
+                     "swapped": sc.score(frames, swapped, video_feats=vf)})
+    mean = {k: float(np.mean([r[k]["lse_c"] for r in rows])) for k in rows[0]}
+    mean0 = {k: float(np.mean([r[k]["lse_c_at_0"] for r in rows])) for k in rows[0]}
+    print("LSE-C", mean, "LSE-C at offset 0", mean0)
+    return mean, mean0
+
+
+@pytest.mark.slow
+def test_shifted_audio_is_out_of_sync_at_offset_0(lse_means):
+    # as given (offset 0), a shift of 6 frames either way is clearly out of sync
+    _, mean0 = lse_means
+    assert mean0["real"] > 1.0 and mean0["real"] > mean0["shift6"] + 1.0 and mean0["real"] > mean0["shift-6"] + 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 12, open: the offline stand-in LSE network does not yet give "
+                   "swapped or 20-frame-shifted audio a clearly lower protocol LSE-C than real audio "
+                   "(measured: real 2.55, swapped 1.71, shift20 5.22)")
+def test_protocol_lse_c_separates_swapped_and_far_shifted_audio(lse_means):
+    # the protocol's LSE-C (best offset in ±15): swapped audio and a shift beyond the window lose
+    mean, _ = lse_means
+    assert mean["real"] > 1.3 * mean["swapped"] and mean["real"] > 1.3 * mean["shift20"]
+
+
+@pytest.mark.slow
+def test_offset_of_a_shift_is_found(demo_standin):
+    sc, data, real = demo_standin
+    ok = [c for c in data if real[c]["offset"] == 0]
+    assert len(ok) >= len(data) - 1, {c: real[c]["offset"] for c in data}
+    for c in ok:
+        frames, wav = data[c]
+        for k in (5, -3, 8):
+            # audio delayed by k frames = k frames late → offset -k (the reference's sign)
+            r = sc.score(frames, L.shift_audio(wav, k), video_feats=real[c]["_video_feats"])
+            assert abs(r["offset"] - (-k)) <= 1, (c, k, r["offset"])

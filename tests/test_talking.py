@@ -1,0 +1,364 @@
+"""Talking-face data (Wav2Lip): media helpers, LRS2 preprocessing, the offline demo, datasets.
+
+Fast tests share a tiny demo (2 real clips); the full demo build (`unetprune demo-talking`)
+is marked slow.  The sync test measures the mouth opening from the preprocessed face crops
+and the speech envelope from the extracted audio, and finds the offset of their
+cross-correlation: 0 for the real clip, k (±1) when the audio was shifted by k frames and
+muxed back into the mp4.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unetprune import audio as A
+from unetprune.data import media as M
+from unetprune.data import talking as T
+
+SPF = A.HP.sample_rate // T.FPS   # audio samples per video frame (640)
+
+
+# ------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------
+
+def mouth_signal(clip_dir: Path) -> np.ndarray:
+    """Per-frame mouth opening measured on the preprocessed crops: darkness of the lower centre."""
+    import cv2
+
+    n = T.list_frames(clip_dir)
+    out = []
+    for i in range(n):
+        g = cv2.cvtColor(cv2.resize(cv2.imread(str(clip_dir / f"{i}.jpg")), (96, 96), interpolation=cv2.INTER_AREA),
+                         cv2.COLOR_BGR2GRAY)
+        out.append(-float(g[56:92, 24:72].mean()))
+    return np.asarray(out)
+
+
+def envelope(wav: Path, n: int) -> np.ndarray:
+    x = A.read_wav(wav)
+    x = np.pad(x, (0, max(0, n * SPF - len(x))))[: n * SPF]
+    return np.sqrt((x.reshape(n, SPF) ** 2).mean(axis=1))
+
+
+def best_lag(video_sig: np.ndarray, audio_sig: np.ndarray, max_lag: int = 8) -> tuple[int, float]:
+    """The lag L maximising corr(video[t], audio[t + L]) (audio delayed by L frames → L)."""
+    a = (video_sig - video_sig.mean()) / (video_sig.std() + 1e-9)
+    b = (audio_sig - audio_sig.mean()) / (audio_sig.std() + 1e-9)
+    n = len(a)
+    cs = {lag: float(np.mean(a[max(0, -lag):min(n, n - lag)] * b[max(0, lag):min(n, n + lag)]))
+          for lag in range(-max_lag, max_lag + 1)}
+    lag = max(cs, key=cs.get)
+    return lag, cs[lag]
+
+
+def shifted_clip(raw_mp4: Path, wav: Path, k: int, tmp: Path) -> Path:
+    """The clip with its audio delayed by k frames (advanced when k < 0), muxed back into an mp4,
+    and that mp4's audio extracted again."""
+    x = A.read_wav(wav)
+    y = np.zeros_like(x)
+    if k >= 0:
+        y[k * SPF:] = x[: len(x) - k * SPF]
+    else:
+        y[: len(x) + k * SPF] = x[-k * SPF:]
+    M.write_wav(tmp / f"shift{k}.wav", y, 16000)
+    mp4 = M.mux_audio(raw_mp4, tmp / f"shift{k}.wav", tmp / f"shift{k}.mp4")
+    return M.extract_audio(mp4, tmp / f"shift{k}_back.wav")
+
+
+def no_temp_files(folder: Path) -> list[str]:
+    return [str(p) for p in folder.rglob("*") if ".tmp" in p.name or p.name.endswith(".partial")]
+
+
+@pytest.fixture(scope="module")
+def tiny_talking(tmp_path_factory):
+    root = tmp_path_factory.mktemp("talking")
+    t0 = time.time()
+    man = T.build_talking_demo(root, n_train=2, n_val=0, n_test=0, progress=False)
+    man["_wall_s"] = time.time() - t0
+    return root, man
+
+
+# ------------------------------------------------------------------------------------------
+# the tiny demo: real mp4s, the preprocessed layout, real sync
+# ------------------------------------------------------------------------------------------
+
+def test_ffmpeg_comes_from_a_wheel_or_path():
+    exe = M.ffmpeg_exe()
+    assert Path(exe).is_file() and os.access(exe, os.X_OK)
+
+
+def test_demo_clips_are_real_mp4s_with_audio(tiny_talking):
+    root, man = tiny_talking
+    assert len(man["clips"]) == 2
+    for c in man["clips"]:
+        mp4 = root / "raw" / c["speaker"] / f"{c['clip']}.mp4"
+        info = M.probe(mp4, require_video=True, require_audio=True)
+        assert info.video.codec == "h264" and info.audio.codec == "aac"
+        assert (info.video.width, info.video.height) == (160, 160) and info.fps == 25
+        assert info.audio.sample_rate == 16000
+        assert abs(info.duration - c["n_frames"] / 25) <= 0.08, (info.duration, c["n_frames"])
+        assert 2.0 <= c["duration"] <= 4.0
+        frames, _ = M.decode_frames(mp4)
+        assert len(frames) == c["n_frames"]
+        # the mouth really moves: open frames differ from closed ones in the lower face
+        o = np.asarray(c["openness"])
+        assert o.max() > 0.5 and o.min() == 0.0
+    # real speech: phoneme events from espeak-ng, and several words
+    assert all(len(c["phonemes"]) > 15 for c in man["clips"])
+    assert man["clips"][0]["speaker"] == "astronaut"
+
+
+def test_preprocessed_layout(tiny_talking):
+    root, man = tiny_talking
+    pre = root / "preprocessed"
+    assert (pre / "train.txt").read_text().split() == [f"{c['speaker']}/{c['clip']}" for c in man["clips"]]
+    for c in man["clips"]:
+        d = pre / c["speaker"] / c["clip"]
+        assert T.list_frames(d) == c["n_frames"]
+        assert len(list(d.glob("*.jpg"))) == c["n_frames"]
+        meta = json.loads((d / T.DONE).read_text())
+        assert meta["pads"] == [0, 10, 0, 0] and meta["smooth_T"] == 5
+        wav = A.read_wav(d / "audio.wav")
+        assert abs(len(wav) / 16000 - c["duration"]) <= 0.08
+        from scipy.io import wavfile
+
+        rate, data = wavfile.read(d / "audio.wav")
+        assert rate == 16000 and data.ndim == 1 and data.dtype == np.int16
+    summary = json.loads((pre / "preprocess.json").read_text())
+    assert summary["failed"] == {} and summary["counts"]["train"] == 2
+    assert no_temp_files(root) == []
+
+
+def test_sync_is_real_and_a_shift_is_found(tiny_talking, tmp_path):
+    root, man = tiny_talking
+    c = man["clips"][0]
+    clip = f"{c['speaker']}/{c['clip']}"
+    d = root / "preprocessed" / clip
+    ms = mouth_signal(d)
+    lag, corr = best_lag(ms, envelope(d / "audio.wav", len(ms)))
+    assert lag == 0 and corr > 0.5, (lag, corr)
+    # the animation's own openness track agrees with the frames
+    lag_track, _ = best_lag(np.asarray(c["openness"]), envelope(d / "audio.wav", len(ms)))
+    assert lag_track == 0
+    for k in (3, -4, 6):
+        back = shifted_clip(root / "raw" / f"{clip}.mp4", d / "audio.wav", k, tmp_path)
+        lag_k, _ = best_lag(ms, envelope(back, len(ms)))
+        assert abs(lag_k - k) <= 1, (k, lag_k)
+
+
+def test_demo_build_is_idempotent(tiny_talking):
+    root, man = tiny_talking
+    t0 = time.time()
+    again = T.build_talking_demo(root, n_train=2, n_val=0, n_test=0, progress=False)
+    assert time.time() - t0 < 2.0 and again["clips"] == json.loads(json.dumps(man["clips"]))
+
+
+def test_openness_closed_on_silence_and_bilabials():
+    sr = 16000
+    n_frames = 25
+    t = np.arange(sr) / sr
+    wav = np.where((t > 0.2) & (t < 0.8), 0.5 * np.sin(2 * np.pi * 220 * t), 0.0).astype(np.float32)
+    phon = [(0.0, "_"), (0.2, "'a"), (0.4, "m"), (0.52, "a"), (0.8, "_")]
+    o = T.openness_track(wav, sr, phon, n_frames)
+    assert o[:4].max() < 0.05 and o[-4:].max() < 0.05          # silence
+    assert o[11] < 0.1                                          # /m/ (0.44-0.48 s)
+    assert o[6:9].min() > 0.5 and o[14:18].min() > 0.5          # /a/
+    assert T.phoneme_openness("p") == 0 and T.phoneme_openness("b") == 0 and T.phoneme_openness("'aI") == 1
+
+
+# ------------------------------------------------------------------------------------------
+# detection helpers
+# ------------------------------------------------------------------------------------------
+
+def test_box_smoothing_and_padding_follow_the_reference():
+    boxes = np.array([[0, 0, 10, 10], [2, 2, 12, 12], [4, 4, 14, 14], [6, 6, 16, 16], [8, 8, 18, 18], [10, 10, 20, 20]])
+    s = T.smooth_boxes(boxes, T=5)
+    assert s[0].tolist() == [4, 4, 14, 14]             # mean of 0..4
+    assert s[1].tolist() == [6, 6, 16, 16]             # mean of 1..5
+    # the tail window includes already-smoothed boxes, as the reference (in place)
+    assert s[2].tolist() == [6, 6, 16, 16]
+    p = T.pad_boxes([(5, 5, 90, 95)], (100, 100), (0, 10, 0, 0))
+    assert p.tolist() == [[5, 5, 90, 100]]
+    filled, n = T.fill_missing([None, (1, 1, 5, 5), None, None, (9, 9, 20, 20)])
+    assert n == 3 and filled[0] == (1, 1, 5, 5) and filled[2] == (1, 1, 5, 5) and filled[3] == (9, 9, 20, 20)
+
+
+def test_pluggable_detector():
+    det = T.load_detector("unetprune.data.talking:HaarDetector")
+    assert isinstance(det, T.FaceDetector)
+    from unetprune.data.aligned import DataError
+
+    with pytest.raises(DataError, match="s3fd"):
+        T.load_detector("s3fd")
+
+
+# ------------------------------------------------------------------------------------------
+# hostile media
+# ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def hostile_root(tiny_talking, tmp_path_factory):
+    """An LRS2-layout root: one good clip, a truncated one, one without audio, a text file
+    renamed .mp4, a clip without a face, and a listed clip that does not exist."""
+    root, man = tiny_talking
+    good = root / "raw" / man["clips"][0]["speaker"] / f"{man['clips'][0]['clip']}.mp4"
+    raw = tmp_path_factory.mktemp("hostile")
+    (raw / "spk").mkdir()
+    shutil.copy(good, raw / "spk" / "good.mp4")
+    data = good.read_bytes()
+    (raw / "spk" / "truncated.mp4").write_bytes(data[: len(data) // 2])        # index first (faststart)
+    wav = root / "preprocessed" / man["clips"][0]["speaker"] / man["clips"][0]["clip"] / "audio.wav"
+    tail = M.mux_audio(good, wav, tmp_path_factory.mktemp("mux") / "tail.mp4")  # index at the end
+    data = tail.read_bytes()
+    (raw / "spk" / "cut.mp4").write_bytes(data[: len(data) // 2])
+    frames, _ = M.decode_frames(good)
+    M.encode_mp4(raw / "spk" / "silent.mp4", frames, 25)                       # no audio stream
+    (raw / "spk" / "text.mp4").write_text("this is not a video\n" * 20)
+    M.encode_mp4(raw / "spk" / "faceless.mp4", np.full((50, 96, 96, 3), 128, np.uint8), 25, wav)
+    (raw / "train.txt").write_text("spk/good\nspk/truncated\nspk/cut\nspk/silent\nspk/text\nspk/faceless\nspk/missing\n")
+    return raw
+
+
+@pytest.mark.parametrize("name,needle", [
+    ("truncated.mp4", "truncated"), ("cut.mp4", "truncated"), ("silent.mp4", "no audio stream"), ("text.mp4", "not a readable"),
+])
+def test_hostile_videos_give_one_clear_error_naming_the_file(hostile_root, name, needle, tmp_path):
+    path = hostile_root / "spk" / name
+    with pytest.raises(M.MediaError) as e:
+        M.probe(path, require_audio=True)
+        M.decode_frames(path)
+    msg = str(e.value)
+    assert str(path) in msg and needle in msg and "\n" not in msg
+    dest = tmp_path / "out.wav"
+    with pytest.raises(M.MediaError):
+        M.extract_audio(path, dest) if name != "truncated.mp4" else M.decode_frames(path)
+    assert not dest.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_zero_length_wav(tmp_path):
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(M.MediaError, match=f"{empty}: the file is empty"):
+        M.probe(empty, require_audio=True)
+    header_only = tmp_path / "header.wav"
+    M.write_wav(header_only, np.zeros(0, np.int16), 16000)
+    with pytest.raises(M.MediaError) as e:
+        M.probe(header_only, require_audio=True)
+    assert str(header_only) in str(e.value)
+    # encoding with it fails cleanly and leaves nothing behind
+    with pytest.raises(M.MediaError):
+        M.encode_mp4(tmp_path / "x.mp4", np.zeros((5, 32, 32, 3), np.uint8), 25, header_only)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.wav", "header.wav"]
+
+
+def test_preprocessing_skips_bad_clips_by_name_and_resumes(hostile_root, tmp_path, capsys):
+    from unetprune.cli import main
+
+    out = tmp_path / "pre"
+    rc = main(["data", "preprocess-lrs2", "--root", str(hostile_root), "--out", str(out), "--no-progress"])
+    assert rc == 0
+    summary = json.loads((out / "preprocess.json").read_text())
+    assert summary["processed"] == ["spk/good"]
+    assert set(summary["failed"]) == {"spk/truncated", "spk/cut", "spk/silent", "spk/text", "spk/faceless", "spk/missing"}
+    assert "truncated" in summary["failed"]["spk/truncated"] and "truncated" in summary["failed"]["spk/cut"]
+    assert "no audio stream" in summary["failed"]["spk/silent"]
+    assert "face-less" in summary["failed"]["spk/faceless"]
+    err = capsys.readouterr().err
+    for name in ("truncated", "cut", "silent", "text", "faceless", "missing"):
+        assert f"spk/{name}" in err
+    # nothing half-written: only the good clip's folder exists, no temporaries
+    assert sorted(p.name for p in (out / "spk").iterdir()) == ["good"]
+    assert no_temp_files(out) == []
+    assert (out / "train.txt").read_text() == "spk/good\n"
+    # resumable: a second run skips the finished clip
+    rc = main(["data", "preprocess-lrs2", "--root", str(hostile_root), "--out", str(out), "--no-progress"])
+    assert rc == 0
+    assert json.loads((out / "preprocess.json").read_text())["already_done"] == ["spk/good"]
+
+
+def test_an_interrupted_clip_leaves_no_folder(tiny_talking, tmp_path, monkeypatch):
+    root, man = tiny_talking
+    c = man["clips"][0]
+    dest = tmp_path / c["speaker"] / c["clip"]
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(T, "extract_audio", boom)
+    with pytest.raises(KeyboardInterrupt):
+        T.preprocess_clip(root / "raw" / c["speaker"] / f"{c['clip']}.mp4", dest, T.HaarDetector())
+    assert not dest.exists() and list((tmp_path / c["speaker"]).iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------
+# datasets
+# ------------------------------------------------------------------------------------------
+
+def test_generator_dataset_samples(tiny_talking):
+    root, _ = tiny_talking
+    ds = T.TalkingFaceDataset(root / "preprocessed", "train", mode="generator", seed=3)
+    s = ds[0]
+    assert tuple(s["face"].shape) == (6, 5, 96, 96) and tuple(s["target"].shape) == (3, 5, 96, 96)
+    assert tuple(s["indiv_mels"].shape) == (5, 1, 80, 16) and tuple(s["mel"].shape) == (1, 80, 16)
+    assert float(s["face"][:3, :, 48:].abs().max()) == 0.0                   # lower half masked
+    assert np.allclose(s["face"][:3, :, :48].numpy(), s["target"][:, :, :48].numpy())
+    assert abs(s["other"] - s["start"]) >= 5
+    assert 0.0 <= float(s["target"].min()) and float(s["target"].max()) <= 1.0
+    again = T.TalkingFaceDataset(root / "preprocessed", "train", mode="generator", seed=3)[0]
+    assert all(np.array_equal(s[k].numpy(), again[k].numpy()) for k in ("face", "target", "indiv_mels", "mel"))
+    mel = A.melspectrogram(A.read_wav(root / "preprocessed" / s["clip"] / "audio.wav"))
+    assert np.array_equal(s["mel"][0].numpy(), A.crop_mel_window(mel, s["start"]))
+
+
+def test_expert_dataset_samples(tiny_talking):
+    root, _ = tiny_talking
+    ds = T.TalkingFaceDataset(root / "preprocessed", "train", mode="expert", seed=0)
+    labels = []
+    for i in range(0, len(ds), max(1, len(ds) // 20)):
+        s = ds[i]
+        assert tuple(s["faces"].shape) == (15, 48, 96) and tuple(s["mel"].shape) == (1, 80, 16)
+        labels.append(float(s["label"]))
+    assert set(labels) == {0.0, 1.0}
+    ds.set_epoch(1)
+    assert [float(ds[i]["label"]) for i in range(0, len(ds), max(1, len(ds) // 20))] != labels or len(labels) < 4
+
+
+# ------------------------------------------------------------------------------------------
+# the full demo (slow)
+# ------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_full_demo_builds_quickly_offline_and_test_clips_are_in_sync(tmp_path):
+    out = tmp_path / "demo"
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + "/usr/bin:/bin"}
+    t0 = time.time()
+    r = subprocess.run([sys.executable, "-m", "unetprune.cli", "demo-talking", "--out", str(out), "--no-progress"],
+                       env=env, capture_output=True, text=True, timeout=600, check=False)
+    wall = time.time() - t0
+    assert r.returncode == 0, r.stderr
+    print(f"\ndemo-talking wall time: {wall:.1f} s ({r.stdout.strip()})")
+    assert wall < 120
+    man = json.loads((out / "demo_talking.json").read_text())
+    assert len(man["clips"]) == 18
+    train_ids = {c["speaker"] for c in man["clips"] if c["split"] == "train"}
+    test_ids = {c["speaker"] for c in man["clips"] if c["split"] == "test"}
+    assert not train_ids & test_ids and "grace_hopper" in test_ids
+    assert len({c["voice"] for c in man["clips"]}) >= 2 and len({c["sentence"] for c in man["clips"]}) == 18
+    for c in man["clips"]:
+        M.probe(out / "raw" / c["speaker"] / f"{c['clip']}.mp4", require_video=True, require_audio=True)
+    c = next(c for c in man["clips"] if c["speaker"] == "grace_hopper")
+    d = out / "preprocessed" / c["speaker"] / c["clip"]
+    ms = mouth_signal(d)
+    assert best_lag(ms, envelope(d / "audio.wav", len(ms)))[0] == 0
+    for k in (5, -5):
+        back = shifted_clip(out / "raw" / c["speaker"] / f"{c['clip']}.mp4", d / "audio.wav", k, tmp_path)
+        assert abs(best_lag(ms, envelope(back, len(ms)))[0] - k) <= 1
+
