@@ -1,13 +1,14 @@
 # Two commands on a fresh machine (Python 3.11 + git):
-#   make run    install everything into .venv (once) and run the default (offline demo) experiment
+#   make run    install everything into .venv (once) and run both offline demos (pix2pix, then Wav2Lip)
 #   make test   install everything into .venv (once) and run the test suite (fast + slow end-to-end)
 # Others: make check (validate $(CONFIG)), make test-fast, make test-slow, make lint, make clean.
-# CONFIG=config/experiments/pix2pix_facades.yaml CORES=16 make run   runs another experiment.
+# CONFIG=config/experiments/pix2pix_facades.yaml CORES=16 make run   runs another experiment
+# (CONFIG may list several config files; each is one run of the same workflow).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-CONFIG ?= config/config.yaml
+CONFIG ?= config/config.yaml config/wav2lip_demo.yaml
 CORES  ?= 2
 export MLFLOW_DISABLE_TELEMETRY := true
 export PYTHONUNBUFFERED := 1
@@ -28,10 +29,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 check: $(STAMP)
-	$(BIN)/unetprune config check $(CONFIG)
+	set -e; for c in $(CONFIG); do $(BIN)/unetprune config check "$$c"; done
 
 run: $(STAMP)
-	$(BIN)/snakemake --snakefile Snakefile --configfile $(CONFIG) --cores $(CORES)
+	set -e; for c in $(CONFIG); do $(BIN)/snakemake --snakefile Snakefile --configfile "$$c" --cores $(CORES); done
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m 'not gpu'
@@ -43,7 +44,7 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 lint: $(STAMP)
-	$(BIN)/snakemake --lint --snakefile Snakefile --configfile $(CONFIG)
+	set -e; for c in $(CONFIG); do $(BIN)/snakemake --lint --snakefile Snakefile --configfile "$$c"; done
 
 clean:
 	rm -rf results .snakemake mlflow.db mlartifacts

@@ -1,14 +1,18 @@
-# unetprune: fetch data → train the original → sensitivity → prune variants → fine-tune →
-# evaluate → tables/figures/report → MLflow.  Every rule calls the `unetprune` CLI; every
+# unetprune: fetch data → train the original (Wav2Lip: after its lip-sync expert) → sensitivity →
+# prune variants → fine-tune → evaluate → tables/figures/report (Wav2Lip: + sample video) → MLflow.
+# One DAG for every model family (model.family picks the data, expert and LSE jobs).  Every rule calls the `unetprune` CLI; every
 # path comes from the package's results layout (unetprune.layout).  This file is the only
 # description of the DAG: `dvc repro` runs it (dvc.yaml), and so do SLURM clusters.
 #
 #   snakemake --cores 2                                   # the offline demo (config/config.yaml)
 #   snakemake --cores 8 --configfile config/experiments/pix2pix_facades.yaml
 #   snakemake --profile profiles/slurm --configfile config/experiments/pix2pix_cityscapes.yaml
+#   snakemake --cores 2 --configfile config/wav2lip_demo.yaml   # the offline Wav2Lip demo
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+report: "workflow/report/workflow.rst"  # `snakemake --report report.html`: figures and tables with captions
 
 
 # The default experiment is the offline demo.  A --configfile REPLACES it (Snakemake would
@@ -25,7 +29,7 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     variant=r"[A-Za-z0-9.\-]+",
     stage=r"pruned|finetuned",
-    layer=r"(down|up)[0-9]+",
+    layer=r"[a-z]+[0-9]+",
 
 
 include: "workflow/rules/config.smk"
@@ -36,6 +40,7 @@ include: "workflow/rules/prune.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/samples.smk"
 include: "workflow/rules/track.smk"
 
 

@@ -60,11 +60,12 @@ def test_score_has_every_field_and_is_repeatable(evaluator):
     assert fid["backend"] == "standin" and fid["n_images"] == 8 and fid["image_size"] == 32
     assert fid["split"] == "test" and fid["value"] > 0 and fid["extractor"]["seed"] == 0
     assert r1["kid"]["subset_size"] == 8 and r1["kid"]["backend"] == "standin"
-    assert list(r1) == ["split", "n_images", "image_size", "mode", "seed", "batch_size", "amp", "device", "dataset",
-                        "fid", "kid", "segmentation", "l1", "psnr", "ssim", "paired_definitions", "diversity",
-                        "complexity", "checkpoint", "versions", "timing_s"]
+    assert list(r1) == ["split", "n_images", "image_size", "mode", "seed", "quantize", "batch_size", "amp", "device",
+                        "dataset", "fid", "kid", "segmentation", "l1", "psnr", "ssim", "paired_definitions",
+                        "diversity", "complexity", "noise", "checkpoint", "versions", "timing_s"]
     assert list(r1["timing_s"]) == ["setup", "generate", "fid", "kid", "segmentation", "paired", "diversity",
-                                    "complexity"]
+                                    "complexity", "noise"]
+    assert r1["quantize"] == "round" and r1["noise"]["bootstrap"] == 200   # schema defaults (tests/test_noise.py)
     seg = r1["segmentation"]
     assert seg["name"] == "demo" and 0 <= seg["miou"] < 0.5 and len(seg["per_class_iou"]) == 8
     assert 0 < r1["l1"] < 2 and 0 < r1["psnr"] < 40 and -1 < r1["ssim"] < 1
@@ -152,7 +153,7 @@ def test_metric_plugins_registry_and_custom_plugin(setup):
         del METRICS[MeanPixel.name]
     assert calls == [8]  # set up once
     assert r["mean_pixel"] == pytest.approx(float(ev.generate(g).float().mean())) == r2["mean_pixel"]
-    assert "fid" not in r and r["l1"] > 0 and set(r["timing_s"]) == {"setup", "generate", "paired", "mean_pixel"}
+    assert "fid" not in r and r["l1"] > 0 and set(r["timing_s"]) == {"setup", "generate", "paired", "mean_pixel", "noise"}
     with pytest.raises(ValueError, match="kid metric reuses the fid metric"):
         Evaluator(_cfg(tmp / "data"), "test", cache_dir=cache, latency=False, metrics=("kid",))
 

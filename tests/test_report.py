@@ -59,6 +59,14 @@ def test_main_table_has_every_model_and_stage_with_the_json_values(results_tree,
         assert row.psnr == pytest.approx(r["psnr"]) and row.ssim == pytest.approx(r["ssim"])
         assert row.miou == pytest.approx(r["segmentation"]["miou"])
         assert row.diversity == pytest.approx(r["diversity"]["ratio"])
+        noise = (r.get("noise") or {}).get("metrics") or {}
+        for m, get in (("fid", "fid"), ("l1", "l1"), ("kid", "kid"), ("ssim", "ssim")):
+            std = (noise.get(get) or {}).get("std")
+            if std is None:  # an evaluation without a noise block (or without bootstrap): n/a
+                assert math.isnan(row[f"{m}_std"]), m
+            else:
+                assert row[f"{m}_std"] == pytest.approx(std), m
+                assert row[f"{m}_ci95_lo"] == pytest.approx(noise[get]["ci95"][0]), m
         assert bool(row.collapsed) is (r["diversity"]["ratio"] < cfg["evaluate"]["collapse_threshold"])
         assert (
             row.latency_ms == pytest.approx(r["complexity"]["latency"][0]["median_ms"]) and row.latency_ms > 0
@@ -108,20 +116,37 @@ def test_comparison_table_pairs_each_variant_with_its_baselines(results_tree, ti
         bv = _eval(tiny_layout, r.baseline, FINETUNED)["fid"]["value"]
         assert r.variant_value == pytest.approx(pv) and r.baseline_value == pytest.approx(bv)
         assert r.advantage == pytest.approx(bv - pv)  # FID: lower is better
-        assert r.winner == r.metric_winner == (r.variant if pv < bv else r.baseline if bv < pv else "tie")
+        assert r.metric_winner == (r.variant if pv < bv else r.baseline if bv < pv else "tie")
+        v = _eval(tiny_layout, r.variant, FINETUNED)
+        b = _eval(tiny_layout, r.baseline, FINETUNED)
+
+        def std(e, m):
+            x = (((e.get("noise") or {}).get("metrics") or {}).get(m) or {}).get("std")
+            return float("nan") if x is None else x
+
+        sigma = math.hypot(std(v, "fid"), std(b, "fid"))  # NaN without a noise block
+        if math.isfinite(sigma):
+            assert r.difference_std == pytest.approx(sigma) and bool(r.resolved) is (abs(bv - pv) > 2 * sigma)
+        else:
+            assert r.resolved is None
+        assert r.winner == (r.metric_winner if r.resolved is None or r.resolved else "not resolved")
         assert r.metric == "fid" and r.decided_by == "fid"
         assert not r.variant_collapsed and not r.baseline_collapsed
-        # every other metric either agrees or disagrees with FID (none missing in this tree)
-        others = sorted((r.agree.split(", ") if r.agree else []) + (r.disagree.split(", ") if r.disagree else []))
+        # every other metric agrees, disagrees or is within its noise (none missing in this tree)
+        split = {k: (r[k].split(", ") if r[k] else []) for k in ("agree", "disagree", "unresolved")}
+        others = sorted(m for ms in split.values() for m in ms)
         assert set(others) <= {"kid", "miou", "l1", "psnr", "ssim"}
         for m in others:
-            v = _eval(tiny_layout, r.variant, FINETUNED)
-            b = _eval(tiny_layout, r.baseline, FINETUNED)
             get = {"kid": lambda e: e["kid"]["mean"], "miou": lambda e: e["segmentation"]["miou"]}.get(
                 m, lambda e, m=m: e[m])
             lower = m in ("kid", "l1")
             prefers_variant = get(v) < get(b) if lower else get(v) > get(b)
-            assert (m in r.agree.split(", ")) is (prefers_variant == (r.winner == r.variant)), m
+            s_m = math.hypot(std(v, m), std(b, m))
+            if m in split["unresolved"]:
+                assert abs(get(v) - get(b)) <= 2 * s_m, m
+            else:
+                assert not abs(get(v) - get(b)) <= 2 * s_m, m  # beyond the noise, or the noise unknown
+                assert (m in split["agree"]) is (prefers_variant == (r.metric_winner == r.variant)), m
 
 
 def test_sensitivity_table_is_layers_by_ratios(results_tree, tiny_layout):
@@ -142,7 +167,10 @@ def test_sensitivity_table_is_layers_by_ratios(results_tree, tiny_layout):
     assert len(s) == 1
     assert s.mean_degradation_inner[0] == pytest.approx(df[df.inner].degradation.mean())
     assert s.mean_degradation_outer[0] == pytest.approx(df[~df.inner].degradation.mean())
-    assert s.inner_less_sensitive[0] == (s.mean_degradation_inner[0] < s.mean_degradation_outer[0])
+    assert s.inner_less_sensitive[0] == {"support": True, "against": False, "no effect": False}.get(s.finding[0])
+    assert s.finding_point[0] == ("support" if max(s.mean_degradation_outer[0], 0) > max(s.mean_degradation_inner[0], 0)
+                                  else "no effect" if max(s.mean_degradation_outer[0], s.mean_degradation_inner[0]) <= 0
+                                  else "against")
     matrix = pd.read_csv(tiny_layout.table("sensitivity_matrix"))
     assert list(matrix.layer) == layers and "r=0.5" in matrix.columns
 
@@ -155,7 +183,7 @@ def _png(path: Path) -> np.ndarray:
 
 def test_figures_are_real_pngs(results_tree, tiny_layout):
     cfg, _base, _ = results_tree
-    for name in ("sensitivity", "tradeoff"):
+    for name in ("sensitivity", "tradeoff", "learning_curve"):
         a = _png(tiny_layout.figure(name))
         assert a.shape[0] > 300 and a.shape[1] > 500 and a.std() > 10
     s = _png(tiny_layout.figure("samples"))
@@ -178,14 +206,18 @@ def test_sample_grid_uses_the_same_inputs_for_every_model(results_tree, tiny_lay
     assert all(s == FINETUNED for _, s in cols[1:])
 
     calls = []
-    real = translate.generate_split
+    real = translate.generate_batches
 
-    def recording(G, items, *args, **kwargs):
-        triples = real(G, items, *args, **kwargs)
-        calls.append(triples)
-        return triples
+    def recording(G, batches, *args, **kwargs):
+        xs, ys = [], []
+        for x in batches:
+            xs.append(x)
+        for y in real(G, iter(xs), *args, **kwargs):
+            ys.append(y.detach().clone())
+            yield y
+        calls.append(list(zip(xs, ys)))
 
-    monkeypatch.setattr(translate, "generate_split", recording)
+    monkeypatch.setattr(translate, "generate_batches", recording)
     out = sample_grid(cfg, base, tmp_path / "grid.png", FINETUNED)
     assert out.is_file() and len(calls) == len(cols)  # one generation per model column
     n = cfg["report"]["sample_images"]
@@ -193,11 +225,11 @@ def test_sample_grid_uses_the_same_inputs_for_every_model(results_tree, tiny_lay
     ds = AlignedDataset(tiny_layout.data_root, "test", d["direction"], load_size=d["load_size"],
                         crop_size=d["crop_size"], train=False)
     expected = [ds[i]["A"] for i in range(n)]
-    for triples in calls:
-        assert len(triples) == n
-        assert all(torch.equal(a, e) for (a, _, _), e in zip(triples, expected))
+    for pairs in calls:
+        assert len(pairs) == n
+        assert all(torch.equal(x[0], e) for (x, _), e in zip(pairs, expected))
     # ... and the models really differ, so identical inputs are what makes the columns comparable
-    outs = [torch.stack([o for _, o, _ in t]) for t in calls]
+    outs = [torch.cat([y for _, y in p]) for p in calls]
     assert not torch.equal(outs[0], outs[1]) and outs[0].shape == outs[-1].shape
 
 
@@ -209,8 +241,8 @@ def test_report_md_states_findings_from_the_data_and_assumptions(results_tree, t
     text = lay.report_md.read_text()
     t = all_tables(cfg, base)
     s = t["sensitivity_summary"].iloc[0]
-    verdict = "**Yes**" if s.inner_less_sensitive else "**No**"
-    assert s.finding in ("support", "against", "no effect")
+    verdict = {"support": "**Yes**", "not resolved": "**Not resolved at this noise level**"}.get(s.finding, "**No**")
+    assert s.finding in ("support", "against", "no effect", "not resolved")
     assert f"{verdict}: on FID (`standin` backend), the sensitivity curve" in text
     assert f"degrades FID by {s.mean_degradation_inner:+.4g} on average" in text
     assert f"one outer layer by {s.mean_degradation_outer:+.4g}" in text
@@ -222,13 +254,30 @@ def test_report_md_states_findings_from_the_data_and_assumptions(results_tree, t
     assert "*These findings rest on FID, computed with the `standin` backend" in text
     for _, r in comp.iterrows():
         line = next(x for x in text.splitlines() if x.startswith(f"* {r.variant} vs {r.baseline} "))
-        assert f"FID {r.variant_value:.4g} vs {r.baseline_value:.4g}" in line
-        assert f"**{r.winner} wins** by {abs(r.advantage):.4g}" in line
+        if math.isfinite(r.difference_std):  # the evaluations recorded their noise
+            assert (f"FID {r.variant_value:.4g} ± {r.variant_std:.2g} vs {r.baseline_value:.4g} ± "
+                    f"{r.baseline_std:.2g}") in line
+            assert bool(r.resolved) is (abs(r.advantage) > 2 * r.difference_std)
+            where = "beyond" if r.resolved else "within"
+            assert f"{where} 2σ = {2 * r.difference_std:.3g}" in line
+        else:
+            assert f"FID {r.variant_value:.4g} vs {r.baseline_value:.4g}" in line and "noise level unknown" in line
+        if r.winner == "not resolved":
+            assert (f"**not resolved at this noise level**: FID favours {r.metric_winner} by "
+                    f"{abs(r.advantage):.4g}") in line
+        else:
+            assert f"**{r.winner} wins** by {abs(r.advantage):.4g}" in line
         assert not r.variant_collapsed and not r.baseline_collapsed and r.decided_by == "fid"
         if r.disagree:  # the other metrics that prefer the other model are named
             assert "disagree with FID" in line
-        else:
+        elif r.agree:
             assert " agree." in line
+        if r.unresolved:  # ... and those within their noise
+            names = {"kid": "KID", "miou": "mIoU", "l1": "L1", "psnr": "PSNR", "ssim": "SSIM"}
+            within = [names[m] for m in r.unresolved.split(", ")]
+            listed = within[0] if len(within) == 1 else ", ".join(within[:-1]) + " and " + within[-1]
+            assert line.endswith(f" Within the noise on {listed}.")
+        assert r.disagree or r.agree or r.unresolved
         assert f"{r.variant_budget:,} vs {r.baseline_budget:,} (baseline {100 * r.budget_gap:+.2f}%)" in line
     for needle in (
         "## Assumptions",
@@ -253,8 +302,24 @@ def test_report_md_states_findings_from_the_data_and_assumptions(results_tree, t
         "| layer ",
     ):
         assert needle in text, needle
-    for name in lay.REPORT_FIGURES + ("samples_pruned",):
+    for name in lay.REPORT_FIGURES + ("samples_pruned", "learning_curve"):
         assert f"]({_rel(lay, lay.figure(name))})" in text, name
+    # the learning curve of the original (1 epoch in the tiny tree) and the noise of every number
+    log = json.loads(lay.train_log(ORIGINAL).read_text())
+    curve = log["eval"]["curve"]
+    assert [c["epoch"] for c in curve] == [0, 1] and curve[-1]["score"] == log["eval"]["l1_final"]
+    assert "## Training of the original" in text
+    assert (f"Learning curve, the trainer's check (mean |G(A) − B| in [−1, 1] units on 2 `test` images, mode "
+            f"`train_bn`; lower is better): {curve[0]['score']:.4g} before training → {curve[1]['score']:.4g} after "
+            "1 epochs") in text
+    assert f"The generator's weights moved {log['weights']['rel_l2']:.3g} (relative L2" in text
+    lc = pd.read_csv(lay.table("learning_curve"))
+    assert lc.epoch.tolist() == [0, 1] and lc.check.tolist() == pytest.approx([c["score"] for c in curve])
+    assert "**Noise and significance**" in text
+    main_md = lay.table("main", "md").read_text()
+    assert " ± " in main_md and "fid_std" not in main_md
+    csv = pd.read_csv(lay.table("main"))
+    assert {"fid_std", "fid_ci95_lo", "fid_ci95_hi", "l1_std", "noise_seeds"} <= set(csv.columns)
     # the decisions are cited from the repository's own docs, never from a file users lack
     assert "docs/method.md#decisions-where-the-paper-is-silent" in text
     assert "unetprune repository" in text

@@ -51,6 +51,16 @@ def test_train_writes_log_checkpoint_and_grid(tiny_demo, tmp_path):
 
     grid = Image.open(tmp_path / SAMPLES_NAME)
     assert grid.size == (3 * 32, 2 * 32)  # 2 rows of input | output | target
+    # the learning curve: the check before training and after every epoch, with the weights' distance
+    ev = on_disk["eval"]
+    assert ev["check_every"] == 1 and [c["epoch"] for c in ev["curve"]] == [0, 1, 2, 3, 4]
+    assert ev["curve"][0] == {"epoch": 0, "score": ev["l1_init"], "weights_rel_l2": 0.0}
+    assert ev["curve"][-1]["score"] == ev["l1_final"]
+    moved = [c["weights_rel_l2"] for c in ev["curve"]]
+    assert all(m > 0 for m in moved[1:]) and moved[-1] == pytest.approx(on_disk["weights"]["rel_l2"])
+    w = on_disk["weights"]
+    assert set(w["by_param"]) == {k for k, v in G.named_parameters() if v.dim() >= 2}
+    assert w["min_rel_l2"] == min(w["by_param"].values()) == w["by_param"][w["min_param"]] > 0
 
 
 def test_existing_run_requires_resume(tiny_demo, tmp_path):
@@ -346,3 +356,59 @@ def test_old_checkpoint_without_family_fine_tunes(tiny_demo, tmp_path):
     for model, part in ((G, "generator"), (D, "discriminator")):
         saved = ckpt[part]["state_dict"]
         assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
+
+
+# --- the learning curve and the weights' distance from their initialisation ---------------------
+
+
+def test_weight_change_is_the_relative_l2_distance():
+    from unetprune.train import weight_change
+
+    net = nn.Sequential(nn.Linear(2, 2), nn.Conv2d(1, 1, 1))
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[0].bias.zero_()
+        net[1].weight.fill_(2.0)
+        net[1].bias.fill_(1.0)
+    initial = {k: v.detach().clone() for k, v in net.named_parameters()}
+    assert weight_change(initial, net) == {"rel_l2": 0.0, "min_rel_l2": 0.0, "min_param": "0.weight",
+                                           "by_param": {"0.weight": 0.0, "1.weight": 0.0}}
+    with torch.no_grad():
+        net[0].weight.fill_(2.0)   # |dW| = 2 over |W0| = 2: moved by 1.0
+        net[1].bias.fill_(4.0)     # a bias: counted overall, not per tensor
+    w = weight_change(initial, net)
+    # overall: sqrt(4 * 1 + 9) / sqrt(4 * 1 + 4 + 1) = sqrt(13) / 3
+    assert w["rel_l2"] == pytest.approx(13 ** 0.5 / 3)
+    assert w["by_param"] == {"0.weight": 1.0, "1.weight": 0.0} and w["min_param"] == "1.weight"
+
+
+def test_learning_curve_every_n_epochs_and_resume(tiny_demo, tiny_family, tmp_path):
+    cfg = _tiny_family_cfg(tiny_demo, n_epochs=3, n_epochs_decay=2, batch_size=4, lr=1e-2, check_every=2)
+    log = train(cfg, tmp_path / "full", progress=False)
+    curve = log["eval"]["curve"]
+    assert [c["epoch"] for c in curve] == [0, 2, 4, 5]   # every 2 epochs and the last
+    assert curve[-1]["score"] == log["eval"]["l1_final"] < curve[0]["score"] == log["eval"]["l1_init"]
+    assert curve[0]["weights_rel_l2"] == 0.0 < curve[1]["weights_rel_l2"]
+    # a resumed run has the same curve as an uninterrupted one
+    train(cfg, tmp_path / "cut", progress=False, stop_after_epochs=3)
+    resumed = train(cfg, tmp_path / "cut", progress=False, resume=True)
+    assert resumed["eval"]["curve"] == curve and resumed["weights"] == log["weights"]
+    # check_every 0: only before and after training
+    cfg0 = _tiny_family_cfg(tiny_demo, n_epochs=3, n_epochs_decay=2, batch_size=4, lr=1e-2, check_every=0)
+    log0 = train(cfg0, tmp_path / "zero", progress=False)
+    assert [c["epoch"] for c in log0["eval"]["curve"]] == [0, 5]
+    assert log0["eval"]["curve"][-1]["score"] == curve[-1]["score"]
+
+
+def test_per_epoch_checks_do_not_change_the_training(tiny_demo, tmp_path):
+    """The checks run in train_bn mode (BatchNorm batch statistics, dropout) between epochs; they
+    restore the BatchNorm buffers and fork the RNG, so the weights equal a run without them."""
+    every = load_config(None, tiny_cfg(tiny_demo, n_epochs=2, n_epochs_decay=0, check_every=1))
+    never = load_config(None, tiny_cfg(tiny_demo, n_epochs=2, n_epochs_decay=0, check_every=0))
+    a = train(every, tmp_path / "every", progress=False)
+    b = train(never, tmp_path / "never", progress=False)
+    assert len(a["eval"]["curve"]) == 3 and len(b["eval"]["curve"]) == 2
+    sa = load_checkpoint(tmp_path / "every" / CHECKPOINT_NAME)["generator"]["state_dict"]
+    sb = load_checkpoint(tmp_path / "never" / CHECKPOINT_NAME)["generator"]["state_dict"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a["eval"]["l1_final"] == b["eval"]["l1_final"]

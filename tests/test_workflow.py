@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1",
        "MLFLOW_DISABLE_TELEMETRY": "true"}
-EXPERIMENTS = sorted((REPO / "config" / "experiments").glob("*.yaml"))
+EXPERIMENTS = sorted((REPO / "config" / "experiments").glob("pix2pix_*.yaml"))  # wav2lip: test_wav2lip_pipeline
 
 
 def workflow_copy(tmp: Path) -> Path:

@@ -19,7 +19,7 @@ from . import __version__
 
 # Order = order in `unetprune --help`.
 COMMAND_MODULES = ["config", "demo", "data", "train", "import_", "translate", "prune", "sweep", "evaluate", "report", "track",
-                   "talking", "lipsync", "lse"]
+                   "talking", "lipsync", "lse", "video"]
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

@@ -119,6 +119,9 @@ def _check_semantics(cfg: dict) -> None:
     if cfg["train"]["target"] != "generator":
         raise ConfigError(f"config error at 'train.target': {cfg['train']['target']!r} applies to model.family "
                           f"wav2lip only (a pix2pix run trains its generator)")
+    if d["dataset"] == "lrs2":
+        raise ConfigError("config error at 'data.dataset': lrs2 is talking-face data for model.family wav2lip, "
+                          "not an image-translation dataset")
     if d["crop_size"] > d["load_size"]:
         raise ConfigError(f"config error at 'data.crop_size': {d['crop_size']} exceeds data.load_size={d['load_size']}")
     size = cfg["demo"]["image_size"] if d["dataset"] == "demo" else d["crop_size"]
@@ -134,10 +137,17 @@ def _check_wav2lip(cfg: dict) -> None:
     """wav2lip: talking-face data (the demo or a preprocessed folder), a positive L1 weight, no
     pix2pix import."""
     d, m, t = cfg["data"], cfg["model"], cfg["train"]
-    if d["dataset"] not in ("demo", "folder"):
+    if d["dataset"] not in ("demo", "folder", "lrs2"):
         raise ConfigError(f"config error at 'data.dataset': model.family wav2lip trains on talking-face data: "
-                          f"'demo' (`unetprune demo-talking`) or 'folder' (a `data preprocess-lrs2` output at "
-                          f"data.root), not {d['dataset']!r}")
+                          f"'demo' (`unetprune demo-talking`), 'lrs2' (data.source = the raw LRS2 folder) or "
+                          f"'folder' (a `data preprocess-lrs2` output at data.root), not {d['dataset']!r}")
+    if d["dataset"] == "lrs2" and not (d["source"] or d["root"]):
+        raise ConfigError("config error at 'data.source': lrs2 is licence-gated and never downloaded: set "
+                          "data.source to your LRS2 folder (<speaker>/<clip>.mp4 with train.txt, val.txt, "
+                          "test.txt; the workflow preprocesses it) or data.root to an already preprocessed folder")
+    if cfg["evaluate"]["lse_backend"] == "standard" and not cfg["evaluate"]["lse_weights"]:
+        raise ConfigError("config error at 'evaluate.lse_weights': lse_backend standard needs the SyncNet v2 "
+                          "weights (syncnet_v2.model from syncnet_python) at evaluate.lse_weights")
     if d["dataset"] == "folder" and not d["root"]:
         raise ConfigError("config error at 'data.root': data.dataset 'folder' needs data.root (a preprocessed "
                           "talking-face folder with train.txt)")

@@ -29,6 +29,14 @@ How a generator is run (recorded in every result):
 * ``batch_size`` (``evaluate.batch_size``; 1 reproduces the reference's per-image
   BatchNorm statistics), ``amp`` (bf16 autocast of the generator on CUDA, following
   ``train.amp``; never on CPU), device.
+* ``quantize`` (``evaluate.quantize``): ``round`` or ``truncate`` (the references' ``tensor2im``),
+  applied by :func:`unetprune.data.aligned.quantize_uint8` exactly as ``translate`` writes PNGs.
+
+Every result also carries ``noise`` (the noise level of each quality number: generation
+repeats over ``evaluate.noise_seeds`` seeds when generation is stochastic, ``evaluate.bootstrap``
+resamples of the test images; :mod:`unetprune.metrics.noise`) and, with
+``evaluate.extra_modes``, ``by_mode``: the same image metrics (and their noise) in each other
+generator mode, from the same job.
 """
 
 from __future__ import annotations
@@ -110,6 +118,7 @@ class EvalSet:
     inputs: torch.Tensor
     targets: torch.Tensor
     files_sha256: str             # sha256 over (name, content hash) of the files, in order
+    quantize: str = "round"       # evaluate.quantize: how outputs become uint8 (data.aligned.quantize_uint8)
 
     @property
     def n(self) -> int:
@@ -133,7 +142,25 @@ class EvalSet:
         pairs = [ds.pair_uint8(i) for i in range(len(ds))]
         return cls(split=split, root=root, dataset=d["dataset"], direction=d["direction"], image_size=size,
                    files=files, inputs=torch.stack([a for a, _ in pairs]),
-                   targets=torch.stack([b for _, b in pairs]), files_sha256=file_list_hash(files))
+                   targets=torch.stack([b for _, b in pairs]), files_sha256=file_list_hash(files),
+                   quantize=cfg["evaluate"].get("quantize", "round"))
+
+    def batches(self, batch_size: int):
+        """The generator's inputs, ``batch_size`` images at a time, as float tensors in [-1, 1]."""
+        from .data.aligned import from_uint8
+
+        for i in range(0, self.n, batch_size):
+            yield from_uint8(self.inputs[i:i + batch_size])
+
+    def display_inputs(self, idx) -> list:
+        """The generator inputs of items ``idx`` as (H, W, 3) uint8 images (sample grids)."""
+        return [self.inputs[int(i)].permute(1, 2, 0).numpy() for i in idx]
+
+    def quantize_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Generated images in [-1, 1] as the uint8 images every metric sees (and PNGs hold)."""
+        from .data.aligned import quantize_uint8
+
+        return quantize_uint8(outputs, self.quantize)
 
 
 @dataclass
@@ -193,9 +220,12 @@ class Evaluator:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.root = Path(data_root) if data_root is not None else Layout.from_config(cfg).data_root
 
-        self.eval_set = EvalSet.load(cfg, split, self.root)
+        from .models.family import family_for_config
+
+        family = family_for_config(cfg)
+        self.eval_set = family.eval_set(cfg, split, self.root)
         self.ctx = EvalContext(cfg, self.device, self.seed, self.cache_dir, latency)
-        self.metrics = self.ctx.metrics = build_metrics(metrics if metrics is not None else DEFAULT_METRICS)
+        self.metrics = self.ctx.metrics = build_metrics(metrics if metrics is not None else (family.metrics or DEFAULT_METRICS))
         # plug-ins that only check/load user files set up first, so a missing file fails fast
         for plugin in sorted(self.metrics.values(), key=lambda p: p.setup_rank):
             plugin.setup(self.eval_set, self.ctx)
@@ -205,12 +235,11 @@ class Evaluator:
 
     def generate(self, generator: torch.nn.Module) -> torch.Tensor:
         """All generated images of the split as uint8 (N, 3, H, W) on the evaluation device."""
-        from .data.aligned import from_uint8, quantize_uint8
         from .translate import generate_batches
 
         es, bs = self.eval_set, self.batch_size
         g = generator.to(self.device)
-        batches = (from_uint8(es.inputs[i:i + bs]) for i in range(0, es.n, bs))
+        batches = es.batches(bs)
         outs: list[torch.Tensor] = []
         with closing(generate_batches(g, batches, self.mode, self.seed, device=self.device, amp=self.amp)) as ys:
             for y in ys:
@@ -218,18 +247,30 @@ class Evaluator:
                     raise EvaluationError(
                         f"generated images are {y.shape[-1]}x{y.shape[-2]} but the real images are "
                         f"{es.image_size}x{es.image_size} (data.crop_size): mismatched image sizes")
-                outs.append(quantize_uint8(y))
+                outs.append(es.quantize_outputs(y))
         return torch.cat(outs)
 
-    def score(self, generator: torch.nn.Module, checkpoint: str | Path | None = None) -> dict:
-        """Every metric of ``generator`` on this split, as a JSON-ready dict."""
+    def score(self, generator: torch.nn.Module, checkpoint: str | Path | None = None, *,
+              noise_seeds: int | None = None, bootstrap: int | None = None) -> dict:
+        """Every metric of ``generator`` on this split, as a JSON-ready dict.
+
+        Besides the metrics of one generation (mode ``evaluate.mode``, seed ``seed``): ``noise``,
+        the noise level of every quality number (:mod:`unetprune.metrics.noise`; generation
+        repeats over ``noise_seeds`` seeds when generation is stochastic, ``bootstrap`` resamples
+        of the test images; both default to ``evaluate.noise_seeds`` / ``evaluate.bootstrap``,
+        e.g. ``noise_seeds=1`` keeps only the cheap bootstrap), and ``by_mode``: the same metrics
+        (and their noise) in every mode of ``evaluate.extra_modes``."""
         es, ctx = self.eval_set, self.ctx
+        ev = self.cfg["evaluate"]
+        n_seeds = int(ev.get("noise_seeds", 1) if noise_seeds is None else noise_seeds)
+        n_boot = int(ev.get("bootstrap", 0) if bootstrap is None else bootstrap)
         ctx.timing = {"setup": self.setup_seconds}
         with ctx.timed("generate"):
             fakes = self.generate(generator)
         result = {
             "split": self.split, "n_images": es.n, "image_size": es.image_size,
-            "mode": self.mode, "seed": self.seed, "batch_size": self.batch_size,
+            "mode": self.mode, "seed": self.seed, "quantize": getattr(es, "quantize", "round"),
+            "batch_size": self.batch_size,
             "amp": "bf16" if self.amp else "off", "device": str(self.device),
             "dataset": {"name": es.dataset, "root": str(es.root), "direction": es.direction,
                         "files_sha256": es.files_sha256},
@@ -237,9 +278,65 @@ class Evaluator:
         for name, plugin in self.metrics.items():
             with ctx.timed(name):
                 result.update(plugin.score(fakes, generator))
+        with ctx.timed("noise"):
+            result["noise"] = self._noise(generator, fakes, result, self.mode, n_seeds, n_boot)
+        extra = [m for m in dict.fromkeys(ev.get("extra_modes") or []) if m != self.mode]
+        if extra:
+            with ctx.timed("by_mode"):
+                result["by_mode"] = {m: self._score_mode(generator, m, n_seeds, n_boot) for m in extra}
         result.update({"checkpoint": str(checkpoint) if checkpoint is not None else None,
                        "versions": versions(), "timing_s": ctx.timing})
         return to_jsonable(result)
+
+    # --- repeat generations: noise levels and other modes ----------------------------------
+
+    @contextmanager
+    def _generation(self, mode: str, seed: int):
+        """Inside the block, :meth:`generate` runs in ``mode`` with generation seed ``seed``."""
+        saved = self.mode, self.seed
+        self.mode, self.seed = mode, int(seed)
+        try:
+            yield
+        finally:
+            self.mode, self.seed = saved
+
+    def _rescore(self, fakes: torch.Tensor, generator: torch.nn.Module) -> dict:
+        """The numbers of the plug-ins that depend on the images, for repeat generations."""
+        out: dict = {}
+        for plugin in self.metrics.values():
+            if getattr(plugin, "images_dependent", True):
+                out.update(plugin.score(fakes, generator))
+        return out
+
+    def _noise(self, generator: torch.nn.Module, fakes: torch.Tensor, first: dict, mode: str,
+               n_seeds: int, n_boot: int) -> dict:
+        """The ``noise`` block of the images ``fakes`` (generated in ``mode`` with the config seed)
+        whose metrics are ``first``: bootstrap of those images, then repeats over seeds."""
+        from .metrics.noise import clip_replicates, generation_is_stochastic, noise_block, resample_counts
+
+        stochastic = generation_is_stochastic(generator, mode)
+        replicates: dict = {}
+        if n_boot >= 2:
+            counts = resample_counts(len(fakes), n_boot, self.seed)
+            for plugin in self.metrics.values():
+                replicates.update(plugin.bootstrap(fakes, counts))
+            replicates.update(clip_replicates(first.get("lse"), n_boot, self.seed))
+        base = self.seed
+        seeds = [base + i for i in range(max(1, n_seeds))] if stochastic else [base]
+        runs = [first]
+        for s in seeds[1:]:
+            with self._generation(mode, s):
+                again = self.generate(generator)
+            runs.append(self._rescore(again, generator))
+        return noise_block(seeds, n_boot, runs, replicates, stochastic)
+
+    def _score_mode(self, generator: torch.nn.Module, mode: str, n_seeds: int, n_boot: int) -> dict:
+        """The image metrics (and their noise) of ``generator`` generated in another ``mode``."""
+        with self._generation(mode, self.seed):
+            fakes = self.generate(generator)
+        sub = {"mode": mode, "seed": self.seed, **self._rescore(fakes, generator)}
+        sub["noise"] = self._noise(generator, fakes, sub, mode, n_seeds, n_boot)
+        return sub
 
 
 def config_for_checkpoint(ckpt: dict, cfg: dict | str | Path | None, overrides: list[str] | None) -> dict:

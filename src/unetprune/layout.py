@@ -24,6 +24,8 @@ Layout::
       data/                             the dataset (unless data.root points elsewhere)
       dataset.verified                  a fetched dataset checked against its lock before training
       original/checkpoint.pt train.json samples.png [resume.pt while training]
+      expert/checkpoint.pt train.json   Wav2Lip: the lip-sync expert of the generator's sync loss
+      lse/standin.pt                    Wav2Lip: the stand-in LSE network (evaluate.lse_backend standin)
       sensitivity/<layer>.json          one per prunable layer, every ratio inside
       variants/<v>/pruned.pt prune.json
       variants/<v>/finetuned/checkpoint.pt train.json samples.png
@@ -31,6 +33,7 @@ Layout::
       fid_stats/                        cached real-image statistics, stand-in weights
       tables/<name>.csv|md              the paper's tables
       figures/<name>.png                sensitivity curves, trade-offs, sample grids
+      figures/samples.mp4               Wav2Lip: one test clip through every model, side by side, with audio
       metrics.json                      the main table's numbers (DVC metrics)
       plots/sensitivity.csv             long-format sensitivity points (DVC plots)
       report.md  mlflow.json  logs/<job>.log
@@ -61,12 +64,22 @@ class Layout:
     root: Path
     data_root: Path
     sensitivity_root: Path | None = None   # only to redirect a sweep (`unetprune sweep --out-dir`)
+    family: str = "pix2pix"                # model.family: which data marker, expert, LSE files apply
+    dataset: str = "demo"                  # data.dataset
 
     @classmethod
     def from_config(cls, cfg: dict, base: Path | str = DEFAULT_BASE) -> "Layout":
         root = Path(base) / cfg["experiment"]
         data = (cfg.get("data") or {}).get("root")
-        return cls(root=root, data_root=Path(data) if data else root / "data")
+        return cls(root=root, data_root=Path(data) if data else root / "data",
+                   family=(cfg.get("model") or {}).get("family") or "pix2pix",
+                   dataset=(cfg.get("data") or {}).get("dataset") or "demo")
+
+    def redirect_sensitivity(self, folder: Path | str) -> "Layout":
+        """This layout with the sweep JSONs in ``folder`` (`unetprune sweep --out-dir`)."""
+        from dataclasses import replace
+
+        return replace(self, sensitivity_root=Path(folder))
 
     # --- the experiment as a whole ---------------------------------------------------
     @property
@@ -87,7 +100,40 @@ class Layout:
     # --- data ------------------------------------------------------------------------
     @property
     def demo_manifest(self) -> Path:
-        return self.data_root / "demo.json"
+        """The offline demo's manifest: ``demo.json`` (pix2pix) or ``demo_talking.json``
+        (wav2lip; the clips are under ``preprocessed/``)."""
+        return self.data_root / ("demo_talking.json" if self.family == "wav2lip" else "demo.json")
+
+    @property
+    def talking_summary(self) -> Path:
+        """``preprocess.json`` of a talking-face folder preprocessed into the data root
+        (`unetprune data preprocess-lrs2 --out <data root>`)."""
+        return self.data_root / "preprocess.json"
+
+    @property
+    def talking_root(self) -> Path:
+        """The preprocessed talking-face folder: ``<data root>/preprocessed`` for the demo (its
+        raw mp4s are in ``raw/``), the data root itself for LRS2 or a preprocessed folder."""
+        return self.data_root / "preprocessed" if self.dataset == "demo" else self.data_root
+
+    # --- Wav2Lip: the lip-sync expert and the LSE network ----------------------------------
+    @property
+    def expert_dir(self) -> Path:
+        return self.root / "expert"
+
+    @property
+    def expert_checkpoint(self) -> Path:
+        """The lip-sync expert trained by the pipeline (`unetprune train --expert`)."""
+        return self.expert_dir / CHECKPOINT_NAME
+
+    @property
+    def lse_standin(self) -> Path:
+        """Weights of the stand-in LSE network trained on the experiment's training clips
+        (evaluate.lse_backend standin, evaluate.lse_weights null)."""
+        return self.root / "lse" / "standin.pt"
+
+    def video(self, name: str) -> Path:
+        return self.figures_dir / f"{name}.mp4"
 
     @property
     def dataset_lock(self) -> Path:
@@ -202,7 +248,7 @@ class Layout:
 
     # --- what the workflow's final targets are ---------------------------------------
     REPORT_TABLES = ("main", "sensitivity")
-    REPORT_FIGURES = ("sensitivity", "tradeoff", "samples")
+    REPORT_FIGURES = ("sensitivity", "tradeoff", "samples", "learning_curve")
 
     def report_outputs(self) -> list[Path]:
         """The files the report job declares (the rest of tables/ and figures/ come with them)."""

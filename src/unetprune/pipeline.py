@@ -8,6 +8,8 @@ Variant names say what they are:
 
 * ``inner-l5-8-r0.75`` — levels 5..8 pruned at ratio 0.75 (encoder and decoder);
 * ``cut-k2`` — the 2 innermost levels removed;
+* ``cut-res-l5-6`` — the residual blocks of levels 5..6 removed (families with residual
+  blocks: Wav2Lip);
 * ``global-uniform-match-cut-k2`` / ``global-threshold-match-cut-k2`` — global baselines
   matched to ``cut-k2``'s size (the threshold on layer-normalised importance with a
   per-layer cap; ``global-threshold-raw-…`` when ``baselines.normalize`` is false).
@@ -62,36 +64,70 @@ def sensitivity_layers(cfg: dict) -> list[str]:
     bad = [x for x in layers if x not in allowed]
     if bad:
         raise ConfigError(f"config error at 'sensitivity.layers': unknown layer(s) {', '.join(bad)} for "
-                          f"num_downs={cfg['model']['num_downs']} (prunable: {', '.join(allowed)})")
+                          f"{_model_desc(cfg)} (prunable: {', '.join(allowed)})")
     return [x for x in allowed if x in layers]
 
 
+def _model_desc(cfg: dict) -> str:
+    m = cfg["model"]
+    if m.get("family", "pix2pix") == "pix2pix":
+        return f"num_downs={m['num_downs']}"
+    return f"this {m['family']} model"
+
+
 def primary_variants(cfg: dict) -> dict[str, dict]:
-    """name → prune arguments of the configured inner/cut variants (validated)."""
-    n = cfg["model"]["num_downs"]
+    """name → prune arguments of the configured inner/cut variants (validated against the
+    configured model family: its levels, the cuts that fit, whether it has residual blocks)."""
+    family, spec = _family_and_spec(cfg)
+    all_levels = family.levels(spec)
+    desc = _model_desc(cfg)
+
+    def chosen_levels(v: dict, where: str) -> list[int]:
+        levels = sorted(v.get("levels") or default_inner_levels(cfg))
+        bad = [lv for lv in levels if lv not in all_levels]
+        if bad:
+            raise ConfigError(f"config error at '{where}.levels': level(s) {bad} do not exist or are not "
+                              f"prunable in {desc} (levels {all_levels[0]}..{all_levels[-1]})")
+        return levels
+
     out: dict[str, dict] = {}
     for i, v in enumerate(cfg["variants"]):
         where = f"variants[{i}]"
+        unit = v.get("unit", "levels")
         if v["strategy"] == "inner":
             if "ratio" not in v:
                 raise ConfigError(f"config error at '{where}.ratio': an inner variant needs a ratio")
-            if "k" in v:
-                raise ConfigError(f"config error at '{where}.k': k applies to cut variants only")
-            levels = sorted(v.get("levels") or default_inner_levels(cfg))
-            bad = [lv for lv in levels if not 2 <= lv <= n]
-            if bad:
-                raise ConfigError(f"config error at '{where}.levels': level(s) {bad} do not exist or are not "
-                                  f"prunable in a num_downs={n} U-Net (levels 2..{n})")
+            if "k" in v or "unit" in v:
+                raise ConfigError(f"config error at '{where}.{'k' if 'k' in v else 'unit'}': applies to cut "
+                                  f"variants only")
+            levels = chosen_levels(v, where)
             name = f"inner-l{_levels_tag(levels)}-r{_fmt_ratio(v['ratio'])}"
             args = {"strategy": "inner", "ratio": v["ratio"], "levels": levels}
+        elif unit == "residual":
+            if "k" in v or "ratio" in v:
+                raise ConfigError(f"config error at '{where}': a cut with unit residual takes levels, not "
+                                  f"{'k' if 'k' in v else 'ratio'}")
+            if not family.has_residual_blocks(spec):
+                raise ConfigError(f"config error at '{where}.unit': {desc} has no residual blocks to cut "
+                                  f"(use unit: levels)")
+            levels = chosen_levels(v, where)
+            name = f"cut-res-l{_levels_tag(levels)}"
+            args = {"strategy": "cut", "unit": "residual", "levels": levels}
         else:
             if "k" not in v:
                 raise ConfigError(f"config error at '{where}.k': a cut variant needs k")
             if "ratio" in v or "levels" in v:
-                raise ConfigError(f"config error at '{where}': ratio/levels apply to inner variants only")
-            if not 1 <= v["k"] <= n - 2:
+                raise ConfigError(f"config error at '{where}': ratio/levels apply to inner and cut-res "
+                                  f"variants only")
+            ks = family.cut_ks(spec)
+            if v["k"] not in ks:
                 raise ConfigError(f"config error at '{where}.k': k={v['k']} must leave at least 2 levels "
-                                  f"(1..{n - 2} for num_downs={n})")
+                                  f"({min(ks)}..{max(ks)} for {desc})" if ks else
+                                  f"config error at '{where}.k': {desc} cannot be cut")
+            if ks[v["k"]]:
+                fits = [k for k, why in ks.items() if why is None]
+                raise ConfigError(f"config error at '{where}.k': cut k={v['k']} is refused for {desc}: "
+                                  f"{ks[v['k']]}; cuts that fit: {', '.join(map(str, fits)) or 'none'}")
             name = f"cut-k{v['k']}"
             args = {"strategy": "cut", "k": v["k"]}
         if name in out:
@@ -126,6 +162,8 @@ def prune_cli_args(cfg: dict, name: str, base: Path | str = DEFAULT_BASE) -> lis
     if s == "inner":
         return ["--strategy", "inner", "--ratio", str(v["ratio"]), "--levels", *map(str, v["levels"]),
                 "--importance", cfg["sensitivity"]["importance"]]
+    if s == "cut" and v.get("unit") == "residual":
+        return ["--strategy", "cut", "--unit", "residual", "--levels", *map(str, v["levels"])]
     if s == "cut":
         return ["--strategy", "cut", "--k", str(v["k"])]
     ref = str(Layout.from_config(cfg, base).pruned_checkpoint(v["reference"]))

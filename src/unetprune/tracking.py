@@ -7,29 +7,50 @@ writes them into the MLflow experiment of the same name:
   ``<variant>/finetuned`` — with params (strategy, ratio, levels, k, layers, widths, matched
   budget, ``collapsed``), metrics (params, both MAC conventions, CPU latency, FID, KID, mIoU,
   L1, PSNR, SSIM, output ``diversity`` and ``collapsed`` = 1/0: the collapse check, budget
-  gap) and artifacts (the config, a ``checkpoint.txt`` pointer to the DVC-tracked checkpoint
-  with its sha256, the eval/prune/train JSON, the model's samples, the tables);
+  gap), the training curves of its training run (``train/<loss>``, ``train/lr``,
+  ``train/images_per_s`` with step = epoch; ``check/l1`` with step = epoch, 0 = before
+  training), artifacts (the config, a ``checkpoint.txt`` pointer to the checkpoint with its
+  sha256, the eval/prune/train JSON, the model's samples, the tables) and its generator as a
+  loadable pyfunc model ``generator`` (:data:`MODEL_CODE`; registered as one version of
+  ``<experiment>-generator``);
 * the sensitivity sweep as a parent run with one child run per layer (metrics per ratio as
   ``fid_r0.5`` and as ``fid`` with ``step`` = ratio index);
 * a ``report`` run with every table (``mlflow.log_table``), the figures and report.md.
 
+Run start and end times are the jobs' (the files' own ``started_at``/``finished_at`` where
+recorded, else the file's time minus the durations the job recorded: epoch seconds,
+evaluation timings), not the sync's.  Tags: git commit, config digest, backends (FID, KID,
+segmentation, device), package versions.
+
+Artifacts of a local store (sqlite/file URI) go to an artifact root folder (``tracking.artifact_root``,
+default ``mlartifacts/`` next to the sqlite database) and are recorded as
+``mlflow-artifacts:/<experiment>/...``: relative to that root, never an absolute path of the
+syncing machine, so ``mlflow.db`` + ``mlartifacts/`` can be moved or shared and are served by
+``mlflow ui --backend-store-uri sqlite:///mlflow.db --artifacts-destination mlartifacts``
+(:func:`local_artifact_root` reads them from Python without a server).  A tracking server
+(``--uri http://...``) keeps its artifacts where it was told (``mlflow server --artifacts-destination``).
+
 Idempotent: every run carries a stable ``unetprune.key`` tag (``<experiment>/original``,
 ``<experiment>/<variant>/<stage>``, ``<experiment>/report``, ``<experiment>/sensitivity[/<layer>]``)
 and a ``unetprune.sha256`` of its content.  A sync looks the key up; an unchanged run is kept
-(only its tags — git commit, versions — are refreshed), a changed one is deleted and logged
-again, so re-running never duplicates runs.
+(only its tags — git commit, versions — are refreshed), a changed one is deleted (with its
+logged model and model version) and logged again, so re-running never duplicates runs.
 The run ids go to the experiment's ``mlflow.json`` (:mod:`unetprune.layout`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import subprocess
+import sys
 import tempfile
+import urllib.parse
 import warnings
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -43,7 +64,10 @@ from .fileio import sha256_file as file_sha256
 KEY_TAG = "unetprune.key"
 HASH_TAG = "unetprune.sha256"
 PARENT_TAG = "mlflow.parentRunId"
-QUALITY = ("fid", "kid", "miou", "l1", "psnr", "ssim")
+QUALITY = ("fid", "kid", "miou", "l1", "psnr", "ssim", "lse_d", "lse_c")
+SYNC_FORMAT = 2  # part of every run's digest: runs logged by an older sync are logged again
+ARTIFACTS_SCHEME = "mlflow-artifacts"
+MODEL_NAME = "generator"  # the logged model's name in each model run
 
 
 class TrackingError(UserFacingError):
@@ -83,12 +107,117 @@ def _fmt_ratio(r: float) -> str:
     return f"{float(r):g}"
 
 
-def default_artifact_location(uri: str, experiment: str) -> str | None:
-    """For ``sqlite:///path/mlflow.db``: ``<path>/mlartifacts/<experiment>`` (like ``mlflow server``)."""
+def local_store_path(uri: str) -> Path | None:
+    """The database file (sqlite) or folder (file store) of a local tracking URI; None for a server."""
     if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///") :])
-        return (db.resolve().parent / "mlartifacts" / experiment).as_uri()
+        db = uri[len("sqlite:///"):].split("?", 1)[0]
+        return Path(db) if db and db != ":memory:" else None
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(urllib.parse.unquote(parsed.path))
+    if parsed.scheme == "" and uri:
+        return Path(uri)
     return None
+
+
+def default_artifact_root(uri: str, cfg: dict | None = None) -> Path | None:
+    """Where a local store's artifacts go: ``tracking.artifact_root``, else ``mlartifacts/`` next to the
+    sqlite database (or inside a file store); None for a tracking server (it has its own)."""
+    store = local_store_path(uri)
+    if store is None:
+        return None
+    root = ((cfg or {}).get("tracking") or {}).get("artifact_root")
+    if root:
+        return Path(root)
+    return store.parent / "mlartifacts" if uri.startswith("sqlite:") else store / "mlartifacts"
+
+
+def default_artifact_location(uri: str, experiment: str) -> str | None:
+    """The artifact location of a new experiment: ``mlflow-artifacts:/<experiment>`` for a local store
+    (relative to its artifact root: the store can be moved); None (the server's default) otherwise."""
+    return f"{ARTIFACTS_SCHEME}:/{experiment}" if local_store_path(uri) is not None else None
+
+
+@contextlib.contextmanager
+def local_artifact_root(root: Path | str):
+    """Read and write ``mlflow-artifacts:/<path>`` URIs as ``<root>/<path>`` in this process, as
+    ``mlflow server --artifacts-destination <root>`` does: how a local store's artifacts (and its logged
+    models) are reached without a server (with an http(s) tracking URI the server is still asked), e.g.::
+
+        with local_artifact_root("mlartifacts"):
+            model = mlflow.pyfunc.load_model("models:/demo-generator/1")
+    """
+    from mlflow.store.artifact.artifact_repository_registry import _artifact_repository_registry as registry
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    base = Path(root).resolve()
+
+    def factory(artifact_uri: str, tracking_uri: str | None = None, registry_uri: str | None = None):
+        import mlflow
+
+        served = urllib.parse.urlparse(tracking_uri or mlflow.get_tracking_uri()).scheme in ("http", "https")
+        if served and before is not None:  # a tracking server serves its own artifacts
+            return before(artifact_uri, tracking_uri=tracking_uri, registry_uri=registry_uri)
+        rel = urllib.parse.unquote(urllib.parse.urlparse(artifact_uri).path).lstrip("/")
+        target = (base / rel).resolve()
+        if target != base and base not in target.parents:
+            raise TrackingError(f"artifact URI {artifact_uri} points outside the artifact root {base}")
+        return LocalArtifactRepository(str(target))
+
+    table = registry._registry
+    before = table.get(ARTIFACTS_SCHEME)
+    table[ARTIFACTS_SCHEME] = factory
+    try:
+        yield base
+    finally:
+        if before is None:
+            table.pop(ARTIFACTS_SCHEME, None)
+        else:
+            table[ARTIFACTS_SCHEME] = before
+
+
+def config_digest(cfg: dict) -> str:
+    """sha256 of the validated config (every key, defaults filled in)."""
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _timestamp(value) -> float | None:
+    """Seconds since the epoch from a recorded time: a number, or an ISO-8601 string."""
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def job_times(path: Path, record: dict | None = None, seconds: float = 0.0) -> tuple[float, float, str]:
+    """(start, end, source) in seconds of the job that wrote ``path``: the ``started_at``/``finished_at``
+    it recorded, else end = the file's modification time and start = end - ``seconds`` (the durations
+    the job recorded)."""
+    record = record or {}
+    start, end = _timestamp(record.get("started_at")), _timestamp(record.get("finished_at"))
+    if start is not None and end is not None:
+        return start, end, "recorded"
+    end = end if end is not None else Path(path).stat().st_mtime
+    return (start if start is not None else end - max(0.0, seconds)), end, "file time - recorded durations"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _train_seconds(log: dict) -> float:
+    return float(sum(_finite(e.get("seconds")) or 0.0 for e in log.get("epochs") or []))
+
+
+def _eval_seconds(ev: dict) -> float:
+    return float(sum(_finite(v) or 0.0 for v in (ev.get("timing_s") or {}).values()))
 
 
 class _Run:
@@ -102,6 +231,49 @@ class _Run:
         self.tags: dict[str, str] = {}
         self.files: list[tuple[Path, str | None]] = []  # (local file, artifact dir)
         self.tables: dict[str, object] = {}  # artifact_file -> DataFrame
+        self.times: list[tuple[float, float, str]] = []  # (start, end, source) of each job behind the run
+        self.step_times: dict[tuple[str, int], float] = {}  # (metric, step) -> seconds since the epoch
+        self.model: dict | None = None  # the generator to log as a pyfunc model (see _log_model)
+
+    def job(self, path: Path, record: dict | None = None, seconds: float = 0.0) -> tuple[float, float, str] | None:
+        """Add the times of the job that wrote ``path`` (see :func:`job_times`)."""
+        if not Path(path).is_file():
+            return None
+        t = job_times(path, record, seconds)
+        self.times.append(t)
+        return t
+
+    def span_ms(self) -> tuple[int | None, int | None, str | None]:
+        """(start, end) in ms over the run's jobs, and where the times come from."""
+        if not self.times:
+            return None, None, None
+        start, end = min(t[0] for t in self.times), max(t[1] for t in self.times)
+        sources = sorted({t[2] for t in self.times})
+        return int(start * 1000), int(max(start, end) * 1000), ", ".join(sources)
+
+    def training_curves(self, log: dict, start: float) -> None:
+        """Per-epoch metrics of a training run (``train/<name>`` and ``check/<name>``, step = epoch),
+        timestamped at the end of each epoch (``start`` + the recorded epoch seconds)."""
+        t = start
+        for e in log.get("epochs") or []:
+            epoch = int(e.get("epoch", 0))
+            t += _finite(e.get("seconds")) or 0.0
+            for k, v in e.items():
+                v = _finite(v) if not isinstance(v, bool) else None
+                if k == "epoch" or v is None:
+                    continue
+                self.steps.append((f"train/{k}", v, epoch))
+                self.step_times[(f"train/{k}", epoch)] = t
+        seconds = {int(e.get("epoch", 0)): _finite(e.get("seconds")) or 0.0 for e in log.get("epochs") or []}
+        for point in (log.get("eval") or {}).get("curve") or []:
+            epoch = int(point.get("epoch", 0))
+            for k, v in point.items():
+                v = _finite(v) if not isinstance(v, bool) else None
+                if k == "epoch" or v is None:
+                    continue
+                name = "check/l1" if k == "score" else f"check/{k}"
+                self.steps.append((name, v, epoch))
+                self.step_times[(name, epoch)] = start + sum(s for ep, s in seconds.items() if ep <= epoch)
 
     def param(self, name: str, value) -> None:
         if value is None:
@@ -126,6 +298,8 @@ class _Run:
         h.update(
             json.dumps(
                 {
+                    "format": SYNC_FORMAT,
+                    "model": self.model and {k: v for k, v in self.model.items() if k != "checkpoint"},
                     "params": self.params,
                     "metrics": self.metrics,
                     "steps": self.steps,
@@ -146,6 +320,38 @@ class _Run:
 # ------------------------------------------------------------------------------------------
 # what to log
 # ------------------------------------------------------------------------------------------
+
+
+def registered_model_name(cfg: dict) -> str | None:
+    """The model-registry name of the experiment's generators (``tracking.registered_model``,
+    default ``<experiment>-generator``); None = not registered."""
+    name = cfg["tracking"].get("registered_model")
+    if name is None:
+        return f"{cfg['experiment']}-generator"
+    return name or None
+
+
+def _training(r: _Run, path: Path) -> None:
+    """The training job behind ``r``: its times and its per-epoch curves."""
+    log = _read_json(path)
+    t = r.job(path, log, _train_seconds(log))
+    if t is not None:
+        r.training_curves(log, t[0])
+        if log.get("device"):
+            r.tags["unetprune.train_device"] = str(log["device"])
+
+
+def _eval_tags(ev: dict) -> dict[str, str]:
+    """The backends an evaluation used (FID, KID, segmentation, device, amp)."""
+    tags = {
+        "unetprune.fid_backend": (ev.get("fid") or {}).get("backend"),
+        "unetprune.kid_backend": (ev.get("kid") or {}).get("backend"),
+        "unetprune.segmentation": (ev.get("segmentation") or {}).get("name"),
+        "unetprune.eval_device": ev.get("device"),
+        "unetprune.eval_amp": ev.get("amp"),
+        "unetprune.eval_mode": ev.get("mode"),
+    }
+    return {k: str(v) for k, v in tags.items() if v is not None}
 
 
 def _variant_runs(cfg: dict, base, tables: dict, cfg_file: Path) -> list[_Run]:
@@ -203,9 +409,15 @@ def _variant_runs(cfg: dict, base, tables: dict, cfg_file: Path) -> list[_Run]:
                 r.param("finetune_epochs", f"{f['n_epochs']}+{f['n_epochs_decay']}")
                 r.file(lay.train_log(v, s), "json")
                 r.file(lay.samples(v, s), "samples")
+                _training(r, lay.train_log(v, s))
+            else:
+                r.job(lay.prune_json(v), pj)
         else:
             r.file(lay.train_log(ORIGINAL), "json")
             r.file(lay.samples(ORIGINAL), "samples")
+            _training(r, lay.train_log(ORIGINAL))
+        r.job(lay.eval_json(v, s), ev, _eval_seconds(ev))
+        r.tags.update(_eval_tags(ev))
         for m in (
             "params",
             "macs_physical",
@@ -221,6 +433,26 @@ def _variant_runs(cfg: dict, base, tables: dict, cfg_file: Path) -> list[_Run]:
         r.file(cfg_file, None)
         ckpt = lay.checkpoint(v, s)
         r.file(_checkpoint_pointer(ckpt, exp), None)
+        if cfg["tracking"].get("log_models", True):
+            r.model = {
+                "checkpoint": ckpt,
+                "registered_model": registered_model_name(cfg),
+                "image_size": int(ev.get("image_size") or cfg["data"]["crop_size"]),
+                "mode": str(ev.get("mode") or cfg["evaluate"]["mode"]),
+                "seed": int(ev.get("seed") or 0),
+                "metadata": {
+                    "experiment": exp_name, "variant": v, "stage": s, "group": str(row["group"]),
+                    "strategy": str(row["strategy"]), "params": _finite(row["params"]),
+                    "macs_physical": _finite(row["macs_physical"]), "macs_output": _finite(row["macs_output"]),
+                    **{k: r.params[k] for k in ("ratio", "levels", "k", "layers", "widths_enc", "widths_dec",
+                                                "matched_to", "match_budget") if k in r.params},
+                    "checkpoint": str(ckpt), "checkpoint_sha256": file_sha256(ckpt),
+                    "input": "float32 array (N, 3, H, W), values in [-1, 1] (data.direction "
+                             f"{cfg['data']['direction']}); output: the same shape",
+                    "mode": f"{ev.get('mode') or cfg['evaluate']['mode']} (as evaluated; unetprune.translate: "
+                            "train_bn = batch statistics and seeded dropout, eval = running statistics)",
+                },
+            }
         r.tags.update({"unetprune.variant": v, "unetprune.stage": s, "unetprune.group": str(row["group"])})
         r.tables["tables/main_row.json"] = tables["main"][
             (tables["main"].variant == v) & (tables["main"].stage == s)
@@ -247,7 +479,10 @@ def _checkpoint_pointer(ckpt: Path, exp: Path) -> Path:
     p = d / "checkpoint.txt"
     p.write_text(
         f"path: {ckpt}\nsha256: {file_sha256(ckpt)}\nbytes: {ckpt.stat().st_size}\n"
-        f"storage: DVC-tracked output of the workflow (`dvc pull` restores it; see dvc.lock)\n"
+        f"storage: an output of the workflow (path relative to the project). Under DVC (the experiment "
+        f"listed in config/dvc_experiments.yaml, its dvc.lock committed and pushed) `dvc pull` restores it; "
+        f"otherwise rerun the workflow.  The generator alone is this run's logged model "
+        f"'{MODEL_NAME}' (mlflow.pyfunc.load_model).\n"
     )
     _POINTERS[p] = d
     return p
@@ -304,8 +539,10 @@ def _sensitivity_runs(cfg: dict, base, tables: dict, cfg_file: Path) -> tuple[_R
                 c.metric(f"{m}_r{tag}", v)
                 c.steps.append((m, v, step))
         c.file(lay.sensitivity_json(layer), "json")
+        c.job(lay.sensitivity_json(layer), _read_json(lay.sensitivity_json(layer)))
         c.tags.update({"unetprune.stage": "sensitivity", "unetprune.layer": layer})
         children.append(c)
+        parent.times += c.times
     return parent, children
 
 
@@ -344,6 +581,7 @@ def _report_run(cfg: dict, base, tables: dict, cfg_file: Path) -> _Run:
         r.file(p, "figures")
     r.file(lay.report_md, None)
     r.file(cfg_file, None)
+    r.job(lay.report_md)
     r.tags["unetprune.stage"] = "report"
     return r
 
@@ -355,6 +593,7 @@ def _report_run(cfg: dict, base, tables: dict, cfg_file: Path) -> _Run:
 
 def _client(uri: str):
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
@@ -368,6 +607,10 @@ def _experiment_id(client, name: str, artifact_location: str | None) -> str:
         )
     if exp.lifecycle_stage == "deleted":
         client.restore_experiment(exp.experiment_id)
+    if artifact_location and exp.artifact_location != artifact_location:
+        print(f"note: MLflow experiment '{name}' keeps the artifact location it was created with "
+              f"({exp.artifact_location}), not {artifact_location}; delete the experiment (or the store) "
+              f"and sync again to move it", file=sys.stderr)
     return exp.experiment_id
 
 
@@ -393,6 +636,26 @@ def _existing_runs(client, exp_id: str, experiment: str) -> dict[str, list]:
             return out
 
 
+def _delete_run(client, run) -> None:
+    """Delete a stale run with the model versions and logged models made from it."""
+    from mlflow.exceptions import MlflowException
+
+    rid = run.info.run_id
+    try:
+        for mv in client.search_model_versions(f"run_id = '{rid}'"):
+            client.delete_model_version(mv.name, mv.version)
+    except MlflowException as e:  # a store without a model registry
+        print(f"note: model versions of run {rid} not deleted ({type(e).__name__}: {e})", file=sys.stderr)
+    try:
+        models = client.search_logged_models(experiment_ids=[run.info.experiment_id],
+                                             filter_string=f"source_run_id = '{rid}'")
+        for m in models:
+            client.delete_logged_model(m.model_id)
+    except MlflowException as e:  # a server without logged models (MLflow < 3)
+        print(f"note: logged models of run {rid} not deleted ({type(e).__name__}: {e})", file=sys.stderr)
+    client.delete_run(rid)
+
+
 def _upsert(
     client, exp_id: str, existing: dict[str, list], run: _Run, common_tags: dict, parent_id: str | None = None
 ) -> tuple[str, bool]:
@@ -401,7 +664,10 @@ def _upsert(
     from mlflow.utils.time import get_current_time_millis
 
     digest = run.digest(parent_id)
+    start_ms, end_ms, times_from = run.span_ms()
     tags = {**common_tags, **run.tags, KEY_TAG: run.key, HASH_TAG: digest, "mlflow.runName": run.name}
+    if times_from:
+        tags["unetprune.times_from"] = times_from
     if parent_id:
         tags[PARENT_TAG] = parent_id
     found = existing.get(run.key, [])
@@ -410,15 +676,18 @@ def _upsert(
         if keep is None and old.data.tags.get(HASH_TAG) == digest:
             keep = old
         else:
-            client.delete_run(old.info.run_id)  # stale content or a duplicate
+            _delete_run(client, old)  # stale content or a duplicate
     if keep is not None:
         client.log_batch(keep.info.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
         return keep.info.run_id, False
-    new = client.create_run(exp_id, run_name=run.name, tags={k: str(v) for k, v in tags.items()})
-    rid = new.info.run_id
     now = get_current_time_millis()
-    metrics = [Metric(k, v, now, 0) for k, v in run.metrics.items()]
-    metrics += [Metric(k, v, now, step) for k, v, step in run.steps]
+    end_ms = end_ms if end_ms is not None else now
+    new = client.create_run(exp_id, start_time=start_ms if start_ms is not None else end_ms, run_name=run.name,
+                            tags={k: str(v) for k, v in tags.items()})
+    rid = new.info.run_id
+    metrics = [Metric(k, v, end_ms, 0) for k, v in run.metrics.items()]
+    metrics += [Metric(k, v, int(run.step_times[(k, step)] * 1000) if (k, step) in run.step_times else end_ms, step)
+                for k, v, step in run.steps]
     params = [Param(k, v) for k, v in run.params.items()]
     for i in range(0, max(len(metrics), len(params), 1), 100):  # log_batch limits: 1000 metrics, 100 params
         client.log_batch(rid, metrics=metrics[i : i + 100], params=params[i : i + 100])
@@ -430,8 +699,106 @@ def _upsert(
         with warnings.catch_warnings():  # pandas 3 deprecation noise from inside mlflow
             warnings.simplefilter("ignore")
             client.log_table(rid, jsonable_table(df.reset_index(drop=True)), artifact_file)
-    client.set_terminated(rid, "FINISHED")
+    if run.model is not None:
+        _log_model(client, rid, run)
+    client.set_terminated(rid, "FINISHED", end_time=end_ms)
     return rid, True
+
+
+# The code of every logged generator (MLflow "models from code": saved as text with the model and
+# run when it is loaded; nothing is pickled).  It loads the model's own generator-only checkpoint
+# with unetprune's loader, i.e. torch.load(weights_only=True).
+MODEL_CODE = '''"""unetprune generator as an MLflow pyfunc model (logged by `unetprune track`).
+
+predict(float32 array (N, 3, H, W) in [-1, 1]) -> the generated images, same shape, in the evaluation mode
+the experiment scored with (params `mode`: train_bn | eval, `seed`: dropout seed of train_bn; defaults in
+the model config).  The weights are the model's artifact `checkpoint`: a self-describing unetprune
+checkpoint read with torch.load(weights_only=True) (unetprune.checkpoint.load_checkpoint); needs the
+unetprune package.
+"""
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+
+class UnetpruneGenerator(PythonModel):
+    def load_context(self, context):
+        from unetprune.checkpoint import generator_from_checkpoint, load_checkpoint
+
+        self.generator = generator_from_checkpoint(load_checkpoint(context.artifacts["checkpoint"]))
+        self.defaults = {"mode": "train_bn", "seed": 0, **(context.model_config or {})}
+
+    def predict(self, context, model_input, params=None):
+        import numpy as np
+        import torch
+        from unetprune.translate import generation_mode
+
+        p = {**self.defaults, **(params or {})}
+        x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
+        with generation_mode(self.generator, str(p["mode"]), int(p["seed"])) as g:
+            return g(x).numpy()
+
+
+mlflow.models.set_model(UnetpruneGenerator())
+'''
+
+
+def _generator_only(ckpt_path: Path, out: Path) -> Path:
+    """The checkpoint without discriminator, optimiser state and training log (a model's weights)."""
+    import torch
+
+    from .checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(ckpt_path)
+    keep = ("format", "format_version", "family", "generator", "config", "versions", "meta")
+    torch.save({k: ckpt[k] for k in keep if k in ckpt}, out)
+    return out
+
+
+def _log_model(client, rid: str, run: _Run) -> None:
+    """Log ``run.model`` as the pyfunc model ``generator`` of run ``rid`` (and register a version)."""
+    import mlflow
+    import numpy as np
+    import torch
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
+
+    from . import __version__
+
+    spec = run.model
+    size = spec["image_size"]
+    tensor = TensorSpec(np.dtype(np.float32), (-1, 3, size, size))
+    defaults = {"mode": spec["mode"], "seed": int(spec["seed"])}
+    signature = ModelSignature(inputs=Schema([tensor]), outputs=Schema([tensor]), params=ParamSchema([
+        ParamSpec("mode", "string", defaults["mode"]), ParamSpec("seed", "long", defaults["seed"])]))
+    requirements = [f"unetprune=={__version__}", f"torch=={torch.__version__.split('+')[0]}",
+                    f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}"]
+    with tempfile.TemporaryDirectory(prefix="unetprune-model-") as tmp:
+        code = Path(tmp) / "unetprune_generator.py"
+        code.write_text(MODEL_CODE)
+        weights = _generator_only(spec["checkpoint"], Path(tmp) / "generator.pt")
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(client.tracking_uri)
+        try:
+            with warnings.catch_warnings(), mlflow.start_run(run_id=rid):
+                warnings.simplefilter("ignore")
+                info = mlflow.pyfunc.log_model(
+                    name=MODEL_NAME, python_model=str(code), artifacts={"checkpoint": str(weights)},
+                    signature=signature, pip_requirements=requirements,
+                    metadata={"unetprune": spec["metadata"]}, model_config=defaults,
+                    registered_model_name=spec["registered_model"], await_registration_for=60,
+                )
+        finally:
+            mlflow.set_tracking_uri(previous)
+    version = getattr(info, "registered_model_version", None)
+    if spec["registered_model"] and version is not None:
+        meta = spec["metadata"]
+        for k in ("experiment", "variant", "stage", "strategy", "group"):
+            client.set_model_version_tag(spec["registered_model"], str(version), f"unetprune.{k}", str(meta[k]))
+        client.set_model_version_tag(spec["registered_model"], str(version), KEY_TAG, run.key)
+        client.update_model_version(
+            spec["registered_model"], str(version),
+            description=f"{meta['variant']} ({meta['stage']}): {meta['strategy']}, "
+                        f"{meta['params']:.0f} parameters, {meta['macs_physical']:.4g} MACs (physical)")
 
 
 def sync_lock_path(uri: str) -> Path:
@@ -475,20 +842,27 @@ class _SyncLock:
 
 
 def sync(
-    cfg: dict, base: Path | str = DEFAULT_BASE, uri: str | None = None, artifact_location: str | None = None
+    cfg: dict, base: Path | str = DEFAULT_BASE, uri: str | None = None, artifact_location: str | None = None,
+    artifact_root: Path | str | None = None,
 ) -> dict:
     """Mirror ``results/<experiment>/`` into MLflow; returns (and writes to mlflow.json) the run ids.
+
+    ``uri``: the tracking URI (default ``tracking.uri``): a local store or a tracking server.
+    ``artifact_root``: the artifact folder of a local store (default :func:`default_artifact_root`).
+    ``artifact_location``: the artifact location of a newly created experiment (default
+    ``mlflow-artifacts:/<experiment>`` for a local store, the server's default for a server).
     Syncs into one store are serialised by a file lock (:func:`sync_lock_path`)."""
     uri = uri or cfg["tracking"]["uri"]
-    with _SyncLock(sync_lock_path(uri)):
-        return _sync_locked(cfg, base, uri, artifact_location)
+    root = Path(artifact_root) if artifact_root else default_artifact_root(uri, cfg)
+    artifacts = local_artifact_root(root) if root is not None else contextlib.nullcontext()
+    with _SyncLock(sync_lock_path(uri)), artifacts:
+        return _sync_locked(cfg, base, uri, artifact_location, root)
 
 
-def _sync_locked(cfg: dict, base, uri: str, artifact_location: str | None) -> dict:
+def _sync_locked(cfg: dict, base, uri: str, artifact_location: str | None, root: Path | None) -> dict:
     from .report.tables import all_tables
 
     lay = Layout.from_config(cfg, base)
-    uri = uri or cfg["tracking"]["uri"]
     name = cfg["experiment"]
     missing = [p for p in lay.report_outputs() if not p.is_file()]
     if missing:
@@ -512,15 +886,21 @@ def _sync_locked(cfg: dict, base, uri: str, artifact_location: str | None) -> di
         from .evaluate import versions
 
         commit = git_commit()
+        ev = cfg["evaluate"]
         common = {
             "unetprune.experiment": name,
             "mlflow.source.git.commit": commit,
             "unetprune.git_commit": commit,
+            "unetprune.config_sha256": config_digest(cfg),
+            "unetprune.fid_backend": ev["fid_backend"],
+            "unetprune.segmentation": ev.get("segmentation"),
+            "unetprune.model_family": cfg["model"].get("family"),
         }
         common.update({f"version.{k}": v for k, v in versions().items()})
         import mlflow
 
         common["version.mlflow"] = mlflow.__version__
+        common = {k: v for k, v in common.items() if v is not None}
         ids: dict[str, str] = {}
         changed = 0
         for r in runs + [report]:
@@ -536,7 +916,8 @@ def _sync_locked(cfg: dict, base, uri: str, artifact_location: str | None) -> di
         for key, old in existing.items():  # runs of variants no longer in the config
             if key not in wanted:
                 for run in old:
-                    client.delete_run(run.info.run_id)
+                    _delete_run(client, run)
+        artifact_location = client.get_experiment(exp_id).artifact_location
     finally:
         for p, d in list(_POINTERS.items()):
             p.unlink(missing_ok=True)
@@ -548,8 +929,11 @@ def _sync_locked(cfg: dict, base, uri: str, artifact_location: str | None) -> di
         "tracking_uri": uri,
         "experiment": name,
         "experiment_id": exp_id,
+        "artifact_location": artifact_location,
+        "registered_model": registered_model_name(cfg) if cfg["tracking"].get("log_models", True) else None,
         "runs": ids,
         "sensitivity_parent": pid,
     }
     atomic_write_text(lay.mlflow_json, json.dumps(result, indent=2) + "\n")  # stable across re-syncs
-    return {**result, "logged": changed, "unchanged": len(ids) - changed}
+    return {**result, "artifact_root": str(root) if root is not None else None, "logged": changed,
+            "unchanged": len(ids) - changed}

@@ -24,6 +24,13 @@ is renamed to ``checkpoint.pt`` (atomic, no copy): ``checkpoint.pt`` exists only
 finished runs, so a workflow can treat it as the job's output while ``resume.pt``
 survives a killed job.  A NaN/inf loss stops the run with
 :class:`TrainingDiverged` before anything is written, so the last good checkpoint stays.
+
+Learning curve (``train.json``): ``eval.curve`` holds the family's check score on
+``train.eval_split`` before training (epoch 0) and after every ``train.check_every`` epochs
+(and the last), each with the generator's relative L2 distance from its initial weights;
+``weights`` gives that distance at the end, overall and per weight tensor
+(:func:`weight_change`).  The checks run in the evaluation mode with a forked RNG and
+restored BatchNorm buffers, so they do not change the training.
 """
 
 from __future__ import annotations
@@ -61,6 +68,30 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
 
 
+
+
+def weight_change(initial: dict[str, torch.Tensor], G: nn.Module) -> dict:
+    """How far ``G``'s parameters moved from ``initial`` (a copy of them when the run started):
+    ``rel_l2`` = ||theta - theta_0|| / ||theta_0|| over all parameters together, and per weight
+    tensor (2 or more dims: conv and linear weights) ``by_param``, with the least-moved one
+    (``min_rel_l2``, ``min_param``).  0 everywhere = the weights never left their initialisation."""
+    diff2 = base2 = 0.0
+    by_param: dict[str, float] = {}
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name not in initial:
+                continue
+            p0 = initial[name].to(torch.float64)
+            d = float((p.detach().to("cpu", torch.float64) - p0).pow(2).sum())
+            b = float(p0.pow(2).sum())
+            diff2, base2 = diff2 + d, base2 + b
+            if p.dim() >= 2 and b > 0:
+                by_param[name] = math.sqrt(d / b)
+    out: dict = {"rel_l2": math.sqrt(diff2 / base2) if base2 > 0 else None}
+    if by_param:
+        least = min(by_param, key=by_param.get)
+        out.update(min_rel_l2=by_param[least], min_param=least, by_param=by_param)
+    return out
 
 
 def _check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int) -> None:
@@ -166,9 +197,15 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
 
     family = training_family(cfg)
     G, D, info = build_models(cfg, init_from, init_discriminator_from, family=family)
+    # the weights the run starts from (fresh init or init_from; a resumed run rebuilds the same):
+    # train.json records how far training moved them (weight_change)
+    initial = {k: v.detach().to("cpu", copy=True) for k, v in G.named_parameters()}
     log: dict = {"config": cfg, "device": str(device), "threads": torch.get_num_threads(),
                  "epochs": [], "steps": [], **info}
     trainer = family.trainer(G, D, tcfg, device)
+    step_mode = getattr(trainer, "step_mode", None)  # CUDA-graph or eager steps, and why (cuda_graph.py)
+    if step_mode is not None and (progress or log_epochs):
+        step_mode.report_to(tqdm.write)  # one line now, one per later eager fallback
     start_epoch = 0
     state_path = ckpt_path if ckpt_path.exists() else resume_path
     if resume and state_path.exists():
@@ -186,9 +223,12 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
 
     dataset = family.train_dataset(cfg)
     order = torch.Generator()
-    loader = DataLoader(dataset, batch_size=tcfg["batch_size"], shuffle=True, generator=order,
-                        num_workers=dcfg["num_workers"], pin_memory=device.type == "cuda",
-                        persistent_workers=False, drop_last=False)
+    if hasattr(dataset, "batch_loader"):  # device-resident data batches itself (data/gpu_data.py), same order
+        loader = dataset.batch_loader(tcfg["batch_size"], order)
+    else:
+        loader = DataLoader(dataset, batch_size=tcfg["batch_size"], shuffle=True, generator=order,
+                            num_workers=dcfg["num_workers"], pin_memory=device.type == "cuda",
+                            persistent_workers=False, drop_last=False)
 
     def save(epoch_done: int, final: bool) -> None:
         state = make_checkpoint(trainer.G, cfg, meta={"kind": f"{family.name}-trainer", **info},
@@ -202,6 +242,10 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
     if eval_set is not None and start_epoch == 0:
         log["eval"] = {"split": eval_set.split, "n_images": len(eval_set), "mode": cfg["evaluate"]["mode"],
                        "l1_init": family.check_score(trainer.G, eval_set, cfg)}
+        # the learning curve: the check score every train.check_every epochs (epoch 0 = before training)
+        log["eval"]["check_every"] = int(tcfg.get("check_every", 1))
+        log["eval"]["curve"] = [{"epoch": 0, "score": log["eval"]["l1_init"], "weights_rel_l2": 0.0}]
+    check_every = int(tcfg.get("check_every", 1))
 
     epochs_this_call = 0
     if start_epoch == total_epochs and ckpt_path.exists():
@@ -248,15 +292,25 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
                        f"{e['images_per_s']:.1f} img/s")
         epochs_this_call += 1
         done = epoch + 1
+        curve = (log.get("eval") or {}).get("curve")
+        if eval_set is not None and curve is not None and (
+                (check_every and done % check_every == 0) or done == total_epochs):
+            curve.append({"epoch": done, "score": family.check_score(trainer.G, eval_set, cfg),
+                          "weights_rel_l2": weight_change(initial, trainer.G)["rel_l2"]})
         if done % tcfg["save_every"] == 0 or done == total_epochs or epochs_this_call == stop_after_epochs:
             save(done, final=done == total_epochs)
         if epochs_this_call == stop_after_epochs:
             break
     log["complete"] = len(log["epochs"]) == total_epochs
     log["params_G"] = count_parameters(trainer.G)
+    log["weights"] = weight_change(initial, trainer.G)
     if log["complete"] and eval_set is not None:
-        log.setdefault("eval", {})["l1_final"] = family.check_score(trainer.G, eval_set, cfg)
+        curve = log.setdefault("eval", {}).get("curve") or []
+        last = curve[-1] if curve and curve[-1]["epoch"] == total_epochs else None  # checked just now
+        log["eval"]["l1_final"] = last["score"] if last else family.check_score(trainer.G, eval_set, cfg)
         family.render_samples(trainer.G, eval_set, out_dir / SAMPLES_NAME, cfg)
+    if step_mode is not None:
+        log["step_mode"] = step_mode.as_dict()
     atomic_write_text(out_dir / LOG_NAME, json.dumps(log, indent=2))
     return log
 

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from .checkpoint import CheckpointError, generator_from_checkpoint, load_checkpoint
-from .data.aligned import DataError, list_images, open_rgb, to_tensor, to_uint8
+from .data.aligned import QUANTIZE_METHODS, DataError, list_images, open_rgb, to_tensor, to_uint8
 
 MODES = ("train_bn", "eval")
 
@@ -66,9 +66,10 @@ def generate_batches(G: torch.nn.Module, batches: Iterable[torch.Tensor], mode: 
     device = torch.device(device)
     with generation_mode(G, mode, seed):
         for x in batches:
-            x = x.to(device, non_blocking=True)
+            xs = tuple(x) if isinstance(x, (tuple, list)) else (x,)   # several inputs (e.g. face, mel)
+            xs = tuple(t.to(device, non_blocking=True) for t in xs)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-                yield G(x)
+                yield G(*xs)
 
 
 def generate_split(G: torch.nn.Module, dataset, mode: str = "train_bn", seed: int = 0,
@@ -79,15 +80,21 @@ def generate_split(G: torch.nn.Module, dataset, mode: str = "train_bn", seed: in
         return [(item["A"], y[0].float().cpu(), item["B"]) for y, item in zip(outs, items)]
 
 
+def config_quantize(cfg: dict | None) -> str:
+    """``evaluate.quantize`` of a config (``round`` when the config or the key is absent)."""
+    return ((cfg or {}).get("evaluate") or {}).get("quantize") or "round"
+
+
 def save_sample_grid(G: torch.nn.Module, dataset, path: Path | str, cfg: dict | None = None,
                      n: int = 8, mode: str | None = None, seed: int | None = None) -> Path:
-    """PNG with one row per image: input | output | target."""
+    """PNG with one row per image: input | output | target (outputs quantised per ``evaluate.quantize``)."""
     mode = mode or (cfg["evaluate"]["mode"] if cfg else "train_bn")
     seed = seed if seed is not None else (cfg["seed"] if cfg else 0)
+    q = config_quantize(cfg)
     from torch.utils.data import Subset
 
     triples = generate_split(G, Subset(dataset, range(min(n, len(dataset)))), mode, seed)
-    rows = [np.concatenate([to_uint8(a), to_uint8(o), to_uint8(b)], axis=1) for a, o, b in triples]
+    rows = [np.concatenate([to_uint8(a), to_uint8(o, q), to_uint8(b)], axis=1) for a, o, b in triples]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(rows, axis=0)).save(path)
@@ -105,7 +112,7 @@ def _folder_input(f: Path, size: int, direction: str) -> torch.Tensor:
 
 def translate_folder(checkpoint: Path | str, input_dir: Path | str, output_dir: Path | str,
                      mode: str = "train_bn", direction: str | None = None, seed: int = 0,
-                     device: str = "cpu", progress: bool = True) -> list[Path]:
+                     device: str = "cpu", progress: bool = True, quantize: str | None = None) -> list[Path]:
     """Run a checkpoint's generator on every image of ``input_dir``; write ``<stem>.png``.
 
     Inputs may be aligned A|B files (width = 2 x height: the input half is taken by
@@ -113,6 +120,9 @@ def translate_folder(checkpoint: Path | str, input_dir: Path | str, output_dir: 
     to the checkpoint's crop size; outputs keep that size.  An ``output_dir`` equal to or
     inside ``input_dir`` is refused (the outputs would overwrite or join the inputs), and so
     are two inputs with the same stem (``a.png`` and ``a.jpg`` would both become ``a.png``).
+    Pixels are quantised by ``quantize`` (``round`` | ``truncate``; default: the checkpoint
+    config's ``evaluate.quantize``) through :func:`unetprune.data.aligned.quantize_uint8`, the
+    function the Evaluator's in-memory metrics use.
     """
     from tqdm import tqdm
 
@@ -139,6 +149,9 @@ def translate_folder(checkpoint: Path | str, input_dir: Path | str, output_dir: 
     if size % (2 ** G.num_downs):
         size = 2 ** G.num_downs
     direction = direction or cfg.get("data", {}).get("direction", "AtoB")
+    quantize = quantize or config_quantize(cfg)
+    if quantize not in QUANTIZE_METHODS:
+        raise DataError(f"quantize must be one of {', '.join(QUANTIZE_METHODS)}, got {quantize!r}")
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -146,6 +159,6 @@ def translate_folder(checkpoint: Path | str, input_dir: Path | str, output_dir: 
     with closing(generate_batches(G, inputs, mode, seed, device=device)) as outs:
         for y, f in zip(tqdm(outs, desc="translate", total=len(files), disable=not progress), files):
             dst = out_dir / f"{f.stem}.png"
-            Image.fromarray(to_uint8(y[0])).save(dst)
+            Image.fromarray(to_uint8(y[0], quantize)).save(dst)
             written.append(dst)
     return written

@@ -51,6 +51,7 @@ def config_args(wildcards, input):
     Snakemake counts it as derived and it is not a rerun trigger (the `cfg` param is)."""
     return CONFIG_ARGS
 CFG = str(LAYOUT.config_file)  # the resolved config, a record written by a job (config.smk)
+WAV2LIP = config["model"]["family"] == "wav2lip"   # talking faces: expert + LSE jobs, sample video
 GPU = config["workflow"]["gpus_per_job"]
 TRAIN_THREADS = config["workflow"]["train_threads"]
 
@@ -82,7 +83,29 @@ def get_data_marker():
         return str(LAYOUT.demo_manifest)
     if ds == "folder":
         return []
+    if ds == "lrs2":
+        return str(LAYOUT.talking_summary)
     return str(LAYOUT.dataset_verified)
+
+
+# --- Wav2Lip: the lip-sync expert of the generator's loss, the LSE network of its evaluation --
+def get_expert():
+    """The expert checkpoint that training/fine-tuning of a Wav2Lip generator needs ([] otherwise)."""
+    return str(LAYOUT.expert_checkpoint) if WAV2LIP else []
+
+
+def expert_args(wildcards, input):
+    """`--set model.expert_checkpoint=<the expert input>` for Wav2Lip jobs (derived: no rerun trigger)."""
+    return ["--set", f"model.expert_checkpoint={input.expert}"] if WAV2LIP else []
+
+
+def get_lse_weights():
+    """The stand-in LSE network the workflow trains (evaluate.lse_backend standin, no
+    evaluate.lse_weights), an input of every Wav2Lip scoring job; [] otherwise."""
+    ev = config["evaluate"]
+    if WAV2LIP and ev["lse_backend"] == "standin" and not ev["lse_weights"]:
+        return str(LAYOUT.lse_standin)
+    return []
 
 
 def get_variants():
@@ -115,6 +138,8 @@ def get_report_outputs():
 
 def get_final_outputs():
     outs = get_report_outputs() + [CFG]
+    if WAV2LIP:
+        outs.append(str(LAYOUT.video("samples")))
     if config["tracking"]["enabled"]:
         outs.append(str(LAYOUT.mlflow_json))
     return outs

@@ -78,3 +78,27 @@ rule verify_data:
         "../envs/unetprune.yaml"
     shell:
         "unetprune data verify --root {params.root:q} --name {params.name:q} --quick > {output:q} 2> {log:q}"
+
+
+# LRS2 (Wav2Lip; licence-gated, never downloaded): the user's raw folder (data.source:
+# <speaker>/<clip>.mp4 + train/val/test.txt) preprocessed into the data root as the
+# reference preprocess.py does (face crops + 16 kHz audio); resumable clip by clip.
+if config["data"]["dataset"] == "lrs2" and config["data"]["source"]:
+
+    rule preprocess_lrs2:
+        output:
+            str(LAYOUT.talking_summary),
+        params:
+            code=code("talking"),
+            source=config["data"]["source"],
+            root=lambda wc, output: os.path.dirname(output[0]),
+        log:
+            log("preprocess_lrs2"),
+        threads: 1
+        resources:
+            mem_mb=4000,
+        conda:
+            "../envs/unetprune.yaml"
+        shell:
+            "unetprune data preprocess-lrs2 --root {params.source:q} --out {params.root:q} --no-progress "
+            "> {log:q} 2>&1"

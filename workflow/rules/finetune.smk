@@ -6,6 +6,7 @@ rule finetune_variant:
     input:
         pruned=str(LAYOUT.pruned_checkpoint("{variant}")),
         original=str(LAYOUT.checkpoint(ORIGINAL)),
+        expert=get_expert(),
     output:
         ckpt=str(LAYOUT.checkpoint("{variant}", FINETUNED)),
         log=str(LAYOUT.train_log("{variant}", FINETUNED)),
@@ -13,6 +14,7 @@ rule finetune_variant:
         config=config_args,
         cfg=sections("seed", "data", "train", "finetune"),
         code=code("train"),
+        expert=expert_args,
         out=lambda wc, output: os.path.dirname(output.ckpt),
     log:
         log("finetune_{variant}"),
@@ -23,6 +25,6 @@ rule finetune_variant:
     conda:
         "../envs/unetprune.yaml"
     shell:
-        "unetprune train {params.config:q} --finetune --init-from {input.pruned:q} "
+        "unetprune train {params.config:q} {params.expert:q} --finetune --init-from {input.pruned:q} "
         "--init-discriminator-from {input.original:q} --out {params.out:q} --resume --quiet "
         "--set train.threads={threads} > {log:q} 2>&1"

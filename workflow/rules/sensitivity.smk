@@ -7,6 +7,7 @@ rule sensitivity_layer:
     input:
         ckpt=str(LAYOUT.checkpoint(ORIGINAL)),
         stats=str(LAYOUT.eval_json(ORIGINAL)),
+        lse=get_lse_weights(),
     output:
         str(LAYOUT.sensitivity_json("{layer}")),
     params:

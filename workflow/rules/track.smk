@@ -1,5 +1,8 @@
-# MLflow mirror of the results: one run per variant and stage, the sweep as a parent run
-# with a child per layer.  Idempotent: re-running updates the same runs.
+# MLflow mirror of the results: one run per variant and stage (training curves per epoch, the
+# jobs' start/end times, its generator as a loadable pyfunc model registered under
+# <experiment>-generator), the sweep as a parent run with a child per layer.  Artifacts of a
+# local store go under tracking.artifact_root as mlflow-artifacts:/... (movable store).
+# Idempotent: re-running updates the same runs.
 
 
 rule track:

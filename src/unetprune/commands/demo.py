@@ -1,4 +1,5 @@
-"""`unetprune demo-data`: build the offline demo dataset (idempotent)."""
+"""`unetprune demo-data`: build the offline demo dataset of the config's model family (idempotent):
+the labels → photo pairs of pix2pix, or the talking-face clips of Wav2Lip (``demo.talking``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from ._common import add_config_args, config_from_args
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo-data", help="build the offline demo dataset from scikit-image photos")
+    p = sub.add_parser("demo-data", help="build the offline demo dataset (pix2pix: scikit-image photos; "
+                                          "wav2lip: talking-face clips)")
     add_config_args(p)
     p.add_argument("--out", help="output folder (default: the config's data root)")
     p.add_argument("--force", action="store_true", help="rebuild even if an identical build exists")
@@ -23,6 +25,8 @@ def run(args) -> int:
 
     cfg = config_from_args(args)
     out = Path(args.out) if args.out else Layout.from_config(cfg).data_root
+    if cfg["model"]["family"] == "wav2lip":
+        return _talking(cfg, out, args.force)
     params = {k: cfg["demo"][k] for k in ("image_size", "n_train", "n_val", "n_test", "n_classes", "seed")}
     manifest = out / "demo.json"
     if manifest.exists() and not args.force:
@@ -34,4 +38,15 @@ def run(args) -> int:
     build_demo_dataset(out, **params)
     counts = check_aligned_layout(out, splits=("train", "test"))
     print(f"demo dataset written to {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def _talking(cfg: dict, out: Path, force: bool) -> int:
+    from ..data.talking import build_talking_demo
+
+    t = cfg["demo"]["talking"]
+    man = build_talking_demo(out, n_train=t["n_train"], n_val=t["n_val"], n_test=t["n_test"], side=t["side"],
+                             seed=t["seed"], force=force, progress=False, log=print)
+    counts = man["preprocess"]["counts"]
+    print(f"talking-face demo at {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + " clips")
     return 0

@@ -2,6 +2,7 @@
 
     unetprune prune --checkpoint IN.pt --strategy inner --ratio 0.75 --levels 5 6 7 8 --out OUT.pt
     unetprune prune --checkpoint IN.pt --strategy cut --k 2 --out OUT.pt
+    unetprune prune --checkpoint W2L.pt --strategy cut --unit residual --levels 5 6 --out OUT.pt
     unetprune prune --checkpoint IN.pt --strategy global-uniform --match-params CUT.pt --out OUT.pt
 
 Writes an ordinary generator checkpoint (fine-tune it with ``unetprune train --init-from``)
@@ -28,6 +29,9 @@ def register(sub) -> None:
                    help="inner: levels to prune (default: the widest levels, 5-8 for unet_256)")
     p.add_argument("--ratio", type=float, help="fraction of filters removed, in [0, 1)")
     p.add_argument("--k", type=int, help="cut: number of innermost levels to remove")
+    p.add_argument("--unit", choices=["levels", "residual"], default="levels",
+                   help="cut: levels = cut-k (default); residual = cut-res, remove the residual blocks of "
+                        "--levels (default the inner levels; Wav2Lip)")
     p.add_argument("--threshold", type=float, help="global-threshold: importance threshold")
     p.add_argument("--importance", choices=IMPORTANCES, default="l1", help="filter importance (default l1)")
     import argparse
@@ -46,7 +50,8 @@ def register(sub) -> None:
                    help="MAC convention for --match-macs (default physical)")
     p.add_argument("--tol", type=float, default=0.01, help="budget tolerance (default 0.01 = 1%%)")
     p.add_argument("--input-size", type=int,
-                   help="image side for MAC counting (default: the config's data.crop_size, else 256)")
+                   help="image side for MAC counting (default: the config's data.crop_size, else 256; "
+                        "a Wav2Lip generator is always counted per 96x96 frame)")
     p.add_argument("--seed", type=int, default=0, help="seed for --importance random")
     p.add_argument("--out", required=True, help="pruned checkpoint to write")
     p.add_argument("--json", help="summary JSON (default: OUT with .json suffix)")
@@ -57,17 +62,19 @@ def run(args) -> int:
     from ..fileio import atomic_write_text
     from ..checkpoint import generator_from_checkpoint, load_checkpoint, save_generator
     from ..metrics.complexity import count_all
+    from ..models.family import family_of
     from ..pruning import prune
 
     ckpt = load_checkpoint(args.checkpoint)
     g = generator_from_checkpoint(ckpt)
     cfg = ckpt.get("config") or {}
     side = args.input_size or (cfg.get("data") or {}).get("crop_size") or 256
-    shape = (1, g.spec.input_nc, int(side), int(side))
+    shape = family_of(g).counting_shape(g, int(side))
+    side = shape[-1]
 
     kw = dict(ratio=args.ratio, layer=args.layer, levels=args.levels, k=args.k, importance=args.importance,
               seed=args.seed, normalize=args.normalize, threshold=args.threshold, input_shape=shape,
-              tol=args.tol, max_layer_ratio=args.max_layer_ratio)
+              tol=args.tol, max_layer_ratio=args.max_layer_ratio, unit=args.unit)
     ref = args.match_params or args.match_macs
     if ref:
         ref_g = generator_from_checkpoint(ref)

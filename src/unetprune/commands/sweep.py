@@ -4,12 +4,18 @@ One process loads the checkpoint, the evaluation split, the FID extractor and th
 real statistics once, then scores every (layer, ratio) point it is given; the workflow runs
 one such job per layer.  Writes one JSON per layer where the results layout says
 (``results/<experiment>/sensitivity/<layer>.json``, or ``--out-dir``).
+
+Each point (``metrics[i]``, and ``metrics_full`` for the unpruned model) holds the quality
+metrics, the collapse check's ``diversity`` ratio and, when the evaluation recorded its noise
+block, ``<metric>_std`` / ``<metric>_ci95_lo`` / ``<metric>_ci95_hi``; the layer's JSON adds
+``collapsed`` (one flag per ratio: diversity < ``evaluate.collapse_threshold``),
+``collapsed_full``, ``collapse_threshold`` and ``noise`` (seeds and bootstrap resamples of the
+points, or null when they were scored once).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from ..fileio import atomic_write_text
 from ..layout import Layout
@@ -28,8 +34,14 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+#: the scalar quality metrics a sweep point records (with their noise, when measured)
+SWEEP_METRICS = ("fid", "kid", "miou", "l1", "psnr", "ssim", "lse_d", "lse_c")
+
+
 def sweep_metric(result: dict) -> dict[str, float]:
-    """The numbers of an evaluation result that a sensitivity curve can plot."""
+    """The numbers of an evaluation result that a sensitivity curve can plot: the quality
+    metrics, the collapse check's ``diversity`` ratio and, from the noise block when there is
+    one, each metric's ``<metric>_std``, ``<metric>_ci95_lo`` and ``<metric>_ci95_hi``."""
     seg = result.get("segmentation") or {}
     kid = result.get("kid") or {}
     out = {"fid": result["fid"]["value"], "l1": result["l1"], "psnr": result["psnr"], "ssim": result["ssim"]}
@@ -37,6 +49,44 @@ def sweep_metric(result: dict) -> dict[str, float]:
         out["kid"] = kid["mean"]
     if seg.get("miou") is not None:
         out["miou"] = seg["miou"]
+    lse = result.get("lse") or {}
+    for k in ("lse_d", "lse_c"):       # Wav2Lip: lip sync (metrics/lse.py)
+        if lse.get(k) is not None:
+            out[k] = lse[k]
+    ratio = (result.get("diversity") or {}).get("ratio")
+    if ratio is not None:
+        out["diversity"] = ratio
+    noise = (result.get("noise") or {}).get("metrics") or {}
+    for m in SWEEP_METRICS:
+        entry = noise.get(m)
+        if m not in out or not isinstance(entry, dict):
+            continue
+        if entry.get("std") is not None:
+            out[f"{m}_std"] = entry["std"]
+        ci = entry.get("ci95") or []
+        if len(ci) == 2 and None not in ci:
+            out[f"{m}_ci95_lo"], out[f"{m}_ci95_hi"] = ci
+    return out
+
+
+def noise_record(result: dict) -> dict | None:
+    """How a point's noise was measured (``{"seeds": [...], "bootstrap": n}``), or None."""
+    noise = result.get("noise")
+    if not isinstance(noise, dict):
+        return None
+    return {"seeds": list(noise.get("seeds") or []), "bootstrap": int(noise.get("bootstrap") or 0)}
+
+
+def collapse_flags(r: dict, threshold: float) -> dict:
+    """The collapse check of a layer's result: one flag per ratio (None: diversity not recorded)."""
+    from ..metrics.plugins import collapsed
+
+    def one(m: dict):
+        return collapsed(m.get("diversity"), threshold)
+
+    out = {"collapse_threshold": threshold, "collapsed": [one(m) for m in r["metrics"]]}
+    if "metrics_full" in r:
+        out["collapsed_full"] = one(r["metrics_full"])
     return out
 
 
@@ -46,6 +96,7 @@ def run_sweep(cfg: dict, checkpoint: str, layers: list[str] | None, out_dir: str
     from ..checkpoint import generator_from_checkpoint
     from ..config import deep_merge
     from ..evaluate import Evaluator
+    from ..models.family import family_of
     from ..pipeline import sensitivity_layers
     from ..pruning import sensitivity_sweep
 
@@ -56,25 +107,37 @@ def run_sweep(cfg: dict, checkpoint: str, layers: list[str] | None, out_dir: str
     lay = Layout.from_config(cfg)
     ev = Evaluator(cfg, s["split"], cache_dir=cache_dir or lay.fid_cache, latency=False)
     if out_dir is not None:
-        lay = Layout(root=lay.root, data_root=lay.data_root, sensitivity_root=Path(out_dir))
+        lay = lay.redirect_sensitivity(out_dir)
     side = cfg["data"]["crop_size"]
+    threshold = float(cfg["evaluate"].get("collapse_threshold", 0.1))
     # record how the points were scored next to the numbers (no table mixes FID backends)
     scoring = {"fid_backend": ev.metrics["fid"].extractor.backend, "split": s["split"], "n_images": ev.eval_set.n,
                "mode": ev.mode, "image_size": ev.eval_set.image_size}
+    noise: list[dict | None] = []  # how each scored point's noise was measured, in scoring order
+
+    def metric(g) -> dict:
+        result = ev.score(g, noise_seeds=1)
+        noise.append(noise_record(result))
+        return sweep_metric(result)
 
     def write(layer: str, r: dict) -> None:
         r.update(scoring)
+        r.update(collapse_flags(r, threshold))
+        r["noise"] = noise[-1] if noise else None
         atomic_write_text(lay.sensitivity_json(layer), json.dumps(r, indent=2) + "\n")
 
-    return sensitivity_sweep(G, layers or sensitivity_layers(cfg), s["ratios"],
-                             lambda g: sweep_metric(ev.score(g)), write, importance=s["importance"],
-                             seed=cfg["seed"], input_shape=(1, G.spec.input_nc, side, side), include_full=True)
+    return sensitivity_sweep(G, layers or sensitivity_layers(cfg), s["ratios"], metric, write,
+                             importance=s["importance"], seed=cfg["seed"],
+                             input_shape=family_of(G).counting_shape(G, side), include_full=True)
 
 
 def run(args) -> int:
     cfg = config_from_args(args)
     res = run_sweep(cfg, args.checkpoint, args.layer or None, args.out_dir, args.cache_dir)
     for layer, r in res.items():
-        q = ", ".join(f"r={ratio:g}: FID {m['fid']:.2f}" for ratio, m in zip(r["ratios"], r["metrics"]))
+        q = ", ".join(
+            f"r={ratio:g}: FID {m['fid']:.2f}" + (f" ± {m['fid_std']:.2f}" if "fid_std" in m else "")
+            + (" (collapsed)" if c else "")
+            for ratio, m, c in zip(r["ratios"], r["metrics"], r.get("collapsed") or [None] * len(r["ratios"])))
         print(f"{layer}: {q}")
     return 0

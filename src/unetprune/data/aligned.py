@@ -131,20 +131,35 @@ def to_tensor(im: Image.Image) -> torch.Tensor:
     return from_uint8(pil_to_uint8(im))
 
 
-def quantize_uint8(x: torch.Tensor) -> torch.Tensor:
-    """Images in [-1, 1] (any shape, any device: a generator's batch) → uint8 on the same device:
-    ``round((clamp(x, -1, 1) + 1) * 127.5)``.
+#: ``evaluate.quantize``: how generator outputs in [-1, 1] become 8-bit pixels
+QUANTIZE_METHODS = ("round", "truncate")
+
+
+def quantize_uint8(x: torch.Tensor, method: str = "round") -> torch.Tensor:
+    """Images in [-1, 1] (any shape, any device: a generator's batch) → uint8 on the same device.
+
+    * ``round`` (default): ``round((clamp(x, -1, 1) + 1) * 127.5)``; unbiased, and
+      ``quantize_uint8(from_uint8(u8)) == u8`` exactly.
+    * ``truncate``: the pix2pix / GAN Compression ``tensor2im``: ``(x + 1) / 2 * 255`` in
+      float32, clipped to [0, 255], then cast to uint8 (which truncates: a floor, the values being
+      non-negative).  Every pixel is on average half a level darker than with ``round``; use it
+      to compare with published numbers made by those code bases.
 
     This is the one quantisation used wherever the project turns a generator output into
     pixels (PNG files, sample grids, in-memory FID and every other metric), so all paths see
-    identical pixels.  Rounding (not the reference ``tensor2im``'s truncation, which biases
-    every pixel down by half a level) makes ``quantize_uint8(from_uint8(u8)) == u8`` exactly."""
-    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round_().to(torch.uint8)
+    identical pixels for one ``method``."""
+    x = x.detach().float()
+    if method == "round":
+        return ((x.clamp(-1, 1) + 1) * 127.5).round_().to(torch.uint8)
+    if method == "truncate":
+        # the reference's order of float32 operations, so values on a level boundary match it
+        return ((x + 1) / 2.0 * 255.0).clamp_(0, 255).floor_().to(torch.uint8)
+    raise ValueError(f"evaluate.quantize must be one of {QUANTIZE_METHODS}, got {method!r}")
 
 
-def to_uint8(t: torch.Tensor) -> np.ndarray:
+def to_uint8(t: torch.Tensor, method: str = "round") -> np.ndarray:
     """One image (3, H, W) in [-1, 1] → uint8 HWC numpy array (what a PNG holds); see :func:`quantize_uint8`."""
-    return np.ascontiguousarray(quantize_uint8(t.detach().cpu()).permute(1, 2, 0).numpy())
+    return np.ascontiguousarray(quantize_uint8(t.detach().cpu(), method).permute(1, 2, 0).numpy())
 
 
 class AlignedDataset(Dataset):

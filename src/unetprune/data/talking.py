@@ -890,3 +890,159 @@ class TalkingFaceDataset:
                 "target": torch.from_numpy(np.ascontiguousarray(target)),
                 "indiv_mels": torch.from_numpy(indiv.copy())[:, None], "mel": torch.from_numpy(m.copy())[None],
                 "clip": self.clips[ci], "start": start, "other": wrong}
+
+
+# ==========================================================================================
+# the evaluation set
+# ==========================================================================================
+
+#: how an evaluated frame gets its identity reference (the generator's second 3 channels)
+EVAL_REFERENCE = ("the frame half a clip away in the same clip (frame (i + n//2) mod n), so the "
+                  "mouth of the target frame is never shown to the generator; the reference "
+                  "inference.py uses the frame itself, which leaks the mouth being scored")
+
+
+@dataclass
+class TalkingEvalSet:
+    """One split of a preprocessed talking-face folder as the Evaluator sees it: every frame of
+    every clip, in order (whole clips, the last one cut at ``evaluate.max_images`` frames).
+
+    Frame ``i`` of a clip is generated from its lower-half-masked face, the identity reference
+    of :data:`EVAL_REFERENCE` and its mel window (the reference mapping, frame ``i`` → mel
+    column ``int(80 i / 25)``, held flush with the end).  Faces are BGR as the reference
+    Wav2Lip reads them; ``targets`` are the real faces as RGB uint8 (N, 3, 96, 96) — what FID,
+    KID, the diversity check and the paired metrics compare against.  The paired metrics score
+    the lower half only (``paired_rows``: the part the generator has to produce); LSE scores
+    each clip's generated frames with its own audio (``clips``).  Implements the evaluation-set
+    protocol of :class:`unetprune.evaluate.EvalSet` (``batches``, ``quantize_outputs``, ``display_inputs``)."""
+
+    split: str
+    root: Path
+    dataset: str
+    direction: str
+    image_size: int
+    files: list[Path]
+    faces: "np.ndarray"                # (N, S, S, 3) uint8 BGR, every evaluated frame
+    refs: "np.ndarray"                 # (N,) index into faces of each frame's reference
+    mels: "np.ndarray"                 # (N, 80, 16) float32
+    clips: list[dict]                  # {"name", "n_frames", "audio"} in order
+    files_sha256: str
+    reference: str = EVAL_REFERENCE
+    paired_region: str = "lower half of the face (the masked part the generator produces)"
+    quantize: str = "round"            # evaluate.quantize (truncate = the reference inference.py's uint8 cast)
+
+    @property
+    def n(self) -> int:
+        return len(self.files)
+
+    @property
+    def paired_rows(self) -> slice:
+        return slice(self.image_size // 2, self.image_size)
+
+    @property
+    def targets(self):
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(self.faces[: self.n, ..., ::-1].transpose(0, 3, 1, 2)))
+
+    @classmethod
+    def load(cls, cfg: dict, split: str, root: Path | str, img_size: int = 96) -> "TalkingEvalSet":
+        import cv2
+
+        from .. import audio as A
+        from ..lipsync import mel_windows
+        from ..metrics.fid import file_list_hash
+
+        root = Path(root)
+        pre = root / "preprocessed"
+        if (pre / f"{split}.txt").is_file():
+            root = pre
+        flist = root / f"{split}.txt"
+        if not flist.is_file():
+            raise DataError(f"{flist}: no talking-face {split} split (build it with `unetprune demo-talking` or "
+                            f"`unetprune data preprocess-lrs2`)")
+        limit = cfg["evaluate"].get("max_images")
+        names = [ln.split()[0] for ln in flist.read_text().splitlines() if ln.strip()]
+        faces, refs, mels, files, clips = [], [], [], [], []
+        for name in names:
+            if limit is not None and len(files) >= limit:
+                break
+            d = root / name
+            n = list_frames(d)
+            wav = d / "audio.wav"
+            if n < 2 or not wav.is_file():
+                continue
+            take = n if limit is None else min(n, limit - len(files))
+            frames = []
+            for f in range(n):
+                p = d / f"{f}.jpg"
+                im = cv2.imread(str(p))
+                if im is None:
+                    raise DataError(f"{p}: unreadable face frame")
+                frames.append(cv2.resize(im, (img_size, img_size), interpolation=cv2.INTER_AREA))
+            mel = A.melspectrogram(A.read_wav(wav, SAMPLE_RATE))
+            base = len(faces) + take       # the clip's frames past `take` are stored after them (references)
+            idx_of = {f: len(faces) + f if f < take else None for f in range(n)}
+            extra = []
+            clip_refs = []
+            for f in range(take):
+                r = (f + n // 2) % n
+                if idx_of[r] is None:
+                    idx_of[r] = base + len(extra)
+                    extra.append(r)
+                clip_refs.append(idx_of[r])
+            faces.extend(frames[:take])
+            refs.extend(clip_refs)
+            mels.extend(mel_windows(mel, n)[:take])
+            files.extend(d / f"{f}.jpg" for f in range(take))
+            clips.append({"name": name, "n_frames": take, "audio": str(wav)})
+            if extra:     # reference frames beyond the evaluated ones: kept, never scored
+                faces.extend(frames[r] for r in extra)
+                refs.extend([-1] * len(extra))
+                mels.extend(np.zeros((len(extra), *mel.shape[:1], A.MEL_STEP), np.float32))
+                files.extend([None] * len(extra))
+        scored = [i for i, f in enumerate(files) if f is not None]
+        if len(scored) < 2:
+            raise DataError(f"{flist}: fewer than 2 frames to evaluate (check evaluate.max_images)")
+        # keep the reference-only frames at the end, after every scored frame, remapping indices
+        order = scored + [i for i, f in enumerate(files) if f is None]
+        pos = {old: new for new, old in enumerate(order)}
+        faces_a = np.stack([faces[i] for i in order])
+        refs_a = np.array([pos[refs[i]] for i in scored], dtype=np.int64)
+        mels_a = np.stack([mels[i] for i in scored]).astype(np.float32)
+        files_s = [files[i] for i in scored]
+        return cls(split=split, root=root, dataset=cfg["data"]["dataset"], direction="audio+face->face",
+                   image_size=img_size, files=files_s, faces=faces_a, refs=refs_a, mels=mels_a, clips=clips,
+                   files_sha256=file_list_hash(files_s), quantize=cfg["evaluate"].get("quantize", "round"))
+
+    def batches(self, batch_size: int):
+        """``(face (B, 6, S, S), mel (B, 1, 80, 16))`` float batches in frame order: the lower-half
+        masked frame and its reference, BGR in [0, 1] (the reference generator's inputs)."""
+        import torch
+
+        h = self.image_size // 2
+        for i in range(0, self.n, batch_size):
+            j = min(self.n, i + batch_size)
+            tgt = self.faces[i:j].astype(np.float32) / 255.0
+            masked = tgt.copy()
+            masked[:, h:] = 0.0
+            ref = self.faces[self.refs[i:j]].astype(np.float32) / 255.0
+            face = np.concatenate([masked, ref], axis=3).transpose(0, 3, 1, 2)
+            yield (torch.from_numpy(np.ascontiguousarray(face)), torch.from_numpy(self.mels[i:j][:, None].copy()))
+
+    def display_inputs(self, idx) -> list:
+        """The masked target frames of items ``idx`` as (S, S, 3) uint8 RGB (sample grids)."""
+        out = []
+        for i in idx:
+            x = self.faces[int(i)][..., ::-1].copy()
+            x[self.image_size // 2:] = 0
+            out.append(x)
+        return out
+
+    def quantize_outputs(self, outputs):
+        """Generated BGR faces in [0, 1] → RGB uint8 (N, 3, S, S), quantised by the project's one
+        quantiser (:func:`unetprune.data.aligned.quantize_uint8`, ``evaluate.quantize``)."""
+        from .aligned import quantize_uint8
+
+        y = outputs.detach().float().clamp(0, 1).flip(1)
+        return quantize_uint8(y * 2.0 - 1.0, self.quantize)

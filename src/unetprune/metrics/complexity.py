@@ -79,6 +79,22 @@ def _conv_macs(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> dict[str, 
     return {"physical": physical, "output": output_based}
 
 
+def input_shapes(model: nn.Module, input_shape) -> list[tuple[int, ...]]:
+    """Shapes of every forward argument of ``model`` for a batch whose first input has
+    ``input_shape``: the model family's (e.g. a Wav2Lip generator also takes its mel windows),
+    one tensor for a model of no registered family."""
+    if getattr(model, "spec", None) is not None:
+        from ..models.family import family_of
+
+        try:
+            fam = family_of(model)
+        except TypeError:
+            fam = None
+        if fam is not None:
+            return [tuple(int(x) for x in s) for s in fam.input_shapes(model, input_shape)]
+    return [tuple(int(s) for s in input_shape)]
+
+
 def _run_with_hooks(model: nn.Module, input_shape: Iterable[int]) -> list[tuple[str, dict[str, int]]]:
     """Run one forward pass and return ``[(module name, {"physical", "output"})]`` per conv.
 
@@ -94,13 +110,15 @@ def _run_with_hooks(model: nn.Module, input_shape: Iterable[int]) -> list[tuple[
             def hook(mod, args, out, _name=name):
                 records.append((_name, _conv_macs(mod, args[0], out)))
             handles.append(m.register_forward_hook(hook))
-    shape = tuple(int(s) for s in input_shape)
+    shapes = input_shapes(model, input_shape)
+    was_training = model.training
+    model.eval()     # MACs do not depend on the mode; a batch-1 1x1 BatchNorm refuses train mode
     try:
         try:
             tensors = {k: torch.empty_like(v, device="meta")
                        for k, v in list(model.named_parameters()) + list(model.named_buffers())}
             with torch.no_grad():
-                torch.func.functional_call(model, tensors, (torch.zeros(shape, device="meta"),))
+                torch.func.functional_call(model, tensors, tuple(torch.zeros(sh, device="meta") for sh in shapes))
         except (NotImplementedError, RuntimeError):
             records.clear()
             try:
@@ -109,11 +127,12 @@ def _run_with_hooks(model: nn.Module, input_shape: Iterable[int]) -> list[tuple[
                 device = torch.device("cpu")
             state = {k: v.detach().clone() for k, v in model.named_buffers()}
             with torch.no_grad():
-                model(torch.zeros(shape, device=device))
+                model(*(torch.zeros(sh, device=device) for sh in shapes))
             with torch.no_grad():
                 for k, v in model.named_buffers():
                     v.copy_(state[k])
     finally:
+        model.train(was_training)
         for h in handles:
             h.remove()
     return records
@@ -177,36 +196,36 @@ def measure_latency(model: nn.Module, input_shape=(1, 3, 256, 256), device: str 
     was_training = model.training
     model.eval()
     model.to(device)
-    x = torch.randn(tuple(input_shape), device=device)
+    xs = tuple(torch.randn(sh, device=device) for sh in input_shapes(model, input_shape))
     times: list[float] = []
     try:
         if device.type == "cpu":
             with _num_threads(threads) as used, torch.inference_mode():
                 for _ in range(warmup):
-                    model(x)
+                    model(*xs)
                 for _ in range(iters):
                     t0 = time.perf_counter()
-                    model(x)
+                    model(*xs)
                     times.append((time.perf_counter() - t0) * 1e3)
             threads_used, name = used, platform.processor() or platform.machine()
         else:
             threads_used, name = None, torch.cuda.get_device_name(device)
             with torch.inference_mode():
                 if cuda_graph:
-                    static_x = x.clone()
+                    static_x = tuple(x.clone() for x in xs)
                     s = torch.cuda.Stream(device)
                     s.wait_stream(torch.cuda.current_stream(device))
                     with torch.cuda.stream(s):
                         for _ in range(max(3, warmup)):
-                            model(static_x)
+                            model(*static_x)
                     torch.cuda.current_stream(device).wait_stream(s)
                     graph = torch.cuda.CUDAGraph()
                     with torch.cuda.graph(graph):
-                        model(static_x)
+                        model(*static_x)
                     run = graph.replay
                 else:
                     def run():
-                        model(x)
+                        model(*xs)
                 for _ in range(warmup):
                     run()
                 torch.cuda.synchronize(device)

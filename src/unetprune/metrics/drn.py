@@ -165,3 +165,63 @@ class DRNSeg(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         scores = self.seg(self.base(x))
         return torch.log_softmax(self.up(scores), dim=1), scores
+
+
+# --------------------------------------------------------------------------------------
+# What a weights file holds (for one-line errors about wrong files)
+# --------------------------------------------------------------------------------------
+
+def drn_arch_name(arch: str) -> str:
+    """``drn_d_105`` → ``DRN-D-105``."""
+    return arch.upper().replace("_", "-")
+
+
+def expected_shapes(arch: str = "drn_d_105", classes: int = 19) -> dict[str, tuple[int, ...]]:
+    """Key → shape of a :class:`DRNSeg` state dict (built on the meta device: no memory, no init cost)."""
+    with torch.device("meta"):
+        model = DRNSeg(arch, classes)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def state_classes(state: dict) -> int | None:
+    """The class count of a DRNSeg state dict (rows of ``seg.weight``), None without one."""
+    w = state.get("seg.weight")
+    return int(w.shape[0]) if torch.is_tensor(w) and w.dim() == 4 else None
+
+
+def identify_drn(state: dict) -> tuple[str, int] | None:
+    """``(arch, classes)`` of the DRN-D segmenter whose keys and shapes ``state`` has exactly
+    (``up.weight`` optional), or None when it is none of :data:`ARCHS`."""
+    classes = state_classes(state)
+    if classes is None:
+        return None
+    have = {k: tuple(v.shape) for k, v in state.items() if torch.is_tensor(v) and k != "up.weight"}
+    for arch in ARCHS:
+        want = {k: s for k, s in expected_shapes(arch, classes).items() if k != "up.weight"}
+        if have == want:
+            return arch, classes
+    return None
+
+
+def state_mismatch(state: dict, arch: str = "drn_d_105", classes: int = 19) -> str | None:
+    """One line saying how ``state`` differs from a ``arch`` segmenter of ``classes`` classes
+    (what the file is, when it is another DRN-D or a classifier), or None when it fits."""
+    from ..weights import shape_mismatch
+
+    want = expected_shapes(arch, classes)
+    have = {k: tuple(v.shape) for k, v in state.items() if torch.is_tensor(v)}
+    diffs = shape_mismatch(want, have, optional=lambda k: k == "up.weight")
+    if not diffs:
+        return None
+    found = identify_drn(state)
+    if found is not None:
+        f_arch, f_classes = found
+        if f_arch == arch:
+            return (f"it holds a {drn_arch_name(f_arch)} segmenter with {f_classes} classes (seg.weight "
+                    f"{have['seg.weight']}), expected {classes} classes")
+        return (f"it holds a {drn_arch_name(f_arch)} segmenter ({f_classes} classes), a different architecture "
+                f"from the expected {drn_arch_name(arch)}")
+    parts = []
+    if any(k.startswith("layer0.") or k == "fc.weight" for k in have):
+        parts.append("it looks like a DRN ImageNet classifier (layer0.../fc keys), not a segmenter")
+    return "; ".join(parts + diffs)

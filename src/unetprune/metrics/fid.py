@@ -6,6 +6,14 @@ Backends (``evaluate.fid_backend``)
   original FID paper (2048-d pool features of images resized to 299x299).  Weights come
   from torch-fidelity's own download (``torch.hub`` cache) or from a local file
   (``evaluate.inception_weights``: ``weights-inception-2015-12-05-6726825d.pth``).
+* ``pytorch-fid-compat`` — the *same* network and weights with pytorch-fid's preprocessing
+  (mseitzer/pytorch-fid ``InceptionV3``, which GAN Compression, OMGD and Wav2Lip's evaluation
+  use): uint8 pixels ``/ 255`` (``ToTensor``), ``F.interpolate(..., (299, 299), "bilinear",
+  align_corners=False)``, then ``2x - 1``.  torch-fidelity resizes TF1-style on the 0..255
+  values and scales ``(x - 128) / 128``, so the network inputs differ slightly (0.02 on average
+  on a 256 px image) and so do FIDs; this backend sets numbers beside those papers'.  The
+  weights file is the one of ``inception-v3-compat`` (pytorch-fid's
+  ``pt_inception-2015-12-05-6726825d.pth`` has the same key layout and loads too).
 * ``standin`` — for machines that cannot get those weights.  The *same* Inception-v3
   architecture, registered with torch-fidelity as :data:`STANDIN_NAME`, but
   (a) re-initialised deterministically from ``evaluate.standin_seed`` (Kaiming-normal
@@ -55,7 +63,9 @@ from ..fileio import sha256_file as file_sha256
 from ..devices import resolve_device
 from ..errors import UserFacingError
 
-BACKENDS = ("inception-v3-compat", "standin")
+BACKENDS = ("inception-v3-compat", "pytorch-fid-compat", "standin")
+INCEPTION_BACKENDS = ("inception-v3-compat", "pytorch-fid-compat")   # the real 2015-12-05 FID weights
+PYTORCH_FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 STANDIN_NAME = "unetprune-standin-inception-v3"
 STANDIN_INPUT_SIZE = 96
 FEATURE_LAYER = "2048"
@@ -78,6 +88,11 @@ def _inception_cls():
 
 
 SAFE_INCEPTION_NAME = "unetprune-inception-v3-compat"   # inception-v3-compat, weights read safely
+PYTORCH_FID_NAME = "unetprune-inception-v3-pytorch-fid"  # same network, pytorch-fid's preprocessing
+PYTORCH_FID_PREPROCESSING = ("pytorch-fid: uint8/255, F.interpolate bilinear to 299x299 (align_corners=False), "
+                             "2x-1; float32")
+TORCH_FIDELITY_PREPROCESSING = ("torch-fidelity: TF1-style bilinear resize of the 0..255 values to 299x299, "
+                                "(x-128)/128; float32")
 
 
 def load_weights_file(path: Path | str, key: str = "evaluate.inception_weights") -> dict[str, torch.Tensor]:
@@ -95,11 +110,38 @@ def load_weights_file(path: Path | str, key: str = "evaluate.inception_weights")
     return state
 
 
+def _inception_mismatch(own: dict, state: dict) -> str | None:
+    """Why ``state`` does not fit the Inception-v3 state dict ``own`` (keys and shapes; missing
+    BatchNorm ``num_batches_tracked`` counters are fine), or None when it fits."""
+    from ..weights import shape_mismatch
+
+    parts = shape_mismatch({k: tuple(v.shape) for k, v in own.items()},
+                           {k: tuple(v.shape) for k, v in state.items()},
+                           optional=lambda k: k.endswith("num_batches_tracked"))
+    if not parts:
+        return None
+    fc = state.get("fc.weight")
+    if any(k.startswith("AuxLogits.") for k in state) or (torch.is_tensor(fc) and fc.shape[0] == 1000):
+        parts.append("it looks like torchvision's ImageNet Inception-v3 (1000 classes, AuxLogits), "
+                     "a different network from the 2015-12-05 FID Inception (1008 classes)")
+    return "; ".join(parts)
+
+
 def _load_into(module: torch.nn.Module, state: dict, path: Path | str | None, key: str) -> None:
+    where = f"the FID weights file {path}" if path is not None else "torch-fidelity's Inception download"
+    own = torch.nn.Module.state_dict(module)
+    why = _inception_mismatch(own, state)
+    if why is not None:
+        raise FIDError(f"{where} ({key}) is not the 2015-12-05 FID Inception-v3 (expected {len(own)} tensors, "
+                       f"1008-class fc: torch-fidelity's {INCEPTION_WEIGHTS_FILE} or pytorch-fid's "
+                       f"{PYTORCH_FID_WEIGHTS_FILE}): {why}")
+    state = dict(state)
+    for k, v in own.items():   # files saved before BatchNorm counted batches lack these (unused at eval)
+        if k.endswith("num_batches_tracked") and k not in state:
+            state[k] = torch.zeros_like(v)
     try:
         torch.nn.Module.load_state_dict(module, state, strict=True)
     except RuntimeError as e:
-        where = f"the FID weights file {path}" if path is not None else "torch-fidelity's Inception download"
         first = (str(e).strip().splitlines() or ["mismatch"])[0]
         raise FIDError(f"{where} ({key}) does not fit the Inception-v3 network: {first}") from e
 
@@ -167,6 +209,55 @@ def _register_inception() -> type:
 def _register_standin() -> type:
     """Define and register the stand-in extractor class with torch-fidelity (once)."""
     return _safe_extractor_cls(STANDIN_NAME, STANDIN_INPUT_SIZE, require_path=True)
+
+
+#: the 2048-d trunk of the FID Inception-v3 in forward order (the modules of torch-fidelity's
+#: FeatureExtractorInceptionV3; pytorch-fid's InceptionV3 blocks 0-3 run the same layers)
+INCEPTION_TRUNK = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1",
+                   "Conv2d_4a_3x3", "MaxPool_2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
+                   "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c", "AvgPool")
+
+
+def pytorch_fid_preprocess(x: torch.Tensor, size: int = 299) -> torch.Tensor:
+    """pytorch-fid's network input from uint8 images (N, 3, H, W): ``ToTensor``'s ``x / 255`` in
+    float32, ``F.interpolate`` bilinear to ``size`` x ``size`` with ``align_corners=False``, ``2x - 1``."""
+    import torch.nn.functional as nnf
+
+    x = x.to(torch.float32) / 255.0
+    x = nnf.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return 2 * x - 1
+
+
+def _register_pytorch_fid() -> type:
+    """The inception-v3-compat network (weights read safely) with pytorch-fid's preprocessing."""
+    import torch_fidelity
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+    if PYTORCH_FID_NAME in FEATURE_EXTRACTORS_REGISTRY:
+        return FEATURE_EXTRACTORS_REGISTRY[PYTORCH_FID_NAME]
+    base = _register_inception()
+
+    class PytorchFidInceptionV3(base):
+        def forward(self, x):
+            if not (torch.is_tensor(x) and x.dtype == torch.uint8 and x.dim() == 4 and x.shape[1] == 3):
+                raise FIDError(f"the pytorch-fid-compat extractor expects uint8 images (N, 3, H, W), got "
+                               f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+            unsupported = [f for f in self.features_list if f != FEATURE_LAYER]
+            if unsupported:
+                raise FIDError(f"the pytorch-fid-compat extractor gives only the {FEATURE_LAYER}-d pool features, "
+                               f"not {unsupported}")
+            x = pytorch_fid_preprocess(x, self.INPUT_IMAGE_SIZE)
+            for name in INCEPTION_TRUNK:
+                x = getattr(self, name)(x)
+            return (torch.flatten(x, 1).to(torch.float32),) * len(self.features_list)
+
+    torch_fidelity.register_feature_extractor(PYTORCH_FID_NAME, PytorchFidInceptionV3)
+    return PytorchFidInceptionV3
+
+
+def _register_backend(backend: str) -> type:
+    return {"inception-v3-compat": _register_inception, "pytorch-fid-compat": _register_pytorch_fid,
+            "standin": _register_standin}[backend]()
 
 
 def _random_inception_state(seed: int) -> dict[str, torch.Tensor]:
@@ -248,9 +339,11 @@ def get_extractor(backend: str = "inception-v3-compat", weights: str | Path | No
     """
     dev = resolve_device(device, "evaluate.device")
     info: dict = {}
-    if backend == "inception-v3-compat":
-        name = SAFE_INCEPTION_NAME
-        cls = _register_inception()
+    if backend in INCEPTION_BACKENDS:
+        name = SAFE_INCEPTION_NAME if backend == "inception-v3-compat" else PYTORCH_FID_NAME
+        cls = _register_backend(backend)
+        info["preprocessing"] = (TORCH_FIDELITY_PREPROCESSING if backend == "inception-v3-compat"
+                                 else PYTORCH_FID_PREPROCESSING)
         if weights is not None:
             wp = Path(weights).expanduser()
             if not wp.is_file():
@@ -453,10 +546,7 @@ def fidelity_folder_metrics(fake_dir: Path | str, real_dir: Path | str, extracto
     of the tests and ``benchmarks/evaluate.py``); ``options`` override ``calculate_metrics`` kwargs."""
     import torch_fidelity
 
-    if extractor.backend == "standin":
-        _register_standin()
-    else:
-        _register_inception()
+    _register_backend(extractor.backend)
     n = min(len(os.listdir(fake_dir)), len(os.listdir(real_dir)))
     kw = dict(input1=str(fake_dir), input2=str(real_dir), fid=True, kid=kid, cuda=extractor.device.type == "cuda",
               batch_size=batch_size, verbose=False, cache=False, save_cpu_ram=True, rng_seed=seed,

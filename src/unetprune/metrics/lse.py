@@ -372,12 +372,14 @@ def _s_state_dict_reference_names(net) -> dict:
 
 def load_standin(path: Path | str):
     """(``S`` in eval mode, the checkpoint's ``info``) from a stand-in checkpoint (weights_only)."""
-    from ..models.syncnet import SyncNetS, load_syncnet_s_state_dict
+    from ..models.syncnet import SyncNetS, identify_sync_weights, load_syncnet_s_state_dict
     from ..models.wav2lip import load_weights_file
 
     obj = load_weights_file(path)
     if not isinstance(obj, dict) or obj.get("format") != STANDIN_FORMAT:
-        raise LSEError(f"{path}: not an LSE stand-in checkpoint (no '{STANDIN_FORMAT}' header; "
+        what = identify_sync_weights(obj)
+        raise LSEError(f"{path}: not an LSE stand-in checkpoint (no '{STANDIN_FORMAT}' header"
+                       f"{'; this file is ' + what if what else ''}; "
                        f"make one with `unetprune train-lse-standin`, or use --lse-backend standard "
                        f"for syncnet_v2.model)")
     if int(obj.get("format_version", 0)) > STANDIN_FORMAT_VERSION:
@@ -546,6 +548,15 @@ class LSEMetric(plugins.Metric):
         super().setup(eval_set, ctx)
         ev = getattr(ctx, "ev", None) or {}
         weights = ev.get("lse_weights")
+        cfg = getattr(ctx, "cfg", None)
+        if not weights and ev.get("lse_backend", STANDIN) == STANDIN and cfg is not None and "experiment" in cfg:
+            from ..layout import Layout
+
+            weights = Layout.from_config(cfg).lse_standin    # trained by the workflow (rule lse_standin)
+            if not Path(weights).is_file():
+                raise LSEError(f"{weights}: no stand-in LSE network yet; train it with `unetprune train-lse-standin "
+                               f"--data <talking-face folder> --out {weights}` (the workflow does) or set "
+                               f"evaluate.lse_weights")
         self.scorer = None
         if weights:
             self.scorer = LSEScorer.load(ev.get("lse_backend", STANDIN), weights, device=getattr(ctx, "device", "cpu"))

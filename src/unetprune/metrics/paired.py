@@ -88,14 +88,20 @@ class PairedAccumulator:
 
     def __init__(self) -> None:
         self.sums = {"l1": 0.0, "psnr": 0.0, "ssim": 0.0}
+        self.values: dict[str, list[torch.Tensor]] = {k: [] for k in self.sums}
         self.n = 0
 
     def update(self, fake_uint8: torch.Tensor, real_uint8: torch.Tensor) -> None:
         real_uint8 = real_uint8.to(fake_uint8.device)
-        self.sums["l1"] += float(l1(fake_uint8, real_uint8).sum())
-        self.sums["psnr"] += float(psnr(fake_uint8, real_uint8).sum())
-        self.sums["ssim"] += float(ssim(fake_uint8, real_uint8).sum())
+        for name, fn in (("l1", l1), ("psnr", psnr), ("ssim", ssim)):
+            v = fn(fake_uint8, real_uint8)
+            self.values[name].append(v.detach().cpu())
+            self.sums[name] += float(v.sum())
         self.n += int(fake_uint8.shape[0])
+
+    def per_image(self) -> dict[str, torch.Tensor]:
+        """The per-image values (N,) (float64) of every metric, in update order."""
+        return {k: (torch.cat(v) if v else torch.zeros(0, dtype=torch.float64)) for k, v in self.values.items()}
 
     def result(self) -> dict:
         if not self.n:

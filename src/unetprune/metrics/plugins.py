@@ -20,6 +20,13 @@ plug-in that reuses another's work, as KID reuses FID's features).  ``fakes`` ar
 generated images of the whole split, uint8 (N, 3, H, W) on the evaluation device, made
 once per generator by the Evaluator's one generation loop; every plug-in scores those very
 pixels.  The result holds the plug-ins' keys in registry order.
+
+Noise levels (:mod:`unetprune.metrics.noise`): a plug-in whose numbers depend on the generated
+images (``images_dependent = True``, the default) is scored again on every repeat generation
+(other seeds, ``evaluate.extra_modes``); ``bootstrap(fakes, counts)`` gives its metrics' bootstrap
+replicates on the images it scored last (``counts``: (B, N) multiplicities of the N images in
+each resample, :func:`unetprune.metrics.noise.resample_counts`), keyed by the names of
+:data:`unetprune.metrics.noise.NOISE_METRICS`; the default has none.
 """
 
 from __future__ import annotations
@@ -40,12 +47,17 @@ class Metric:
     name: ClassVar[str]
     keys: ClassVar[tuple[str, ...]]
     setup_rank: ClassVar[int] = 1   # lower ranks set up first (cheap checks of user files: rank 0)
+    images_dependent: ClassVar[bool] = True   # re-scored for repeat generations (seeds, extra modes)
 
     def setup(self, eval_set: EvalSet, ctx: EvalContext) -> None:
         self.eval_set, self.ctx = eval_set, ctx
 
     def score(self, fakes: torch.Tensor, generator: torch.nn.Module) -> dict:
         raise NotImplementedError
+
+    def bootstrap(self, fakes: torch.Tensor, counts) -> dict:
+        """Bootstrap replicates {metric: (B,) array} of this plug-in's numbers on ``fakes``."""
+        return {}
 
 
 METRICS: dict[str, type[Metric]] = {}
@@ -63,6 +75,8 @@ def register_metric(cls: type[Metric]) -> type[Metric]:
 
 def build_metrics(names: Sequence[str]) -> dict[str, Metric]:
     """Fresh instances of the named plug-ins, in the given order."""
+    if "lse" in names and "lse" not in METRICS:
+        from . import lse  # noqa: F401  (registers the LSE-D/LSE-C plug-in)
     unknown = [n for n in names if n not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {', '.join(unknown)} (registered: {', '.join(METRICS)})")
@@ -116,6 +130,13 @@ class FIDMetric(Metric):
             "n_images": es.n, "image_size": es.image_size, "split": es.split, "dataset": es.dataset,
             "real_stats": {k: self.real_info[k] for k in ("key", "cache", "cache_hit", "files_sha256")}}}
 
+    def bootstrap(self, fakes, counts):
+        from .noise import FEATURE_BOOTSTRAP_MAX, fid_replicates
+
+        if len(fakes) > FEATURE_BOOTSTRAP_MAX:
+            return {}
+        return {"fid": fid_replicates(self.features(fakes), self.real.features, counts)}
+
 
 @register_metric
 class KIDMetric(Metric):
@@ -139,6 +160,13 @@ class KIDMetric(Metric):
             return {"kid": None}
         kid = F.kid_from_features(self.fid.features(fakes), self.fid.real.features, seed=self.ctx.seed)
         return {"kid": {**kid, "backend": self.fid.extractor.backend}}
+
+    def bootstrap(self, fakes, counts):
+        from .noise import FEATURE_BOOTSTRAP_MAX, kid_replicates
+
+        if not self.enabled or len(fakes) > FEATURE_BOOTSTRAP_MAX:
+            return {}
+        return {"kid": kid_replicates(self.fid.features(fakes), self.fid.real.features, counts)}
 
 
 def resolve_segmentation(cfg: dict) -> str:
@@ -184,20 +212,35 @@ class SegmentationMetric(Metric):
                 self.label_source = "input colour label maps (nearest Cityscapes colour, generated size)"
         elif self.kind == "demo":
             self.n_classes = int(ctx.cfg["demo"]["n_classes"])
+        self._last: tuple[weakref.ref, object] | None = None   # (images, per-image confusion matrices)
 
     def score(self, fakes, generator):
         if self.kind == "demo":
-            from .segmentation import demo_miou
+            from .segmentation import demo_confusions, demo_result
 
-            return {"segmentation": demo_miou(fakes.cpu(), self.eval_set.inputs, self.n_classes)}
+            confs = demo_confusions(fakes.cpu(), self.eval_set.inputs, self.n_classes)
+            self._last = (weakref.ref(fakes), confs)
+            return {"segmentation": demo_result(confs.sum(0))}
         if self.kind == "cityscapes":
+            import numpy as np
+
             from .segmentation import CityscapesScorer
 
             scorer = CityscapesScorer(self.drn, self.ctx.device)
             for i in range(len(fakes)):
                 scorer.update(fakes[i:i + 1], [self.labels[i]])
+            self._last = (weakref.ref(fakes), np.stack(scorer.per_image))
             return {"segmentation": scorer.result(self.label_source)}
         return {"segmentation": None}
+
+    def bootstrap(self, fakes, counts):
+        from .noise import miou_replicates
+
+        if self.kind not in ("demo", "cityscapes"):
+            return {}
+        if self._last is None or self._last[0]() is not fakes:
+            self.score(fakes, None)
+        return {"miou": miou_replicates(self._last[1], counts)}
 
 
 @register_metric
@@ -210,12 +253,28 @@ class PairedMetric(Metric):
     def score(self, fakes, generator):
         from .paired import PAIRED_DEFINITIONS, PairedAccumulator
 
-        targets = self.eval_set.targets
+        targets, fakes_in = self.eval_set.targets, fakes
+        rows = getattr(self.eval_set, "paired_rows", None)   # e.g. the lower half of a talking face
+        if rows is not None:
+            fakes, targets = fakes[:, :, rows], targets[:, :, rows]
         acc = PairedAccumulator()
         for i in range(0, len(fakes), self.chunk):
             acc.update(fakes[i:i + self.chunk], targets[i:i + self.chunk])
         pm = acc.result()
-        return {"l1": pm["l1"], "psnr": pm["psnr"], "ssim": pm["ssim"], "paired_definitions": PAIRED_DEFINITIONS}
+        self._last = (weakref.ref(fakes_in), acc.per_image())
+        defs = dict(PAIRED_DEFINITIONS)
+        if rows is not None:
+            defs["region"] = f"image rows {rows.start}..{rows.stop - 1} only ({getattr(self.eval_set, 'paired_region', '')})"
+        return {"l1": pm["l1"], "psnr": pm["psnr"], "ssim": pm["ssim"], "paired_definitions": defs}
+
+    def bootstrap(self, fakes, counts):
+        from .noise import mean_replicates
+
+        last = getattr(self, "_last", None)
+        if last is None or last[0]() is not fakes:
+            self.score(fakes, None)
+            last = self._last
+        return {k: mean_replicates(v.numpy(), counts) for k, v in last[1].items()}
 
 
 #: what ``diversity`` measures (recorded with every value)
@@ -264,12 +323,20 @@ class ComplexityMetric(Metric):
     """Parameters, MACs in both conventions and (unless disabled) batch-1 latency at the split's size."""
 
     name, keys = "complexity", ("complexity",)
+    images_dependent = False   # the same for every generation: not repeated for seeds / extra modes
 
     def setup(self, eval_set, ctx):
         super().setup(eval_set, ctx)
-        self.input_shape = (1, int(eval_set.inputs.shape[1]), eval_set.image_size, eval_set.image_size)
+        self.image_size = eval_set.image_size
+        inputs = getattr(eval_set, "inputs", None)
+        self.default_shape = (1, int(inputs.shape[1]) if inputs is not None else 3, self.image_size, self.image_size)
 
     def score(self, fakes, generator):
+        from ..models.family import family_of
         from .complexity import complexity_report
 
+        try:     # the family's counting shape (a Wav2Lip generator: a 96x96 face and its mel window)
+            self.input_shape = family_of(generator).counting_shape(generator, self.image_size)
+        except TypeError:
+            self.input_shape = self.default_shape
         return {"complexity": complexity_report(generator, self.input_shape, latency=self.ctx.latency)}

@@ -125,26 +125,37 @@ def _hwc(img) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def demo_confusion(photos, label_images, n_classes: int) -> np.ndarray:
-    """Confusion matrix of relabelled ``photos`` vs the palette label images they came from.
-    Both are sequences (or batches) of uint8 images, HWC or CHW."""
+def demo_confusions(photos, label_images, n_classes: int) -> np.ndarray:
+    """Per-image confusion matrices (N, n, n) of relabelled ``photos`` vs the palette label images
+    they came from.  Both are sequences (or batches) of uint8 images, HWC or CHW."""
     from ..data.demo import decode_labels, label_photo
 
-    hist = np.zeros((n_classes, n_classes), dtype=np.int64)
     if len(photos) != len(label_images):
         raise SegmentationError(f"{len(photos)} photos but {len(label_images)} label maps")
-    for photo, lab in zip(photos, label_images):
+    hists = np.zeros((len(photos), n_classes, n_classes), dtype=np.int64)
+    for i, (photo, lab) in enumerate(zip(photos, label_images)):
         photo, lab = _hwc(photo), _hwc(lab)
         if photo.shape != lab.shape:
             raise SegmentationError(f"photo {photo.shape} and label map {lab.shape} differ in size")
-        hist += confusion(label_photo(photo, n_classes), decode_labels(lab, n_classes), n_classes)
-    return hist
+        hists[i] = confusion(label_photo(photo, n_classes), decode_labels(lab, n_classes), n_classes)
+    return hists
+
+
+def demo_confusion(photos, label_images, n_classes: int) -> np.ndarray:
+    """Confusion matrix of relabelled ``photos`` vs the palette label images they came from (summed
+    over the images)."""
+    return demo_confusions(photos, label_images, n_classes).sum(0)
+
+
+def demo_result(hist: np.ndarray) -> dict:
+    """The demo segmentation score of a (summed) confusion matrix."""
+    out = summarize(hist)
+    out.update({"name": "demo", "protocol": DEMO_PROTOCOL, "label_source": "input label maps (A)"})
+    return out
 
 
 def demo_miou(photos, label_images, n_classes: int) -> dict:
-    out = summarize(demo_confusion(photos, label_images, n_classes))
-    out.update({"name": "demo", "protocol": DEMO_PROTOCOL, "label_source": "input label maps (A)"})
-    return out
+    return demo_result(demo_confusion(photos, label_images, n_classes))
 
 
 # --------------------------------------------------------------------------------------
@@ -153,7 +164,7 @@ def demo_miou(photos, label_images, n_classes: int) -> dict:
 
 def load_drn(weights_path: str | Path | None, device: str | torch.device = "cpu", arch: str = "drn_d_105"):
     """DRN-D-105 with the Cityscapes weights of fyu/drn (``drn-d-105_ms_cityscapes.pth``), eval mode."""
-    from .drn import DRNSeg
+    from .drn import DRNSeg, drn_arch_name, state_mismatch
 
     if weights_path is None:
         raise SegmentationError(
@@ -169,17 +180,22 @@ def load_drn(weights_path: str | Path | None, device: str | torch.device = "cpu"
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise SegmentationError(f"cannot read the DRN weight file {path}: {e}") from e
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise SegmentationError(f"cannot read the DRN weight file {path} (evaluate.drn_weights) as a plain "
+                                f"state dict (torch.load weights_only=True): {type(e).__name__}: {first}") from e
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+        raise SegmentationError(f"{path} (evaluate.drn_weights) does not hold a state dict of tensors; expected "
+                                f"the {drn_arch_name(arch)} Cityscapes segmenter drn-d-105_ms_cityscapes.pth")
     state = {k.removeprefix("module."): v for k, v in state.items()}
+    why = state_mismatch(state, arch, 19)
+    if why is not None:
+        raise SegmentationError(f"{path} (evaluate.drn_weights) is not a {arch} Cityscapes segmenter "
+                                f"({drn_arch_name(arch)}, 19 classes: drn-d-105_ms_cityscapes.pth of fyu/drn, as "
+                                f"GAN Compression uses): {why}")
     model = DRNSeg(arch, classes=19)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k != "up.weight"]  # the bilinear kernel is fixed anyway
-    if missing or unexpected:
-        raise SegmentationError(f"{path} is not a {arch} Cityscapes segmenter: missing "
-                                f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
-                                f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''}")
+    model.load_state_dict(state, strict=False)   # up.weight may be absent: the bilinear kernel is fixed anyway
     return model.to(device).eval().requires_grad_(False)
 
 
@@ -222,6 +238,7 @@ class CityscapesScorer:
         self.mean = torch.tensor(CITYSCAPES_MEAN, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(CITYSCAPES_STD, device=self.device).view(1, 3, 1, 1)
         self.hist = np.zeros((n_classes, n_classes), dtype=np.int64)
+        self.per_image: list[np.ndarray] = []   # one confusion matrix per scored image (bootstrap)
 
     @torch.no_grad()
     def predict(self, photos_uint8: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -235,7 +252,9 @@ class CityscapesScorer:
     def update(self, photos_uint8: torch.Tensor, labels: list[np.ndarray]) -> None:
         for photo, lab in zip(photos_uint8, labels):
             pred = self.predict(photo[None], tuple(lab.shape[-2:]))[0]
-            self.hist += confusion(pred, torch.from_numpy(np.asarray(lab)), self.n)
+            h = confusion(pred, torch.from_numpy(np.asarray(lab)), self.n)
+            self.per_image.append(h)
+            self.hist += h
 
     def result(self, label_source: str) -> dict:
         out = summarize(self.hist, CITYSCAPES_CLASSES)

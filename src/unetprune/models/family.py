@@ -64,6 +64,24 @@ class ModelFamily(ABC):
     def input_shape(self, generator: nn.Module) -> tuple[int, ...]:
         """The smallest batch-1 input ``generator`` accepts (MAC counting by default)."""
 
+    def input_shapes(self, generator, input_shape) -> list[tuple[int, ...]]:
+        """The shapes of every forward argument of ``generator`` for a batch whose first input
+        has ``input_shape`` (MAC counting, latency): one tensor by default."""
+        return [tuple(int(s) for s in input_shape)]
+
+    def counting_shape(self, generator, image_size: int | None = None) -> tuple[int, ...]:
+        """The batch-1 first-input shape at which an experiment counts MACs: ``image_size`` (the
+        configured crop) where the family takes any size, else :meth:`input_shape`."""
+        return tuple(self.input_shape(generator))
+
+    def eval_set(self, cfg: dict, split: str, root):
+        """The evaluation set of ``split`` under ``root`` (:class:`unetprune.evaluate.EvalSet`
+        protocol: ``n``, ``targets`` (uint8 RGB), ``batches(bs)`` of generator arguments,
+        ``quantize_outputs(outputs)``, ``display_inputs(idx)``); families without one cannot be evaluated."""
+        from ..errors import UserFacingError
+
+        raise UserFacingError(f"model family {self.name!r} has no evaluation set")
+
     def owns(self, obj) -> bool:
         """Whether ``obj`` (a spec or a generator with ``.spec``) belongs to this family:
         its spec is exactly of ``spec_type`` (a subclass may belong to another family)."""
@@ -90,6 +108,23 @@ class ModelFamily(ABC):
         """The inner levels pruned by default (the paper's "inner pruning")."""
 
 
+
+    def layer_position(self, spec, layer: str) -> tuple[str, int | None]:
+        """``(part, level)`` of a prunable layer: part ``encoder`` / ``decoder`` (or another
+        branch, e.g. ``audio``, ``output``), level its resolution level (None outside the U)."""
+        raise NotImplementedError(f"model family {self.name!r} does not place layers in levels")
+
+    def levels(self, spec) -> list[int]:
+        """The levels an inner-pruning variant may name (default: none)."""
+        return []
+
+    def cut_ks(self, spec) -> dict[int, str | None]:
+        """``{k: None}`` for every cut-k that fits ``spec``, ``{k: reason}`` for one that is refused."""
+        return {}
+
+    def has_residual_blocks(self, spec) -> bool:
+        """Whether cut-res (removing the residual blocks of inner stages) applies."""
+        return False
 
     @abstractmethod
     def widths(self, generator: nn.Module) -> dict:

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import cuda_graph
 from . import unet
 from .family import ModelFamily, register_family
 from .patchgan import build_discriminator
@@ -49,24 +50,45 @@ class Pix2PixTrainer:
         self.G = G.to(device, memory_format=fmt)
         self.D = D.to(device, memory_format=fmt)
         betas = (tcfg["beta1"], tcfg["beta2"])
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=tcfg["lr"], betas=betas)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=tcfg["lr"], betas=betas)
+        compile_on = _auto(tcfg["compile"], device)
+        if tcfg["compile"] == "auto" and cuda_graph.normalise_setting(tcfg.get("cuda_graph", "auto")) != "off":
+            compile_on = False  # compile: auto yields to the whole-step graph (faster at batch 1; not combined)
+        # train.cuda_graph: whole-step capture where possible (unetprune.cuda_graph), else eager
+        self.graph_decision = cuda_graph.decide(tcfg.get("cuda_graph", "auto"), device, compile_on=compile_on,
+                                                amp_dtype=torch.bfloat16 if self.amp else None)
+        if self.graph_decision.use:  # capturable Adam, lr a device tensor (no recapture on a new lr)
+            self.opt_G = cuda_graph.graph_adam(self.G.parameters(), tcfg["lr"], betas, device)
+            self.opt_D = cuda_graph.graph_adam(self.D.parameters(), tcfg["lr"], betas, device)
+        else:
+            self.opt_G = torch.optim.Adam(self.G.parameters(), lr=tcfg["lr"], betas=betas)
+            self.opt_D = torch.optim.Adam(self.D.parameters(), lr=tcfg["lr"], betas=betas)
         self.bce = nn.BCEWithLogitsLoss()
         self.l1 = nn.L1Loss()
         self.lambda_l1 = tcfg["lambda_l1"]
-        compile_on = _auto(tcfg["compile"], device)
         self.G_fwd = torch.compile(self.G) if compile_on else self.G
         self.D_fwd = torch.compile(self.D) if compile_on else self.D
+        d = self.graph_decision
+        self.step_mode = cuda_graph.StepMode("graph" if d.use else "eager", d.setting, d.reason)
+        self.graph = self.use_step_graph("graph") if d.use else None
+
+    def use_step_graph(self, mode: str = "graph") -> cuda_graph.StepGraph:
+        """Run :meth:`train_step` through a :class:`~unetprune.cuda_graph.StepGraph` (``graph``:
+        captured; ``static``: the same static-buffer step run eagerly, any device: tests)."""
+        if mode == "static":
+            self.step_mode.mode = "static"
+        self.graph = cuda_graph.StepGraph(self._step, [self.G, self.D], [self.opt_G, self.opt_D], self.device,
+                                          prepare=self._prep, mode=mode, status=self.step_mode)
+        return self.graph
 
     def autocast(self):
-        if self.amp:
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        if self.amp:  # no cast cache inside a CUDA graph: the casts are replayed with the step
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
+                                  cache_enabled=not self.graph_decision.use)
         return nullcontext()
 
     def set_lr(self, lr: float) -> None:
         for opt in (self.opt_G, self.opt_D):
-            for group in opt.param_groups:
-                group["lr"] = lr
+            cuda_graph.set_lr(opt, lr)  # a device-tensor lr is filled in place (no recapture)
 
     def set_train_mode(self) -> None:
         self.G.train()
@@ -79,8 +101,10 @@ class Pix2PixTrainer:
     def state(self) -> dict:
         """The checkpoint entries besides the generator: discriminator and optimisers."""
         d_state = {k: v.detach().cpu() for k, v in self.D.state_dict().items()}
-        return {"discriminator": {"arch": self.D.config, "state_dict": d_state},
-                "optimizers": {"G": self.opt_G.state_dict(), "D": self.opt_D.state_dict()}}
+        opts = {"G": self.opt_G.state_dict(), "D": self.opt_D.state_dict()}
+        if self.graph_decision.use:  # the eager trainer's format: either kind of run resumes the other
+            opts = {k: cuda_graph.eager_optimizer_state(v) for k, v in opts.items()}
+        return {"discriminator": {"arch": self.D.config, "state_dict": d_state}, "optimizers": opts}
 
     def load_state(self, ckpt: dict) -> None:
         """Continue from a checkpoint written with :meth:`state` (the generator included)."""
@@ -88,14 +112,29 @@ class Pix2PixTrainer:
         self.D.load_state_dict(ckpt["discriminator"]["state_dict"])
         self.opt_G.load_state_dict(ckpt["optimizers"]["G"])
         self.opt_D.load_state_dict(ckpt["optimizers"]["D"])
+        if self.graph_decision.use:  # loaded groups replaced the capturable flags and lr tensors
+            for opt in (self.opt_G, self.opt_D):
+                cuda_graph.to_graph_optimizer(opt, self.device)
+        if self.graph is not None:
+            self.graph.reset()  # the optimiser states are new tensors: capture again
 
     def _prep(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def train_step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One pix2pix update (D then G). Returns detached loss tensors (no device sync)."""
-        real_A, real_B = self._prep(real_A), self._prep(real_B)
+        """One pix2pix update (D then G). Returns detached loss tensors (no device sync).
+
+        With a step graph the batch is copied into its static buffers and the captured step
+        replayed; a batch of another shape (the last, partial one) runs eagerly."""
+        if self.graph is not None:
+            out = self.graph(real_A, real_B)
+            if out is not None:
+                return out
+        return self._step(self._prep(real_A), self._prep(real_B))
+
+    def _step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The update on prepared inputs (device, memory format): what a step graph captures."""
         with self.autocast():
             fake_B = self.G_fwd(real_A)
         # --- D: real pairs → 1, fake pairs (G detached) → 0
@@ -141,6 +180,30 @@ class Pix2PixFamily(ModelFamily):
         side = 2 ** generator.num_downs
         return (1, generator.spec.input_nc, side, side)
 
+    def counting_shape(self, generator: UNetGenerator, image_size: int | None = None) -> tuple[int, int, int, int]:
+        if not image_size:
+            return self.input_shape(generator)
+        return (1, generator.spec.input_nc, int(image_size), int(image_size))
+
+    def layer_position(self, spec, layer: str) -> tuple[str, int | None]:
+        if layer.startswith("down"):
+            return "encoder", int(layer[4:])
+        if layer.startswith("up"):
+            return "decoder", int(layer[2:])
+        raise ValueError(f"{layer!r} is not a U-Net layer (down<i> / up<i>)")
+
+    def levels(self, spec) -> list[int]:
+        return list(range(2, spec.num_downs + 1))       # level 1 holds the RGB output
+
+    def cut_ks(self, spec) -> dict[int, str | None]:
+        n = spec.num_downs
+        return {k: None for k in range(1, n - 1)}       # at least 2 levels must remain
+
+    def eval_set(self, cfg: dict, split: str, root):
+        from ..evaluate import EvalSet
+
+        return EvalSet.load(cfg, split, root)
+
     # --- channel groups: one per encoder/decoder conv, up1 (the RGB output) excluded ---
     def groups(self, spec_or_generator) -> list[str]:
         return unet.unet_prunable_layers(spec_or_generator)
@@ -181,12 +244,14 @@ class Pix2PixFamily(ModelFamily):
 
     def train_dataset(self, cfg: dict):
         from ..data.aligned import AlignedDataset
+        from ..data.gpu_data import maybe_on_device
         from ..layout import Layout
 
         d = cfg["data"]
-        return AlignedDataset(Layout.from_config(cfg).data_root, "train", d["direction"], d["load_size"],
-                              d["crop_size"], train=True, flip=not d["no_flip"], seed=cfg["seed"],
-                              max_items=d["max_train_items"])
+        ds = AlignedDataset(Layout.from_config(cfg).data_root, "train", d["direction"], d["load_size"],
+                            d["crop_size"], train=True, flip=not d["no_flip"], seed=cfg["seed"],
+                            max_items=d["max_train_items"])
+        return maybe_on_device(ds, cfg)  # data.on_device: the same samples, held on the GPU
 
     def check_dataset(self, cfg: dict):
         from ..data.aligned import AlignedDataset

@@ -166,6 +166,34 @@ def load_reference_syncnet_color_state_dict(sd: Mapping, spec: SyncNetSpec | Non
     return out
 
 
+def identify_sync_weights(obj) -> str | None:
+    """What a loaded weights object is, when it is one of the lip-sync networks' files (for the
+    one-line errors of a wrong file): the LSE stand-in, syncnet_python's S, Wav2Lip's expert or
+    generator; None otherwise."""
+    if not isinstance(obj, Mapping):
+        return None
+    if obj.get("format") == "unetprune-lse-standin":
+        return "an unetprune LSE stand-in checkpoint (LSE backend 'standin', from `unetprune train-lse-standin`)"
+    try:
+        keys = list(strip_prefixes(_unwrap_checkpoint(obj)))
+    except Exception:  # noqa: BLE001 — only a hint
+        return None
+    if not keys or not all(isinstance(k, str) for k in keys):
+        return None
+    if all(map_syncnet_s_key(k) for k in keys):
+        return "syncnet_python's S (syncnet_v2.model: the LSE-D/LSE-C network)"
+    if all(map_reference_syncnet_color_key(k) for k in keys):
+        return "Wav2Lip's lip-sync expert SyncNet_color (lipsync_expert.pth: the training loss's discriminator)"
+    if any(k.startswith("face_encoder_blocks.") for k in keys):
+        return "a Wav2Lip generator (wav2lip.pth / wav2lip_gan.pth)"
+    return None
+
+
+def _is_hint(obj) -> str:
+    what = identify_sync_weights(obj)
+    return f" (this file is {what})" if what else ""
+
+
 def load_syncnet_color_weights(path: Path | str, spec: SyncNetSpec | None = None,
                                map_location="cpu") -> SyncNetColor:
     """The expert with the weights of the reference ``lipsync_expert.pth`` (or a bare state dict)."""
@@ -175,8 +203,8 @@ def load_syncnet_color_weights(path: Path | str, spec: SyncNetSpec | None = None
     try:
         sd = load_reference_syncnet_color_state_dict(obj, spec)
     except ValueError as e:
-        raise WeightsFileError(f"{path}: expected a reference SyncNet_color (lip-sync expert) "
-                               f"checkpoint; {e}") from None
+        raise WeightsFileError(f"{path}: expected a reference SyncNet_color (lip-sync expert, "
+                               f"lipsync_expert.pth) checkpoint{_is_hint(obj)}; {e}") from None
     m = SyncNetColor(spec)
     m.load_state_dict(sd)
     return m
@@ -372,10 +400,15 @@ def load_syncnet_s_weights(path: Path | str, map_location="cpu") -> SyncNetS:
     if not isinstance(obj, Mapping):
         raise WeightsFileError(f"{path}: expected a syncnet_python S state dict (syncnet_v2.model), "
                                f"got {type(obj).__name__}")
+    if obj.get("format") == "unetprune-lse-standin":
+        raise WeightsFileError(f"{path}: expected syncnet_python's S (syncnet_v2.model) for the standard LSE "
+                               f"backend, but this file is an unetprune LSE stand-in checkpoint: use the "
+                               f"stand-in backend (evaluate.lse_backend=standin / --backend standin)")
     try:
         sd = load_syncnet_s_state_dict(obj)
     except ValueError as e:
-        raise WeightsFileError(f"{path}: expected a syncnet_python S state dict (syncnet_v2.model); {e}") from None
+        raise WeightsFileError(f"{path}: expected a syncnet_python S state dict (syncnet_v2.model){_is_hint(obj)}; "
+                               f"{e}") from None
     m = SyncNetS()
     m.load_state_dict(sd)
     return m.eval()

@@ -542,6 +542,26 @@ def _spec_of(obj) -> Wav2LipSpec:
     return getattr(obj, "spec", obj)
 
 
+def wav2lip_input_shapes(spec_or_generator, input_shape=None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(face, mel)`` shapes of a Wav2Lip forward pass from ``None`` (batch 1), a face shape
+    ``(B, C, 96, 96)`` (the mel window follows its batch) or a pair of shapes."""
+    spec = _spec_of(spec_or_generator)
+    face_ok = (spec.face_nc, FACE_SIZE, FACE_SIZE)
+    if input_shape is None:
+        return (1, *face_ok), (1, 1, *MEL_SHAPE)
+    shp = list(input_shape)
+    if len(shp) == 2 and all(isinstance(s, (list, tuple)) for s in shp):
+        face, mel = tuple(int(x) for x in shp[0]), tuple(int(x) for x in shp[1])
+    else:
+        face = tuple(int(x) for x in shp)
+        mel = (face[0], 1, *MEL_SHAPE) if face else ()
+    if len(face) != 4 or face[1:] != face_ok or len(mel) != 4 or mel[1:] != (1, *MEL_SHAPE) or mel[0] != face[0]:
+        raise ValueError(f"a Wav2Lip generator is counted on a face (B, {spec.face_nc}, {FACE_SIZE}, {FACE_SIZE}) "
+                         f"and a mel window (B, 1, {MEL_SHAPE[0]}, {MEL_SHAPE[1]}); got input_shape "
+                         f"{list(input_shape)} (pass the family's input_shape)")
+    return face, mel
+
+
 def wav2lip_groups(spec_or_generator) -> list[str]:
     """Prunable channel groups: ``audio0..audio4`` (the audio branch, outer → inner), then the
     face U outer → inner → outer: ``fe0..fe6``, ``fd0..fd6``, ``out0`` (a cut model lacks its
@@ -883,6 +903,18 @@ def _bgr_to_rgb_uint8(x: torch.Tensor):
     return np.ascontiguousarray(a[:, :, ::-1])
 
 
+#: why train.cuda_graph does not capture the Wav2Lip steps (unetprune.cuda_graph; 'auto' runs eagerly)
+WAV2LIP_GRAPH_REASON = ("the wav2lip step is not captured yet (the sync-loss switch changes the step "
+                        "between epochs; batches of 5-frame windows are not launch-bound like pix2pix's batch 1)")
+
+
+def _eager_step_mode(tcfg: dict, device: torch.device):
+    from .. import cuda_graph
+
+    d = cuda_graph.decide(tcfg.get("cuda_graph", "auto"), device, unsupported=WAV2LIP_GRAPH_REASON)
+    return cuda_graph.StepMode("eager", d.setting, d.reason)
+
+
 class Wav2LipTrainer:
     """The Wav2Lip generator step (see the training notes above): ``G``, the frozen expert and
     the optional quality discriminator (``D``: a :class:`Wav2LipCritics`), Adam for G (and for
@@ -908,6 +940,8 @@ class Wav2LipTrainer:
         self.sync_on_epoch: int | None = None
         self.losses = ("L1", "sync", "loss") + (("G_disc", "D_real", "D_fake") if self.qual is not None else ())
         self._val = None
+        self.step_mode = _eager_step_mode(tcfg, device)  # train.cuda_graph: eager, with the reason
+
 
     def set_lr(self, lr: float) -> None:
         for opt in (self.opt_G, self.opt_D):
@@ -1001,6 +1035,7 @@ class SyncNetTrainer:
             torch.set_flush_denormal(True)
         self.G = G.to(device)
         self.opt = torch.optim.Adam(self.G.parameters(), lr=tcfg["lr"], betas=(tcfg["beta1"], tcfg["beta2"]))
+        self.step_mode = _eager_step_mode(tcfg, device)  # train.cuda_graph: eager, with the reason
 
     def set_lr(self, lr: float) -> None:
         for group in self.opt.param_groups:
@@ -1057,7 +1092,8 @@ class Wav2LipFamily(ModelFamily):
     """
 
     name = "wav2lip"
-    metrics: tuple[str, ...] = ()   # LSE-D/LSE-C, FID plug-ins: issue 13 item 2
+    # FID/KID on the generated faces, lower-half L1/PSNR/SSIM, the collapse check, size, LSE-D/LSE-C
+    metrics: tuple[str, ...] = ("fid", "kid", "paired", "diversity", "complexity", "lse")
     spec_type = Wav2LipSpec
 
     # --- build ------------------------------------------------------------------------
@@ -1070,6 +1106,48 @@ class Wav2LipFamily(ModelFamily):
 
     def input_shape(self, generator) -> tuple[int, int, int, int]:
         return (1, _spec_of(generator).face_nc, FACE_SIZE, FACE_SIZE)
+
+    def input_shapes(self, generator, input_shape) -> list[tuple[int, ...]]:
+        """The face batch ``input_shape`` (B, 6, 96, 96) and its mel windows (B, 1, 80, 16)."""
+        return list(wav2lip_input_shapes(generator, input_shape))
+
+    def layer_position(self, spec, layer: str) -> tuple[str, int | None]:
+        """fe{j}: encoder level j; fd{i}: decoder level 7-i (fd0 with fd1 at level 6); the
+        audio branch and the output block are outside the levels."""
+        m = re.fullmatch(r"(audio|fe|fd|out)(\d+)", layer)
+        if not m:
+            raise ValueError(f"{layer!r} is not a Wav2Lip channel group")
+        kind, i = m.group(1), int(m.group(2))
+        if kind == "fe":
+            return "encoder", i
+        if kind == "fd":
+            return "decoder", N_LEVELS - max(i, 1)
+        return ("audio", None) if kind == "audio" else ("output", None)
+
+    def levels(self, spec) -> list[int]:
+        return wav2lip_levels(spec)
+
+    def cut_ks(self, spec) -> dict[int, str | None]:
+        """k = 1..levels-2; a cut fits where the audio embedding is as wide as the decoder output
+        it replaces (k=1, 2 of the reference; k=3 would need new weights)."""
+        s = _spec_of(spec)
+        aw, out = s.audio_widths[-1], {}
+        for k in range(1, N_LEVELS - s.cut - 1):
+            nc = s.cut + k
+            rw = s.fd_widths[nc]
+            out[k] = None if rw == aw else (
+                f"the audio embedding ({aw} channels) would replace fd{nc}'s output, which fd{nc + 1} reads as "
+                f"{rw} channels: its weights cannot be copied (new weights would be needed)")
+        return out
+
+    def has_residual_blocks(self, spec) -> bool:
+        s = _spec_of(spec)
+        return any(s.fe_residual) or any(s.fd_residual)
+
+    def eval_set(self, cfg: dict, split: str, root):
+        from ..data.talking import TalkingEvalSet
+
+        return TalkingEvalSet.load(cfg, split, root)
 
     # --- channel groups -------------------------------------------------------------------
     def groups(self, spec_or_generator) -> list[str]:
@@ -1179,6 +1257,11 @@ class Wav2LipExpertFamily(ModelFamily):
 
     def input_shape(self, generator) -> tuple[int, int, int, int]:
         return (1, generator.spec.face_nc, FACE_SIZE // 2, FACE_SIZE)
+
+    def input_shapes(self, generator, input_shape) -> list[tuple[int, ...]]:
+        """The stacked lower halves ``input_shape`` (B, 15, 48, 96) and the mel window (B, 1, 80, 16)."""
+        face = tuple(int(s) for s in input_shape)
+        return [face, (face[0], 1, *MEL_SHAPE)]
 
     def _not_prunable(self, *a, **k):
         raise NotImplementedError("the lip-sync expert is not a prunable generator")

@@ -27,11 +27,12 @@ def prune(generator, strategy: str, *, ratio: float | None = None, layer: str | 
           levels=None, k: int | None = None, importance="l1", seed: int = 0, normalize: bool = True,
           threshold: float | None = None, match_target: int | None = None, match_model=None,
           match_metric: str = "params", input_shape=(1, 3, 256, 256), tol: float = 0.01,
-          strict: bool = True, max_layer_ratio: float | None = DEFAULT_MAX_LAYER_RATIO):
+          strict: bool = True, max_layer_ratio: float | None = DEFAULT_MAX_LAYER_RATIO, unit: str = "levels"):
     """Apply ``strategy`` (one of :data:`STRATEGIES`; ``_`` may replace ``-``).
 
     * ``single``: ``layer``, ``ratio``;  ``inner``: ``ratio``, ``levels`` (default
-      :func:`default_inner_levels`);  ``cut``: ``k``;
+      :func:`default_inner_levels`);  ``cut``: ``k`` (``unit="levels"``, cut-k) or, for families
+      with residual blocks, ``unit="residual"`` and ``levels`` (cut-res);
     * ``global-uniform``: ``ratio``, or a budget;  ``global-threshold``: ``threshold`` or
       ``ratio`` (global fraction of filters) or a budget; by default on layer-normalised
       scores (``normalize=False``: the raw-score threshold) with no layer losing more than
@@ -65,9 +66,7 @@ def prune(generator, strategy: str, *, ratio: float | None = None, layer: str | 
             raise PruningError("strategy 'inner' needs a ratio")
         return prune_inner(generator, ratio, levels, importance, seed)
     if s == "cut":
-        if k is None:
-            raise PruningError("strategy 'cut' needs k (the number of innermost levels to remove)")
-        return prune_cut(generator, k)
+        return prune_cut(generator, k, unit, levels)
     if s == "global-uniform":
         if ratio is None:
             raise PruningError("strategy 'global-uniform' needs a ratio or a budget to match")

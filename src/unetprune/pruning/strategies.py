@@ -118,9 +118,29 @@ def prune_inner(generator: nn.Module, ratio: float, levels: Iterable[int] | None
                         strategy="inner", levels=lv, ratio=r)
 
 
-def prune_cut(generator: nn.Module, k: int):
+CUT_UNITS = ("levels", "residual")
+
+
+def prune_cut(generator: nn.Module, k: int | None, unit: str = "levels", levels=None):
+    """cut-k (``unit="levels"``: the ``k`` innermost levels) or cut-res (``unit="residual"``:
+    the residual blocks of ``levels``, default the inner levels; families with residual
+    blocks only, e.g. Wav2Lip)."""
     fam = family_of(generator)
-    new, removed = pruning_ops(generator).cut(generator, k)
+    ops = pruning_ops(generator)
+    if unit == "levels":
+        if k is None:
+            raise PruningError("strategy 'cut' needs k (the number of innermost levels to remove)")
+        new, removed = ops.cut(generator, k)
+    elif unit == "residual":
+        if k is not None:
+            raise PruningError("cut unit 'residual' removes the residual blocks of --levels; k applies to "
+                               "unit 'levels' only")
+        if not hasattr(ops, "cut_residual"):
+            raise PruningError(f"cut unit 'residual' needs residual blocks; a {fam.name} generator has none "
+                               f"(use unit 'levels')")
+        new, removed = ops.cut_residual(generator, levels)
+    else:
+        raise PruningError(f"unknown cut unit {unit!r}; choose one of {', '.join(CUT_UNITS)}")
     return new, {"strategy": "cut", **removed,
                  "widths_before": fam.widths(generator), "widths": fam.widths(new),
                  "params_before": count_parameters(generator), "params": count_parameters(new)}

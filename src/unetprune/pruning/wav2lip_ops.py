@@ -56,6 +56,7 @@ from ..models.wav2lip import (
     level_groups,
     spec_with_widths,
     wav2lip_groups,
+    wav2lip_input_shapes,
     wav2lip_levels,
 )
 from .families import PruningOps
@@ -246,21 +247,11 @@ def cut_residual(generator: Wav2LipGenerator, levels=None) -> tuple[Wav2LipGener
 
 
 def _input_shapes(spec: Wav2LipSpec, input_shape) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """``(face, mel)`` shapes from ``None``, a face shape ``(B, C, 96, 96)`` or a pair."""
-    face_ok = (spec.face_nc, FACE_SIZE, FACE_SIZE)
-    if input_shape is None:
-        return (1, *face_ok), (1, 1, *MEL_SHAPE)
-    shp = list(input_shape)
-    if len(shp) == 2 and all(isinstance(s, (list, tuple)) for s in shp):
-        face, mel = tuple(int(x) for x in shp[0]), tuple(int(x) for x in shp[1])
-    else:
-        face = tuple(int(x) for x in shp)
-        mel = (face[0], 1, *MEL_SHAPE) if face else ()
-    if len(face) != 4 or face[1:] != face_ok or len(mel) != 4 or mel[1:] != (1, *MEL_SHAPE) or mel[0] != face[0]:
-        raise PruningError(f"a Wav2Lip generator is counted on a face (B, {spec.face_nc}, {FACE_SIZE}, {FACE_SIZE}) "
-                           f"and a mel window (B, 1, {MEL_SHAPE[0]}, {MEL_SHAPE[1]}); got input_shape "
-                           f"{list(input_shape)} (pass the family's input_shape)")
-    return face, mel
+    """``(face, mel)`` shapes (:func:`unetprune.models.wav2lip.wav2lip_input_shapes`)."""
+    try:
+        return wav2lip_input_shapes(spec, input_shape)
+    except ValueError as e:
+        raise PruningError(str(e)) from None
 
 
 class Wav2LipWidthCost:

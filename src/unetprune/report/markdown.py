@@ -14,26 +14,34 @@ from .. import pipeline
 from ..fileio import atomic_write_text
 from ..layout import DEFAULT_BASE, FINETUNED, ORIGINAL, PRUNED, Layout
 from . import figures
+from .comparability import comparability_section
 from .tables import (
     AGAINST,
     MAIN_COLUMNS,
     METRICS,
     NO_EFFECT,
+    NOT_RESOLVED,
     QUALITY_COLUMNS,
+    SIGNIFICANCE_Z,
     SUPPORT,
     ReportError,
     _cmd_hint,
+    _finite,
     all_tables,
     collapse_threshold,
     flag,
     inner_layers,
+    learning_curve_table,
     load_eval,
+    markdown_view,
     metric_label,
+    noise_setup,
     pattern_finding,
     to_markdown,
+    with_noise_markdown,
+    write_table,
     write_tables,
 )
-
 
 #: The repository document that states the method, the decisions where the paper is silent
 #: and the check numbers.  A report lives in the results folder, which may be anywhere, so it
@@ -55,6 +63,19 @@ def _f(x, digits: int = 4) -> str:
 
 def _signed(x, digits: int = 4) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:+.{digits}g}"
+
+
+def _pm(std, digits: int = 2) -> str:
+    """`` ± 0.012`` (nothing when the noise is unknown)."""
+    return f" ± {std:.{digits}g}" if _finite(std) else ""
+
+
+def _noise_clause(difference, std, z: float) -> str:
+    """``beyond 2σ = 0.024`` / ``within 2σ = 0.024`` / ``noise level unknown``."""
+    if not (_finite(std) and _finite(difference)):
+        return "noise level unknown"
+    where = "beyond" if abs(float(difference)) > z * float(std) else "within"
+    return f"{where} {z:g}σ = {z * float(std):.3g}"
 
 
 # ------------------------------------------------------------------------------------------
@@ -90,7 +111,14 @@ _OUTCOME = {
     AGAINST: "the inner layers are not less sensitive",
     NO_EFFECT: ("pruning changed nothing for the worse (a negative degradation, i.e. an improvement, counts "
                 "as no effect), which is no support for the pattern"),
+    NOT_RESOLVED: "the degradations or their difference are within {z:g} standard deviations of the noise",
 }
+#: how a per-ratio line names each outcome
+_OUTCOME_LABEL = {NOT_RESOLVED: "not resolved at this noise level"}
+
+
+def _outcome(finding: str, z: float) -> str:
+    return _OUTCOME[finding].format(z=z)
 
 
 def sensitivity_findings(summary: pd.DataFrame) -> tuple[str, list[str]]:
@@ -98,12 +126,15 @@ def sensitivity_findings(summary: pd.DataFrame) -> tuple[str, list[str]]:
 
     The verdict rests on the summary's metric (named, with its backend); a ratio supports the
     pattern only when the outer layers' degradation exceeds the inner layers' (negative
-    degradations count as no effect); every other recorded metric's outcome is compared and
-    the finding states where they disagree."""
+    degradations count as no effect) and, where the sweep recorded its noise, only when both
+    that degradation and the difference exceed ``z`` standard deviations (otherwise the ratio
+    is *not resolved at this noise level*); every other recorded metric's outcome is compared
+    and the finding states where they disagree."""
     metric = summary.attrs.get("metric", "fid")
+    z = float(summary.attrs.get("z", SIGNIFICANCE_Z))
     label = METRICS[metric][0]
     named = metric_label(metric, summary.attrs.get("fid_backend"))
-    lines, findings, disagreements = [], {}, {}
+    lines, findings, disagreements, unknown = [], {}, {}, []
     for _, r in summary.iterrows():
         if not r.n_inner or not r.n_outer:
             lines.append(
@@ -117,32 +148,53 @@ def sensitivity_findings(summary: pd.DataFrame) -> tuple[str, list[str]]:
             lines.append(f"At ratio {r.ratio:g} the sweep recorded no {label}, so this ratio is not judged.")
             continue
         findings[r.ratio] = finding
+        known = bool(r.get("noise_known")) if r.get("noise_known") is not None else False
+        if not known:
+            unknown.append(r.ratio)
         by_metric = _parse_by_metric(r.get("findings_by_metric"))
-        dis = {m: f for m, f in by_metric.items() if f != finding}
+        resolved = {m: f for m, f in by_metric.items() if f != NOT_RESOLVED}
+        within = [m for m, f in by_metric.items() if f == NOT_RESOLVED]
+        dis = ({m: f for m, f in resolved.items() if f != finding} if finding != NOT_RESOLVED else {})
         if dis:
             disagreements[r.ratio] = dis
+            agree = [m for m in resolved if m not in dis]
             others = (f" {_names(dis, 'disagree')} ("
                       + "; ".join(f"{_short(m)}: {f}" for m, f in dis.items()) + ")"
-                      + (f"; {_names([m for m in by_metric if m not in dis], 'agree')}"
-                         if len(dis) < len(by_metric) else "") + ".")
-        elif by_metric:
-            others = f" {_names(by_metric, 'agree')}."
+                      + (f"; {_names(agree, 'agree')}" if agree else "") + ".")
+        elif resolved and finding != NOT_RESOLVED:
+            others = f" {_names(resolved, 'agree')}."
+        elif resolved:
+            others = " Other metrics: " + "; ".join(f"{_short(m)}: {f}" for m, f in resolved.items()) + "."
         else:
             others = ""
+        if within:
+            others += f" Within the noise on {_names(within)}."
+        std_i, std_o, std_d = (r.get("std_inner"), r.get("std_outer"), r.get("std_difference"))
+        noise = f", {_noise_clause(r.difference, std_d, z)}" if known else ", noise level unknown"
         lines.append(
             f"At ratio {r.ratio:g}, pruning one inner layer ({r.inner_layers}) degrades {label} by "
-            f"{_signed(r.mean_degradation_inner)} on average ({_signed(r.mean_degradation_pct_inner, 3)}%), "
+            f"{_signed(r.mean_degradation_inner)} on average ({_pm(std_i)[1:] + ', ' if known else ''}"
+            f"{_signed(r.mean_degradation_pct_inner, 3)}%), "
             f"one outer layer by {_signed(r.mean_degradation_outer)} "
-            f"({_signed(r.mean_degradation_pct_outer, 3)}%): {finding} — {_OUTCOME[finding]} (difference "
-            f"outer − inner {_signed(r.difference)}).{others}"
+            f"({_pm(std_o)[1:] + ', ' if known else ''}{_signed(r.mean_degradation_pct_outer, 3)}%): "
+            f"{_OUTCOME_LABEL.get(finding, finding)} — {_outcome(finding, z)} (difference outer − inner "
+            f"{_signed(r.difference)}"
+            f"{_pm(std_d) if known else ''}{noise}).{others}"
         )
     n = len(findings)
     support = [x for x, f in findings.items() if f == SUPPORT]
     none = [x for x, f in findings.items() if f == NO_EFFECT]
+    unres = [x for x, f in findings.items() if f == NOT_RESOLVED]
     k = len(support)
     ratios = lambda xs: ", ".join(f"{x:g}" for x in xs)  # noqa: E731
     if n == 0:
         verdict = "The sweep cannot show or refute the paper's pattern: it lacks inner or outer layers."
+    elif len(unres) == n:
+        verdict = (
+            f"**Not resolved at this noise level**: on {named}, the sensitivity curve neither shows nor refutes "
+            f"the paper's inner-layers-are-prunable pattern: at every swept ratio ({n}) the difference between "
+            f"inner and outer layers is within {z:g} standard deviations of the noise."
+        )
     elif k == n:
         verdict = (
             f"**Yes**: on {named}, the sensitivity curve shows the paper's inner-layers-are-prunable pattern "
@@ -163,6 +215,9 @@ def sensitivity_findings(summary: pd.DataFrame) -> tuple[str, list[str]]:
     if n and none:
         verdict += (f" At ratio(s) {ratios(none)} pruning did not worsen {label} in either the inner or the "
                     "outer layers (negative degradations count as no effect), which is not support.")
+    if unres and len(unres) < n:
+        verdict += (f" At ratio(s) {ratios(unres)} the difference is not resolved at this noise level (within "
+                    f"{z:g} standard deviations).")
     if n:
         dis_metrics = list(dict.fromkeys(m for d in disagreements.values() for m in d))
         paired_dis = [m for m in PAIRED if m in dis_metrics]
@@ -175,7 +230,18 @@ def sensitivity_findings(summary: pd.DataFrame) -> tuple[str, list[str]]:
                          f"rests on {label}.)" if paired_dis and metric not in PAIRED else "")
             )
         elif any(_parse_by_metric(r.get("findings_by_metric")) for _, r in summary.iterrows()):
-            verdict += f" The other recorded metrics agree with {label} at every judged ratio."
+            within_any = unres or any(NOT_RESOLVED in _parse_by_metric(r.get("findings_by_metric")).values()
+                                      for _, r in summary.iterrows())
+            verdict += (f" No other recorded metric disagrees with {label} beyond its noise." if within_any
+                        else f" The other recorded metrics agree with {label} at every judged ratio.")
+        if len(unknown) == n:
+            verdict += (" The noise level is unknown (the sweep recorded no repeated generation or bootstrap), so "
+                        "these differences are not tested against it.")
+        elif unknown:
+            verdict += f" The noise level is unknown at ratio(s) {ratios(unknown)}."
+        else:
+            verdict += (f" A difference counts only beyond {z:g} standard deviations of its noise "
+                        "(σ = sqrt(σ_a² + σ_b²)).")
     return verdict, lines
 
 
@@ -187,36 +253,48 @@ def _collapse_note(model: str, value, threshold) -> str:
 def comparison_findings(comp: pd.DataFrame, diversity: dict | None = None) -> tuple[str, list[str]]:
     """(summary sentence, one sentence per variant-vs-baseline pair).
 
-    The verdict rests on the comparison's metric (named, with its backend); a collapsed model
-    never wins; every line states which other metrics disagree.  ``diversity`` (model → ratio)
-    lets the sentences quote the collapse check's value."""
+    The verdict rests on the comparison's metric (named, with its backend); a difference within
+    ``z`` combined standard deviations of the two models' noise is *not resolved at this noise
+    level* (where the noise was recorded); a collapsed model never wins; every line states which
+    other metrics disagree.  ``diversity`` (model → ratio) lets the sentences quote the collapse
+    check's value."""
     if comp.empty:
         return "No global baselines were configured, so there is nothing to compare.", []
     metric, stage = comp.attrs.get("metric", "fid"), comp.attrs.get("stage", "")
+    z = float(comp.attrs.get("z", SIGNIFICANCE_Z))
     label = METRICS[metric][0]
     named = metric_label(metric, comp.attrs.get("fid_backend"))
     threshold = float(comp.attrs.get("collapse_threshold", 0.1))
     diversity = diversity or {}
     stage_txt = "after fine-tuning" if stage == pipeline.FINETUNED else "without fine-tuning"
     lines = []
+    known_any = False
     for _, r in comp.iterrows():
         metric_winner = r.get("metric_winner", r.winner)
         decided_by = r.get("decided_by", metric)
         vc, bc = flag(r.get("variant_collapsed")), flag(r.get("baseline_collapsed"))
         collapsed = [m for m, c in ((r.variant, vc), (r.baseline, bc)) if c]
+        std_d = r.get("difference_std")
+        known = _finite(std_d)
+        known_any = known_any or known
+        noise = _noise_clause(r.advantage, std_d, z)
         if r.winner == "none":
             res = "**no winner**: both models are collapsed"
         elif r.winner == "tie":
             res = "a tie"
+        elif r.winner == NOT_RESOLVED:
+            res = (f"**not resolved at this noise level**: {label} favours {metric_winner} by "
+                   f"{abs(r.advantage):.4g} ({abs(r.advantage_pct):.3g}%), {noise}")
         else:
             res = f"**{r.winner} wins**"
             if decided_by == "collapse":
-                res += f" by the collapse check ({label} favours {metric_winner} by {abs(r.advantage):.4g})"
+                res += f" by the collapse check ({label} favours {metric_winner} by {abs(r.advantage):.4g}, {noise})"
             else:
-                res += f" by {abs(r.advantage):.4g} ({abs(r.advantage_pct):.3g}%)"
+                res += f" by {abs(r.advantage):.4g} ({abs(r.advantage_pct):.3g}%; {noise})"
         notes = "".join(f"; {_collapse_note(m, diversity.get(m), threshold)}" for m in collapsed)
         dis = [m for m in str(r.get("disagree") or "").split(", ") if m]
         agr = [m for m in str(r.get("agree") or "").split(", ") if m]
+        within = [m for m in str(r.get("unresolved") or "").split(", ") if m]
         if dis:
             other = next(x for x in (r.variant, r.baseline) if x != metric_winner)
             others = f" {_names(dis, 'disagree')} with {label} (favouring {other})" + (
@@ -225,12 +303,17 @@ def comparison_findings(comp: pd.DataFrame, diversity: dict | None = None) -> tu
             others = f" {_names(agr, 'agree')}."
         else:
             others = ""
+        if within:
+            others += f" Within the noise on {_names(within)}."
         lines.append(
-            f"{r.variant} vs {r.baseline} ({stage_txt}): {label} {_f(r.variant_value)} vs "
-            f"{_f(r.baseline_value)} ({r.better} is better): {res}{notes}; budgets ({r.budget_metric}) "
-            f"{r.variant_budget:,} vs {r.baseline_budget:,} (baseline {100 * r.budget_gap:+.2f}%).{others}"
+            f"{r.variant} vs {r.baseline} ({stage_txt}): {label} {_f(r.variant_value)}"
+            f"{_pm(r.get('variant_std')) if known else ''} vs {_f(r.baseline_value)}"
+            f"{_pm(r.get('baseline_std')) if known else ''} ({r.better} is better): {res}{notes}; budgets "
+            f"({r.budget_metric}) {r.variant_budget:,} vs {r.baseline_budget:,} (baseline "
+            f"{100 * r.budget_gap:+.2f}%).{others}"
         )
     wins = int((comp.winner == comp.variant).sum())
+    unres = int((comp.winner == NOT_RESOLVED).sum())
     n = len(comp)
     prim = comp.variant.unique()
     per = "; ".join(
@@ -238,11 +321,16 @@ def comparison_findings(comp: pd.DataFrame, diversity: dict | None = None) -> tu
         for v in prim
     )
     worst_gap = float(comp.budget_gap.abs().max())
+    answer = ("**Yes**" if wins == n else "**Not resolved at this noise level**" if unres == n
+              else "**No**" if wins == 0 else "**Partly**")
     verdict = (
-        f"{'**Yes**' if wins == n else '**No**' if wins == 0 else '**Partly**'}: the inner/cut variants "
+        f"{answer}: the inner/cut variants "
         f"beat their matched global baselines in {wins} of {n} comparisons on {named} {stage_txt} ({per}); "
         f"the matched budgets differ by at most {100 * worst_gap:.2f}% ({comp.budget_metric.iloc[0]})."
     )
+    if unres:
+        verdict += (f" {unres} of {n} comparison(s) are not resolved at this noise level (the {label} difference "
+                    f"is within {z:g} combined standard deviations).")
     if "decided_by" in comp.columns:
         by_collapse = comp[comp.decided_by == "collapse"]
         flagged = sorted({m for _, r in comp.iterrows() for m, c in
@@ -264,9 +352,34 @@ def comparison_findings(comp: pd.DataFrame, diversity: dict | None = None) -> tu
                 + (" (L1/PSNR/SSIM are paired metrics that reward a mean prediction; the verdict rests on "
                    f"{label}.)" if any(m in PAIRED for m in dis_metrics) and metric not in PAIRED else "")
             )
+        elif "unresolved" in comp.columns and ((comp.unresolved != "").any() or unres):
+            verdict += f" No other recorded metric disagrees with {label} beyond its noise."
         else:
             verdict += f" The other recorded metrics agree with {label} in every comparison."
+    if known_any:
+        verdict += (f" A difference counts only beyond {z:g} combined standard deviations of the two models' "
+                    "noise (σ = sqrt(σ_variant² + σ_baseline²)).")
+    else:
+        verdict += (" The noise level is unknown (the evaluations recorded no repeated generation or bootstrap), "
+                    "so these differences are not tested against it.")
     return verdict, lines
+
+
+def noise_text(original_eval: dict, z: float = SIGNIFICANCE_Z) -> str:
+    """How the noise of the numbers was measured (from the evaluation's noise block), in words."""
+    setup = noise_setup(original_eval)
+    if setup is None:
+        return ("the noise level is unknown (the evaluation recorded no repeated generation or bootstrap), so "
+                "the verdicts rest on the point values")
+    parts = []
+    if setup["seeds"] > 1:
+        parts.append(f"generation repeated over {setup['seeds']} dropout/BatchNorm seeds")
+    if setup["bootstrap"] > 0:
+        parts.append(f"{setup['bootstrap']} bootstrap resamples of the images")
+    both = "; std = sqrt(std_seed² + std_boot²)" if len(parts) == 2 else ""
+    return (f"every number carries its noise ({' and '.join(parts)}{both}), and a "
+            f"difference counts only beyond {z:g} standard deviations of it (σ = sqrt(σ_a² + σ_b²)); smaller ones "
+            "are reported as not resolved at this noise level")
 
 
 def caveat(original_eval: dict, metric: str = "fid") -> str:
@@ -277,10 +390,63 @@ def caveat(original_eval: dict, metric: str = "fid") -> str:
     on = (f"{_short(metric)}, computed with the `{backend}` backend{rel}," if metric in ("fid", "kid")
           else f"{_short(metric)} (the tables' FID: `{backend}` backend{rel}),")
     return (
-        f"*These findings rest on {on} over {n} images of the `{split}` split; the other metrics are "
-        "reported beside it and the findings say where they disagree; differences within the noise of such a "
-        "set are not evidence either way.*"
+        f"*These findings rest on {on} over {n} images of the `{split}` split; {noise_text(original_eval)}; the "
+        "other metrics are reported beside it and the findings say where they disagree.*"
     )
+
+
+def learning_summary(train_log: dict | None, window_fraction: float = 0.25, plateau_fraction: float = 0.1) -> str:
+    """One paragraph on the original's training: the learning curve's start, end and last stretch
+    (a plateau when the last ``window_fraction`` of the epochs, at least 2, gave less than
+    ``plateau_fraction`` of the total improvement of the check score), and how far the weights
+    moved from their initialisation."""
+    if not train_log:
+        return "The original's `train.json` was not found, so there is no learning curve."
+    if train_log.get("imported"):
+        return ("The original was imported from released weights (`model.init_weights`), not trained here, so "
+                "there is no learning curve.")
+    curve = learning_curve_table(train_log)
+    ev = train_log.get("eval") or {}
+    family = ((train_log.get("config") or {}).get("model") or {}).get("family", "pix2pix")
+    score = ("mean |G(A) − B| in [−1, 1] units" if family == "pix2pix"
+             else f"the `{family}` family's check score")
+    what = (f"the trainer's check ({score} on {ev.get('n_images')} `{ev.get('split')}` "
+            f"images, mode `{ev.get('mode')}`; lower is better)")
+    checks = curve.dropna(subset=["check"]) if "check" in curve.columns else curve.iloc[0:0]
+    if len(checks) < 2:
+        if "l1_init" in ev and "l1_final" in ev:
+            text = (f"Learning check, {what}: {ev['l1_init']:.4g} before training → {ev['l1_final']:.4g} after "
+                    f"{len(train_log.get('epochs') or [])} epochs (this `train.json` has no per-epoch curve).")
+        else:
+            text = "This `train.json` records no learning check (`train.eval_split` / `train.eval_images` off)."
+    else:
+        first, last = checks.iloc[0], checks.iloc[-1]
+        e_last = int(last.epoch)
+        window = max(2, math.ceil(window_fraction * e_last))
+        before = checks[checks.epoch <= e_last - window]
+        best = checks.loc[checks.check.idxmin()]
+        total = float(first.check - last.check)
+        text = (f"Learning curve, {what}: {first.check:.4g} before training → {last.check:.4g} after {e_last} "
+                f"epochs (best {best.check:.4g} at epoch {int(best.epoch)}).")
+        if len(before) and total > 0:
+            ref = before.iloc[-1]
+            tail = float(ref.check - last.check)
+            frac = tail / total
+            state = (f"**plateau**: the last {e_last - int(ref.epoch)} epochs gave {100 * frac:.1f}% of the total "
+                     f"improvement (< {100 * plateau_fraction:g}%)" if frac < plateau_fraction else
+                     f"**still improving**: the last {e_last - int(ref.epoch)} epochs gave {100 * frac:.1f}% of the "
+                     f"total improvement (plateau: < {100 * plateau_fraction:g}%)")
+            text += f" Epoch {int(ref.epoch)} → {e_last}: {tail:+.4g}; {state}."
+        elif total <= 0:
+            text += " The check score did **not improve** on its value before training."
+    w = train_log.get("weights") or {}
+    if _finite(w.get("rel_l2")):
+        text += (f" The generator's weights moved {float(w['rel_l2']):.3g} (relative L2, ||θ − θ₀|| / ||θ₀||) from "
+                 "their initialisation")
+        if w.get("min_param") is not None:
+            text += f"; the least-moved weight tensor, `{w['min_param']}`, by {float(w['min_rel_l2']):.3g}"
+        text += "."
+    return text
 
 
 # ------------------------------------------------------------------------------------------
@@ -410,6 +576,15 @@ def assumptions(cfg: dict, original_eval: dict, prune_tol: float | None = None) 
         "matched baselines at the final stage."
     )
     out.append(
+        f"**Noise and significance** ({method_ref('verdicts')}): {noise_text(original_eval)}. Independent "
+        "errors are assumed when two numbers are compared (both are scored on the same test images, so their "
+        "errors are positively correlated and this overstates the noise of their difference: conservative); "
+        "the sensitivity finding compares the mean "
+        "degradations of the inner and the outer layers, whose noise is that of the means (the unpruned "
+        "value cancels in their difference). Without a noise record (older evaluations, or a single "
+        "deterministic generation without bootstrap) the tables show `± n/a` and the point values decide."
+    )
+    out.append(
         "**Collapse check**: every evaluated model's output diversity = the mean per-pixel standard "
         "deviation of its generated images across the split divided by that of the real images; below "
         f"`evaluate.collapse_threshold` = {collapse_threshold(cfg):g} the model is flagged collapsed (column "
@@ -477,6 +652,15 @@ def _config_summary(cfg: dict, train_log: dict | None) -> pd.DataFrame:
 
 
 MAIN_MD_COLUMNS = [c for c in MAIN_COLUMNS if c not in ("group", "budget_metric")]
+#: columns the markdown main table leaves out when no model has them (mIoU without a labeller,
+#: LSE outside Wav2Lip, KID when disabled)
+OPTIONAL_MD_COLUMNS = ("kid", "miou", "lse_d", "lse_c", "lse_backend")
+
+
+def main_markdown_frame(main: pd.DataFrame) -> pd.DataFrame:
+    df = main[MAIN_MD_COLUMNS]
+    empty = [c for c in OPTIONAL_MD_COLUMNS if c in df.columns and df[c].isna().all()]
+    return df.drop(columns=empty)
 
 
 def render_report(
@@ -506,6 +690,7 @@ def render_report(
 
     rel = {k: here(v) for k, v in figs.items()}
     n_prim, n_base = len(pipeline.primary_variants(cfg)), len(pipeline.baseline_variants(cfg))
+    talking = cfg["model"]["family"] == "wav2lip"
     finetuned = cfg["finetune"]["enabled"]
     parts = [
         f"# Cut Inner Layers — experiment `{cfg['experiment']}`\n",
@@ -518,9 +703,11 @@ def render_report(
             f"{method_ref()}.\n"
         ),
         "## What was run\n",
-        "* the **original** (unpruned) U-Net generator trained with the pix2pix recipe "
-        f"({folder(lay.original_dir)});\n"
-        f"* a per-layer sensitivity sweep of the original: {n_layers} layers × {n_ratios} ratio(s), one "
+        (f"* the **original** (unpruned) Wav2Lip generator trained with its frozen lip-sync expert "
+         f"({folder(lay.expert_dir)}, {folder(lay.original_dir)});\n" if talking else
+         "* the **original** (unpruned) U-Net generator trained with the pix2pix recipe "
+         f"({folder(lay.original_dir)});\n")
+        + f"* a per-layer sensitivity sweep of the original: {n_layers} layers × {n_ratios} ratio(s), one "
         f"layer pruned at a time, no fine-tuning ({folder(lay.sensitivity_dir)});\n"
         f"* {n_prim} pruned variant(s) ({', '.join(pipeline.primary_variants(cfg))}) and {n_base} matched "
         f"global baseline(s) ({folder(lay.variants_dir)}, stage `{PRUNED}`)"
@@ -530,6 +717,9 @@ def render_report(
         f"`{original_eval.get('split')}` split ({folder(lay.eval_dir)}).\n",
         "### Configuration\n",
         to_markdown(_config_summary(cfg, train_log)),
+        "## Training of the original\n",
+        learning_summary(train_log) + "\n",
+        f"![learning curve]({rel['learning_curve_png']})\n" if "learning_curve_png" in rel else "",
         "## Findings\n",
         "### Are the inner layers the prunable ones?\n",
         sens_verdict + "\n",
@@ -549,30 +739,41 @@ def render_report(
             f"`collapsed` = below {collapse_threshold(cfg):g} (such a model never wins). "
             f"([CSV]({here(lay.table('main'))}))\n"
         ),
-        to_markdown(main[MAIN_MD_COLUMNS]),
+        to_markdown(with_noise_markdown(main_markdown_frame(main))),
         f"### Variants vs matched baselines ({metric_label(q, main.attrs.get('fid_backend'))})\n",
         (
-            "`metric_winner` = the model the verdict metric prefers; `winner` = the verdict (a collapsed model "
-            "never wins: `decided_by` = `collapse`); `agree` / `disagree` = the other metrics that prefer the "
-            "same / the other model.\n"
+            "`metric_winner` = the model the verdict metric prefers; `resolved` = whether the difference "
+            f"(`advantage`, ± the combined noise) exceeds {SIGNIFICANCE_Z:g} standard deviations (n/a: noise "
+            "unknown); `winner` = the verdict (`not resolved` within the noise; a collapsed model never wins: "
+            "`decided_by` = `collapse`); `agree` / `disagree` = the other metrics that prefer the same / the "
+            "other model beyond their noise, `unresolved` = those within it.\n"
         ),
-        to_markdown(tables["comparison"]) if not tables["comparison"].empty else "No baselines.\n",
+        to_markdown(markdown_view("comparison", tables["comparison"])) if not tables["comparison"].empty
+        else "No baselines.\n",
         "## Per-layer sensitivity\n",
         f"![sensitivity]({rel['sensitivity_png']})\n",
         (
             f"{METRICS[q][0]} of the model with one layer pruned (rows: layers outer → inner → outer; "
-            f"columns: ratios; `unpruned` = the original model). ([CSV]({here(lay.table('sensitivity'))}))\n"
+            f"columns: ratios; `unpruned` = the original model), ± its noise (standard deviation; n/a: not "
+            f"measured); error bars in the figure: ± 1 standard deviation; *(collapsed)* / red crosses = "
+            f"output diversity below {collapse_threshold(cfg):g} of the real images'. "
+            f"([CSV]({here(lay.table('sensitivity'))}))\n"
         ),
-        to_markdown(tables["sensitivity_matrix"]),
+        to_markdown(markdown_view("sensitivity_matrix", tables["sensitivity_matrix"])),
         (
-            "Mean degradation (positive = worse than unpruned) of inner vs outer layers at each ratio; "
-            "`finding` = support / against / no effect (negative degradations count as no effect), "
-            "`findings_by_metric` = the same on every other metric, `disagree` = those that differ:\n"
+            "Mean degradation (positive = worse than unpruned, ± its noise) of inner vs outer layers at each "
+            "ratio; `finding` = support / against / no effect (negative degradations count as no effect) / "
+            f"not resolved (within {SIGNIFICANCE_Z:g} standard deviations of the noise), `finding_point` = the "
+            "same on the point values alone, `findings_by_metric` = the finding on every other metric, "
+            "`disagree` = those that differ beyond their noise, `collapsed_points` = collapsed (layer@ratio):\n"
         ),
-        to_markdown(tables["sensitivity_summary"]),
+        to_markdown(markdown_view("sensitivity_summary", tables["sensitivity_summary"])),
         "## Quality vs size\n",
         f"![trade-off]({rel['tradeoff_png']})\n",
-        "Hollow markers: pruned without fine-tuning; filled: fine-tuned (or the original).\n",
+        (
+            "Hollow markers: pruned without fine-tuning; filled: fine-tuned (or the original); error bars: ± 1 "
+            "standard deviation of the noise where it was measured; a red cross marks a collapsed model.\n"
+        ),
         "## Samples\n",
         (
             f"The same `{original_eval.get('split')}` inputs through every model "
@@ -582,6 +783,13 @@ def render_report(
     ]
     if "samples_pruned_png" in rel:
         parts.append(f"Before fine-tuning: ![samples before fine-tuning]({rel['samples_pruned_png']})\n")
+    if talking:
+        parts.append(
+            f"Rows are frames spread over the first test clip; input = the frame with its lower half masked. "
+            f"The same clip through every model, side by side with its audio: "
+            f"[{here(lay.video('samples'))}]({here(lay.video('samples'))}) (frame grid: "
+            f"![video frames]({here(lay.figure('samples_video'))})), made by the `sample_video` job.\n")
+    parts.append(comparability_section(cfg, {"original": original_eval}) + "\n")
     parts += [
         "## Assumptions (where the paper is silent)\n",
         f"The decisions of {method_ref('decisions-where-the-paper-is-silent')}, as this config applies "
@@ -640,6 +848,11 @@ def build_report(cfg: dict, base: Path | str = DEFAULT_BASE) -> dict[str, Path]:
         figs["samples_pruned_png"] = figures.sample_grid(
             cfg, base, lay.figure("samples_pruned"), PRUNED, split
         )
+    figs["learning_curve_png"] = figures.learning_curve_figure(
+        train_log, lay.figure("learning_curve"), title + "learning curve of the original"
+    )
+    if train_log and not train_log.get("imported"):
+        written.update(write_table(learning_curve_table(train_log), lay, "learning_curve"))
     written.update(figs)
     text = render_report(cfg, tables, figs, lay, original_eval, train_log, prune_tol)
     atomic_write_text(lay.report_md, text)
