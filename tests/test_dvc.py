@@ -39,28 +39,37 @@ def _stage_paths(do: dict, key: str) -> dict[str, dict]:
     return out
 
 
+LAY_A = Layout.from_config({"experiment": "a"})
+
+
 def test_every_output_is_per_experiment_cached_and_persistent():
     """Each stage's outputs are under results/<its experiment>/ (so two experiments never share
     one), persistent (DVC never deletes them before a run) and cached: `dvc push/pull` move them
     and `dvc exp show` / `dvc plots` read metrics and plots of any commit from the cache (a
     cache: false file in the git-ignored results/ folder is in no commit)."""
     stages = _dvc_yaml()["stages"]
-    assert set(stages) == {"workflow", "downloaded"}
+    assert set(stages) == {"workflow", "downloaded", "talking"}
     reg = yaml.safe_load((REPO / "config" / "dvc_experiments.yaml").read_text())
-    assert set(reg) >= {"experiments", "downloaded", "cores"} and reg["experiments"]["demo"] == "config/config.yaml"
+    assert set(reg) >= {"experiments", "downloaded", "talking", "cores"}
+    assert reg["experiments"]["demo"] == "config/config.yaml"
+    assert reg["talking"]["wav2lip-demo"] == "config/wav2lip_demo.yaml"
+    groups = {"workflow": "experiments", "downloaded": "downloaded", "talking": "talking"}
     for name, stage in stages.items():
         do = stage["do"]
-        assert stage["foreach"] == f"${{{'experiments' if name == 'workflow' else 'downloaded'}}}"
+        assert stage["foreach"] == f"${{{groups[name]}}}"
         assert "--experiment ${key}" in do["cmd"] and "--configfile ${item}" in do["cmd"]
         a, b = _stage_paths(do, "a"), _stage_paths(do, "b")
         assert not set(a) & set(b)
         for path, props in a.items():
-            assert path.startswith("results/a/"), path
+            assert Path(path).is_relative_to(LAY_A.root), path
             assert props.get("persist") is True and props.get("cache", True) is True, path
         sections = {props["section"]: path for path, props in a.items()}
         assert sections["metrics"] == str(Layout.from_config({"experiment": "a"}).metrics_json)
         assert sections["plots"] == str(Layout.from_config({"experiment": "a"}).plot("sensitivity"))
-    assert "results/a/dataset.verified" in _stage_paths(stages["downloaded"]["do"], "a")
+    assert str(LAY_A.dataset_verified) in _stage_paths(stages["downloaded"]["do"], "a")
+    talking = _stage_paths(stages["talking"]["do"], "a")
+    # Wav2Lip's expert and LSE network
+    assert {str(LAY_A.expert_dir), str(LAY_A.lse_standin.parent)} <= set(talking)
 
 
 def test_dvc_lists_one_stage_per_registered_experiment(tmp_path):
@@ -69,12 +78,14 @@ def test_dvc_lists_one_stage_per_registered_experiment(tmp_path):
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "dvc_experiments.yaml").write_text(yaml.safe_dump({
         "cores": 2, "experiments": {"demo": "config/config.yaml", "tiny": "config/tiny.yaml"},
-        "downloaded": {"pix2pix_facades": "config/experiments/pix2pix_facades.yaml"}}))
+        "downloaded": {"pix2pix_facades": "config/experiments/pix2pix_facades.yaml"},
+        "talking": {"wav2lip-demo": "config/wav2lip_demo.yaml"}}))
     env = env_for(REPO / "src")
     run(["git", "init", "-q"], tmp_path, env)
     run(["dvc", "init", "-q"], tmp_path, env)
     listed = run(["dvc", "stage", "list", "--name-only"], tmp_path, env).stdout.split()
-    assert sorted(listed) == ["downloaded@pix2pix_facades", "workflow@demo", "workflow@tiny"]
+    assert sorted(listed) == ["downloaded@pix2pix_facades", "talking@wav2lip-demo", "workflow@demo",
+                              "workflow@tiny"]
 
 
 def _plots_repo(tmp_path: Path) -> tuple[Path, dict]:

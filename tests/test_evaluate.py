@@ -62,7 +62,8 @@ def test_score_has_every_field_and_is_repeatable(evaluator):
     assert r1["kid"]["subset_size"] == 8 and r1["kid"]["backend"] == "standin"
     assert list(r1) == ["split", "n_images", "image_size", "mode", "seed", "quantize", "batch_size", "amp", "device",
                         "dataset", "fid", "kid", "segmentation", "l1", "psnr", "ssim", "paired_definitions",
-                        "diversity", "complexity", "noise", "checkpoint", "versions", "timing_s"]
+                        "diversity", "complexity", "noise", "checkpoint", "versions", "timing_s",
+                        "started_at", "finished_at"]
     assert list(r1["timing_s"]) == ["setup", "generate", "fid", "kid", "segmentation", "paired", "diversity",
                                     "complexity", "noise"]
     assert r1["quantize"] == "round" and r1["noise"]["bootstrap"] == 200   # schema defaults (tests/test_noise.py)

@@ -428,7 +428,8 @@ def test_run_sweep_writes_collapse_flags_and_noise(tmp_path, monkeypatch):
             self.eval_set = type("ES", (), {"n": 4, "image_size": 32})()
             self.metrics = {"fid": type("F", (), {"extractor": type("X", (), {"backend": "standin"})()})()}
 
-        def score(self, generator):
+        def score(self, generator, noise_seeds=None):
+            assert noise_seeds == 1          # the sweep keeps only the cheap bootstrap
             frac = count_parameters(generator) / full  # 1 for the unpruned model
             return _eval(10.0 / frac, 0.1, div=0.8 if frac > 0.9 else 0.05)
 

@@ -244,17 +244,21 @@ def test_training_curves_have_one_point_per_epoch(synced, tiny_layout):
 
 
 def test_run_times_are_the_jobs_times(synced, tiny_layout):
-    """Start = the training job's start (file time - epoch seconds), end = the evaluation's end:
-    the jobs' times, not the sync's (which ran later)."""
+    """Start = the training job's recorded start (train.json `started_at`), end = the evaluation's
+    recorded end (the eval JSON's `finished_at`): the jobs' times, not the sync's (which ran later)."""
+    from datetime import datetime
+
     client = synced[5]
     first = _current(tiny_layout)
     lay = tiny_layout
     log = json.loads(lay.train_log(ORIGINAL).read_text())
+    ev = json.loads(lay.eval_json(ORIGINAL, ORIGINAL).read_text())
     run = client.get_run(first["runs"]["tiny/original"])
-    start = lay.train_log(ORIGINAL).stat().st_mtime - sum(e["seconds"] for e in log["epochs"])
-    end = lay.eval_json(ORIGINAL, ORIGINAL).stat().st_mtime
+    start = datetime.fromisoformat(log["started_at"]).timestamp()
+    end = datetime.fromisoformat(ev["finished_at"]).timestamp()
+    assert start <= datetime.fromisoformat(log["finished_at"]).timestamp() <= end
     assert run.info.start_time == int(start * 1000) and run.info.end_time == int(end * 1000)
-    assert run.data.tags["unetprune.times_from"] == "file time - recorded durations"
+    assert run.data.tags["unetprune.times_from"] == "recorded"
     report = client.get_run(first["runs"]["tiny/report"])
     assert report.info.end_time == int(lay.report_md.stat().st_mtime * 1000)
     for rid in first["runs"].values():

@@ -223,7 +223,8 @@ def test_tiny_end_to_end_dvc_and_mlflow(tmp_path):
 
     for cmd in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"]):
         subprocess.run(cmd, cwd=wf, env=env, check=True, capture_output=True)
-    assert set(dvc("stage", "list", "--name-only").split()) == {"workflow@demo", "workflow@tiny"}
+    assert set(dvc("stage", "list", "--name-only").split()) == {"workflow@demo", "workflow@tiny",
+                                                                 "talking@wav2lip-demo"}
     first = dvc("repro", "workflow@tiny")
     assert "Running stage 'workflow@tiny'" in first and "Nothing to be done" in first, first
     assert "Running stage" not in dvc("repro", "workflow@tiny")  # up to date

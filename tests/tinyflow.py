@@ -74,6 +74,7 @@ def register(repo: Path, experiments: dict[str, str]) -> None:
     path = repo / "config" / "dvc_experiments.yaml"
     reg = yaml.safe_load(path.read_text())
     reg["experiments"] = experiments
+    reg["talking"] = {}           # the tests' repository holds only these experiments
     path.write_text(yaml.safe_dump(reg, sort_keys=False))
 
 

@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from .errors import UserFacingError
+from .provenance import utc_now_iso
 
 # ``cache_dir`` default: the experiment's ``fid_stats/`` folder (from the results layout)
 DEFAULT_CACHE_DIR = "experiment"
@@ -80,6 +81,7 @@ def to_jsonable(obj):
     if torch.is_tensor(obj):
         return to_jsonable(obj.tolist())
     return obj
+
 
 
 def versions() -> dict:
@@ -207,6 +209,7 @@ class Evaluator:
         from .metrics.plugins import DEFAULT_METRICS, build_metrics
 
         t0 = time.perf_counter()
+        self.created_at = utc_now_iso()     # the job's start (recorded with every result: MLflow run times)
         ev = cfg["evaluate"]
         self.cfg, self.split = cfg, split
         self.seed = int(cfg.get("seed", 0))
@@ -285,7 +288,8 @@ class Evaluator:
             with ctx.timed("by_mode"):
                 result["by_mode"] = {m: self._score_mode(generator, m, n_seeds, n_boot) for m in extra}
         result.update({"checkpoint": str(checkpoint) if checkpoint is not None else None,
-                       "versions": versions(), "timing_s": ctx.timing})
+                       "versions": versions(), "timing_s": ctx.timing,
+                       "started_at": self.created_at, "finished_at": utc_now_iso()})
         return to_jsonable(result)
 
     # --- repeat generations: noise levels and other modes ----------------------------------

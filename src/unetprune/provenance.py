@@ -94,3 +94,11 @@ def code_digest(*entry: str) -> str:
     for data in sorted(ROOT.glob("*.yaml")):
         h.update(data.name.encode() + b"\0" + data.read_bytes() + b"\0")
     return "sha256:" + h.hexdigest()
+
+
+def utc_now_iso() -> str:
+    """The current UTC time, ISO-8601 to the second: the ``started_at`` / ``finished_at`` that
+    training and evaluation records carry (the MLflow runs' times come from them)."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

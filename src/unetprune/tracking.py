@@ -438,6 +438,7 @@ def _variant_runs(cfg: dict, base, tables: dict, cfg_file: Path) -> list[_Run]:
                 "checkpoint": ckpt,
                 "registered_model": registered_model_name(cfg),
                 "image_size": int(ev.get("image_size") or cfg["data"]["crop_size"]),
+                "family": cfg["model"].get("family", "pix2pix"),
                 "mode": str(ev.get("mode") or cfg["evaluate"]["mode"]),
                 "seed": int(ev.get("seed") or 0),
                 "metadata": {
@@ -710,8 +711,9 @@ def _upsert(
 # with unetprune's loader, i.e. torch.load(weights_only=True).
 MODEL_CODE = '''"""unetprune generator as an MLflow pyfunc model (logged by `unetprune track`).
 
-predict(float32 array (N, 3, H, W) in [-1, 1]) -> the generated images, same shape, in the evaluation mode
-the experiment scored with (params `mode`: train_bn | eval, `seed`: dropout seed of train_bn; defaults in
+predict(float32 array (N, 3, H, W) in [-1, 1]) -> the generated images, same shape (a Wav2Lip generator:
+a dict {"face": (N, 6, 96, 96) BGR in [0, 1], "mel": (N, 1, 80, 16)} -> (N, 3, 96, 96) in [0, 1]), in the
+evaluation mode the experiment scored with (params `mode`: train_bn | eval, `seed`: dropout seed of train_bn; defaults in
 the model config).  The weights are the model's artifact `checkpoint`: a self-describing unetprune
 checkpoint read with torch.load(weights_only=True) (unetprune.checkpoint.load_checkpoint); needs the
 unetprune package.
@@ -733,9 +735,12 @@ class UnetpruneGenerator(PythonModel):
         from unetprune.translate import generation_mode
 
         p = {**self.defaults, **(params or {})}
-        x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
+        if isinstance(model_input, dict):      # several inputs, e.g. Wav2Lip's face and mel windows
+            xs = [torch.as_tensor(np.asarray(model_input[k], dtype=np.float32)) for k in ("face", "mel")]
+        else:
+            xs = [torch.as_tensor(np.asarray(model_input, dtype=np.float32))]
         with generation_mode(self.generator, str(p["mode"]), int(p["seed"])) as g:
-            return g(x).numpy()
+            return g(*xs).numpy()
 
 
 mlflow.models.set_model(UnetpruneGenerator())
@@ -767,8 +772,12 @@ def _log_model(client, rid: str, run: _Run) -> None:
     spec = run.model
     size = spec["image_size"]
     tensor = TensorSpec(np.dtype(np.float32), (-1, 3, size, size))
+    inputs = Schema([tensor])
+    if spec.get("family") == "wav2lip":     # two named inputs: predict gets {"face": ..., "mel": ...}
+        inputs = Schema([TensorSpec(np.dtype(np.float32), (-1, 6, size, size), "face"),
+                         TensorSpec(np.dtype(np.float32), (-1, 1, 80, 16), "mel")])
     defaults = {"mode": spec["mode"], "seed": int(spec["seed"])}
-    signature = ModelSignature(inputs=Schema([tensor]), outputs=Schema([tensor]), params=ParamSchema([
+    signature = ModelSignature(inputs=inputs, outputs=Schema([tensor]), params=ParamSchema([
         ParamSpec("mode", "string", defaults["mode"]), ParamSpec("seed", "long", defaults["seed"])]))
     requirements = [f"unetprune=={__version__}", f"torch=={torch.__version__.split('+')[0]}",
                     f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}"]

@@ -46,6 +46,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .fileio import atomic_torch_save, atomic_write_text, remove_stale_temps
+from .provenance import utc_now_iso
 from .checkpoint import load_checkpoint, make_checkpoint
 from .config import deep_merge
 from .devices import resolve_device
@@ -201,7 +202,7 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
     # train.json records how far training moved them (weight_change)
     initial = {k: v.detach().to("cpu", copy=True) for k, v in G.named_parameters()}
     log: dict = {"config": cfg, "device": str(device), "threads": torch.get_num_threads(),
-                 "epochs": [], "steps": [], **info}
+                 "epochs": [], "steps": [], "started_at": utc_now_iso(), **info}
     trainer = family.trainer(G, D, tcfg, device)
     step_mode = getattr(trainer, "step_mode", None)  # CUDA-graph or eager steps, and why (cuda_graph.py)
     if step_mode is not None and (progress or log_epochs):
@@ -311,8 +312,10 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
         family.render_samples(trainer.G, eval_set, out_dir / SAMPLES_NAME, cfg)
     if step_mode is not None:
         log["step_mode"] = step_mode.as_dict()
+    log["finished_at"] = utc_now_iso()   # the job's times (MLflow shows them; started_at survives resumes)
     atomic_write_text(out_dir / LOG_NAME, json.dumps(log, indent=2))
     return log
+
 
 
 def _eval_dataset(cfg: dict):
