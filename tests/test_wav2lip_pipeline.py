@@ -247,6 +247,13 @@ def test_wav2lip_lrs2_dry_runs_locally_and_with_slurm(wf):
     assert "gpu=1" in p.stdout and "rule train_expert" in p.stdout
 
 
+def test_lip_sync_verdict_metric_is_wav2lip_only():
+    assert w2l_cfg(report={"quality_metric": "lse_c"})["report"]["quality_metric"] == "lse_c"
+    with pytest.raises(ConfigError, match=r"'report.quality_metric': lse_d \(lip sync\) applies to model.family "
+                                          r"wav2lip only"):
+        load_config(REPO / "config" / "config.yaml", ["report.quality_metric=lse_d"])
+
+
 def test_lrs2_without_a_source_is_refused():
     with pytest.raises(ConfigError, match=r"'data.source': lrs2 is licence-gated and never downloaded"):
         load_config(LRS2, ["data.source=null"])
@@ -298,6 +305,31 @@ def test_wav2lip_tiny_end_to_end(tmp_path):
     sens = json.loads(lay.sensitivity_json("fe5").read_text())
     assert "lse_d" in sens["metrics"][0] and sens["input_shape"] == [1, 6, 96, 96]
     assert "Nothing to be done" in run("-n", "--cores", "2", "--configfile", "config/wav2lip_tiny.yaml").stdout
+
+    # MLflow: a run per model with LSE; the variant's logged generator (pyfunc, named face/mel inputs)
+    # gives its checkpoint's outputs
+    import mlflow
+
+    from unetprune.tracking import local_artifact_root
+    from unetprune.translate import generation_mode
+
+    mlflow.set_tracking_uri(f"sqlite:///{wf / 'mlflow.db'}")
+    exp = mlflow.get_experiment_by_name(cfg["experiment"])
+    runs = {r.info.run_name: r for r in mlflow.search_runs([exp.experiment_id], output_format="list")}
+    run_v = runs["cut-k1/finetuned"]
+    assert np.isfinite(run_v.data.metrics["lse_d"]) and np.isfinite(run_v.data.metrics["lse_c"])
+    client = mlflow.MlflowClient()
+    version = next(v for v in client.search_model_versions(f"name='{cfg['experiment']}-generator'")
+                   if v.run_id == run_v.info.run_id)
+    with local_artifact_root(wf / "mlartifacts"):
+        model = mlflow.pyfunc.load_model(f"models:/{cfg['experiment']}-generator/{version.version}")
+    gen = torch.Generator().manual_seed(0)
+    face, mel = torch.rand(2, 6, 96, 96, generator=gen), torch.randn(2, 1, 80, 16, generator=gen)
+    got = model.predict({"face": face.numpy(), "mel": mel.numpy()})
+    G = generator_from_checkpoint(lay.checkpoint("cut-k1", FINETUNED))
+    with generation_mode(G, cfg["evaluate"]["mode"], cfg["seed"]):
+        want = G(face, mel).numpy()
+    assert np.array_equal(np.asarray(got), want)
 
 
 def test_sample_video_tiles_every_model_with_the_clip_audio(talking, tmp_path):

@@ -122,6 +122,9 @@ def _check_semantics(cfg: dict) -> None:
     if d["dataset"] == "lrs2":
         raise ConfigError("config error at 'data.dataset': lrs2 is talking-face data for model.family wav2lip, "
                           "not an image-translation dataset")
+    if cfg["report"]["quality_metric"] in ("lse_d", "lse_c"):
+        raise ConfigError(f"config error at 'report.quality_metric': {cfg['report']['quality_metric']} (lip sync) "
+                          f"applies to model.family wav2lip only")
     if d["crop_size"] > d["load_size"]:
         raise ConfigError(f"config error at 'data.crop_size': {d['crop_size']} exceeds data.load_size={d['load_size']}")
     size = cfg["demo"]["image_size"] if d["dataset"] == "demo" else d["crop_size"]

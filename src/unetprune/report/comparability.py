@@ -106,8 +106,9 @@ def generator_description(cfg: dict) -> tuple[str, str, int | None]:
     m = cfg.get("model", {})
     if m.get("family", "pix2pix") == "wav2lip":
         w = m.get("width_mult", 1.0)
-        return (f"Wav2Lip generator (width x{w:g})" if w != 1.0 else "Wav2Lip generator (reference widths)",
-                "wav2lip", None)
+        if w != 1.0:       # a narrower (or wider) Wav2Lip is another generator than the published one
+            return f"Wav2Lip generator (width x{w:g})", "wav2lip-scaled", None
+        return "Wav2Lip generator (reference widths)", "wav2lip", None
     n, ngf = m.get("num_downs"), m.get("ngf")
     name = " = unet_256" if (n, ngf) == (8, 64) else ""
     return f"U-Net (num_downs {n}, ngf {ngf}, {m.get('norm', 'batch')} norm{name})", "unet", ngf

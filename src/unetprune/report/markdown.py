@@ -472,7 +472,9 @@ def assumptions(cfg: dict, original_eval: dict, prune_tol: float | None = None) 
         for k, v in prim.items()
         if v["strategy"] == "inner"
     )
-    cut_v = ", ".join(f"{k} (k={v['k']})" for k, v in prim.items() if v["strategy"] == "cut")
+    cut_v = ", ".join(f"{k} (k={v['k']})" if "k" in v else f"{k} (residual blocks of levels "
+                      f"{', '.join(map(str, v['levels']))})" for k, v in prim.items() if v["strategy"] == "cut")
+    talking = m.get("family") == "wav2lip"
     norm = "layer-normalised" if b["normalize"] else "not layer-normalised"
     tol = f", within {100 * prune_tol:g}%" if prune_tol is not None else ""
     lr = f["lr"] if f["lr"] is not None else cfg["train"]["lr"]
@@ -486,7 +488,13 @@ def assumptions(cfg: dict, original_eval: dict, prune_tol: float | None = None) 
         finetune = (
             "**Fine-tuning**: disabled (`finetune.enabled: false`): the tables show pruned models only."
         )
-    if e["mode"] == "train_bn":
+    if talking:
+        mode = ("`model.eval()`: running BatchNorm statistics" if e["mode"] == "eval" else
+                "BatchNorm on batch statistics") + (
+            "; each frame generated from its lower-half-masked self, the frame half a clip away as identity "
+            "reference and its mel window (docs/method.md, Wav2Lip evaluation protocol); L1/PSNR/SSIM on the "
+            "lower half, LSE-D/LSE-C with syncnet_python's protocol")
+    elif e["mode"] == "train_bn":
         mode = (
             "BatchNorm on batch statistics and dropout on, seeded — what the pix2pix reference does at "
             "test time"
@@ -511,7 +519,9 @@ def assumptions(cfg: dict, original_eval: dict, prune_tol: float | None = None) 
         )
     else:
         latency = "**Latency**: not measured (evaluate ran with --no-latency / report.latency false)."
-    if m["bias_mode"] == "paper":
+    if talking:
+        bias = "the reference Wav2Lip's layout: every conv has a bias and is followed by BatchNorm"
+    elif m["bias_mode"] == "paper":
         bias = (
             "conv bias wherever no norm follows (the paper's parameter count, 54,414,531 for unet_256; "
             f"{method_ref('check-numbers')})"
@@ -530,12 +540,21 @@ def assumptions(cfg: dict, original_eval: dict, prune_tol: float | None = None) 
             f"scored on the `{s['split']}` split{first}."
         ),
         (
+            f"**Inner levels**: level(s) {inner_lv} of this Wav2Lip generator (width x{m.get('width_mult', 1):g}), "
+            "i.e. the levels all of whose face-path stages have the largest width (FE5, FE6, FD0, FD1, FD2 of the "
+            f"reference: 512 wide); their layers are {', '.join(inner_layers(cfg))}. Inner variants: "
+            f"{inner_v or 'none'}." if talking else
             f"**Inner levels**: level(s) {inner_lv} of this num_downs={m['num_downs']} U-Net, i.e. the "
             "levels whose encoder and decoder outputs both have the largest width (the 8·ngf levels; 5–8 "
             f"for unet_256); their layers are {', '.join(inner_layers(cfg))}. Inner variants: "
             f"{inner_v or 'none'}."
         ),
         (
+            "**Cut inner layers** (Wav2Lip; the paper is silent): *cut-k* removes the k innermost levels and "
+            "feeds the audio embedding, broadcast, where the removed decoder output went (every surviving "
+            "weight copied; a k whose replaced decoder output is not as wide as the audio embedding is "
+            "refused); *cut-res* removes the residual blocks of the inner stages (widths and resolutions "
+            f"unchanged). Cut variants: {cut_v or 'none'}." if talking else
             "**Cut inner layers**: remove the innermost k levels; the new innermost up-conv keeps only the "
             "weight slice of its encoder input; every surviving weight is copied from the original model "
             f"(the result equals a num_downs − k U-Net). Cut variants: {cut_v or 'none'}."
@@ -559,6 +578,11 @@ def assumptions(cfg: dict, original_eval: dict, prune_tol: float | None = None) 
         latency,
         f"**Bias mode**: `{m['bias_mode']}` — {bias}.",
     ]
+    lse = original_eval.get("lse")
+    if lse:
+        out.append(f"**Lip-sync network** (LSE-D/LSE-C): `{lse.get('backend')}` — {lse.get('label') or lse.get('network')}"
+                   + (" (relative values only; not the expert of the generator's loss)."
+                      if lse.get("backend") == "standin" else "."))
     seg = original_eval.get("segmentation")
     if seg:
         out.append(f"**Segmentation score**: {seg.get('name')} — {seg.get('protocol', 'see the eval JSON')}.")
@@ -606,19 +630,31 @@ def _config_summary(cfg: dict, train_log: dict | None) -> pd.DataFrame:
         if train_log
         else f"{t['n_epochs']} + {t['n_epochs_decay']}"
     )
+    if m.get("family") == "wav2lip":
+        x = t["expert"]
+        head = [
+            ("dataset", f"{d['dataset']} (talking faces: 96x96 face crops, 16 kHz audio, 25 fps)"),
+            ("generator", f"Wav2Lip, widths x{m['width_mult']:g} of the reference; expert SyncNet widths "
+                          f"x{m['expert_width_mult']:g}" + (" + quality discriminator (HQ)" if m.get("hq") else "")),
+            ("expert training", f"{x['n_epochs']} + {x['n_epochs_decay']} epochs, batch {x['batch_size']}, "
+                                f"lr {x['lr']}"),
+            ("original training", f"epochs {epochs}, batch {t['batch_size']}, lr {t['lr']}, sync loss weight "
+                                  f"{t['syncnet_wt']} once the expert's loss is below {t['sync_threshold']}"),
+        ]
+        evaluation = (f"mode {e['mode']}, FID backend {e['fid_backend']}, LSE backend {e['lse_backend']}, "
+                      f"max_images {e['max_images']} (frames)")
+    else:
+        head = [
+            ("dataset", f"{d['dataset']} ({d['direction']}, {d['crop_size']}px)"),
+            ("generator", f"U-Net num_downs={m['num_downs']}, ngf={m['ngf']}, norm={m['norm']}, "
+                          f"dropout={m['use_dropout']}, bias_mode={m['bias_mode']}"),
+            ("original training", f"epochs {epochs}, batch {t['batch_size']}, lr {t['lr']}, "
+                                  f"lambda_l1 {t['lambda_l1']}"),
+        ]
+        evaluation = (f"mode {e['mode']}, FID backend {e['fid_backend']}, segmentation {e['segmentation']}, "
+                      f"max_images {e['max_images']}")
     rows = [
-        ("dataset", f"{d['dataset']} ({d['direction']}, {d['crop_size']}px)"),
-        (
-            "generator",
-            (
-                f"U-Net num_downs={m['num_downs']}, ngf={m['ngf']}, norm={m['norm']}, "
-                f"dropout={m['use_dropout']}, bias_mode={m['bias_mode']}"
-            ),
-        ),
-        (
-            "original training",
-            f"epochs {epochs}, batch {t['batch_size']}, lr {t['lr']}, lambda_l1 {t['lambda_l1']}",
-        ),
+        *head,
         (
             "sensitivity",
             (
@@ -634,13 +670,7 @@ def _config_summary(cfg: dict, train_log: dict | None) -> pd.DataFrame:
             if cfg["finetune"]["enabled"]
             else "disabled",
         ),
-        (
-            "evaluation",
-            (
-                f"mode {e['mode']}, FID backend {e['fid_backend']}, segmentation {e['segmentation']}, "
-                f"max_images {e['max_images']}"
-            ),
-        ),
+        ("evaluation", evaluation),
         (
             "verdict metric",
             f"{cfg['report']['quality_metric']} (other metrics beside it); collapse threshold "
