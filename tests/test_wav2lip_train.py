@@ -35,6 +35,20 @@ from unetprune.train import expert_config, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Measured on the demo (v2) with config/wav2lip_demo.yaml on one CPU core; issue 12's open criteria.
+XFAIL_COPY_L1 = (
+    "not met on 2 CPU cores in minutes: after the demo config's 240 generator steps (214 s on one core) the "
+    "lower-half L1 on every test frame (reference half a clip away) is 0.081 vs 0.067 for copying that "
+    "reference (untrained 0.225). The limit is how fast the width-0.25 generator learns to pass the reference "
+    "through its 4-channel full-resolution stage: given the target itself as reference it is still at 0.084 "
+    "after 100 steps at lr 1e-3 (0.053 after 60 at lr 1e-2), and 300 steps at lr 5e-3 reach 0.078 vs 0.066")
+XFAIL_COPY_LSE = (
+    "not met: in that budget the generator learns no audio-driven mouth: stand-in LSE-C of the test clips "
+    "trained 1.03, untrained 0.90, copy-the-reference 1.65, real 3.55 (best offsets at the edges of +-15). "
+    "L1 alone teaches lip shapes slowly and the sync loss cannot help: the demo's lip-sync expert memorises its "
+    "96 training windows (BCE 0.31 on them after 100 steps, 0.75 on windows 3 frames away in the same clips, "
+    "0.78 on test) and learns nothing in 200 steps over all ~700 windows (test 0.82)")
+
 
 @pytest.fixture(scope="module")
 def talking(tmp_path_factory):
@@ -240,38 +254,94 @@ def test_generator_sigkill_and_resume_gives_identical_weights(talking, expert_ck
 # the learning check on the demo (minutes on 2 cores)
 # ------------------------------------------------------------------------------------------
 
+def _generate(G, es, mode: str, seed: int) -> torch.Tensor:
+    """Every frame of an evaluation set through G: uint8 RGB (N, 3, S, S), as the Evaluator."""
+    from unetprune.translate import generation_mode
+
+    outs = []
+    with generation_mode(G, mode, seed), torch.no_grad():
+        for face, mel in es.batches(16):
+            outs.append(es.quantize_outputs(G(face, mel)))
+    return torch.cat(outs)
+
+
+def _lower_half_l1(frames: torch.Tensor, es) -> float:
+    rows = es.paired_rows
+    return float((frames[:, :, rows].float() - es.targets[:, :, rows].float()).abs().mean() / 255.0)
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    """config/wav2lip_demo.yaml's generator trained on the full talking demo: the numbers of
-    the learning check (lower-half L1 on the test windows)."""
-    from unetprune.data.talking import build_talking_demo
+    """config/wav2lip_demo.yaml as the workflow runs it on the full talking demo: the lip-sync
+    expert, the generator with the expert frozen, the stand-in LSE network; then the pipeline's
+    evaluation protocol (TalkingEvalSet: every frame of the test clips, identity reference half a
+    clip away) for the trained generator, the untrained one and "copy the reference frame" (the
+    very reference frame the generator gets): lower-half L1 and stand-in LSE-C."""
+    from types import SimpleNamespace
+
+    from unetprune.cli import main
+    from unetprune.data.talking import TalkingEvalSet, build_talking_demo
+    from unetprune.metrics.lse import LSEMetric
+    from unetprune.train import build_models
 
     data = tmp_path_factory.mktemp("talking_demo")
-    build_talking_demo(data, progress=False)
-    cfg = load_config(os.path.join(REPO, "config", "wav2lip_demo.yaml"), {"data": {"root": str(data)}})
-    out = tmp_path_factory.mktemp("demo_run")
+    path = os.path.join(REPO, "config", "wav2lip_demo.yaml")
+    cfg = load_config(path, {"data": {"root": str(data)}})
+    t = cfg["demo"]["talking"]
+    build_talking_demo(data, n_train=t["n_train"], n_val=t["n_val"], n_test=t["n_test"], side=t["side"],
+                       seed=t["seed"], progress=False)
+    expert = tmp_path_factory.mktemp("demo_expert")
     t0 = time.time()
+    elog = train(validate(expert_config(cfg)), expert, progress=False)
+    t1 = time.time()
+    cfg = load_config(path, {"data": {"root": str(data)}, "model": {"expert_checkpoint": str(expert / CHECKPOINT_NAME)}})
+    out = tmp_path_factory.mktemp("demo_run")
     log = train(cfg, out, progress=False)
-    wall = time.time() - t0
+    t2 = time.time()
+    standin = out / "standin.pt"
+    assert main(["train-lse-standin", "--data", str(data), "--out", str(standin), "--no-progress",
+                 "--steps", str(cfg["evaluate"]["lse_standin_steps"]), "--threads", str(cfg["train"]["threads"])]) == 0
+    # the learning check of train.json (its windows: TalkingFaceDataset's references)
     ds = talking_dataset(cfg, cfg["train"]["eval_split"], "generator", cfg["train"]["eval_images"])
     G = generator_from_checkpoint(out / CHECKPOINT_NAME)
-    res = {"untrained": log["eval"]["l1_init"], "trained": log["eval"]["l1_final"],
-           "copy_reference": copy_reference_l1(ds), "recomputed": generated_lower_half_l1(G, ds, "eval", cfg["seed"]),
-           "wall_s": wall}
-    print(f"\nwav2lip demo learning check ({wall:.0f} s of training): lower-half L1 on {len(ds)} test windows: "
-          f"untrained {res['untrained']:.4f}, copy-reference {res['copy_reference']:.4f}, trained {res['trained']:.4f}")
+    G0 = build_models(cfg)[0]                                   # the same seeded initialisation
+    # the pipeline's evaluation protocol on every frame of the test clips
+    es = TalkingEvalSet.load({**cfg, "evaluate": {**cfg["evaluate"], "max_images": None}}, "test", data)
+    mode, seed = cfg["evaluate"]["mode"], cfg["seed"]
+    frames = {"trained": _generate(G, es, mode, seed), "untrained": _generate(G0, es, mode, seed),
+              "copy_reference": torch.from_numpy(es.faces[es.refs][..., ::-1].transpose(0, 3, 1, 2).copy()),
+              "real": es.targets}
+    lse = LSEMetric()
+    lse.setup(es, SimpleNamespace(ev={"lse_backend": "standin", "lse_weights": str(standin)}, device="cpu"))
+    res = {"check": {"untrained": log["eval"]["l1_init"], "trained": log["eval"]["l1_final"],
+                     "copy_reference": copy_reference_l1(ds),
+                     "recomputed": generated_lower_half_l1(G, ds, mode, seed)},
+           "l1": {k: _lower_half_l1(v, es) for k, v in frames.items() if k != "real"},
+           "lse_c": {k: lse.score(v, None)["lse"]["lse_c"] for k, v in frames.items()},
+           "expert_sync": {"before": elog["eval"]["l1_init"], "after": elog["eval"]["l1_final"]},
+           "n_frames": es.n, "expert_s": t1 - t0, "generator_s": t2 - t1}
+    print(f"\nwav2lip demo learning check (expert {res['expert_s']:.0f} s, generator {res['generator_s']:.0f} s "
+          f"of training): {json.dumps({k: v for k, v in res.items() if k not in ('expert_s', 'generator_s')})}")
     return res
 
 
 @pytest.mark.slow
 def test_demo_generator_beats_the_untrained_generator(demo_run):
-    assert demo_run["recomputed"] == pytest.approx(demo_run["trained"], rel=1e-5)
-    assert demo_run["trained"] < 0.9 * demo_run["untrained"]
+    c = demo_run["check"]
+    assert c["recomputed"] == pytest.approx(c["trained"], rel=1e-5)
+    assert c["trained"] < 0.9 * c["untrained"]
+    assert demo_run["l1"]["trained"] < 0.9 * demo_run["l1"]["untrained"]
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="not met yet at the demo's size: after minutes on 2 (shared) cores the "
-                   "generator is still above copying the reference frame (measured 0.139 vs 0.058 lower-half L1; "
-                   "0.094 after 250 steps at lr 1e-3, README); it needs far more steps or wider outer stages")
+@pytest.mark.xfail(strict=False, reason=XFAIL_COPY_L1)
 def test_demo_generator_beats_copying_the_reference_frame(demo_run):
-    assert demo_run["trained"] < demo_run["copy_reference"]
+    # lower-half L1 on every test frame, the same reference (half a clip away) for both
+    assert demo_run["l1"]["trained"] < demo_run["l1"]["copy_reference"]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason=XFAIL_COPY_LSE)
+def test_demo_generator_lip_sync_beats_copying_the_reference_frame(demo_run):
+    # stand-in LSE-C of the generated test clips vs the same clips made of their reference frames
+    assert demo_run["lse_c"]["trained"] > demo_run["lse_c"]["copy_reference"]

@@ -41,10 +41,27 @@ comparable with published ones only up to that difference in cropping.
 
 Stand-in training (:func:`train_lse_standin`): each step draws ``batch`` video windows of the
 training clips and, per window, its in-sync audio window and ``negatives`` off-sync audio
-windows of the same clip (offsets ``1 .. 15`` frames either way); the loss is the cross-entropy
-of the in-sync window among them with logits ``-distance`` (the multi-way matching form of
-SyncNet's contrastive objective, on the very distance the protocol measures).  Adam, seeded
-sampling, CPU, deterministic.  The checkpoint is self-describing (``torch.load`` with
+windows of the same clip (offsets ``1 .. 15`` frames either way).  The loss is
+
+* the cross-entropy of the in-sync window among them with logits ``-distance`` (the multi-way
+  matching form of SyncNet's contrastive objective, on the very distance the protocol measures),
+* plus ``3 x [d_sync² + (m - d_off)² + (m - d_missing)²] / m²`` with ``m = 20``
+  (:data:`STANDIN_MARGIN`): SyncNet's contrastive form with fixed target distances.  It pins the
+  *absolute* scale of every distance.  Without it only the differences between the candidates of
+  one video window are trained, and the video features grew free norms that differ from window
+  to window (measured: 40 to 175 within one clip, LSE-D ~80): since the protocol averages over
+  windows per offset and pads with zeros, which windows meet the padding at an offset then
+  dominated the curve, and a 20-frame shift or swapped audio scored a higher LSE-C than the real
+  audio.
+* ``d_missing`` is the distance to *missing* audio: the zero vector (the protocol's padding) and
+  windows of digital silence (the zero-filled part of a delayed or advanced track, built from
+  the training clips' own audio).  Both are pulled to the off-sync distance ``m``, so missing audio
+  weighs like any off-sync window and does not tilt the curve.
+
+The lip branch sees luminance only (its first conv has the same seeded random weights for B, G
+and R): the training split's faces are mostly grey LFW crops, and colour otherwise made an
+unseen colour face (the demo's test identity grace_hopper) an outlier of the frozen features.
+Adam, seeded sampling, CPU, deterministic.  The checkpoint is self-describing (``torch.load`` with
 ``weights_only=True``): its ``state_dict`` uses syncnet_python's key names, so the file also
 loads wherever ``syncnet_v2.model`` does.
 """
@@ -393,7 +410,9 @@ def load_standin(path: Path | str):
     return net.eval(), dict(obj.get("info") or {})
 
 
-def _load_training_clips(root: Path, clips: Sequence[str], log=None) -> list[tuple[np.ndarray, np.ndarray, int]]:
+def _load_training_clips(root: Path, clips: Sequence[str], log=None
+                         ) -> list[tuple[np.ndarray, np.ndarray, int, list[np.ndarray]]]:
+    """(frames, MFCC, windows, missing-audio MFCC windows) of each usable clip."""
     from .. import audio as A
 
     out = []
@@ -404,11 +423,14 @@ def _load_training_clips(root: Path, clips: Sequence[str], log=None) -> list[tup
             if log:
                 log(f"skipped {c}: too short ({n} windows)")
             continue
-        out.append((frames, A.syncnet_mfcc(wav), n))
+        out.append((frames, A.syncnet_mfcc(wav), n, _silent_windows(A.syncnet_mfcc, wav, n)))
     return out
 
 
 LOWER = 18   # S's lip_cnn[:18] / audio_cnn[:18] (every conv but the last of each branch): random, frozen
+STANDIN_MARGIN = 20.0     # target distance of off-sync and missing audio (the in-sync target is 0)
+STANDIN_DIST_WT = 3.0     # weight of the fixed-target distance terms beside the cross-entropy
+MISSING_SHIFT = 20        # frames of digital silence in the delayed / advanced tracks of the missing-audio pool
 
 
 def _calibrate_bn(module: torch.nn.Module, batches) -> None:
@@ -426,6 +448,19 @@ def _calibrate_bn(module: torch.nn.Module, batches) -> None:
     module.eval()
 
 
+def _silent_windows(mfcc_of, wav: np.ndarray, n: int) -> list[np.ndarray]:
+    """MFCC windows (13, 20) of the clip's track delayed and advanced by :data:`MISSING_SHIFT`
+    frames (zero-filled) that are more than a fifth digital silence: what missing audio looks like."""
+    out = []
+    for k in (MISSING_SHIFT, -MISSING_SHIFT):
+        w = shift_audio(wav, k)
+        m = mfcc_of(w)
+        for v in range(n):
+            if (w[v * SPF:(v + WINDOW) * SPF] == 0).mean() > 0.2:
+                out.append(m[:, 4 * v:4 * v + 20])
+    return out
+
+
 def _lip_tensor(frames: np.ndarray, starts) -> torch.Tensor:
     return torch.from_numpy(np.stack([frames[v:v + WINDOW] for v in starts])).float().permute(0, 4, 1, 2, 3)
 
@@ -437,9 +472,11 @@ def train_lse_standin(data: Path | str, out: Path | str, *, steps: int = 300, ba
     self-describing checkpoint to ``out`` (atomic).  Returns the checkpoint's ``info``.
 
     To fit a few CPU minutes, every conv of ``S`` but the last of each branch keeps its seeded
-    random initialisation (its BatchNorm statistics set to the training data's); their outputs
-    are computed once (video windows every ``video_stride`` frames, every audio window), and the
-    last conv of each branch and both fully connected heads are trained on them."""
+    random initialisation (its BatchNorm statistics set to the training data's; the lip branch's
+    first conv shares its weights across B, G, R: luminance only); their outputs are computed
+    once (video windows every ``video_stride`` frames, every audio window, the missing-audio
+    windows), and the last conv of each branch and both fully connected heads are trained on
+    them with the objective of the module notes (cross-entropy + fixed target distances)."""
     import sys
 
     from tqdm import tqdm
@@ -460,22 +497,28 @@ def train_lse_standin(data: Path | str, out: Path | str, *, steps: int = 300, ba
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = SyncNetS()
+    with torch.no_grad():                 # luminance only: one random kernel for B, G and R
+        w = net.lip_cnn[0].weight
+        w.copy_(w.mean(dim=1, keepdim=True).expand_as(w))
     lip_lo, aud_lo = net.lip_cnn[:LOWER], net.audio_cnn[:LOWER]
     for p in list(lip_lo.parameters()) + list(aud_lo.parameters()):
         p.requires_grad_(False)
     # BatchNorm statistics of the frozen parts, then their outputs, once
-    calib = [_lip_tensor(fr, range(i, min(n, i + 8))) for fr, _, n in set_ for i in range(0, n, 8 * 4)]
+    calib = [_lip_tensor(fr, range(i, min(n, i + 8))) for fr, _, n, _ in set_ for i in range(0, n, 8 * 4)]
     _calibrate_bn(lip_lo, calib)
     aud_windows = [torch.from_numpy(np.stack([m[:, 4 * w:4 * w + 20] for w in range(n)]))[:, None]
-                   for _, m, n in set_]
+                   for _, m, n, _ in set_]
     _calibrate_bn(aud_lo, aud_windows)
     lip_feats, aud_feats, starts = [], [], []
     with torch.no_grad():
-        for (fr, _, n), aw in zip(set_, aud_windows):
+        for (fr, _, n, _), aw in zip(set_, aud_windows):
             st = list(range(0, n, video_stride))
             lip_feats.append(torch.cat([lip_lo(_lip_tensor(fr, st[i:i + 8])) for i in range(0, len(st), 8)]))
             aud_feats.append(aud_lo(aw))
             starts.append(st)
+        silent = [w for *_, ws in set_ for w in ws]
+        missing = (aud_lo(torch.from_numpy(np.stack(silent))[:, None]) if silent
+                   else torch.zeros(0, *aud_feats[0].shape[1:]))
     t_cache = time.time() - t0
     lip_hi, aud_hi = net.lip_cnn[LOWER:], net.audio_cnn[LOWER:]
     params = [p for p in net.parameters() if p.requires_grad]
@@ -497,7 +540,16 @@ def train_lse_standin(data: Path | str, out: Path | str, *, steps: int = 300, ba
         vf = net.lip_fc(lip_hi(torch.stack(vx)).flatten(1))
         af = net.audio_fc(aud_hi(torch.stack(ax)).flatten(1)).view(batch, negatives + 1, -1)
         dist = torch.linalg.vector_norm(vf[:, None] - af, dim=2)
-        loss = torch.nn.functional.cross_entropy(-dist, torch.zeros(batch, dtype=torch.long))
+        # missing audio: 2 digital-silence windows per video window, and the protocol's zero padding
+        nf = torch.zeros(batch, 1, vf.shape[1])
+        if len(missing):
+            pick = torch.from_numpy(rng.integers(0, len(missing), 2 * batch))
+            nf = torch.cat([net.audio_fc(aud_hi(missing[pick]).flatten(1)).view(batch, 2, -1), nf], 1)
+        d_missing = torch.linalg.vector_norm(vf[:, None] - nf, dim=2)
+        m = STANDIN_MARGIN
+        loss = (torch.nn.functional.cross_entropy(-dist, torch.zeros(batch, dtype=torch.long))
+                + STANDIN_DIST_WT * ((dist[:, 0] ** 2).mean() + ((m - dist[:, 1:]) ** 2).mean()) / m ** 2
+                + ((m - d_missing) ** 2).mean() / m ** 2)
         if not torch.isfinite(loss):
             raise LSEError(f"the LSE stand-in's loss became {float(loss)} at step {step}; lower --lr")
         opt.zero_grad(set_to_none=True)
@@ -515,7 +567,11 @@ def train_lse_standin(data: Path | str, out: Path | str, *, steps: int = 300, ba
             "trained": f"lip_cnn[{LOWER}:], audio_cnn[{LOWER}:], lip_fc, audio_fc (the rest: seeded random "
                        f"init, BatchNorm statistics of the training data)",
             "objective": "cross-entropy of the in-sync audio window among 1 + negatives windows of the same "
-                         "clip (offsets 1..15 frames), logits = -Euclidean distance",
+                         "clip (offsets 1..15 frames), logits = -Euclidean distance; plus "
+                         f"{STANDIN_DIST_WT:g} x [d_sync^2 + (m - d_off)^2 + (m - d_missing)^2] / m^2, m = "
+                         f"{STANDIN_MARGIN:g} (missing audio: the zero padding and digital silence); lip branch "
+                         "on luminance",
+            "n_missing_windows": int(len(missing)),
             "final_loss": float(np.mean([h[0] for h in last])), "final_accuracy": float(np.mean([h[1] for h in last])),
             "chance_accuracy": 1.0 / (negatives + 1), "seconds": round(time.time() - t0, 1),
             "seconds_features": round(t_cache, 1), "threads": torch.get_num_threads(),
