@@ -44,12 +44,7 @@ class PruningError(UserFacingError):
 
 def check_levels(generator: UNetGenerator, levels: Iterable[int]) -> list[int]:
     n = generator.num_downs
-    try:
-        lv = sorted({int(x) for x in levels})
-    except (TypeError, ValueError):
-        raise PruningError(f"levels must be integers, got {levels!r}") from None
-    if not lv:
-        raise PruningError("the level set is empty")
+    lv = parse_levels(levels)
     bad = [x for x in lv if not 1 <= x <= n]
     if bad:
         raise PruningError(f"level(s) {bad} do not exist in this num_downs={n} U-Net "
@@ -235,3 +230,13 @@ def cut_inner_levels(generator: UNetGenerator, k: int) -> UNetGenerator:
     new.train(generator.training)
     return new
 
+
+def parse_levels(levels) -> list[int]:
+    """Sorted distinct integer levels, or :class:`PruningError` (not integers; empty)."""
+    try:
+        lv = sorted({int(x) for x in levels})
+    except (TypeError, ValueError):
+        raise PruningError(f"levels must be integers, got {levels!r}") from None
+    if not lv:
+        raise PruningError("the level set is empty")
+    return lv

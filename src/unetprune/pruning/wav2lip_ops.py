@@ -60,7 +60,7 @@ from ..models.wav2lip import (
     wav2lip_levels,
 )
 from .families import PruningOps
-from .surgery import PruningError, _copy_norm
+from .surgery import PruningError, _copy_norm, parse_levels
 
 CUT_UNITS = ("levels", "residual")
 
@@ -91,12 +91,7 @@ def check_group(generator: Wav2LipGenerator, layer: str) -> None:
 
 def check_levels(generator: Wav2LipGenerator, levels) -> list[int]:
     present = wav2lip_levels(generator)
-    try:
-        lv = sorted({int(x) for x in levels})
-    except (TypeError, ValueError):
-        raise PruningError(f"levels must be integers, got {levels!r}") from None
-    if not lv:
-        raise PruningError("the level set is empty")
+    lv = parse_levels(levels)
     bad = [x for x in lv if x not in present]
     if bad:
         raise PruningError(f"level(s) {bad} do not exist in this Wav2Lip (levels are {present[0]}..{present[-1]}, "
