@@ -396,10 +396,15 @@ def caveat(original_eval: dict, metric: str = "fid") -> str:
 
 
 def learning_summary(train_log: dict | None, window_fraction: float = 0.25, plateau_fraction: float = 0.1) -> str:
-    """One paragraph on the original's training: the learning curve's start, end and last stretch
-    (a plateau when the last ``window_fraction`` of the epochs, at least 2, gave less than
-    ``plateau_fraction`` of the total improvement of the check score), and how far the weights
-    moved from their initialisation."""
+    """One paragraph on the original's training: the learning curve's start, end and last stretch,
+    and how far the weights moved from their initialisation.
+
+    Plateau test on window means, not on single checks (one check is as noisy as the GAN's
+    training and its dropout/BN sampling, so two single epochs can show a spurious gain or
+    none): with W = the last ``window_fraction`` of the epochs (at least 2), the mean check of
+    the last W epochs is compared with the mean of the W epochs before them; a plateau when that
+    gain is under ``plateau_fraction`` of the total improvement (the check before training minus
+    the last window's mean)."""
     if not train_log:
         return "The original's `train.json` was not found, so there is no learning curve."
     if train_log.get("imported"):
@@ -423,20 +428,27 @@ def learning_summary(train_log: dict | None, window_fraction: float = 0.25, plat
         first, last = checks.iloc[0], checks.iloc[-1]
         e_last = int(last.epoch)
         window = max(2, math.ceil(window_fraction * e_last))
-        before = checks[checks.epoch <= e_last - window]
+        tail = checks[checks.epoch > e_last - window]
+        prev = checks[(checks.epoch > e_last - 2 * window) & (checks.epoch <= e_last - window) & (checks.epoch > 0)]
         best = checks.loc[checks.check.idxmin()]
-        total = float(first.check - last.check)
         text = (f"Learning curve, {what}: {first.check:.4g} before training → {last.check:.4g} after {e_last} "
                 f"epochs (best {best.check:.4g} at epoch {int(best.epoch)}).")
-        if len(before) and total > 0:
-            ref = before.iloc[-1]
-            tail = float(ref.check - last.check)
-            frac = tail / total
-            state = (f"**plateau**: the last {e_last - int(ref.epoch)} epochs gave {100 * frac:.1f}% of the total "
-                     f"improvement (< {100 * plateau_fraction:g}%)" if frac < plateau_fraction else
-                     f"**still improving**: the last {e_last - int(ref.epoch)} epochs gave {100 * frac:.1f}% of the "
-                     f"total improvement (plateau: < {100 * plateau_fraction:g}%)")
-            text += f" Epoch {int(ref.epoch)} → {e_last}: {tail:+.4g}; {state}."
+        m_tail = float(tail.check.mean())
+        total = float(first.check - m_tail)
+        if len(prev) and total > 0:
+            m_prev = float(prev.check.mean())
+            gain = m_prev - m_tail
+            frac = gain / total
+            span = lambda w: (f"epoch {int(w.epoch.iloc[0])}" if len(w) == 1
+                              else f"epochs {int(w.epoch.iloc[0])}–{int(w.epoch.iloc[-1])}")
+            text += (f" Mean check over {span(prev)}: {m_prev:.4g}; over {span(tail)}: {m_tail:.4g} "
+                     f"({'an improvement' if gain >= 0 else 'a worsening'} of {abs(gain):.4g}); ")
+            text += (f"**plateau**: the last {len(tail)} checks gave no further improvement (window means)."
+                     if gain <= 0 else
+                     f"**plateau**: the last {len(tail)} checks gave {100 * frac:.1f}% of the total improvement "
+                     f"(< {100 * plateau_fraction:g}%, window means)." if frac < plateau_fraction else
+                     f"**still improving**: the last {len(tail)} checks gave {100 * frac:.1f}% of the total "
+                     f"improvement (plateau: < {100 * plateau_fraction:g}%, window means).")
         elif total <= 0:
             text += " The check score did **not improve** on its value before training."
     w = train_log.get("weights") or {}
