@@ -45,7 +45,7 @@ windows of the same clip (offsets ``1 .. 15`` frames either way).  The loss is
 
 * the cross-entropy of the in-sync window among them with logits ``-distance`` (the multi-way
   matching form of SyncNet's contrastive objective, on the very distance the protocol measures),
-* plus ``3 x [d_sync² + (m - d_off)² + (m - d_missing)²] / m²`` with ``m = 20``
+* plus ``3 x [d_sync² + (m - d_off)²] / m² + (m - d_missing)² / m²`` with ``m = 20``
   (:data:`STANDIN_MARGIN`): SyncNet's contrastive form with fixed target distances.  It pins the
   *absolute* scale of every distance.  Without it only the differences between the candidates of
   one video window are trained, and the video features grew free norms that differ from window
@@ -59,8 +59,9 @@ windows of the same clip (offsets ``1 .. 15`` frames either way).  The loss is
   weighs like any off-sync window and does not tilt the curve.
 
 The lip branch sees luminance only (its first conv has the same seeded random weights for B, G
-and R): the training split's faces are mostly grey LFW crops, and colour otherwise made an
-unseen colour face (the demo's test identity grace_hopper) an outlier of the frozen features.
+and R): it was chosen when the demo's LFW faces were grey, where colour made an unseen colour
+face (the test identity grace_hopper) an outlier of the frozen features; the demo's faces are
+now all coloured, and luminance keeps the frozen features independent of skin tone.
 Adam, seeded sampling, CPU, deterministic.  The checkpoint is self-describing (``torch.load`` with
 ``weights_only=True``): its ``state_dict`` uses syncnet_python's key names, so the file also
 loads wherever ``syncnet_v2.model`` does.
@@ -568,7 +569,7 @@ def train_lse_standin(data: Path | str, out: Path | str, *, steps: int = 300, ba
                        f"init, BatchNorm statistics of the training data)",
             "objective": "cross-entropy of the in-sync audio window among 1 + negatives windows of the same "
                          "clip (offsets 1..15 frames), logits = -Euclidean distance; plus "
-                         f"{STANDIN_DIST_WT:g} x [d_sync^2 + (m - d_off)^2 + (m - d_missing)^2] / m^2, m = "
+                         f"{STANDIN_DIST_WT:g} x [d_sync^2 + (m - d_off)^2] / m^2 + (m - d_missing)^2 / m^2, m = "
                          f"{STANDIN_MARGIN:g} (missing audio: the zero padding and digital silence); lip branch "
                          "on luminance",
             "n_missing_windows": int(len(missing)),
