@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 import pytest
 import torch
 from torch import nn
+from nets import randomise_bn
 
 from unetprune.checkpoint import generator_from_checkpoint, load_checkpoint, save_generator
 from unetprune.metrics.complexity import count_all, count_parameters
@@ -22,30 +23,10 @@ X64 = (2, 3, 64, 64)
 
 
 def _randomise_bn(g, seed=1):
-    """Non-trivial BN affine parameters and running statistics, so masking tests can fail.
-
-    Running statistics are first calibrated on a random batch (so activations keep an
-    O(1) scale through all levels in eval mode), then perturbed."""
-    gen = torch.Generator().manual_seed(seed)
+    """Non-trivial BN affine parameters and running statistics (calibrated on a random batch,
+    then perturbed: tests/nets.py), so masking tests can fail."""
     side = 2 ** g.num_downs
-    bns = [m for m in g.modules() if isinstance(m, nn.BatchNorm2d)]
-    was_training = g.training
-    with torch.no_grad():
-        for m in bns:
-            m.momentum = 1.0
-        g.train()(torch.randn(4, g.spec.input_nc, side, side, generator=gen))
-        g.train(was_training)
-        for m in bns:
-            m.momentum = 0.1
-            n = m.num_features
-            m.weight.copy_(1 + 0.5 * torch.randn(n, generator=gen))
-            m.bias.copy_(0.3 * torch.randn(n, generator=gen))
-            m.running_mean.add_(0.1 * torch.randn(n, generator=gen) * m.running_var.sqrt())
-            m.running_var.mul_(0.7 + 0.6 * torch.rand(n, generator=gen))
-        for m in g.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.bias is not None:
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=gen))
-    return g
+    return randomise_bn(g, lambda gen: (torch.randn(4, g.spec.input_nc, side, side, generator=gen),), seed)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import copy
 import pytest
 import torch
 from torch import nn
+from nets import randomise_bn
 
 from unetprune.checkpoint import generator_from_checkpoint, load_checkpoint, save_generator
 from unetprune.metrics.complexity import count_parameters
@@ -44,25 +45,9 @@ def _inputs(b=2, seed=3):
 
 
 def _randomise(g: Wav2LipGenerator, seed=1) -> Wav2LipGenerator:
-    """Calibrated, then perturbed BN statistics and affine parameters, non-zero conv biases:
-    so a wrong channel mapping shows in the outputs."""
-    gen = torch.Generator().manual_seed(seed)
-    bns = [m for m in g.modules() if isinstance(m, nn.BatchNorm2d)]
-    with torch.no_grad():
-        for m in bns:
-            m.momentum = 1.0
-        g.train()(*_inputs(4, seed))
-        for m in bns:
-            m.momentum = 0.1
-            n = m.num_features
-            m.weight.copy_(1 + 0.5 * torch.randn(n, generator=gen))
-            m.bias.copy_(0.3 * torch.randn(n, generator=gen))
-            m.running_mean.add_(0.1 * torch.randn(n, generator=gen) * m.running_var.sqrt())
-            m.running_var.mul_(0.7 + 0.6 * torch.rand(n, generator=gen))
-        for m in g.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.bias is not None:
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=gen))
-    return g.eval()
+    """Calibrated, then perturbed BN statistics and affine parameters, non-zero conv biases
+    (tests/nets.py): so a wrong channel mapping shows in the outputs."""
+    return randomise_bn(g, lambda gen: _inputs(4, seed), seed).eval()
 
 
 @pytest.fixture(scope="module")
