@@ -34,11 +34,11 @@ from .wav2lip import (
     ConvBlock,
     WeightsFileError,
     _block_leaf,
-    _check_against,
     _residuals,
     _scaled,
     _unwrap_checkpoint,
     load_weights_file,
+    remap_state_dict,
     strip_prefixes,
 )
 
@@ -152,18 +152,8 @@ def map_reference_syncnet_color_key(key: str) -> str | None:
 def load_reference_syncnet_color_state_dict(sd: Mapping, spec: SyncNetSpec | None = None) -> dict:
     """Map a reference ``SyncNet_color`` state dict (or ``{"state_dict": …}`` checkpoint, with
     or without ``module.``) onto :class:`SyncNetColor`'s names; ``ValueError`` otherwise."""
-    sd = strip_prefixes(_unwrap_checkpoint(sd))
-    out, unknown = {}, []
-    for k, v in sd.items():
-        ours = map_reference_syncnet_color_key(k)
-        (unknown.append(k) if ours is None else out.__setitem__(ours, v))
-    if unknown:
-        raise ValueError(f"not a SyncNet_color state dict: {len(unknown)} keys of another model "
-                         f"(e.g. {unknown[0]})")
-    with torch.device("meta"):
-        ref = SyncNetColor(spec)
-    _check_against(ref, out, "reference SyncNet_color")
-    return out
+    return remap_state_dict(sd, map_reference_syncnet_color_key, "SyncNet_color", "reference SyncNet_color",
+                            lambda: SyncNetColor(spec))
 
 
 def identify_sync_weights(obj) -> str | None:
@@ -280,18 +270,8 @@ def map_reference_disc_qual_key(key: str) -> str | None:
 
 
 def load_reference_disc_qual_state_dict(sd: Mapping) -> dict:
-    sd = strip_prefixes(_unwrap_checkpoint(sd))
-    out, unknown = {}, []
-    for k, v in sd.items():
-        ours = map_reference_disc_qual_key(k)
-        (unknown.append(k) if ours is None else out.__setitem__(ours, v))
-    if unknown:
-        raise ValueError(f"not a Wav2Lip_disc_qual state dict: {len(unknown)} keys of another model "
-                         f"(e.g. {unknown[0]})")
-    with torch.device("meta"):
-        ref = Wav2LipDiscQual()
-    _check_against(ref, out, "reference Wav2Lip_disc_qual")
-    return out
+    return remap_state_dict(sd, map_reference_disc_qual_key, "Wav2Lip_disc_qual", "reference Wav2Lip_disc_qual",
+                            Wav2LipDiscQual)
 
 
 def load_disc_qual_weights(path: Path | str, map_location="cpu") -> Wav2LipDiscQual:
@@ -380,18 +360,7 @@ def map_syncnet_s_key(key: str) -> str | None:
 
 def load_syncnet_s_state_dict(sd: Mapping) -> dict:
     """Map a state dict of syncnet_python's ``S`` (``syncnet_v2.model``) onto :class:`SyncNetS`."""
-    sd = strip_prefixes(_unwrap_checkpoint(sd))
-    out, unknown = {}, []
-    for k, v in sd.items():
-        ours = map_syncnet_s_key(k)
-        (unknown.append(k) if ours is None else out.__setitem__(ours, v))
-    if unknown:
-        raise ValueError(f"not a syncnet_python S state dict: {len(unknown)} keys of another model "
-                         f"(e.g. {unknown[0]})")
-    with torch.device("meta"):
-        ref = SyncNetS()
-    _check_against(ref, out, "syncnet_python S")
-    return out
+    return remap_state_dict(sd, map_syncnet_s_key, "syncnet_python S", "syncnet_python S", SyncNetS)
 
 
 def load_syncnet_s_weights(path: Path | str, map_location="cpu") -> SyncNetS:

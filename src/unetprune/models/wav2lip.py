@@ -448,21 +448,29 @@ def load_reference_wav2lip_state_dict(sd: Mapping, spec: Wav2LipSpec | None = No
     widths) — every key present, every shape right — and raises ``ValueError`` with a
     one-line reason otherwise.
     """
-    sd = strip_prefixes(_unwrap_checkpoint(sd))
+    return remap_state_dict(sd, map_reference_wav2lip_key, "Wav2Lip", "reference Wav2Lip",
+                            lambda: Wav2LipGenerator(spec if spec is not None else Wav2LipSpec.reference()))
+
+
+def remap_state_dict(sd: Mapping, mapper, what: str, ref_what: str, build) -> dict[str, torch.Tensor]:
+    """A foreign state dict (or ``{"state_dict": …}`` checkpoint, with or without ``module.``)
+    under our names: every key through ``mapper`` (None = not this model's key), then checked
+    against ``build()`` made on the meta device (every key present, every shape right).
+    ``ValueError`` with a one-line reason otherwise: "not a <what> state dict: …" for foreign
+    keys, "not a <ref_what> state dict: …" for missing keys or wrong shapes."""
     out: dict[str, torch.Tensor] = {}
     unknown = []
-    for k, v in sd.items():
-        ours = map_reference_wav2lip_key(k)
+    for k, v in strip_prefixes(_unwrap_checkpoint(sd)).items():
+        ours = mapper(k)
         if ours is None:
             unknown.append(k)
         else:
             out[ours] = v
     if unknown:
-        raise ValueError(f"not a Wav2Lip state dict: {len(unknown)} keys of another model "
-                         f"(e.g. {unknown[0]})")
+        raise ValueError(f"not a {what} state dict: {len(unknown)} keys of another model (e.g. {unknown[0]})")
     with torch.device("meta"):
-        ref = Wav2LipGenerator(spec if spec is not None else Wav2LipSpec.reference())
-    _check_against(ref, out, "reference Wav2Lip")
+        ref = build()
+    _check_against(ref, out, ref_what)
     return out
 
 
