@@ -390,28 +390,23 @@ def _block_leaf(rest: str) -> str | None:
     return ("conv." if m.group(1) == "0" else "bn.") + m.group(2)
 
 
+# reference conv-block keys -> our block prefix (the indices of the match fill the braces)
+_WAV2LIP_BLOCK_KEYS = ((re.compile(r"face_encoder_blocks\.(\d+)\.(\d+)\.(.+)"), "fe{}.{}."),
+                       (re.compile(r"face_decoder_blocks\.(\d+)\.(\d+)\.(.+)"), "fd{}.{}."),
+                       (re.compile(r"audio_encoder\.(\d+)\.(.+)"), "audio.{}."),
+                       (re.compile(r"output_block\.0\.(.+)"), "out.0."))
+
+
 def map_reference_wav2lip_key(key: str) -> str | None:
     """Our name of a reference Wav2Lip key (after prefix stripping); ``None`` if it is not one."""
-    m = re.fullmatch(r"face_encoder_blocks\.(\d+)\.(\d+)\.(.+)", key)
-    if m:
-        leaf = _block_leaf(m.group(3))
-        return None if leaf is None else f"fe{m.group(1)}.{m.group(2)}.{leaf}"
-    m = re.fullmatch(r"face_decoder_blocks\.(\d+)\.(\d+)\.(.+)", key)
-    if m:
-        leaf = _block_leaf(m.group(3))
-        return None if leaf is None else f"fd{m.group(1)}.{m.group(2)}.{leaf}"
-    m = re.fullmatch(r"audio_encoder\.(\d+)\.(.+)", key)
-    if m:
-        leaf = _block_leaf(m.group(2))
-        return None if leaf is None else f"audio.{m.group(1)}.{leaf}"
-    m = re.fullmatch(r"output_block\.0\.(.+)", key)
-    if m:
-        leaf = _block_leaf(m.group(1))
-        return None if leaf is None else f"out.0.{leaf}"
+    for pattern, prefix in _WAV2LIP_BLOCK_KEYS:
+        m = pattern.fullmatch(key)
+        if m:
+            *index, rest = m.groups()
+            leaf = _block_leaf(rest)
+            return None if leaf is None else prefix.format(*index) + leaf
     m = re.fullmatch(r"output_block\.1\.(weight|bias)", key)
-    if m:
-        return f"out.1.{m.group(1)}"
-    return None
+    return f"out.1.{m.group(1)}" if m else None
 
 
 def _unwrap_checkpoint(obj) -> Mapping:
