@@ -776,7 +776,9 @@ def render_report(
         (
             f"Original, inner-pruned, cut and matched global baselines, before (`{pipeline.PRUNED}`) and "
             f"after (`{pipeline.FINETUNED}`) fine-tuning. MACs in millions in both conventions; latency = "
-            f"CPU batch 1 median; `budget_gap` = a baseline's {cfg['baselines']['match']} relative to the "
+            f"CPU batch 1 median, measured by each evaluation job beside the others (the lower of a variant's "
+            f"two stages, which share the architecture; `benchmarks/latency.py` measures side by side on a "
+            f"quiet machine); `budget_gap` = a baseline's {cfg['baselines']['match']} relative to the "
             f"variant it is matched to; `diversity` = output diversity relative to the real images and "
             f"`collapsed` = below {collapse_threshold(cfg):g} (such a model never wins). "
             f"([CSV]({here(lay.table('main'))}))\n"
