@@ -147,12 +147,14 @@ class EvalSet:
                    targets=torch.stack([b for _, b in pairs]), files_sha256=file_list_hash(files),
                    quantize=cfg["evaluate"].get("quantize", "round"))
 
-    def batches(self, batch_size: int):
-        """The generator's inputs, ``batch_size`` images at a time, as float tensors in [-1, 1]."""
+    def batches(self, batch_size: int, idx=None):
+        """The generator's inputs, ``batch_size`` images at a time (all, or the items ``idx`` in
+        that order), as float tensors in [-1, 1]."""
         from .data.aligned import from_uint8
 
-        for i in range(0, self.n, batch_size):
-            yield from_uint8(self.inputs[i:i + batch_size])
+        inputs = self.inputs if idx is None else self.inputs[torch.as_tensor(idx, dtype=torch.long)]
+        for i in range(0, len(inputs), batch_size):
+            yield from_uint8(inputs[i:i + batch_size])
 
     def display_inputs(self, idx) -> list:
         """The generator inputs of items ``idx`` as (H, W, 3) uint8 images (sample grids)."""

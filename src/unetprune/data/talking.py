@@ -1046,20 +1046,22 @@ class TalkingEvalSet:
                    image_size=img_size, files=files_s, faces=faces_a, refs=refs_a, mels=mels_a, clips=clips,
                    files_sha256=file_list_hash(files_s), quantize=cfg["evaluate"].get("quantize", "round"))
 
-    def batches(self, batch_size: int):
-        """``(face (B, 6, S, S), mel (B, 1, 80, 16))`` float batches in frame order: the lower-half
-        masked frame and its reference, BGR in [0, 1] (the reference generator's inputs)."""
+    def batches(self, batch_size: int, idx=None):
+        """``(face (B, 6, S, S), mel (B, 1, 80, 16))`` float batches in frame order (or of the items
+        ``idx`` only, in that order): the lower-half masked frame and its reference, BGR in [0, 1]
+        (the reference generator's inputs)."""
         import torch
 
         h = self.image_size // 2
-        for i in range(0, self.n, batch_size):
-            j = min(self.n, i + batch_size)
-            tgt = self.faces[i:j].astype(np.float32) / 255.0
+        items = np.arange(self.n) if idx is None else np.asarray(idx, dtype=np.int64)
+        for i in range(0, len(items), batch_size):
+            sel = items[i:i + batch_size]
+            tgt = self.faces[sel].astype(np.float32) / 255.0
             masked = tgt.copy()
             masked[:, h:] = 0.0
-            ref = self.faces[self.refs[i:j]].astype(np.float32) / 255.0
+            ref = self.faces[self.refs[sel]].astype(np.float32) / 255.0
             face = np.concatenate([masked, ref], axis=3).transpose(0, 3, 1, 2)
-            yield (torch.from_numpy(np.ascontiguousarray(face)), torch.from_numpy(self.mels[i:j][:, None].copy()))
+            yield (torch.from_numpy(np.ascontiguousarray(face)), torch.from_numpy(self.mels[sel][:, None].copy()))
 
     def display_inputs(self, idx) -> list:
         """The masked target frames of items ``idx`` as (S, S, 3) uint8 RGB (sample grids)."""

@@ -295,12 +295,13 @@ def sample_grid(
         if not ckpt.is_file():
             raise ReportError(f"missing {ckpt}: {_cmd_hint(cfg, base, 'checkpoint', v, s)}")
         G = generator_from_checkpoint(ckpt)
-        outs = []
-        with torch.no_grad(), closing(generate_batches(G, es.batches(1), mode, int(cfg["seed"]), device="cpu")) as ys:
-            for y in ys:
-                outs.append(es.quantize_outputs(y)[0].permute(1, 2, 0).numpy())
+        # in eval mode a frame's output does not depend on its batch: generate the grid's rows only;
+        # otherwise every item up to the last row, one at a time, as the evaluation batches them
+        batches = es.batches(len(rows), idx=rows) if mode == "eval" else es.batches(1, idx=range(int(rows[-1]) + 1))
+        with torch.no_grad(), closing(generate_batches(G, batches, mode, int(cfg["seed"]), device="cpu")) as ys:
+            outs = torch.cat([es.quantize_outputs(y) for y in ys]).permute(0, 2, 3, 1).numpy()
         label = "original" if v == ORIGINAL else v.replace("-match-", "\nmatch ")
-        columns.append((label, [outs[i] for i in rows]))
+        columns.append((label, list(outs) if mode == "eval" else [outs[i] for i in rows]))
         del G
     ncol = len(columns)
     fig = _figure(1.45 * ncol, 1.45 * n + 0.7)
