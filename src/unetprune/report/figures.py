@@ -296,7 +296,7 @@ def sample_grid(
             raise ReportError(f"missing {ckpt}: {_cmd_hint(cfg, base, 'checkpoint', v, s)}")
         G = generator_from_checkpoint(ckpt)
         # in eval mode a frame's output does not depend on its batch: generate the grid's rows only;
-        # otherwise every item up to the last row, one at a time, as the evaluation batches them
+        # otherwise (batch statistics, seeded dropout) every item up to the last row, one at a time, in order
         batches = es.batches(len(rows), idx=rows) if mode == "eval" else es.batches(1, idx=range(int(rows[-1]) + 1))
         with torch.no_grad(), closing(generate_batches(G, batches, mode, int(cfg["seed"]), device="cpu")) as ys:
             outs = torch.cat([es.quantize_outputs(y) for y in ys]).permute(0, 2, 3, 1).numpy()
