@@ -4,6 +4,7 @@
     python benchmarks/evaluate.py --models 8 --n 64 --threads 2
     python benchmarks/evaluate.py --backend inception-v3-compat --inception-weights W.pth --device cuda
     python benchmarks/evaluate.py --data-root results/demo/data --size 64 --json bench.json
+    python benchmarks/evaluate.py --ssim --size 256 --n 64 --threads 2   # SSIM: shifted sums vs grouped conv2d
 
 Both paths score the same K generators (same architecture, different random weights: a
 stand-in for the K pruned variants a sensitivity sweep scores) on the same split, with
@@ -24,6 +25,11 @@ dropout on) and seed:
 
 Reported: total wall time of each path including set-up, the speed-up, per-model times, and
 the agreement of the two FID values of every model (max relative difference).
+
+``--ssim``: the paired SSIM (``metrics.paired.ssim``: the separable Gaussian as weighted sums
+of shifted float64 views) against the same filter as a grouped float64 ``conv2d`` on ``--n``
+random image pairs of ``--size`` px, alternated, best of ``--reps``; prints the ratio and the
+largest difference of the per-image values.
 """
 
 from __future__ import annotations
@@ -58,12 +64,71 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (torch intra-op)")
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--ssim", action="store_true", help="time the SSIM filter only (see above)")
+    p.add_argument("--reps", type=int, default=3, help="--ssim: timed repetitions of each")
     return p.parse_args(argv)
+
+
+def ssim_conv2d(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Reference: the SSIM of metrics.paired with its filter as a grouped float64 conv2d."""
+    import torch.nn.functional as nnf
+
+    from unetprune.metrics.paired import gaussian_window
+
+    a, b = fake.double(), real.double()
+    c, g = a.shape[1], gaussian_window().to(a.device)
+    k = g.numel()
+    wv, wh = g.view(1, 1, k, 1).expand(c, 1, k, 1), g.view(1, 1, 1, k).expand(c, 1, 1, k)
+
+    def filt(x):
+        return nnf.conv2d(nnf.conv2d(x, wv, groups=c), wh, groups=c)
+
+    mu_a, mu_b = filt(a), filt(b)
+    var_a, var_b, cov = filt(a * a) - mu_a ** 2, filt(b * b) - mu_b ** 2, filt(a * b) - mu_a * mu_b
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return s.flatten(1).mean(1)
+
+
+def bench_ssim(args) -> dict:
+    from unetprune.metrics.paired import ssim
+
+    dev = torch.device(args.device)
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(0, 256, (args.n, 3, args.size, args.size), generator=g, dtype=torch.uint8)
+    b = (a.int() + torch.randint(-30, 31, a.shape, generator=g)).clamp(0, 255).to(torch.uint8)
+    a, b = a.to(dev), b.to(dev)
+    times = {"shifted sums": [], "grouped conv2d": []}
+    out = {}
+    for _ in range(args.reps + 1):   # first round: warm-up, not timed
+        for name, fn in (("shifted sums", ssim), ("grouped conv2d", ssim_conv2d)):
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            out[name] = fn(a, b)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - t0)
+    best = {k: min(v[1:]) for k, v in times.items()}
+    res = {"images": args.n, "size": args.size, "device": str(dev), "threads": args.threads,
+           "seconds": best, "images_per_s": {k: args.n / v for k, v in best.items()},
+           "speedup": best["grouped conv2d"] / best["shifted sums"],
+           "max_abs_diff": float((out["shifted sums"] - out["grouped conv2d"]).abs().max())}
+    print(f"SSIM of {args.n} pairs of {args.size} px on {dev} ({args.threads} threads), best of {args.reps}:")
+    for k, v in best.items():
+        print(f"  {k:15s} {v:7.3f} s  ({args.n / v:8.1f} images/s)")
+    print(f"  speed-up {res['speedup']:.2f}x; largest difference of the per-image SSIM {res['max_abs_diff']:.1e}")
+    return res
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.ssim:
+        res = bench_ssim(args)
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=2))
+        return 0
     warnings.filterwarnings("ignore", message="This DataLoader will create")  # torch-fidelity's 4 workers
     import torch_fidelity
 

@@ -26,7 +26,13 @@ one runs (fail soft):
   size), unet_256 batch 1: eager + DataLoader, graph + DataLoader, graph + GPU-resident data
   (images/s as train.json records them);
 * ``dag_slots`` — the tiny DAG again with the GPU-slot workflow profile (profiles/gpu), for
-  the wall-time comparison.
+  the wall-time comparison;
+* ``ssim`` — benchmarks/evaluate.py ``--ssim``: the paired SSIM's filter (shifted float64 sums)
+  against a grouped float64 conv2d on 64 pairs of 256 px.
+
+``--steps`` runs the named steps in the order given; ``--quick`` trims train_step to fp32
+(5 repetitions); ``--sweep-procs N`` runs the sweep as N concurrent processes over the layers
+(as the workflow's per-layer jobs run in N GPU slots).
 
     bash benchmarks/gpu_check.sh                      # OUT=... or ./gpu_check_out
     python benchmarks/gpu_check.py --out /tmp/o --steps env latency --device cpu --tiny   # CPU check of the mechanics
@@ -49,11 +55,11 @@ import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS = ("env", "pytest_gpu", "train_step", "latency", "dag", "sweep", "slots", "train_loop", "dag_slots")
+STEPS = ("env", "pytest_gpu", "train_step", "latency", "dag", "sweep", "slots", "train_loop", "dag_slots", "ssim")
 # (time limit s, least time worth starting it with) on an H100/H200
 LIMITS = {"env": (60, 5), "pytest_gpu": (150, 30), "train_step": (100, 30), "latency": (120, 30),
           "dag": (240, 60), "sweep": (150, 40), "slots": (100, 30), "train_loop": (100, 30),
-          "dag_slots": (200, 60)}
+          "dag_slots": (200, 60), "ssim": (60, 15)}
 # the whole call: under 8 minutes with the wheel install (~20 s) and the device tool's start
 DEFAULT_BUDGET = 440.0
 DEPENDENCIES = ("numpy", "PIL", "yaml", "jsonschema", "tqdm", "pandas", "matplotlib", "skimage", "scipy",
@@ -169,9 +175,9 @@ def step_pytest_gpu(args, tmp: Path, timeout: float) -> dict:
 def step_train_step(args, tmp: Path, timeout: float) -> dict:
     out = tmp / "train_step.json"
     size = ["--size", "32", "--num-downs", "5", "--ngf", "8", "--steps", "2", "--reps", "2"] if args.tiny else \
-        ["--size", "256", "--num-downs", "8", "--ngf", "64", "--steps", "20", "--reps", "7"]
+        ["--size", "256", "--num-downs", "8", "--ngf", "64", "--steps", "20", "--reps", "5" if args.quick else "7"]
     r = run(py("benchmarks/train_step.py", "--device", args.device, "--graph", "--only-graph", "--threads", "2",
-               *size, "--json", str(out)), timeout)
+               *size, *(["--fp32-only"] if args.quick else []), "--json", str(out)), timeout)
     res = read_json(out)
     if res:
         rows = res["graph"].get(args.device, [])
@@ -275,12 +281,17 @@ def step_sweep(args, tmp: Path, timeout: float) -> dict:
         prep["error"] = "could not write the random-weight checkpoint"
         return prep
     out = tmp / "sweep_out"
-    r = run(py("-m", "unetprune.cli", "sweep", "--config", str(cfg_path), "--checkpoint", str(ckpt),
-               "--out-dir", str(out), "--cache-dir", str(tmp / "sweep_cache")), timeout)
+    base = py("-m", "unetprune.cli", "sweep", "--config", str(cfg_path), "--checkpoint", str(ckpt),
+              "--out-dir", str(out), "--cache-dir", str(tmp / "sweep_cache"))
+    procs = max(1, int(args.sweep_procs))
+    if procs == 1:
+        r = run(base, timeout)
+    else:   # the workflow's per-layer jobs in GPU slots: layers dealt round-robin to N processes
+        r = _sweep_concurrent(base, cfg_path, procs, timeout)
     done = sorted(p.stem for p in out.glob("*.json")) if out.exists() else []
     n_layers = 15 if not args.tiny else 9
     res = {"layers_done": len(done), "layers": n_layers, "ratios": 9, "images": n_test, "image_size": side,
-           "seconds": r["seconds"], "data_seconds": round(gen, 1), "complete": r["rc"] == 0}
+           "seconds": r["seconds"], "data_seconds": round(gen, 1), "complete": r["rc"] == 0, "processes": procs}
     if done and r["rc"] != 0:
         res["extrapolated_seconds"] = round(r["seconds"] * n_layers / len(done), 1)
     if done:
@@ -288,6 +299,44 @@ def step_sweep(args, tmp: Path, timeout: float) -> dict:
         res["scoring"] = {k: first.get(k) for k in ("fid_backend", "split", "n_images", "mode", "image_size")}
     res["under_2_minutes"] = bool(res["complete"] and r["seconds"] < 120)
     r["result"] = res
+    return r
+
+
+def _sweep_concurrent(base: list[str], cfg_path: Path, procs: int, timeout: float) -> dict:
+    """``base`` (a ``unetprune sweep`` command) as ``procs`` concurrent processes, each given
+    every ``procs``-th layer and ``cpus / procs`` threads; rc 124 if any outlives ``timeout``.
+    All start at once: each reads the real-image statistics from the shared cache or computes
+    them itself (the cache's writes are atomic, so concurrent writers are safe)."""
+    from unetprune.config import load_config
+    from unetprune.pipeline import sensitivity_layers
+
+    layers = list(sensitivity_layers(load_config(str(cfg_path))))
+    groups = [layers[i::procs] for i in range(procs) if layers[i::procs]]
+    threads = str(max(1, (os.cpu_count() or 2) // len(groups)))
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    t0 = time.perf_counter()
+    outs, rc = [], 0
+    ps = [subprocess.Popen(base + [a for layer in g for a in ("--layer", layer)], cwd=REPO, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for g in groups]
+    for p in ps:
+        try:
+            o, _ = p.communicate(timeout=max(1.0, timeout - (time.perf_counter() - t0)))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            o, _ = p.communicate()
+            rc = 124
+        outs.append(o or "")
+        rc = rc or p.returncode
+    return {"cmd": " ".join(base) + f" (x{len(groups)} processes)", "rc": rc,
+            "seconds": round(time.perf_counter() - t0, 2), "stdout_tail": tail("\n".join(outs)), "stderr_tail": ""}
+
+
+def step_ssim(args, tmp: Path, timeout: float) -> dict:
+    out = tmp / "ssim.json"
+    size = ["--size", "32", "--n", "4", "--reps", "1"] if args.tiny else ["--size", "256", "--n", "64", "--reps", "3"]
+    r = run(py("benchmarks/evaluate.py", "--ssim", "--device", args.device, "--threads", "4", *size,
+               "--json", str(out)), timeout)
+    r["result"] = read_json(out)
     return r
 
 
@@ -341,7 +390,7 @@ def task_train_loop(args) -> int:
 
 STEP_FUNCS = {"env": step_env, "pytest_gpu": step_pytest_gpu, "train_step": step_train_step, "latency": step_latency,
               "dag": step_dag, "sweep": step_sweep, "slots": step_slots, "train_loop": step_train_loop,
-              "dag_slots": step_dag_slots}
+              "dag_slots": step_dag_slots, "ssim": step_ssim}
 
 
 def main(argv=None) -> int:
@@ -352,6 +401,10 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     ap.add_argument("--tiny", action="store_true", help="tiny models and data (CPU check of the mechanics)")
     ap.add_argument("--dag-dry-run", action="store_true", help="plan the DAG steps only (snakemake -n): tests")
+    ap.add_argument("--quick", action="store_true", help="train_step: fp32 only, 5 repetitions")
+    ap.add_argument("--sweep-procs", type=int, default=1, help="sweep: concurrent processes over the layers")
+    ap.add_argument("--limits", nargs="+", default=[], metavar="STEP=S",
+                    help="time limits (s) of some steps instead of the defaults, e.g. dag_slots=140")
     ap.add_argument("--task", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -369,10 +422,14 @@ def main(argv=None) -> int:
         report["elapsed_s"] = round(time.perf_counter() - t_start, 1)
         path.write_text(json.dumps(report, indent=2, default=str))
 
-    for name in STEPS:
-        if name not in args.steps:
-            continue
-        limit, least = LIMITS[name]
+    limits = dict(LIMITS)
+    for item in args.limits:
+        name, _, sec = item.partition("=")
+        if name not in LIMITS or not sec.replace(".", "", 1).isdigit():
+            ap.error(f"--limits: expected STEP=SECONDS with STEP one of {', '.join(STEPS)}, got {item!r}")
+        limits[name] = (float(sec), min(LIMITS[name][1], float(sec)))
+    for name in dict.fromkeys(args.steps):   # in the order given
+        limit, least = limits[name]
         left = args.budget - (time.perf_counter() - t_start)
         if left < least:
             report["steps"][name] = {"status": "skipped", "why": f"out of time ({left:.0f} s left of {args.budget:.0f})"}
@@ -429,9 +486,11 @@ def summary(report: dict) -> dict:
         put(name, lambda name=name: {"complete": res(name).get("complete"), "seconds": st[name]["seconds"]}
             if st.get(name, {}).get("seconds") is not None else None)
     put("sweep", lambda: {k: res("sweep").get(k) for k in ("seconds", "layers_done", "complete", "under_2_minutes",
-                                                            "extrapolated_seconds")} if res("sweep") else None)
+                                                            "extrapolated_seconds", "processes")} if res("sweep") else None)
     put("slots", lambda: {r["k"]: {"aggregate_img_s": round(r["aggregate_img_s"], 1), "gain": round(r["gain"], 2)}
                           for r in res("slots").get("rows", [])})
+    put("ssim", lambda: {k: res("ssim").get(k) for k in ("images_per_s", "speedup", "max_abs_diff")}
+        if res("ssim") else None)
     put("train_loop_img_s", lambda: {r["run"]: round(r["images_per_s"], 1) for r in res("train_loop").get("rows", [])})
     return s
 

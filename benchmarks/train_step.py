@@ -115,7 +115,8 @@ def run_graph_section(device: torch.device, args) -> list[dict]:
     what = "whole-step CUDA graph" if device.type == "cuda" else "static-buffer step (CPU stand-in, no CUDA)"
     print(f"\n{device.type.upper()}: trainer step, eager vs {what}; batch 1, num_downs={args.num_downs} "
           f"ngf={args.ngf} size={args.size}; median of {args.reps} x {args.steps} steps")
-    combos = [(False, False), (True, False), (True, True)] if device.type == "cuda" else [(False, False)]
+    combos = [(False, False), (True, False), (True, True)] if device.type == "cuda" and not args.fp32_only \
+        else [(False, False)]
     for amp, cl in combos:
         r = graph_vs_eager(device, args, amp, cl)
         rows.append(r)
@@ -139,6 +140,7 @@ def main() -> None:
                     help="auto: the CPU, and CUDA where present")
     ap.add_argument("--graph", action="store_true", help="eager vs whole-step CUDA graph, batch 1")
     ap.add_argument("--only-graph", action="store_true", help="only the --graph comparison")
+    ap.add_argument("--fp32-only", action="store_true", help="--graph on CUDA: fp32 only (not bf16 / channels-last)")
     ap.add_argument("--no-cudnn-benchmark", action="store_true", help="CUDA: leave cudnn.benchmark off")
     ap.add_argument("--json", help="write every figure to this JSON file")
     args = ap.parse_args()

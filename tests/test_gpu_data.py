@@ -131,3 +131,14 @@ def test_gpu_resident_split_matches_the_cpu_loader(tiny_demo):
     d = torch.cat([(base.pair_uint8(i)[0].int() - res.pair_uint8([i])[0][0].cpu().int()).abs().flatten()
                    for i in range(len(base))])
     assert int(d.max()) <= 2 and float((d > 0).float().mean()) <= 0.02
+
+
+def test_from_uint8_table_is_the_cpu_division():
+    """The device path of from_uint8 looks the 256 values up in a table computed on the CPU, so
+    a batch made on a GPU holds the CPU loader's floats bit for bit."""
+    from unetprune.data.aligned import _LEVELS, from_uint8
+
+    u = torch.arange(256, dtype=torch.uint8)
+    assert torch.equal(_LEVELS, u.float() / 127.5 - 1) and torch.equal(from_uint8(u), _LEVELS)
+    x = torch.randint(0, 256, (2, 3, 5, 5), dtype=torch.uint8)
+    assert torch.equal(_LEVELS[x.long()], from_uint8(x))

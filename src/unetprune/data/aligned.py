@@ -121,9 +121,23 @@ def pil_to_uint8(im: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
+#: the 256 float32 values of ``v / 127.5 - 1``, computed once on the CPU
+_LEVELS = torch.arange(256, dtype=torch.float32).div_(127.5).sub_(1.0)
+_LEVELS_ON: dict[torch.device, torch.Tensor] = {}
+
+
 def from_uint8(u8: torch.Tensor) -> torch.Tensor:
-    """uint8 images (any shape, e.g. (3, H, W) or (N, 3, H, W)) → float32 in [-1, 1]: ``u8 / 127.5 - 1``."""
-    return u8.float().div_(127.5).sub_(1.0)
+    """uint8 images (any shape, e.g. (3, H, W) or (N, 3, H, W)) → float32 in [-1, 1]: ``u8 / 127.5 - 1``.
+
+    A lookup in the CPU-computed table of the 256 values, so the result is bit for bit the
+    same on every device (CUDA's scalar division multiplies by the reciprocal, which can
+    differ from the CPU's division in the last bit)."""
+    if u8.device.type == "cpu":
+        return u8.float().div_(127.5).sub_(1.0)
+    levels = _LEVELS_ON.get(u8.device)
+    if levels is None:
+        levels = _LEVELS_ON[u8.device] = _LEVELS.to(u8.device)
+    return levels[u8.long()]
 
 
 def to_tensor(im: Image.Image) -> torch.Tensor:

@@ -60,8 +60,8 @@ class Pix2PixTrainer:
             self.opt_G = cuda_graph.graph_adam(self.G.parameters(), tcfg["lr"], betas, device)
             self.opt_D = cuda_graph.graph_adam(self.D.parameters(), tcfg["lr"], betas, device)
         else:
-            self.opt_G = torch.optim.Adam(self.G.parameters(), lr=tcfg["lr"], betas=betas)
-            self.opt_D = torch.optim.Adam(self.D.parameters(), lr=tcfg["lr"], betas=betas)
+            self.opt_G = cuda_graph.eager_adam(self.G.parameters(), tcfg["lr"], betas, device)
+            self.opt_D = cuda_graph.eager_adam(self.D.parameters(), tcfg["lr"], betas, device)
         self.bce = nn.BCEWithLogitsLoss()
         self.l1 = nn.L1Loss()
         self.lambda_l1 = tcfg["lambda_l1"]
@@ -102,7 +102,7 @@ class Pix2PixTrainer:
         """The checkpoint entries besides the generator: discriminator and optimisers."""
         d_state = {k: v.detach().cpu() for k, v in self.D.state_dict().items()}
         opts = {"G": self.opt_G.state_dict(), "D": self.opt_D.state_dict()}
-        if self.graph_decision.use:  # the eager trainer's format: either kind of run resumes the other
+        if self.device.type == "cuda":  # the CPU eager trainer's format: any kind of run resumes any other
             opts = {k: cuda_graph.eager_optimizer_state(v) for k, v in opts.items()}
         return {"discriminator": {"arch": self.D.config, "state_dict": d_state}, "optimizers": opts}
 
@@ -112,9 +112,11 @@ class Pix2PixTrainer:
         self.D.load_state_dict(ckpt["discriminator"]["state_dict"])
         self.opt_G.load_state_dict(ckpt["optimizers"]["G"])
         self.opt_D.load_state_dict(ckpt["optimizers"]["D"])
-        if self.graph_decision.use:  # loaded groups replaced the capturable flags and lr tensors
-            for opt in (self.opt_G, self.opt_D):
+        for opt in (self.opt_G, self.opt_D):  # loaded groups replaced the flags (and lr tensors)
+            if self.graph_decision.use:
                 cuda_graph.to_graph_optimizer(opt, self.device)
+            else:
+                cuda_graph.to_eager_optimizer(opt, self.device)
         if self.graph is not None:
             self.graph.reset()  # the optimiser states are new tensors: capture again
 
