@@ -4,7 +4,7 @@
     python benchmarks/evaluate.py --models 8 --n 64 --threads 2
     python benchmarks/evaluate.py --backend inception-v3-compat --inception-weights W.pth --device cuda
     python benchmarks/evaluate.py --data-root results/demo/data --size 64 --json bench.json
-    python benchmarks/evaluate.py --ssim --size 256 --n 64 --threads 2   # SSIM: shifted sums vs grouped conv2d
+    python benchmarks/evaluate.py --kernels --size 256 --n 64 --threads 2   # SSIM, KID, diversity: as built vs before
 
 Both paths score the same K generators (same architecture, different random weights: a
 stand-in for the K pruned variants a sensitivity sweep scores) on the same split, with
@@ -26,10 +26,16 @@ dropout on) and seed:
 Reported: total wall time of each path including set-up, the speed-up, per-model times, and
 the agreement of the two FID values of every model (max relative difference).
 
-``--ssim``: the paired SSIM (``metrics.paired.ssim``: the separable Gaussian as weighted sums
-of shifted float64 views) against the same filter as a grouped float64 ``conv2d`` on ``--n``
-random image pairs of ``--size`` px, alternated, best of ``--reps``; prints the ratio and the
-largest difference of the per-image values.
+``--kernels``: three per-point metric computations as built against the straightforward
+version they replaced, on the same inputs, alternated, best of ``--reps``, with the ratio and
+the largest difference of the results:
+
+* SSIM (``metrics.paired.ssim``: the separable Gaussian as weighted sums of shifted float64
+  views) vs the same filter as a grouped float64 ``conv2d``, ``--n`` random pairs of ``--size`` px;
+* KID when the subset is the whole set (``metrics.fid.kid_from_features``: one MMD) vs
+  torch-fidelity's 100 subsets, ``--kid-n`` random 2048-d features per set;
+* the collapse check's spread (``metrics.plugins.output_spread``: exact integer sums) vs
+  ``std`` of a float64 copy, ``--spread-n`` random images of ``--size`` px.
 """
 
 from __future__ import annotations
@@ -64,8 +70,10 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (torch intra-op)")
     p.add_argument("--json", default=None, help="also write the results here")
-    p.add_argument("--ssim", action="store_true", help="time the SSIM filter only (see above)")
-    p.add_argument("--reps", type=int, default=3, help="--ssim: timed repetitions of each")
+    p.add_argument("--kernels", action="store_true", help="time three metric computations only (see above)")
+    p.add_argument("--reps", type=int, default=3, help="--kernels: timed repetitions of each")
+    p.add_argument("--kid-n", type=int, default=500, help="--kernels: features per set for KID")
+    p.add_argument("--spread-n", type=int, default=500, help="--kernels: images for the spread")
     return p.parse_args(argv)
 
 
@@ -90,42 +98,65 @@ def ssim_conv2d(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return s.flatten(1).mean(1)
 
 
-def bench_ssim(args) -> dict:
+def _race(fns: dict, reps: int, dev: torch.device) -> tuple[dict, dict]:
+    """Best time (s) and last result of each callable, alternated; the first round untimed."""
+    times, out = {k: [] for k in fns}, {}
+    for _ in range(reps + 1):
+        for name, fn in fns.items():
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            out[name] = fn()
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - t0)
+    return {k: min(v[1:]) for k, v in times.items()}, out
+
+
+def bench_kernels(args) -> dict:
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
+
+    from unetprune.metrics.fid import kid_from_features
     from unetprune.metrics.paired import ssim
+    from unetprune.metrics.plugins import output_spread
 
     dev = torch.device(args.device)
     g = torch.Generator().manual_seed(0)
     a = torch.randint(0, 256, (args.n, 3, args.size, args.size), generator=g, dtype=torch.uint8)
     b = (a.int() + torch.randint(-30, 31, a.shape, generator=g)).clamp(0, 255).to(torch.uint8)
     a, b = a.to(dev), b.to(dev)
-    times = {"shifted sums": [], "grouped conv2d": []}
-    out = {}
-    for _ in range(args.reps + 1):   # first round: warm-up, not timed
-        for name, fn in (("shifted sums", ssim), ("grouped conv2d", ssim_conv2d)):
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            out[name] = fn(a, b)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - t0)
-    best = {k: min(v[1:]) for k, v in times.items()}
-    res = {"images": args.n, "size": args.size, "device": str(dev), "threads": args.threads,
-           "seconds": best, "images_per_s": {k: args.n / v for k, v in best.items()},
-           "speedup": best["grouped conv2d"] / best["shifted sums"],
-           "max_abs_diff": float((out["shifted sums"] - out["grouped conv2d"]).abs().max())}
-    print(f"SSIM of {args.n} pairs of {args.size} px on {dev} ({args.threads} threads), best of {args.reps}:")
-    for k, v in best.items():
-        print(f"  {k:15s} {v:7.3f} s  ({args.n / v:8.1f} images/s)")
-    print(f"  speed-up {res['speedup']:.2f}x; largest difference of the per-image SSIM {res['max_abs_diff']:.1e}")
+    f1 = torch.rand(args.kid_n, 2048, generator=g).numpy()
+    f2 = (torch.rand(args.kid_n, 2048, generator=g) * 1.1).numpy()
+    imgs = torch.randint(0, 256, (args.spread_n, 3, args.size, args.size), generator=g, dtype=torch.uint8).to(dev)
+    cases = {
+        "ssim": ({"as built": lambda: ssim(a, b), "before": lambda: ssim_conv2d(a, b)},
+                 lambda o: float((o["as built"] - o["before"]).abs().max()), f"{args.n} pairs of {args.size} px"),
+        "kid": ({"as built": lambda: kid_from_features(f1, f2)["mean"],
+                 "before": lambda: kid_features_to_metric(torch.from_numpy(f1), torch.from_numpy(f2), kid_subsets=100,
+                                                          kid_subset_size=args.kid_n, rng_seed=0,
+                                                          verbose=False)[KEY_METRIC_KID_MEAN]},
+                lambda o: abs(o["as built"] - o["before"]) / abs(o["before"]), f"2 x {args.kid_n} features"),
+        "spread": ({"as built": lambda: output_spread(imgs),
+                    "before": lambda: float((imgs.double() / 255.0).std(0, unbiased=False).mean())},
+                   lambda o: abs(o["as built"] - o["before"]), f"{args.spread_n} images of {args.size} px"),
+    }
+    res = {"device": str(dev), "threads": args.threads, "reps": args.reps, "cases": {}}
+    print(f"metric computations on {dev} ({args.threads} threads), best of {args.reps}, as built vs before:")
+    for name, (fns, diff, what) in cases.items():
+        best, out = _race(fns, args.reps, dev)
+        row = {"what": what, "seconds": best, "speedup": best["before"] / best["as built"], "difference": diff(out)}
+        res["cases"][name] = row
+        kind = "relative" if name == "kid" else "largest"
+        print(f"  {name:7s} ({what}): {best['as built']:.3f} s vs {best['before']:.3f} s  "
+              f"x{row['speedup']:.2f}  ({kind} difference {row['difference']:.1e})")
     return res
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.ssim:
-        res = bench_ssim(args)
+    if args.kernels:
+        res = bench_kernels(args)
         if args.json:
             Path(args.json).write_text(json.dumps(res, indent=2))
         return 0

@@ -27,8 +27,9 @@ one runs (fail soft):
   (images/s as train.json records them);
 * ``dag_slots`` — the tiny DAG again with the GPU-slot workflow profile (profiles/gpu), for
   the wall-time comparison;
-* ``ssim`` — benchmarks/evaluate.py ``--ssim``: the paired SSIM's filter (shifted float64 sums)
-  against a grouped float64 conv2d on 64 pairs of 256 px.
+* ``ssim`` — benchmarks/evaluate.py ``--kernels``: the paired SSIM's filter (shifted float64
+  sums) against a grouped float64 conv2d on 64 pairs of 256 px, KID and the collapse check's
+  spread against what they replaced.
 
 ``--steps`` runs the named steps in the order given; ``--quick`` trims train_step to fp32
 (5 repetitions); ``--sweep-procs N`` runs the sweep as N concurrent processes over the layers
@@ -333,8 +334,9 @@ def _sweep_concurrent(base: list[str], cfg_path: Path, procs: int, timeout: floa
 
 def step_ssim(args, tmp: Path, timeout: float) -> dict:
     out = tmp / "ssim.json"
-    size = ["--size", "32", "--n", "4", "--reps", "1"] if args.tiny else ["--size", "256", "--n", "64", "--reps", "3"]
-    r = run(py("benchmarks/evaluate.py", "--ssim", "--device", args.device, "--threads", "4", *size,
+    size = ["--size", "32", "--n", "4", "--reps", "1", "--kid-n", "20", "--spread-n", "8"] if args.tiny else \
+        ["--size", "256", "--n", "64", "--reps", "3"]
+    r = run(py("benchmarks/evaluate.py", "--kernels", "--device", args.device, "--threads", "4", *size,
                "--json", str(out)), timeout)
     r["result"] = read_json(out)
     return r
@@ -489,8 +491,7 @@ def summary(report: dict) -> dict:
                                                             "extrapolated_seconds", "processes")} if res("sweep") else None)
     put("slots", lambda: {r["k"]: {"aggregate_img_s": round(r["aggregate_img_s"], 1), "gain": round(r["gain"], 2)}
                           for r in res("slots").get("rows", [])})
-    put("ssim", lambda: {k: res("ssim").get(k) for k in ("images_per_s", "speedup", "max_abs_diff")}
-        if res("ssim") else None)
+    put("ssim", lambda: {k: round(v["speedup"], 2) for k, v in res("ssim").get("cases", {}).items()} or None)
     put("train_loop_img_s", lambda: {r["run"]: round(r["images_per_s"], 1) for r in res("train_loop").get("rows", [])})
     return s
 

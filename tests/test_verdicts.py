@@ -376,3 +376,16 @@ def test_sensitivity_summary_compares_every_metric(results_tree):
     assert "full_fid" in pd.read_csv(lay.table("sensitivity")).columns
     assert "full_fid" not in lay.table("sensitivity", "md").read_text()
     assert pipeline.final_stage(cfg) == FINETUNED
+
+
+def test_output_spread_is_exact_on_uint8():
+    """Exact sums: a constant split spreads by exactly 0, half black / half white by exactly
+    0.5, across chunk boundaries (300 images, chunks of 64); equal to float64 std elsewhere."""
+    from unetprune.metrics.plugins import output_spread
+
+    const = torch.full((300, 3, 8, 8), 17, dtype=torch.uint8)
+    assert output_spread(const) == 0.0
+    bw = torch.cat([torch.zeros(150, 3, 8, 8, dtype=torch.uint8), torch.full((150, 3, 8, 8), 255, dtype=torch.uint8)])
+    assert output_spread(bw) == 0.5
+    x = torch.randint(0, 256, (300, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    assert output_spread(x) == pytest.approx(float((x.double() / 255).std(0, unbiased=False).mean()), rel=1e-12)

@@ -459,12 +459,22 @@ def fid_from_stats(s1: FeatureStats, s2: FeatureStats) -> float:
 
 def kid_from_features(f1: np.ndarray, f2: np.ndarray, subsets: int = 100, subset_size: int = 1000,
                       seed: int = 0) -> dict:
-    """KID (polynomial kernel, torch-fidelity's estimator); subset size capped at the set sizes."""
-    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+    """KID (polynomial kernel, torch-fidelity's estimator); subset size capped at the set sizes.
+
+    When the subset is the whole of both sets (``len(f1) == len(f2) <= subset_size``, e.g. every
+    split of up to 1000 images), each of torch-fidelity's ``subsets`` draws is a permutation of
+    the same features: the MMD is computed once, by torch-fidelity's own ``kernel_mmd`` on
+    the features in their order, and ``std`` is 0 (torch-fidelity's loop would return the same
+    mean up to float32 rounding of the reordered sums, and that rounding as its std)."""
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kernel_mmd, kid_features_to_metric
 
     size = int(min(subset_size, len(f1), len(f2)))
     if size < 2:
         raise FIDError(f"KID needs at least 2 images per set, got {len(f1)} and {len(f2)}")
+    if size == len(f1) == len(f2):
+        mmd = kernel_mmd(np.asarray(f1, dtype=np.float32), np.asarray(f2, dtype=np.float32), kid_kernel="poly",
+                         kid_kernel_poly_degree=3, kid_kernel_poly_gamma=None, kid_kernel_poly_coef0=1)
+        return {"mean": float(mmd), "std": 0.0, "subsets": subsets, "subset_size": size}
     out = kid_features_to_metric(torch.from_numpy(np.asarray(f1)), torch.from_numpy(np.asarray(f2)),
                                  kid_subsets=subsets, kid_subset_size=size, rng_seed=seed, verbose=False)
     return {"mean": out[KEY_METRIC_KID_MEAN], "std": out[KEY_METRIC_KID_STD], "subsets": subsets,

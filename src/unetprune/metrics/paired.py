@@ -73,7 +73,7 @@ def ssim(fake: torch.Tensor, real: torch.Tensor, data_range: float = 255.0, sigm
     def filt(x: torch.Tensor) -> torch.Tensor:
         """Separable "valid" Gaussian filter as weighted sums of shifted views: float64
         convolutions have no fast kernels (on a CPU this is ~3x a grouped conv2d, and the same
-        sums up to rounding, ~1e-16); benchmarks/evaluate.py --ssim measures it."""
+        sums up to rounding, ~1e-16); benchmarks/evaluate.py --kernels measures it."""
         hv, wv = x.shape[-2] - k + 1, x.shape[-1] - k + 1
         y = x[..., 0:hv, :] * taps[0]
         for t in range(1, k):
