@@ -4,7 +4,7 @@
     python benchmarks/evaluate.py --models 8 --n 64 --threads 2
     python benchmarks/evaluate.py --backend inception-v3-compat --inception-weights W.pth --device cuda
     python benchmarks/evaluate.py --data-root results/demo/data --size 64 --json bench.json
-    python benchmarks/evaluate.py --kernels --size 256 --n 64 --threads 2   # SSIM, KID, diversity: as built vs before
+    python benchmarks/evaluate.py --kernels --size 256 --n 64 --threads 2   # SSIM, KID, spread, generation: as built vs before
 
 Both paths score the same K generators (same architecture, different random weights: a
 stand-in for the K pruned variants a sensitivity sweep scores) on the same split, with
@@ -35,7 +35,11 @@ the largest difference of the results:
 * KID when the subset is the whole set (``metrics.fid.kid_from_features``: one MMD) vs
   torch-fidelity's 100 subsets, ``--kid-n`` random 2048-d features per set;
 * the collapse check's spread (``metrics.plugins.output_spread``: exact integer sums) vs
-  ``std`` of a float64 copy, ``--spread-n`` random images of ``--size`` px.
+  ``std`` of a float64 copy, ``--spread-n`` random images of ``--size`` px;
+* ``train_bn`` generation (``translate.generate_batches``) of ``--gen-n`` images by a
+  ``--num-downs`` / ``--ngf`` U-Net at its natural size: batches of 16 with per-image
+  BatchNorm statistics and dropout streams (the evaluation default) vs one image per call
+  (the reference's loop); the difference is the largest output difference (the same images).
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ def parse_args(argv=None):
     p.add_argument("--reps", type=int, default=3, help="--kernels: timed repetitions of each")
     p.add_argument("--kid-n", type=int, default=500, help="--kernels: features per set for KID")
     p.add_argument("--spread-n", type=int, default=500, help="--kernels: images for the spread")
+    p.add_argument("--gen-n", type=int, default=64, help="--kernels: images for the train_bn generation")
     return p.parse_args(argv)
 
 
@@ -140,6 +145,22 @@ def bench_kernels(args) -> dict:
                     "before": lambda: float((imgs.double() / 255.0).std(0, unbiased=False).mean())},
                    lambda o: abs(o["as built"] - o["before"]), f"{args.spread_n} images of {args.size} px"),
     }
+    from contextlib import closing
+
+    from unetprune.models.unet import UNetSpec, build_generator
+    from unetprune.translate import generate_batches
+
+    gen = build_generator(UNetSpec.reference(num_downs=args.num_downs, ngf=args.ngf), seed=0).to(dev)
+    side = 2 ** args.num_downs
+    xs = (torch.rand(args.gen_n, 3, side, side, generator=g) * 2 - 1).to(dev)
+
+    def generate(bs):
+        with closing(generate_batches(gen, (xs[i:i + bs] for i in range(0, len(xs), bs)), "train_bn", 0)) as ys:
+            return torch.cat(list(ys))
+
+    cases["generation"] = ({"as built": lambda: generate(16), "before": lambda: generate(1)},
+                           lambda o: float((o["as built"] - o["before"]).abs().max()),
+                           f"{args.gen_n} images, unet num_downs={args.num_downs} ngf={args.ngf} at {side} px")
     res = {"device": str(dev), "threads": args.threads, "reps": args.reps, "cases": {}}
     print(f"metric computations on {dev} ({args.threads} threads), best of {args.reps}, as built vs before:")
     for name, (fns, diff, what) in cases.items():
@@ -147,7 +168,7 @@ def bench_kernels(args) -> dict:
         row = {"what": what, "seconds": best, "speedup": best["before"] / best["as built"], "difference": diff(out)}
         res["cases"][name] = row
         kind = "relative" if name == "kid" else "largest"
-        print(f"  {name:7s} ({what}): {best['as built']:.3f} s vs {best['before']:.3f} s  "
+        print(f"  {name:10s} ({what}): {best['as built']:.3f} s vs {best['before']:.3f} s  "
               f"x{row['speedup']:.2f}  ({kind} difference {row['difference']:.1e})")
     return res
 

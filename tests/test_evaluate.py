@@ -60,7 +60,9 @@ def test_score_has_every_field_and_is_repeatable(evaluator):
     assert fid["backend"] == "standin" and fid["n_images"] == 8 and fid["image_size"] == 32
     assert fid["split"] == "test" and fid["value"] > 0 and fid["extractor"]["seed"] == 0
     assert r1["kid"]["subset_size"] == 8 and r1["kid"]["backend"] == "standin"
-    assert list(r1) == ["split", "n_images", "image_size", "mode", "seed", "quantize", "batch_size", "amp", "device",
+    assert r1["batch_size"] == 16 and r1["batch_stats"] == "per_image"     # schema defaults
+    assert list(r1) == ["split", "n_images", "image_size", "mode", "seed", "quantize", "batch_size", "batch_stats",
+                        "amp", "device",
                         "dataset", "fid", "kid", "segmentation", "l1", "psnr", "ssim", "paired_definitions",
                         "diversity", "complexity", "noise", "checkpoint", "versions", "timing_s",
                         "started_at", "finished_at"]
@@ -120,6 +122,35 @@ def test_generation_loop_matches_translate_split(setup, evaluator):
     # and the evaluation set holds the dataset's pixels exactly
     assert all(torch.equal(evaluator.eval_set.targets[i], torch.from_numpy(to_uint8(ds[i]["B"])).permute(2, 0, 1))
                for i in range(len(ds)))
+
+
+def test_train_bn_outputs_do_not_depend_on_the_batch_size():
+    """train_bn with per-image statistics and dropout streams (the default): batches of 1, 5 and
+    12 give the same outputs (the batch-1 reference's per-image BatchNorm, each image's own
+    dropout masks), the model is left exactly as it was; whole-batch statistics differ."""
+    from contextlib import closing
+
+    from unetprune.translate import generate_batches
+
+    g = build_generator(UNetSpec.reference(num_downs=6, ngf=4), seed=2)   # 6 levels: dropout in level 5
+    assert any(isinstance(m, nn.Dropout) for m in g.modules())
+    before = {k: v.clone() for k, v in g.state_dict().items()}
+    x = torch.rand(12, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+    def run(bs, per_image=True, seed=0):
+        with closing(generate_batches(g, (x[i:i + bs] for i in range(0, 12, bs)), "train_bn", seed,
+                                      per_image_stats=per_image)) as ys:
+            return torch.cat(list(ys))
+
+    one = run(1)
+    for bs in (5, 12):
+        assert torch.allclose(run(bs), one, atol=1e-5), bs
+    q = lambda y: torch.from_numpy(np.stack([to_uint8(t) for t in y])).int()   # noqa: E731
+    assert int((q(run(12)) - q(one)).abs().max()) <= 1
+    assert float((run(12, per_image=False) - one).abs().max()) > 0.05   # batch statistics: other images mix in
+    assert float((run(1, seed=1) - one).abs().max()) > 0.05             # the seed moves the dropout masks
+    assert all(torch.equal(before[k], v) for k, v in g.state_dict().items()) and g.training
+    assert not any("forward" in vars(m) for m in g.modules())            # nothing left patched
 
 
 def test_metric_plugins_registry_and_custom_plugin(setup):

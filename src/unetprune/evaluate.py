@@ -26,8 +26,10 @@ How a generator is run (recorded in every result):
   are restored afterwards, so scoring never changes the model.
 * ``seed``: the global ``seed`` of the config; dropout draws from a forked RNG seeded with
   it, so repeated evaluations give identical numbers; KID subsets use it too.
-* ``batch_size`` (``evaluate.batch_size``; 1 reproduces the reference's per-image
-  BatchNorm statistics), ``amp`` (bf16 autocast of the generator on CUDA, following
+* ``batch_size`` (``evaluate.batch_size``: images per generator call) and ``batch_stats``
+  (``evaluate.batch_stats``: in ``train_bn`` mode ``per_image`` gives each image its own
+  BatchNorm statistics, the reference's batch-1 behaviour at any batch size; ``batch``
+  normalises over the batch), ``amp`` (bf16 autocast of the generator on CUDA, following
   ``train.amp``; never on CPU), device.
 * ``quantize`` (``evaluate.quantize``): ``round`` or ``truncate`` (the references' ``tensor2im``),
   applied by :func:`unetprune.data.aligned.quantize_uint8` exactly as ``translate`` writes PNGs.
@@ -217,6 +219,7 @@ class Evaluator:
         self.seed = int(cfg.get("seed", 0))
         self.mode = ev["mode"]
         self.batch_size = int(ev["batch_size"])
+        self.batch_stats = ev.get("batch_stats", "per_image")   # train_bn: per-image or whole-batch BN statistics
         self.progress = progress
         self.device = resolve_device(device if device is not None else ev["device"], "evaluate.device")
         self.amp = resolve_amp(cfg, self.device, amp)
@@ -246,7 +249,8 @@ class Evaluator:
         g = generator.to(self.device)
         batches = es.batches(bs)
         outs: list[torch.Tensor] = []
-        with closing(generate_batches(g, batches, self.mode, self.seed, device=self.device, amp=self.amp)) as ys:
+        with closing(generate_batches(g, batches, self.mode, self.seed, device=self.device, amp=self.amp,
+                                      per_image_stats=self.batch_stats == "per_image")) as ys:
             for y in ys:
                 if not outs and tuple(y.shape[-2:]) != tuple(es.targets.shape[-2:]):
                     raise EvaluationError(
@@ -275,7 +279,7 @@ class Evaluator:
         result = {
             "split": self.split, "n_images": es.n, "image_size": es.image_size,
             "mode": self.mode, "seed": self.seed, "quantize": getattr(es, "quantize", "round"),
-            "batch_size": self.batch_size,
+            "batch_size": self.batch_size, "batch_stats": self.batch_stats,
             "amp": "bf16" if self.amp else "off", "device": str(self.device),
             "dataset": {"name": es.dataset, "root": str(es.root), "direction": es.direction,
                         "files_sha256": es.files_sha256},

@@ -1,9 +1,12 @@
 """Running a generator on images: the one generation loop, splits, folders, sample grids.
 
 Evaluation modes (recorded with every result):
-* ``train_bn`` — BatchNorm uses the statistics of the current batch and dropout is on,
-  which is what the pix2pix reference does at test time (its ``--eval`` flag is off);
-  dropout is seeded so the outputs are repeatable.
+* ``train_bn`` — BatchNorm uses batch statistics and dropout is on, which is what the
+  pix2pix reference does at test time (its ``--eval`` flag is off, batch 1); dropout is
+  seeded so the outputs are repeatable.  By default each image of a batch is normalised with
+  its own statistics and draws its own dropout masks (``per_image_stats``: the reference's
+  batch-1 behaviour, several images per call, outputs independent of the batch size);
+  ``per_image_stats=False`` normalises over the whole batch.
 * ``eval`` — ``model.eval()``: running BatchNorm statistics, no dropout.
 
 :func:`generate_batches` is the only loop that runs a generator over images; the
@@ -13,12 +16,14 @@ Evaluator, the trainer's checks, the sample grids and ``unetprune translate`` al
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 
 from .checkpoint import CheckpointError, generator_from_checkpoint, load_checkpoint
 from .data.aligned import QUANTIZE_METHODS, DataError, list_images, open_rgb, to_tensor, to_uint8
@@ -27,12 +32,86 @@ MODES = ("train_bn", "eval")
 
 
 @contextmanager
-def generation_mode(G: torch.nn.Module, mode: str, seed: int = 0):
+def per_image_batchnorm(G: torch.nn.Module):
+    """Inside the block, every BatchNorm of ``G`` in train mode normalises each image of a
+    batch with that image's own statistics (per channel over H x W, biased variance: what
+    BatchNorm computes on a batch of one, as ``F.instance_norm`` with the layer's affine
+    parameters), so a batch of N gives the N batch-1 outputs in one call.  A batch of one runs
+    the layer's own forward (the same numbers as without the block, bit for bit); eval mode
+    is untouched.  Running statistics are not updated for N > 1 (``generation_mode`` restores
+    them anyway)."""
+    patched = []
+    for m in G.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and "forward" not in vars(m):
+            def forward(x, _m=m, _own=m.forward):
+                if not _m.training or x.shape[0] == 1:
+                    return _own(x)
+                return F.instance_norm(x, None, None, _m.weight, _m.bias, True, 0.0, _m.eps)
+            m.forward = forward
+            patched.append(m)
+    try:
+        yield G
+    finally:
+        for m in patched:
+            del m.forward
+
+
+def image_seed(seed: int, index: int) -> int:
+    """The dropout seed of image ``index`` of a run seeded with ``seed`` (independent streams)."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+class DropoutStreams:
+    """One dropout RNG per image: image ``k`` of a generation run draws its masks, layer after
+    layer, from a generator seeded with :func:`image_seed` ``(seed, k)``, so its output does
+    not depend on which images share its batch."""
+
+    def __init__(self, seed: int):
+        self.seed = int(seed)
+        self.current: list[torch.Generator] | None = None
+
+    def set_images(self, first: int, n: int, device: torch.device) -> None:
+        self.current = [torch.Generator(device=device).manual_seed(image_seed(self.seed, k))
+                        for k in range(first, first + n)]
+
+
+@contextmanager
+def per_image_dropout(G: torch.nn.Module, streams: DropoutStreams | None):
+    """Inside the block, every ``nn.Dropout`` of ``G`` in train mode draws each image's mask
+    from that image's generator in ``streams`` (``None``: nothing changes)."""
+    patched = []
+    if streams is not None:
+        for m in G.modules():
+            if type(m) is nn.Dropout and "forward" not in vars(m):
+                def forward(x, _m=m, _own=m.forward):
+                    gens = streams.current
+                    if not _m.training or _m.p == 0 or gens is None:
+                        return _own(x)
+                    if len(gens) != x.shape[0]:
+                        raise RuntimeError(f"dropout streams for {len(gens)} images, batch of {x.shape[0]}")
+                    keep = 1.0 - _m.p
+                    mask = torch.stack([torch.empty(x.shape[1:], dtype=x.dtype, device=x.device).bernoulli_(keep, generator=g)
+                                        for g in gens])
+                    return x * mask / keep
+                m.forward = forward
+                patched.append(m)
+    try:
+        yield G
+    finally:
+        for m in patched:
+            del m.forward
+
+
+@contextmanager
+def generation_mode(G: torch.nn.Module, mode: str, seed: int = 0, per_image_stats: bool = True):
     """Run ``G`` in an evaluation mode inside the block, then leave it exactly as it was.
 
     ``train_bn`` uses batch statistics (and dropout), so BatchNorm running buffers are
-    saved and restored; dropout draws from a forked RNG seeded with ``seed`` (CPU and
-    the model's CUDA device), so outputs are repeatable and the caller's RNG is untouched."""
+    saved and restored; with ``per_image_stats`` (default) each image of a batch gets its own
+    statistics (:func:`per_image_batchnorm`), else the batch's.  Dropout draws from a forked
+    RNG seeded with ``seed`` (CPU and the model's CUDA device), so outputs are repeatable and
+    the caller's RNG is untouched (the masks depend on the batching: batching changes the
+    draws, not their distribution)."""
     if mode not in MODES:
         raise ValueError(f"evaluation mode must be one of {MODES}, got {mode!r}")
     was_training = G.training
@@ -40,8 +119,9 @@ def generation_mode(G: torch.nn.Module, mode: str, seed: int = 0):
                if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
     devices = sorted({p.device.index or 0 for p in G.parameters() if p.device.type == "cuda"})
     G.train(mode == "train_bn")
+    stats = per_image_batchnorm(G) if mode == "train_bn" and per_image_stats else nullcontext(G)
     try:
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
+        with torch.random.fork_rng(devices=devices), torch.no_grad(), stats:
             torch.manual_seed(seed)
             yield G
     finally:
@@ -52,24 +132,36 @@ def generation_mode(G: torch.nn.Module, mode: str, seed: int = 0):
 
 
 def generate_batches(G: torch.nn.Module, batches: Iterable[torch.Tensor], mode: str = "train_bn", seed: int = 0,
-                     *, device: torch.device | str | None = None, amp: bool = False) -> Iterator[torch.Tensor]:
+                     *, device: torch.device | str | None = None, amp: bool = False,
+                     per_image_stats: bool = True) -> Iterator[torch.Tensor]:
     """Yield ``G(x)`` (on ``device``, in [-1, 1]) for every input batch ``x`` (N, C, H, W) in [-1, 1].
 
     The whole iteration runs inside :func:`generation_mode` (``mode``, dropout seeded with
-    ``seed``), so the outputs depend only on the model, the inputs, the batching and the seed;
-    ``amp`` = bf16 autocast (CUDA only).  ``device`` defaults to the model's.  The model is
+    ``seed``).  In ``train_bn`` mode with ``per_image_stats`` (default) each image has its own
+    BatchNorm statistics and its own dropout stream (:class:`DropoutStreams`: image ``k`` of the
+    run, seeded with ``(seed, k)``), so an image's output depends on the model, its input, its
+    place in the run and the seed, not on the batch size (up to float rounding of the batched
+    kernels); without it, on the batching too.
+    ``amp`` = bf16 autocast (CUDA only); ``per_image_stats``: see :func:`generation_mode`.
+    ``device`` defaults to the model's.  The model is
     restored when the iteration ends or the iterator is closed: consumers wrap it in
     ``contextlib.closing`` so that an early exit or an error restores it at once.  Consumer code between batches runs inside the mode (no grad,
     forked RNG): do not draw random numbers there."""
     if device is None:
         device = next(G.parameters()).device
     device = torch.device(device)
-    with generation_mode(G, mode, seed):
+    streams = DropoutStreams(seed) if mode == "train_bn" and per_image_stats else None
+    with generation_mode(G, mode, seed, per_image_stats), per_image_dropout(G, streams):
+        first = 0
         for x in batches:
             xs = tuple(x) if isinstance(x, (tuple, list)) else (x,)   # several inputs (e.g. face, mel)
             xs = tuple(t.to(device, non_blocking=True) for t in xs)
+            n = int(xs[0].shape[0])
+            if streams is not None:
+                streams.set_images(first, n, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
                 yield G(*xs)
+            first += n
 
 
 def generate_split(G: torch.nn.Module, dataset, mode: str = "train_bn", seed: int = 0,
