@@ -165,11 +165,15 @@ def generate_batches(G: torch.nn.Module, batches: Iterable[torch.Tensor], mode: 
 
 
 def generate_split(G: torch.nn.Module, dataset, mode: str = "train_bn", seed: int = 0,
-                   device: torch.device | str | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """[(A, G(A), B)] for every item of an AlignedDataset, batch 1, CPU tensors in [-1, 1]."""
+                   device: torch.device | str | None = None,
+                   batch_size: int = 16) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """[(A, G(A), B)] for every item of an AlignedDataset, CPU tensors in [-1, 1]; ``batch_size``
+    images per call (the batch-1 outputs: per-image statistics and dropout streams)."""
     items = [dataset[i] for i in range(len(dataset))]
-    with closing(generate_batches(G, (item["A"][None] for item in items), mode, seed, device=device)) as outs:
-        return [(item["A"], y[0].float().cpu(), item["B"]) for y, item in zip(outs, items)]
+    batches = (torch.stack([it["A"] for it in items[i:i + batch_size]]) for i in range(0, len(items), batch_size))
+    with closing(generate_batches(G, batches, mode, seed, device=device)) as outs:
+        ys = [y.float().cpu() for out in outs for y in out]
+    return [(item["A"], y, item["B"]) for y, item in zip(ys, items)]
 
 
 def config_quantize(cfg: dict | None) -> str:

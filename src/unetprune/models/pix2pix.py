@@ -268,7 +268,7 @@ class Pix2PixFamily(ModelFamily):
                               seed=cfg["seed"], max_items=n)
 
     def check_score(self, generator, dataset, cfg: dict) -> float:
-        """Mean |G(A) - B| in [-1, 1] units (evaluate.mode, seeded, batch 1)."""
+        """Mean |G(A) - B| in [-1, 1] units (evaluate.mode, seeded, the batch-1 outputs)."""
         from ..translate import generate_split
 
         outs = generate_split(generator, dataset, cfg["evaluate"]["mode"], seed=cfg["seed"])
