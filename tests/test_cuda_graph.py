@@ -367,3 +367,6 @@ def test_gpu_eager_trainer_uses_fused_adam_and_writes_the_cpu_format():
     tr2 = make_trainer(cfg, CUDA)
     tr2.load_state({"generator": {"state_dict": tr.G.state_dict()}, **st})
     assert tr2.opt_G.param_groups[0]["fused"] and tr2.opt_G.param_groups[0]["foreach"] is None
+    assert all(s["step"].is_cuda for s in tr2.opt_G.state.values())
+    run_steps(tr2, batches(2, size=32, b=1))                                   # the resumed run steps
+    assert all(float(s["step"]) == 4 for s in tr2.opt_G.state.values())

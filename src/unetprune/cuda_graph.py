@@ -140,6 +140,10 @@ def to_eager_optimizer(opt: torch.optim.Optimizer, device: torch.device) -> None
     if _fused_available(device):
         for group in opt.param_groups:
             group["fused"], group["foreach"] = True, None
+            for p in group["params"]:   # fused Adam keeps its step counts on the parameters' device
+                st = opt.state.get(p)
+                if st and isinstance(st.get("step"), torch.Tensor):
+                    st["step"] = st["step"].to(device=p.device, dtype=torch.float32)
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
