@@ -32,28 +32,36 @@ MODES = ("train_bn", "eval")
 
 
 @contextmanager
-def per_image_batchnorm(G: torch.nn.Module):
-    """Inside the block, every BatchNorm of ``G`` in train mode normalises each image of a
-    batch with that image's own statistics (per channel over H x W, biased variance: what
-    BatchNorm computes on a batch of one, as ``F.instance_norm`` with the layer's affine
-    parameters), so a batch of N gives the N batch-1 outputs in one call.  A batch of one runs
-    the layer's own forward (the same numbers as without the block, bit for bit); eval mode
-    is untouched.  Running statistics are not updated for N > 1 (``generation_mode`` restores
-    them anyway)."""
-    patched = []
-    for m in G.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and "forward" not in vars(m):
-            def forward(x, _m=m, _own=m.forward):
-                if not _m.training or x.shape[0] == 1:
-                    return _own(x)
-                return F.instance_norm(x, None, None, _m.weight, _m.bias, True, 0.0, _m.eps)
-            m.forward = forward
-            patched.append(m)
+def _patched_forwards(G: torch.nn.Module, wanted, make_forward):
+    """Inside the block, each module ``m`` of ``G`` with ``wanted(m)`` runs
+    ``make_forward(m, own_forward)`` instead of its forward (modules already patched are left
+    alone); the class's forward is back afterwards."""
+    patched = [m for m in G.modules() if wanted(m) and "forward" not in vars(m)]
+    for m in patched:
+        m.forward = make_forward(m, m.forward)
     try:
         yield G
     finally:
         for m in patched:
             del m.forward
+
+
+def per_image_batchnorm(G: torch.nn.Module):
+    """Context manager: inside the block, every BatchNorm of ``G`` in train mode normalises
+    each image of a batch with that image's own statistics (per channel over H x W, biased
+    variance: what BatchNorm computes on a batch of one, as ``F.instance_norm`` with the
+    layer's affine parameters), so a batch of N gives the N batch-1 outputs in one call.  A
+    batch of one runs the layer's own forward (the same numbers as without the block, bit for
+    bit); eval mode is untouched.  Running statistics are not updated for N > 1
+    (``generation_mode`` restores them anyway)."""
+    def make(m, own):
+        def forward(x):
+            if not m.training or x.shape[0] == 1:
+                return own(x)
+            return F.instance_norm(x, None, None, m.weight, m.bias, True, 0.0, m.eps)
+        return forward
+
+    return _patched_forwards(G, lambda m: isinstance(m, nn.modules.batchnorm._BatchNorm), make)
 
 
 def image_seed(seed: int, index: int) -> int:
@@ -75,31 +83,25 @@ class DropoutStreams:
                         for k in range(first, first + n)]
 
 
-@contextmanager
 def per_image_dropout(G: torch.nn.Module, streams: DropoutStreams | None):
-    """Inside the block, every ``nn.Dropout`` of ``G`` in train mode draws each image's mask
-    from that image's generator in ``streams`` (``None``: nothing changes)."""
-    patched = []
-    if streams is not None:
-        for m in G.modules():
-            if type(m) is nn.Dropout and "forward" not in vars(m):
-                def forward(x, _m=m, _own=m.forward):
-                    gens = streams.current
-                    if not _m.training or _m.p == 0 or gens is None:
-                        return _own(x)
-                    if len(gens) != x.shape[0]:
-                        raise RuntimeError(f"dropout streams for {len(gens)} images, batch of {x.shape[0]}")
-                    keep = 1.0 - _m.p
-                    mask = torch.stack([torch.empty(x.shape[1:], dtype=x.dtype, device=x.device).bernoulli_(keep, generator=g)
-                                        for g in gens])
-                    return x * mask / keep
-                m.forward = forward
-                patched.append(m)
-    try:
-        yield G
-    finally:
-        for m in patched:
-            del m.forward
+    """Context manager: inside the block, every ``nn.Dropout`` of ``G`` in train mode draws
+    each image's mask from that image's generator in ``streams`` (``None``: nothing changes)."""
+    def make(m, own):
+        def forward(x):
+            gens = streams.current
+            if not m.training or m.p == 0 or gens is None:
+                return own(x)
+            if len(gens) != x.shape[0]:
+                raise RuntimeError(f"dropout streams for {len(gens)} images, batch of {x.shape[0]}")
+            keep = 1.0 - m.p
+            mask = torch.stack([torch.empty(x.shape[1:], dtype=x.dtype, device=x.device).bernoulli_(keep, generator=g)
+                                for g in gens])
+            return x * mask / keep
+        return forward
+
+    if streams is None:
+        return nullcontext(G)
+    return _patched_forwards(G, lambda m: type(m) is nn.Dropout, make)
 
 
 @contextmanager
