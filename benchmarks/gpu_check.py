@@ -27,7 +27,7 @@ one runs (fail soft):
   (images/s as train.json records them);
 * ``dag_slots`` — the tiny DAG again with the GPU-slot workflow profile (profiles/gpu), for
   the wall-time comparison;
-* ``ssim`` — benchmarks/evaluate.py ``--kernels``: the paired SSIM's filter (shifted float64
+* ``kernels`` — benchmarks/evaluate.py ``--kernels``: the paired SSIM's filter (shifted float64
   sums) against a grouped float64 conv2d on 64 pairs of 256 px, KID and the collapse check's
   spread against what they replaced.
 
@@ -56,11 +56,11 @@ import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS = ("env", "pytest_gpu", "train_step", "latency", "dag", "sweep", "slots", "train_loop", "dag_slots", "ssim")
+STEPS = ("env", "pytest_gpu", "train_step", "latency", "dag", "sweep", "slots", "train_loop", "dag_slots", "kernels")
 # (time limit s, least time worth starting it with) on an H100/H200
 LIMITS = {"env": (60, 5), "pytest_gpu": (150, 30), "train_step": (100, 30), "latency": (120, 30),
           "dag": (240, 60), "sweep": (150, 40), "slots": (100, 30), "train_loop": (100, 30),
-          "dag_slots": (200, 60), "ssim": (60, 15)}
+          "dag_slots": (200, 60), "kernels": (60, 15)}
 # the whole call: under 8 minutes with the wheel install (~20 s) and the device tool's start
 DEFAULT_BUDGET = 440.0
 DEPENDENCIES = ("numpy", "PIL", "yaml", "jsonschema", "tqdm", "pandas", "matplotlib", "skimage", "scipy",
@@ -332,8 +332,8 @@ def _sweep_concurrent(base: list[str], cfg_path: Path, procs: int, timeout: floa
             "seconds": round(time.perf_counter() - t0, 2), "stdout_tail": tail("\n".join(outs)), "stderr_tail": ""}
 
 
-def step_ssim(args, tmp: Path, timeout: float) -> dict:
-    out = tmp / "ssim.json"
+def step_kernels(args, tmp: Path, timeout: float) -> dict:
+    out = tmp / "kernels.json"
     size = ["--size", "32", "--n", "4", "--reps", "1", "--kid-n", "20", "--spread-n", "8"] if args.tiny else \
         ["--size", "256", "--n", "64", "--reps", "3"]
     r = run(py("benchmarks/evaluate.py", "--kernels", "--device", args.device, "--threads", "4", *size,
@@ -392,7 +392,7 @@ def task_train_loop(args) -> int:
 
 STEP_FUNCS = {"env": step_env, "pytest_gpu": step_pytest_gpu, "train_step": step_train_step, "latency": step_latency,
               "dag": step_dag, "sweep": step_sweep, "slots": step_slots, "train_loop": step_train_loop,
-              "dag_slots": step_dag_slots, "ssim": step_ssim}
+              "dag_slots": step_dag_slots, "kernels": step_kernels}
 
 
 def main(argv=None) -> int:
@@ -491,7 +491,7 @@ def summary(report: dict) -> dict:
                                                             "extrapolated_seconds", "processes")} if res("sweep") else None)
     put("slots", lambda: {r["k"]: {"aggregate_img_s": round(r["aggregate_img_s"], 1), "gain": round(r["gain"], 2)}
                           for r in res("slots").get("rows", [])})
-    put("ssim", lambda: {k: round(v["speedup"], 2) for k, v in res("ssim").get("cases", {}).items()} or None)
+    put("kernels", lambda: {k: round(v["speedup"], 2) for k, v in res("kernels").get("cases", {}).items()} or None)
     put("train_loop_img_s", lambda: {r["run"]: round(r["images_per_s"], 1) for r in res("train_loop").get("rows", [])})
     return s
 

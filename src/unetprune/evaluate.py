@@ -219,7 +219,7 @@ class Evaluator:
         self.seed = int(cfg.get("seed", 0))
         self.mode = ev["mode"]
         self.batch_size = int(ev["batch_size"])
-        self.batch_stats = ev.get("batch_stats", "per_image")   # train_bn: per-image or whole-batch BN statistics
+        self.batch_stats = ev["batch_stats"]   # train_bn: per-image or whole-batch BatchNorm statistics
         self.progress = progress
         self.device = resolve_device(device if device is not None else ev["device"], "evaluate.device")
         self.amp = resolve_amp(cfg, self.device, amp)
