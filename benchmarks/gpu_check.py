@@ -178,13 +178,16 @@ def step_train_step(args, tmp: Path, timeout: float) -> dict:
     size = ["--size", "32", "--num-downs", "5", "--ngf", "8", "--steps", "2", "--reps", "2"] if args.tiny else \
         ["--size", "256", "--num-downs", "8", "--ngf", "64", "--steps", "20", "--reps", "5" if args.quick else "7"]
     r = run(py("benchmarks/train_step.py", "--device", args.device, "--graph", "--only-graph", "--threads", "2",
-               *size, *(["--fp32-only"] if args.quick else []), "--json", str(out)), timeout)
+               *size, *(["--fp32-only"] if args.quick else []), "--profile", "2" if args.tiny else "10",
+               "--json", str(out)), timeout)
     res = read_json(out)
     if res:
         rows = res["graph"].get(args.device, [])
         r["result"] = {"device": res["graph"].get("cuda_device", args.device), "rows": rows,
                        "fp32_ratio": next((x["ratio"] for x in rows if x["amp"] == "fp32" and not x["channels_last"]), None)}
         r["result"]["meets_5x"] = (r["result"]["fp32_ratio"] or 0) >= 5.0
+        r["result"]["eager_kernel_ms"] = {f"{x['amp']}{'-cl' if x['channels_last'] else ''}":
+                                          x["eager_kernels"]["kernel_ms_per_step"] for x in rows if "eager_kernels" in x}
     return r
 
 
@@ -481,6 +484,7 @@ def summary(report: dict) -> dict:
                                   {"eager": round(r["eager_ms"], 3), "graph": round(r["graph_ms"], 3),
                                    "ratio": round(r["ratio"], 2)} for r in res("train_step").get("rows", [])})
     put("train_step_meets_5x", lambda: res("train_step").get("meets_5x"))
+    put("train_step_eager_kernel_ms", lambda: {k: round(v, 3) for k, v in res("train_step").get("eager_kernel_ms", {}).items()})
     put("latency_ms", lambda: {f"{t['family']}-b{t['batch']}": {
         r["variant"]: [round(r["eager_ms"], 3), r["graph_ms"] and round(r["graph_ms"], 3)] for r in t["rows"]}
         for t in res("latency").get("tables", [])})

@@ -105,9 +105,38 @@ def graph_vs_eager(device: torch.device, args, amp: bool, channels_last: bool) -
         for k, fn in runs.items():
             times[k].append(timed(fn, args.steps, device, flag) / args.steps * 1e3)
     e, gr = statistics.median(times["eager"]), statistics.median(times["graph"])
-    return {"amp": "bf16" if amp else "fp32", "channels_last": channels_last,
-            "graph_mode": graph.step_mode.mode, "eager_ms": e, "graph_ms": gr, "ratio": e / gr,
-            "captures": graph.step_mode.captures, "eager_ms_all": times["eager"], "graph_ms_all": times["graph"]}
+    row = {"amp": "bf16" if amp else "fp32", "channels_last": channels_last,
+           "graph_mode": graph.step_mode.mode, "eager_ms": e, "graph_ms": gr, "ratio": e / gr,
+           "captures": graph.step_mode.captures, "eager_ms_all": times["eager"], "graph_ms_all": times["graph"]}
+    if args.profile and device.type == "cuda":
+        try:
+            row["eager_kernels"] = kernel_profile(runs["eager"], args.profile)
+        except Exception as e:  # noqa: BLE001 - the timings above stand without it
+            row["profile_error"] = f"{type(e).__name__}: {e}"
+    return row
+
+
+def kernel_profile(fn, steps: int, top: int = 15) -> dict:
+    """GPU kernel time per eager step (torch.profiler, CUDA activity): the sum of every kernel's
+    device time is the floor of a whole-step graph's replay, which removes launch gaps but runs
+    the same kernels.  Also the ``top`` kernels by time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            fn()
+        torch.cuda.synchronize()
+    kernels = []
+    for ev in prof.key_averages():
+        t = getattr(ev, "self_device_time_total", None)
+        if t is None:
+            t = getattr(ev, "self_cuda_time_total", 0.0)
+        if t and t > 0:
+            kernels.append((ev.key, t / 1e3 / steps, ev.count // steps))
+    kernels.sort(key=lambda k: -k[1])
+    return {"kernel_ms_per_step": sum(k[1] for k in kernels), "launches_per_step": sum(k[2] for k in kernels),
+            "top": [{"kernel": name[:120], "ms_per_step": ms, "calls_per_step": n} for name, ms, n in kernels[:top]]}
 
 
 def run_graph_section(device: torch.device, args) -> list[dict]:
@@ -123,6 +152,12 @@ def run_graph_section(device: torch.device, args) -> list[dict]:
         label = f"{r['amp']}{', channels-last' if cl else ''}"
         print(f"  {label:<22} eager {r['eager_ms']:8.2f} ms/step   {r['graph_mode']} {r['graph_ms']:8.2f} ms/step"
               f"   x{r['ratio']:5.2f}" + ("   (>= 5x)" if r["ratio"] >= 5 else ""))
+        if "eager_kernels" in r:
+            k = r["eager_kernels"]
+            print(f"    GPU kernel time of the eager step {k['kernel_ms_per_step']:.2f} ms "
+                  f"({k['launches_per_step']} kernels): the floor of a graph replay of the same kernels")
+            for row in k["top"][:8]:
+                print(f"      {row['ms_per_step']:7.3f} ms  x{row['calls_per_step']:<4} {row['kernel'][:90]}")
     return rows
 
 
@@ -141,6 +176,8 @@ def main() -> None:
     ap.add_argument("--graph", action="store_true", help="eager vs whole-step CUDA graph, batch 1")
     ap.add_argument("--only-graph", action="store_true", help="only the --graph comparison")
     ap.add_argument("--fp32-only", action="store_true", help="--graph on CUDA: fp32 only (not bf16 / channels-last)")
+    ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                    help="--graph on CUDA: also profile STEPS eager steps (GPU kernel time per step, top kernels)")
     ap.add_argument("--no-cudnn-benchmark", action="store_true", help="CUDA: leave cudnn.benchmark off")
     ap.add_argument("--json", help="write every figure to this JSON file")
     args = ap.parse_args()
