@@ -15,11 +15,13 @@ On a CUDA machine it also runs the trainer with its speed options (bf16 autocast
 channels-last, optionally torch.compile) at --gpu-batch.
 
 ``--graph`` compares the trainer's eager step with its whole-step CUDA graph
-(``train.cuda_graph``, unetprune/cuda_graph.py) at batch 1 — fp32, bf16, and bf16 with
+(``train.cuda_graph``, unetprune/cuda_graph.py) at batch 1 — fp32 and bf16, each in NCHW and
 channels-last — on the same GPU in one run, interleaved, and prints ms/step and the ratio
-(issue 15's acceptance: the graph step >= 5x the eager step for unet_256).  On a CPU the
-graph column is the static-buffer step run eagerly (a stand-in that checks the code path;
-its ratio is ~1 by construction).  ``--only-graph`` skips the plain-loop comparison;
+(issue 15's acceptance: the graph step >= 5x the eager step for unet_256).  ``--profile N``
+adds the GPU kernel time of N eager steps: a graph replays the same kernels without the launch
+gaps, so that sum is the floor of the graph step.  On a CPU the graph column is the
+static-buffer step run eagerly (a stand-in that checks the code path; its ratio is ~1 by
+construction).  ``--only-graph`` skips the plain-loop comparison;
 ``--json PATH`` writes every figure.
 
     python benchmarks/train_step.py --size 256 --num-downs 8 --ngf 64 --graph --only-graph --json ts.json
@@ -144,8 +146,8 @@ def run_graph_section(device: torch.device, args) -> list[dict]:
     what = "whole-step CUDA graph" if device.type == "cuda" else "static-buffer step (CPU stand-in, no CUDA)"
     print(f"\n{device.type.upper()}: trainer step, eager vs {what}; batch 1, num_downs={args.num_downs} "
           f"ngf={args.ngf} size={args.size}; median of {args.reps} x {args.steps} steps")
-    combos = [(False, False), (True, False), (True, True)] if device.type == "cuda" and not args.fp32_only \
-        else [(False, False)]
+    combos = [(False, False), (False, True), (True, False), (True, True)] \
+        if device.type == "cuda" and not args.fp32_only else [(False, False)]
     for amp, cl in combos:
         r = graph_vs_eager(device, args, amp, cl)
         rows.append(r)
@@ -175,7 +177,7 @@ def main() -> None:
                     help="auto: the CPU, and CUDA where present")
     ap.add_argument("--graph", action="store_true", help="eager vs whole-step CUDA graph, batch 1")
     ap.add_argument("--only-graph", action="store_true", help="only the --graph comparison")
-    ap.add_argument("--fp32-only", action="store_true", help="--graph on CUDA: fp32 only (not bf16 / channels-last)")
+    ap.add_argument("--fp32-only", action="store_true", help="--graph on CUDA: fp32 NCHW only")
     ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
                     help="--graph on CUDA: also profile STEPS eager steps (GPU kernel time per step, top kernels)")
     ap.add_argument("--no-cudnn-benchmark", action="store_true", help="CUDA: leave cudnn.benchmark off")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from unetprune.metrics.paired import PairedAccumulator, gaussian_window, l1, psnr, ssim
+from unetprune.metrics.paired import PairedAccumulator, gaussian_moments, gaussian_window, l1, psnr, ssim
 
 
 def test_l1_and_psnr_hand_computed():
@@ -46,6 +46,30 @@ def test_ssim_psnr_match_skimage():
                                     use_sample_covariance=False)
         assert ours_s[i].item() == pytest.approx(ref, abs=1e-10)
         assert ours_p[i].item() == pytest.approx(peak_signal_noise_ratio(A, B, data_range=255), abs=1e-10)
+
+
+def test_gaussian_moments_shifted_sums_equal_the_grouped_conv():
+    """The CPU path (shifted sums) and the GPU path (one grouped conv pair) are the same filter."""
+    g = torch.Generator().manual_seed(2)
+    a = torch.randint(0, 256, (2, 3, 30, 17), generator=g).double()
+    b = torch.randint(0, 256, (2, 3, 30, 17), generator=g).double()
+    w = gaussian_window(1.5)
+    sums, conv = gaussian_moments(a, b, w, conv=False), gaussian_moments(a, b, w, conv=True)
+    assert [tuple(x.shape) for x in conv] == [(2, 3, 20, 7)] * 5
+    for x, y in zip(sums, conv):
+        torch.testing.assert_close(x, y, rtol=1e-13, atol=1e-9)
+    # a map of ones filters to ones; a*a of a constant c filters to c^2
+    ones = torch.ones(1, 1, 11, 11, dtype=torch.float64)
+    assert gaussian_moments(ones, 3 * ones, w, conv=True)[3].item() == pytest.approx(9.0, rel=1e-14)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_ssim_on_cuda_equals_the_cpu_value():
+    g = torch.Generator().manual_seed(3)
+    a = torch.randint(0, 256, (4, 3, 64, 48), generator=g, dtype=torch.uint8)
+    b = (a.int() + torch.randint(-40, 41, a.shape, generator=g)).clamp(0, 255).to(torch.uint8)
+    torch.testing.assert_close(ssim(b.cuda(), a.cuda()).cpu(), ssim(b, a), rtol=0, atol=1e-12)
 
 
 def test_window_and_errors():

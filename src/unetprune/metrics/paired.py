@@ -59,21 +59,23 @@ def gaussian_window(sigma: float = 1.5, truncate: float = 3.5) -> torch.Tensor:
     return g / g.sum()
 
 
-def ssim(fake: torch.Tensor, real: torch.Tensor, data_range: float = 255.0, sigma: float = 1.5,
-         k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
-    """Per-image SSIM (N,), Gaussian window, mean over valid positions and channels."""
-    a, b = _check(fake, real)
-    _, c, h, w = a.shape
-    g = gaussian_window(sigma)
-    k = g.numel()
-    if h < k or w < k:
-        raise ValueError(f"SSIM needs images of at least {k}x{k} pixels, got {h}x{w}")
+def gaussian_moments(a: torch.Tensor, b: torch.Tensor, g: torch.Tensor, conv: bool):
+    """The "valid" separable Gaussian filter ``g`` of a, b, a*a, b*b and a*b (float64, NCHW).
+    ``conv=False``: weighted sums of shifted views, the fast way on a CPU, where float64
+    convolutions have no fast kernels (~3x a grouped conv2d there).  ``conv=True``: one pair of
+    grouped conv2d calls for all five maps, the fast way on a GPU, where the 2k shifted adds per
+    map are launch-bound.  Both are the same sums up to rounding (~1e-16);
+    benchmarks/evaluate.py --kernels measures them."""
+    c, k = a.shape[1], g.numel()
+    if conv:
+        x = torch.cat([a, b, a * a, b * b, a * b], 1)
+        gk = g.to(device=x.device, dtype=x.dtype)
+        x = torch.nn.functional.conv2d(x, gk.view(1, 1, k, 1).expand(5 * c, 1, k, 1), groups=5 * c)
+        x = torch.nn.functional.conv2d(x, gk.view(1, 1, 1, k).expand(5 * c, 1, 1, k), groups=5 * c)
+        return x.split(c, 1)
     taps = g.tolist()
 
     def filt(x: torch.Tensor) -> torch.Tensor:
-        """Separable "valid" Gaussian filter as weighted sums of shifted views: float64
-        convolutions have no fast kernels (on a CPU this is ~3x a grouped conv2d, and the same
-        sums up to rounding, ~1e-16); benchmarks/evaluate.py --kernels measures it."""
         hv, wv = x.shape[-2] - k + 1, x.shape[-1] - k + 1
         y = x[..., 0:hv, :] * taps[0]
         for t in range(1, k):
@@ -83,10 +85,22 @@ def ssim(fake: torch.Tensor, real: torch.Tensor, data_range: float = 255.0, sigm
             z.add_(y[..., t:t + wv], alpha=taps[t])
         return z
 
-    mu_a, mu_b = filt(a), filt(b)
-    var_a = filt(a * a) - mu_a ** 2
-    var_b = filt(b * b) - mu_b ** 2
-    cov = filt(a * b) - mu_a * mu_b
+    return filt(a), filt(b), filt(a * a), filt(b * b), filt(a * b)
+
+
+def ssim(fake: torch.Tensor, real: torch.Tensor, data_range: float = 255.0, sigma: float = 1.5,
+         k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
+    """Per-image SSIM (N,), Gaussian window, mean over valid positions and channels."""
+    a, b = _check(fake, real)
+    _, c, h, w = a.shape
+    g = gaussian_window(sigma)
+    k = g.numel()
+    if h < k or w < k:
+        raise ValueError(f"SSIM needs images of at least {k}x{k} pixels, got {h}x{w}")
+    mu_a, mu_b, ea2, eb2, eab = gaussian_moments(a, b, g, conv=a.device.type != "cpu")
+    var_a = ea2 - mu_a ** 2
+    var_b = eb2 - mu_b ** 2
+    cov = eab - mu_a * mu_b
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
     return s.flatten(1).mean(1)
