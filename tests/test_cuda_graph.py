@@ -261,15 +261,16 @@ def _close(a, b, rel):
 
 
 @pytest.mark.gpu
-def test_gpu_graph_matches_eager_for_50_steps_fp32():
-    """Acceptance: unet_256, batch 1, fp32: 50 steps of the captured step match the eager
-    trainer's losses within 1e-4 (relative, or absolute below 1), dropout and BN included; an
-    lr change half-way is a fill, not a recapture."""
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_gpu_graph_matches_eager_for_50_steps_fp32(channels_last):
+    """Acceptance: unet_256, batch 1, fp32 (NCHW, and channels-last, the faster graph): 50 steps
+    of the captured step match the eager trainer's losses within 1e-4 (relative, or absolute
+    below 1), dropout and BN included; an lr change half-way is a fill, not a recapture."""
     _deterministic_cuda()
     data = batches(50, size=256, b=1, seed=1)
     runs = {}
     for setting in ("off", "on"):
-        tr = make_trainer(_gpu_cfg(cuda_graph_setting=setting), CUDA)
+        tr = make_trainer(_gpu_cfg(channels_last=channels_last, cuda_graph_setting=setting), CUDA)
         losses = run_steps(tr, data, lr_at=25)
         torch.cuda.synchronize()
         runs[setting] = (tr, [{k: float(v) for k, v in s.items()} for s in losses])
