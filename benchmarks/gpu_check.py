@@ -185,7 +185,9 @@ def step_train_step(args, tmp: Path, timeout: float) -> dict:
         rows = res["graph"].get(args.device, [])
         r["result"] = {"device": res["graph"].get("cuda_device", args.device), "rows": rows,
                        "fp32_ratio": next((x["ratio"] for x in rows if x["amp"] == "fp32" and not x["channels_last"]), None)}
-        r["result"]["meets_5x"] = (r["result"]["fp32_ratio"] or 0) >= 5.0
+        # per setting, graph vs eager at the same numerics (the comparison); the trainer's
+        # CUDA defaults are channels-last with bf16 (amp auto) or fp32 (amp off)
+        r["result"]["meets_5x"] = {f"{x['amp']}{'-cl' if x['channels_last'] else ''}": x["ratio"] >= 5.0 for x in rows}
         r["result"]["eager_kernel_ms"] = {f"{x['amp']}{'-cl' if x['channels_last'] else ''}":
                                           x["eager_kernels"]["kernel_ms_per_step"] for x in rows if "eager_kernels" in x}
     return r
