@@ -181,6 +181,24 @@ def test_talking_eval_set(talking):
     y = torch.zeros(2, 3, 96, 96)
     y[:, 0] = 1.0                                                # BGR blue → RGB (0, 0, 255)
     assert es.quantize_outputs(y)[0, :, 0, 0].tolist() == [0, 0, 255]
+    # the copy baseline is each frame's reference, as RGB; region L1 in [0, 1] units
+    copy = es.copied_references
+    assert tuple(copy.shape) == (30, 3, 96, 96)
+    assert np.array_equal(copy[3].permute(1, 2, 0).numpy(), es.faces[es.refs[3]][..., ::-1])   # RGB of BGR
+    assert torch.equal(face[2, 3:], torch.from_numpy(es.faces[es.refs[2]].transpose(2, 0, 1).astype(np.float32) / 255.0))
+    assert es.region_l1(es.targets) == 0.0
+    lower = (copy[:, :, 48:].float() - es.targets[:, :, 48:].float()).abs().mean().item() / 255.0
+    assert es.region_l1(copy) == pytest.approx(lower) and es.region_l1(copy) > 0.0
+    assert es.region_l1(torch.full_like(copy, 255), slice(0, 48)) == pytest.approx(
+        1.0 - es.targets[:, :, :48].float().mean().item() / 255.0)
+
+    class Grey(torch.nn.Module):                                 # a generator of constant grey faces
+        def forward(self, face, mel):
+            return torch.full((face.shape[0], 3, 96, 96), 0.5)
+
+    out = es.generate(Grey(), "eval", batch_size=7)
+    assert tuple(out.shape) == (30, 3, 96, 96) and out.dtype == torch.uint8
+    assert set(out.unique().tolist()) == {int(es.quantize_outputs(torch.full((1, 3, 1, 1), 0.5))[0, 0, 0, 0])}
 
 
 def test_evaluator_scores_wav2lip_with_lse(talking):

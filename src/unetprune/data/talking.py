@@ -976,6 +976,32 @@ class TalkingEvalSet:
 
         return torch.from_numpy(np.ascontiguousarray(self.faces[: self.n, ..., ::-1].transpose(0, 3, 1, 2)))
 
+    @property
+    def copied_references(self):
+        """The "copy the reference frame" baseline: each frame's identity reference as RGB uint8
+        (N, 3, S, S), the very frame the generator is given."""
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(self.faces[self.refs][..., ::-1].transpose(0, 3, 1, 2)))
+
+    def generate(self, G, mode: str = "eval", seed: int = 0, batch_size: int = 16):
+        """Every frame through ``G`` (on the CPU, generation mode ``mode``): RGB uint8 (N, 3, S, S),
+        the frames the Evaluator scores."""
+        import torch
+
+        from ..translate import generation_mode
+
+        outs = []
+        with generation_mode(G, mode, seed), torch.no_grad():
+            for face, mel in self.batches(batch_size):
+                outs.append(self.quantize_outputs(G(face, mel)))
+        return torch.cat(outs)
+
+    def region_l1(self, frames, rows: slice | None = None) -> float:
+        """Mean |frames − targets| over ``rows`` (default: the scored lower half), in [0, 1] units."""
+        rows = self.paired_rows if rows is None else rows
+        return float((frames[:, :, rows].float() - self.targets[:, :, rows].float()).abs().mean() / 255.0)
+
     @classmethod
     def load(cls, cfg: dict, split: str, root: Path | str, img_size: int = 96) -> "TalkingEvalSet":
         import cv2
