@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     from unetprune.checkpoint import generator_from_checkpoint
     from unetprune.config import load_config, validate
     from unetprune.data.talking import TalkingEvalSet, build_talking_demo
-    from unetprune.layout import CHECKPOINT_NAME
+    from unetprune.layout import CHECKPOINT_NAME, TRAIN_LOG_NAME
     from unetprune.train import expert_config, train
 
     torch.set_num_threads(args.threads)
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     G = generator_from_checkpoint(run / CHECKPOINT_NAME)
     mode, seed = cfg["evaluate"]["mode"], cfg["seed"]
     res = {"run": tag, "train_seconds_this_call": round(seconds, 1), "splits": {}}
-    log = json.loads((run / "train.json").read_text())
+    log = json.loads((run / TRAIN_LOG_NAME).read_text())
     res["train_L1_last_epoch"] = log["epochs"][-1].get("L1")
     for split, limit in (("test", None), ("train", args.train_frames)):
         if limit == 0:

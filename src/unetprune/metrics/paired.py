@@ -92,7 +92,7 @@ def ssim(fake: torch.Tensor, real: torch.Tensor, data_range: float = 255.0, sigm
          k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
     """Per-image SSIM (N,), Gaussian window, mean over valid positions and channels."""
     a, b = _check(fake, real)
-    _, c, h, w = a.shape
+    h, w = a.shape[-2:]
     g = gaussian_window(sigma)
     k = g.numel()
     if h < k or w < k:
