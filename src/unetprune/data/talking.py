@@ -985,17 +985,17 @@ class TalkingEvalSet:
         return torch.from_numpy(np.ascontiguousarray(self.faces[self.refs][..., ::-1].transpose(0, 3, 1, 2)))
 
     def generate(self, G, mode: str = "eval", seed: int = 0, batch_size: int = 16):
-        """Every frame through ``G`` (on the CPU, generation mode ``mode``): RGB uint8 (N, 3, S, S),
-        the frames the Evaluator scores."""
+        """Every frame through ``G`` (on its device; generation mode ``mode``, through the
+        Evaluator's generation loop :func:`unetprune.translate.generate_batches`): RGB uint8
+        (N, 3, S, S), the frames the Evaluator scores."""
+        from contextlib import closing
+
         import torch
 
-        from ..translate import generation_mode
+        from ..translate import generate_batches
 
-        outs = []
-        with generation_mode(G, mode, seed), torch.no_grad():
-            for face, mel in self.batches(batch_size):
-                outs.append(self.quantize_outputs(G(face, mel)))
-        return torch.cat(outs)
+        with closing(generate_batches(G, self.batches(batch_size), mode, seed)) as ys:
+            return torch.cat([self.quantize_outputs(y).cpu() for y in ys])
 
     def region_l1(self, frames, rows: slice | None = None) -> float:
         """Mean |frames − targets| over ``rows`` (default: the scored lower half), in [0, 1] units."""
