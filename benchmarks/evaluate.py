@@ -147,7 +147,7 @@ def bench_kernels(args) -> dict:
     }
     from contextlib import closing
 
-    from unetprune.models.unet import UNetSpec, build_generator
+    from unetprune.families.pix2pix.unet import UNetSpec, build_generator
     from unetprune.translate import generate_batches
 
     gen = build_generator(UNetSpec.reference(num_downs=args.num_downs, ngf=args.ngf), seed=0).to(dev)
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
     from unetprune.data.demo import build_demo_dataset
     from unetprune.evaluate import Evaluator
     from unetprune.metrics import fid as F
-    from unetprune.models.unet import UNetSpec, build_generator
+    from unetprune.families.pix2pix.unet import UNetSpec, build_generator
     from unetprune.translate import generate_batches
 
     tmp = Path(tempfile.mkdtemp(prefix="unetprune-bench-eval-"))

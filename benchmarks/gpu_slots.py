@@ -30,7 +30,7 @@ def worker(args) -> int:
     import torch
 
     from unetprune.config import load_config
-    from unetprune.models import family_for_config
+    from unetprune.family import family_for_config
     from unetprune.train import build_models
 
     torch.set_num_threads(args.threads)

@@ -59,7 +59,7 @@ def build_variants(g, shape):
 
 def build_wav2lip_variants(g):
     """The Wav2Lip variants of the full generator ``g``."""
-    from unetprune.models import get_family
+    from unetprune.family import get_family
     from unetprune.pruning import prune
 
     shape = get_family("wav2lip").input_shape(g)
@@ -170,8 +170,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from unetprune.metrics.complexity import count_all
-    from unetprune.models import get_family
-    from unetprune.models.unet import UNetSpec
+    from unetprune.family import get_family
+    from unetprune.families.pix2pix.unet import UNetSpec
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -208,7 +208,7 @@ def main(argv=None) -> int:
                 m.to("cpu")
 
     if args.family in ("wav2lip", "all"):
-        from unetprune.models.wav2lip import FACE_SIZE, MEL_SHAPE, Wav2LipSpec, count_complexity
+        from unetprune.families.wav2lip.networks import FACE_SIZE, MEL_SHAPE, Wav2LipSpec, count_complexity
 
         g = get_family("wav2lip").build(Wav2LipSpec.reference(args.width_mult), seed=0)
         variants = build_wav2lip_variants(g.eval())

@@ -39,7 +39,7 @@ def main() -> None:
     from unetprune.checkpoint import save_generator
     from unetprune.config import load_config, model_spec_from_config
     from unetprune.data.demo import build_demo_dataset
-    from unetprune.models import build_generator
+    from unetprune.families.pix2pix.unet import build_generator
 
     tmp = Path(tempfile.mkdtemp(prefix="unetprune-sweep-bench-"))
     data = tmp / "data"

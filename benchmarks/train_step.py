@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from unetprune.config import load_config
-from unetprune.models import family_for_config
+from unetprune.family import family_for_config
 from unetprune.train import build_models
 
 

@@ -46,7 +46,8 @@ def main(argv=None) -> int:
 
     from unetprune.checkpoint import generator_from_checkpoint
     from unetprune.config import load_config, validate
-    from unetprune.data.talking import TalkingEvalSet, build_talking_demo
+    from unetprune.families.wav2lip.datasets import TalkingEvalSet
+    from unetprune.families.wav2lip.demo import build_talking_demo
     from unetprune.layout import CHECKPOINT_NAME, TRAIN_LOG_NAME
     from unetprune.train import expert_config, train
 

@@ -30,9 +30,10 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
-from unetprune.models.family import get_family
-from unetprune.models.syncnet import SyncNetColor, SyncNetSpec
-from unetprune.models.wav2lip import Wav2LipCritics, count_complexity
+from unetprune.family import get_family
+from unetprune.families.wav2lip.syncnet import SyncNetColor, SyncNetSpec
+from unetprune.families.wav2lip.train import Wav2LipCritics
+from unetprune.families.wav2lip.networks import count_complexity
 
 T = 5
 
@@ -54,8 +55,8 @@ def step_fps(width: float, device: torch.device, batch: int, steps: int, hq: boo
     G = fam.build(fam.spec_from_config({"model": {"width_mult": width}}))
     cx = count_complexity(G)
     expert = SyncNetColor(SyncNetSpec.reference(width))
-    from unetprune.models.syncnet import REF_DISC_WIDTHS, Wav2LipDiscQual
-    from unetprune.models.wav2lip import _scaled
+    from unetprune.families.wav2lip.syncnet import REF_DISC_WIDTHS, Wav2LipDiscQual
+    from unetprune.families.wav2lip.networks import _scaled
 
     qual = Wav2LipDiscQual(_scaled(REF_DISC_WIDTHS, width)) if hq else None
     D = Wav2LipCritics(expert, qual, {})
@@ -78,7 +79,8 @@ def step_fps(width: float, device: torch.device, batch: int, steps: int, hq: boo
 
 
 def preprocess_fps(data: Path, work: Path) -> float:
-    from unetprune.data.talking import list_frames, preprocess_lrs2
+    from unetprune.families.wav2lip.datasets import list_frames
+    from unetprune.families.wav2lip.lrs2 import preprocess_lrs2
 
     t0 = time.perf_counter()
     preprocess_lrs2(data / "raw", work / "pre", progress=False)
@@ -90,7 +92,7 @@ def preprocess_fps(data: Path, work: Path) -> float:
 
 def loading_fps(root: Path, n: int) -> tuple[float, float, float]:
     from unetprune import audio as A
-    from unetprune.data.talking import TalkingFaceDataset
+    from unetprune.families.wav2lip.datasets import TalkingFaceDataset
 
     ds = TalkingFaceDataset(root, "train", mode="generator", seed=0)
     idx = np.linspace(0, len(ds) - 1, n).astype(int)
@@ -137,7 +139,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(args.data) if args.data else None
         if data is None:
-            from unetprune.data.talking import build_talking_demo
+            from unetprune.families.wav2lip.demo import build_talking_demo
 
             data = Path(tmp) / "talking"
             build_talking_demo(data, progress=False)

@@ -8,7 +8,7 @@ import torch
 
 from unetprune import pipeline
 from unetprune.config import load_config
-from unetprune.models.unet import UNetSpec, build_generator
+from unetprune.families.pix2pix.unet import UNetSpec, build_generator
 from unetprune.pruning import (DEFAULT_MAX_LAYER_RATIO, keep_by_ratio, n_keep, prunable_layers,
                                prune)
 from unetprune.pruning.importance import floor_fraction

@@ -6,8 +6,8 @@ from torch import nn
 
 from unetprune.metrics.complexity import (complexity_report, count_all, count_parameters, macs_by_layer,
                                           measure_latency)
-from unetprune.models.unet import UNetGenerator, UNetSpec, build_generator
-from unetprune.pruning import layers_of_levels
+from unetprune.families.pix2pix.unet import UNetGenerator, UNetSpec, build_generator
+from unetprune.families.pix2pix.unet import layers_of_levels
 
 
 def _meta(spec):

@@ -13,7 +13,7 @@ from unetprune import cuda_graph
 from unetprune.config import ConfigError, load_config
 from unetprune.errors import UserFacingError
 from unetprune.layout import CHECKPOINT_NAME, RESUME_NAME, TRAIN_LOG_NAME
-from unetprune.models import family_for_config
+from unetprune.family import family_for_config
 from unetprune.train import build_models, train
 
 CPU = torch.device("cpu")
@@ -102,7 +102,7 @@ def test_cpu_trainer_is_eager_with_the_reason():
 
 
 def test_wav2lip_trainers_fall_back_with_their_reason():
-    from unetprune.models.wav2lip import WAV2LIP_GRAPH_REASON, _eager_step_mode
+    from unetprune.families.wav2lip.train import WAV2LIP_GRAPH_REASON, _eager_step_mode
 
     assert _eager_step_mode({"cuda_graph": "auto"}, CPU).reason == "no CUDA"
     m = _eager_step_mode({"cuda_graph": "auto"}, CUDA)     # decided without touching the GPU

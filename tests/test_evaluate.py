@@ -19,7 +19,7 @@ from unetprune.evaluate import EvaluationError, Evaluator, evaluate_checkpoint
 from unetprune.metrics.complexity import count_parameters
 from unetprune.metrics.plugins import DEFAULT_METRICS, METRICS, Metric, build_metrics
 from unetprune.metrics.segmentation import SegmentationError
-from unetprune.models.unet import UNetSpec, build_generator
+from unetprune.families.pix2pix.unet import UNetSpec, build_generator
 from unetprune.translate import generate_split
 
 

@@ -15,7 +15,7 @@ from unetprune.data.demo import build_demo_dataset
 from unetprune.devices import DeviceError
 from unetprune.evaluate import Evaluator
 from unetprune.metrics import fid as F
-from unetprune.models.unet import UNetSpec, build_generator
+from unetprune.families.pix2pix.unet import UNetSpec, build_generator
 
 
 @pytest.fixture(scope="module")

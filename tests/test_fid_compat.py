@@ -16,7 +16,7 @@ from torchvision.transforms.functional import to_tensor
 from unetprune.config import load_config
 from unetprune.evaluate import Evaluator
 from unetprune.metrics import fid as F
-from unetprune.models.unet import UNetSpec, build_generator
+from unetprune.families.pix2pix.unet import UNetSpec, build_generator
 
 
 def _pt_inception_layout() -> dict[str, tuple[int, ...]]:

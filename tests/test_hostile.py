@@ -551,7 +551,7 @@ def test_images_outside_the_policy_are_refused_naming_the_file(tmp_path):
 @pytest.fixture(scope="module")
 def small_ckpt(tmp_path_factory):
     from unetprune.checkpoint import save_generator
-    from unetprune.models.unet import UNetSpec, build_generator
+    from unetprune.families.pix2pix.unet import UNetSpec, build_generator
 
     path = tmp_path_factory.mktemp("ck") / "g.pt"
     save_generator(path, build_generator(UNetSpec.reference(5, 4), seed=0), config={"data": {"crop_size": 32}})

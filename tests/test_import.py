@@ -20,9 +20,8 @@ from unetprune.cli import main
 from unetprune.fileio import sha256_file
 from unetprune.layout import FINETUNED, ORIGINAL, Layout
 from unetprune.metrics.complexity import count_parameters
-from unetprune.models.reference import (from_reference, infer_generator, module_map, strip_module_prefix,
-                                        to_reference)
-from unetprune.models.unet import UNetSpec, build_generator
+from unetprune.families.pix2pix.reference import from_reference, infer_generator, module_map, strip_module_prefix, to_reference
+from unetprune.families.pix2pix.unet import UNetSpec, build_generator
 from unetprune.translate import generation_mode
 
 REPO = Path(__file__).resolve().parents[1]
@@ -214,7 +213,7 @@ def test_released_discriminator_is_mapped(tmp_path, capsys):
     ckpt = load_checkpoint(tmp_path / "imported.pt")
     assert ckpt["meta"]["discriminator"] == {"fresh": False, "source": str(d), "sha256": sha256_file(d),
                                              "arch": ckpt["discriminator"]["arch"]}
-    from unetprune.models.patchgan import build_discriminator
+    from unetprune.families.pix2pix.patchgan import build_discriminator
 
     D = build_discriminator(ckpt["discriminator"]["arch"])
     D.load_state_dict(ckpt["discriminator"]["state_dict"])

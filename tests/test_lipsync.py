@@ -22,8 +22,9 @@ def inputs(tmp_path_factory):
     from skimage import data as skdata
 
     from unetprune.checkpoint import save_generator
-    from unetprune.models.family import family_names, register_family, unregister_family
-    from unetprune.models.wav2lip import Wav2LipFamily, Wav2LipSpec, build_wav2lip
+    from unetprune.family import family_names, register_family, unregister_family
+    from unetprune.families.wav2lip.family import Wav2LipFamily
+    from unetprune.families.wav2lip.networks import Wav2LipSpec, build_wav2lip
 
     d = tmp_path_factory.mktemp("lipsync")
     registered_here = "wav2lip" not in family_names()
@@ -68,7 +69,7 @@ def test_lipsync_video_face_wav_audio(inputs, tmp_path, capsys):
 
 
 def test_lipsync_still_image_and_audio_from_a_video(inputs, tmp_path):
-    from unetprune.lipsync import lipsync
+    from unetprune.families.wav2lip.lipsync import lipsync
 
     s = lipsync(inputs / "G.pt", inputs / "face.png", inputs / "talk.mp4", tmp_path / "still.mp4", device="cpu",
                 paste="face")
@@ -79,9 +80,9 @@ def test_lipsync_still_image_and_audio_from_a_video(inputs, tmp_path):
 
 
 def test_lipsync_loads_without_the_family_registered(inputs):
-    from unetprune.lipsync import load_generator
-    from unetprune.models.family import family_names
-    from unetprune.models.wav2lip import Wav2LipGenerator
+    from unetprune.families.wav2lip.lipsync import load_generator
+    from unetprune.family import family_names
+    from unetprune.families.wav2lip.networks import Wav2LipGenerator
 
     g = load_generator(inputs / "G.pt")
     assert isinstance(g, Wav2LipGenerator) and not g.training

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from unetprune.metrics import lse as L
+from unetprune.families.wav2lip import lse as L
 from unetprune.metrics.plugins import METRICS
 
 # the slow tests train the stand-in LSE network once (minutes on 2 cores)
@@ -83,7 +83,7 @@ def test_window_count_and_audio_shift():
 # ------------------------------------------------------------------------------------------
 
 def _random_s(seed=0):
-    from unetprune.models.syncnet import SyncNetS
+    from unetprune.families.wav2lip.syncnet import SyncNetS
 
     torch.manual_seed(seed)
     return SyncNetS().eval()
@@ -155,7 +155,7 @@ def test_too_short_clip_is_a_clear_error():
 @pytest.fixture(scope="module")
 def demo_standin(tmp_path_factory):
     from unetprune.cli import main
-    from unetprune.data.talking import build_talking_demo
+    from unetprune.families.wav2lip.demo import build_talking_demo
 
     root = tmp_path_factory.mktemp("lse_demo")
     build_talking_demo(root / "demo", progress=False)

@@ -14,7 +14,7 @@ from unetprune.evaluate import Evaluator
 from unetprune.metrics import fid as F
 from unetprune.metrics import noise as N
 from unetprune.metrics.segmentation import summarize
-from unetprune.models.unet import UNetSpec, build_generator
+from unetprune.families.pix2pix.unet import UNetSpec, build_generator
 
 NOISE_KEYS = ["mean", "std_seed", "std_boot", "std", "ci95"]
 

@@ -416,7 +416,7 @@ def test_run_sweep_writes_collapse_flags_and_noise(tmp_path, monkeypatch):
     from unetprune.checkpoint import save_generator
     from unetprune.commands.sweep import run_sweep
     from unetprune.metrics.complexity import count_parameters
-    from unetprune.models.unet import UNetSpec, build_generator
+    from unetprune.families.pix2pix.unet import UNetSpec, build_generator
 
     g = build_generator(UNetSpec.reference(5, 16), seed=0)
     save_generator(tmp_path / "g.pt", g)

@@ -11,12 +11,11 @@ from nets import randomise_bn
 from unetprune.checkpoint import generator_from_checkpoint, load_checkpoint, save_generator
 from unetprune.metrics.complexity import count_all, count_parameters
 from unetprune.errors import UserFacingError
-from unetprune.models.family import family_of, get_family, register_family, unregister_family
-from unetprune.models.pix2pix import Pix2PixFamily
-from unetprune.pruning.families import register_pruning_ops, unregister_pruning_ops
-from unetprune.pruning.unet_ops import UNetPruningOps
-from unetprune.models.unet import UNetGenerator, UNetSpec, build_generator
-from unetprune.pruning import (PruningError, default_inner_levels, filter_importance, match_budget, n_keep,
+from unetprune.family import ModelFamily, family_of, get_family, register_family, unregister_family
+from unetprune.families.pix2pix.family import Pix2PixFamily
+from unetprune.families.pix2pix.pruning import UNetPruningOps
+from unetprune.families.pix2pix.unet import UNetGenerator, UNetSpec, build_generator, default_inner_levels
+from unetprune.pruning import (PruningError, filter_importance, match_budget, n_keep,
                                prunable_layers, prune, prune_channels)
 
 X64 = (2, 3, 64, 64)
@@ -378,7 +377,7 @@ def test_prune_channels_rejects_empty_layer(small):
 
 
 def test_width_cost_model_is_exact(medium):
-    from unetprune.pruning.budget import WidthCost
+    from unetprune.families.pix2pix.pruning import WidthCost
 
     shape = (1, 3, 64, 64)
     wc = WidthCost(medium, shape)
@@ -435,6 +434,9 @@ class EncoderOnlyFamily(Pix2PixFamily):
     name = "test-encoder-only"
     spec_type = EncoderOnlySpec
 
+    def pruning_ops(self):
+        return EncoderOnlyOps()
+
     def groups(self, spec_or_generator):
         return [n for n in super().groups(spec_or_generator) if n.startswith("down")]
 
@@ -452,16 +454,17 @@ class EncoderOnlyOps(UNetPruningOps):
 @pytest.fixture
 def encoder_only():
     fam = register_family(EncoderOnlyFamily())
-    register_pruning_ops(EncoderOnlyOps())
     g = build_generator(EncoderOnlySpec(**asdict(UNetSpec.reference(6, 8))), seed=0).eval()
     yield fam, g
     unregister_family(fam.name)
-    unregister_pruning_ops(fam.name)
 
 
 def test_a_family_without_pruning_ops_is_refused(tmp_path):
     class Bare(EncoderOnlyFamily):
         name = "test-bare"
+
+        def pruning_ops(self):  # the protocol's default: no pruning support
+            return ModelFamily.pruning_ops(self)
 
         class spec_type(UNetSpec):  # noqa: N801 (a spec class of its own)
             pass

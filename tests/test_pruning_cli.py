@@ -8,7 +8,7 @@ import torch
 from unetprune.checkpoint import generator_from_checkpoint, load_checkpoint, save_generator
 from unetprune.cli import main
 from unetprune.metrics.complexity import count_all
-from unetprune.models.unet import UNetSpec, build_generator
+from unetprune.families.pix2pix.unet import UNetSpec, build_generator
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from unetprune.metrics.complexity import count_parameters
-from unetprune.models.unet import UNetSpec, build_generator
+from unetprune.families.pix2pix.unet import UNetSpec, build_generator
 from unetprune.pruning import PruningError, prunable_layers, sensitivity_sweep
 
 

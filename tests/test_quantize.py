@@ -16,7 +16,7 @@ from unetprune.evaluate import Evaluator
 from unetprune.metrics import fid as F
 from unetprune.metrics.paired import l1 as paired_l1
 from unetprune.metrics.segmentation import demo_miou
-from unetprune.models.unet import UNetSpec, build_generator
+from unetprune.families.pix2pix.unet import UNetSpec, build_generator
 from unetprune.translate import _folder_input, generate_batches, translate_folder
 
 

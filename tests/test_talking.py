@@ -20,9 +20,9 @@ import pytest
 
 from unetprune import audio as A
 from unetprune.data import media as M
-from unetprune.data import talking as T
+from unetprune.families.wav2lip import datasets, demo, faces, lrs2, speech
 
-SPF = A.HP.sample_rate // T.FPS   # audio samples per video frame (640)
+SPF = A.HP.sample_rate // lrs2.FPS   # audio samples per video frame (640)
 
 
 # ------------------------------------------------------------------------------------------
@@ -33,7 +33,7 @@ def mouth_signal(clip_dir: Path) -> np.ndarray:
     """Per-frame mouth opening measured on the preprocessed crops: darkness of the lower centre."""
     import cv2
 
-    n = T.list_frames(clip_dir)
+    n = datasets.list_frames(clip_dir)
     out = []
     for i in range(n):
         g = cv2.cvtColor(cv2.resize(cv2.imread(str(clip_dir / f"{i}.jpg")), (96, 96), interpolation=cv2.INTER_AREA),
@@ -81,7 +81,7 @@ def no_temp_files(folder: Path) -> list[str]:
 def tiny_talking(tmp_path_factory):
     root = tmp_path_factory.mktemp("talking")
     t0 = time.time()
-    man = T.build_talking_demo(root, n_train=2, n_val=0, n_test=0, progress=False)
+    man = demo.build_talking_demo(root, n_train=2, n_val=0, n_test=0, progress=False)
     man["_wall_s"] = time.time() - t0
     return root, man
 
@@ -122,9 +122,9 @@ def test_preprocessed_layout(tiny_talking):
     assert (pre / "train.txt").read_text().split() == [f"{c['speaker']}/{c['clip']}" for c in man["clips"]]
     for c in man["clips"]:
         d = pre / c["speaker"] / c["clip"]
-        assert T.list_frames(d) == c["n_frames"]
+        assert datasets.list_frames(d) == c["n_frames"]
         assert len(list(d.glob("*.jpg"))) == c["n_frames"]
-        meta = json.loads((d / T.DONE).read_text())
+        meta = json.loads((d / lrs2.DONE).read_text())
         assert meta["pads"] == [0, 10, 0, 0] and meta["smooth_T"] == 5
         wav = A.read_wav(d / "audio.wav")
         assert abs(len(wav) / 16000 - c["duration"]) <= 0.08
@@ -157,7 +157,7 @@ def test_sync_is_real_and_a_shift_is_found(tiny_talking, tmp_path):
 def test_demo_build_is_idempotent(tiny_talking):
     root, man = tiny_talking
     t0 = time.time()
-    again = T.build_talking_demo(root, n_train=2, n_val=0, n_test=0, progress=False)
+    again = demo.build_talking_demo(root, n_train=2, n_val=0, n_test=0, progress=False)
     assert time.time() - t0 < 2.0 and again["clips"] == json.loads(json.dumps(man["clips"]))
 
 
@@ -167,11 +167,11 @@ def test_openness_closed_on_silence_and_bilabials():
     t = np.arange(sr) / sr
     wav = np.where((t > 0.2) & (t < 0.8), 0.5 * np.sin(2 * np.pi * 220 * t), 0.0).astype(np.float32)
     phon = [(0.0, "_"), (0.2, "'a"), (0.4, "m"), (0.52, "a"), (0.8, "_")]
-    o = T.openness_track(wav, sr, phon, n_frames)
+    o = speech.openness_track(wav, sr, phon, n_frames)
     assert o[:4].max() < 0.05 and o[-4:].max() < 0.05          # silence
     assert o[11] < 0.1                                          # /m/ (0.44-0.48 s)
     assert o[6:9].min() > 0.5 and o[14:18].min() > 0.5          # /a/
-    assert T.phoneme_openness("p") == 0 and T.phoneme_openness("b") == 0 and T.phoneme_openness("'aI") == 1
+    assert speech.phoneme_openness("p") == 0 and speech.phoneme_openness("b") == 0 and speech.phoneme_openness("'aI") == 1
 
 
 # ------------------------------------------------------------------------------------------
@@ -180,24 +180,24 @@ def test_openness_closed_on_silence_and_bilabials():
 
 def test_box_smoothing_and_padding_follow_the_reference():
     boxes = np.array([[0, 0, 10, 10], [2, 2, 12, 12], [4, 4, 14, 14], [6, 6, 16, 16], [8, 8, 18, 18], [10, 10, 20, 20]])
-    s = T.smooth_boxes(boxes, T=5)
+    s = faces.smooth_boxes(boxes, T=5)
     assert s[0].tolist() == [4, 4, 14, 14]             # mean of 0..4
     assert s[1].tolist() == [6, 6, 16, 16]             # mean of 1..5
     # the tail window includes already-smoothed boxes, as the reference (in place)
     assert s[2].tolist() == [6, 6, 16, 16]
-    p = T.pad_boxes([(5, 5, 90, 95)], (100, 100), (0, 10, 0, 0))
+    p = faces.pad_boxes([(5, 5, 90, 95)], (100, 100), (0, 10, 0, 0))
     assert p.tolist() == [[5, 5, 90, 100]]
-    filled, n = T.fill_missing([None, (1, 1, 5, 5), None, None, (9, 9, 20, 20)])
+    filled, n = faces.fill_missing([None, (1, 1, 5, 5), None, None, (9, 9, 20, 20)])
     assert n == 3 and filled[0] == (1, 1, 5, 5) and filled[2] == (1, 1, 5, 5) and filled[3] == (9, 9, 20, 20)
 
 
 def test_pluggable_detector():
-    det = T.load_detector("unetprune.data.talking:HaarDetector")
-    assert isinstance(det, T.FaceDetector)
+    det = faces.load_detector("unetprune.data.talking:HaarDetector")
+    assert isinstance(det, faces.FaceDetector)
     from unetprune.data.aligned import DataError
 
     with pytest.raises(DataError, match="s3fd"):
-        T.load_detector("s3fd")
+        faces.load_detector("s3fd")
 
 
 # ------------------------------------------------------------------------------------------
@@ -292,9 +292,9 @@ def test_an_interrupted_clip_leaves_no_folder(tiny_talking, tmp_path, monkeypatc
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(T, "extract_audio", boom)
+    monkeypatch.setattr(lrs2, "extract_audio", boom)
     with pytest.raises(KeyboardInterrupt):
-        T.preprocess_clip(root / "raw" / c["speaker"] / f"{c['clip']}.mp4", dest, T.HaarDetector())
+        lrs2.preprocess_clip(root / "raw" / c["speaker"] / f"{c['clip']}.mp4", dest, faces.HaarDetector())
     assert not dest.exists() and list((tmp_path / c["speaker"]).iterdir()) == []
 
 
@@ -304,7 +304,7 @@ def test_an_interrupted_clip_leaves_no_folder(tiny_talking, tmp_path, monkeypatc
 
 def test_generator_dataset_samples(tiny_talking):
     root, _ = tiny_talking
-    ds = T.TalkingFaceDataset(root / "preprocessed", "train", mode="generator", seed=3)
+    ds = datasets.TalkingFaceDataset(root / "preprocessed", "train", mode="generator", seed=3)
     s = ds[0]
     assert tuple(s["face"].shape) == (6, 5, 96, 96) and tuple(s["target"].shape) == (3, 5, 96, 96)
     assert tuple(s["indiv_mels"].shape) == (5, 1, 80, 16) and tuple(s["mel"].shape) == (1, 80, 16)
@@ -312,7 +312,7 @@ def test_generator_dataset_samples(tiny_talking):
     assert np.allclose(s["face"][:3, :, :48].numpy(), s["target"][:, :, :48].numpy())
     assert abs(s["other"] - s["start"]) >= 5
     assert 0.0 <= float(s["target"].min()) and float(s["target"].max()) <= 1.0
-    again = T.TalkingFaceDataset(root / "preprocessed", "train", mode="generator", seed=3)[0]
+    again = datasets.TalkingFaceDataset(root / "preprocessed", "train", mode="generator", seed=3)[0]
     assert all(np.array_equal(s[k].numpy(), again[k].numpy()) for k in ("face", "target", "indiv_mels", "mel"))
     mel = A.melspectrogram(A.read_wav(root / "preprocessed" / s["clip"] / "audio.wav"))
     assert np.array_equal(s["mel"][0].numpy(), A.crop_mel_window(mel, s["start"]))
@@ -320,7 +320,7 @@ def test_generator_dataset_samples(tiny_talking):
 
 def test_expert_dataset_samples(tiny_talking):
     root, _ = tiny_talking
-    ds = T.TalkingFaceDataset(root / "preprocessed", "train", mode="expert", seed=0)
+    ds = datasets.TalkingFaceDataset(root / "preprocessed", "train", mode="expert", seed=0)
     labels = []
     for i in range(0, len(ds), max(1, len(ds) // 20)):
         s = ds[i]

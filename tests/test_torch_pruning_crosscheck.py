@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from unetprune.metrics.complexity import count_parameters
-from unetprune.models.unet import UNetSpec, build_generator
+from unetprune.families.pix2pix.unet import UNetSpec, build_generator
 from unetprune.pruning import prunable_layers, prune_layers
 
 tp = pytest.importorskip("torch_pruning")

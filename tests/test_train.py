@@ -16,7 +16,7 @@ from unetprune.config import load_config
 from unetprune.errors import TrainingDiverged, UserFacingError
 from unetprune.layout import CHECKPOINT_NAME, RESUME_NAME, SAMPLES_NAME, TRAIN_LOG_NAME
 from unetprune.metrics.complexity import count_parameters
-from unetprune.models.family import ModelFamily, get_family, register_family, unregister_family
+from unetprune.family import ModelFamily, get_family, register_family, unregister_family
 from unetprune.train import lr_factor, train
 
 
@@ -80,7 +80,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_demo, tmp_path, monk
     train(cfg, tmp_path, progress=False, stop_after_epochs=1)
     assert not (tmp_path / CHECKPOINT_NAME).exists()  # only finished runs have one
     good = torch.load(tmp_path / RESUME_NAME, weights_only=True)
-    from unetprune.models.pix2pix import Pix2PixTrainer
+    from unetprune.families.pix2pix.family import Pix2PixTrainer
 
     real_step = Pix2PixTrainer.train_step
 
@@ -315,7 +315,7 @@ def test_family_trainer_resumes_through_its_state(tiny_demo, tiny_family, tmp_pa
 
 def test_finetune_refuses_a_checkpoint_of_another_family(tiny_demo, tiny_family, tmp_path):
     from unetprune.checkpoint import save_generator
-    from unetprune.models.unet import UNetSpec, build_generator
+    from unetprune.families.pix2pix.unet import UNetSpec, build_generator
 
     save_generator(tmp_path / "p.pt", build_generator(UNetSpec.reference(5, 4), seed=0))
     cfg = _tiny_family_cfg(tiny_demo)
@@ -325,7 +325,7 @@ def test_finetune_refuses_a_checkpoint_of_another_family(tiny_demo, tiny_family,
 
 
 def test_pix2pix_models_come_from_the_family(tiny_demo, tmp_path):
-    from unetprune.models.pix2pix import Pix2PixTrainer
+    from unetprune.families.pix2pix.family import Pix2PixTrainer
     from unetprune.train import build_models
 
     cfg = load_config(None, tiny_cfg(tiny_demo))

@@ -3,10 +3,11 @@ import torch
 
 from unetprune.errors import UserFacingError
 from unetprune.metrics import complexity
-from unetprune.models import (PatchGANDiscriminator, UNetSpec, build_generator, count_parameters,
-                              family_names, family_of, get_family)
-from unetprune.models.pix2pix import Pix2PixFamily
-from unetprune.models.unet import UNetGenerator
+from unetprune.families.pix2pix.patchgan import PatchGANDiscriminator
+from unetprune.families.pix2pix.unet import UNetSpec, build_generator, count_parameters
+from unetprune.family import family_names, family_of, get_family
+from unetprune.families.pix2pix.family import Pix2PixFamily
+from unetprune.families.pix2pix.unet import UNetGenerator
 
 # Exact parameter counts, computed layer by layer (see docs/method.md):
 # 'paper' = conv bias wherever no norm follows; 'reference' = official pix2pix code with
@@ -157,7 +158,7 @@ def test_family_prunable_groups_order_and_inner_levels():
     order = [f"down{i}" for i in range(1, 9)] + [f"up{i}" for i in range(8, 1, -1)]
     assert fam.groups(g) == fam.groups(g.spec) == order
     assert fam.default_inner_levels(g.spec) == [5, 6, 7, 8]
-    from unetprune.pruning.families import pruning_ops
+    from unetprune.pruning.ops import pruning_ops
 
     ops = pruning_ops(g)  # the pruning side of the seam, registered under the family's name
     assert ops.family == fam.name

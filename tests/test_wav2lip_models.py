@@ -17,26 +17,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from unetprune import audio as A
-from unetprune.models.syncnet import (
-    SyncNetColor,
-    SyncNetS,
-    SyncNetSpec,
-    Wav2LipDiscQual,
-    load_disc_qual_weights,
-    load_reference_disc_qual_state_dict,
-    load_syncnet_color_weights,
-    load_syncnet_s_weights,
-)
-from unetprune.models.wav2lip import (
-    Wav2LipGenerator,
-    Wav2LipSpec,
-    WeightsFileError,
-    build_wav2lip,
-    count_complexity,
-    load_reference_wav2lip_state_dict,
-    load_wav2lip_weights,
-    stage_parameters,
-)
+from unetprune.families.wav2lip.syncnet import SyncNetColor, SyncNetS, SyncNetSpec, Wav2LipDiscQual, load_disc_qual_weights, load_reference_disc_qual_state_dict, load_syncnet_color_weights, load_syncnet_s_weights
+from unetprune.families.wav2lip.networks import Wav2LipGenerator, Wav2LipSpec, build_wav2lip, count_complexity, stage_parameters
+from unetprune.families.wav2lip.weights import WeightsFileError, load_reference_wav2lip_state_dict, load_wav2lip_weights
 
 
 def n_params(m: torch.nn.Module) -> int:

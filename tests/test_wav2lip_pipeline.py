@@ -22,7 +22,7 @@ from unetprune.checkpoint import generator_from_checkpoint, load_checkpoint, sav
 from unetprune.config import ConfigError, load_config
 from unetprune.layout import Layout
 from unetprune.metrics.complexity import count_all, input_shapes, measure_latency
-from unetprune.models.family import get_family
+from unetprune.family import get_family
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -146,7 +146,7 @@ def test_global_baselines_match_the_variant_within_one_percent(w2l_ckpts, tmp_pa
 @pytest.fixture(scope="module")
 def talking(tmp_path_factory):
     """A tiny talking-face demo as the workflow lays it out (results/<exp>/data)."""
-    from unetprune.data.talking import build_talking_demo
+    from unetprune.families.wav2lip.demo import build_talking_demo
 
     base = tmp_path_factory.mktemp("w2l_eval")
     cfg = w2l_cfg(experiment="w2l-test")
@@ -156,7 +156,7 @@ def talking(tmp_path_factory):
 
 
 def test_talking_eval_set(talking):
-    from unetprune.data.talking import TalkingEvalSet
+    from unetprune.families.wav2lip.datasets import TalkingEvalSet
 
     cfg, base, lay = talking
     es = TalkingEvalSet.load(load_config(None, {**cfg, "evaluate": {**cfg["evaluate"], "max_images": 30}}),
@@ -207,7 +207,7 @@ def test_talking_eval_set(talking):
 
 def test_evaluator_scores_wav2lip_with_lse(talking):
     from unetprune.evaluate import Evaluator
-    from unetprune.metrics.lse import LSEError, train_lse_standin
+    from unetprune.families.wav2lip.lse import LSEError, train_lse_standin
 
     cfg, base, lay = talking
     cfg = load_config(None, {**cfg, "evaluate": {**cfg["evaluate"], "max_images": 24}})
@@ -361,7 +361,7 @@ def test_sample_video_tiles_every_model_with_the_clip_audio(talking, tmp_path):
 
     from unetprune.data.media import decode_frames, probe
     from unetprune.layout import FINETUNED, ORIGINAL
-    from unetprune.report.video import LABEL_H, TILE, VideoError, sample_video
+    from unetprune.families.wav2lip.video import LABEL_H, TILE, VideoError, sample_video
 
     cfg, base, _ = talking
     cfg = load_config(None, {**cfg, "model": {"family": "wav2lip", "width_mult": 0.125},
@@ -382,7 +382,7 @@ def test_sample_video_tiles_every_model_with_the_clip_audio(talking, tmp_path):
     grid = cv2.imread(str(out["grid"]))
     assert grid.shape == (LABEL_H + 4 * TILE, TILE * 4, 3)
     # the real tile is the clip's real face (upscaled x2), up to video compression
-    from unetprune.data.talking import TalkingEvalSet
+    from unetprune.families.wav2lip.datasets import TalkingEvalSet
 
     es = TalkingEvalSet.load(load_config(None, {**cfg, "evaluate": {**cfg["evaluate"], "max_images": 20}}), "test",
                              lay.data_root)

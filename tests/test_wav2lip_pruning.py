@@ -2,8 +2,7 @@
 (keep-all identity, masked equivalence), cut-k and cut-res, exact width cost, importance,
 and the family-agnostic strategies end to end through a registered ``wav2lip`` family.
 
-The family is registered globally; the ``registered`` fixture registers it and its pruning ops
-again through ``wav2lip_ops.register()`` and unregisters both afterwards (built-ins come back).  Small models use
+The ``registered`` fixture hands out the installed ``wav2lip`` family and its pruning ops.  Small models use
 ``width_mult=0.25``; the exact cut counts are checked at full width.
 """
 
@@ -18,21 +17,12 @@ from nets import randomise_bn
 
 from unetprune.checkpoint import generator_from_checkpoint, load_checkpoint, save_generator
 from unetprune.metrics.complexity import count_parameters
-from unetprune.models.family import family_names, family_of
-from unetprune.models.wav2lip import (
-    Wav2LipFamily,
-    Wav2LipGenerator,
-    Wav2LipSpec,
-    conv_slots,
-    count_complexity,
-    default_inner_levels,
-    group_widths,
-    layers_of_levels,
-    spec_with_widths,
-    wav2lip_groups,
-)
+from unetprune.family import family_names, family_of, get_family
+from unetprune.families.wav2lip.family import Wav2LipFamily
+from unetprune.families.wav2lip.networks import Wav2LipGenerator, Wav2LipSpec, count_complexity
+from unetprune.families.wav2lip.structure import conv_slots, default_inner_levels, group_widths, layers_of_levels, spec_with_widths, wav2lip_groups
 from unetprune.pruning import PruningError, filter_importance, prune
-from unetprune.pruning.wav2lip_ops import WAV2LIP_OPS, Wav2LipPruningOps, register, unregister
+from unetprune.families.wav2lip.pruning import WAV2LIP_OPS, Wav2LipPruningOps
 
 FACE, MEL = (1, 6, 96, 96), (1, 1, 80, 16)
 REF_GROUPS = (["audio0", "audio1", "audio2", "audio3", "audio4"] + [f"fe{i}" for i in range(7)]
@@ -64,13 +54,10 @@ def full():
 
 @pytest.fixture
 def registered():
-    assert "wav2lip" in family_names()                # registered globally (issue 12 item 3)
-    fam, ops = register()
-    try:
-        yield fam, ops
-    finally:
-        unregister()
-    assert "wav2lip" in family_names()                # a built-in family comes back after unregister
+    fam = get_family("wav2lip")
+    assert "wav2lip" in family_names() and isinstance(fam, Wav2LipFamily)
+    assert fam.pruning_ops() is WAV2LIP_OPS
+    return fam, WAV2LIP_OPS
 
 
 # ------------------------------------------------------------------------------------------

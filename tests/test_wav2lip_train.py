@@ -22,15 +22,10 @@ from unetprune.checkpoint import generator_from_checkpoint, load_checkpoint
 from unetprune.config import ConfigError, load_config, validate
 from unetprune.errors import TrainingDiverged
 from unetprune.layout import CHECKPOINT_NAME, RESUME_NAME, SAMPLES_NAME, TRAIN_LOG_NAME
-from unetprune.models.family import family_names, family_of, get_family
-from unetprune.models.syncnet import SyncNetColor
-from unetprune.models.wav2lip import (
-    Wav2LipGenerator,
-    Wav2LipTrainer,
-    copy_reference_l1,
-    generated_lower_half_l1,
-    talking_dataset,
-)
+from unetprune.family import family_names, family_of, get_family
+from unetprune.families.wav2lip.syncnet import SyncNetColor
+from unetprune.families.wav2lip.networks import Wav2LipGenerator
+from unetprune.families.wav2lip.train import Wav2LipTrainer, copy_reference_l1, generated_lower_half_l1, talking_dataset
 from unetprune.train import expert_config, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,7 +59,7 @@ XFAIL_COPY_LSE = (
 @pytest.fixture(scope="module")
 def talking(tmp_path_factory):
     """A small talking-face demo (2 train, 2 val, 1 test clips: counts whose voices all exist here)."""
-    from unetprune.data.talking import build_talking_demo
+    from unetprune.families.wav2lip.demo import build_talking_demo
 
     root = tmp_path_factory.mktemp("talking")
     build_talking_demo(root, n_train=2, n_val=2, n_test=1, progress=False)
@@ -94,8 +89,8 @@ def expert_ckpt(talking, tmp_path_factory):
 # ------------------------------------------------------------------------------------------
 
 def test_family_and_pruning_ops_registered_globally():
-    from unetprune.pruning.families import pruning_ops
-    from unetprune.pruning.wav2lip_ops import WAV2LIP_OPS
+    from unetprune.pruning.ops import pruning_ops
+    from unetprune.families.wav2lip.pruning import WAV2LIP_OPS
 
     assert {"pix2pix", "wav2lip", "wav2lip-expert"} <= set(family_names())
     fam = get_family("wav2lip")
@@ -275,8 +270,9 @@ def demo_run(tmp_path_factory):
     from types import SimpleNamespace
 
     from unetprune.cli import main
-    from unetprune.data.talking import TalkingEvalSet, build_talking_demo
-    from unetprune.metrics.lse import LSEMetric
+    from unetprune.families.wav2lip.datasets import TalkingEvalSet
+    from unetprune.families.wav2lip.demo import build_talking_demo
+    from unetprune.families.wav2lip.lse import LSEMetric
     from unetprune.train import build_models
 
     data = tmp_path_factory.mktemp("talking_demo")

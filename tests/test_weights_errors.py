@@ -11,14 +11,8 @@ import torch
 
 from unetprune.metrics import drn as D
 from unetprune.metrics import segmentation as S
-from unetprune.models.syncnet import (
-    SyncNetColor,
-    SyncNetS,
-    identify_sync_weights,
-    load_syncnet_color_weights,
-    load_syncnet_s_weights,
-)
-from unetprune.models.wav2lip import WeightsFileError
+from unetprune.families.wav2lip.syncnet import SyncNetColor, SyncNetS, identify_sync_weights, load_syncnet_color_weights, load_syncnet_s_weights
+from unetprune.families.wav2lip.weights import WeightsFileError
 
 
 def _shapes_file(path, shapes: dict[str, tuple[int, ...]]):
@@ -85,7 +79,7 @@ def _reference_syncnet_color_shapes() -> dict[str, tuple[int, ...]]:
 
 
 def _s_reference_shapes() -> dict[str, tuple[int, ...]]:
-    from unetprune.models.syncnet import _S_RENAME
+    from unetprune.families.wav2lip.syncnet import _S_RENAME
 
     back = {v: k for k, v in _S_RENAME.items()}
     with torch.device("meta"):
@@ -121,7 +115,7 @@ def test_wrong_syncnet_files_name_what_they_are(tmp_path):
         "a Wav2Lip generator (wav2lip.pth / wav2lip_gan.pth)")
     assert identify_sync_weights({"x": torch.zeros(1)}) is None and identify_sync_weights([1]) is None
     # syncnet_v2.model given to the stand-in backend
-    from unetprune.metrics.lse import LSEError, load_standin
+    from unetprune.families.wav2lip.lse import LSEError, load_standin
 
     with pytest.raises(LSEError, match=re.escape("no 'unetprune-lse-standin' header; this file is syncnet_python's "
                                                  "S (syncnet_v2.model: the LSE-D/LSE-C network); make one with")):

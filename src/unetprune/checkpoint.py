@@ -12,7 +12,7 @@ with ``torch.load(path, weights_only=True)``::
       "config": {...}, "versions": {...}, "meta": {...}             # provenance
     }
 
-``family`` names the :class:`~unetprune.models.family.ModelFamily` that rebuilds the
+``family`` names the :class:`~unetprune.family.ModelFamily` that rebuilds the
 generator from its ``arch``; checkpoints written before it was recorded have none and are
 ``pix2pix``.
 
@@ -31,7 +31,7 @@ from . import __version__
 from torch import nn
 
 from .fileio import atomic_torch_save, atomic_write_text, sha256_file  # noqa: F401 (re-exported)
-from .models.family import family_of
+from .family import family_of
 
 FORMAT = "unetprune-checkpoint"
 FORMAT_VERSION = 1

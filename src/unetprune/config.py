@@ -21,9 +21,8 @@ from typing import Any
 
 import yaml
 
+from .errors import ConfigError  # noqa: F401 (re-exported: the error of every config check)
 
-class ConfigError(ValueError):
-    """A config value is unknown, of the wrong type or out of range; the message names the key."""
 
 
 @lru_cache(maxsize=1)
@@ -208,7 +207,7 @@ def load_config(path: Path | str | None = None, overrides: list[str] | dict | No
 
 
 def model_spec_from_config(cfg: dict):
-    from .models.unet import UNetSpec
+    from .families.pix2pix.unet import UNetSpec
 
     m = cfg["model"]
     return UNetSpec.reference(num_downs=m["num_downs"], ngf=m["ngf"], norm=m["norm"],

@@ -54,15 +54,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import UserFacingError
+from .errors import EvaluationError, UserFacingError  # noqa: F401 (EvaluationError re-exported)
 from .provenance import utc_now_iso
 
 # ``cache_dir`` default: the experiment's ``fid_stats/`` folder (from the results layout)
 DEFAULT_CACHE_DIR = "experiment"
 
-
-class EvaluationError(UserFacingError):
-    """Evaluation cannot run as configured; the message names the key or file."""
 
 
 def to_jsonable(obj):
@@ -228,9 +225,10 @@ class Evaluator:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.root = Path(data_root) if data_root is not None else Layout.from_config(cfg).data_root
 
-        from .models.family import family_for_config
+        from .family import family_for_config
 
         family = family_for_config(cfg)
+        family.register_metrics()
         self.eval_set = family.eval_set(cfg, split, self.root)
         self.ctx = EvalContext(cfg, self.device, self.seed, self.cache_dir, latency)
         self.metrics = self.ctx.metrics = build_metrics(metrics if metrics is not None else (family.metrics or DEFAULT_METRICS))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import ConfigError
+from .errors import ConfigError
 from .layout import DEFAULT_BASE, FINETUNED, ORIGINAL, PRUNED, Layout
 
 
@@ -35,7 +35,7 @@ def _levels_tag(levels: list[int]) -> str:
 
 
 def _family_and_spec(cfg: dict):
-    from .models.family import family_for_config
+    from .family import family_for_config
 
     family = family_for_config(cfg)
     return family, family.spec_from_config(cfg)

@@ -9,6 +9,7 @@ functions included, plus the parent packages Python executes on the way).  Editi
 imports pruning, and of nothing else::
 
     code_digest("unetprune.commands.prune")   # 'sha256:…' of its closure
+    code_digest("unetprune.commands.train", "unetprune.families.wav2lip.family")   # + a family
     code_modules("unetprune.commands.train")  # the module names in that closure
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,22 +25,37 @@ PACKAGE = "unetprune"
 ROOT = Path(__file__).resolve().parent
 
 
-def _module_file(name: str) -> Path | None:
-    """Source file of a package module (``unetprune.x.y``), or None if it is not one."""
-    if name != PACKAGE and not name.startswith(PACKAGE + "."):
+@lru_cache(maxsize=None)
+def _package_root(top: str) -> Path | None:
+    """The folder of the top-level package ``top`` (this package, or one that provides a model
+    family through an entry point), or None if it is not importable from source."""
+    if top == PACKAGE:
+        return ROOT
+    spec = importlib.util.find_spec(top)
+    if spec is None or not spec.submodule_search_locations:
         return None
-    rel = Path(*name.split(".")[1:])
-    pkg = ROOT / rel / "__init__.py"
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
+
+
+def _module_file(name: str, tops: frozenset[str] = frozenset({PACKAGE})) -> Path | None:
+    """Source file of a module of one of the top-level packages ``tops`` (``unetprune.x.y``), or
+    None if it is not one."""
+    top, *rest = name.split(".")
+    root = _package_root(top) if top in tops else None
+    if root is None:
+        return None
+    rel = Path(*rest) if rest else Path()
+    pkg = root / rel / "__init__.py"
     if pkg.is_file():
         return pkg
-    if (ROOT / rel).is_dir() and any((ROOT / rel).glob("*.py")):
-        return ROOT / rel  # a namespace package (no __init__.py): nothing of its own runs
-    mod = (ROOT / rel).with_suffix(".py")
-    return mod if mod.is_file() else None
+    if (root / rel).is_dir() and any((root / rel).glob("*.py")):
+        return root / rel  # a namespace package (no __init__.py): nothing of its own runs
+    mod = (root / rel).with_suffix(".py")
+    return mod if rest and mod.is_file() else None
 
 
-def _imports(name: str, path: Path) -> set[str]:
-    """Package-internal modules imported anywhere in ``path`` (module ``name``)."""
+def _imports(name: str, path: Path, tops: frozenset[str]) -> set[str]:
+    """Modules of the packages ``tops`` imported anywhere in ``path`` (module ``name``)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     is_pkg = path.name == "__init__.py"
     here = name.split(".") if is_pkg else name.split(".")[:-1]
@@ -60,38 +77,48 @@ def _imports(name: str, path: Path) -> set[str]:
         # the module and every parent package Python runs on the way
         for i in range(1, len(parts) + 1):
             sub = ".".join(parts[:i])
-            if _module_file(sub) is not None:
+            if _module_file(sub, tops) is not None:
                 out.add(sub)
     return out
 
 
 @lru_cache(maxsize=None)
 def code_modules(*entry: str) -> tuple[str, ...]:
-    """Sorted names of the package modules reachable from ``entry`` modules by imports."""
+    """Sorted names of the modules reachable from ``entry`` modules by imports, within this
+    package and the packages of the entries (a model family installed from another package)."""
+    tops = frozenset({PACKAGE} | {e.split(".")[0] for e in entry})
     todo, seen = list(entry), set()
     while todo:
         name = todo.pop()
         if name in seen:
             continue
-        path = _module_file(name)
+        path = _module_file(name, tops)
         if path is None:
-            raise ValueError(f"{name} is not a module of the {PACKAGE} package")
+            raise ValueError(f"{name} is not a module of the {', '.join(sorted(tops))} package(s)")
         seen.add(name)
         if path.is_file():
-            todo.extend(_imports(name, path) - seen)
+            todo.extend(_imports(name, path, tops) - seen)
         parts = name.split(".")
         todo.extend(".".join(parts[:i]) for i in range(1, len(parts)) if ".".join(parts[:i]) not in seen)
     return tuple(sorted(seen))
+
+
+def _data_files(name: str, tops: frozenset[str]) -> list[Path]:
+    """The YAML files (schema fragments) beside a package's ``__init__.py``."""
+    path = _module_file(name, tops)
+    return sorted(path.parent.glob("*.yaml")) if path is not None and path.name == "__init__.py" else []
 
 
 def code_digest(*entry: str) -> str:
     """``sha256:<hex>`` over the names and bytes of every module in ``code_modules(*entry)``
     and the package data files they read (the config schema)."""
     h = hashlib.sha256()
+    tops = frozenset({PACKAGE} | {e.split(".")[0] for e in entry})
     for name in code_modules(*entry):
-        path = _module_file(name)
+        path = _module_file(name, tops)
         h.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"") + b"\0")
-    for data in sorted(ROOT.glob("*.yaml")):
+    for data in sorted({*ROOT.glob("*.yaml"), *(p for name in code_modules(*entry)
+                                                for p in _data_files(name, tops))}):
         h.update(data.name.encode() + b"\0" + data.read_bytes() + b"\0")
     return "sha256:" + h.hexdigest()
 

@@ -2,13 +2,13 @@
 
 The training loop (:func:`train`: schedule, seeding, resume, NaN guard, checkpoints, logs)
 is family-agnostic; the models, the data, the training step, the learning check and the
-sample grid come from the model family (:mod:`unetprune.models.family`): the family of
+sample grid come from the model family (:mod:`unetprune.family`): the family of
 the ``init_from`` checkpoint, else the config's ``model.family`` (default ``pix2pix``;
 with ``train.target: expert``, that family's lip-sync expert, e.g. ``wav2lip-expert``).
 A family's trainer may add ``resume_keys`` (further ``train`` keys that must match to
 resume) and ``end_epoch(epoch, cfg) -> dict`` (run after every epoch, before the
 checkpoint; its values join the epoch's log: Wav2Lip's sync-loss switch).
-The ``pix2pix`` family's step is :class:`unetprune.models.pix2pix.Pix2PixTrainer`:
+The ``pix2pix`` family's step is :class:`unetprune.families.pix2pix.family.Pix2PixTrainer`:
 
 Recipe (pix2pix, Isola et al.): loss_G = BCE(D(A, G(A)), 1) + lambda_l1 * |G(A) - B|_1,
 loss_D = 0.5 * (BCE(D(A, B), 1) + BCE(D(A, G(A)), 0)); Adam(lr, (beta1, beta2)) for both;
@@ -54,7 +54,7 @@ from .errors import TrainingDiverged, UserFacingError
 from .layout import CHECKPOINT_NAME, RESUME_NAME, SAMPLES_NAME
 from .layout import TRAIN_LOG_NAME as LOG_NAME
 from .metrics.complexity import count_parameters
-from .models.family import ModelFamily, family_for_config, family_of, get_family
+from .family import ModelFamily, family_for_config, family_of, get_family
 
 # train keys that must match to continue a run (speed options and logging may change)
 RESUME_KEYS = ("n_epochs", "n_epochs_decay", "batch_size", "lr", "beta1", "beta2", "lambda_l1")

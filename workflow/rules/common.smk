@@ -6,6 +6,7 @@ import json
 import os
 
 from unetprune.config import validate
+from unetprune.family import family_for_config
 from unetprune import pipeline
 from unetprune.layout import FINETUNED, ORIGINAL, PRUNED, Layout
 from unetprune.provenance import code_digest
@@ -61,9 +62,13 @@ def sections(*keys):
     return json.dumps({k: config[k] for k in keys}, sort_keys=True)
 
 
+FAMILY = family_for_config(config)
+
+
 def code(command):
-    """Digest of the package code `unetprune <command>` runs (a change reruns the job)."""
-    return code_digest(f"unetprune.commands.{command}")
+    """Digest of the code `unetprune <command>` runs, the model family's included (a change
+    reruns the job)."""
+    return code_digest(f"unetprune.commands.{command}", type(FAMILY).__module__)
 
 
 def code_of(module):

@@ -42,7 +42,7 @@ def run(args) -> int:
 
 
 def _talking(cfg: dict, out: Path, force: bool) -> int:
-    from ..data.talking import build_talking_demo
+    from ..families.wav2lip.demo import build_talking_demo
 
     t = cfg["demo"]["talking"]
     man = build_talking_demo(out, n_train=t["n_train"], n_val=t["n_val"], n_test=t["n_test"], side=t["side"],

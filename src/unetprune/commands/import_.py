@@ -6,7 +6,7 @@ self-describing unetprune checkpoint, ready to evaluate, prune and fine-tune.
     unetprune import --config CFG --from latest_net_G.pth --out OUT.pt --record TRAIN_JSON
 
 The file is read with ``torch.load(weights_only=True)`` only (never unpickled code); its
-``model.model.1.model…`` names are mapped by :mod:`unetprune.models.reference` and every
+``model.model.1.model…`` names are mapped by :mod:`unetprune.families.pix2pix.reference` and every
 key and shape is checked (``bias_mode="reference"``: the official code's biases).  Depth,
 width, norm and the in/out channels come from the file; ``--num-downs``/``--ngf``/``--norm``
 (or ``--config``'s ``model`` section) state what it must be.  Fine-tuning needs a
@@ -74,7 +74,7 @@ def load_state_dict(path: Path | str, what: str) -> dict:
 
 def _check_config(cfg: dict, spec, path: Path) -> None:
     """The config's model section must describe the imported generator."""
-    from ..models.family import family_for_config
+    from ..family import family_for_config
 
     m = cfg["model"]
     if m.get("family", "pix2pix") != "pix2pix":
@@ -106,10 +106,10 @@ def import_reference(source: Path | str, *, cfg: dict | None = None, discriminat
     from ..checkpoint import make_checkpoint
     from ..fileio import sha256_file
     from ..metrics.complexity import count_parameters
-    from ..models.family import get_family
-    from ..models.patchgan import build_discriminator
-    from ..models.reference import ReferenceFormatError, discriminator_from_reference, generator_from_reference
-    from ..models.unet import init_weights
+    from ..family import get_family
+    from ..families.pix2pix.patchgan import build_discriminator
+    from ..families.pix2pix.reference import ReferenceFormatError, discriminator_from_reference, generator_from_reference
+    from ..families.pix2pix.unet import init_weights
 
     source = Path(source)
     fam = get_family("pix2pix")

@@ -62,7 +62,7 @@ def run(args) -> int:
     from ..fileio import atomic_write_text
     from ..checkpoint import generator_from_checkpoint, load_checkpoint, save_generator
     from ..metrics.complexity import count_all
-    from ..models.family import family_of
+    from ..family import family_of
     from ..pruning import prune
 
     ckpt = load_checkpoint(args.checkpoint)

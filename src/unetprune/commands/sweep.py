@@ -96,7 +96,7 @@ def run_sweep(cfg: dict, checkpoint: str, layers: list[str] | None, out_dir: str
     from ..checkpoint import generator_from_checkpoint
     from ..config import deep_merge
     from ..evaluate import Evaluator
-    from ..models.family import family_of
+    from ..family import family_of
     from ..pipeline import sensitivity_layers
     from ..pruning import sensitivity_sweep
 

@@ -3,7 +3,7 @@
     unetprune sample-video --config results/wav2lip-demo/config.yaml [--stage finetuned] [--results DIR]
 
 Writes ``figures/samples.mp4`` (with the clip's audio) and ``figures/samples_video.png``
-(:mod:`unetprune.report.video`).
+(:mod:`unetprune.families.wav2lip.video`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..pipeline import final_stage
-    from ..report.video import sample_video
+    from ..families.wav2lip.video import sample_video
 
     cfg = config_from_args(args)
     out = sample_video(cfg, args.stage or final_stage(cfg), args.results, max_frames=args.max_frames)

@@ -84,7 +84,7 @@ def input_shapes(model: nn.Module, input_shape) -> list[tuple[int, ...]]:
     ``input_shape``: the model family's (e.g. a Wav2Lip generator also takes its mel windows),
     one tensor for a model of no registered family."""
     if getattr(model, "spec", None) is not None:
-        from ..models.family import family_of
+        from ..family import family_of
 
         try:
             fam = family_of(model)

@@ -33,12 +33,10 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 
-if TYPE_CHECKING:
-    from ..evaluate import EvalContext, EvalSet
 
 
 class Metric:
@@ -49,7 +47,7 @@ class Metric:
     setup_rank: ClassVar[int] = 1   # lower ranks set up first (cheap checks of user files: rank 0)
     images_dependent: ClassVar[bool] = True   # re-scored for repeat generations (seeds, extra modes)
 
-    def setup(self, eval_set: EvalSet, ctx: EvalContext) -> None:
+    def setup(self, eval_set, ctx) -> None:
         self.eval_set, self.ctx = eval_set, ctx
 
     def score(self, fakes: torch.Tensor, generator: torch.nn.Module) -> dict:
@@ -75,8 +73,6 @@ def register_metric(cls: type[Metric]) -> type[Metric]:
 
 def build_metrics(names: Sequence[str]) -> dict[str, Metric]:
     """Fresh instances of the named plug-ins, in the given order."""
-    if "lse" in names and "lse" not in METRICS:
-        from . import lse  # noqa: F401  (registers the LSE-D/LSE-C plug-in)
     unknown = [n for n in names if n not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {', '.join(unknown)} (registered: {', '.join(METRICS)})")
@@ -193,7 +189,7 @@ class SegmentationMetric(Metric):
         super().setup(eval_set, ctx)
         self.kind = resolve_segmentation(ctx.cfg)
         if self.kind == "cityscapes":
-            from ..evaluate import EvaluationError
+            from ..errors import EvaluationError
             from .segmentation import (FULL_RES_LABELS, colour_to_train_ids, expected_label_file,
                                        find_label_file, load_drn, read_train_ids)
 
@@ -350,7 +346,7 @@ class ComplexityMetric(Metric):
         self.default_shape = (1, int(inputs.shape[1]) if inputs is not None else 3, self.image_size, self.image_size)
 
     def score(self, fakes, generator):
-        from ..models.family import family_of
+        from ..family import family_of
         from .complexity import complexity_report
 
         try:     # the family's counting shape (a Wav2Lip generator: a 96x96 face and its mel window)

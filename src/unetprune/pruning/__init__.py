@@ -1,4 +1,4 @@
-"""Structured pruning of U-Net generators (docs/method.md: inner pruning, cut inner layers, baselines).
+"""Structured pruning of U-Net GAN generators of any model family (docs/method.md: inner pruning, cut inner layers, baselines).
 
 Entry point::
 
@@ -7,9 +7,9 @@ Entry point::
     new_g, info = prune(g, "global-uniform", match_model=cut_g, match_metric="params")
 
 ``prune`` never modifies ``g``; ``new_g`` is an ordinary generator of ``g``'s model family
-(a ``UNetGenerator`` for pix2pix) with smaller widths (save it with
+with smaller widths (save it with
 :func:`unetprune.checkpoint.save_generator`, meta = ``info``).  The engine reaches the
-model only through its family (:mod:`unetprune.models.family`).
+model only through its family (:mod:`unetprune.family`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,20 @@ from __future__ import annotations
 from .budget import METRICS, match_budget, model_budget, spec_budget
 from .importance import IMPORTANCES, filter_importance, keep_by_ratio, n_keep
 from .sensitivity import sensitivity_sweep
-from .strategies import (DEFAULT_MAX_LAYER_RATIO, STRATEGIES, check_layer, default_inner_levels, layers_of_levels,
-                         prunable_layers, prune_channels, prune_cut, prune_global_threshold,
-                         prune_global_uniform, prune_inner, prune_layers, prune_single)
-from .surgery import PruningError, check_ratio, cut_inner_levels
+from .strategies import (
+    DEFAULT_MAX_LAYER_RATIO,
+    STRATEGIES,
+    check_layer,
+    prunable_layers,
+    prune_channels,
+    prune_cut,
+    prune_global_threshold,
+    prune_global_uniform,
+    prune_inner,
+    prune_layers,
+    prune_single,
+)
+from .surgery import PruningError, check_ratio
 
 
 def prune(generator, strategy: str, *, ratio: float | None = None, layer: str | None = None,
@@ -31,7 +41,7 @@ def prune(generator, strategy: str, *, ratio: float | None = None, layer: str | 
     """Apply ``strategy`` (one of :data:`STRATEGIES`; ``_`` may replace ``-``).
 
     * ``single``: ``layer``, ``ratio``;  ``inner``: ``ratio``, ``levels`` (default
-      :func:`default_inner_levels`);  ``cut``: ``k`` (``unit="levels"``, cut-k) or, for families
+      the family's default inner levels);  ``cut``: ``k`` (``unit="levels"``, cut-k) or, for families
       with residual blocks, ``unit="residual"`` and ``levels`` (cut-res);
     * ``global-uniform``: ``ratio``, or a budget;  ``global-threshold``: ``threshold`` or
       ``ratio`` (global fraction of filters) or a budget; by default on layer-normalised
@@ -81,8 +91,7 @@ def prune(generator, strategy: str, *, ratio: float | None = None, layer: str | 
 
 __all__ = [
     "DEFAULT_MAX_LAYER_RATIO", "IMPORTANCES", "METRICS", "STRATEGIES", "PruningError", "check_layer", "check_ratio",
-    "cut_inner_levels", "default_inner_levels", "filter_importance", "keep_by_ratio",
-    "layers_of_levels", "match_budget", "model_budget", "n_keep", "prunable_layers", "prune",
+    "filter_importance", "keep_by_ratio", "match_budget", "model_budget", "n_keep", "prunable_layers", "prune",
     "prune_channels", "prune_cut", "prune_global_threshold", "prune_global_uniform", "prune_inner",
     "prune_layers", "prune_single", "sensitivity_sweep", "spec_budget",
 ]

@@ -23,13 +23,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..family import family_of
 from ..metrics.complexity import count_all, count_parameters
-from ..models.family import family_of
-from ..models.unet import UNetGenerator
 from .importance import n_keep
-from .strategies import (DEFAULT_MAX_LAYER_RATIO, global_candidates, prune_global_threshold,
-                         prune_global_uniform)
-from .families import pruning_ops
+from .ops import pruning_ops
+from .strategies import (
+    DEFAULT_MAX_LAYER_RATIO,
+    global_candidates,
+    prune_global_threshold,
+    prune_global_uniform,
+)
 from .surgery import PruningError
 
 METRICS = ("params", "macs_physical", "macs_output")
@@ -51,41 +54,6 @@ def model_budget(model, metric: str = "params", input_shape=(1, 3, 256, 256)) ->
         return count_parameters(model)
     return spec_budget(model.spec, metric, input_shape) if hasattr(model, "spec") else \
         count_all(model, input_shape)[metric]
-
-
-class WidthCost:
-    """Exact params/MACs of a U-Net ``generator``'s architecture at other widths (same
-    depth/layout): the pix2pix family's ``width_cost``."""
-
-    def __init__(self, generator: UNetGenerator, input_shape=(1, 3, 256, 256)):
-        from ..metrics.complexity import macs_by_layer
-
-        self.n, self.spec = generator.num_downs, generator.spec
-        per = macs_by_layer(generator, input_shape)
-        self.layers = {}
-        for part in ("down", "up"):
-            for i in range(1, self.n + 1):
-                blk = getattr(generator, f"{part}{i}")
-                conv = blk.conv
-                ksz = conv.weight[0, 0].numel()
-                cc = conv.in_channels * conv.out_channels
-                rec = per[f"{part}{i}.conv"]
-                norm = blk.norm
-                per_out = (1 if conv.bias is not None else 0) + (
-                    2 if isinstance(norm, nn.BatchNorm2d) and norm.affine else 0)
-                self.layers[(part, i)] = (ksz, per_out, rec["physical"] / cc, rec["output"] / cc)
-
-    def __call__(self, enc: list[int], dec: list[int]) -> dict[str, int]:
-        tot = {"params": 0, "macs_physical": 0.0, "macs_output": 0.0}
-        for (part, i), (ksz, per_out, cp, co) in self.layers.items():
-            if part == "down":
-                cin, cout = (self.spec.input_nc if i == 1 else enc[i - 2]), enc[i - 1]
-            else:
-                cin, cout = enc[i - 1] + (dec[i] if i < self.n else 0), dec[i - 1]
-            tot["params"] += cin * cout * ksz + per_out * cout
-            tot["macs_physical"] += cp * cin * cout
-            tot["macs_output"] += co * cin * cout
-        return {k: int(round(v)) for k, v in tot.items()}
 
 
 def match_budget(generator: nn.Module, strategy: str, target: int, metric: str = "params",

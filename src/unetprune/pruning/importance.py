@@ -81,7 +81,7 @@ def filter_importance(generator: nn.Module, layer: str, method: str | Callable =
     Returns ``(scores as float64 CPU tensor, method used)``; the method differs from the
     request only for the ``"bn"`` fallback to ``"l1"``.
     """
-    from ..models.family import family_of
+    from ..family import family_of
 
     conv, norm = family_of(generator).layer_filters(generator, layer)
     if callable(method):

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
+from ..family import family_of
 from ..metrics.complexity import count_all, count_parameters
-from ..models.family import family_of
+from .ops import pruning_ops
 from .strategies import prune_single
-from .families import pruning_ops
 from .surgery import check_ratio
 
 

@@ -16,7 +16,7 @@ indices of pruned layers, widths and parameter counts before/after.
 
 The strategies are family-agnostic: the prunable groups (names, widths, the filters that
 score them) and the default inner levels come from the generator's model family
-(:func:`unetprune.models.family.family_of`); the dependency-aware surgery, the cut and the
+(:func:`unetprune.family.family_of`); the dependency-aware surgery, the cut and the
 exact cost model from that family's pruning operations (:func:`.families.pruning_ops`).
 """
 
@@ -27,12 +27,11 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
+from ..family import family_of
 from ..metrics.complexity import count_parameters
-from ..models.family import family_of
-from .families import pruning_ops
 from .importance import IMPORTANCES, filter_importance, floor_fraction, keep_by_ratio
+from .ops import pruning_ops
 from .surgery import PruningError, check_ratio
-from .surgery import check_levels, default_inner_levels, layers_of_levels  # noqa: F401 (re-exported)
 
 STRATEGIES = ("single", "inner", "cut", "global-uniform", "global-threshold")
 

@@ -269,7 +269,7 @@ def sample_grid(
 
     from ..checkpoint import generator_from_checkpoint
     from ..config import deep_merge
-    from ..models.family import family_for_config
+    from ..family import family_for_config
     from ..translate import generate_batches
 
     lay = Layout.from_config(cfg, base)

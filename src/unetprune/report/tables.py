@@ -427,7 +427,7 @@ def inner_layers(cfg: dict) -> list[str]:
 
 def layer_position(cfg: dict, layer: str) -> tuple[str, int | None]:
     """``(part, level)`` of a prunable layer of the configured model family."""
-    from ..models.family import family_for_config
+    from ..family import family_for_config
 
     fam = family_for_config(cfg)
     return fam.layer_position(fam.spec_from_config(cfg), layer)

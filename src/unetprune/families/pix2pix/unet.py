@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from ..metrics.complexity import count_parameters  # noqa: F401 (re-exported: the one parameter count)
+from ...metrics.complexity import count_parameters  # noqa: F401 (re-exported: the one parameter count)
 
 BIAS_MODES = ("paper", "reference")
 NORMS = ("batch", "instance")

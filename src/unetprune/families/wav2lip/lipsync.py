@@ -38,9 +38,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import audio as A
-from .data import media as M
-from .errors import UserFacingError
+from ... import audio as A
+from ...data import media as M
+from ...errors import UserFacingError
 
 FPS = 25
 FACE = 96
@@ -62,9 +62,10 @@ def load_generator(checkpoint: Path | str, device: str | torch.device = "cpu"):
     Through :func:`unetprune.checkpoint.generator_from_checkpoint` when the ``wav2lip`` family
     is registered; otherwise read directly (``torch.load(weights_only=True)``) through
     :mod:`unetprune.models.wav2lip`."""
-    from .checkpoint import FORMAT, CheckpointError, generator_from_checkpoint
-    from .models.family import family_names
-    from .models.wav2lip import Wav2LipGenerator, Wav2LipSpec, load_weights_file
+    from ...checkpoint import FORMAT, CheckpointError, generator_from_checkpoint
+    from ...family import family_names
+    from .networks import Wav2LipGenerator, Wav2LipSpec
+    from .weights import load_weights_file
 
     checkpoint = Path(checkpoint)
     if "wav2lip" in family_names():
@@ -128,7 +129,7 @@ def mel_windows(mel: np.ndarray, n_frames: int, fps: float = FPS) -> np.ndarray:
 def face_boxes(frames: np.ndarray, detector=None, pads=(0, 10, 0, 0), smooth: bool = True,
                name: str = "face") -> np.ndarray:
     """One padded, smoothed (x1, y1, x2, y2) box per frame (see the module doc)."""
-    from .data import talking as T
+    from . import faces as T
 
     det = detector if detector is not None else T.HaarDetector()
     found = det.detect(frames)

@@ -11,7 +11,7 @@ A *family* (``pix2pix``; ``wav2lip`` and its lip-sync expert ``wav2lip-expert``)
   (``layer_width``, ``layer_filters``), the default inner levels (``default_inner_levels``)
   and the widths of an architecture (``widths``).  The operations that *change* a generator
   (dependency-aware surgery, cut, exact width cost) are the pruning side of the seam:
-  :mod:`unetprune.pruning.families` (models never import pruning code);
+  :mod:`unetprune.pruning.ops` (models never import pruning code);
 * **a training step** — the non-generator models (``build_discriminator``,
   ``discriminator_from_entry``), the trainer holding models + optimisers with a
   ``step(batch)`` (``trainer``), and its data (``train_dataset``, ``check_dataset``,
@@ -28,6 +28,7 @@ of a config (``model.family``, default ``pix2pix``).
 
 from __future__ import annotations
 
+import importlib.metadata
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Mapping
@@ -78,9 +79,13 @@ class ModelFamily(ABC):
         """The evaluation set of ``split`` under ``root`` (:class:`unetprune.evaluate.EvalSet`
         protocol: ``n``, ``targets`` (uint8 RGB), ``batches(bs)`` of generator arguments,
         ``quantize_outputs(outputs)``, ``display_inputs(idx)``); families without one cannot be evaluated."""
-        from ..errors import UserFacingError
+        from .errors import UserFacingError
 
         raise UserFacingError(f"model family {self.name!r} has no evaluation set")
+
+    def register_metrics(self) -> None:
+        """Register the metric plug-ins this family brings (those of :attr:`metrics` that are not
+        built in); called before the evaluator builds its metrics."""
 
     def owns(self, obj) -> bool:
         """Whether ``obj`` (a spec or a generator with ``.spec``) belongs to this family:
@@ -121,6 +126,13 @@ class ModelFamily(ABC):
     def cut_ks(self, spec) -> dict[int, str | None]:
         """``{k: None}`` for every cut-k that fits ``spec``, ``{k: reason}`` for one that is refused."""
         return {}
+
+    def pruning_ops(self):
+        """The :class:`~unetprune.pruning.ops.PruningOps` that change this family's generators
+        (channel removal, cut, width cost); a family without them cannot be pruned."""
+        from .errors import UserFacingError
+
+        raise UserFacingError(f"model family {self.name!r} has no pruning support")
 
     def has_residual_blocks(self, spec) -> bool:
         """Whether cut-res (removing the residual blocks of inner stages) applies."""
@@ -164,68 +176,123 @@ class ModelFamily(ABC):
     def render_samples(self, generator: nn.Module, dataset, path: Path | str, cfg: dict) -> Path:
         """Write a sample image of ``generator`` on ``dataset`` to ``path``."""
 
+    # --- config -----------------------------------------------------------------------
+    def schema_fragment(self) -> Path | None:
+        """A YAML JSON-Schema fragment for the keys only this family reads, validated under
+        ``model.<family name>``; ``None`` = the family has none."""
+        return None
 
-_FAMILIES: dict[str, ModelFamily] = {}
+    def check_config(self, cfg: dict) -> None:
+        """Semantic checks of a schema-valid config that uses this family; raise
+        :class:`~unetprune.errors.ConfigError` naming the key."""
+
+    # --- command line and workflow ----------------------------------------------------
+    def command_modules(self) -> list[str]:
+        """Modules with a ``register(subparsers)`` adding this family's own ``unetprune`` commands."""
+        return []
+
+    def workflow_rules(self) -> list[Path]:
+        """Snakemake files with this family's extra jobs (included after the core rules)."""
+        return []
+
+    def job_inputs(self, job: str, layout, cfg: dict) -> dict[str, tuple[str, str | None]]:
+        """Extra inputs of the core job ``job`` (``train``, ``finetune``, ``evaluate``, ``sweep``):
+        ``{input name: (path, config key the path is passed as, or None)}``."""
+        return {}
+
+    def final_outputs(self, layout, cfg: dict) -> list[Path]:
+        """Files this family adds to the workflow's final targets (e.g. a sample video)."""
+        return []
+
+    # --- report and tracking ----------------------------------------------------------
+    def comparability_rows(self, cfg: dict) -> list:
+        """The published results this family's experiments can be compared with
+        (:mod:`unetprune.report.comparability`)."""
+        return []
+
+    def pyfunc_inputs(self, spec: dict) -> list[str]:
+        """Names of the generator's forward arguments, in order, for the logged MLflow model
+        (one input is passed as a plain array)."""
+        return ["input"]
+
+
+ENTRY_POINT_GROUP = "unetprune.families"
+
+_FAMILIES: dict[str, ModelFamily] = {}      # loaded (or registered in this process), by name
+
+
+def _entry_points() -> dict:
+    """``{name: entry point}`` of the ``unetprune.families`` group of every installed distribution."""
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _load(name: str, ep) -> ModelFamily:
+    obj = ep.load()
+    family = obj() if isinstance(obj, type) else obj
+    if not isinstance(family, ModelFamily) or family.name != name:
+        raise TypeError(f"entry point {ep.value!r} of group {ENTRY_POINT_GROUP!r} must give a ModelFamily "
+                        f"named {name!r}, got {family!r}")
+    return family
 
 
 def register_family(family: ModelFamily) -> ModelFamily:
-    """Make ``family`` known by its name (a later registration of the name replaces it)."""
+    """Make ``family`` known in this process by its name, over an installed one of that name
+    (installed families come from entry points; this is for interactive use and tests)."""
     _FAMILIES[family.name] = family
     return family
 
 
 def unregister_family(name: str) -> None:
-    if name == DEFAULT_FAMILY:
-        raise ValueError(f"the built-in family {name!r} cannot be unregistered")
+    """Forget a family registered in this process (an installed one is loaded again on demand)."""
     _FAMILIES.pop(name, None)
 
 
-def _builtins() -> dict[str, ModelFamily]:
-    """The registry, with the built-in families (pix2pix, wav2lip, wav2lip-expert) in it: they
-    register themselves at import, and come back here if a test unregistered one."""
-    from . import pix2pix, wav2lip
-
-    for fam in (pix2pix.PIX2PIX, wav2lip.WAV2LIP, wav2lip.WAV2LIP_EXPERT):
-        _FAMILIES.setdefault(fam.name, fam)
-    return _FAMILIES
-
-
 def family_names() -> list[str]:
-    return sorted(_builtins())
+    """Every installed or registered family name (nothing is imported to list them)."""
+    return sorted(set(_entry_points()) | set(_FAMILIES))
 
 
 def get_family(name: str | None = None) -> ModelFamily:
-    """The family registered as ``name`` (``None`` = ``pix2pix``)."""
-    fams = _builtins()
+    """The family called ``name`` (``None`` = :data:`DEFAULT_FAMILY`), loading its entry point
+    the first time it is asked for."""
     name = DEFAULT_FAMILY if name is None else str(name)
-    if name not in fams:
-        from ..errors import UserFacingError
+    if name not in _FAMILIES:
+        eps = _entry_points()
+        if name not in eps:
+            from .errors import UserFacingError
 
-        raise UserFacingError(f"unknown model family {name!r}; known: {', '.join(sorted(fams))}")
-    return fams[name]
+            known = ", ".join(family_names()) or "none: install the package (pip install -e .)"
+            raise UserFacingError(f"unknown model family {name!r}; known: {known}")
+        _FAMILIES[name] = _load(name, eps[name])
+    return _FAMILIES[name]
+
+
+def all_families() -> list[ModelFamily]:
+    """Every installed or registered family, loaded."""
+    return [get_family(n) for n in family_names()]
 
 
 def family_for_config(cfg: dict) -> ModelFamily:
-    """The family chosen by ``model.family`` (default ``pix2pix``)."""
+    """The family chosen by ``model.family`` (default :data:`DEFAULT_FAMILY`)."""
     return get_family((cfg.get("model") or {}).get("family"))
 
 
 def family_of(obj) -> ModelFamily:
-    """The family of a checkpoint dict (its ``family`` key; absent = ``pix2pix``), a
-    family name, a spec, or a generator (by its ``.spec``)."""
+    """The family of a checkpoint dict (its ``family`` key; absent = :data:`DEFAULT_FAMILY`),
+    a family name, a spec, or a generator (by its ``.spec``)."""
     if isinstance(obj, ModelFamily):
         return obj
     if isinstance(obj, str):
         return get_family(obj)
     if isinstance(obj, Mapping):
         return get_family(obj.get("family"))
-    fams = _builtins()
-    for fam in fams.values():
+    fams = all_families()
+    for fam in fams:
         if fam.owns(obj):
             return fam
     raise TypeError(f"{type(obj).__name__} belongs to no registered model family "
-                    f"({', '.join(sorted(fams))})")
+                    f"({', '.join(f.name for f in fams)})")
 
 
-__all__ = ["DEFAULT_FAMILY", "ModelFamily", "family_for_config", "family_names", "family_of",
-           "get_family", "register_family", "unregister_family"]
+__all__ = ["DEFAULT_FAMILY", "ENTRY_POINT_GROUP", "ModelFamily", "all_families", "family_for_config",
+           "family_names", "family_of", "get_family", "register_family", "unregister_family"]

@@ -19,7 +19,7 @@ our ``bias_mode="reference"``.  Its skip connection carries ``LeakyReLU(x)`` (th
 ``downrelu``) where ours carries ``x``; the parent's ``ReLU`` makes them equal.
 
 The reference ``NLayerDiscriminator`` (``model.<i>``) has exactly the module sequence of our
-:class:`~unetprune.models.patchgan.PatchGANDiscriminator`, so its names map to themselves.
+:class:`~unetprune.families.pix2pix.patchgan.PatchGANDiscriminator`, so its names map to themselves.
 
 Files written by ``torch.nn.DataParallel`` prefix every key with ``module.``; checkpoints of
 PyTorch < 0.4 lack ``num_batches_tracked`` and may carry running statistics of

@@ -30,12 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .wav2lip import (
-    ConvBlock,
+from .networks import ConvBlock, _residuals, _scaled
+from .weights import (
     WeightsFileError,
     _block_leaf,
-    _residuals,
-    _scaled,
     _unwrap_checkpoint,
     load_weights_file,
     remap_state_dict,

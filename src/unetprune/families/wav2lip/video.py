@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserFacingError
-from ..layout import DEFAULT_BASE, ORIGINAL, Layout
+from ...errors import UserFacingError
+from ...layout import DEFAULT_BASE, ORIGINAL, Layout
 
 TILE = 192            # pixels per tile side (the 96 px faces, upscaled x2 for viewing)
 LABEL_H = 28          # label bar above the tiles
@@ -49,8 +49,8 @@ def generated_clip(cfg: dict, ckpt: Path | str, es) -> np.ndarray:
     """``(N, 96, 96, 3)`` uint8 RGB frames of ``ckpt``'s generator on the evaluation set ``es``."""
     import torch
 
-    from ..checkpoint import generator_from_checkpoint
-    from ..translate import generate_batches
+    from ...checkpoint import generator_from_checkpoint
+    from ...translate import generate_batches
 
     G = generator_from_checkpoint(ckpt)
     outs = []
@@ -66,10 +66,10 @@ def sample_video(cfg: dict, stage: str, base: Path | str = DEFAULT_BASE, split: 
     """Write ``figures/samples.mp4`` and ``figures/samples_video.png`` (see the module doc)."""
     import cv2
 
-    from ..config import deep_merge
-    from ..data.media import encode_mp4
-    from ..data.talking import TalkingEvalSet
-    from .figures import sample_models
+    from ...config import deep_merge
+    from ...data.media import encode_mp4
+    from ...report.figures import sample_models
+    from .datasets import TalkingEvalSet
 
     if cfg["model"]["family"] != "wav2lip":
         raise VideoError(f"sample videos are made for talking-face (wav2lip) experiments, not {cfg['model']['family']}")
@@ -96,7 +96,7 @@ def sample_video(cfg: dict, stage: str, base: Path | str = DEFAULT_BASE, split: 
     grid = np.concatenate([frames[0][:LABEL_H]] + [frames[i][LABEL_H:] for i in rows], axis=0)
     png = lay.figure("samples_video")
     png.parent.mkdir(parents=True, exist_ok=True)
-    from ..fileio import atomic_write
+    from ...fileio import atomic_write
 
     ok, buf = cv2.imencode(".png", grid[..., ::-1])
     if not ok:

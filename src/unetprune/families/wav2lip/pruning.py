@@ -31,9 +31,6 @@ changes generators:
   :mod:`unetprune.metrics.complexity`) of the architecture at other widths, for budget
   matching: one hooked pass gives every conv's MACs per (input x output channel).
 
-Not registered at import: the ``wav2lip`` family itself is not registered yet (its
-training step is issue 12 item 3); :func:`register` registers both (tests do so in a
-fixture).
 """
 
 from __future__ import annotations
@@ -43,12 +40,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..models.wav2lip import (
-    FACE_SIZE,
-    MEL_SHAPE,
-    N_LEVELS,
-    Wav2LipGenerator,
-    Wav2LipSpec,
+from ...pruning.ops import PruningOps
+from ...pruning.surgery import PruningError, copy_norm, parse_levels
+from .networks import N_LEVELS, Wav2LipGenerator, Wav2LipSpec
+from .structure import (
     conv_slots,
     default_inner_levels,
     group_widths,
@@ -59,8 +54,6 @@ from ..models.wav2lip import (
     wav2lip_input_shapes,
     wav2lip_levels,
 )
-from .families import PruningOps
-from .surgery import PruningError, _copy_norm, parse_levels
 
 CUT_UNITS = ("levels", "residual")
 
@@ -150,7 +143,7 @@ def prune_wav2lip_channels(generator: Wav2LipGenerator, keep: Mapping[str, Seque
             if src.bias is not None:
                 dst.bias.copy_(src.bias[ko])
             if slot.bn is not None:
-                _copy_norm(new.get_submodule(slot.bn), generator.get_submodule(slot.bn), ko)
+                copy_norm(new.get_submodule(slot.bn), generator.get_submodule(slot.bn), ko)
     new.train(generator.training)
     return new
 
@@ -254,7 +247,7 @@ class Wav2LipWidthCost:
     group widths (same layout, cut and residual blocks)."""
 
     def __init__(self, generator: Wav2LipGenerator, input_shape=None):
-        from ..metrics.complexity import _conv_macs
+        from ...metrics.complexity import _conv_macs
 
         spec = generator.spec
         self.base = group_widths(spec)
@@ -336,24 +329,5 @@ class Wav2LipPruningOps(PruningOps):
 WAV2LIP_OPS = Wav2LipPruningOps()
 
 
-def register():
-    """Register the ``wav2lip`` family and these ops (not done at import; see the module doc).
-    Returns ``(family, ops)``; undo with :func:`unregister`."""
-    from ..models.family import register_family
-    from ..models.wav2lip import Wav2LipFamily
-    from .families import register_pruning_ops
-
-    return register_family(Wav2LipFamily()), register_pruning_ops(WAV2LIP_OPS)
-
-
-def unregister() -> None:
-    from ..models.family import unregister_family
-    from .families import unregister_pruning_ops
-
-    unregister_family(Wav2LipPruningOps.family)
-    unregister_pruning_ops(Wav2LipPruningOps.family)
-
-
 __all__ = ["CUT_UNITS", "WAV2LIP_OPS", "Wav2LipPruningOps", "Wav2LipWidthCost", "check_group", "check_levels",
-           "cut_levels", "cut_residual", "fitting_cuts", "level_groups", "prune_wav2lip_channels", "register",
-           "unregister"]
+           "cut_levels", "cut_residual", "fitting_cuts", "level_groups", "prune_wav2lip_channels"]

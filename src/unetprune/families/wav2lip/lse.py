@@ -24,7 +24,7 @@ frames late.  Over a set of clips the scores are averaged (``lse_d``, ``lse_c``;
 Backends (every result records ``backend`` and the weights' ``weights_sha256``):
 
 * ``standard`` — ``S`` with the user's ``syncnet_v2.model`` (loaded with
-  ``torch.load(weights_only=True)``, :func:`unetprune.models.syncnet.load_syncnet_s_weights`):
+  ``torch.load(weights_only=True)``, :func:`unetprune.families.wav2lip.syncnet.load_syncnet_s_weights`):
   numbers comparable with the papers' (given the same face crops; see below);
 * ``standin`` — the offline, **labelled stand-in**: an ``S`` network trained here by
   :func:`train_lse_standin` on the *training* split of a talking-face set (the offline demo),
@@ -76,8 +76,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import UserFacingError
-from . import plugins
+from ...errors import UserFacingError
+from ...metrics import plugins
 
 VSHIFT = 15
 WINDOW = 5                 # video frames per window
@@ -168,7 +168,7 @@ def read_int16_wav(path: Path | str) -> np.ndarray:
     """A WAV file as int16 mono samples at 16 kHz (what syncnet_python feeds to its MFCC)."""
     from scipy.io import wavfile
 
-    from .. import audio as A
+    from ... import audio as A
 
     path = Path(path)
     try:
@@ -187,7 +187,7 @@ def load_clip_dir(clip_dir: Path | str) -> tuple[np.ndarray, np.ndarray]:
     """A preprocessed clip (``0.jpg …``, ``audio.wav``) → (frames (N, 224, 224, 3) BGR, int16 audio)."""
     import cv2
 
-    from ..data.talking import list_frames
+    from .datasets import list_frames
 
     d = Path(clip_dir)
     n = list_frames(d)
@@ -207,8 +207,8 @@ def face_crops_of_video(video: Path | str, detector=None) -> np.ndarray:
     crops (detector, reference padding, box smoothing)."""
     import cv2
 
-    from ..data import talking as T
-    from ..data.media import decode_frames, probe
+    from ...data.media import decode_frames, probe
+    from . import faces as T
 
     video = Path(video)
     info = probe(video, require_video=True)
@@ -229,7 +229,7 @@ def audio_of_video(video: Path | str) -> np.ndarray:
     """An mp4's audio as int16 16 kHz mono (extracted by ffmpeg-python)."""
     import tempfile
 
-    from ..data.media import extract_audio
+    from ...data.media import extract_audio
 
     with tempfile.TemporaryDirectory(prefix="lse-audio.") as td:
         wav = extract_audio(video, Path(td) / "audio.wav", sr=16000)
@@ -271,10 +271,10 @@ class LSEScorer:
     def load(cls, backend: str, weights: Path | str, device: str | torch.device = "cpu",
              batch_size: int = 20) -> LSEScorer:
         """``standard``: ``syncnet_v2.model``; ``standin``: a :func:`train_lse_standin` checkpoint."""
-        from ..fileio import sha256_file
+        from ...fileio import sha256_file
 
         if backend == STANDARD:
-            from ..models.syncnet import load_syncnet_s_weights
+            from .syncnet import load_syncnet_s_weights
 
             net, info = load_syncnet_s_weights(weights), {"weights_file": "syncnet_v2.model (user-supplied)"}
         elif backend == STANDIN:
@@ -316,7 +316,7 @@ class LSEScorer:
               video_feats: torch.Tensor | None = None) -> dict:
         """One clip: frames (N, 224, 224, 3) BGR uint8 (other sizes are resized), int16 16 kHz audio.
         ``video_feats`` (from an earlier call's ``"_video_feats"``) skips the video branch."""
-        from .. import audio as A
+        from ... import audio as A
 
         n = n_windows(len(frames), len(wav))
         if n < 1:
@@ -378,7 +378,7 @@ def split_clips(data: Path | str, split: str) -> tuple[Path, list[str]]:
 # ------------------------------------------------------------------------------------------
 
 def _s_state_dict_reference_names(net) -> dict:
-    from ..models.syncnet import _S_RENAME
+    from .syncnet import _S_RENAME
 
     back = {v: k for k, v in _S_RENAME.items()}
     out = {}
@@ -390,8 +390,8 @@ def _s_state_dict_reference_names(net) -> dict:
 
 def load_standin(path: Path | str):
     """(``S`` in eval mode, the checkpoint's ``info``) from a stand-in checkpoint (weights_only)."""
-    from ..models.syncnet import SyncNetS, identify_sync_weights, load_syncnet_s_state_dict
-    from ..models.wav2lip import load_weights_file
+    from .syncnet import SyncNetS, identify_sync_weights, load_syncnet_s_state_dict
+    from .weights import load_weights_file
 
     obj = load_weights_file(path)
     if not isinstance(obj, dict) or obj.get("format") != STANDIN_FORMAT:
@@ -414,7 +414,7 @@ def load_standin(path: Path | str):
 def _load_training_clips(root: Path, clips: Sequence[str], log=None
                          ) -> list[tuple[np.ndarray, np.ndarray, int, list[np.ndarray]]]:
     """(frames, MFCC, windows, missing-audio MFCC windows) of each usable clip."""
-    from .. import audio as A
+    from ... import audio as A
 
     out = []
     for c in clips:
@@ -482,9 +482,9 @@ def train_lse_standin(data: Path | str, out: Path | str, *, steps: int = 300, ba
 
     from tqdm import tqdm
 
-    from ..checkpoint import package_versions
-    from ..fileio import atomic_torch_save, sha256_file
-    from ..models.syncnet import SyncNetS
+    from ...checkpoint import package_versions
+    from ...fileio import atomic_torch_save, sha256_file
+    from .syncnet import SyncNetS
 
     if steps < 1 or batch < 1 or negatives < 1 or video_stride < 1:
         raise LSEError("steps, batch, negatives and video_stride must be positive")
@@ -607,7 +607,7 @@ class LSEMetric(plugins.Metric):
         weights = ev.get("lse_weights")
         cfg = getattr(ctx, "cfg", None)
         if not weights and ev.get("lse_backend", STANDIN) == STANDIN and cfg is not None and "experiment" in cfg:
-            from ..layout import Layout
+            from ...layout import Layout
 
             weights = Layout.from_config(cfg).lse_standin    # trained by the workflow (rule lse_standin)
             if not Path(weights).is_file():

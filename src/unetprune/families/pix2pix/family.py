@@ -3,7 +3,7 @@
 
 The structure queries (channel groups, widths, inner levels) are those of :mod:`.unet`;
 the operations that prune a U-Net are on the pruning side of the seam
-(:mod:`unetprune.pruning.unet_ops`), so nothing here imports pruning code.
+(:mod:`unetprune.families.pix2pix.pruning`), so nothing here imports pruning code.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import cuda_graph
+from ... import cuda_graph
+from ...family import ModelFamily
 from . import unet
-from .family import ModelFamily, register_family
 from .patchgan import build_discriminator
 from .unet import UNetGenerator, UNetSpec, build_generator, init_weights
 
@@ -171,7 +171,7 @@ class Pix2PixFamily(ModelFamily):
 
     # --- build ------------------------------------------------------------------------
     def spec_from_config(self, cfg: dict) -> UNetSpec:
-        from ..config import model_spec_from_config
+        from ...config import model_spec_from_config
 
         return model_spec_from_config(cfg)
 
@@ -201,8 +201,13 @@ class Pix2PixFamily(ModelFamily):
         n = spec.num_downs
         return {k: None for k in range(1, n - 1)}       # at least 2 levels must remain
 
+    def pruning_ops(self):
+        from .pruning import UNET_OPS
+
+        return UNET_OPS
+
     def eval_set(self, cfg: dict, split: str, root):
-        from ..evaluate import EvalSet
+        from ...evaluate import EvalSet
 
         return EvalSet.load(cfg, split, root)
 
@@ -245,9 +250,9 @@ class Pix2PixFamily(ModelFamily):
         return Pix2PixTrainer(generator, discriminator, tcfg, device)
 
     def train_dataset(self, cfg: dict):
-        from ..data.aligned import AlignedDataset
-        from ..data.gpu_data import maybe_on_device
-        from ..layout import Layout
+        from ...data.aligned import AlignedDataset
+        from ...data.gpu_data import maybe_on_device
+        from ...layout import Layout
 
         d = cfg["data"]
         ds = AlignedDataset(Layout.from_config(cfg).data_root, "train", d["direction"], d["load_size"],
@@ -256,8 +261,8 @@ class Pix2PixFamily(ModelFamily):
         return maybe_on_device(ds, cfg)  # data.on_device: the same samples, held on the GPU
 
     def check_dataset(self, cfg: dict):
-        from ..data.aligned import AlignedDataset
-        from ..layout import Layout
+        from ...data.aligned import AlignedDataset
+        from ...layout import Layout
 
         split, n = cfg["train"]["eval_split"], cfg["train"]["eval_images"]
         root = Layout.from_config(cfg).data_root
@@ -269,7 +274,7 @@ class Pix2PixFamily(ModelFamily):
 
     def check_score(self, generator, dataset, cfg: dict) -> float:
         """Mean |G(A) - B| in [-1, 1] units (evaluate.mode, seeded, the batch-1 outputs)."""
-        from ..translate import generate_split
+        from ...translate import generate_split
 
         outs = generate_split(generator, dataset, cfg["evaluate"]["mode"], seed=cfg["seed"])
         return float(sum((o - b).abs().mean().item() for _, o, b in outs) / max(len(outs), 1))
@@ -277,9 +282,9 @@ class Pix2PixFamily(ModelFamily):
     # --- samples ------------------------------------------------------------------------
     def render_samples(self, generator, dataset, path: Path | str, cfg: dict) -> Path:
         """PNG grid, one row per image: input | output | target."""
-        from ..translate import save_sample_grid
+        from ...translate import save_sample_grid
 
         return save_sample_grid(generator, dataset, path, cfg)
 
 
-PIX2PIX = register_family(Pix2PixFamily())
+FAMILY = Pix2PixFamily()

@@ -1,0 +1,1 @@
+"""Model families: one sub-package each, found through the ``unetprune.families`` entry points."""

@@ -1,0 +1,1 @@
+"""The pix2pix family (U-Net generator, PatchGAN, aligned image pairs)."""

@@ -1,0 +1,191 @@
+"""Talking-face data for Wav2Lip: LRS2-style preprocessing, the offline demo set, the datasets.
+
+**Preprocessing** (:func:`preprocess_lrs2`) turns talking-face videos in the LRS2 layout::
+
+    RAW/<speaker>/<clip>.mp4        RAW/train.txt, val.txt, test.txt   (lines "speaker/clip")
+
+into the layout of the reference Wav2Lip ``preprocess.py``::
+
+    OUT/<speaker>/<clip>/0.jpg 1.jpg …   face crops at their detected size (BGR JPEGs, cv2)
+    OUT/<speaker>/<clip>/audio.wav       16 kHz mono 16-bit
+    OUT/<speaker>/<clip>/.done           what was done (JSON); written before the folder appears
+    OUT/train.txt val.txt test.txt       the clips that were processed, per split
+    OUT/preprocess.json                  the summary (processed, skipped with the reason)
+
+Decoding, audio extraction and any fps conversion go through ffmpeg-python
+(:mod:`unetprune.data.media`).  Every frame goes through a **face detector** (OpenCV's Haar
+cascade by default; any :class:`FaceDetector`, e.g. S3FD with your weights, see
+:func:`load_detector`).  Boxes are then **padded** and **smoothed over time** as the
+reference ``inference.py`` does (``pads = 0, 10, 0, 0`` = top, bottom, left, right — the
+bottom pad keeps the chin; then ``get_smoothened_boxes`` with T = 5: each box becomes the
+mean of itself and the next 4, the last T of the clip the mean of the last window, on
+integer boxes).  The reference ``preprocess.py`` itself crops the raw S3FD boxes and leaves a
+gap in the frame numbering where no face was found; this module instead gives such a frame
+the nearest detected box (a Haar cascade misses single frames that S3FD would not), and a
+clip with faces in fewer than ``min_face_fraction`` of its frames is skipped as face-less.
+
+It is resumable and robust: one clip at a time; a clip is built in a hidden temporary
+folder and renamed into place with its ``.done`` marker, so a rerun skips finished clips and
+a killed run leaves nothing half-written; a corrupt clip (truncated, no audio, not a video)
+or a face-less one is reported by name in the summary and skipped without stopping the run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ...data.aligned import DataError
+from ...data.media import MediaError, decode_frames, extract_audio, probe
+from .faces import FaceDetector, HaarDetector, fill_missing, pad_boxes, smooth_boxes
+
+FPS = 25
+SAMPLE_RATE = 16000
+REFERENCE_PADS = (0, 10, 0, 0)     # top, bottom, left, right (reference inference.py --pads)
+SMOOTH_T = 5                       # reference get_smoothened_boxes(boxes, T=5)
+SPLITS = ("train", "val", "test")
+DONE = ".done"
+# ==========================================================================================
+# preprocessing (LRS2 layout → the reference's preprocessed layout)
+# ==========================================================================================
+
+@dataclass
+class ClipResult:
+    name: str
+    status: str            # "done" | "skipped" (already done) | "failed"
+    reason: str = ""
+    n_frames: int = 0
+    filled: int = 0
+
+
+def read_filelists(root: Path) -> dict[str, list[str]]:
+    """``train/val/test.txt`` in ``root`` (or its parent, as LRS2 puts them next to ``main/``):
+    the first token of each non-empty line (LRS2's test list adds a tag).  Without any list:
+    every ``<speaker>/<clip>.mp4`` under ``root`` goes to ``train``."""
+    lists: dict[str, list[str]] = {}
+    for split in SPLITS:
+        for folder in (root, root.parent):
+            f = folder / f"{split}.txt"
+            if f.is_file():
+                lists[split] = [ln.split()[0] for ln in f.read_text().splitlines() if ln.strip()]
+                break
+    if not lists:
+        clips = sorted(f"{p.parent.name}/{p.stem}" for p in root.glob("*/*.mp4"))
+        if not clips:
+            raise DataError(f"{root}: no filelists (train.txt/val.txt/test.txt) and no <speaker>/<clip>.mp4")
+        lists["train"] = clips
+    return lists
+
+
+def preprocess_clip(video: Path, dest: Path, detector: FaceDetector, *, pads: Sequence[int] = REFERENCE_PADS,
+                    smooth_T: int = SMOOTH_T, min_face_fraction: float = 0.5, fps: float = FPS) -> ClipResult:
+    """One clip → ``dest/`` (``0.jpg …``, ``audio.wav``, ``.done``), built in a temporary
+    folder and renamed into place.  Raises MediaError / DataError naming the clip."""
+    import cv2
+
+    name = f"{dest.parent.name}/{dest.name}"
+    info = probe(video, require_video=True, require_audio=True)
+    resample = info.fps is None or abs(info.fps - fps) > 0.01
+    frames, _ = decode_frames(video, fps=fps if resample else None)
+    dets = detector.detect(frames)
+    if len(dets) != len(frames):
+        raise DataError(f"{video}: the face detector returned {len(dets)} boxes for {len(frames)} frames")
+    found = sum(b is not None for b in dets)
+    if found < max(1, math.ceil(min_face_fraction * len(frames))):
+        raise DataError(f"{video}: no face found in {len(frames) - found} of {len(frames)} frames (face-less clip)")
+    filled_boxes, filled = fill_missing(dets)
+    boxes = pad_boxes(filled_boxes, frames.shape[1:3], pads)
+    boxes = smooth_boxes(boxes, smooth_T) if smooth_T > 1 else boxes
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    try:
+        extract_audio(video, tmp / "audio.wav", sr=SAMPLE_RATE)
+        for i, (fr, (x1, y1, x2, y2)) in enumerate(zip(frames, boxes)):
+            crop = fr[y1:y2, x1:x2]
+            if crop.size == 0:
+                raise DataError(f"{video}: empty face box {x1, y1, x2, y2} at frame {i}")
+            if not cv2.imwrite(str(tmp / f"{i}.jpg"), np.ascontiguousarray(crop[..., ::-1])):
+                raise OSError(f"cv2 could not write {tmp / f'{i}.jpg'}")
+        meta = {"source": str(video), "n_frames": len(frames), "fps": fps, "resampled_fps": info.fps if resample else None,
+                "detector": getattr(detector, "name", type(detector).__name__), "faces_found": found,
+                "boxes_filled": filled, "pads": list(pads), "smooth_T": smooth_T}
+        (tmp / DONE).write_text(json.dumps(meta, indent=1))
+        if dest.exists():                       # an earlier incomplete attempt (no .done)
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ClipResult(name, "done", n_frames=len(frames), filled=filled)
+
+
+def _remove_partials(folder: Path) -> None:
+    if folder.is_dir():
+        for p in folder.glob(".*.partial"):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def preprocess_lrs2(root: Path | str, out: Path | str, *, detector: FaceDetector | None = None,
+                    pads: Sequence[int] = REFERENCE_PADS, smooth_T: int = SMOOTH_T,
+                    min_face_fraction: float = 0.5, progress: bool = True,
+                    log: Callable[[str], None] | None = None) -> dict:
+    """Preprocess every clip of the filelists (resumable; failures skipped and reported).
+    Returns (and writes to ``OUT/preprocess.json``) the summary."""
+    from tqdm import tqdm
+
+    from ...fileio import atomic_write_text
+
+    root, out = Path(root), Path(out)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder (expected <root>/<speaker>/<clip>.mp4)")
+    detector = detector or HaarDetector()
+    lists = read_filelists(root)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [(split, c) for split, clips in lists.items() for c in clips]
+    results: dict[str, ClipResult] = {}
+    t0 = time.time()
+    bar = tqdm(todo, desc="preprocess", unit="clip", disable=not progress, file=sys.stderr, leave=False)
+    for split, clip in bar:
+        if clip in results:
+            continue
+        spk, _, name = clip.partition("/")
+        dest = out / spk / name
+        _remove_partials(out / spk)
+        if (dest / DONE).is_file():
+            results[clip] = ClipResult(clip, "skipped", "already done")
+            continue
+        video = root / spk / f"{name}.mp4"
+        try:
+            if not video.is_file():
+                raise MediaError(f"{video}: no such file (listed in {split}.txt)")
+            results[clip] = preprocess_clip(video, dest, detector, pads=pads, smooth_T=smooth_T,
+                                            min_face_fraction=min_face_fraction)
+        except (MediaError, DataError) as e:
+            results[clip] = ClipResult(clip, "failed", str(e))
+            if log:
+                log(f"skipped {clip}: {e}")
+    bar.close()
+    ok = {c for c, r in results.items() if r.status in ("done", "skipped")}
+    for split, clips in lists.items():
+        atomic_write_text(out / f"{split}.txt", "".join(f"{c}\n" for c in clips if c in ok))
+    summary = {
+        "root": str(root), "out": str(out), "detector": getattr(detector, "name", type(detector).__name__),
+        "pads": list(pads), "smooth_T": smooth_T, "seconds": round(time.time() - t0, 2),
+        "processed": sorted(c for c, r in results.items() if r.status == "done"),
+        "already_done": sorted(c for c, r in results.items() if r.status == "skipped"),
+        "failed": {c: r.reason for c, r in sorted(results.items()) if r.status == "failed"},
+        "counts": {s: sum(c in ok for c in clips) for s, clips in lists.items()},
+    }
+    atomic_write_text(out / "preprocess.json", json.dumps(summary, indent=1))
+    return summary

@@ -1,0 +1,406 @@
+"""Training Wav2Lip: the lip-sync expert's and the generator's trainers, their critics and
+the learning checks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ...errors import UserFacingError
+
+# ------------------------------------------------------------------------------------------
+# training (issue 12 item 3): the expert SyncNet trainer and the generator trainer
+# ------------------------------------------------------------------------------------------
+#
+# Both are trainers of the generic loop (:func:`unetprune.train.train`: epochs, seeding,
+# resume, atomic checkpoints, NaN guard, progress bars), with the interface of
+# :class:`unetprune.families.pix2pix.family.Pix2PixTrainer`.  Recipe (reference Rudrabha/Wav2Lip
+# ``color_syncnet_train.py``, ``wav2lip_train.py``, ``hq_wav2lip_train.py``):
+#
+# * expert: ``d = cos(audio_emb, face_emb)`` (both ReLU'd and L2-normalised, so d ∈ [0, 1]),
+#   loss = BCE(d, label) on in-sync (1) and off-sync (0) windows of the same clip; Adam 1e-4,
+#   batch 64 (``train.expert``);
+# * generator: loss = syncnet_wt · sync + disc_wt · perceptual + (1 − syncnet_wt − disc_wt) · L1,
+#   L1 on the whole generated frames (B, 3, T, 96, 96) vs the targets; sync = BCE(cos(expert(mel,
+#   lower halves of G's 5 frames)), 1) with the expert frozen (``requires_grad`` off and in eval
+#   mode: its BatchNorm statistics never move); ``syncnet_wt`` is 0 until the validation sync
+#   loss falls below ``train.sync_threshold`` (0.75), then ``train.syncnet_wt`` (0.03) for the
+#   rest of the run (checked after every epoch, the reference every 3000 steps); perceptual =
+#   BCE(qual(G lower halves), 1) with the HQ quality discriminator (``model.hq``; ``disc_wt`` 0.07,
+#   0 without it), which is trained on real → 1, generated → 0 with its own Adam (train.lr).
+#
+# The expert is its own model family, ``wav2lip-expert`` (its "generator" is the SyncNet), so
+# ``unetprune train --expert`` writes an ordinary self-describing checkpoint
+# (``family: wav2lip-expert``) that a generator config names as ``model.expert_checkpoint``.
+
+EXPERT_FAMILY = "wav2lip-expert"
+
+
+def cosine_bce(audio: torch.Tensor, face: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """The reference ``cosine_loss``: BCE of the cosine similarity (clamped to [0, 1]) vs ``label``."""
+    import torch.nn.functional as F
+
+    d = F.cosine_similarity(audio.float(), face.float()).clamp(0.0, 1.0).unsqueeze(1)
+    return F.binary_cross_entropy(d, label.float().view(-1, 1))
+
+
+def lower_halves_stacked(frames: torch.Tensor) -> torch.Tensor:
+    """(B, 3, T, S, S) frames → (B, 3T, S/2, S): the expert's input (frames on channels, as the reference)."""
+    g = frames[:, :, :, frames.shape[3] // 2:]
+    return torch.cat([g[:, :, i] for i in range(g.shape[2])], dim=1)
+
+
+class Wav2LipCritics(nn.Module):
+    """The non-generator models of a Wav2Lip generator run (the trainer's "discriminator" slot):
+    ``expert`` (frozen :class:`~unetprune.families.wav2lip.syncnet.SyncNetColor`, or ``None`` = no sync
+    loss) and ``qual`` (the HQ :class:`~unetprune.families.wav2lip.syncnet.Wav2LipDiscQual`, or ``None``).
+    ``config`` is the checkpoint's ``discriminator.arch``: enough to rebuild both."""
+
+    def __init__(self, expert: nn.Module | None, qual: nn.Module | None, config: dict):
+        super().__init__()
+        self.expert = expert
+        self.qual = qual
+        self.config = config
+        if expert is not None:
+            expert.requires_grad_(False)
+            expert.eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.expert is not None:
+            self.expert.eval()  # frozen, BatchNorm statistics included
+        return self
+
+
+def _critics_from_arch(arch: dict) -> Wav2LipCritics:
+    from .syncnet import SyncNetColor, SyncNetSpec, Wav2LipDiscQual
+
+    expert = SyncNetColor(SyncNetSpec.from_dict(arch["expert"])) if arch.get("expert") else None
+    qual = Wav2LipDiscQual(arch["qual_widths"]) if arch.get("qual_widths") else None
+    return Wav2LipCritics(expert, qual, dict(arch))
+
+
+def load_expert(path: Path | str):
+    """``(SyncNetColor, source record)`` from a ``wav2lip-expert`` checkpoint (``unetprune train
+    --expert``) or a reference ``lipsync_expert.pth``; a one-line error naming the file otherwise."""
+    from ...checkpoint import CheckpointError, load_checkpoint, sha256_file
+    from .syncnet import SyncNetColor, SyncNetSpec, load_syncnet_color_weights
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserFacingError(f"model.expert_checkpoint {path} does not exist: train the expert first "
+                              f"(`unetprune train --expert --config CONFIG --out DIR`)")
+    source = {"path": str(path), "sha256": sha256_file(path)}
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError as e:
+        if "not a unetprune checkpoint" not in str(e):
+            raise
+        return load_syncnet_color_weights(path), {**source, "kind": "reference"}
+    if ckpt.get("family") != EXPERT_FAMILY:
+        raise UserFacingError(f"model.expert_checkpoint {path} holds a {ckpt.get('family', 'pix2pix')!r} model, "
+                              f"not a lip-sync expert ({EXPERT_FAMILY!r}, `unetprune train --expert`)")
+    m = SyncNetColor(SyncNetSpec.from_dict(ckpt["generator"]["arch"]))
+    m.load_state_dict(ckpt["generator"]["state_dict"])
+    return m, {**source, "kind": EXPERT_FAMILY, "epoch": ckpt.get("epoch")}
+
+
+class _Windows:
+    """Evenly spaced windows of a :class:`~unetprune.data.talking.TalkingFaceDataset` (``n`` of
+    them, ``None`` = all), forwarding ``set_epoch``, ``split`` and ``__len__``."""
+
+    def __init__(self, ds, n: int | None):
+        self.ds, self.split = ds, ds.split
+        total = len(ds)
+        k = total if not n or n >= total else int(n)
+        self.idx = [int(i * total // k) for i in range(k)]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.ds.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.ds[self.idx[i]]
+
+
+def talking_root(cfg: dict) -> Path:
+    """The preprocessed talking-face folder of a config: ``<data root>/preprocessed`` (what
+    ``unetprune demo-talking --out <data root>`` builds) if it exists, else the data root itself
+    (a folder written by ``unetprune data preprocess-lrs2``)."""
+    from ...layout import Layout
+
+    root = Layout.from_config(cfg).data_root
+    pre = root / "preprocessed"
+    return pre if (pre / "train.txt").is_file() else root
+
+
+def talking_dataset(cfg: dict, split: str, mode: str, n: int | None = None) -> _Windows:
+    from ...data.aligned import DataError
+    from .datasets import TalkingFaceDataset
+
+    root = talking_root(cfg)
+    if not (root / f"{split}.txt").is_file():
+        hint = (f"`unetprune demo-talking --out {root}`" if cfg["data"]["dataset"] == "demo"
+                else f"`unetprune data preprocess-lrs2 --out {root}`")
+        raise DataError(f"{root}: no talking-face {split} split ({split}.txt); build it with {hint}")
+    return _Windows(TalkingFaceDataset(root, split, mode=mode, seed=cfg["seed"]), n)
+
+
+def _batches(dataset, batch_size: int = 8):
+    from torch.utils.data import DataLoader
+
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+
+
+def _gen_batch(G: nn.Module, batch: dict, device) -> torch.Tensor:
+    return G(batch["face"].to(device), batch["indiv_mels"].to(device))
+
+
+def lower_half_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean |pred − target| over the lower halves of (B, 3, T, S, S) frames (in [0, 1] units)."""
+    h = pred.shape[3] // 2
+    return (pred[:, :, :, h:].float() - target[:, :, :, h:].float()).abs().flatten(1).mean(1)
+
+
+def copy_reference_l1(dataset) -> float:
+    """The "copy the reference frame" baseline: lower-half L1 of the identity reference (the
+    generator's second input, channels 3..5) against the target, over ``dataset``."""
+    tot, n = 0.0, 0
+    for b in _batches(dataset):
+        tot += float(lower_half_l1(b["face"][:, 3:], b["target"]).sum())
+        n += b["target"].shape[0]
+    return tot / max(n, 1)
+
+
+def generated_lower_half_l1(G: nn.Module, dataset, mode: str = "eval", seed: int = 0) -> float:
+    """Mean lower-half L1 of ``G``'s frames against the targets over ``dataset`` (generation
+    mode ``mode``, the model left as it was)."""
+    from ...translate import generation_mode
+
+    device = next(G.parameters()).device
+    tot, n = 0.0, 0
+    with generation_mode(G, mode, seed):
+        for b in _batches(dataset):
+            tot += float(lower_half_l1(_gen_batch(G, b, device).cpu(), b["target"]).sum())
+            n += b["target"].shape[0]
+    return tot / max(n, 1)
+
+
+def expert_sync_loss(expert: nn.Module, dataset, G: nn.Module | None = None, mode: str = "eval",
+                     seed: int = 0) -> float:
+    """Mean expert sync loss over ``dataset``: of ``G``'s frames against their audio (label 1,
+    a generator-mode dataset), or with ``G=None`` of an expert-mode dataset's own labelled windows."""
+    from ...translate import generation_mode
+
+    device = next(expert.parameters()).device
+    was = expert.training
+    expert.eval()
+    tot, n = 0.0, 0
+    ctx = generation_mode(G, mode, seed) if G is not None else torch.no_grad()
+    try:
+        with ctx, torch.no_grad():
+            for b in _batches(dataset):
+                if G is None:
+                    faces, label = b["faces"].to(device), b["label"].to(device)
+                else:
+                    faces = lower_halves_stacked(_gen_batch(G, b, device))
+                    label = torch.ones(faces.shape[0], 1, device=device)
+                a, v = expert(b["mel"].to(device), faces)
+                k = faces.shape[0]
+                tot += float(cosine_bce(a, v, label)) * k
+                n += k
+    finally:
+        expert.train(was)
+    return tot / max(n, 1)
+
+
+def _bgr_to_rgb_uint8(x: torch.Tensor):
+    import numpy as np
+
+    a = (x.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return np.ascontiguousarray(a[:, :, ::-1])
+
+
+#: why train.cuda_graph does not capture the Wav2Lip steps (unetprune.cuda_graph; 'auto' runs eagerly)
+WAV2LIP_GRAPH_REASON = ("the wav2lip step is not captured yet (the sync-loss switch changes the step "
+                        "between epochs; batches of 5-frame windows are not launch-bound like pix2pix's batch 1)")
+
+
+def _eager_step_mode(tcfg: dict, device: torch.device):
+    from ... import cuda_graph
+
+    d = cuda_graph.decide(tcfg.get("cuda_graph", "auto"), device, unsupported=WAV2LIP_GRAPH_REASON)
+    return cuda_graph.StepMode("eager", d.setting, d.reason)
+
+
+class Wav2LipTrainer:
+    """The Wav2Lip generator step (see the training notes above): ``G``, the frozen expert and
+    the optional quality discriminator (``D``: a :class:`Wav2LipCritics`), Adam for G (and for
+    the quality discriminator).  ``syncnet_wt`` is the current weight of the sync loss (0 until
+    :meth:`end_epoch` sees the validation sync loss below the threshold)."""
+
+    resume_keys = ("target", "syncnet_wt", "sync_threshold", "disc_wt")
+
+    def __init__(self, G: nn.Module, D: Wav2LipCritics, tcfg: dict, device: torch.device):
+        self.device, self.cfg = device, tcfg
+        if device.type == "cpu" and tcfg["flush_denormal"]:
+            torch.set_flush_denormal(True)  # as Pix2PixTrainer (process-wide)
+        self.G = G.to(device)
+        self.D = D.to(device)
+        betas = (tcfg["beta1"], tcfg["beta2"])
+        self.opt_G = torch.optim.Adam([p for p in self.G.parameters() if p.requires_grad], lr=tcfg["lr"], betas=betas)
+        self.expert = self.D.expert
+        self.qual = self.D.qual
+        self.opt_D = (torch.optim.Adam(self.qual.parameters(), lr=tcfg["lr"], betas=betas)
+                      if self.qual is not None else None)
+        self.disc_wt = float(tcfg["disc_wt"]) if self.qual is not None else 0.0
+        self.syncnet_wt = 0.0
+        self.sync_on_epoch: int | None = None
+        self.losses = ("L1", "sync", "loss") + (("G_disc", "D_real", "D_fake") if self.qual is not None else ())
+        self._val = None
+        self.step_mode = _eager_step_mode(tcfg, device)  # train.cuda_graph: eager, with the reason
+
+
+    def set_lr(self, lr: float) -> None:
+        for opt in (self.opt_G, self.opt_D):
+            if opt is not None:
+                for group in opt.param_groups:
+                    group["lr"] = lr
+
+    def set_train_mode(self) -> None:
+        self.G.train()
+        self.D.train()  # the expert stays in eval mode
+
+    def sync_loss(self, mel: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        a, v = self.expert(mel, lower_halves_stacked(frames))
+        return cosine_bce(a, v, torch.ones(frames.shape[0], 1, device=frames.device))
+
+    def step(self, batch: dict) -> dict[str, torch.Tensor]:
+        import torch.nn.functional as F
+
+        dev = self.device
+        x, gt = batch["face"].to(dev), batch["target"].to(dev)
+        indiv, mel = batch["indiv_mels"].to(dev), batch["mel"].to(dev)
+        zero = torch.zeros((), device=dev)
+        g = self.G(x, indiv)                                    # (B, 3, T, 96, 96)
+        l1 = F.l1_loss(g, gt)
+        sync = self.sync_loss(mel, g) if (self.syncnet_wt > 0 and self.expert is not None) else zero
+        if self.qual is not None:
+            self.qual.requires_grad_(False)
+            pl = self.qual.logits(g)
+            perceptual = F.binary_cross_entropy_with_logits(pl, torch.ones_like(pl))
+        else:
+            perceptual = zero
+        loss = self.syncnet_wt * sync + self.disc_wt * perceptual + (1.0 - self.syncnet_wt - self.disc_wt) * l1
+        self.opt_G.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_G.step()
+        out = {"L1": l1.detach(), "sync": sync.detach(), "loss": loss.detach()}
+        if self.qual is not None:
+            self.qual.requires_grad_(True)
+            self.opt_D.zero_grad(set_to_none=True)
+            pr = self.qual.logits(gt)
+            pf = self.qual.logits(g.detach())
+            d_real = F.binary_cross_entropy_with_logits(pr, torch.ones_like(pr))
+            d_fake = F.binary_cross_entropy_with_logits(pf, torch.zeros_like(pf))
+            (d_real + d_fake).backward()
+            self.opt_D.step()
+            out.update(G_disc=perceptual.detach(), D_real=d_real.detach(), D_fake=d_fake.detach())
+        return out
+
+    def end_epoch(self, epoch: int, cfg: dict) -> dict:
+        """The reference's switch: while the sync loss is off, measure the validation sync loss
+        of G's frames with the frozen expert; below ``sync_threshold`` it is on from the next epoch."""
+        if self.expert is None or self.syncnet_wt > 0:
+            return {"syncnet_wt": self.syncnet_wt}
+        if self._val is None:
+            self._val = talking_dataset(cfg, "val", "generator", max(cfg["train"]["eval_images"], 1))
+        val = expert_sync_loss(self.expert, self._val, self.G, "eval", cfg["seed"])
+        if val < self.cfg["sync_threshold"]:
+            self.syncnet_wt = float(self.cfg["syncnet_wt"])
+            self.sync_on_epoch = epoch + 1
+        return {"val_sync": val, "syncnet_wt": self.syncnet_wt}
+
+    def state(self) -> dict:
+        d_state = {k: v.detach().cpu() for k, v in self.D.state_dict().items()}
+        opts = {"G": self.opt_G.state_dict()}
+        if self.opt_D is not None:
+            opts["D"] = self.opt_D.state_dict()
+        return {"discriminator": {"arch": self.D.config, "state_dict": d_state}, "optimizers": opts,
+                "wav2lip": {"syncnet_wt": self.syncnet_wt, "sync_on_epoch": self.sync_on_epoch}}
+
+    def load_state(self, ckpt: dict) -> None:
+        self.G.load_state_dict(ckpt["generator"]["state_dict"])
+        self.D.load_state_dict(ckpt["discriminator"]["state_dict"])
+        self.opt_G.load_state_dict(ckpt["optimizers"]["G"])
+        if self.opt_D is not None:
+            self.opt_D.load_state_dict(ckpt["optimizers"]["D"])
+        st = ckpt.get("wav2lip") or {}
+        self.syncnet_wt = float(st.get("syncnet_wt", 0.0))
+        self.sync_on_epoch = st.get("sync_on_epoch")
+
+
+class SyncNetTrainer:
+    """The expert's step: BCE on the cosine similarity of in-sync (1) vs off-sync (0) windows;
+    Adam on every parameter.  ``G`` is the expert (the generic loop's "generator" slot)."""
+
+    losses = ("sync", "acc")
+    resume_keys = ("target",)
+
+    def __init__(self, G: nn.Module, D: nn.Module, tcfg: dict, device: torch.device):
+        self.device, self.cfg = device, tcfg
+        if device.type == "cpu" and tcfg["flush_denormal"]:
+            torch.set_flush_denormal(True)
+        self.G = G.to(device)
+        self.opt = torch.optim.Adam(self.G.parameters(), lr=tcfg["lr"], betas=(tcfg["beta1"], tcfg["beta2"]))
+        self.step_mode = _eager_step_mode(tcfg, device)  # train.cuda_graph: eager, with the reason
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+
+    def set_train_mode(self) -> None:
+        self.G.train()
+
+    def step(self, batch: dict) -> dict[str, torch.Tensor]:
+        import torch.nn.functional as F
+
+        faces, mel = batch["faces"].to(self.device), batch["mel"].to(self.device)
+        label = batch["label"].to(self.device).view(-1, 1)
+        a, v = self.G(mel, faces)
+        d = F.cosine_similarity(a, v).clamp(0.0, 1.0).unsqueeze(1)
+        loss = F.binary_cross_entropy(d, label)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        acc = ((d.detach() > 0.5).float() == label).float().mean()
+        return {"sync": loss.detach(), "acc": acc}
+
+    def state(self) -> dict:
+        return {"optimizers": {"expert": self.opt.state_dict()}}
+
+    def load_state(self, ckpt: dict) -> None:
+        self.G.load_state_dict(ckpt["generator"]["state_dict"])
+        self.opt.load_state_dict(ckpt["optimizers"]["expert"])
+
+
+def _check_windows(cfg: dict, mode: str):
+    split, n = cfg["train"]["eval_split"], cfg["train"]["eval_images"]
+    if not split or not n or not (talking_root(cfg) / f"{split}.txt").is_file():
+        return None
+    return talking_dataset(cfg, split, mode, n)
+
+
+def _save_png(rows: list, path: Path | str) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    return path
