@@ -1,7 +1,8 @@
 # Two commands on a fresh machine (Python 3.11 + git):
 #   make run    install everything into .venv (once) and run both offline demos (pix2pix, then Wav2Lip)
 #   make test   install everything into .venv (once) and run the test suite (fast + slow end-to-end)
-# Others: make check (validate $(CONFIG)), make test-fast, make test-slow, make lint, make clean.
+# Others: make check (validate $(CONFIG)), make test-fast, make test-slow, make lint (ruff check + format
+# check, snakemake --lint), make clean.
 # CONFIG=config/experiments/pix2pix_facades.yaml CORES=16 make run   runs another experiment
 # (CONFIG may list several config files; each is one run of the same workflow).
 PYTHON ?= python3
@@ -44,6 +45,8 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	set -e; for c in $(CONFIG); do $(BIN)/snakemake --lint --snakefile Snakefile --configfile "$$c"; done
 
 clean:

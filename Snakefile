@@ -1,6 +1,7 @@
-# unetprune: fetch data → train the original (Wav2Lip: after its lip-sync expert) → sensitivity →
-# prune variants → fine-tune → evaluate → tables/figures/report (Wav2Lip: + sample video) → MLflow.
-# One DAG for every model family (model.family picks the data, expert and LSE jobs).  Every rule calls the `unetprune` CLI; every
+# unetprune: fetch data → train the original → sensitivity → prune variants → fine-tune →
+# evaluate → tables/figures/report → MLflow.  One DAG for every model family (model.family): the
+# family adds its own jobs, inputs and targets (e.g. Wav2Lip's lip-sync expert, LSE network and
+# sample video; unetprune.family.ModelFamily).  Every rule calls the `unetprune` CLI; every
 # path comes from the package's results layout (unetprune.layout).  This file is the only
 # description of the DAG: `dvc repro` runs it (dvc.yaml), and so do SLURM clusters.
 #
@@ -40,8 +41,13 @@ include: "workflow/rules/prune.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
-include: "workflow/rules/samples.smk"
 include: "workflow/rules/track.smk"
+
+
+# the model family's own jobs (ModelFamily.workflow_rules), e.g. Wav2Lip's expert and sample video
+for _family_rules in FAMILY.workflow_rules():
+
+    include: str(_family_rules)
 
 
 rule all:

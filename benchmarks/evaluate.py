@@ -4,7 +4,7 @@
     python benchmarks/evaluate.py --models 8 --n 64 --threads 2
     python benchmarks/evaluate.py --backend inception-v3-compat --inception-weights W.pth --device cuda
     python benchmarks/evaluate.py --data-root results/demo/data --size 64 --json bench.json
-    python benchmarks/evaluate.py --kernels --size 256 --n 64 --threads 2   # SSIM, KID, spread, generation: as built vs before
+    python benchmarks/evaluate.py --kernels --size 256 --n 64 --threads 2   # SSIM, KID, spread, generation: as built vs straightforward
 
 Both paths score the same K generators (same architecture, different random weights: a
 stand-in for the K pruned variants a sensitivity sweep scores) on the same split, with
@@ -26,8 +26,8 @@ dropout on) and seed:
 Reported: total wall time of each path including set-up, the speed-up, per-model times, and
 the agreement of the two FID values of every model (max relative difference).
 
-``--kernels``: three per-point metric computations as built against the straightforward
-version they replaced, on the same inputs, alternated, best of ``--reps``, with the ratio and
+``--kernels``: three per-point metric computations as built against a straightforward
+version of each, on the same inputs, alternated, best of ``--reps``, with the ratio and
 the largest difference of the results:
 
 * SSIM (``metrics.paired.ssim``: the separable Gaussian as weighted sums of shifted float64

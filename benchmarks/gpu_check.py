@@ -1,4 +1,4 @@
-"""Every CUDA figure of issue 15 in one call (run by benchmarks/gpu_check.sh; < 8 minutes on
+"""Every CUDA figure of docs/gpu.md in one call (run by benchmarks/gpu_check.sh; < 8 minutes on
 one H100/H200 with 16 cores), written to one JSON (``--out DIR`` → ``DIR/gpu_check.json``).
 
 Steps, in order (``--steps`` picks some; each is a subprocess with its own time limit, and
@@ -279,9 +279,9 @@ def step_sweep(args, tmp: Path, timeout: float) -> dict:
     cfg_path = tmp / "sweep.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     ckpt = tmp / "sweep_g.pt"
-    mk = ("import sys; from unetprune.checkpoint import save_generator; from unetprune.config import load_config, "
-          "model_spec_from_config; from unetprune.models import build_generator; c = load_config(sys.argv[1]); "
-          "save_generator(sys.argv[2], build_generator(model_spec_from_config(c), seed=0), c)")
+    mk = ("import sys; from unetprune.checkpoint import save_generator; from unetprune.config import load_config; "
+          "from unetprune.family import family_for_config; c = load_config(sys.argv[1]); f = family_for_config(c); "
+          "save_generator(sys.argv[2], f.build(f.spec_from_config(c), seed=0), c)")
     prep = run(py("-c", mk, str(cfg_path), str(ckpt)), 120)
     if prep["rc"] != 0:
         prep["error"] = "could not write the random-weight checkpoint"

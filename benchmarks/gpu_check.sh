@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every CUDA figure of issue 15 in one call, < 8 minutes on one H100/H200 (16 cores):
+# Every CUDA figure of docs/gpu.md in one call, < 8 minutes on one H100/H200 (16 cores):
 # CUDA unit tests, eager vs graph training step, eager vs graph latency of every variant,
 # the tiny DAG with --resources gpu=1, the unet_256 sensitivity sweep, GPU-slot throughput,
 # train() with GPU-resident data, the tiny DAG with the GPU-slot profile.  One JSON:

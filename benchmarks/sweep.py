@@ -37,9 +37,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from unetprune.checkpoint import save_generator
-    from unetprune.config import load_config, model_spec_from_config
+    from unetprune.config import load_config
     from unetprune.data.demo import build_demo_dataset
-    from unetprune.families.pix2pix.unet import build_generator
+    from unetprune.family import family_for_config
 
     tmp = Path(tempfile.mkdtemp(prefix="unetprune-sweep-bench-"))
     data = tmp / "data"
@@ -53,7 +53,8 @@ def main() -> None:
     cfg_path.write_text(yaml.safe_dump(cfg_dict))
     cfg = load_config(cfg_path)
     ckpt = tmp / "g.pt"
-    save_generator(ckpt, build_generator(model_spec_from_config(cfg), seed=0), cfg)
+    fam = family_for_config(cfg)
+    save_generator(ckpt, fam.build(fam.spec_from_config(cfg), seed=0), cfg)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
 
     def sweep(layer: str, out: Path, cache: Path, ratios: list[float] | None = None) -> None:

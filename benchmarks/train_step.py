@@ -17,7 +17,7 @@ channels-last, optionally torch.compile) at --gpu-batch.
 ``--graph`` compares the trainer's eager step with its whole-step CUDA graph
 (``train.cuda_graph``, unetprune/cuda_graph.py) at batch 1 — fp32 and bf16, each in NCHW and
 channels-last — on the same GPU in one run, interleaved, and prints ms/step and the ratio
-(issue 15's acceptance: the graph step >= 5x the eager step for unet_256).  ``--profile N``
+(the bar: the graph step >= 5x the eager step for unet_256).  ``--profile N``
 adds the GPU kernel time of N eager steps: a graph replays the same kernels without the launch
 gaps, so that sum is the floor of the graph step.  On a CPU the graph column is the
 static-buffer step run eagerly (a stand-in that checks the code path; its ratio is ~1 by

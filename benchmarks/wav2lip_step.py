@@ -1,12 +1,12 @@
 """Wav2Lip training throughput and the data pipeline's, side by side in one run.
 
-* **generator step** (:class:`unetprune.models.wav2lip.Wav2LipTrainer`: L1 + the frozen
+* **generator step** (:class:`unetprune.families.wav2lip.train.Wav2LipTrainer`: L1 + the frozen
   expert's sync loss, i.e. the step after the 0.75 switch, optionally + the HQ quality
   discriminator) in frames/s for the full 96x96 Wav2Lip (width 1) and the demo width, on CPU and
   on CUDA where present;
 * **preprocessing** (``preprocess_lrs2`` on the demo's raw mp4s: ffmpeg decode, Haar face
   detection, smoothing, JPEG crops, 16 kHz audio) in frames/s;
-* **loading** (:class:`~unetprune.data.talking.TalkingFaceDataset` windows: JPEG decode +
+* **loading** (:class:`~unetprune.families.wav2lip.datasets.TalkingFaceDataset` windows: JPEG decode +
   resize + the mel windows) in frames/s, with the mel front-end timed on its own (frames/s of
   the mel spectrogram of the clips' audio) to show it is not the loader's bottleneck;
 * and the ratios: loading vs each generator step, mel vs loading.
@@ -52,7 +52,7 @@ def fake_batch(b: int) -> dict:
 def step_fps(width: float, device: torch.device, batch: int, steps: int, hq: bool) -> tuple[float, dict]:
     fam = get_family("wav2lip")
     torch.manual_seed(0)
-    G = fam.build(fam.spec_from_config({"model": {"width_mult": width}}))
+    G = fam.build(fam.spec_from_config({"model": {"wav2lip": {"width_mult": width}}}))
     cx = count_complexity(G)
     expert = SyncNetColor(SyncNetSpec.reference(width))
     from unetprune.families.wav2lip.syncnet import REF_DISC_WIDTHS, Wav2LipDiscQual

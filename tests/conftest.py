@@ -168,3 +168,27 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# ------------------------------------------------------------------------------------------
+# the third model family (tests/thirdfamily): an installed-looking distribution outside src/
+# ------------------------------------------------------------------------------------------
+
+THIRD_FAMILY_PATH = REPO / "tests" / "thirdfamily"   # holds tinyfam/ and tinyfam-0.0.dist-info/
+
+
+def _install_third_family() -> None:
+    """Put ``tinyfam`` and its ``tinyfam-0.0.dist-info`` (entry point group ``unetprune.families``)
+    on ``sys.path``: ``importlib.metadata`` finds it like any installed distribution, and
+    subprocesses inherit it through ``PYTHONPATH``."""
+    import sys
+
+    path = str(THIRD_FAMILY_PATH)
+    if path not in sys.path:
+        sys.path.append(path)
+    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if path not in parts:
+        os.environ["PYTHONPATH"] = os.pathsep.join(parts + [path])
+
+
+_install_third_family()

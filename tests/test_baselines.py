@@ -1,4 +1,4 @@
-"""Fair global baselines (issue 10, items 1-2): layer-normalised, per-layer capped global
+"""Fair global baselines: layer-normalised, per-layer capped global
 threshold by default; the raw threshold only under an explicit name; exact keep-count rounding."""
 
 from pathlib import Path
@@ -41,7 +41,7 @@ def test_n_keep_matches_exact_fraction_arithmetic(den):
 
 
 def test_old_rounding_was_wrong_on_many_pairs():
-    """The pairs the old ``int(n * (1 - r))`` got wrong are handled right now."""
+    """On the pairs where float rounding makes ``int(n * (1 - r))`` wrong, the keep count is exact."""
     wrong = [(n, k) for n in range(1, 513) for k in range(1, 100)
              if max(1, int(n * (1 - k / 100))) != max(1, n * (100 - k) // 100)]
     assert len(wrong) > 100

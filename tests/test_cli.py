@@ -74,3 +74,44 @@ def test_help(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 0
+
+
+def test_every_family_adds_its_own_commands(tmp_path, capsys):
+    """The core's commands, then each family's (ModelFamily.command_modules), a family
+    registered in this process included."""
+    import types
+
+    from unetprune.cli import build_parser, command_modules
+    from unetprune.families.pix2pix.family import Pix2PixFamily
+    from unetprune.family import get_family, register_family, unregister_family
+
+    mods = command_modules()
+    assert mods[0] == "unetprune.commands.config"
+    for family in ("pix2pix", "wav2lip"):
+        assert get_family(family).command_modules() and set(get_family(family).command_modules()) <= set(mods)
+    assert not [m for m in mods if not m.startswith("unetprune.commands.")
+                and not any(m in f.command_modules() for f in map(get_family, ("pix2pix", "wav2lip")))]
+
+    module = types.ModuleType("cli_extra_test")
+
+    def register(sub):
+        p = sub.add_parser("hello-test")
+        p.set_defaults(func=lambda args: print("hello") or 0)
+
+    module.register = register
+    sys.modules[module.__name__] = module
+
+    class Extra(Pix2PixFamily):
+        name = "cli-extra-test"
+
+        def command_modules(self):
+            return [module.__name__]
+
+    register_family(Extra())
+    try:
+        choices = next(a for a in build_parser()._actions if a.dest == "command").choices
+        assert {"hello-test", "import", "lipsync", "sample-video", "demo-data"} <= set(choices)
+        assert main(["hello-test"]) == 0 and capsys.readouterr().out == "hello\n"
+    finally:
+        unregister_family("cli-extra-test")
+        del sys.modules[module.__name__]

@@ -1,20 +1,25 @@
-"""The report's comparability section (issue 17 item 4): protocol points derived from the config
+"""The report's comparability section: protocol points derived from the config
 and the eval JSONs, for every published number the project quotes."""
 
 from __future__ import annotations
 
 import copy
 
+from types import SimpleNamespace
+
 from unetprune.config import load_config
+from unetprune.family import get_family
 from unetprune.report.comparability import (
     DIFFERS,
-    PUBLISHED,
     SAME,
     UNKNOWN,
     assess,
     comparability_section,
+    generator_description,
     protocol_rows,
+    published,
 )
+from unetprune.report.text import ReportText
 
 FULL = "gtFine trainIds (full resolution)"
 
@@ -31,14 +36,33 @@ def _city_eval(**over):
 
 
 def _pub(key):
-    return next(p for p in PUBLISHED if p.key == key)
+    return next(p for p in published(load_config(None, {})) if p.key == key)
 
 
-def test_every_quoted_number_is_listed():
-    assert [p.numbers for p in PUBLISHED] == [
+def test_every_quoted_number_is_listed_by_its_family():
+    cfg = load_config(None, {})
+    assert [p.numbers for p in published(cfg)] == [
         "FID 24.12 original → 26.60 compressed", "mIoU 42.06 original → 40.77 compressed",
         "mIoU 48.91 at 1.22 G output-based MACs", "LSE-D 6.386, LSE-C 7.781 (as published)",
         "FID 4.887 (as published)", "LSE-D ≈7.15, LSE-C ≈6.77"]
+    assert [p.dataset for p in get_family("pix2pix").comparability_rows(cfg)] == ["edges2shoes", "cityscapes",
+                                                                                 "cityscapes"]
+    assert {p.dataset for p in get_family("wav2lip").comparability_rows(cfg)} == {"lrs2"}
+    assert get_family("wav2lip-expert").comparability_rows(cfg) == []
+
+
+def test_a_family_without_report_text_gets_the_generic_one():
+    """The defaults of ReportText describe a family by its name and the core keys only."""
+    text = ReportText(SimpleNamespace(name="tiny-gan"))
+    cfg = load_config(None, {})
+    assert text.generator(cfg) == ("`tiny-gan` generator", "tiny-gan", None)
+    assert text.check_score() == "the `tiny-gan` family's check score"
+    assert text.bias(cfg) is None and text.sample_span is None
+    assert text.config_rows(cfg, "2 + 1")[1] == ("generator", "tiny-gan family")
+    # the built-in families describe their generators themselves
+    assert generator_description(cfg) == ("U-Net (num_downs 8, ngf 64, batch norm = unet_256)", "unet", 64)
+    w2l = load_config("config/wav2lip_demo.yaml")
+    assert generator_description(w2l) == ("Wav2Lip generator (width x0.25)", "wav2lip-scaled", None)
 
 
 def test_cityscapes_rows_from_config_and_eval():

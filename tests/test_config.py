@@ -124,3 +124,72 @@ def test_non_editable_install_ships_the_schema(tmp_path, repo_root):
     bad = subprocess.run([*run, "config", "check", str(cfg), "--set", "train.n_epoch=1"], cwd=tmp_path, env=env,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "'train.n_epoch': unknown key" in bad.stderr
+
+
+def test_every_family_schema_fragment_key_has_a_description():
+    from unetprune.family import all_families
+
+    fragments = [f.schema_fragment() for f in all_families() if f.schema_fragment()]
+    assert fragments, "no family ships a schema fragment"
+    for path in fragments:
+        node = yaml.safe_load(path.read_text())
+        assert node["type"] == "object" and node["additionalProperties"] is False, path
+        for key, sub in node["properties"].items():
+            assert sub.get("description"), f"{path}: key {key} has no description"
+
+
+@pytest.mark.parametrize("key, value", [("width_mult", 0.25), ("expert_width_mult", 0.5), ("hq", True),
+                                        ("expert_checkpoint", "expert.pt")])
+def test_a_family_key_in_the_old_place_fails_with_one_line_naming_its_new_place(repo_root, key, value):
+    with pytest.raises(ConfigError) as e:
+        load_config(repo_root / "config" / "wav2lip_demo.yaml", {"model": {key: value}})
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"config error at 'model.{key}': moved to 'model.wav2lip.{key}'")
+
+
+def test_family_keys_are_validated_under_model_family(repo_root):
+    cfg = load_config(repo_root / "config" / "wav2lip_demo.yaml")
+    assert cfg["model"]["wav2lip"] == {"width_mult": 0.25, "expert_width_mult": 0.25, "hq": False,
+                                       "expert_checkpoint": None}   # defaults filled from the fragment
+    with pytest.raises(ConfigError, match=r"'model\.wav2lip\.width_mul': unknown key \(allowed here: "
+                                          r"expert_checkpoint, expert_width_mult, hq, width_mult\)"):
+        load_config(None, {"model": {"family": "wav2lip", "wav2lip": {"width_mul": 0.5}}})
+    with pytest.raises(ConfigError, match=r"'model\.wav2lip\.width_mult': 0 is less than or equal to the minimum"):
+        load_config(None, {"model": {"family": "wav2lip", "wav2lip": {"width_mult": 0}}})
+    # another family's section is not part of this family's config
+    pix = load_config(repo_root / "config" / "config.yaml")
+    assert "wav2lip" not in pix["model"]
+    with pytest.raises(ConfigError, match=r"'model\.wav2lip': unknown key"):
+        load_config(repo_root / "config" / "config.yaml", {"model": {"wav2lip": {"hq": True}}})
+
+
+def test_unknown_family_names_the_installed_ones():
+    with pytest.raises(ConfigError, match=r"'model\.family': unknown model family 'cyclegan' \(installed: .*pix2pix"):
+        load_config(None, {"model": {"family": "cyclegan"}})
+
+
+def test_semantic_checks_come_from_the_configured_family():
+    """The core's checks apply to every family; a family's checks only to its own configs."""
+    from unetprune.families.pix2pix.family import Pix2PixFamily
+    from unetprune.family import register_family, unregister_family
+
+    seen = []
+
+    class Lenient(Pix2PixFamily):          # pix2pix's networks, none of its config checks
+        name = "lenient-test"
+
+        def check_config(self, cfg):
+            seen.append(cfg["model"]["family"])
+
+    bad_crop = {"data": {"crop_size": 512, "load_size": 256}}
+    with pytest.raises(ConfigError, match=r"'data\.crop_size': 512 exceeds data\.load_size=256"):
+        load_config(None, bad_crop)
+    register_family(Lenient())
+    try:
+        cfg = load_config(None, {**bad_crop, "model": {"family": "lenient-test"}})
+        assert cfg["data"]["crop_size"] == 512 and seen == ["lenient-test"]
+        with pytest.raises(ConfigError, match=r"'train\.target': model\.family lenient-test has no expert"):
+            load_config(None, {"model": {"family": "lenient-test"}, "train": {"target": "expert"}})
+    finally:
+        unregister_family("lenient-test")

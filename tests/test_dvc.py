@@ -1,6 +1,6 @@
 """DVC that never loses data: per-experiment outputs, metrics and plots DVC can read at any
-commit, the sensitivity plot per ratio with layers as categories, and the README's push/pull
-story (clone + `dvc pull` + `snakemake --touch`) without any training job.
+commit, the sensitivity plot per ratio with layers as categories, and the push/pull steps of
+docs/dvc.md (clone + `dvc pull` + `snakemake --touch`) without any training job.
 
 The slow tests work on clones of the git + DVC project of tests/tinyflow.py (the tiny
 workflow run once per session through `dvc repro workflow@tiny`, committed and pushed to a
@@ -200,7 +200,7 @@ def test_every_file_of_the_experiment_is_a_dvc_output(project):
 
 @pytest.mark.slow
 def test_clone_and_pull_restore_every_output_without_training(project, tmp_path):
-    """The README's story: clone + `dvc pull` + `snakemake --touch` gives back the report, tables,
+    """The steps of docs/dvc.md: clone + `dvc pull` + `snakemake --touch` gives back the report, tables,
     figures, metrics, plots and checkpoints byte for byte, and Snakemake then has nothing to do."""
     repo, env = _clone(project, tmp_path / "clone")
     lay, origin = _layout(repo), _layout(project.repo)
@@ -229,8 +229,8 @@ def test_clone_and_pull_restore_every_output_without_training(project, tmp_path)
 def test_switching_experiments_keeps_the_other_experiments_outputs(project, tmp_path):
     """Two experiments under DVC.  Working on one (`dvc checkout/pull workflow@<it>`, on this commit
     or on one that predates the other), bare `dvc checkout`/`dvc pull` while both are listed, and a
-    config whose `experiment` was changed (the bug of the old dvc.yaml, whose outs followed that
-    key) never delete the other's checkpoints.  Only dropping an experiment from the list and
+    config whose `experiment` was changed (outs named by that key would become "unused" outputs
+    that `dvc pull` deletes) never delete the other's checkpoints.  Only dropping an experiment from the list and
     running a bare `dvc checkout` removes its files from the workspace, and they come back from the
     cache byte for byte."""
     repo, env = _clone(project, tmp_path / "clone")

@@ -1,4 +1,4 @@
-"""evaluate.fid_backend: pytorch-fid-compat (issue 17): the FID Inception weights with pytorch-fid's
+"""evaluate.fid_backend: pytorch-fid-compat: the FID Inception weights with pytorch-fid's
 preprocessing, checked against a direct re-implementation on a synthetic state dict in the released
 files' key layout; wrong Inception files give one line naming the file and what was expected."""
 

@@ -1,4 +1,4 @@
-"""Noise levels of quality numbers (issue 10): the statistics helpers of metrics/noise.py and the
+"""Noise levels of quality numbers: the statistics helpers of metrics/noise.py and the
 Evaluator's ``noise`` block (seed repeats, bootstrap over test images) and ``by_mode`` results."""
 
 from __future__ import annotations

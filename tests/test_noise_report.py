@@ -1,4 +1,4 @@
-"""Issue 10 item 3 (report side) and issue 16: noise levels in the tables and figures, findings
+"""Noise levels in the report: the tables and figures, findings
 phrased by significance, collapse flags on sensitivity points, the learning curve.
 
 Everything here runs on synthetic evaluation / sweep / training JSONs in the exact schema the
@@ -70,7 +70,7 @@ def _compare(cfg, variant, baseline):
 
 
 def test_eval_numbers_carry_the_noise_of_every_quality_metric():
-    from unetprune.report.tables import NOISE_COLUMNS, eval_numbers, noise_setup
+    from unetprune.report import NOISE_COLUMNS, eval_numbers, noise_setup
 
     n = eval_numbers(_eval(10.0, 0.5, l1=0.25, l1_std=0.01))
     assert n["fid"] == 10.0 and n["fid_std"] == 0.5
@@ -93,9 +93,9 @@ def test_eval_numbers_carry_the_noise_of_every_quality_metric():
 
 
 def test_pattern_finding_counts_only_differences_beyond_the_noise():
-    from unetprune.report.tables import pattern_finding
+    from unetprune.report import pattern_finding
 
-    # point values alone (no noise): as before issue 10
+    # point values alone (no noise): the sign of the difference decides
     assert pattern_finding(0.1, 2.0) == "support" and pattern_finding(0.2, 0.3) == "support"
     # outer 2.0 ± 0.1, inner 0.1 ± 0.1, difference ± 0.15: beyond 2 std -> support
     assert pattern_finding(0.1, 2.0, 0.1, 0.1, 0.15) == "support"
@@ -177,7 +177,7 @@ def test_other_metrics_disagree_only_beyond_their_noise(tmp_path):
 
 
 def test_main_and_comparison_markdown_show_value_plus_minus_std(tmp_path):
-    from unetprune.report.tables import MAIN_COLUMNS, NOISE_COLUMNS, markdown_view, to_markdown
+    from unetprune.report import MAIN_COLUMNS, NOISE_COLUMNS, markdown_view, to_markdown
 
     cfg = _cfg(tmp_path)
     main, _, _, _ = _compare(cfg, _eval(10.0, 0.3, l1=0.25, l1_std=0.012), _eval(10.5, params=1005))
@@ -196,7 +196,7 @@ def test_main_and_comparison_markdown_show_value_plus_minus_std(tmp_path):
 
 
 def test_metrics_json_holds_the_std(tmp_path):
-    from unetprune.report.tables import main_metrics
+    from unetprune.report import main_metrics
 
     main, _, _, _ = _compare(_cfg(tmp_path), _eval(10.0, 0.3), _eval(10.5, params=1005))
     m = main_metrics(main)
@@ -212,7 +212,7 @@ def test_metrics_json_holds_the_std(tmp_path):
 def _write_sweep(cfg, base, values: dict, std: float | None, full=(10.0, 0.1), collapsed_at=("down1", 0.9)):
     """Sensitivity JSONs as `unetprune sweep` writes them: ``values[ratio][inner?]`` = FID of every
     point, each with ``std`` (None: an old sweep without noise); one point has diversity 0.05."""
-    from unetprune.report.tables import inner_layers
+    from unetprune.report import inner_layers
 
     lay = Layout.from_config(cfg, base)
     lay.sensitivity_dir.mkdir(parents=True, exist_ok=True)
@@ -237,7 +237,7 @@ def _write_sweep(cfg, base, values: dict, std: float | None, full=(10.0, 0.1), c
 
 def test_sensitivity_points_carry_noise_and_collapse_flags(tmp_path):
     from unetprune.report import sensitivity_table
-    from unetprune.report.tables import markdown_view, sensitivity_pivot, to_markdown
+    from unetprune.report import markdown_view, sensitivity_pivot, to_markdown
 
     cfg = _cfg(tmp_path)
     _write_sweep(cfg, tmp_path, {0.5: {False: 12.0, True: 10.1}, 0.9: {False: 10.3, True: 10.2}}, 0.2)
@@ -305,7 +305,7 @@ def test_sensitivity_findings_by_significance(tmp_path):
 
 def test_sensitivity_without_noise_keeps_the_point_verdict_and_says_so(tmp_path):
     from unetprune.report import sensitivity_findings, sensitivity_summary, sensitivity_table
-    from unetprune.report.tables import markdown_view, sensitivity_pivot, to_markdown
+    from unetprune.report import markdown_view, sensitivity_pivot, to_markdown
 
     cfg = _cfg(tmp_path)
     _write_sweep(cfg, tmp_path, {0.5: {False: 12.0, True: 10.1}, 0.9: {False: 10.3, True: 10.2}}, None)
@@ -464,7 +464,7 @@ def _train_log(scores, rel, *, n_epochs=4, n_epochs_decay=4, min_param="model.do
 
 def test_learning_curve_table_and_summary():
     from unetprune.report.markdown import learning_summary
-    from unetprune.report.tables import learning_curve_table
+    from unetprune.report import learning_curve_table
 
     scores = [0.8, 0.5, 0.4, 0.35, 0.33, 0.32, 0.318, 0.317, 0.3165]
     rel = [0.0, 0.1, 0.15, 0.18, 0.2, 0.21, 0.215, 0.218, 0.22]

@@ -390,7 +390,7 @@ def test_width_cost_model_is_exact(medium):
 # --- the engine reaches the model through its family -----------------------------------------
 
 def _old_format_checkpoint(g):
-    """A checkpoint exactly as written before checkpoints recorded their model family."""
+    """A format-1 checkpoint without the ``family`` key (read as the default family)."""
     return {"format": "unetprune-checkpoint", "format_version": 1,
             "generator": {"arch": g.spec.to_dict(),
                           "state_dict": {k: v.detach().clone() for k, v in g.state_dict().items()}},
@@ -411,7 +411,7 @@ def test_checkpoint_records_family_and_old_checkpoints_load_as_pix2pix(small, x6
     assert all(torch.equal(v, small.state_dict()[k]) for k, v in g.state_dict().items())
     with torch.no_grad():
         assert torch.equal(g(x64), small(x64))
-    # and the old file prunes like a new one
+    # and the file without a family prunes like one with it
     new, info = prune(g, "cut", k=1)
     assert info["params"] == count_parameters(new) and new.num_downs == 5
 

@@ -105,8 +105,7 @@ def test_clear_errors(ckpt, tmp_path, capsys, argv, msg):
 
 
 def test_prunes_a_checkpoint_written_before_families(tmp_path):
-    """A checkpoint without the 'family' key (every checkpoint written before it existed)
-    prunes as pix2pix, and the pruned checkpoint records the family."""
+    """A checkpoint without the 'family' key prunes as the default family (pix2pix), and the pruned checkpoint records the family."""
     g = build_generator(UNetSpec.reference(4, 8), seed=0)
     old = {"format": "unetprune-checkpoint", "format_version": 1,
            "generator": {"arch": g.spec.to_dict(), "state_dict": g.state_dict()},

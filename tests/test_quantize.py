@@ -1,4 +1,4 @@
-"""evaluate.quantize (issue 17): ``truncate`` equals the reference ``tensor2im`` of pix2pix / GAN
+"""evaluate.quantize: ``truncate`` equals the reference ``tensor2im`` of pix2pix / GAN
 Compression, ``translate`` writes exactly those pixels, and FID/KID/mIoU/L1 computed in memory
 equal the same metrics computed from the written PNGs."""
 

@@ -38,7 +38,7 @@ def _rel(lay: Layout, path: Path) -> str:
 
 def test_main_table_has_every_model_and_stage_with_the_json_values(results_tree, tiny_layout):
     from unetprune.report import main_table
-    from unetprune.report.tables import MAIN_COLUMNS
+    from unetprune.report import MAIN_COLUMNS
 
     cfg, base, _ = results_tree
     lay = tiny_layout
@@ -383,7 +383,7 @@ def test_findings_wording_follows_the_numbers():
 
 def test_mixed_fid_backends_are_refused(results_tree, tiny_layout):
     from unetprune.report import ReportError, main_table
-    from unetprune.report.tables import load_all_evals
+    from unetprune.report import load_all_evals
 
     cfg, base, _ = results_tree
     evals = load_all_evals(cfg, base)

@@ -39,7 +39,7 @@ SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+)")
 # and removes it at teardown.  A config that is not ours is never touched.
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
 MARK = "# written by unetprune tests/test_slurm.py (removed at teardown)"
-# one such SLURM per machine: a second session (another pytest here) skips instead of
+# one such SLURM per machine: a second pytest process here skips instead of
 # overwriting the config or cancelling the first one's jobs
 LOCK = Path(tempfile.gettempdir()) / "unetprune-test-slurm.lock"
 

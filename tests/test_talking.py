@@ -192,7 +192,7 @@ def test_box_smoothing_and_padding_follow_the_reference():
 
 
 def test_pluggable_detector():
-    det = faces.load_detector("unetprune.data.talking:HaarDetector")
+    det = faces.load_detector("unetprune.families.wav2lip.faces:HaarDetector")
     assert isinstance(det, faces.FaceDetector)
     from unetprune.data.aligned import DataError
 

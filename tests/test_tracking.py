@@ -428,7 +428,7 @@ def mlflow_server(tmp_path, db: str, artifacts):
 
 @pytest.mark.slow
 def test_mlflow_server_serves_the_synced_store(synced, tiny_layout, tmp_path):
-    """The README's browse command (`mlflow ui` = `mlflow server` with the store and its artifact
+    """The browse command of the README and docs/tracking.md (`mlflow ui` = `mlflow server` with the store and its artifact
     root): artifacts and models of the local store come through the server."""
     import mlflow
 
@@ -487,3 +487,41 @@ def _track_to_server(results_tree, url, artifacts, tmp_path):
     # a second sync changes nothing
     assert main(["track", "--config", str(cfg_file), "--uri", url, "--results", str(copy)]) == 0
     assert json.loads(lay.mlflow_json.read_text())["runs"] == out["runs"]
+
+
+def test_a_generator_of_several_inputs_is_logged_with_its_family_input_names(tmp_path):
+    """The pyfunc model's inputs are those the family names (pyfunc_inputs): a Wav2Lip generator
+    takes {"face", "mel"} by name and predicts what its checkpoint's generator does."""
+    import mlflow
+    import numpy as np
+    import torch
+
+    from unetprune.checkpoint import generator_from_checkpoint, save_generator
+    from unetprune.family import get_family
+    from unetprune.tracking import _client, _experiment_id, _log_model, _Run, local_artifact_root
+    from unetprune.translate import generation_mode
+
+    fam = get_family("wav2lip")
+    assert [n for n, _ in fam.pyfunc_inputs(96)] == ["face", "mel"]
+    assert get_family("pix2pix").pyfunc_inputs(64) == [("input", (3, 64, 64))]
+    ckpt = tmp_path / "w2l.pt"
+    save_generator(ckpt, fam.build(fam.spec_from_config({"model": {"wav2lip": {"width_mult": 0.125}}}), seed=0))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = _client(uri)
+    with local_artifact_root(tmp_path / "mlartifacts"):
+        exp = _experiment_id(client, "w2l", "mlflow-artifacts:/w2l")
+        rid = client.create_run(exp).info.run_id
+        run = _Run("w2l/original", "original")
+        run.model = {"checkpoint": ckpt, "registered_model": None, "image_size": 96, "family": "wav2lip",
+                     "mode": "eval", "seed": 0, "metadata": {"variant": "original"}}
+        _log_model(client, rid, run)
+        mlflow.set_tracking_uri(uri)
+        model = mlflow.pyfunc.load_model(f"runs:/{rid}/generator")
+    assert [s.name for s in model.metadata.get_input_schema().inputs] == ["face", "mel"]
+    rng = np.random.default_rng(0)
+    face = rng.uniform(0, 1, (2, 6, 96, 96)).astype(np.float32)
+    mel = rng.normal(size=(2, 1, 80, 16)).astype(np.float32)
+    g = generator_from_checkpoint(ckpt)
+    with generation_mode(g, "eval", 0):
+        want = g(torch.from_numpy(face), torch.from_numpy(mel)).numpy()
+    np.testing.assert_array_equal(model.predict({"face": face, "mel": mel}), want)

@@ -1,14 +1,8 @@
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import asdict, dataclass
 
 import pytest
 import torch
-import yaml
 from torch import nn
 
 from unetprune.checkpoint import generator_from_checkpoint, load_checkpoint
@@ -18,6 +12,8 @@ from unetprune.layout import CHECKPOINT_NAME, RESUME_NAME, SAMPLES_NAME, TRAIN_L
 from unetprune.metrics.complexity import count_parameters
 from unetprune.family import ModelFamily, get_family, register_family, unregister_family
 from unetprune.train import lr_factor, train
+
+from killresume import assert_equal_tensors, kill_and_resume
 
 
 def tiny_cfg(data_root, **train_over):
@@ -80,7 +76,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_demo, tmp_path, monk
     train(cfg, tmp_path, progress=False, stop_after_epochs=1)
     assert not (tmp_path / CHECKPOINT_NAME).exists()  # only finished runs have one
     good = torch.load(tmp_path / RESUME_NAME, weights_only=True)
-    from unetprune.families.pix2pix.family import Pix2PixTrainer
+    from unetprune.families.pix2pix.train import Pix2PixTrainer
 
     real_step = Pix2PixTrainer.train_step
 
@@ -98,48 +94,14 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_demo, tmp_path, monk
         assert torch.equal(v, after["generator"]["state_dict"][k])
 
 
-def _run_cli(cfg_path, out, *extra):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "unetprune.cli", "train", "--config", str(cfg_path),
-                             "--out", str(out), "--quiet", *extra], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
 def test_sigkill_and_resume_gives_identical_weights(tiny_demo, tmp_path):
     """Kill a run with SIGKILL after its first checkpoint; resume; compare with an
     uninterrupted run: every tensor (G, D, optimiser states) must be bitwise equal."""
     cfg = tiny_cfg(tiny_demo, n_epochs=3, n_epochs_decay=3)
-    cfg_path = tmp_path / "cfg.yaml"
-    cfg_path.write_text(yaml.safe_dump(cfg))
-    full, killed = tmp_path / "full", tmp_path / "killed"
-    p = _run_cli(cfg_path, full)
-    assert p.wait(timeout=300) == 0, p.stderr.read().decode()
-
-    p = _run_cli(cfg_path, killed)
-    ckpt = killed / RESUME_NAME
-    deadline = time.time() + 300
-    while not ckpt.exists() and time.time() < deadline and p.poll() is None:
-        time.sleep(0.05)
-    assert p.poll() is None, "run finished before it could be killed"
-    os.kill(p.pid, signal.SIGKILL)
-    p.wait()
-    epoch_at_kill = load_checkpoint(ckpt)["epoch"]
-    assert 1 <= epoch_at_kill < 6
-
-    p = _run_cli(cfg_path, killed, "--resume")
-    assert p.wait(timeout=300) == 0, p.stderr.read().decode()
-    assert not ckpt.exists()  # renamed to checkpoint.pt at the end
-    a, b = load_checkpoint(full / CHECKPOINT_NAME), load_checkpoint(killed / CHECKPOINT_NAME)
-    assert b["epoch"] == 6 and json.loads(b["log"])["resumed_at_epoch"] == [epoch_at_kill]
+    a, b = kill_and_resume(cfg, tmp_path, 6, timeout=300)
     for part in ("generator", "discriminator"):
-        sa, sb = a[part]["state_dict"], b[part]["state_dict"]
-        assert sa.keys() == sb.keys()
-        for k in sa:
-            assert torch.equal(sa[k], sb[k]), f"{part}.{k} differs after resume"
-    ga, gb = a["optimizers"]["G"]["state"], b["optimizers"]["G"]["state"]
-    assert all(torch.equal(ga[i]["exp_avg"], gb[i]["exp_avg"]) for i in ga)
-    # no temporary files left behind by the atomic writes
-    assert not [f for f in killed.iterdir() if f.name.endswith(".tmp")]
+        assert_equal_tensors(a[part]["state_dict"], b[part]["state_dict"], part)
+    assert_equal_tensors(a["optimizers"], b["optimizers"], "optimizers")
 
 
 # --- the trainer reaches the models, data, step and samples through the model family ------------
@@ -325,7 +287,7 @@ def test_finetune_refuses_a_checkpoint_of_another_family(tiny_demo, tiny_family,
 
 
 def test_pix2pix_models_come_from_the_family(tiny_demo, tmp_path):
-    from unetprune.families.pix2pix.family import Pix2PixTrainer
+    from unetprune.families.pix2pix.train import Pix2PixTrainer
     from unetprune.train import build_models
 
     cfg = load_config(None, tiny_cfg(tiny_demo))
@@ -342,8 +304,8 @@ def test_pix2pix_models_come_from_the_family(tiny_demo, tmp_path):
 
 
 def test_old_checkpoint_without_family_fine_tunes(tiny_demo, tmp_path):
-    """A trainer checkpoint written before checkpoints named their family (no 'family'
-    key) initialises fine-tuning as pix2pix, generator and discriminator."""
+    """A trainer checkpoint without a 'family' key initialises fine-tuning as the default
+    family (pix2pix), generator and discriminator."""
     from unetprune.train import build_models
 
     cfg = load_config(None, tiny_cfg(tiny_demo, n_epochs=1, n_epochs_decay=0))

@@ -1,4 +1,4 @@
-"""Issue 16: verdicts rest on a distribution metric that a collapsed generator cannot win.
+"""Verdicts rest on a distribution metric that a collapsed generator cannot win.
 
 A copy of the tiny results tree (tests/conftest.py) gets one matched baseline replaced by a
 generator that outputs the same image for every input (the per-pixel mean of the real test
@@ -173,7 +173,7 @@ def test_verdict_never_favours_the_constant_generator(constant_tree, metric):
     assert r.metric == metric and r.winner == VARIANT != CONSTANT
     assert bool(r.baseline_collapsed) is True and bool(r.variant_collapsed) is False
     # decided by the metric when it prefers the trained model beyond the noise, by the collapse check
-    # otherwise (issue 10: a difference within the noise decides nothing)
+    # otherwise (a difference within the noise decides nothing)
     within_noise = r.resolved is not None and not r.resolved
     assert r.decided_by == ("collapse" if r.metric_winner == CONSTANT or within_noise else metric)
     verdict, lines = comparison_findings(comp, {CONSTANT: 0.0})
@@ -186,7 +186,7 @@ def test_verdict_never_favours_the_constant_generator(constant_tree, metric):
 def test_paired_metrics_favouring_the_constant_cannot_make_it_win(constant_tree):
     """Even when the constant model scores best on every metric, it does not win."""
     from unetprune.report import comparison_findings, comparison_table, main_table
-    from unetprune.report.tables import load_all_evals
+    from unetprune.report import load_all_evals
 
     cfg, base, _, _ = constant_tree
     evals = load_all_evals(cfg, base)
@@ -279,7 +279,7 @@ def test_report_md_names_the_metric_and_flags_the_constant(constant_tree):
 
 def test_findings_state_where_paired_metrics_disagree(results_tree):
     from unetprune.report import comparison_findings, comparison_table, main_table
-    from unetprune.report.tables import load_all_evals
+    from unetprune.report import load_all_evals
 
     cfg, base, _ = results_tree
     evals = load_all_evals(cfg, base)
@@ -307,12 +307,12 @@ def test_findings_state_where_paired_metrics_disagree(results_tree):
 
 def test_negative_degradation_is_no_effect_not_support():
     from unetprune.report import sensitivity_findings
-    from unetprune.report.tables import pattern_finding
+    from unetprune.report import pattern_finding
 
     assert pattern_finding(-0.2, -0.1) == "no effect"   # pruning improved both: no effect
     assert pattern_finding(0.0, 0.0) == "no effect"
     assert pattern_finding(-0.5, 0.3) == "support"      # inner free, outer costly: the pattern
-    assert pattern_finding(-0.5, -0.4) == "no effect"   # was "inner less sensitive" before issue 16
+    assert pattern_finding(-0.5, -0.4) == "no effect"   # both free: nothing to compare
     assert pattern_finding(0.3, 0.1) == "against" and pattern_finding(0.2, 0.2) == "against"
     assert pattern_finding(0.1, -0.3) == "against" and pattern_finding(float("nan"), 1.0) is None
 
@@ -343,7 +343,7 @@ def test_negative_degradation_is_no_effect_not_support():
 
 def test_sensitivity_summary_compares_every_metric(results_tree):
     from unetprune.report import sensitivity_summary, sensitivity_table
-    from unetprune.report.tables import degradation, pattern_finding
+    from unetprune.report import degradation, pattern_finding
 
     cfg, base, _ = results_tree
     df = sensitivity_table(cfg, base)

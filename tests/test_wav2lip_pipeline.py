@@ -1,4 +1,4 @@
-"""Wav2Lip through the pipeline (issue 13 items 1-3): variants named and validated from the
+"""Wav2Lip through the pipeline: variants named and validated from the
 config, the prune command on a Wav2Lip checkpoint (cut-k exact counts, cut-res, budget-matched
 global baselines in params and in MACs), MACs and latency of a two-input generator, the
 evaluation set (every frame of the test clips, a reference that never shows the scored mouth,
@@ -8,7 +8,6 @@ demo and LRS2 configs through the one Snakemake DAG (locally and with the SLURM 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -61,7 +60,7 @@ def test_demo_variants_and_prune_arguments():
 ])
 def test_wav2lip_variants_are_validated(variants, message):
     with pytest.raises(ConfigError) as e:      # validation runs the variants' checks
-        w2l_cfg(variants=variants, model={"family": "wav2lip", "width_mult": 1.0})
+        w2l_cfg(variants=variants, model={"family": "wav2lip", "wav2lip": {"width_mult": 1.0}})
     assert message in str(e.value)
 
 
@@ -82,7 +81,7 @@ def test_macs_and_latency_of_the_reference_generator():
     assert count_all(g, (1, 6, 96, 96)) == {"params": 36_298_035, "macs_physical": 3_966_984_192,
                                             "macs_output": 6_202_417_152}
     assert fam.counting_shape(g, 256) == (1, 6, 96, 96)   # frames are 96 px whatever data.crop_size says
-    small = fam.build(fam.spec_from_config({"model": {"family": "wav2lip", "width_mult": 0.125}}), seed=0)
+    small = fam.build(fam.spec_from_config({"model": {"family": "wav2lip", "wav2lip": {"width_mult": 0.125}}}), seed=0)
     lat = measure_latency(small, (2, 6, 96, 96), iters=1, warmup=0)
     assert lat["batch"] == 2 and lat["median_ms"] > 0
 
@@ -98,7 +97,7 @@ def w2l_ckpts(tmp_path_factory):
     fam = get_family("wav2lip")
     out = {}
     for name, wm in (("full", 1.0), ("small", 0.25)):
-        cfg = w2l_cfg(model={"family": "wav2lip", "width_mult": wm})
+        cfg = w2l_cfg(model={"family": "wav2lip", "wav2lip": {"width_mult": wm}})
         g = fam.build(fam.spec_from_config(cfg), seed=0)
         save_generator(d / f"{name}.pt", g, config=cfg)
         out[name] = d / f"{name}.pt"
@@ -364,7 +363,7 @@ def test_sample_video_tiles_every_model_with_the_clip_audio(talking, tmp_path):
     from unetprune.families.wav2lip.video import LABEL_H, TILE, VideoError, sample_video
 
     cfg, base, _ = talking
-    cfg = load_config(None, {**cfg, "model": {"family": "wav2lip", "width_mult": 0.125},
+    cfg = load_config(None, {**cfg, "model": {"family": "wav2lip", "wav2lip": {"width_mult": 0.125}},
                              "variants": [{"strategy": "cut", "k": 1}], "baselines": {"strategies": ["global-uniform"]}})
     lay = Layout.from_config(cfg, base / "results")
     with pytest.raises(VideoError, match=r"original/checkpoint.pt: run the workflow"):

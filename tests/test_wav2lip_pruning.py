@@ -1,4 +1,4 @@
-"""Pruning the Wav2Lip generator (issue 13 item 1): channel groups, dependency-aware surgery
+"""Pruning the Wav2Lip generator: channel groups, dependency-aware surgery
 (keep-all identity, masked equivalence), cut-k and cut-res, exact width cost, importance,
 and the family-agnostic strategies end to end through a registered ``wav2lip`` family.
 

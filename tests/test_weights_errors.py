@@ -1,4 +1,4 @@
-"""Wrong weights files for the evaluation networks (issue 17 item 5): one line naming the file and
+"""Wrong weights files for the evaluation networks: one line naming the file and
 what was expected, never a traceback.  Files are synthetic state dicts with the right keys and
 shapes, stored as stride-0 views so that they take a few kilobytes."""
 

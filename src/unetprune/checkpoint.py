@@ -1,20 +1,20 @@
 """Self-describing checkpoints.
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so it loads
-with ``torch.load(path, weights_only=True)``::
+with ``torch.load(path, weights_only=True)`` (:func:`unetprune.weights.load_weights`)::
 
     {
       "format": "unetprune-checkpoint", "format_version": 1,
-      "family": "pix2pix",                                          # the model family
-      "generator": {"arch": spec dict (UNetSpec.to_dict()), "state_dict": {...}},
+      "family": "<name>",                                           # the model family
+      "generator": {"arch": the family's spec dict, "state_dict": {...}},
       "discriminator": {"arch": {...}, "state_dict": {...}}        # optional
       "optimizers": {"G": ..., "D": ...}, "epoch": int,             # trainer state, optional
       "config": {...}, "versions": {...}, "meta": {...}             # provenance
     }
 
 ``family`` names the :class:`~unetprune.family.ModelFamily` that rebuilds the
-generator from its ``arch``; checkpoints written before it was recorded have none and are
-``pix2pix``.
+generator from its ``arch``; a checkpoint without it is read as the default family
+(:data:`unetprune.family.DEFAULT_FAMILY`).
 
 Writes are atomic: a temporary file in the same folder, fsync, then ``os.replace``.
 """
@@ -32,6 +32,7 @@ from torch import nn
 
 from .fileio import atomic_torch_save, atomic_write_text, sha256_file  # noqa: F401 (re-exported)
 from .family import family_of
+from .weights import load_weights
 
 FORMAT = "unetprune-checkpoint"
 FORMAT_VERSION = 1
@@ -70,13 +71,10 @@ def save_generator(path: Path | str, generator: nn.Module, config: dict | None =
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict:
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; train or prune a model first "
-                              f"(e.g. `unetprune train --config config/config.yaml --out DIR`)")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises several types for truncated/corrupt files
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+    ckpt = load_weights(path, "a checkpoint", error=CheckpointError, map_location=map_location,
+                        missing="checkpoint {path} does not exist; train or prune a model first "
+                                "(e.g. `unetprune train --config config/config.yaml --out DIR`)",
+                        unreadable="cannot read checkpoint {path}: {first}")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a unetprune checkpoint (no '{FORMAT}' header)")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
@@ -113,7 +111,7 @@ def _check_structure(ckpt: dict, path: Path) -> None:
 
 def generator_from_checkpoint(ckpt: dict | Path | str, map_location="cpu") -> nn.Module:
     """Rebuild the generator (any widths) from a checkpoint dict or path, through the
-    checkpoint's model family (``pix2pix`` when it records none)."""
+    checkpoint's model family (the default family when it records none)."""
     where = "checkpoint"
     if not isinstance(ckpt, dict):
         where = f"checkpoint {ckpt}"

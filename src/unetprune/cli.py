@@ -17,9 +17,19 @@ import sys
 
 from . import __version__
 
-# Order = order in `unetprune --help`.
-COMMAND_MODULES = ["config", "demo", "data", "train", "import_", "translate", "prune", "sweep", "evaluate", "report", "track",
-                   "talking", "lipsync", "lse", "video"]
+# The core's commands; order = order in `unetprune --help`, then every model family's own
+# (ModelFamily.command_modules, families in name order).
+COMMAND_MODULES = ["config", "demo", "data", "train", "translate", "prune", "sweep", "evaluate", "report", "track"]
+
+
+def command_modules() -> list[str]:
+    """Every module that registers a ``unetprune`` command: the core's, then each family's."""
+    from .family import all_families
+
+    mods = [f"unetprune.commands.{name}" for name in COMMAND_MODULES]
+    for family in all_families():
+        mods += [m for m in family.command_modules() if m not in mods]
+    return mods
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -85,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
         "2206.14658): data, training, pruning, sensitivity, evaluation, reports.")
     parser.add_argument("--version", action="version", version=f"unetprune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"unetprune.commands.{name}").register(sub)
+    for module in command_modules():
+        importlib.import_module(module).register(sub)
     return parser
 
 

@@ -55,12 +55,37 @@ def key_path(parts) -> str:
     return out
 
 
+def _family_schema(name: str) -> dict | None:
+    """The schema fragment of the family ``name`` (validated under ``model.<name>``), or None."""
+    from .family import get_family
+
+    path = get_family(name).schema_fragment()
+    return yaml.safe_load(Path(path).read_text()) if path else None
+
+
+def _moved_keys() -> dict[str, str]:
+    """``{"model.<key>": "model.<family>.<key>"}`` for every key of a family's schema fragment:
+    where a config written before the key moved into its family's section finds it now."""
+    from .family import family_names
+
+    moved: dict[str, str] = {}
+    for name in family_names():
+        for key in (_family_schema(name) or {}).get("properties", {}):
+            moved.setdefault(f"model.{key}", f"model.{name}.{key}")
+    return moved
+
+
 def _format_error(err) -> str:
     path = key_path(err.absolute_path)
     if err.validator == "additionalProperties":
         allowed = sorted(err.schema.get("properties", {}))
         extra = sorted(set(err.instance) - set(allowed))
         keys = [key_path([*err.absolute_path, k]) for k in extra]
+        moved = _moved_keys() if path == "model" else {}
+        if any(k in moved for k in keys):
+            old = [k for k in keys if k in moved]
+            return (f"config error at '{', '.join(old)}': moved to "
+                    f"'{', '.join(moved[k] for k in old)}'")
         return (f"config error at '{', '.join(keys)}': unknown key "
                 f"(allowed here: {', '.join(allowed)})")
     where = path or "<top level>"
@@ -69,14 +94,37 @@ def _format_error(err) -> str:
     return f"config error at '{where}': {err.message}{hint}"
 
 
+def _schema_for(cfg: dict) -> dict:
+    """The core schema with the configured family's fragment as ``model.<family>`` (an unknown
+    family is refused with the installed ones named)."""
+    from .family import family_names
+
+    schema = load_schema()
+    model = cfg.get("model")
+    name = model.get("family", schema["properties"]["model"]["properties"]["family"]["default"]) \
+        if isinstance(model, dict) else None
+    if not isinstance(name, str):
+        return schema
+    if name not in family_names():
+        raise ConfigError(f"config error at 'model.family': unknown model family {name!r} "
+                          f"(installed: {', '.join(family_names())})")
+    fragment = _family_schema(name)
+    if fragment is not None:
+        schema["properties"]["model"]["properties"][name] = fragment
+    return schema
+
+
 def validate(cfg: dict) -> dict:
-    """Fill defaults, check the schema and the semantics; returns the completed config or
-    raises :class:`ConfigError` naming every offending key."""
+    """Fill defaults, check the schema (the core's and the configured family's fragment) and the
+    semantics (the core's, then the family's :meth:`~unetprune.family.ModelFamily.check_config`);
+    returns the completed config or raises :class:`ConfigError` naming every offending key."""
     import jsonschema
+
+    from .family import family_for_config
 
     if not isinstance(cfg, dict):
         raise ConfigError(f"config must be a mapping of keys to values, got {type(cfg).__name__}")
-    schema = load_schema()
+    schema = _schema_for(cfg)
     cfg = _fill_defaults(schema, copy.deepcopy(cfg))
     _check_finite(cfg, [])
     validator = jsonschema.Draft202012Validator(schema)
@@ -84,6 +132,7 @@ def validate(cfg: dict) -> dict:
     if errors:
         raise ConfigError("\n".join(_format_error(e) for e in errors))
     _check_semantics(cfg)
+    family_for_config(cfg).check_config(cfg)
     from . import pipeline  # checks that need the architecture: layer names, levels, k
 
     pipeline.sensitivity_layers(cfg)
@@ -111,54 +160,14 @@ def write_resolved(cfg: dict, path: Path | str) -> None:
 
 
 def _check_semantics(cfg: dict) -> None:
-    d, m = cfg["data"], cfg["model"]
-    if m["family"] == "wav2lip":
-        _check_wav2lip(cfg)
-        return
-    if cfg["train"]["target"] != "generator":
-        raise ConfigError(f"config error at 'train.target': {cfg['train']['target']!r} applies to model.family "
-                          f"wav2lip only (a pix2pix run trains its generator)")
-    if d["dataset"] == "lrs2":
-        raise ConfigError("config error at 'data.dataset': lrs2 is talking-face data for model.family wav2lip, "
-                          "not an image-translation dataset")
-    if cfg["report"]["quality_metric"] in ("lse_d", "lse_c"):
-        raise ConfigError(f"config error at 'report.quality_metric': {cfg['report']['quality_metric']} (lip sync) "
-                          f"applies to model.family wav2lip only")
-    if d["crop_size"] > d["load_size"]:
-        raise ConfigError(f"config error at 'data.crop_size': {d['crop_size']} exceeds data.load_size={d['load_size']}")
-    size = cfg["demo"]["image_size"] if d["dataset"] == "demo" else d["crop_size"]
-    if d["dataset"] == "demo" and d["crop_size"] != size:
-        raise ConfigError(f"config error at 'data.crop_size': the demo images are demo.image_size={size} "
-                          f"pixels, so data.crop_size must be {size}")
-    if size % (2 ** m["num_downs"]):
-        raise ConfigError(f"config error at 'model.num_downs': images of {size}px are not divisible by "
-                          f"2^{m['num_downs']}={2 ** m['num_downs']}")
+    """The checks of every family: a training target other than the generator needs the
+    family ``<model.family>-<target>`` (e.g. ``wav2lip-expert``)."""
+    from .family import family_names
 
-
-def _check_wav2lip(cfg: dict) -> None:
-    """wav2lip: talking-face data (the demo or a preprocessed folder), a positive L1 weight, no
-    pix2pix import."""
-    d, m, t = cfg["data"], cfg["model"], cfg["train"]
-    if d["dataset"] not in ("demo", "folder", "lrs2"):
-        raise ConfigError(f"config error at 'data.dataset': model.family wav2lip trains on talking-face data: "
-                          f"'demo' (`unetprune demo-talking`), 'lrs2' (data.source = the raw LRS2 folder) or "
-                          f"'folder' (a `data preprocess-lrs2` output at data.root), not {d['dataset']!r}")
-    if d["dataset"] == "lrs2" and not (d["source"] or d["root"]):
-        raise ConfigError("config error at 'data.source': lrs2 is licence-gated and never downloaded: set "
-                          "data.source to your LRS2 folder (<speaker>/<clip>.mp4 with train.txt, val.txt, "
-                          "test.txt; the workflow preprocesses it) or data.root to an already preprocessed folder")
-    if cfg["evaluate"]["lse_backend"] == "standard" and not cfg["evaluate"]["lse_weights"]:
-        raise ConfigError("config error at 'evaluate.lse_weights': lse_backend standard needs the SyncNet v2 "
-                          "weights (syncnet_v2.model from syncnet_python) at evaluate.lse_weights")
-    if d["dataset"] == "folder" and not d["root"]:
-        raise ConfigError("config error at 'data.root': data.dataset 'folder' needs data.root (a preprocessed "
-                          "talking-face folder with train.txt)")
-    if m["init_weights"]:
-        raise ConfigError("config error at 'model.init_weights': importing released weights is pix2pix only")
-    disc = t["disc_wt"] if m["hq"] else 0.0
-    if t["syncnet_wt"] + disc >= 1:
-        raise ConfigError(f"config error at 'train.syncnet_wt': syncnet_wt + disc_wt = {t['syncnet_wt'] + disc:g} "
-                          f"leaves no weight for the L1 loss (1 - syncnet_wt - disc_wt must be positive)")
+    family, target = cfg["model"]["family"], cfg["train"]["target"]
+    if target != "generator" and f"{family}-{target}" not in family_names():
+        raise ConfigError(f"config error at 'train.target': model.family {family} has no {target} to train "
+                          f"(no model family {family}-{target} is installed; a {family} run trains its generator)")
 
 
 def parse_overrides(items: list[str] | None) -> dict:
@@ -204,11 +213,3 @@ def load_config(path: Path | str | None = None, overrides: list[str] | dict | No
     except ConfigError as e:
         where = f" ({path})" if path else ""
         raise ConfigError(f"{e}{where}") from None
-
-
-def model_spec_from_config(cfg: dict):
-    from .families.pix2pix.unet import UNetSpec
-
-    m = cfg["model"]
-    return UNetSpec.reference(num_downs=m["num_downs"], ngf=m["ngf"], norm=m["norm"],
-                              use_dropout=m["use_dropout"], bias_mode=m["bias_mode"])

@@ -1,29 +1,35 @@
-"""The model-family seam: what the trainer, the pruning engine, the evaluator and the
-workflow need from a kind of generator, as one interface.
+"""The model-family protocol: everything the core (pruning, training, evaluation, report,
+tracking, config, workflow, CLI) needs from a kind of generator.  The core asks a
+:class:`ModelFamily` and never compares a family's name.
 
-A *family* (``pix2pix``; ``wav2lip`` and its lip-sync expert ``wav2lip-expert``) answers five questions about its models:
+A family answers, for its models:
 
-* **build from a spec** — a spec is a small dataclass that rebuilds a generator of any
-  widths (``spec_from_config``, ``spec_to_dict``/``spec_from_dict`` for self-describing
-  checkpoints, ``build``);
-* **prunable channel groups** — stable human layer names ordered outer → inner → outer
-  (``groups``), each group's width and the conv (+ norm) whose filters score it
-  (``layer_width``, ``layer_filters``), the default inner levels (``default_inner_levels``)
-  and the widths of an architecture (``widths``).  The operations that *change* a generator
-  (dependency-aware surgery, cut, exact width cost) are the pruning side of the seam:
-  :mod:`unetprune.pruning.ops` (models never import pruning code);
+* **build from a spec** — a spec is a small dataclass that rebuilds a generator of any widths
+  (``spec_from_config``, ``spec_to_dict``/``spec_from_dict`` for self-describing checkpoints,
+  ``build``, ``input_shape(s)``);
+* **prunable channel groups** — stable layer names ordered outer → inner → outer (``groups``),
+  each group's width and the conv (+ norm) whose filters score it (``layer_width``,
+  ``layer_filters``), levels, default inner levels, cut depths (``cut_ks``) and widths; the
+  operations that *change* a generator are its :class:`~unetprune.pruning.ops.PruningOps`
+  (``pruning_ops()``), imported only when asked for;
 * **a training step** — the non-generator models (``build_discriminator``,
-  ``discriminator_from_entry``), the trainer holding models + optimisers with a
-  ``step(batch)`` (``trainer``), and its data (``train_dataset``, ``check_dataset``,
-  ``check_score``);
-* **the metrics that apply** — names of metric plug-ins (``metrics``); the evaluator
-  wires them;
-* **sample rendering** — ``render_samples``.
+  ``discriminator_from_entry``), a trainer of the :class:`unetprune.trainer.Trainer` protocol
+  (``trainer``), its data (``train_dataset``, ``check_dataset``, ``check_score``);
+* **evaluation** — its evaluation set (``eval_set``), the metric plug-ins that apply
+  (``metrics``, ``register_metrics()``), sample rendering (``render_samples``);
+* **config, CLI, workflow, report, tracking** — a schema fragment for its own keys under
+  ``model.<name>`` and semantic checks (``schema_fragment``, ``check_config``), its own
+  commands (``command_modules``), extra Snakemake jobs and inputs (``workflow_rules``,
+  ``job_inputs``, ``final_outputs``, ``data_marker``), the report's wording and published
+  results (``report_text``, ``comparability_rows``), the logged model's inputs (``pyfunc_inputs``).
 
-Checkpoints record ``"family": <name>`` (a checkpoint without it is ``pix2pix``: every
-checkpoint written before the seam existed); :func:`family_of` finds the family of a
-checkpoint, a spec or a generator, :func:`get_family` of a name, :func:`family_for_config`
-of a config (``model.family``, default ``pix2pix``).
+Families are found through the entry-point group :data:`ENTRY_POINT_GROUP`
+(``unetprune.families``): each entry point names a :class:`ModelFamily` instance (or class)
+by the family's name, so a package outside this repository adds a family by declaring one
+(``docs/extending.md``).  Checkpoints record ``"family": <name>`` (one without it is read as
+:data:`DEFAULT_FAMILY`); :func:`family_of` finds the family of a checkpoint, a spec or a
+generator, :func:`get_family` of a name, :func:`family_for_config` of a config
+(``model.family``).
 """
 
 from __future__ import annotations
@@ -66,8 +72,9 @@ class ModelFamily(ABC):
         """The smallest batch-1 input ``generator`` accepts (MAC counting by default)."""
 
     def input_shapes(self, generator, input_shape) -> list[tuple[int, ...]]:
-        """The shapes of every forward argument of ``generator`` for a batch whose first input
-        has ``input_shape`` (MAC counting, latency): one tensor by default."""
+        """The shapes of every forward argument of ``generator``, in the order of its ``forward``,
+        for a batch whose main input (the one :meth:`input_shape` describes) has ``input_shape``
+        (MAC counting, latency): one tensor by default."""
         return [tuple(int(s) for s in input_shape)]
 
     def counting_shape(self, generator, image_size: int | None = None) -> tuple[int, ...]:
@@ -129,10 +136,8 @@ class ModelFamily(ABC):
 
     def pruning_ops(self):
         """The :class:`~unetprune.pruning.ops.PruningOps` that change this family's generators
-        (channel removal, cut, width cost); a family without them cannot be pruned."""
-        from .errors import UserFacingError
-
-        raise UserFacingError(f"model family {self.name!r} has no pruning support")
+        (channel removal, cut, width cost); ``None`` = this family cannot be pruned."""
+        return None
 
     def has_residual_blocks(self, spec) -> bool:
         """Whether cut-res (removing the residual blocks of inner stages) applies."""
@@ -178,42 +183,96 @@ class ModelFamily(ABC):
 
     # --- config -----------------------------------------------------------------------
     def schema_fragment(self) -> Path | None:
-        """A YAML JSON-Schema fragment for the keys only this family reads, validated under
-        ``model.<family name>``; ``None`` = the family has none."""
+        """A YAML JSON-Schema fragment (an object schema) for the keys only this family reads,
+        validated under ``model.<family name>`` when the config uses this family; ``None`` = the
+        family has none.  A key of the fragment written directly under ``model`` is refused
+        with an error naming its new place."""
         return None
 
     def check_config(self, cfg: dict) -> None:
-        """Semantic checks of a schema-valid config that uses this family; raise
-        :class:`~unetprune.errors.ConfigError` naming the key."""
+        """Semantic checks of a schema-valid config that uses this family (after the core's);
+        raise :class:`~unetprune.errors.ConfigError` naming the key."""
+
+    def describe(self, spec) -> str:
+        """How config errors name a model of ``spec`` (e.g. ``num_downs=6``)."""
+        return f"this {self.name} model"
 
     # --- command line and workflow ----------------------------------------------------
     def command_modules(self) -> list[str]:
-        """Modules with a ``register(subparsers)`` adding this family's own ``unetprune`` commands."""
+        """Modules with a ``register(subparsers)`` adding this family's own ``unetprune`` commands
+        (registered after the core's, in this order)."""
         return []
 
     def workflow_rules(self) -> list[Path]:
-        """Snakemake files with this family's extra jobs (included after the core rules)."""
+        """Snakemake files with this family's extra jobs, included after the core rules; they
+        may use the names of ``workflow/rules/common.smk`` (``LAYOUT``, ``FAMILY``, ``code``, ...)."""
         return []
 
-    def job_inputs(self, job: str, layout, cfg: dict) -> dict[str, tuple[str, str | None]]:
+    def job_inputs(self, job: str, layout, cfg: dict) -> dict[str, tuple[Path, str | None]]:
         """Extra inputs of the core job ``job`` (``train``, ``finetune``, ``evaluate``, ``sweep``):
-        ``{input name: (path, config key the path is passed as, or None)}``."""
+        ``{input name: (path, config key the path is passed as with --set, or None)}``."""
         return {}
 
     def final_outputs(self, layout, cfg: dict) -> list[Path]:
         """Files this family adds to the workflow's final targets (e.g. a sample video)."""
         return []
 
+    def demo_manifest(self, layout) -> Path:
+        """The manifest that :meth:`build_demo` writes into the data root (the ``demo_data``
+        job's output): the aligned image demo's ``demo.json`` by default."""
+        return layout.data_file("demo.json")
+
+    def data_marker(self, layout, cfg: dict) -> Path | None:
+        """The file that proves the experiment's dataset is in place (an input of training and
+        of the data-reading jobs): the demo's manifest, nothing for a ready folder
+        (``data.dataset: folder``), else the marker of a fetched dataset checked against its lock."""
+        dataset = cfg["data"]["dataset"]
+        if dataset == "demo":
+            return self.demo_manifest(layout)
+        if dataset == "folder":
+            return None
+        return layout.dataset_verified
+
+    def build_demo(self, cfg: dict, out: Path, force: bool = False) -> str:
+        """Build the offline demo data of a config under ``out`` (idempotent unless ``force``)
+        and return a one-line summary: by default the aligned labels → photo image pairs
+        (:mod:`unetprune.data.demo`, the ``demo`` config section)."""
+        import json
+
+        from .data.aligned import check_aligned_layout
+        from .data.demo import build_demo_dataset
+
+        params = {k: cfg["demo"][k] for k in ("image_size", "n_train", "n_val", "n_test", "n_classes", "seed")}
+        manifest = out / "demo.json"
+        if manifest.exists() and not force:
+            old = json.loads(manifest.read_text())
+            counts = {"train": params["n_train"], "val": params["n_val"], "test": params["n_test"]}
+            if all(old.get(k) == v for k, v in params.items() if k not in ("n_train", "n_val", "n_test")) \
+                    and old.get("counts") == counts:
+                return f"demo dataset at {out} is up to date"
+        build_demo_dataset(out, **params)
+        counts = check_aligned_layout(out, splits=("train", "test"))
+        return f"demo dataset written to {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+
     # --- report and tracking ----------------------------------------------------------
     def comparability_rows(self, cfg: dict) -> list:
-        """The published results this family's experiments can be compared with
-        (:mod:`unetprune.report.comparability`)."""
+        """The published numbers (:class:`unetprune.report.comparability.Published`) that an
+        experiment of this family (config ``cfg``) may be set beside; none by default."""
         return []
 
-    def pyfunc_inputs(self, spec: dict) -> list[str]:
-        """Names of the generator's forward arguments, in order, for the logged MLflow model
-        (one input is passed as a plain array)."""
-        return ["input"]
+    def report_text(self):
+        """What ``report.md`` says about this family's models (the learning check, the generator,
+        its assumptions, the sample grid): a :class:`unetprune.report.text.ReportText`, whose
+        generic text is the default."""
+        from .report.text import ReportText
+
+        return ReportText(self)
+
+    def pyfunc_inputs(self, image_size: int) -> list[tuple[str, tuple[int, ...]]]:
+        """``(name, per-item shape)`` of each of the generator's forward arguments, in order, for
+        the logged MLflow model at ``image_size`` (float32 batches; a single input is passed as a
+        plain array, several as a dict by name): one ``(3, size, size)`` image by default."""
+        return [("input", (3, image_size, image_size))]
 
 
 ENTRY_POINT_GROUP = "unetprune.families"

@@ -24,8 +24,9 @@ Layout::
       data/                             the dataset (unless data.root points elsewhere)
       dataset.verified                  a fetched dataset checked against its lock before training
       original/checkpoint.pt train.json samples.png [resume.pt while training]
-      expert/checkpoint.pt train.json   Wav2Lip: the lip-sync expert of the generator's sync loss
-      lse/standin.pt                    Wav2Lip: the stand-in LSE network (evaluate.lse_backend standin)
+      <aux>/                            a family's auxiliary runs (aux_dir), e.g. Wav2Lip's
+        expert/checkpoint.pt train.json   lip-sync expert of the generator's sync loss
+        lse/standin.pt                    stand-in LSE network (evaluate.lse_backend standin)
       sensitivity/<layer>.json          one per prunable layer, every ratio inside
       variants/<v>/pruned.pt prune.json
       variants/<v>/finetuned/checkpoint.pt train.json samples.png
@@ -64,7 +65,6 @@ class Layout:
     root: Path
     data_root: Path
     sensitivity_root: Path | None = None   # only to redirect a sweep (`unetprune sweep --out-dir`)
-    family: str = "pix2pix"                # model.family: which data marker, expert, LSE files apply
     dataset: str = "demo"                  # data.dataset
 
     @classmethod
@@ -72,7 +72,6 @@ class Layout:
         root = Path(base) / cfg["experiment"]
         data = (cfg.get("data") or {}).get("root")
         return cls(root=root, data_root=Path(data) if data else root / "data",
-                   family=(cfg.get("model") or {}).get("family") or "pix2pix",
                    dataset=(cfg.get("data") or {}).get("dataset") or "demo")
 
     def redirect_sensitivity(self, folder: Path | str) -> "Layout":
@@ -98,17 +97,16 @@ class Layout:
         return self.root / "fid_stats"
 
     # --- data ------------------------------------------------------------------------
-    @property
-    def demo_manifest(self) -> Path:
-        """The offline demo's manifest: ``demo.json`` (pix2pix) or ``demo_talking.json``
-        (wav2lip; the clips are under ``preprocessed/``)."""
-        return self.data_root / ("demo_talking.json" if self.family == "wav2lip" else "demo.json")
+    def data_file(self, name: str) -> Path:
+        """A file of the dataset's root (a demo manifest, a preprocessing summary; the model
+        family names it, e.g. :meth:`~unetprune.family.ModelFamily.demo_manifest`)."""
+        return self.data_root / name
 
     @property
     def talking_summary(self) -> Path:
         """``preprocess.json`` of a talking-face folder preprocessed into the data root
         (`unetprune data preprocess-lrs2 --out <data root>`)."""
-        return self.data_root / "preprocess.json"
+        return self.data_file("preprocess.json")
 
     @property
     def talking_root(self) -> Path:
@@ -116,10 +114,16 @@ class Layout:
         raw mp4s are in ``raw/``), the data root itself for LRS2 or a preprocessed folder."""
         return self.data_root / "preprocessed" if self.dataset == "demo" else self.data_root
 
-    # --- Wav2Lip: the lip-sync expert and the LSE network ----------------------------------
+    # --- a family's auxiliary runs (models trained besides the generator) ---------------
+    def aux_dir(self, name: str) -> Path:
+        """The folder of the auxiliary run ``name`` (``<root>/<name>``; a model family chooses the
+        name, e.g. Wav2Lip's lip-sync expert in ``expert/`` and its LSE network in ``lse/``)."""
+        return self.root / name
+
     @property
     def expert_dir(self) -> Path:
-        return self.root / "expert"
+        """The lip-sync expert's run folder (Wav2Lip)."""
+        return self.aux_dir("expert")
 
     @property
     def expert_checkpoint(self) -> Path:
@@ -130,7 +134,7 @@ class Layout:
     def lse_standin(self) -> Path:
         """Weights of the stand-in LSE network trained on the experiment's training clips
         (evaluate.lse_backend standin, evaluate.lse_weights null)."""
-        return self.root / "lse" / "standin.pt"
+        return self.aux_dir("lse") / "standin.pt"
 
     def video(self, name: str) -> Path:
         return self.figures_dir / f"{name}.mp4"

@@ -69,10 +69,8 @@ def sensitivity_layers(cfg: dict) -> list[str]:
 
 
 def _model_desc(cfg: dict) -> str:
-    m = cfg["model"]
-    if m.get("family", "pix2pix") == "pix2pix":
-        return f"num_downs={m['num_downs']}"
-    return f"this {m['family']} model"
+    family, spec = _family_and_spec(cfg)
+    return family.describe(spec)
 
 
 def primary_variants(cfg: dict) -> dict[str, dict]:

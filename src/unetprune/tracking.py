@@ -1,4 +1,5 @@
-"""MLflow mirror of one experiment's results (the only module that imports mlflow).
+"""MLflow mirror of one experiment's results (the only module that imports mlflow, besides the
+logged model's own code, :mod:`unetprune.tracking_model`).
 
 ``sync(cfg)`` reads the JSON files, tables and figures under ``results/<experiment>/`` and
 writes them into the MLflow experiment of the same name:
@@ -11,7 +12,8 @@ writes them into the MLflow experiment of the same name:
   ``train/images_per_s`` with step = epoch; ``check/l1`` with step = epoch, 0 = before
   training), artifacts (the config, a ``checkpoint.txt`` pointer to the checkpoint with its
   sha256, the eval/prune/train JSON, the model's samples, the tables) and its generator as a
-  loadable pyfunc model ``generator`` (:data:`MODEL_CODE`; registered as one version of
+  loadable pyfunc model ``generator`` (its code: :mod:`unetprune.tracking_model`; its inputs: the
+  family's ``pyfunc_inputs``; registered as one version of
   ``<experiment>-generator``);
 * the sensitivity sweep as a parent run with one child run per layer (metrics per ratio as
   ``fid_r0.5`` and as ``fid`` with ``step`` = ratio index);
@@ -45,6 +47,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,6 +61,7 @@ import yaml
 from . import pipeline
 from .fileio import atomic_write_text
 from .errors import UserFacingError
+from .family import family_for_config, get_family
 from .layout import DEFAULT_BASE, FINETUNED, ORIGINAL, Layout
 from .fileio import sha256_file as file_sha256
 
@@ -355,7 +359,7 @@ def _eval_tags(ev: dict) -> dict[str, str]:
 
 
 def _variant_runs(cfg: dict, base, tables: dict, cfg_file: Path) -> list[_Run]:
-    from .report.tables import load_eval, load_prune
+    from .report.load import load_eval, load_prune
 
     exp_name = cfg["experiment"]
     lay = Layout.from_config(cfg, base)
@@ -438,7 +442,7 @@ def _variant_runs(cfg: dict, base, tables: dict, cfg_file: Path) -> list[_Run]:
                 "checkpoint": ckpt,
                 "registered_model": registered_model_name(cfg),
                 "image_size": int(ev.get("image_size") or cfg["data"]["crop_size"]),
-                "family": cfg["model"].get("family", "pix2pix"),
+                "family": family_for_config(cfg).name,
                 "mode": str(ev.get("mode") or cfg["evaluate"]["mode"]),
                 "seed": int(ev.get("seed") or 0),
                 "metadata": {
@@ -706,47 +710,6 @@ def _upsert(
     return rid, True
 
 
-# The code of every logged generator (MLflow "models from code": saved as text with the model and
-# run when it is loaded; nothing is pickled).  It loads the model's own generator-only checkpoint
-# with unetprune's loader, i.e. torch.load(weights_only=True).
-MODEL_CODE = '''"""unetprune generator as an MLflow pyfunc model (logged by `unetprune track`).
-
-predict(float32 array (N, 3, H, W) in [-1, 1]) -> the generated images, same shape (a Wav2Lip generator:
-a dict {"face": (N, 6, 96, 96) BGR in [0, 1], "mel": (N, 1, 80, 16)} -> (N, 3, 96, 96) in [0, 1]), in the
-evaluation mode the experiment scored with (params `mode`: train_bn | eval, `seed`: dropout seed of train_bn; defaults in
-the model config).  The weights are the model's artifact `checkpoint`: a self-describing unetprune
-checkpoint read with torch.load(weights_only=True) (unetprune.checkpoint.load_checkpoint); needs the
-unetprune package.
-"""
-import mlflow
-from mlflow.pyfunc import PythonModel
-
-
-class UnetpruneGenerator(PythonModel):
-    def load_context(self, context):
-        from unetprune.checkpoint import generator_from_checkpoint, load_checkpoint
-
-        self.generator = generator_from_checkpoint(load_checkpoint(context.artifacts["checkpoint"]))
-        self.defaults = {"mode": "train_bn", "seed": 0, **(context.model_config or {})}
-
-    def predict(self, context, model_input, params=None):
-        import numpy as np
-        import torch
-        from unetprune.translate import generation_mode
-
-        p = {**self.defaults, **(params or {})}
-        if isinstance(model_input, dict):      # several inputs, e.g. Wav2Lip's face and mel windows
-            xs = [torch.as_tensor(np.asarray(model_input[k], dtype=np.float32)) for k in ("face", "mel")]
-        else:
-            xs = [torch.as_tensor(np.asarray(model_input, dtype=np.float32))]
-        with generation_mode(self.generator, str(p["mode"]), int(p["seed"])) as g:
-            return g(*xs).numpy()
-
-
-mlflow.models.set_model(UnetpruneGenerator())
-'''
-
-
 def _generator_only(ckpt_path: Path, out: Path) -> Path:
     """The checkpoint without discriminator, optimiser state and training log (a model's weights)."""
     import torch
@@ -769,21 +732,24 @@ def _log_model(client, rid: str, run: _Run) -> None:
 
     from . import __version__
 
+    from . import tracking_model
+
     spec = run.model
     size = spec["image_size"]
     tensor = TensorSpec(np.dtype(np.float32), (-1, 3, size, size))
-    inputs = Schema([tensor])
-    if spec.get("family") == "wav2lip":     # two named inputs: predict gets {"face": ..., "mel": ...}
-        inputs = Schema([TensorSpec(np.dtype(np.float32), (-1, 6, size, size), "face"),
-                         TensorSpec(np.dtype(np.float32), (-1, 1, 80, 16), "mel")])
+    named = get_family(spec["family"]).pyfunc_inputs(size)
+    if len(named) == 1:         # one input: predict gets the array itself
+        inputs = Schema([TensorSpec(np.dtype(np.float32), (-1, *named[0][1]))])
+    else:                       # several: predict gets {name: array}
+        inputs = Schema([TensorSpec(np.dtype(np.float32), (-1, *shape), name) for name, shape in named])
     defaults = {"mode": spec["mode"], "seed": int(spec["seed"])}
     signature = ModelSignature(inputs=inputs, outputs=Schema([tensor]), params=ParamSchema([
         ParamSpec("mode", "string", defaults["mode"]), ParamSpec("seed", "long", defaults["seed"])]))
     requirements = [f"unetprune=={__version__}", f"torch=={torch.__version__.split('+')[0]}",
                     f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}"]
     with tempfile.TemporaryDirectory(prefix="unetprune-model-") as tmp:
-        code = Path(tmp) / "unetprune_generator.py"
-        code.write_text(MODEL_CODE)
+        code = Path(tmp) / "unetprune_generator.py"     # the logged model's code: tracking_model.py
+        shutil.copyfile(tracking_model.__file__, code)
         weights = _generator_only(spec["checkpoint"], Path(tmp) / "generator.pt")
         previous = mlflow.get_tracking_uri()
         mlflow.set_tracking_uri(client.tracking_uri)
@@ -793,7 +759,8 @@ def _log_model(client, rid: str, run: _Run) -> None:
                 info = mlflow.pyfunc.log_model(
                     name=MODEL_NAME, python_model=str(code), artifacts={"checkpoint": str(weights)},
                     signature=signature, pip_requirements=requirements,
-                    metadata={"unetprune": spec["metadata"]}, model_config=defaults,
+                    metadata={"unetprune": spec["metadata"]},
+                    model_config={**defaults, "inputs": [name for name, _ in named]},
                     registered_model_name=spec["registered_model"], await_registration_for=60,
                 )
         finally:

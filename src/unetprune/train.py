@@ -3,17 +3,16 @@
 The training loop (:func:`train`: schedule, seeding, resume, NaN guard, checkpoints, logs)
 is family-agnostic; the models, the data, the training step, the learning check and the
 sample grid come from the model family (:mod:`unetprune.family`): the family of
-the ``init_from`` checkpoint, else the config's ``model.family`` (default ``pix2pix``;
-with ``train.target: expert``, that family's lip-sync expert, e.g. ``wav2lip-expert``).
-A family's trainer may add ``resume_keys`` (further ``train`` keys that must match to
-resume) and ``end_epoch(epoch, cfg) -> dict`` (run after every epoch, before the
-checkpoint; its values join the epoch's log: Wav2Lip's sync-loss switch).
-The ``pix2pix`` family's step is :class:`unetprune.families.pix2pix.family.Pix2PixTrainer`:
+the ``init_from`` checkpoint, else the config's ``model.family`` (default
+:data:`~unetprune.family.DEFAULT_FAMILY`; with ``train.target: expert``, that family's
+lip-sync expert, ``<family>-expert``).  The family's trainer follows the protocol of
+:mod:`unetprune.trainer` (whose :class:`~unetprune.trainer.Trainer` holds the state/resume
+half): ``resume_keys`` are further ``train`` keys that must match to resume, and
+``end_epoch(epoch, cfg) -> dict`` runs after every epoch, before the checkpoint (its values
+join the epoch's log).
 
-Recipe (pix2pix, Isola et al.): loss_G = BCE(D(A, G(A)), 1) + lambda_l1 * |G(A) - B|_1,
-loss_D = 0.5 * (BCE(D(A, B), 1) + BCE(D(A, G(A)), 0)); Adam(lr, (beta1, beta2)) for both;
-``n_epochs`` at constant lr then ``n_epochs_decay`` of linear decay (the reference's
-``lambda_rule``); D is updated before G on every step, as in the reference.
+Schedule: ``n_epochs`` at constant lr then ``n_epochs_decay`` of linear decay (the pix2pix
+reference's ``lambda_rule``, :func:`lr_factor`).
 
 Reproducibility and resume: everything random in epoch ``e`` (data order, crops,
 flips, dropout) is seeded from ``(seed, e)``; the resumable state (``resume.pt``: G, D,
@@ -67,8 +66,6 @@ def lr_factor(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
 
 def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
-
-
 
 
 def weight_change(initial: dict[str, torch.Tensor], G: nn.Module) -> dict:
@@ -315,15 +312,3 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
     log["finished_at"] = utc_now_iso()   # the job's times (MLflow shows them; started_at survives resumes)
     atomic_write_text(out_dir / LOG_NAME, json.dumps(log, indent=2))
     return log
-
-
-
-def _eval_dataset(cfg: dict):
-    """The split used for the trainer's own learning check (train.eval_split), or None."""
-    return training_family(cfg).check_dataset(cfg)
-
-
-def quick_l1(G: nn.Module, dataset, cfg: dict) -> float:
-    """The family's learning check: for pix2pix the mean |G(A) - B| in [-1, 1] units over
-    ``dataset`` (evaluate.mode, seeded, batch 1)."""
-    return family_of(G).check_score(G, dataset, cfg)

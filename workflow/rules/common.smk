@@ -2,6 +2,7 @@
 # Every path comes from the package's results layout (unetprune.layout); every rule
 # carries the digest of the code its command runs, so editing a module reruns exactly
 # the jobs that import it (unetprune.provenance).
+import importlib.util
 import json
 import os
 
@@ -52,9 +53,11 @@ def config_args(wildcards, input):
     Snakemake counts it as derived and it is not a rerun trigger (the `cfg` param is)."""
     return CONFIG_ARGS
 CFG = str(LAYOUT.config_file)  # the resolved config, a record written by a job (config.smk)
-WAV2LIP = config["model"]["family"] == "wav2lip"   # talking faces: expert + LSE jobs, sample video
 GPU = config["workflow"]["gpus_per_job"]
 TRAIN_THREADS = config["workflow"]["train_threads"]
+# the conda environment of every job, a path that also holds in a family's rule files
+CONDA_ENV = os.path.join(os.path.dirname(os.path.abspath(workflow.main_snakefile)), "workflow", "envs",
+                         "unetprune.yaml")
 
 
 def sections(*keys):
@@ -62,13 +65,24 @@ def sections(*keys):
     return json.dumps({k: config[k] for k in keys}, sort_keys=True)
 
 
-FAMILY = family_for_config(config)
+FAMILY = family_for_config(config)   # the model family: its extra jobs, inputs and outputs (family.py)
+
+
+def _command_module(command):
+    """The module of `unetprune <command>`: the core's, or one of the model family's commands."""
+    core = f"unetprune.commands.{command}"
+    if importlib.util.find_spec(core) is not None:
+        return core
+    for module in FAMILY.command_modules():
+        if module.rsplit(".", 1)[-1] == command:
+            return module
+    raise ValueError(f"model family {FAMILY.name} has no `unetprune {command}` command (model.family)")
 
 
 def code(command):
     """Digest of the code `unetprune <command>` runs, the model family's included (a change
     reruns the job)."""
-    return code_digest(f"unetprune.commands.{command}", type(FAMILY).__module__)
+    return code_digest(_command_module(command), type(FAMILY).__module__)
 
 
 def code_of(module):
@@ -81,36 +95,31 @@ def log(job):
 
 
 def get_data_marker():
-    """The file that proves the dataset is in place (input of training/evaluation): the demo's
-    manifest, or for fetched/prepared datasets the marker of `verify_data` (data.smk)."""
-    ds = config["data"]["dataset"]
-    if ds == "demo":
-        return str(LAYOUT.demo_manifest)
-    if ds == "folder":
-        return []
-    if ds == "lrs2":
-        return str(LAYOUT.talking_summary)
-    return str(LAYOUT.dataset_verified)
+    """The file that proves the dataset is in place (input of training/evaluation), as the model
+    family says: the demo's manifest, the marker of `verify_data` (data.smk) for fetched or
+    prepared datasets, nothing for a ready folder."""
+    marker = FAMILY.data_marker(LAYOUT, config)
+    return str(marker) if marker is not None else []
 
 
-# --- Wav2Lip: the lip-sync expert of the generator's loss, the LSE network of its evaluation --
-def get_expert():
-    """The expert checkpoint that training/fine-tuning of a Wav2Lip generator needs ([] otherwise)."""
-    return str(LAYOUT.expert_checkpoint) if WAV2LIP else []
+def family_inputs(job):
+    """The model family's extra named inputs of the core job ``job`` (train, finetune, evaluate,
+    sweep), e.g. Wav2Lip's lip-sync expert or its LSE network."""
+    return {name: str(path) for name, (path, _key) in FAMILY.job_inputs(job, LAYOUT, config).items()}
 
 
-def expert_args(wildcards, input):
-    """`--set model.expert_checkpoint=<the expert input>` for Wav2Lip jobs (derived: no rerun trigger)."""
-    return ["--set", f"model.expert_checkpoint={input.expert}"] if WAV2LIP else []
+def family_args(job):
+    """The `params` function giving `--set <key>=<input>` for each of the family's extra inputs of
+    ``job`` that its command reads through a config key (derived: no rerun trigger)."""
+    keys = {name: key for name, (_path, key) in FAMILY.job_inputs(job, LAYOUT, config).items() if key}
 
+    def args(wildcards, input):
+        out = []
+        for name, key in keys.items():
+            out += ["--set", f"{key}={getattr(input, name)}"]
+        return out
 
-def get_lse_weights():
-    """The stand-in LSE network the workflow trains (evaluate.lse_backend standin, no
-    evaluate.lse_weights), an input of every Wav2Lip scoring job; [] otherwise."""
-    ev = config["evaluate"]
-    if WAV2LIP and ev["lse_backend"] == "standin" and not ev["lse_weights"]:
-        return str(LAYOUT.lse_standin)
-    return []
+    return args
 
 
 def get_variants():
@@ -142,10 +151,7 @@ def get_report_outputs():
 
 
 def get_final_outputs():
-    outs = get_report_outputs() + [CFG]
-    if WAV2LIP:
-        outs.append(str(LAYOUT.video("samples")))
+    outs = get_report_outputs() + [CFG] + [str(p) for p in FAMILY.final_outputs(LAYOUT, config)]
     if config["tracking"]["enabled"]:
         outs.append(str(LAYOUT.mlflow_json))
     return outs
-

@@ -1,12 +1,13 @@
-# Data: the offline demo set is built by the package; pix2pix benchmarks are fetched
-# (checksummed, safely extracted); Cityscapes is prepared from the user's official zips.
+# Data: the offline demo set is built by the model family (`unetprune demo-data`); the image
+# benchmarks are fetched (checksummed, safely extracted); Cityscapes is prepared from the user's
+# official zips.  A family's own data jobs are in its rule file (ModelFamily.workflow_rules).
 # Values from the config reach the shell only through Snakemake's quoting (`:q`).
 
 
 rule demo_data:
     input:
     output:
-        str(LAYOUT.demo_manifest),
+        str(FAMILY.demo_manifest(LAYOUT)),
     params:
         config=config_args,
         cfg=sections("demo"),
@@ -17,7 +18,7 @@ rule demo_data:
     resources:
         mem_mb=2000,
     conda:
-        "../envs/unetprune.yaml"
+        CONDA_ENV
     shell:
         "unetprune demo-data {params.config:q} --force > {log:q} 2>&1"
 
@@ -40,7 +41,7 @@ rule fetch_data:
     resources:
         mem_mb=2000,
     conda:
-        "../envs/unetprune.yaml"
+        CONDA_ENV
     run:
         if params.name == "cityscapes":
             if not params.zips:
@@ -75,30 +76,6 @@ rule verify_data:
     resources:
         mem_mb=1000,
     conda:
-        "../envs/unetprune.yaml"
+        CONDA_ENV
     shell:
         "unetprune data verify --root {params.root:q} --name {params.name:q} --quick > {output:q} 2> {log:q}"
-
-
-# LRS2 (Wav2Lip; licence-gated, never downloaded): the user's raw folder (data.source:
-# <speaker>/<clip>.mp4 + train/val/test.txt) preprocessed into the data root as the
-# reference preprocess.py does (face crops + 16 kHz audio); resumable clip by clip.
-if config["data"]["dataset"] == "lrs2" and config["data"]["source"]:
-
-    rule preprocess_lrs2:
-        output:
-            str(LAYOUT.talking_summary),
-        params:
-            code=code("talking"),
-            source=config["data"]["source"],
-            root=lambda wc, output: os.path.dirname(output[0]),
-        log:
-            log("preprocess_lrs2"),
-        threads: 1
-        resources:
-            mem_mb=4000,
-        conda:
-            "../envs/unetprune.yaml"
-        shell:
-            "unetprune data preprocess-lrs2 --root {params.source:q} --out {params.root:q} --no-progress "
-            "> {log:q} 2>&1"

@@ -6,7 +6,7 @@ rule finetune_variant:
     input:
         pruned=str(LAYOUT.pruned_checkpoint("{variant}")),
         original=str(LAYOUT.checkpoint(ORIGINAL)),
-        expert=get_expert(),
+        **family_inputs("finetune"),
     output:
         ckpt=str(LAYOUT.checkpoint("{variant}", FINETUNED)),
         log=str(LAYOUT.train_log("{variant}", FINETUNED)),
@@ -14,7 +14,7 @@ rule finetune_variant:
         config=config_args,
         cfg=sections("seed", "data", "train", "finetune"),
         code=code("train"),
-        expert=expert_args,
+        family=family_args("finetune"),
         out=lambda wc, output: os.path.dirname(output.ckpt),
     log:
         log("finetune_{variant}"),
@@ -23,8 +23,8 @@ rule finetune_variant:
         mem_mb=config["workflow"]["mem_mb"],
         gpu=GPU,
     conda:
-        "../envs/unetprune.yaml"
+        CONDA_ENV
     shell:
-        "unetprune train {params.config:q} {params.expert:q} --finetune --init-from {input.pruned:q} "
+        "unetprune train {params.config:q} {params.family:q} --finetune --init-from {input.pruned:q} "
         "--init-discriminator-from {input.original:q} --out {params.out:q} --resume --quiet "
         "--set train.threads={threads} > {log:q} 2>&1"

@@ -17,7 +17,7 @@ rule prune_variant:
     resources:
         mem_mb=config["workflow"]["mem_mb"],
     conda:
-        "../envs/unetprune.yaml"
+        CONDA_ENV
     shell:
         "unetprune prune --checkpoint {input.ckpt:q} {params.args:q} --out {output.ckpt:q} "
         "--json {output.info:q} > {log:q} 2>&1"

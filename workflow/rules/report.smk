@@ -55,6 +55,6 @@ rule report:
     resources:
         mem_mb=config["workflow"]["mem_mb"],
     conda:
-        "../envs/unetprune.yaml"
+        CONDA_ENV
     shell:
         "OMP_NUM_THREADS={threads} unetprune report {params.config:q} > {log:q} 2>&1"

@@ -7,7 +7,7 @@ rule sensitivity_layer:
     input:
         ckpt=str(LAYOUT.checkpoint(ORIGINAL)),
         stats=str(LAYOUT.eval_json(ORIGINAL)),
-        lse=get_lse_weights(),
+        **family_inputs("sweep"),
     output:
         str(LAYOUT.sensitivity_json("{layer}")),
     params:
@@ -22,7 +22,7 @@ rule sensitivity_layer:
         mem_mb=config["workflow"]["mem_mb"],
         gpu=GPU,
     conda:
-        "../envs/unetprune.yaml"
+        CONDA_ENV
     shell:
         "OMP_NUM_THREADS={threads} unetprune sweep {params.config:q} --checkpoint {input.ckpt:q} "
         "--layer {wildcards.layer} --cache-dir {params.cache:q} > {log:q} 2>&1"

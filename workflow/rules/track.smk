@@ -21,6 +21,6 @@ rule track:
     resources:
         mem_mb=2000,
     conda:
-        "../envs/unetprune.yaml"
+        CONDA_ENV
     shell:
         "MLFLOW_DISABLE_TELEMETRY=true unetprune track {params.config:q} --uri {params.uri:q} > {log:q} 2>&1"

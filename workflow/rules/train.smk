@@ -1,8 +1,9 @@
-# Training the original (unpruned) generator (pix2pix, or Wav2Lip with its frozen expert).  checkpoint.pt appears only when
+# Training the original (unpruned) generator of the model family (with the family's extra inputs,
+# e.g. Wav2Lip's frozen lip-sync expert).  checkpoint.pt appears only when
 # training has finished; the resumable state (resume.pt) is not an output, so a killed
-# job continues where it stopped.  With model.init_weights (a released pix2pix
-# latest_net_G.pth) the job imports that file instead of training (`unetprune import`:
-# no training, a fresh PatchGAN for fine-tuning; train.json records the file's sha256).
+# job continues where it stopped.  With model.init_weights (released weights, e.g. a pix2pix
+# latest_net_G.pth) the job imports that file instead of training (`unetprune import`, a command
+# of the families that import released weights; train.json records the file's sha256).
 INIT_WEIGHTS = config["model"]["init_weights"]
 
 if INIT_WEIGHTS:
@@ -12,42 +13,15 @@ if INIT_WEIGHTS:
     )
 else:
     TRAIN_ORIGINAL = (
-        "unetprune train {params.config:q} {params.expert:q} --out {params.out:q} --resume --quiet "
+        "unetprune train {params.config:q} {params.family:q} --out {params.out:q} --resume --quiet "
         "--set train.threads={threads} > {log:q} 2>&1"
     )
-
-if WAV2LIP:
-
-    # Wav2Lip's lip-sync expert (SyncNet on lower halves + mel windows), trained first and then
-    # frozen inside the generator's loss (train.syncnet_wt); resumable like the generator.
-    rule train_expert:
-        input:
-            data=get_data_marker(),
-        output:
-            ckpt=str(LAYOUT.expert_checkpoint),
-        params:
-            config=config_args,
-            cfg=sections("seed", "data", "demo", "model", "train"),
-            code=code("train"),
-            out=lambda wc, output: os.path.dirname(output.ckpt),
-        log:
-            log("train_expert"),
-        threads: TRAIN_THREADS
-        resources:
-            mem_mb=config["workflow"]["mem_mb"],
-            gpu=GPU,
-        conda:
-            "../envs/unetprune.yaml"
-        shell:
-            "unetprune train --expert {params.config:q} --out {params.out:q} --resume --quiet "
-            "--set train.threads={threads} > {log:q} 2>&1"
-
 
 rule train_original:
     input:
         data=get_data_marker(),
         init=INIT_WEIGHTS or [],
-        expert=get_expert(),
+        **family_inputs("train"),
     output:
         ckpt=str(LAYOUT.checkpoint(ORIGINAL)),
         log=str(LAYOUT.train_log(ORIGINAL)),
@@ -55,7 +29,7 @@ rule train_original:
         config=config_args,
         cfg=sections("seed", "data", "demo", "model", "train"),
         code=code("import_" if INIT_WEIGHTS else "train"),
-        expert=expert_args,
+        family=family_args("train"),
         out=lambda wc, output: os.path.dirname(output.ckpt),
     log:
         log("train_original"),
@@ -64,6 +38,6 @@ rule train_original:
         mem_mb=config["workflow"]["mem_mb"],
         gpu=GPU,
     conda:
-        "../envs/unetprune.yaml"
+        CONDA_ENV
     shell:
         TRAIN_ORIGINAL

@@ -50,7 +50,7 @@ def sweep_metric(result: dict) -> dict[str, float]:
     if seg.get("miou") is not None:
         out["miou"] = seg["miou"]
     lse = result.get("lse") or {}
-    for k in ("lse_d", "lse_c"):       # Wav2Lip: lip sync (metrics/lse.py)
+    for k in ("lse_d", "lse_c"):       # Wav2Lip: lip sync (families/wav2lip/lse.py)
         if lse.get(k) is not None:
             out[k] = lse[k]
     ratio = (result.get("diversity") or {}).get("ratio")

@@ -1,5 +1,6 @@
 """`unetprune train`: the trainer of the config's model family (baseline, or fine-tuning with
---init-from); `--expert` trains a wav2lip config's lip-sync expert instead."""
+--init-from); `--expert` trains the model family's lip-sync expert instead (``train.target: expert``,
+the family ``<model.family>-expert``)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ def register(sub) -> None:
     p.add_argument("--finetune", action="store_true",
                    help="use the config's finetune section (epochs, lr) instead of train's schedule")
     p.add_argument("--expert", action="store_true",
-                   help="wav2lip: train the lip-sync expert (train.target=expert, train.expert's epochs, batch, lr); "
-                        "a generator config names its checkpoint as model.expert_checkpoint")
+                   help="train the family's lip-sync expert (train.target=expert, train.expert's epochs, batch, "
+                        "lr; Wav2Lip: a generator config names its checkpoint as model.wav2lip.expert_checkpoint)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch instead)")
     p.set_defaults(func=run)
 

@@ -648,8 +648,8 @@ def verify_dataset(root: Path | str, *, name: str | None = None, quick: bool = F
     that every image decodes as an aligned pair and the tree's sha256 equals the recorded
     one; a kept archive (``--keep-archive``) is re-hashed too.  ``quick`` (what the workflow
     runs before training): counts, every file's size and the sha256 of ``sample`` files drawn
-    at random, against the lock's per-file records (locks written before those records
-    existed: counts only).  Raises DataError / ChecksumMismatch with a one-line message.
+    at random, against the lock's per-file records (a lock without per-file records: counts
+    only).  Raises DataError / ChecksumMismatch with a one-line message.
     """
     root = Path(root)
     lock = read_lock(root) if root.is_dir() else None

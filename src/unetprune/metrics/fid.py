@@ -27,7 +27,8 @@ Backends (``evaluate.fid_backend``)
 Weight files are never unpickled: torch-fidelity's own extractors ``torch.load`` a weights
 path with ``weights_only=False`` (a crafted file would run code), so both backends use
 subclasses registered here (:func:`_safe_extractor_cls`) that read every weights file, the
-download included, with ``weights_only=True`` through :func:`load_weights_file` and refuse
+download included, with ``weights_only=True`` (:func:`load_weights_file`, through
+:func:`unetprune.weights.load_weights`) and refuse
 anything that is not a plain state dict of the network with a one-line :class:`FIDError`.  Its values are only
   comparable with other values of the same backend and seed: every result carries the
   backend, and :func:`check_same_backend` refuses to mix them.
@@ -62,6 +63,7 @@ from ..fileio import atomic_torch_save, atomic_write_text
 from ..fileio import sha256_file as file_sha256
 from ..devices import resolve_device
 from ..errors import UserFacingError
+from ..weights import WeightsFileError, load_weights, shape_mismatch
 
 BACKENDS = ("inception-v3-compat", "pytorch-fid-compat", "standin")
 INCEPTION_BACKENDS = ("inception-v3-compat", "pytorch-fid-compat")   # the real 2015-12-05 FID weights
@@ -98,23 +100,16 @@ TORCH_FIDELITY_PREPROCESSING = ("torch-fidelity: TF1-style bilinear resize of th
 def load_weights_file(path: Path | str, key: str = "evaluate.inception_weights") -> dict[str, torch.Tensor]:
     """The state dict in the weights file ``path``, read with ``torch.load(weights_only=True)``:
     a pickle that would build other objects (run code) is refused with a one-line FIDError."""
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # UnpicklingError (not weights-only), RuntimeError (corrupt), OSError
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise FIDError(f"refusing the FID weights file {path} ({key}): not a plain tensor state dict "
-                       f"readable with weights_only=True ({type(e).__name__}: {first})") from e
-    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
-        raise FIDError(f"refusing the FID weights file {path} ({key}): it does not hold a state dict of tensors")
-    return state
+    return load_weights(path, error=FIDError, missing=None,
+                        unreadable=f"refusing the FID weights file {{path}} ({key}): not a plain tensor state "
+                                   f"dict readable with weights_only=True ({{kind}}: {{first}})",
+                        not_state_dict=f"refusing the FID weights file {{path}} ({key}): it does not hold a "
+                                       f"state dict of tensors")
 
 
 def _inception_mismatch(own: dict, state: dict) -> str | None:
     """Why ``state`` does not fit the Inception-v3 state dict ``own`` (keys and shapes; missing
     BatchNorm ``num_batches_tracked`` counters are fine), or None when it fits."""
-    from ..weights import shape_mismatch
-
     parts = shape_mismatch({k: tuple(v.shape) for k, v in own.items()},
                            {k: tuple(v.shape) for k, v in state.items()},
                            optional=lambda k: k.endswith("num_batches_tracked"))
@@ -533,10 +528,10 @@ def real_stats(real_uint8: Callable[[], torch.Tensor] | torch.Tensor, extractor:
     path = Path(cache_dir) / f"{key}.pt" if cache_dir is not None else None
     if path is not None and path.is_file():
         try:
-            feats = torch.load(path, map_location="cpu", weights_only=True)["features"].numpy()
+            feats = load_weights(path, "cached FID features")["features"].numpy()
             if feats.shape[0] == len(files):
                 return FeatureStats.from_features(feats), {**meta, "cache": str(path), "cache_hit": True}
-        except (OSError, KeyError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError):
+        except (WeightsFileError, KeyError, ValueError, RuntimeError):
             pass  # unreadable cache entry: recompute and overwrite
     images = real_uint8() if callable(real_uint8) else real_uint8
     if images.shape[0] != len(files):

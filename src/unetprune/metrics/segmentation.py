@@ -164,6 +164,7 @@ def demo_miou(photos, label_images, n_classes: int) -> dict:
 
 def load_drn(weights_path: str | Path | None, device: str | torch.device = "cpu", arch: str = "drn_d_105"):
     """DRN-D-105 with the Cityscapes weights of fyu/drn (``drn-d-105_ms_cityscapes.pth``), eval mode."""
+    from ..weights import is_state_dict, load_weights
     from .drn import DRNSeg, drn_arch_name, state_mismatch
 
     if weights_path is None:
@@ -177,15 +178,12 @@ def load_drn(weights_path: str | Path | None, device: str | torch.device = "cpu"
         raise SegmentationError(
             f"config error at 'evaluate.drn_weights': DRN-D-105 weight file {path} does not exist; put "
             f"drn-d-105_ms_cityscapes.pth there (fyu/drn release) or set evaluate.segmentation=none")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise SegmentationError(f"cannot read the DRN weight file {path} (evaluate.drn_weights) as a plain "
-                                f"state dict (torch.load weights_only=True): {type(e).__name__}: {first}") from e
+    state = load_weights(path, error=SegmentationError, missing=None,
+                         unreadable="cannot read the DRN weight file {path} (evaluate.drn_weights) as a plain "
+                                    "state dict (torch.load weights_only=True): {kind}: {first}")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+    if not is_state_dict(state):
         raise SegmentationError(f"{path} (evaluate.drn_weights) does not hold a state dict of tensors; expected "
                                 f"the {drn_arch_name(arch)} Cityscapes segmenter drn-d-105_ms_cityscapes.pth")
     state = {k.removeprefix("module."): v for k, v in state.items()}

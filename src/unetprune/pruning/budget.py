@@ -144,4 +144,4 @@ def match_budget(generator: nn.Module, strategy: str, target: int, metric: str =
     return new, info
 
 
-__all__ = ["METRICS", "WidthCost", "match_budget", "model_budget", "spec_budget"]
+__all__ = ["METRICS", "match_budget", "model_budget", "spec_budget"]

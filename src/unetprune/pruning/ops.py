@@ -17,6 +17,7 @@ from typing import Callable, Mapping, Sequence
 from torch import nn
 
 from ..family import family_of
+from .surgery import PruningError
 
 
 class PruningOps(ABC):
@@ -47,5 +48,10 @@ class PruningOps(ABC):
 
 
 def pruning_ops(obj) -> PruningOps:
-    """The pruning operations of ``obj``'s model family (a generator, spec or checkpoint)."""
-    return family_of(obj).pruning_ops()
+    """The pruning operations of ``obj``'s model family (a generator, spec or checkpoint);
+    :class:`~unetprune.pruning.surgery.PruningError` for a family without them."""
+    family = family_of(obj)
+    ops = family.pruning_ops()
+    if ops is None:
+        raise PruningError(f"model family {family.name!r} has no pruning support")
+    return ops

@@ -1,7 +1,7 @@
 """The report's comparability section: which published numbers this run's numbers may stand beside.
 
-For every published number the project quotes (docs/method.md#benchmarks-and-numbers-to-compare-against:
-GAN Compression and OMGD on cityscapes / edges2shoes, Wav2Lip on LRS2) the section lists the
+For every published number the project quotes (docs/method.md#benchmarks-and-numbers-to-compare-against;
+each model family lists its own: :meth:`unetprune.family.ModelFamily.comparability_rows`) the section lists the
 protocol points where this run differs (dataset and split, image count and size, generator,
 generator mode, quantisation, metric implementation), each derived from the config and the eval
 JSONs (the unpruned model's, ``original``), never typed in::
@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..family import all_families, family_for_config
 from ..layout import ORIGINAL
 
 SAME, DIFFERS, UNKNOWN = "same", "differs", "not recorded"
@@ -29,61 +30,33 @@ FULL_RES_LABELS = "gtFine trainIds (full resolution)"   # = metrics.segmentation
 
 @dataclass(frozen=True)
 class Published:
-    """A published number and the protocol it was measured with (docs/method.md)."""
+    """A published number and the protocol it was measured with (docs/method.md); a model family
+    lists those its experiments may stand beside (:meth:`~unetprune.family.ModelFamily.comparability_rows`)."""
 
     key: str
     source: str
     numbers: str                # as quoted
     metric: str                 # fid | miou | lse
-    family: str                 # pix2pix | wav2lip
     dataset: str                # data.dataset of a run that reproduces it
     split: str                  # evaluate.split of such a run
     n_images: int | None        # None: not stated in the quote
     image_size: int | None      # None: not stated
     generator: str              # description
-    generator_kind: str         # unet | resnet | wav2lip
-    generator_ngf: int | None   # U-Net width, where the comparison depends on it
+    generator_kind: str         # matched against the kind of the family's ReportText.generator
+    generator_ngf: int | None   # generator width, where the comparison depends on it
     mode: str                   # train_bn | eval
     quantize: str               # round | truncate
     implementation: str         # the metric's implementation (FID backend name for FIDs)
     values: tuple[tuple[str, float], ...] = ()   # (label, value) in the metric's published unit
 
 
-GAN_COMPRESSION = "GAN Compression (Li et al., CVPR 2020; mit-han-lab/gan-compression)"
-OMGD = "OMGD (Ren et al., ICCV 2021; bytedance/OMGD)"
-WAV2LIP = "Wav2Lip (Prajwal et al., ACM MM 2020)"
 DRN_PROTOCOL = "DRN-D-105 mIoU (drn-d-105_ms_cityscapes.pth, full-resolution gtFine trainIds)"
-SYNCNET_S = "standard"      # LSE backend name of syncnet_python's S with syncnet_v2.model
 
-#: the published numbers this project quotes (docs/method.md#benchmarks-and-numbers-to-compare-against)
-PUBLISHED: tuple[Published, ...] = (
-    Published("gan-compression-edges2shoes-fid", GAN_COMPRESSION, "FID 24.12 original → 26.60 compressed",
-              "fid", "pix2pix", "edges2shoes", "val", 200, 256,
-              "ResNet generator (resnet_9blocks), not a U-Net", "resnet", None, "eval", "truncate",
-              "pytorch-fid-compat", (("original", 24.12), ("compressed", 26.60))),
-    Published("gan-compression-cityscapes-miou", GAN_COMPRESSION, "mIoU 42.06 original → 40.77 compressed",
-              "miou", "pix2pix", "cityscapes", "val", 500, 256,
-              "ResNet generator (resnet_9blocks), not a U-Net", "resnet", None, "eval", "truncate",
-              DRN_PROTOCOL, (("original", 42.06), ("compressed", 40.77))),
-    Published("omgd-cityscapes-miou", OMGD, "mIoU 48.91 at 1.22 G output-based MACs",
-              "miou", "pix2pix", "cityscapes", "val", 500, 256,
-              "U-Net with ngf 16, distilled (not pruned) from a larger U-Net", "unet", 16, "eval", "truncate",
-              DRN_PROTOCOL, (("compressed", 48.91),)),
-    Published("wav2lip-lrs2-lse", WAV2LIP, "LSE-D 6.386, LSE-C 7.781 (as published)",
-              "lse", "wav2lip", "lrs2", "test", None, None,
-              "Wav2Lip generator (36.3 M parameters)", "wav2lip", None, "eval", "truncate",
-              "syncnet_python S (syncnet_v2.model) on the generated videos",
-              (("LSE-D", 6.386), ("LSE-C", 7.781))),
-    Published("wav2lip-lrs2-fid", WAV2LIP, "FID 4.887 (as published)",
-              "fid", "wav2lip", "lrs2", "test", None, None,
-              "Wav2Lip generator (36.3 M parameters)", "wav2lip", None, "eval", "truncate",
-              "pytorch-fid-compat", (("FID", 4.887),)),
-    Published("wav2lip-lrs2-rerun", "Wav2Lip's released weights, re-run (docs/method.md)",
-              "LSE-D ≈7.15, LSE-C ≈6.77", "lse", "wav2lip", "lrs2", "test", None, None,
-              "Wav2Lip generator (36.3 M parameters)", "wav2lip", None, "eval", "truncate",
-              "syncnet_python S (syncnet_v2.model) on the generated videos",
-              (("LSE-D", 7.15), ("LSE-C", 6.77))),
-)
+
+def published(cfg: dict) -> list[Published]:
+    """Every published number the installed model families quote, family by family (the summary
+    table of the section lists them all)."""
+    return [p for fam in all_families() for p in fam.comparability_rows(cfg)]
 
 
 # --------------------------------------------------------------------------------------
@@ -102,16 +75,8 @@ def reference_eval(evals: Mapping) -> tuple[str, dict | None]:
 
 
 def generator_description(cfg: dict) -> tuple[str, str, int | None]:
-    """(description, kind, ngf) of the experiment's unpruned generator."""
-    m = cfg.get("model", {})
-    if m.get("family", "pix2pix") == "wav2lip":
-        w = m.get("width_mult", 1.0)
-        if w != 1.0:       # a narrower (or wider) Wav2Lip is another generator than the published one
-            return f"Wav2Lip generator (width x{w:g})", "wav2lip-scaled", None
-        return "Wav2Lip generator (reference widths)", "wav2lip", None
-    n, ngf = m.get("num_downs"), m.get("ngf")
-    name = " = unet_256" if (n, ngf) == (8, 64) else ""
-    return f"U-Net (num_downs {n}, ngf {ngf}, {m.get('norm', 'batch')} norm{name})", "unet", ngf
+    """(description, kind, width) of the experiment's unpruned generator, as its family states it."""
+    return family_for_config(cfg).report_text().generator(cfg)
 
 
 def _mode_status(pub_mode: str, ev: dict) -> tuple[str, str]:
@@ -249,19 +214,19 @@ def comparability_section(cfg: dict, evals: Mapping) -> str:
     if ev is None:
         out += ["No evaluation found, so nothing can be compared with published numbers.", ""]
         return "\n".join(out)
-    family = cfg.get("model", {}).get("family", "pix2pix")
     out += [(f"Published numbers quoted in docs/method.md (\"Benchmarks and numbers to compare against\") "
              f"against the protocol of this run: `config.yaml` and the eval JSON of `{name}` (every evaluated "
              f"model shares it). A number of this run can be set beside a published one only where no "
              f"protocol point differs; \"in by_mode.eval\" means the same evaluation also scored that mode "
              f"(`evaluate.extra_modes`, eval JSON `by_mode`)."), ""]
-    assessed = [(p, assess(p, cfg, ev)) for p in PUBLISHED]
+    own = {p.key for p in family_for_config(cfg).comparability_rows(cfg)}
+    assessed = [(p, assess(p, cfg, ev)) for p in published(cfg)]
     summary = []
     for p, a in assessed:
         differs = ", ".join(a["differs"]) or "—"
         summary.append([p.numbers, p.source, f"{p.dataset} {p.split}", differs, a["verdict"]])
     out += [_table(["published", "source", "dataset / split", "differs in", "comparable?"], summary), ""]
-    matching = [(p, a) for p, a in assessed if not a["other_dataset"] and p.family == family]
+    matching = [(p, a) for p, a in assessed if not a["other_dataset"] and p.key in own]
     if not matching:
         ds = cfg.get("data", {}).get("dataset")
         out += [(f"No quoted published number is on this run's dataset and split (`{ds}` "

@@ -28,7 +28,9 @@ from matplotlib.lines import Line2D
 from .. import pipeline
 from ..fileio import atomic_write
 from ..layout import FINETUNED, ORIGINAL, PRUNED, Layout
-from .tables import METRICS, ReportError, _cmd_hint, flag, learning_curve_table
+from .load import ReportError, _cmd_hint
+from .tables import learning_curve_table
+from .verdicts import METRICS, flag
 
 DPI = 120
 #: how a collapsed model / point is drawn (on top of its own marker)
@@ -263,8 +265,9 @@ def sample_grid(
     cfg: dict, base: Path | str, path: Path | str, stage: str, split: str = "test", mode: str | None = None
 ) -> Path:
     """Rows = ``report.sample_images`` items of ``split`` as the evaluation generates them (the
-    model family's evaluation set: the first images for pix2pix, frames spread over the first
-    test clip for Wav2Lip); columns = input, target, every model."""
+    model family's evaluation set): the first items, or items spread over the first
+    ``sample_span`` of the family's :class:`~unetprune.report.text.ReportText` (e.g. frames of the
+    first test clip); columns = input, target, every model."""
     import torch
 
     from ..checkpoint import generator_from_checkpoint
@@ -274,18 +277,18 @@ def sample_grid(
 
     lay = Layout.from_config(cfg, base)
     want = int(cfg["report"]["sample_images"])
-    talking = cfg["model"]["family"] == "wav2lip"
-    limit = 100 if talking else want        # a talking clip: rows spread over its first 4 s
+    family = family_for_config(cfg)
+    span = family.report_text().sample_span    # rows spread over the first `span` items (e.g. of a clip)
+    limit = span or want
     try:
-        es = family_for_config(cfg).eval_set(deep_merge(cfg, {"evaluate": {"max_images": limit}}), split,
-                                             lay.data_root)
+        es = family.eval_set(deep_merge(cfg, {"evaluate": {"max_images": limit}}), split, lay.data_root)
     except (OSError, ValueError) as e:
         raise ReportError(f"{e} (the dataset split of the sample grid, made by the data rules or found at "
                           f"`data.root`)") from None
     n = min(want, es.n)
     if n == 0:
         raise ReportError(f"split {split} of {lay.data_root} has no images for the sample grid")
-    rows = np.linspace(0, es.n - 1, n).round().astype(int) if talking else np.arange(n)
+    rows = np.linspace(0, es.n - 1, n).round().astype(int) if span else np.arange(n)
     mode = mode or cfg["evaluate"]["mode"]
     columns: list[tuple[str, list[np.ndarray]]] = [
         ("input", [x for x in es.display_inputs(rows)]),

@@ -11,48 +11,36 @@ from pathlib import Path
 import pandas as pd
 
 from .. import pipeline
+from ..family import family_for_config, get_family
 from ..fileio import atomic_write_text
 from ..layout import DEFAULT_BASE, FINETUNED, ORIGINAL, PRUNED, Layout
 from . import figures
 from .comparability import comparability_section
+from .format import metric_label, to_markdown, with_noise_markdown
+from .load import ReportError, _cmd_hint, load_eval, noise_setup
 from .tables import (
-    AGAINST,
     MAIN_COLUMNS,
+    all_tables,
+    inner_layers,
+    learning_curve_table,
+    markdown_view,
+    write_table,
+    write_tables,
+)
+from .text import method_ref
+from .verdicts import (
+    AGAINST,
     METRICS,
     NO_EFFECT,
     NOT_RESOLVED,
     QUALITY_COLUMNS,
     SIGNIFICANCE_Z,
     SUPPORT,
-    ReportError,
-    _cmd_hint,
     _finite,
-    all_tables,
     collapse_threshold,
     flag,
-    inner_layers,
-    learning_curve_table,
-    load_eval,
-    markdown_view,
-    metric_label,
-    noise_setup,
     pattern_finding,
-    to_markdown,
-    with_noise_markdown,
-    write_table,
-    write_tables,
 )
-
-#: The repository document that states the method, the decisions where the paper is silent
-#: and the check numbers.  A report lives in the results folder, which may be anywhere, so it
-#: names the document by its path in the repository instead of a relative link.
-METHOD_DOC = "docs/method.md"
-REPOSITORY = "the unetprune repository"
-
-
-def method_ref(anchor: str = "") -> str:
-    """``docs/method.md#anchor`` in the unetprune repository, as report.md cites it."""
-    return f"`{METHOD_DOC}{'#' + anchor if anchor else ''}` in {REPOSITORY}"
 
 
 def _f(x, digits: int = 4) -> str:
@@ -412,9 +400,7 @@ def learning_summary(train_log: dict | None, window_fraction: float = 0.25, plat
                 "there is no learning curve.")
     curve = learning_curve_table(train_log)
     ev = train_log.get("eval") or {}
-    family = ((train_log.get("config") or {}).get("model") or {}).get("family", "pix2pix")
-    score = ("mean |G(A) − B| in [−1, 1] units" if family == "pix2pix"
-             else f"the `{family}` family's check score")
+    score = get_family(((train_log.get("config") or {}).get("model") or {}).get("family")).report_text().check_score()
     what = (f"the trainer's check ({score} on {ev.get('n_images')} `{ev.get('split')}` "
             f"images, mode `{ev.get('mode')}`; lower is better)")
     checks = curve.dropna(subset=["check"]) if "check" in curve.columns else curve.iloc[0:0]
@@ -439,8 +425,11 @@ def learning_summary(train_log: dict | None, window_fraction: float = 0.25, plat
             m_prev = float(prev.check.mean())
             gain = m_prev - m_tail
             frac = gain / total
-            span = lambda w: (f"epoch {int(w.epoch.iloc[0])}" if len(w) == 1
-                              else f"epochs {int(w.epoch.iloc[0])}–{int(w.epoch.iloc[-1])}")
+
+            def span(w) -> str:
+                return (f"epoch {int(w.epoch.iloc[0])}" if len(w) == 1
+                        else f"epochs {int(w.epoch.iloc[0])}–{int(w.epoch.iloc[-1])}")
+
             text += (f" Mean check over {span(prev)}: {m_prev:.4g}; over {span(tail)}: {m_tail:.4g} "
                      f"({'an improvement' if gain >= 0 else 'a worsening'} of {abs(gain):.4g}); ")
             text += (f"**plateau**: the last {len(tail)} checks gave no further improvement (window means)."
@@ -468,7 +457,7 @@ def learning_summary(train_log: dict | None, window_fraction: float = 0.25, plat
 
 def assumptions(cfg: dict, original_eval: dict, prune_tol: float | None = None) -> list[str]:
     """docs/method.md#decisions-where-the-paper-is-silent, as applied by this config."""
-    s, b, f, e, m = cfg["sensitivity"], cfg["baselines"], cfg["finetune"], cfg["evaluate"], cfg["model"]
+    s, b, f, e = cfg["sensitivity"], cfg["baselines"], cfg["finetune"], cfg["evaluate"]
     prim = pipeline.primary_variants(cfg)
     fid = original_eval["fid"]
     n_img, split = original_eval.get("n_images"), original_eval.get("split")
@@ -486,7 +475,7 @@ def assumptions(cfg: dict, original_eval: dict, prune_tol: float | None = None) 
     )
     cut_v = ", ".join(f"{k} (k={v['k']})" if "k" in v else f"{k} (residual blocks of levels "
                       f"{', '.join(map(str, v['levels']))})" for k, v in prim.items() if v["strategy"] == "cut")
-    talking = m.get("family") == "wav2lip"
+    text = family_for_config(cfg).report_text()
     norm = "layer-normalised" if b["normalize"] else "not layer-normalised"
     tol = f", within {100 * prune_tol:g}%" if prune_tol is not None else ""
     lr = f["lr"] if f["lr"] is not None else cfg["train"]["lr"]
@@ -500,19 +489,7 @@ def assumptions(cfg: dict, original_eval: dict, prune_tol: float | None = None) 
         finetune = (
             "**Fine-tuning**: disabled (`finetune.enabled: false`): the tables show pruned models only."
         )
-    if talking:
-        mode = ("`model.eval()`: running BatchNorm statistics" if e["mode"] == "eval" else
-                "BatchNorm on batch statistics") + (
-            "; each frame generated from its lower-half-masked self, the frame half a clip away as identity "
-            "reference and its mel window (docs/method.md, Wav2Lip evaluation protocol); L1/PSNR/SSIM on the "
-            "lower half, LSE-D/LSE-C with syncnet_python's protocol")
-    elif e["mode"] == "train_bn":
-        mode = (
-            "BatchNorm on batch statistics and dropout on, seeded — what the pix2pix reference does at "
-            "test time"
-        )
-    else:
-        mode = "`model.eval()`: running BatchNorm statistics, no dropout"
+    mode = text.evaluation_mode(cfg)
     if fid.get("backend") == "standin":
         backend = (
             "a seeded, Kaiming-initialised Inception stand-in built offline: its FID values are **relative "
@@ -531,16 +508,6 @@ def assumptions(cfg: dict, original_eval: dict, prune_tol: float | None = None) 
         )
     else:
         latency = "**Latency**: not measured (evaluate ran with --no-latency / report.latency false)."
-    if talking:
-        bias = "the reference Wav2Lip's layout: every conv has a bias and is followed by BatchNorm"
-    elif m["bias_mode"] == "paper":
-        bias = (
-            "conv bias wherever no norm follows (the paper's parameter count, 54,414,531 for unet_256; "
-            f"{method_ref('check-numbers')})"
-        )
-    else:
-        bias = "the official pix2pix code's biases (only the outermost up-conv; 54,413,955 for unet_256)"
-
     out = [
         (
             f"**Filter importance**: `{s['importance']}` norm of each output filter for the sensitivity "
@@ -551,26 +518,8 @@ def assumptions(cfg: dict, original_eval: dict, prune_tol: float | None = None) 
             f"**Sensitivity protocol**: one layer pruned at a time at ratios {ratios}, no fine-tuning, "
             f"scored on the `{s['split']}` split{first}."
         ),
-        (
-            f"**Inner levels**: level(s) {inner_lv} of this Wav2Lip generator (width x{m.get('width_mult', 1):g}), "
-            "i.e. the levels all of whose face-path stages have the largest width (FE5, FE6, FD0, FD1, FD2 of the "
-            f"reference: 512 wide); their layers are {', '.join(inner_layers(cfg))}. Inner variants: "
-            f"{inner_v or 'none'}." if talking else
-            f"**Inner levels**: level(s) {inner_lv} of this num_downs={m['num_downs']} U-Net, i.e. the "
-            "levels whose encoder and decoder outputs both have the largest width (the 8·ngf levels; 5–8 "
-            f"for unet_256); their layers are {', '.join(inner_layers(cfg))}. Inner variants: "
-            f"{inner_v or 'none'}."
-        ),
-        (
-            "**Cut inner layers** (Wav2Lip; the paper is silent): *cut-k* removes the k innermost levels and "
-            "feeds the audio embedding, broadcast, where the removed decoder output went (every surviving "
-            "weight copied; a k whose replaced decoder output is not as wide as the audio embedding is "
-            "refused); *cut-res* removes the residual blocks of the inner stages (widths and resolutions "
-            f"unchanged). Cut variants: {cut_v or 'none'}." if talking else
-            "**Cut inner layers**: remove the innermost k levels; the new innermost up-conv keeps only the "
-            "weight slice of its encoder input; every surviving weight is copied from the original model "
-            f"(the result equals a num_downs − k U-Net). Cut variants: {cut_v or 'none'}."
-        ),
+        text.inner_levels(cfg, inner_lv, ", ".join(inner_layers(cfg)), inner_v or "none"),
+        text.cut_layers(cfg, cut_v or "none"),
         (
             f"**Global baselines**: {', '.join(b['strategies'])} (uniform = the same ratio in every "
             f"prunable layer; threshold = one {b['importance']} threshold across all layers, {norm}), each "
@@ -588,8 +537,10 @@ def assumptions(cfg: dict, original_eval: dict, prune_tol: float | None = None) 
         ),
         f"**MAC conventions**: both are reported — physical: {physical}; output-based: {output}{scope}.",
         latency,
-        f"**Bias mode**: `{m['bias_mode']}` — {bias}.",
     ]
+    bias = text.bias(cfg)
+    if bias is not None:
+        out.append(bias)
     lse = original_eval.get("lse")
     if lse:
         out.append(f"**Lip-sync network** (LSE-D/LSE-C): `{lse.get('backend')}` — {lse.get('label') or lse.get('network')}"
@@ -636,35 +587,15 @@ def assumptions(cfg: dict, original_eval: dict, prune_tol: float | None = None) 
 
 
 def _config_summary(cfg: dict, train_log: dict | None) -> pd.DataFrame:
-    d, m, t, e, s = cfg["data"], cfg["model"], cfg["train"], cfg["evaluate"], cfg["sensitivity"]
+    t, s = cfg["train"], cfg["sensitivity"]
     epochs = (
         f"{len(train_log.get('epochs', []))} run ({t['n_epochs']} + {t['n_epochs_decay']} configured)"
         if train_log
         else f"{t['n_epochs']} + {t['n_epochs_decay']}"
     )
-    if m.get("family") == "wav2lip":
-        x = t["expert"]
-        head = [
-            ("dataset", f"{d['dataset']} (talking faces: 96x96 face crops, 16 kHz audio, 25 fps)"),
-            ("generator", f"Wav2Lip, widths x{m['width_mult']:g} of the reference; expert SyncNet widths "
-                          f"x{m['expert_width_mult']:g}" + (" + quality discriminator (HQ)" if m.get("hq") else "")),
-            ("expert training", f"{x['n_epochs']} + {x['n_epochs_decay']} epochs, batch {x['batch_size']}, "
-                                f"lr {x['lr']}"),
-            ("original training", f"epochs {epochs}, batch {t['batch_size']}, lr {t['lr']}, sync loss weight "
-                                  f"{t['syncnet_wt']} once the expert's loss is below {t['sync_threshold']}"),
-        ]
-        evaluation = (f"mode {e['mode']}, FID backend {e['fid_backend']}, LSE backend {e['lse_backend']}, "
-                      f"max_images {e['max_images']} (frames)")
-    else:
-        head = [
-            ("dataset", f"{d['dataset']} ({d['direction']}, {d['crop_size']}px)"),
-            ("generator", f"U-Net num_downs={m['num_downs']}, ngf={m['ngf']}, norm={m['norm']}, "
-                          f"dropout={m['use_dropout']}, bias_mode={m['bias_mode']}"),
-            ("original training", f"epochs {epochs}, batch {t['batch_size']}, lr {t['lr']}, "
-                                  f"lambda_l1 {t['lambda_l1']}"),
-        ]
-        evaluation = (f"mode {e['mode']}, FID backend {e['fid_backend']}, segmentation {e['segmentation']}, "
-                      f"max_images {e['max_images']}")
+    text = family_for_config(cfg).report_text()
+    head = text.config_rows(cfg, epochs)
+    evaluation = text.evaluation_row(cfg)
     rows = [
         *head,
         (
@@ -732,7 +663,7 @@ def render_report(
 
     rel = {k: here(v) for k, v in figs.items()}
     n_prim, n_base = len(pipeline.primary_variants(cfg)), len(pipeline.baseline_variants(cfg))
-    talking = cfg["model"]["family"] == "wav2lip"
+    text = family_for_config(cfg).report_text()
     finetuned = cfg["finetune"]["enabled"]
     parts = [
         f"# Cut Inner Layers — experiment `{cfg['experiment']}`\n",
@@ -745,10 +676,7 @@ def render_report(
             f"{method_ref()}.\n"
         ),
         "## What was run\n",
-        (f"* the **original** (unpruned) Wav2Lip generator trained with its frozen lip-sync expert "
-         f"({folder(lay.expert_dir)}, {folder(lay.original_dir)});\n" if talking else
-         "* the **original** (unpruned) U-Net generator trained with the pix2pix recipe "
-         f"({folder(lay.original_dir)});\n")
+        text.original_line(lay, folder)
         + f"* a per-layer sensitivity sweep of the original: {n_layers} layers × {n_ratios} ratio(s), one "
         f"layer pruned at a time, no fine-tuning ({folder(lay.sensitivity_dir)});\n"
         f"* {n_prim} pruned variant(s) ({', '.join(pipeline.primary_variants(cfg))}) and {n_base} matched "
@@ -827,12 +755,9 @@ def render_report(
     ]
     if "samples_pruned_png" in rel:
         parts.append(f"Before fine-tuning: ![samples before fine-tuning]({rel['samples_pruned_png']})\n")
-    if talking:
-        parts.append(
-            f"Rows are frames spread over the first test clip; input = the frame with its lower half masked. "
-            f"The same clip through every model, side by side with its audio: "
-            f"[{here(lay.video('samples'))}]({here(lay.video('samples'))}) (frame grid: "
-            f"![video frames]({here(lay.figure('samples_video'))})), made by the `sample_video` job.\n")
+    note = text.samples_note(lay, here)
+    if note:
+        parts.append(note)
     parts.append(comparability_section(cfg, {"original": original_eval}) + "\n")
     parts += [
         "## Assumptions (where the paper is silent)\n",
@@ -845,7 +770,8 @@ def render_report(
 
 
 def build_report(cfg: dict, base: Path | str = DEFAULT_BASE) -> dict[str, Path]:
-    """Tables, figures and report.md of one experiment; returns ``{name: written path}``.
+    """Tables, figures and report.md of one experiment; returns ``{name: written path}``, which
+    holds every file of :meth:`unetprune.layout.Layout.report_outputs`.
 
     Every input is checked before anything is written, so a missing file leaves no
     half-written report behind."""
@@ -901,4 +827,8 @@ def build_report(cfg: dict, base: Path | str = DEFAULT_BASE) -> dict[str, Path]:
     text = render_report(cfg, tables, figs, lay, original_eval, train_log, prune_tol)
     atomic_write_text(lay.report_md, text)
     written["report_md"] = lay.report_md
+    # the layout owns the list of the report's declared outputs (the workflow's targets)
+    unwritten = [str(p) for p in lay.report_outputs() if p not in set(written.values())]
+    if unwritten:
+        raise ReportError(f"the report wrote no {', '.join(unwritten)}, which Layout.report_outputs declares")
     return written

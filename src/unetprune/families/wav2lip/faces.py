@@ -1,11 +1,13 @@
 """Face detection and the face-box pipeline of the reference ``inference.py``: detect, fill
-frames without a face, pad, smooth over time.
+frames without a face, pad, smooth over time (:func:`track_faces`, the one pipeline the
+preprocessing, lip-sync inference and the LSE crops share).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -143,3 +145,31 @@ def fill_missing(boxes: Sequence[Box | None]) -> tuple[list[Box], int]:
             b = boxes[int(j)]
         out.append(tuple(int(v) for v in b))
     return out, len(boxes) - len(idx)
+
+
+@dataclass(frozen=True)
+class FaceTrack:
+    """The face boxes of a clip: ``boxes`` (N, 4) int64, one padded, smoothed box per frame
+    (empty when no frame has a face); ``found`` frames had a detected face, ``filled`` took the
+    nearest detected box."""
+
+    boxes: np.ndarray
+    found: int
+    filled: int
+
+
+def track_faces(frames: np.ndarray, detector: FaceDetector | None = None, *, pads: Sequence[int] = REFERENCE_PADS,
+                smooth_T: int = SMOOTH_T, where: str = "frames") -> FaceTrack:
+    """The face-box pipeline of the reference ``inference.py`` on uint8 RGB ``frames`` (N, H, W, 3):
+    detect (``detector``, default :class:`HaarDetector`), fill the frames without a face
+    (:func:`fill_missing`), pad (:func:`pad_boxes`) and smooth over ``smooth_T`` frames
+    (:func:`smooth_boxes`; 1 = no smoothing).  A detector that does not give one box per frame
+    is a :class:`DataError` naming ``where``; how many faces a caller needs is its own check."""
+    det = detector if detector is not None else HaarDetector()
+    dets = det.detect(frames)
+    if len(dets) != len(frames):
+        raise DataError(f"{where}: the face detector returned {len(dets)} boxes for {len(frames)} frames")
+    found = sum(b is not None for b in dets)
+    filled_boxes, filled = fill_missing(dets)
+    boxes = pad_boxes(filled_boxes, frames.shape[1:3], pads)
+    return FaceTrack(smooth_boxes(boxes, smooth_T), found, filled)

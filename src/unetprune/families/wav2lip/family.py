@@ -36,6 +36,13 @@ from .train import (
     talking_dataset,
 )
 
+SECTION = "wav2lip"   # the config section of this family's own keys: model.wav2lip (schema.yaml here)
+
+
+def model_options(cfg: dict) -> dict:
+    """``model.wav2lip`` of a config (its schema fragment's keys; empty in an unvalidated dict)."""
+    return ((cfg.get("model") or {}).get(SECTION)) or {}
+
 
 class Wav2LipFamily(ModelFamily):
     """The ``wav2lip`` model family: build, structure queries and the generator's training step
@@ -59,8 +66,8 @@ class Wav2LipFamily(ModelFamily):
 
     # --- build ------------------------------------------------------------------------
     def spec_from_config(self, cfg: dict) -> Wav2LipSpec:
-        """The reference Wav2Lip, widths scaled by ``model.width_mult`` (default 1)."""
-        return Wav2LipSpec.reference(float((cfg.get("model") or {}).get("width_mult", 1.0)))
+        """The reference Wav2Lip, widths scaled by ``model.wav2lip.width_mult`` (default 1)."""
+        return Wav2LipSpec.reference(float(model_options(cfg).get("width_mult", 1.0)))
 
     def build(self, spec, init: bool = True, seed: int | None = None) -> Wav2LipGenerator:
         return build_wav2lip(spec, seed=seed)  # the reference's (PyTorch's) default init
@@ -135,11 +142,11 @@ class Wav2LipFamily(ModelFamily):
 
     # --- training: L1 + frozen-expert sync loss (+ the HQ quality discriminator) ---------
     def build_discriminator(self, cfg: dict, generator) -> Wav2LipCritics:
-        """The frozen expert of ``model.expert_checkpoint`` (none: no sync loss) and, with
-        ``model.hq``, a fresh quality discriminator (widths scaled by ``model.width_mult``)."""
+        """The frozen expert of ``model.wav2lip.expert_checkpoint`` (none: no sync loss) and, with
+        ``model.wav2lip.hq``, a fresh quality discriminator (widths scaled by ``model.wav2lip.width_mult``)."""
         from .syncnet import REF_DISC_WIDTHS, Wav2LipDiscQual
 
-        m = cfg["model"]
+        m = model_options(cfg)
         expert, source, arch = None, None, None
         if m.get("expert_checkpoint"):
             expert, source = load_expert(m["expert_checkpoint"])
@@ -186,6 +193,96 @@ class Wav2LipFamily(ModelFamily):
                 rows.append(np.concatenate([_bgr_to_rgb_uint8(c) for c in cells], axis=1))
         return _save_png(rows, path)
 
+    # --- config -----------------------------------------------------------------------
+    def schema_fragment(self) -> Path:
+        return Path(__file__).with_name("schema.yaml")
+
+    def check_config(self, cfg: dict) -> None:
+        """Talking-face data (the demo, LRS2 or a preprocessed folder), LSE weights for the
+        standard backend, a positive L1 weight, no released-weights import."""
+        from ...errors import ConfigError
+
+        d, m, t, w = cfg["data"], cfg["model"], cfg["train"], model_options(cfg)
+        if d["dataset"] not in ("demo", "folder", "lrs2"):
+            raise ConfigError(f"config error at 'data.dataset': model.family wav2lip trains on talking-face data: "
+                              f"'demo' (`unetprune demo-talking`), 'lrs2' (data.source = the raw LRS2 folder) or "
+                              f"'folder' (a `data preprocess-lrs2` output at data.root), not {d['dataset']!r}")
+        if d["dataset"] == "lrs2" and not (d["source"] or d["root"]):
+            raise ConfigError("config error at 'data.source': lrs2 is licence-gated and never downloaded: set "
+                              "data.source to your LRS2 folder (<speaker>/<clip>.mp4 with train.txt, val.txt, "
+                              "test.txt; the workflow preprocesses it) or data.root to an already preprocessed folder")
+        if cfg["evaluate"]["lse_backend"] == "standard" and not cfg["evaluate"]["lse_weights"]:
+            raise ConfigError("config error at 'evaluate.lse_weights': lse_backend standard needs the SyncNet v2 "
+                              "weights (syncnet_v2.model from syncnet_python) at evaluate.lse_weights")
+        if d["dataset"] == "folder" and not d["root"]:
+            raise ConfigError("config error at 'data.root': data.dataset 'folder' needs data.root (a preprocessed "
+                              "talking-face folder with train.txt)")
+        if m["init_weights"]:
+            raise ConfigError("config error at 'model.init_weights': importing released weights is pix2pix only")
+        disc = t["disc_wt"] if w["hq"] else 0.0
+        if t["syncnet_wt"] + disc >= 1:
+            raise ConfigError(f"config error at 'train.syncnet_wt': syncnet_wt + disc_wt = {t['syncnet_wt'] + disc:g} "
+                              f"leaves no weight for the L1 loss (1 - syncnet_wt - disc_wt must be positive)")
+
+    # --- command line and workflow ----------------------------------------------------
+    def command_modules(self) -> list[str]:
+        """demo-talking + data preprocess-lrs2, lipsync, train-lse-standin + lse, sample-video."""
+        return [f"{__package__}.commands.{m}" for m in ("talking", "lipsync", "lse", "video")]
+
+    def workflow_rules(self) -> list[Path]:
+        """The expert, the LSE stand-in, the sample video and LRS2 preprocessing (``wav2lip.smk``)."""
+        return [Path(__file__).with_name("wav2lip.smk")]
+
+    def job_inputs(self, job: str, layout, cfg: dict) -> dict[str, tuple[Path, str | None]]:
+        """Training and fine-tuning read the expert the workflow trains (passed as
+        ``model.wav2lip.expert_checkpoint``); scoring jobs read the stand-in LSE network when
+        ``evaluate.lse_backend`` is standin without ``evaluate.lse_weights``."""
+        if job in ("train", "finetune"):
+            return {"expert": (layout.expert_checkpoint, f"model.{SECTION}.expert_checkpoint")}
+        ev = cfg["evaluate"]
+        if job in ("evaluate", "sweep") and ev["lse_backend"] == "standin" and not ev["lse_weights"]:
+            return {"lse": (layout.lse_standin, None)}
+        return {}
+
+    def final_outputs(self, layout, cfg: dict) -> list[Path]:
+        return [layout.video("samples")]
+
+    def demo_manifest(self, layout) -> Path:
+        """``demo_talking.json`` (the clips are under ``preprocessed/``)."""
+        return layout.data_file("demo_talking.json")
+
+    def data_marker(self, layout, cfg: dict) -> Path | None:
+        """LRS2: the summary of its preprocessing into the data root; otherwise as the core's."""
+        if cfg["data"]["dataset"] == "lrs2":
+            return layout.talking_summary
+        return super().data_marker(layout, cfg)
+
+    def build_demo(self, cfg: dict, out: Path, force: bool = False) -> str:
+        """The talking-face demo clips of ``demo.talking``."""
+        from .demo import build_talking_demo
+
+        t = cfg["demo"]["talking"]
+        man = build_talking_demo(out, n_train=t["n_train"], n_val=t["n_val"], n_test=t["n_test"], side=t["side"],
+                                 seed=t["seed"], force=force, progress=False, log=print)
+        counts = man["preprocess"]["counts"]
+        return f"talking-face demo at {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + " clips"
+
+    # --- report and tracking ----------------------------------------------------------
+    def comparability_rows(self, cfg: dict) -> list:
+        """Wav2Lip's published LRS2 numbers and their re-run (:mod:`.report`)."""
+        from .report import PUBLISHED
+
+        return list(PUBLISHED)
+
+    def report_text(self):
+        from .report import Wav2LipReportText
+
+        return Wav2LipReportText(self)
+
+    def pyfunc_inputs(self, image_size: int) -> list[tuple[str, tuple[int, ...]]]:
+        """The face input (reference + masked target, 6 channels) and the mel window."""
+        return [("face", (6, image_size, image_size)), ("mel", (1, *MEL_SHAPE))]
+
 
 class Wav2LipExpertFamily(ModelFamily):
     """The lip-sync expert (:class:`~unetprune.families.wav2lip.syncnet.SyncNetColor`) as a trainable
@@ -205,7 +302,7 @@ class Wav2LipExpertFamily(ModelFamily):
     def spec_from_config(self, cfg: dict):
         from .syncnet import SyncNetSpec
 
-        return SyncNetSpec.reference(float(cfg["model"].get("expert_width_mult", 1.0)))
+        return SyncNetSpec.reference(float(model_options(cfg).get("expert_width_mult", 1.0)))
 
     def build(self, spec, init: bool = True, seed: int | None = None) -> nn.Module:
         from .syncnet import SyncNetColor, SyncNetSpec
@@ -220,9 +317,10 @@ class Wav2LipExpertFamily(ModelFamily):
         return (1, generator.spec.face_nc, FACE_SIZE // 2, FACE_SIZE)
 
     def input_shapes(self, generator, input_shape) -> list[tuple[int, ...]]:
-        """The stacked lower halves ``input_shape`` (B, 15, 48, 96) and the mel window (B, 1, 80, 16)."""
+        """In ``forward(mel, face)`` order: the mel window (B, 1, 80, 16) and the stacked lower
+        halves ``input_shape`` (B, 15, 48, 96)."""
         face = tuple(int(s) for s in input_shape)
-        return [face, (face[0], 1, *MEL_SHAPE)]
+        return [(face[0], 1, *MEL_SHAPE), face]
 
     def _not_prunable(self, *a, **k):
         raise NotImplementedError("the lip-sync expert is not a prunable generator")

@@ -57,31 +57,13 @@ class LipSyncError(UserFacingError, ValueError):
 # ------------------------------------------------------------------------------------------
 
 def load_generator(checkpoint: Path | str, device: str | torch.device = "cpu"):
-    """The Wav2Lip generator of a unetprune checkpoint (``save_generator``), in eval mode.
-
-    Through :func:`unetprune.checkpoint.generator_from_checkpoint` when the ``wav2lip`` family
-    is registered; otherwise read directly (``torch.load(weights_only=True)``) through
-    :mod:`unetprune.models.wav2lip`."""
-    from ...checkpoint import FORMAT, CheckpointError, generator_from_checkpoint
-    from ...family import family_names
-    from .networks import Wav2LipGenerator, Wav2LipSpec
-    from .weights import load_weights_file
+    """The Wav2Lip generator of a unetprune checkpoint (``save_generator``), in eval mode, read
+    through :func:`unetprune.checkpoint.generator_from_checkpoint`."""
+    from ...checkpoint import generator_from_checkpoint
+    from .networks import Wav2LipGenerator
 
     checkpoint = Path(checkpoint)
-    if "wav2lip" in family_names():
-        g = generator_from_checkpoint(checkpoint)
-    else:
-        ckpt = load_weights_file(checkpoint)
-        if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-            raise CheckpointError(f"{checkpoint} is not a unetprune checkpoint (no '{FORMAT}' header)")
-        if ckpt.get("family") != "wav2lip":
-            raise LipSyncError(f"{checkpoint}: holds a {ckpt.get('family') or 'pix2pix'} generator, "
-                               f"lip-sync needs a Wav2Lip one")
-        try:
-            g = Wav2LipGenerator(Wav2LipSpec.from_dict(ckpt["generator"]["arch"]))
-            g.load_state_dict(ckpt["generator"]["state_dict"])
-        except Exception as e:  # noqa: BLE001 — a broken arch or weights that do not fit
-            raise CheckpointError(f"checkpoint {checkpoint}: the generator cannot be rebuilt from it ({e})") from None
+    g = generator_from_checkpoint(checkpoint)
     if not isinstance(g, Wav2LipGenerator):
         raise LipSyncError(f"{checkpoint}: holds a {type(g).__name__}, lip-sync needs a Wav2Lip generator")
     return g.to(device).eval()
@@ -129,15 +111,12 @@ def mel_windows(mel: np.ndarray, n_frames: int, fps: float = FPS) -> np.ndarray:
 def face_boxes(frames: np.ndarray, detector=None, pads=(0, 10, 0, 0), smooth: bool = True,
                name: str = "face") -> np.ndarray:
     """One padded, smoothed (x1, y1, x2, y2) box per frame (see the module doc)."""
-    from . import faces as T
+    from .faces import SMOOTH_T, track_faces
 
-    det = detector if detector is not None else T.HaarDetector()
-    found = det.detect(frames)
-    boxes, _ = T.fill_missing(found)
-    if not boxes:
+    track = track_faces(frames, detector, pads=pads, smooth_T=SMOOTH_T if smooth else 1, where=name)
+    if not track.found:
         raise LipSyncError(f"{name}: no face found in {'the image' if len(frames) == 1 else f'any of its {len(frames)} frames'}")
-    b = T.pad_boxes(boxes, frames.shape[1:3], pads)
-    return T.smooth_boxes(b, T.SMOOTH_T) if smooth and len(b) > 1 else b
+    return track.boxes
 
 
 # ------------------------------------------------------------------------------------------

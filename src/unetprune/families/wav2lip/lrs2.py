@@ -47,12 +47,8 @@ import numpy as np
 
 from ...data.aligned import DataError
 from ...data.media import MediaError, decode_frames, extract_audio, probe
-from .faces import FaceDetector, HaarDetector, fill_missing, pad_boxes, smooth_boxes
+from .faces import FPS, REFERENCE_PADS, SAMPLE_RATE, SMOOTH_T, FaceDetector, HaarDetector, track_faces
 
-FPS = 25
-SAMPLE_RATE = 16000
-REFERENCE_PADS = (0, 10, 0, 0)     # top, bottom, left, right (reference inference.py --pads)
-SMOOTH_T = 5                       # reference get_smoothened_boxes(boxes, T=5)
 SPLITS = ("train", "val", "test")
 DONE = ".done"
 # ==========================================================================================
@@ -97,15 +93,10 @@ def preprocess_clip(video: Path, dest: Path, detector: FaceDetector, *, pads: Se
     info = probe(video, require_video=True, require_audio=True)
     resample = info.fps is None or abs(info.fps - fps) > 0.01
     frames, _ = decode_frames(video, fps=fps if resample else None)
-    dets = detector.detect(frames)
-    if len(dets) != len(frames):
-        raise DataError(f"{video}: the face detector returned {len(dets)} boxes for {len(frames)} frames")
-    found = sum(b is not None for b in dets)
+    track = track_faces(frames, detector, pads=pads, smooth_T=smooth_T, where=str(video))
+    found, filled, boxes = track.found, track.filled, track.boxes
     if found < max(1, math.ceil(min_face_fraction * len(frames))):
         raise DataError(f"{video}: no face found in {len(frames) - found} of {len(frames)} frames (face-less clip)")
-    filled_boxes, filled = fill_missing(dets)
-    boxes = pad_boxes(filled_boxes, frames.shape[1:3], pads)
-    boxes = smooth_boxes(boxes, smooth_T) if smooth_T > 1 else boxes
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))

@@ -24,7 +24,7 @@ frames late.  Over a set of clips the scores are averaged (``lse_d``, ``lse_c``;
 Backends (every result records ``backend`` and the weights' ``weights_sha256``):
 
 * ``standard`` — ``S`` with the user's ``syncnet_v2.model`` (loaded with
-  ``torch.load(weights_only=True)``, :func:`unetprune.families.wav2lip.syncnet.load_syncnet_s_weights`):
+  :func:`unetprune.weights.load_weights`, :func:`unetprune.families.wav2lip.syncnet.load_syncnet_s_weights`):
   numbers comparable with the papers' (given the same face crops; see below);
 * ``standin`` — the offline, **labelled stand-in**: an ``S`` network trained here by
   :func:`train_lse_standin` on the *training* split of a talking-face set (the offline demo),
@@ -33,7 +33,7 @@ Backends (every result records ``backend`` and the weights' ``weights_sha256``):
   against).  Its numbers are for relative comparisons on the same set only.
 
 Face crops: a preprocessed clip folder (``0.jpg …`` + ``audio.wav``, the layout of
-:func:`unetprune.data.talking.preprocess_lrs2`) is scored on its crops; an mp4 is decoded and
+:func:`unetprune.families.wav2lip.lrs2.preprocess_lrs2`) is scored on its crops; an mp4 is decoded and
 cropped by the same detector, padding and box smoothing as the preprocessing (OpenCV Haar by
 default), then resized to 224 x 224.  syncnet_python's ``run_pipeline`` instead tracks faces
 with S3FD and crops a square enlarged by 40 %: standard-backend numbers of this module are
@@ -59,9 +59,8 @@ windows of the same clip (offsets ``1 .. 15`` frames either way).  The loss is
   weighs like any off-sync window and does not tilt the curve.
 
 The lip branch sees luminance only (its first conv has the same seeded random weights for B, G
-and R): it was chosen when the demo's LFW faces were grey, where colour made an unseen colour
-face (the test identity grace_hopper) an outlier of the frozen features; the demo's faces are
-now all coloured, and luminance keeps the frozen features independent of skin tone.
+and R): luminance keeps the frozen features independent of skin tone, so a face of an unseen
+colour (the demo's test identity grace_hopper) is no outlier of them.
 Adam, seeded sampling, CPU, deterministic.  The checkpoint is self-describing (``torch.load`` with
 ``weights_only=True``): its ``state_dict`` uses syncnet_python's key names, so the file also
 loads wherever ``syncnet_v2.model`` does.
@@ -214,14 +213,11 @@ def face_crops_of_video(video: Path | str, detector=None) -> np.ndarray:
     info = probe(video, require_video=True)
     resample = info.fps is None or abs(info.fps - T.FPS) > 0.01
     frames, _ = decode_frames(video, fps=T.FPS if resample else None)
-    det = detector if detector is not None else T.HaarDetector()
-    dets = det.detect(frames)
-    filled, _ = T.fill_missing(dets)
-    if not filled:
+    track = T.track_faces(frames, detector, where=str(video))
+    if not track.found:
         raise LSEError(f"{video}: no face found in any of its {len(frames)} frames")
-    boxes = T.smooth_boxes(T.pad_boxes(filled, frames.shape[1:3]), T.SMOOTH_T)
     out = [cv2.resize(np.ascontiguousarray(fr[y1:y2, x1:x2, ::-1]), (SIZE, SIZE))
-           for fr, (x1, y1, x2, y2) in zip(frames, boxes)]
+           for fr, (x1, y1, x2, y2) in zip(frames, track.boxes)]
     return np.stack(out)
 
 
@@ -391,9 +387,9 @@ def _s_state_dict_reference_names(net) -> dict:
 def load_standin(path: Path | str):
     """(``S`` in eval mode, the checkpoint's ``info``) from a stand-in checkpoint (weights_only)."""
     from .syncnet import SyncNetS, identify_sync_weights, load_syncnet_s_state_dict
-    from .weights import load_weights_file
+    from ...weights import load_weights
 
-    obj = load_weights_file(path)
+    obj = load_weights(path)
     if not isinstance(obj, dict) or obj.get("format") != STANDIN_FORMAT:
         what = identify_sync_weights(obj)
         raise LSEError(f"{path}: not an LSE stand-in checkpoint (no '{STANDIN_FORMAT}' header"
@@ -591,7 +587,7 @@ def train_lse_standin(data: Path | str, out: Path | str, *, steps: int = 300, ba
 class LSEMetric(plugins.Metric):
     """LSE-D / LSE-C / offset of generated talking-face clips (per clip and averaged).
 
-    Contract with the evaluation set (the Wav2Lip evaluation wiring, issue 13): ``eval_set.clips``
+    Contract with the evaluation set (the Wav2Lip evaluation wiring): ``eval_set.clips``
     is a list of dicts ``{"name", "n_frames", "audio"}`` (``audio``: the clip's WAV file), and
     ``fakes`` holds the generated face frames of all clips in order (uint8 (N, 3, H, W), RGB).
     Config: ``ctx.ev["lse_backend"]`` (``standin`` | ``standard``) and ``ctx.ev["lse_weights"]``

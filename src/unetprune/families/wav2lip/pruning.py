@@ -1,7 +1,7 @@
-"""Pruning operations of the ``wav2lip`` family (:mod:`unetprune.models.wav2lip`).
+"""Pruning operations of the ``wav2lip`` family (:mod:`.networks`, :mod:`.structure`).
 
 Structure (groups, levels, which conv reads and writes which channels) comes from the
-model module's structure queries (:func:`~unetprune.models.wav2lip.conv_slots`); this module
+model module's structure queries (:func:`~unetprune.families.wav2lip.structure.conv_slots`); this module
 changes generators:
 
 * :meth:`Wav2LipPruningOps.prune_channels` — dependency-aware channel removal.  Removing
@@ -10,7 +10,7 @@ changes generators:
   matching input channels of every consumer: the next stage, the decoder stage that
   concatenates an encoder feature (its second input slice), the next decoder stage (its
   first slice), ``fd0`` or the new innermost decoder stage for ``audio4``, the output block.
-  The result is an ordinary :class:`~unetprune.models.wav2lip.Wav2LipGenerator` of a spec
+  The result is an ordinary :class:`~unetprune.families.wav2lip.networks.Wav2LipGenerator` of a spec
   with the new widths, weights copied (not masked).  The RGB conv is never pruned.
 * :meth:`Wav2LipPruningOps.cut` — **cut-k** (the default unit, the paper's "cut inner
   layers"): remove the ``k`` innermost levels (k=1: FE6, FD0, FD1; k=2: also FE5, FD2) and
@@ -235,7 +235,7 @@ def cut_residual(generator: Wav2LipGenerator, levels=None) -> tuple[Wav2LipGener
 
 
 def _input_shapes(spec: Wav2LipSpec, input_shape) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """``(face, mel)`` shapes (:func:`unetprune.models.wav2lip.wav2lip_input_shapes`)."""
+    """``(face, mel)`` shapes (:func:`unetprune.families.wav2lip.structure.wav2lip_input_shapes`)."""
     try:
         return wav2lip_input_shapes(spec, input_shape)
     except ValueError as e:

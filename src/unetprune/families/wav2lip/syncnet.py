@@ -12,7 +12,7 @@
   13,631,616 parameters.  ``syncnet_v2.model`` is a state dict of ``S``.
 
 Module names: ``SyncNetColor.face_encoder`` / ``.audio_encoder`` are flat ``nn.Sequential``
-of :class:`~unetprune.models.wav2lip.ConvBlock` (``conv`` + ``bn``), like the reference's
+of :class:`~unetprune.families.wav2lip.networks.ConvBlock` (``conv`` + ``bn``), like the reference's
 but with ``conv``/``bn`` in place of ``conv_block.0``/``conv_block.1``.  ``Wav2LipDiscQual``
 has stages ``d0..d6`` (``nn.Sequential`` of :class:`PlainConvBlock`) and ``pred`` (the 1x1
 conv).  ``SyncNetS`` has ``audio_cnn``, ``audio_fc``, ``lip_cnn``, ``lip_fc`` laid out index for
@@ -31,14 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .networks import ConvBlock, _residuals, _scaled
-from .weights import (
-    WeightsFileError,
-    _block_leaf,
-    _unwrap_checkpoint,
-    load_weights_file,
-    remap_state_dict,
-    strip_prefixes,
-)
+from ...weights import WeightsFileError
+from .weights import _block_leaf, _unwrap_checkpoint, load_reference_file, remap_state_dict, strip_prefixes
 
 # ------------------------------------------------------------------------------------------
 # expert lip-sync discriminator
@@ -185,17 +179,10 @@ def _is_hint(obj) -> str:
 def load_syncnet_color_weights(path: Path | str, spec: SyncNetSpec | None = None,
                                map_location="cpu") -> SyncNetColor:
     """The expert with the weights of the reference ``lipsync_expert.pth`` (or a bare state dict)."""
-    obj = load_weights_file(path, map_location)
-    if not isinstance(obj, Mapping):
-        raise WeightsFileError(f"{path}: expected a reference SyncNet_color checkpoint, got {type(obj).__name__}")
-    try:
-        sd = load_reference_syncnet_color_state_dict(obj, spec)
-    except ValueError as e:
-        raise WeightsFileError(f"{path}: expected a reference SyncNet_color (lip-sync expert, "
-                               f"lipsync_expert.pth) checkpoint{_is_hint(obj)}; {e}") from None
-    m = SyncNetColor(spec)
-    m.load_state_dict(sd)
-    return m
+    return load_reference_file(path, lambda obj: load_reference_syncnet_color_state_dict(obj, spec),
+                               lambda: SyncNetColor(spec), kind="a reference SyncNet_color checkpoint",
+                               expected="a reference SyncNet_color (lip-sync expert, lipsync_expert.pth) checkpoint",
+                               hint=_is_hint, map_location=map_location)
 
 
 # ------------------------------------------------------------------------------------------
@@ -274,17 +261,10 @@ def load_reference_disc_qual_state_dict(sd: Mapping) -> dict:
 
 def load_disc_qual_weights(path: Path | str, map_location="cpu") -> Wav2LipDiscQual:
     """The quality discriminator with the weights of a reference HQ-training ``disc`` checkpoint."""
-    obj = load_weights_file(path, map_location)
-    if not isinstance(obj, Mapping):
-        raise WeightsFileError(f"{path}: expected a reference Wav2Lip_disc_qual checkpoint, got {type(obj).__name__}")
-    try:
-        sd = load_reference_disc_qual_state_dict(obj)
-    except ValueError as e:
-        raise WeightsFileError(f"{path}: expected a reference Wav2Lip_disc_qual (quality discriminator) "
-                               f"checkpoint; {e}") from None
-    m = Wav2LipDiscQual()
-    m.load_state_dict(sd)
-    return m
+    return load_reference_file(path, load_reference_disc_qual_state_dict, Wav2LipDiscQual,
+                               kind="a reference Wav2Lip_disc_qual checkpoint",
+                               expected="a reference Wav2Lip_disc_qual (quality discriminator) checkpoint",
+                               map_location=map_location)
 
 
 # ------------------------------------------------------------------------------------------
@@ -363,19 +343,12 @@ def load_syncnet_s_state_dict(sd: Mapping) -> dict:
 
 def load_syncnet_s_weights(path: Path | str, map_location="cpu") -> SyncNetS:
     """``S`` with the weights of ``syncnet_v2.model`` (a state dict), in eval mode."""
-    obj = load_weights_file(path, map_location)
-    if not isinstance(obj, Mapping):
-        raise WeightsFileError(f"{path}: expected a syncnet_python S state dict (syncnet_v2.model), "
-                               f"got {type(obj).__name__}")
-    if obj.get("format") == "unetprune-lse-standin":
-        raise WeightsFileError(f"{path}: expected syncnet_python's S (syncnet_v2.model) for the standard LSE "
-                               f"backend, but this file is an unetprune LSE stand-in checkpoint: use the "
-                               f"stand-in backend (evaluate.lse_backend=standin / --backend standin)")
-    try:
-        sd = load_syncnet_s_state_dict(obj)
-    except ValueError as e:
-        raise WeightsFileError(f"{path}: expected a syncnet_python S state dict (syncnet_v2.model){_is_hint(obj)}; "
-                               f"{e}") from None
-    m = SyncNetS()
-    m.load_state_dict(sd)
-    return m.eval()
+    def not_a_standin(obj: Mapping) -> None:
+        if obj.get("format") == "unetprune-lse-standin":
+            raise WeightsFileError(f"{path}: expected syncnet_python's S (syncnet_v2.model) for the standard LSE "
+                                   f"backend, but this file is an unetprune LSE stand-in checkpoint: use the "
+                                   f"stand-in backend (evaluate.lse_backend=standin / --backend standin)")
+
+    expected = "a syncnet_python S state dict (syncnet_v2.model)"
+    return load_reference_file(path, load_syncnet_s_state_dict, SyncNetS, kind=expected, expected=expected,
+                               hint=_is_hint, check=not_a_standin, map_location=map_location).eval()

@@ -10,14 +10,15 @@ import torch
 from torch import nn
 
 from ...errors import UserFacingError
+from ...trainer import Trainer
 
 # ------------------------------------------------------------------------------------------
-# training (issue 12 item 3): the expert SyncNet trainer and the generator trainer
+# training: the expert SyncNet trainer and the generator trainer
 # ------------------------------------------------------------------------------------------
 #
 # Both are trainers of the generic loop (:func:`unetprune.train.train`: epochs, seeding,
-# resume, atomic checkpoints, NaN guard, progress bars), with the interface of
-# :class:`unetprune.families.pix2pix.family.Pix2PixTrainer`.  Recipe (reference Rudrabha/Wav2Lip
+# resume, atomic checkpoints, NaN guard, progress bars), subclasses of
+# :class:`unetprune.trainer.Trainer` (the state/resume protocol).  Recipe (reference Rudrabha/Wav2Lip
 # ``color_syncnet_train.py``, ``wav2lip_train.py``, ``hq_wav2lip_train.py``):
 #
 # * expert: ``d = cos(audio_emb, face_emb)`` (both ReLU'd and L2-normalised, so d ∈ [0, 1]),
@@ -34,7 +35,7 @@ from ...errors import UserFacingError
 #
 # The expert is its own model family, ``wav2lip-expert`` (its "generator" is the SyncNet), so
 # ``unetprune train --expert`` writes an ordinary self-describing checkpoint
-# (``family: wav2lip-expert``) that a generator config names as ``model.expert_checkpoint``.
+# (``family: wav2lip-expert``) that a generator config names as ``model.wav2lip.expert_checkpoint``.
 
 EXPERT_FAMILY = "wav2lip-expert"
 
@@ -91,7 +92,7 @@ def load_expert(path: Path | str):
 
     path = Path(path)
     if not path.is_file():
-        raise UserFacingError(f"model.expert_checkpoint {path} does not exist: train the expert first "
+        raise UserFacingError(f"model.wav2lip.expert_checkpoint {path} does not exist: train the expert first "
                               f"(`unetprune train --expert --config CONFIG --out DIR`)")
     source = {"path": str(path), "sha256": sha256_file(path)}
     try:
@@ -101,7 +102,7 @@ def load_expert(path: Path | str):
             raise
         return load_syncnet_color_weights(path), {**source, "kind": "reference"}
     if ckpt.get("family") != EXPERT_FAMILY:
-        raise UserFacingError(f"model.expert_checkpoint {path} holds a {ckpt.get('family', 'pix2pix')!r} model, "
+        raise UserFacingError(f"model.wav2lip.expert_checkpoint {path} holds a {ckpt.get('family', 'pix2pix')!r} model, "
                               f"not a lip-sync expert ({EXPERT_FAMILY!r}, `unetprune train --expert`)")
     m = SyncNetColor(SyncNetSpec.from_dict(ckpt["generator"]["arch"]))
     m.load_state_dict(ckpt["generator"]["state_dict"])
@@ -109,7 +110,7 @@ def load_expert(path: Path | str):
 
 
 class _Windows:
-    """Evenly spaced windows of a :class:`~unetprune.data.talking.TalkingFaceDataset` (``n`` of
+    """Evenly spaced windows of a :class:`~unetprune.families.wav2lip.datasets.TalkingFaceDataset` (``n`` of
     them, ``None`` = all), forwarding ``set_epoch``, ``split`` and ``__len__``."""
 
     def __init__(self, ds, n: int | None):
@@ -238,7 +239,7 @@ def _eager_step_mode(tcfg: dict, device: torch.device):
     return cuda_graph.StepMode("eager", d.setting, d.reason)
 
 
-class Wav2LipTrainer:
+class Wav2LipTrainer(Trainer):
     """The Wav2Lip generator step (see the training notes above): ``G``, the frozen expert and
     the optional quality discriminator (``D``: a :class:`Wav2LipCritics`), Adam for G (and for
     the quality discriminator).  ``syncnet_wt`` is the current weight of the sync loss (0 until
@@ -247,11 +248,7 @@ class Wav2LipTrainer:
     resume_keys = ("target", "syncnet_wt", "sync_threshold", "disc_wt")
 
     def __init__(self, G: nn.Module, D: Wav2LipCritics, tcfg: dict, device: torch.device):
-        self.device, self.cfg = device, tcfg
-        if device.type == "cpu" and tcfg["flush_denormal"]:
-            torch.set_flush_denormal(True)  # as Pix2PixTrainer (process-wide)
-        self.G = G.to(device)
-        self.D = D.to(device)
+        super().__init__(G, D, tcfg, device)
         betas = (tcfg["beta1"], tcfg["beta2"])
         self.opt_G = torch.optim.Adam([p for p in self.G.parameters() if p.requires_grad], lr=tcfg["lr"], betas=betas)
         self.expert = self.D.expert
@@ -265,16 +262,10 @@ class Wav2LipTrainer:
         self._val = None
         self.step_mode = _eager_step_mode(tcfg, device)  # train.cuda_graph: eager, with the reason
 
-
-    def set_lr(self, lr: float) -> None:
-        for opt in (self.opt_G, self.opt_D):
-            if opt is not None:
-                for group in opt.param_groups:
-                    group["lr"] = lr
-
-    def set_train_mode(self) -> None:
-        self.G.train()
-        self.D.train()  # the expert stays in eval mode
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """G's Adam, and the quality discriminator's when there is one (the expert stays frozen,
+        in eval mode, whatever ``set_train_mode`` does: :class:`Wav2LipCritics`)."""
+        return {"G": self.opt_G, **({"D": self.opt_D} if self.opt_D is not None else {})}
 
     def sync_loss(self, mel: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         a, v = self.expert(mel, lower_halves_stacked(frames))
@@ -326,26 +317,17 @@ class Wav2LipTrainer:
             self.sync_on_epoch = epoch + 1
         return {"val_sync": val, "syncnet_wt": self.syncnet_wt}
 
-    def state(self) -> dict:
-        d_state = {k: v.detach().cpu() for k, v in self.D.state_dict().items()}
-        opts = {"G": self.opt_G.state_dict()}
-        if self.opt_D is not None:
-            opts["D"] = self.opt_D.state_dict()
-        return {"discriminator": {"arch": self.D.config, "state_dict": d_state}, "optimizers": opts,
-                "wav2lip": {"syncnet_wt": self.syncnet_wt, "sync_on_epoch": self.sync_on_epoch}}
+    def extra_state(self) -> dict:
+        """The sync-loss switch: its current weight and the epoch it was turned on."""
+        return {"wav2lip": {"syncnet_wt": self.syncnet_wt, "sync_on_epoch": self.sync_on_epoch}}
 
-    def load_state(self, ckpt: dict) -> None:
-        self.G.load_state_dict(ckpt["generator"]["state_dict"])
-        self.D.load_state_dict(ckpt["discriminator"]["state_dict"])
-        self.opt_G.load_state_dict(ckpt["optimizers"]["G"])
-        if self.opt_D is not None:
-            self.opt_D.load_state_dict(ckpt["optimizers"]["D"])
+    def after_load(self, ckpt: dict) -> None:
         st = ckpt.get("wav2lip") or {}
         self.syncnet_wt = float(st.get("syncnet_wt", 0.0))
         self.sync_on_epoch = st.get("sync_on_epoch")
 
 
-class SyncNetTrainer:
+class SyncNetTrainer(Trainer):
     """The expert's step: BCE on the cosine similarity of in-sync (1) vs off-sync (0) windows;
     Adam on every parameter.  ``G`` is the expert (the generic loop's "generator" slot)."""
 
@@ -353,19 +335,12 @@ class SyncNetTrainer:
     resume_keys = ("target",)
 
     def __init__(self, G: nn.Module, D: nn.Module, tcfg: dict, device: torch.device):
-        self.device, self.cfg = device, tcfg
-        if device.type == "cpu" and tcfg["flush_denormal"]:
-            torch.set_flush_denormal(True)
-        self.G = G.to(device)
+        super().__init__(G, None, tcfg, device)   # the expert trains alone: no discriminator state
         self.opt = torch.optim.Adam(self.G.parameters(), lr=tcfg["lr"], betas=(tcfg["beta1"], tcfg["beta2"]))
         self.step_mode = _eager_step_mode(tcfg, device)  # train.cuda_graph: eager, with the reason
 
-    def set_lr(self, lr: float) -> None:
-        for group in self.opt.param_groups:
-            group["lr"] = lr
-
-    def set_train_mode(self) -> None:
-        self.G.train()
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"expert": self.opt}
 
     def step(self, batch: dict) -> dict[str, torch.Tensor]:
         import torch.nn.functional as F
@@ -380,13 +355,6 @@ class SyncNetTrainer:
         self.opt.step()
         acc = ((d.detach() > 0.5).float() == label).float().mean()
         return {"sync": loss.detach(), "acc": acc}
-
-    def state(self) -> dict:
-        return {"optimizers": {"expert": self.opt.state_dict()}}
-
-    def load_state(self, ckpt: dict) -> None:
-        self.G.load_state_dict(ckpt["generator"]["state_dict"])
-        self.opt.load_state_dict(ckpt["optimizers"]["expert"])
 
 
 def _check_windows(cfg: dict, mode: str):

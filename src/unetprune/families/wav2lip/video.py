@@ -5,7 +5,7 @@ left to right: the real face, the original generator, then every variant (inner/
 then the matched global baselines), each labelled.  ``figures/samples_video.png`` — the same
 tiles at a few moments of the clip (rows), for readers who cannot play the video.
 
-Every tile is generated exactly as the evaluation generates it (:class:`unetprune.data.talking.
+Every tile is generated exactly as the evaluation generates it (:class:`unetprune.families.wav2lip.datasets.
 TalkingEvalSet`: the lower half masked, the identity reference half a clip away, the frame's
 mel window; ``evaluate.mode``, seeded), so what is seen is what was scored.
 """

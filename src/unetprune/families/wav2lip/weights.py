@@ -1,22 +1,18 @@
 """The released Wav2Lip checkpoints: their state-dict key names mapped onto this package's
-modules, loaded safely (``weights_only``) and checked against the architecture.
+modules, loaded safely (:func:`unetprune.weights.load_weights`) and checked against the architecture.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ...errors import UserFacingError
+from ...weights import WeightsFileError, load_weights
 from .networks import Wav2LipGenerator, Wav2LipSpec
-
-
-class WeightsFileError(UserFacingError, ValueError):
-    """A weights file is unreadable or holds another architecture (the message names the file)."""
 
 
 # ------------------------------------------------------------------------------------------
@@ -118,31 +114,34 @@ def remap_state_dict(sd: Mapping, mapper, what: str, ref_what: str, build) -> di
     return out
 
 
-def load_weights_file(path: Path | str, map_location="cpu"):
-    """``torch.load(path, weights_only=True)``, with a one-line :class:`WeightsFileError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsFileError(f"{path}: no such weights file")
+def load_reference_file(path: Path | str, remap: Callable[[Mapping], dict], build: Callable[[], nn.Module], *,
+                        kind: str, expected: str, hint: Callable[[Mapping], str] = lambda obj: "",
+                        check: Callable[[Mapping], None] | None = None, map_location="cpu") -> nn.Module:
+    """``build()`` with the weights of the released file ``path``: read safely
+    (:func:`unetprune.weights.load_weights`), mapped by ``remap`` (ValueError when it does not
+    fit).  One-line :class:`WeightsFileError` errors name the file: ``expected {kind}, got <type>``
+    for a file that holds no mapping, ``expected {expected}{hint(obj)}; <why>`` for one that does
+    not map; ``check(obj)`` may refuse the mapping first."""
+    obj = load_weights(path, map_location=map_location)
+    if not isinstance(obj, Mapping):
+        raise WeightsFileError(f"{path}: expected {kind}, got {type(obj).__name__}")
+    if check is not None:
+        check(obj)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 — unpickling errors come in many types
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsFileError(f"{path}: cannot be read as a torch weights file "
-                               f"(torch.load weights_only=True): {first}") from None
+        sd = remap(obj)
+    except ValueError as e:
+        raise WeightsFileError(f"{path}: expected {expected}{hint(obj)}; {e}") from None
+    m = build()
+    m.load_state_dict(sd)
+    return m
 
 
 def load_wav2lip_weights(path: Path | str, spec: Wav2LipSpec | None = None,
                          map_location="cpu") -> Wav2LipGenerator:
     """A generator with the weights of a reference Wav2Lip checkpoint (``wav2lip.pth``,
     ``wav2lip_gan.pth``: ``{"state_dict": …}``) or a bare reference state dict."""
-    obj = load_weights_file(path, map_location)
-    if not isinstance(obj, Mapping):
-        raise WeightsFileError(f"{path}: expected a reference Wav2Lip checkpoint (a dict with "
-                               f"'state_dict'), got {type(obj).__name__}")
-    try:
-        sd = load_reference_wav2lip_state_dict(obj, spec)
-    except ValueError as e:
-        raise WeightsFileError(f"{path}: expected a reference Wav2Lip generator checkpoint; {e}") from None
-    g = Wav2LipGenerator(spec if spec is not None else Wav2LipSpec.reference())
-    g.load_state_dict(sd)
-    return g
+    return load_reference_file(
+        path, lambda obj: load_reference_wav2lip_state_dict(obj, spec),
+        lambda: Wav2LipGenerator(spec if spec is not None else Wav2LipSpec.reference()),
+        kind="a reference Wav2Lip checkpoint (a dict with 'state_dict')",
+        expected="a reference Wav2Lip generator checkpoint", map_location=map_location)

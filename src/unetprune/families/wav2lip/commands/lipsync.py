@@ -31,8 +31,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..families.wav2lip.faces import load_detector
-    from ..families.wav2lip.lipsync import lipsync
+    from ..faces import load_detector
+    from ..lipsync import lipsync
 
     det = load_detector(args.detector, args.detector_weights)
     s = lipsync(args.checkpoint, args.face, args.audio, args.out, batch_size=args.batch_size, device=args.device,

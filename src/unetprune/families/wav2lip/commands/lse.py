@@ -47,7 +47,7 @@ def register(sub) -> None:
 
 
 def run_train(args) -> int:
-    from ..families.wav2lip.lse import train_lse_standin
+    from ..lse import train_lse_standin
 
     info = train_lse_standin(args.data, args.out, steps=args.steps, batch=args.batch, negatives=args.negatives,
                              lr=args.lr, seed=args.seed, threads=args.threads, split=args.split,
@@ -60,8 +60,8 @@ def run_train(args) -> int:
 
 
 def run_lse(args) -> int:
-    from ..fileio import atomic_write_text
-    from ..families.wav2lip.lse import LSEScorer, aggregate, evaluate_clips, public, split_clips
+    from ....fileio import atomic_write_text
+    from ..lse import LSEScorer, aggregate, evaluate_clips, public, split_clips
 
     scorer = LSEScorer.load(args.backend, args.weights, device=args.device)
     if args.data:

@@ -8,8 +8,8 @@ Writes ``figures/samples.mp4`` (with the clip's audio) and ``figures/samples_vid
 
 from __future__ import annotations
 
-from ..layout import DEFAULT_BASE
-from ._common import add_config_args, config_from_args
+from ....layout import DEFAULT_BASE
+from ....commands._common import add_config_args, config_from_args
 
 
 def register(sub) -> None:
@@ -24,8 +24,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..pipeline import final_stage
-    from ..families.wav2lip.video import sample_video
+    from ....pipeline import final_stage
+    from ..video import sample_video
 
     cfg = config_from_args(args)
     out = sample_video(cfg, args.stage or final_stage(cfg), args.results, max_frames=args.max_frames)

@@ -66,7 +66,7 @@ def register(sub) -> None:
 
 
 def run_demo(args) -> int:
-    from ..families.wav2lip.demo import build_talking_demo
+    from ..demo import build_talking_demo
 
     man = build_talking_demo(Path(args.out), n_train=args.train, n_val=args.val, n_test=args.test,
                              side=args.side, seed=args.seed, force=args.force,
@@ -79,9 +79,9 @@ def run_demo(args) -> int:
 
 
 def run_preprocess(args) -> int:
-    from ..data.aligned import DataError
-    from ..families.wav2lip.faces import load_detector
-    from ..families.wav2lip.lrs2 import preprocess_lrs2
+    from ....data.aligned import DataError
+    from ..faces import load_detector
+    from ..lrs2 import preprocess_lrs2
 
     det = load_detector(args.detector, args.detector_weights)
     s = preprocess_lrs2(Path(args.root), Path(args.out), detector=det, pads=args.pads,

@@ -44,37 +44,31 @@ def register(sub) -> None:
 
 
 def _error(msg: str):
-    from ..errors import UserFacingError
+    from ....errors import UserFacingError
 
     return UserFacingError(msg)
 
 
 def load_state_dict(path: Path | str, what: str) -> dict:
-    """``path``'s state dict, read with ``torch.load(weights_only=True)``; one-line errors."""
-    import torch
-
-    from ..checkpoint import FORMAT
+    """``path``'s state dict, read with :func:`unetprune.weights.load_weights`; one-line errors."""
+    from ....checkpoint import FORMAT
+    from ....weights import is_state_dict, load_weights
 
     path = Path(path)
-    if not path.is_file():
-        raise _error(f"{path} does not exist (expected a pix2pix {what} state dict)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickled code, truncated or not a torch file
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise _error(f"{path} is not a weights-only pix2pix {what} state dict "
-                     f"(torch.load(weights_only=True) refused it: {first})") from None
+    obj = load_weights(path, f"pix2pix {what} state dict", error=_error,
+                       missing="{path} does not exist (expected a {what})",
+                       unreadable="{path} is not a weights-only {what} "
+                                  "(torch.load(weights_only=True) refused it: {first:.200})")
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         raise _error(f"{path} is already a unetprune checkpoint; expected a pix2pix {what} state dict")
-    if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                                       for k, v in obj.items()):
+    if not obj or not is_state_dict(obj):
         raise _error(f"{path} is not a state dict (a dict of tensors); expected a pix2pix {what} state dict")
     return obj
 
 
 def _check_config(cfg: dict, spec, path: Path) -> None:
     """The config's model section must describe the imported generator."""
-    from ..family import family_for_config
+    from ....family import family_for_config
 
     m = cfg["model"]
     if m.get("family", "pix2pix") != "pix2pix":
@@ -103,13 +97,13 @@ def import_reference(source: Path | str, *, cfg: dict | None = None, discriminat
     shape; the keyword expectations apply when no ``cfg`` is given."""
     import torch
 
-    from ..checkpoint import make_checkpoint
-    from ..fileio import sha256_file
-    from ..metrics.complexity import count_parameters
-    from ..family import get_family
-    from ..families.pix2pix.patchgan import build_discriminator
-    from ..families.pix2pix.reference import ReferenceFormatError, discriminator_from_reference, generator_from_reference
-    from ..families.pix2pix.unet import init_weights
+    from ....checkpoint import make_checkpoint
+    from ....fileio import sha256_file
+    from ....metrics.complexity import count_parameters
+    from ....family import get_family
+    from ..patchgan import build_discriminator
+    from ..reference import ReferenceFormatError, discriminator_from_reference, generator_from_reference
+    from ..unet import init_weights
 
     source = Path(source)
     fam = get_family("pix2pix")
@@ -162,8 +156,8 @@ def import_reference(source: Path | str, *, cfg: dict | None = None, discriminat
 
 
 def run(args) -> int:
-    from ..config import load_config
-    from ..fileio import atomic_torch_save, atomic_write_text
+    from ....config import load_config
+    from ....fileio import atomic_torch_save, atomic_write_text
 
     if args.overrides and not args.config:
         raise _error("--set needs --config")
