@@ -61,12 +61,18 @@ from PIL import Image
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-root", default=None, help="aligned dataset (default: build the demo set in a temp dir)")
+    p.add_argument(
+        "--data-root", default=None, help="aligned dataset (default: build the demo set in a temp dir)"
+    )
     p.add_argument("--split", default="test")
     p.add_argument("--size", type=int, default=64, help="image side (demo build and crop size)")
     p.add_argument("--n", type=int, default=32, help="test images of the built demo set / max images")
-    p.add_argument("--models", type=int, default=8,
-                   help="generators scored by each path (a sweep scores ~9 ratios per layer)")
+    p.add_argument(
+        "--models",
+        type=int,
+        default=8,
+        help="generators scored by each path (a sweep scores ~9 ratios per layer)",
+    )
     p.add_argument("--num-downs", type=int, default=6)
     p.add_argument("--ngf", type=int, default=16)
     p.add_argument("--backend", default="standin", choices=["standin", "inception-v3-compat"])
@@ -97,9 +103,9 @@ def ssim_conv2d(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         return nnf.conv2d(nnf.conv2d(x, wv, groups=c), wh, groups=c)
 
     mu_a, mu_b = filt(a), filt(b)
-    var_a, var_b, cov = filt(a * a) - mu_a ** 2, filt(b * b) - mu_b ** 2, filt(a * b) - mu_a * mu_b
+    var_a, var_b, cov = filt(a * a) - mu_a**2, filt(b * b) - mu_b**2, filt(a * b) - mu_a * mu_b
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     return s.flatten(1).mean(1)
 
 
@@ -132,18 +138,38 @@ def bench_kernels(args) -> dict:
     a, b = a.to(dev), b.to(dev)
     f1 = torch.rand(args.kid_n, 2048, generator=g).numpy()
     f2 = (torch.rand(args.kid_n, 2048, generator=g) * 1.1).numpy()
-    imgs = torch.randint(0, 256, (args.spread_n, 3, args.size, args.size), generator=g, dtype=torch.uint8).to(dev)
+    imgs = torch.randint(0, 256, (args.spread_n, 3, args.size, args.size), generator=g, dtype=torch.uint8).to(
+        dev
+    )
     cases = {
-        "ssim": ({"as built": lambda: ssim(a, b), "before": lambda: ssim_conv2d(a, b)},
-                 lambda o: float((o["as built"] - o["before"]).abs().max()), f"{args.n} pairs of {args.size} px"),
-        "kid": ({"as built": lambda: kid_from_features(f1, f2)["mean"],
-                 "before": lambda: kid_features_to_metric(torch.from_numpy(f1), torch.from_numpy(f2), kid_subsets=100,
-                                                          kid_subset_size=args.kid_n, rng_seed=0,
-                                                          verbose=False)[KEY_METRIC_KID_MEAN]},
-                lambda o: abs(o["as built"] - o["before"]) / abs(o["before"]), f"2 x {args.kid_n} features"),
-        "spread": ({"as built": lambda: output_spread(imgs),
-                    "before": lambda: float((imgs.double() / 255.0).std(0, unbiased=False).mean())},
-                   lambda o: abs(o["as built"] - o["before"]), f"{args.spread_n} images of {args.size} px"),
+        "ssim": (
+            {"as built": lambda: ssim(a, b), "before": lambda: ssim_conv2d(a, b)},
+            lambda o: float((o["as built"] - o["before"]).abs().max()),
+            f"{args.n} pairs of {args.size} px",
+        ),
+        "kid": (
+            {
+                "as built": lambda: kid_from_features(f1, f2)["mean"],
+                "before": lambda: kid_features_to_metric(
+                    torch.from_numpy(f1),
+                    torch.from_numpy(f2),
+                    kid_subsets=100,
+                    kid_subset_size=args.kid_n,
+                    rng_seed=0,
+                    verbose=False,
+                )[KEY_METRIC_KID_MEAN],
+            },
+            lambda o: abs(o["as built"] - o["before"]) / abs(o["before"]),
+            f"2 x {args.kid_n} features",
+        ),
+        "spread": (
+            {
+                "as built": lambda: output_spread(imgs),
+                "before": lambda: float((imgs.double() / 255.0).std(0, unbiased=False).mean()),
+            },
+            lambda o: abs(o["as built"] - o["before"]),
+            f"{args.spread_n} images of {args.size} px",
+        ),
     }
     from contextlib import closing
 
@@ -151,25 +177,36 @@ def bench_kernels(args) -> dict:
     from unetprune.translate import generate_batches
 
     gen = build_generator(UNetSpec.reference(num_downs=args.num_downs, ngf=args.ngf), seed=0).to(dev)
-    side = 2 ** args.num_downs
+    side = 2**args.num_downs
     xs = (torch.rand(args.gen_n, 3, side, side, generator=g) * 2 - 1).to(dev)
 
     def generate(bs):
-        with closing(generate_batches(gen, (xs[i:i + bs] for i in range(0, len(xs), bs)), "train_bn", 0)) as ys:
+        with closing(
+            generate_batches(gen, (xs[i : i + bs] for i in range(0, len(xs), bs)), "train_bn", 0)
+        ) as ys:
             return torch.cat(list(ys))
 
-    cases["generation"] = ({"as built": lambda: generate(16), "before": lambda: generate(1)},
-                           lambda o: float((o["as built"] - o["before"]).abs().max()),
-                           f"{args.gen_n} images, unet num_downs={args.num_downs} ngf={args.ngf} at {side} px")
+    cases["generation"] = (
+        {"as built": lambda: generate(16), "before": lambda: generate(1)},
+        lambda o: float((o["as built"] - o["before"]).abs().max()),
+        f"{args.gen_n} images, unet num_downs={args.num_downs} ngf={args.ngf} at {side} px",
+    )
     res = {"device": str(dev), "threads": args.threads, "reps": args.reps, "cases": {}}
     print(f"metric computations on {dev} ({args.threads} threads), best of {args.reps}, as built vs before:")
     for name, (fns, diff, what) in cases.items():
         best, out = _race(fns, args.reps, dev)
-        row = {"what": what, "seconds": best, "speedup": best["before"] / best["as built"], "difference": diff(out)}
+        row = {
+            "what": what,
+            "seconds": best,
+            "speedup": best["before"] / best["as built"],
+            "difference": diff(out),
+        }
         res["cases"][name] = row
         kind = "relative" if name == "kid" else "largest"
-        print(f"  {name:10s} ({what}): {best['as built']:.3f} s vs {best['before']:.3f} s  "
-              f"x{row['speedup']:.2f}  ({kind} difference {row['difference']:.1e})")
+        print(
+            f"  {name:10s} ({what}): {best['as built']:.3f} s vs {best['before']:.3f} s  "
+            f"x{row['speedup']:.2f}  ({kind} difference {row['difference']:.1e})"
+        )
     return res
 
 
@@ -198,19 +235,31 @@ def main(argv=None) -> int:
         build_demo_dataset(root, image_size=args.size, n_train=2, n_val=1, n_test=args.n, progress=False)
     else:
         root = Path(args.data_root)
-    cfg = load_config(None, {
-        "data": {"root": str(root), "crop_size": args.size, "load_size": max(args.size, 286)},
-        "demo": {"image_size": args.size}, "model": {"num_downs": args.num_downs, "ngf": args.ngf},
-        "evaluate": {"fid_backend": args.backend, "inception_weights": args.inception_weights,
-                     "max_images": args.n, "kid": False, "segmentation": "none", "device": args.device}})
+    cfg = load_config(
+        None,
+        {
+            "data": {"root": str(root), "crop_size": args.size, "load_size": max(args.size, 286)},
+            "demo": {"image_size": args.size},
+            "model": {"pix2pix": {"num_downs": args.num_downs, "ngf": args.ngf}},
+            "evaluate": {
+                "fid_backend": args.backend,
+                "inception_weights": args.inception_weights,
+                "max_images": args.n,
+                "kid": False,
+                "segmentation": "none",
+                "device": args.device,
+            },
+        },
+    )
     spec = UNetSpec.reference(num_downs=args.num_downs, ngf=args.ngf)
     models = [build_generator(spec, seed=100 + i) for i in range(args.models)]
     seed = cfg["seed"]
     stats_dir = tmp / "stats"
     # the stand-in weight file is a one-off artefact of the offline backend, shared by both paths
     # (written before the clock starts; the real statistics in the same folder stay cold)
-    F.get_extractor(args.backend, args.inception_weights, cfg["evaluate"]["standin_seed"], "cpu",
-                    cache_dir=stats_dir)
+    F.get_extractor(
+        args.backend, args.inception_weights, cfg["evaluate"]["standin_seed"], "cpu", cache_dir=stats_dir
+    )
 
     # ---------------- fast path ----------------
     t0 = time.perf_counter()
@@ -226,8 +275,15 @@ def main(argv=None) -> int:
 
     # ---------------- straightforward path ----------------
     ex = fid_metric.extractor
-    ds = AlignedDataset(root, args.split, "AtoB", load_size=max(args.size, 286), crop_size=args.size,
-                        train=False, max_items=args.n)
+    ds = AlignedDataset(
+        root,
+        args.split,
+        "AtoB",
+        load_size=max(args.size, 286),
+        crop_size=args.size,
+        train=False,
+        max_items=args.n,
+    )
     device = torch.device(args.device)
     slow_vals, slow_times = [], []
     t0 = time.perf_counter()
@@ -251,25 +307,43 @@ def main(argv=None) -> int:
 
     rel = [abs(a - b) / max(abs(b), 1e-12) for a, b in zip(fast_vals, slow_vals)]
     res = {
-        "machine": {"device": args.device, "threads": args.threads, "cpu": platform.processor() or platform.machine(),
-                    "cuda": torch.cuda.get_device_name(0) if device.type == "cuda" else None},
-        "setup": {"images": len(ds), "size": args.size, "models": args.models, "backend": ex.backend,
-                  "unet": f"num_downs={args.num_downs} ngf={args.ngf}", "mode": cfg["evaluate"]["mode"]},
+        "machine": {
+            "device": args.device,
+            "threads": args.threads,
+            "cpu": platform.processor() or platform.machine(),
+            "cuda": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
+        },
+        "setup": {
+            "images": len(ds),
+            "size": args.size,
+            "models": args.models,
+            "backend": ex.backend,
+            "unet": f"num_downs={args.num_downs} ngf={args.ngf}",
+            "mode": cfg["evaluate"]["mode"],
+        },
         "fast": {"total_s": fast_total, "setup_s": fast_setup, "per_model_s": fast_times, "fid": fast_vals},
         "straightforward": {"total_s": slow_total, "per_model_s": slow_times, "fid": slow_vals},
         "speedup": slow_total / fast_total,
         "speedup_per_model": float(np.median(slow_times) / np.median(fast_times)),
         "fid_max_rel_diff": max(rel),
     }
-    print(f"FID evaluation benchmark: {len(ds)} images {args.size}px, {args.models} models, backend {ex.backend}, "
-          f"{args.device} ({args.threads} thread(s)), torch-fidelity {torch_fidelity.__version__}")
-    print(f"{'model':>6} {'fast s':>8} {'straight s':>11} {'FID fast':>12} {'FID straight':>13} {'rel diff':>9}")
+    print(
+        f"FID evaluation benchmark: {len(ds)} images {args.size}px, {args.models} models, backend {ex.backend}, "
+        f"{args.device} ({args.threads} thread(s)), torch-fidelity {torch_fidelity.__version__}"
+    )
+    print(
+        f"{'model':>6} {'fast s':>8} {'straight s':>11} {'FID fast':>12} {'FID straight':>13} {'rel diff':>9}"
+    )
     for k in range(args.models):
-        print(f"{k:>6} {fast_times[k]:8.2f} {slow_times[k]:11.2f} {fast_vals[k]:12.5f} {slow_vals[k]:13.5f} "
-              f"{rel[k]:9.1e}")
-    print(f"total: fast {fast_total:.2f} s (set-up incl. real stats {fast_setup:.2f} s), straightforward "
-          f"{slow_total:.2f} s -> speed-up {res['speedup']:.1f}x (per model {res['speedup_per_model']:.1f}x); "
-          f"max FID rel. difference {res['fid_max_rel_diff']:.1e}")
+        print(
+            f"{k:>6} {fast_times[k]:8.2f} {slow_times[k]:11.2f} {fast_vals[k]:12.5f} {slow_vals[k]:13.5f} "
+            f"{rel[k]:9.1e}"
+        )
+    print(
+        f"total: fast {fast_total:.2f} s (set-up incl. real stats {fast_setup:.2f} s), straightforward "
+        f"{slow_total:.2f} s -> speed-up {res['speedup']:.1f}x (per model {res['speedup_per_model']:.1f}x); "
+        f"max FID rel. difference {res['fid_max_rel_diff']:.1e}"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
     return 0

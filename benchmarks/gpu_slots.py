@@ -36,10 +36,20 @@ def worker(args) -> int:
     torch.set_num_threads(args.threads)
     if args.device == "cuda":
         torch.backends.cudnn.benchmark = True
-    cfg = load_config(None, {"model": {"num_downs": args.num_downs, "ngf": args.ngf},
-                             "data": {"dataset": "folder", "crop_size": args.size, "load_size": args.size},
-                             "train": {"device": args.device, "amp": args.amp, "channels_last": False,
-                                       "compile": False, "cuda_graph": args.cuda_graph}})
+    cfg = load_config(
+        None,
+        {
+            "model": {"pix2pix": {"num_downs": args.num_downs, "ngf": args.ngf}},
+            "data": {"dataset": "folder", "crop_size": args.size, "load_size": args.size},
+            "train": {
+                "device": args.device,
+                "amp": args.amp,
+                "channels_last": False,
+                "compile": False,
+                "cuda_graph": args.cuda_graph,
+            },
+        },
+    )
     device = torch.device(args.device)
     tr = family_for_config(cfg).trainer(*build_models(cfg)[:2], cfg["train"], device)
     g = torch.Generator().manual_seed(args.index)
@@ -60,20 +70,47 @@ def worker(args) -> int:
     if device.type == "cuda":
         torch.cuda.synchronize()
     t1 = time.time()
-    print(json.dumps({"index": args.index, "start": t0, "end": t1, "steps": args.steps,
-                      "step_mode": tr.step_mode.mode}), flush=True)
+    print(
+        json.dumps(
+            {"index": args.index, "start": t0, "end": t1, "steps": args.steps, "step_mode": tr.step_mode.mode}
+        ),
+        flush=True,
+    )
     return 0
 
 
 def run_round(k: int, args) -> dict:
     barrier = Path(tempfile.mkdtemp(prefix="gpu-slots-"))
-    base = [sys.executable, __file__, "--worker", "--barrier", str(barrier), "--device", args.device,
-            "--num-downs", str(args.num_downs), "--ngf", str(args.ngf), "--size", str(args.size),
-            "--steps", str(args.steps), "--amp", args.amp, "--cuda-graph", args.cuda_graph,
-            "--threads", str(args.threads)]
+    base = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--barrier",
+        str(barrier),
+        "--device",
+        args.device,
+        "--num-downs",
+        str(args.num_downs),
+        "--ngf",
+        str(args.ngf),
+        "--size",
+        str(args.size),
+        "--steps",
+        str(args.steps),
+        "--amp",
+        args.amp,
+        "--cuda-graph",
+        args.cuda_graph,
+        "--threads",
+        str(args.threads),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    procs = [subprocess.Popen(base + ["--index", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=env) for i in range(k)]
+    procs = [
+        subprocess.Popen(
+            base + ["--index", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        for i in range(k)
+    ]
     deadline = time.time() + args.ready_timeout
     while sum((barrier / f"ready{i}").exists() for i in range(k)) < k:
         if time.time() > deadline or any(p.poll() not in (None, 0) for p in procs):
@@ -91,12 +128,19 @@ def run_round(k: int, args) -> dict:
     for p in procs:
         out, err = p.communicate(timeout=args.ready_timeout)
         if p.returncode != 0:
-            raise RuntimeError(f"K={k}: a worker failed: {err.strip().splitlines()[-1] if err.strip() else '?'}")
+            raise RuntimeError(
+                f"K={k}: a worker failed: {err.strip().splitlines()[-1] if err.strip() else '?'}"
+            )
         results.append(json.loads(out.strip().splitlines()[-1]))
     span = max(r["end"] for r in results) - go
     per_job = [r["steps"] / (r["end"] - r["start"]) for r in results]
-    return {"k": k, "seconds": span, "aggregate_img_s": k * args.steps / span,
-            "per_job_img_s": per_job, "step_mode": results[0]["step_mode"]}
+    return {
+        "k": k,
+        "seconds": span,
+        "aggregate_img_s": k * args.steps / span,
+        "per_job_img_s": per_job,
+        "step_mode": results[0]["step_mode"],
+    }
 
 
 def main(argv=None) -> int:
@@ -120,18 +164,25 @@ def main(argv=None) -> int:
         return worker(args)
 
     rows = []
-    print(f"# {args.device}: K concurrent batch-1 pix2pix trainers (num_downs={args.num_downs} ngf={args.ngf} "
-          f"size={args.size}, amp {args.amp}, cuda_graph {args.cuda_graph}), {args.steps} steps each")
+    print(
+        f"# {args.device}: K concurrent batch-1 pix2pix trainers (num_downs={args.num_downs} ngf={args.ngf} "
+        f"size={args.size}, amp {args.amp}, cuda_graph {args.cuda_graph}), {args.steps} steps each"
+    )
     print(f"{'K':>3}{'aggregate img/s':>18}{'per job img/s':>16}{'gain vs K=1':>14}")
     for k in args.k:
         r = run_round(k, args)
         rows.append(r)
         r["gain"] = r["aggregate_img_s"] / rows[0]["aggregate_img_s"]
-        print(f"{k:>3}{r['aggregate_img_s']:>18.1f}{sum(r['per_job_img_s']) / k:>16.1f}{r['gain']:>13.2f}x"
-              f"   ({r['step_mode']} steps)")
+        print(
+            f"{k:>3}{r['aggregate_img_s']:>18.1f}{sum(r['per_job_img_s']) / k:>16.1f}{r['gain']:>13.2f}x"
+            f"   ({r['step_mode']} steps)"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k != "barrier"},
-                                               "rows": rows}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {"args": {k: v for k, v in vars(args).items() if k != "barrier"}, "rows": rows}, indent=2
+            )
+        )
     return 0
 
 

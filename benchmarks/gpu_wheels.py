@@ -24,7 +24,8 @@ from packaging.requirements import Requirement
 
 ROOTS = ("snakemake", "jsonschema", "torch-fidelity")
 # the GPU image's packages (the device notes' list); never carried
-ON_IMAGE = set("""
+ON_IMAGE = set(
+    """
 absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch build certifi
 charset-normalizer chex click cloudpickle cmake colorama contourpy coverage cuda-bindings cuda-core cuda-pathfinder
 cuda-toolkit cupy-cuda13x cycler cython diffrax e3nn einops equinox etils execnet filelock flatbuffers flax fonttools
@@ -43,10 +44,19 @@ scikit-learn scipy seaborn sentencepiece sentence-transformers setuptools shelli
 statsmodels sympy tabulate tensorboard tensorboard-data-server tensorstore threadpoolctl tifffile tiktoken timm
 tokenizers toolz torch torchaudio torchdiffeq torch-geometric torchmetrics torchvision tqdm transformers treescope
 triton typer typing-extensions typing-inspect urllib3 uvloop wadler-lindig werkzeug wheel wrapt xarray xxhash yarl zipp
-""".split())
-ENV = {"python_version": "3.12", "python_full_version": "3.12.3", "sys_platform": "linux", "platform_system": "Linux",
-       "platform_machine": "x86_64", "os_name": "posix", "implementation_name": "cpython",
-       "platform_python_implementation": "CPython", "extra": ""}
+""".split()
+)
+ENV = {
+    "python_version": "3.12",
+    "python_full_version": "3.12.3",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "os_name": "posix",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "extra": "",
+}
 
 
 def norm(name: str) -> str:
@@ -79,8 +89,22 @@ def main(argv=None) -> int:
     pins = [f"{n}=={v}" for n, v in closure().items()]
     plats = [a for n in (28, 27, 17) for a in ("--platform", f"manylinux_2_{n}_x86_64")]
     plats += ["--platform", "manylinux2014_x86_64", "--platform", "manylinux1_x86_64"]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.12",
-           "--implementation", "cp", *plats, "-d", args.dest, *pins]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        "3.12",
+        "--implementation",
+        "cp",
+        *plats,
+        "-d",
+        args.dest,
+        *pins,
+    ]
     print(f"# {len(pins)} packages: {' '.join(pins)}")
     if not args.download:
         print(" ".join(cmd))
@@ -94,15 +118,19 @@ def main(argv=None) -> int:
     rc = subprocess.call(cmd)
     if rc != 0:  # one by one; a package published only as a source archive is built into a wheel here
         rc = 0
-        base = cmd[:cmd.index("-d") + 2]
+        base = cmd[: cmd.index("-d") + 2]
         for pin in pins:
             if subprocess.call(base + [pin], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) != 0:
                 print(f"# {pin}: no wheel published; building one (pure Python)")
-                r = subprocess.call([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", args.dest, pin])
+                r = subprocess.call(
+                    [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", args.dest, pin]
+                )
                 rc = rc or r
     size = sum(p.stat().st_size for p in Path(args.dest).glob("*.whl"))
-    print(f"# {args.dest}: {len(list(Path(args.dest).glob('*.whl')))} wheels, {size / 2**20:.1f} MiB "
-          f"(the device tool carries at most 64 MiB with the working tree)")
+    print(
+        f"# {args.dest}: {len(list(Path(args.dest).glob('*.whl')))} wheels, {size / 2**20:.1f} MiB "
+        f"(the device tool carries at most 64 MiB with the working tree)"
+    )
     return rc
 
 

@@ -46,10 +46,18 @@ def build_variants(g, shape):
     cut2, _ = prune(g, "cut", k=2)
     cut4, _ = prune(g, "cut", k=4) if g.num_downs >= 6 else (None, None)
     inner, _ = prune(g, "inner", ratio=0.75)
-    gu, _ = prune(g, "global-uniform", match_model=cut2, match_metric="params", input_shape=shape,
-                  strict=False)
-    gt, _ = prune(g, "global-threshold", normalize=True, match_model=inner, match_metric="params",
-                  input_shape=shape, strict=False)
+    gu, _ = prune(
+        g, "global-uniform", match_model=cut2, match_metric="params", input_shape=shape, strict=False
+    )
+    gt, _ = prune(
+        g,
+        "global-threshold",
+        normalize=True,
+        match_model=inner,
+        match_metric="params",
+        input_shape=shape,
+        strict=False,
+    )
     v = [("full", g), ("cut-k2", cut2)]
     if cut4 is not None:
         v.append(("cut-k4", cut4))
@@ -67,11 +75,27 @@ def build_wav2lip_variants(g):
     cut2, _ = prune(g, "cut", k=2)
     cut_res, _ = prune(g, "cut", k=None, unit="residual")
     inner, _ = prune(g, "inner", ratio=0.75)
-    gu, _ = prune(g, "global-uniform", match_model=cut2, match_metric="params", input_shape=shape, strict=False)
-    gt, _ = prune(g, "global-threshold", normalize=True, match_model=inner, match_metric="params",
-                  input_shape=shape, strict=False)
-    return [("full", g), ("cut-k1", cut1), ("cut-k2", cut2), ("cut-res", cut_res), ("inner-r0.75", inner),
-            ("global-uniform=cut-k2", gu), ("global-thr-norm=inner", gt)]
+    gu, _ = prune(
+        g, "global-uniform", match_model=cut2, match_metric="params", input_shape=shape, strict=False
+    )
+    gt, _ = prune(
+        g,
+        "global-threshold",
+        normalize=True,
+        match_model=inner,
+        match_metric="params",
+        input_shape=shape,
+        strict=False,
+    )
+    return [
+        ("full", g),
+        ("cut-k1", cut1),
+        ("cut-k2", cut2),
+        ("cut-res", cut_res),
+        ("inner-r0.75", inner),
+        ("global-uniform=cut-k2", gu),
+        ("global-thr-norm=inner", gt),
+    ]
 
 
 def _sync(device):
@@ -128,8 +152,10 @@ def table(title, variants, counts, times, batch) -> list[dict]:
     med = {n: {k: (statistics.median(v) if v else None) for k, v in t.items()} for n, t in times.items()}
     full = med["full"]
     print(title)
-    hdr = (f"{'variant':<24}{'params':>12}{'MACs phys (G)':>15}{'MACs out (G)':>14}"
-           f"{'eager ms':>11}{'speed-up':>10}")
+    hdr = (
+        f"{'variant':<24}{'params':>12}{'MACs phys (G)':>15}{'MACs out (G)':>14}"
+        f"{'eager ms':>11}{'speed-up':>10}"
+    )
     if graph:
         hdr += f"{'graph ms':>11}{'speed-up':>10}{'graph/eager':>13}"
     print(hdr)
@@ -137,13 +163,23 @@ def table(title, variants, counts, times, batch) -> list[dict]:
     rows = []
     for name, _ in variants:
         c, m = counts[name], med[name]
-        row = {"variant": name, "batch": batch, "params": c["params"], "macs_physical": c["macs_physical"],
-               "macs_output": c["macs_output"], "eager_ms": m["eager"], "eager_speedup": full["eager"] / m["eager"],
-               "graph_ms": m["graph"], "graph_speedup": (full["graph"] / m["graph"]) if graph else None,
-               "graph_vs_eager": (m["eager"] / m["graph"]) if graph else None}
+        row = {
+            "variant": name,
+            "batch": batch,
+            "params": c["params"],
+            "macs_physical": c["macs_physical"],
+            "macs_output": c["macs_output"],
+            "eager_ms": m["eager"],
+            "eager_speedup": full["eager"] / m["eager"],
+            "graph_ms": m["graph"],
+            "graph_speedup": (full["graph"] / m["graph"]) if graph else None,
+            "graph_vs_eager": (m["eager"] / m["graph"]) if graph else None,
+        }
         rows.append(row)
-        line = (f"{name:<24}{c['params']:>12,}{c['macs_physical'] / 1e9:>15.3f}{c['macs_output'] / 1e9:>14.3f}"
-                f"{m['eager']:>11.2f}{row['eager_speedup']:>9.2f}x")
+        line = (
+            f"{name:<24}{c['params']:>12,}{c['macs_physical'] / 1e9:>15.3f}{c['macs_output'] / 1e9:>14.3f}"
+            f"{m['eager']:>11.2f}{row['eager_speedup']:>9.2f}x"
+        )
         if graph:
             line += f"{m['graph']:>11.3f}{row['graph_speedup']:>9.2f}x{row['graph_vs_eager']:>12.2f}x"
         print(line)
@@ -159,7 +195,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ngf", type=int, default=64)
     ap.add_argument("--size", type=int, default=256, help="pix2pix input side")
     ap.add_argument("--batches", type=int, nargs="+", default=[1], help="pix2pix batch sizes")
-    ap.add_argument("--width-mult", type=float, default=1.0, help="Wav2Lip width multiplier (1 = the reference)")
+    ap.add_argument(
+        "--width-mult", type=float, default=1.0, help="Wav2Lip width multiplier (1 = the reference)"
+    )
     ap.add_argument("--wav2lip-batches", type=int, nargs="+", default=[1, 16], help="Wav2Lip batch sizes")
     ap.add_argument("--threads", type=int, default=1, help="CPU intra-op threads")
     ap.add_argument("--reps", type=int, default=5, help="interleaved repetitions (median reported)")
@@ -179,12 +217,19 @@ def main(argv=None) -> int:
     if args.cuda_graph and not cuda_graph:
         print("# --cuda-graph: CUDA graphs need --device cuda; eager only")
     cpu = platform.processor() or platform.machine()
-    dev = (f"CPU ({cpu}), {args.threads} thread(s)" if device.type == "cpu"
-           else f"{torch.cuda.get_device_name(device)}, eager{' and CUDA graph' if cuda_graph else ''}")
+    dev = (
+        f"CPU ({cpu}), {args.threads} thread(s)"
+        if device.type == "cpu"
+        else f"{torch.cuda.get_device_name(device)}, eager{' and CUDA graph' if cuda_graph else ''}"
+    )
     print(f"# {dev}; torch {torch.__version__}")
-    print("# MACs: conv only, per sample; physical = ConvTranspose per input pixel, output = per output pixel")
-    print(f"# latency: median of {args.reps} interleaved repetitions (after {args.warmup} warm-up); "
-          f"speed-up = the full model's median / the variant's, per mode")
+    print(
+        "# MACs: conv only, per sample; physical = ConvTranspose per input pixel, output = per output pixel"
+    )
+    print(
+        f"# latency: median of {args.reps} interleaved repetitions (after {args.warmup} warm-up); "
+        f"speed-up = the full model's median / the variant's, per mode"
+    )
     print()
     report = {"device": dev, "torch": torch.__version__, "reps": args.reps, "tables": []}
 
@@ -201,8 +246,13 @@ def main(argv=None) -> int:
         for b in args.batches:
             x = torch.randn((b, *shape[1:]), device=device)
             times = measure(variants, (x,), device, args.reps, args.warmup, cuda_graph)
-            rows = table(f"## pix2pix U-Net num_downs={g.num_downs}, input {[b, *shape[1:]]}, batch {b}",
-                         variants, counts, times, b)
+            rows = table(
+                f"## pix2pix U-Net num_downs={g.num_downs}, input {[b, *shape[1:]]}, batch {b}",
+                variants,
+                counts,
+                times,
+                b,
+            )
             report["tables"].append({"family": "pix2pix", "batch": b, "input": [b, *shape[1:]], "rows": rows})
             for _, m in variants:
                 m.to("cpu")
@@ -217,9 +267,17 @@ def main(argv=None) -> int:
             face = torch.rand(b, g.spec.face_nc, FACE_SIZE, FACE_SIZE, device=device)
             mel = torch.randn(b, 1, *MEL_SHAPE, device=device)
             times = measure(variants, (face, mel), device, args.reps, args.warmup, cuda_graph)
-            rows = table(f"## Wav2Lip width {args.width_mult:g}, face {list(face.shape)} + mel {list(mel.shape)}, "
-                         f"batch {b}", variants, counts, times, b)
-            report["tables"].append({"family": "wav2lip", "batch": b, "width_mult": args.width_mult, "rows": rows})
+            rows = table(
+                f"## Wav2Lip width {args.width_mult:g}, face {list(face.shape)} + mel {list(mel.shape)}, "
+                f"batch {b}",
+                variants,
+                counts,
+                times,
+                b,
+            )
+            report["tables"].append(
+                {"family": "wav2lip", "batch": b, "width_mult": args.width_mult, "rows": rows}
+            )
             for _, m in variants:
                 m.to("cpu")
 

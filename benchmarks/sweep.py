@@ -44,11 +44,13 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="unetprune-sweep-bench-"))
     data = tmp / "data"
     build_demo_dataset(data, image_size=64, n_train=2, n_val=1, n_test=args.n_test, progress=False)
-    cfg_dict = {"experiment": "bench", "data": {"dataset": "folder", "root": str(data), "load_size": 64,
-                                                 "crop_size": 64},
-                "model": {"num_downs": 6, "ngf": 32},
-                "evaluate": {"fid_backend": "standin", "segmentation": "demo", "kid": False},
-                "sensitivity": {"ratios": args.ratios}}
+    cfg_dict = {
+        "experiment": "bench",
+        "data": {"dataset": "folder", "root": str(data), "load_size": 64, "crop_size": 64},
+        "model": {"pix2pix": {"num_downs": 6, "ngf": 32}},
+        "evaluate": {"fid_backend": "standin", "segmentation": "demo", "kid": False},
+        "sensitivity": {"ratios": args.ratios},
+    }
     cfg_path = tmp / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg_dict))
     cfg = load_config(cfg_path)
@@ -58,8 +60,22 @@ def main() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
 
     def sweep(layer: str, out: Path, cache: Path, ratios: list[float] | None = None) -> None:
-        cmd = [sys.executable, "-m", "unetprune.cli", "sweep", "--config", str(cfg_path), "--checkpoint", str(ckpt),
-               "--layer", layer, "--out-dir", str(out), "--cache-dir", str(cache)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "unetprune.cli",
+            "sweep",
+            "--config",
+            str(cfg_path),
+            "--checkpoint",
+            str(ckpt),
+            "--layer",
+            layer,
+            "--out-dir",
+            str(out),
+            "--cache-dir",
+            str(cache),
+        ]
         if ratios is not None:
             cmd += ["--set", f"sensitivity.ratios={json.dumps(ratios)}"]
         subprocess.run(cmd, check=True, env=env, capture_output=True)
@@ -89,8 +105,10 @@ def main() -> None:
             fa, fb = a["metrics"][i]["fid"], b["metrics"][0]["fid"]
             worst = max(worst, abs(fa - fb) / max(abs(fb), 1e-12))
     n = len(args.layers) * len(args.ratios)
-    print(f"{len(args.layers)} layers x {len(args.ratios)} ratios = {n} points, {args.n_test} test images "
-          f"at 64 px, CPU, OMP_NUM_THREADS={args.threads}")
+    print(
+        f"{len(args.layers)} layers x {len(args.ratios)} ratios = {n} points, {args.n_test} test images "
+        f"at 64 px, CPU, OMP_NUM_THREADS={args.threads}"
+    )
     print(f"  (filling the shared statistics cache once: {warm:.1f} s, not counted)")
     print(f"  as built  (1 process per layer, cached stats): {built:7.1f} s  ({built / n:.2f} s/point)")
     print(f"  naive     (1 process per point, no cache)    : {naive:7.1f} s  ({naive / n:.2f} s/point)")

@@ -82,10 +82,17 @@ def timed(fn, steps, device, flush_denormal):
 def graph_vs_eager(device: torch.device, args, amp: bool, channels_last: bool) -> dict:
     """ms per batch-1 step of the trainer, eager vs whole-step graph (CPU: the static-buffer
     stand-in), interleaved repetitions, medians."""
-    over = {"model": {"num_downs": args.num_downs, "ngf": args.ngf},
-            "data": {"dataset": "folder", "crop_size": args.size, "load_size": args.size},
-            "train": {"device": device.type, "amp": "bf16" if amp else "off", "channels_last": channels_last,
-                      "compile": False, "cuda_graph": "off"}}
+    over = {
+        "model": {"pix2pix": {"num_downs": args.num_downs, "ngf": args.ngf}},
+        "data": {"dataset": "folder", "crop_size": args.size, "load_size": args.size},
+        "train": {
+            "device": device.type,
+            "amp": "bf16" if amp else "off",
+            "channels_last": channels_last,
+            "compile": False,
+            "cuda_graph": "off",
+        },
+    }
     cfg_e = load_config(None, over)
     graph_on = device.type == "cuda"
     cfg_g = load_config(None, {**over, "train": {**over["train"], "cuda_graph": "on" if graph_on else "off"}})
@@ -99,7 +106,7 @@ def graph_vs_eager(device: torch.device, args, amp: bool, channels_last: bool) -
     B = (torch.rand(1, 3, args.size, args.size, generator=g) * 2 - 1).to(device)
     flag = device.type == "cpu" and cfg_e["train"]["flush_denormal"]
     runs = {"eager": lambda: eager.train_step(A, B), "graph": lambda: graph.train_step(A, B)}
-    for fn in runs.values():   # warm-up (the graph captures here)
+    for fn in runs.values():  # warm-up (the graph captures here)
         for _ in range(3):
             fn()
     times = {k: [] for k in runs}
@@ -107,9 +114,17 @@ def graph_vs_eager(device: torch.device, args, amp: bool, channels_last: bool) -
         for k, fn in runs.items():
             times[k].append(timed(fn, args.steps, device, flag) / args.steps * 1e3)
     e, gr = statistics.median(times["eager"]), statistics.median(times["graph"])
-    row = {"amp": "bf16" if amp else "fp32", "channels_last": channels_last,
-           "graph_mode": graph.step_mode.mode, "eager_ms": e, "graph_ms": gr, "ratio": e / gr,
-           "captures": graph.step_mode.captures, "eager_ms_all": times["eager"], "graph_ms_all": times["graph"]}
+    row = {
+        "amp": "bf16" if amp else "fp32",
+        "channels_last": channels_last,
+        "graph_mode": graph.step_mode.mode,
+        "eager_ms": e,
+        "graph_ms": gr,
+        "ratio": e / gr,
+        "captures": graph.step_mode.captures,
+        "eager_ms_all": times["eager"],
+        "graph_ms_all": times["graph"],
+    }
     if args.profile and device.type == "cuda":
         try:
             row["eager_kernels"] = kernel_profile(runs["eager"], args.profile)
@@ -137,27 +152,41 @@ def kernel_profile(fn, steps: int, top: int = 15) -> dict:
         if t and t > 0:
             kernels.append((ev.key, t / 1e3 / steps, ev.count // steps))
     kernels.sort(key=lambda k: -k[1])
-    return {"kernel_ms_per_step": sum(k[1] for k in kernels), "launches_per_step": sum(k[2] for k in kernels),
-            "top": [{"kernel": name[:120], "ms_per_step": ms, "calls_per_step": n} for name, ms, n in kernels[:top]]}
+    return {
+        "kernel_ms_per_step": sum(k[1] for k in kernels),
+        "launches_per_step": sum(k[2] for k in kernels),
+        "top": [
+            {"kernel": name[:120], "ms_per_step": ms, "calls_per_step": n} for name, ms, n in kernels[:top]
+        ],
+    }
 
 
 def run_graph_section(device: torch.device, args) -> list[dict]:
     rows = []
     what = "whole-step CUDA graph" if device.type == "cuda" else "static-buffer step (CPU stand-in, no CUDA)"
-    print(f"\n{device.type.upper()}: trainer step, eager vs {what}; batch 1, num_downs={args.num_downs} "
-          f"ngf={args.ngf} size={args.size}; median of {args.reps} x {args.steps} steps")
-    combos = [(False, False), (False, True), (True, False), (True, True)] \
-        if device.type == "cuda" and not args.fp32_only else [(False, False)]
+    print(
+        f"\n{device.type.upper()}: trainer step, eager vs {what}; batch 1, num_downs={args.num_downs} "
+        f"ngf={args.ngf} size={args.size}; median of {args.reps} x {args.steps} steps"
+    )
+    combos = (
+        [(False, False), (False, True), (True, False), (True, True)]
+        if device.type == "cuda" and not args.fp32_only
+        else [(False, False)]
+    )
     for amp, cl in combos:
         r = graph_vs_eager(device, args, amp, cl)
         rows.append(r)
         label = f"{r['amp']}{', channels-last' if cl else ''}"
-        print(f"  {label:<22} eager {r['eager_ms']:8.2f} ms/step   {r['graph_mode']} {r['graph_ms']:8.2f} ms/step"
-              f"   x{r['ratio']:5.2f}" + ("   (>= 5x)" if r["ratio"] >= 5 else ""))
+        print(
+            f"  {label:<22} eager {r['eager_ms']:8.2f} ms/step   {r['graph_mode']} {r['graph_ms']:8.2f} ms/step"
+            f"   x{r['ratio']:5.2f}" + ("   (>= 5x)" if r["ratio"] >= 5 else "")
+        )
         if "eager_kernels" in r:
             k = r["eager_kernels"]
-            print(f"    GPU kernel time of the eager step {k['kernel_ms_per_step']:.2f} ms "
-                  f"({k['launches_per_step']} kernels): the floor of a graph replay of the same kernels")
+            print(
+                f"    GPU kernel time of the eager step {k['kernel_ms_per_step']:.2f} ms "
+                f"({k['launches_per_step']} kernels): the floor of a graph replay of the same kernels"
+            )
             for row in k["top"][:8]:
                 print(f"      {row['ms_per_step']:7.3f} ms  x{row['calls_per_step']:<4} {row['kernel'][:90]}")
     return rows
@@ -173,19 +202,28 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gpu-batch", type=int, default=16)
     ap.add_argument("--compile", action="store_true", help="also torch.compile on GPU")
-    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                    help="auto: the CPU, and CUDA where present")
+    ap.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto: the CPU, and CUDA where present",
+    )
     ap.add_argument("--graph", action="store_true", help="eager vs whole-step CUDA graph, batch 1")
     ap.add_argument("--only-graph", action="store_true", help="only the --graph comparison")
     ap.add_argument("--fp32-only", action="store_true", help="--graph on CUDA: fp32 NCHW only")
-    ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
-                    help="--graph on CUDA: also profile STEPS eager steps (GPU kernel time per step, top kernels)")
+    ap.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="--graph on CUDA: also profile STEPS eager steps (GPU kernel time per step, top kernels)",
+    )
     ap.add_argument("--no-cudnn-benchmark", action="store_true", help="CUDA: leave cudnn.benchmark off")
     ap.add_argument("--json", help="write every figure to this JSON file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if torch.cuda.is_available() and not args.no_cudnn_benchmark:
-        torch.backends.cudnn.benchmark = True   # both modes alike
+        torch.backends.cudnn.benchmark = True  # both modes alike
 
     if args.device == "auto":
         devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
@@ -199,9 +237,11 @@ def main() -> None:
                 report["graph"]["cuda_device"] = torch.cuda.get_device_name()
         if args.only_graph:
             continue
-        over = {"model": {"num_downs": args.num_downs, "ngf": args.ngf},
-                "data": {"dataset": "folder", "crop_size": args.size, "load_size": args.size},
-                "train": {"device": device.type, "amp": "off", "channels_last": False, "compile": False}}
+        over = {
+            "model": {"pix2pix": {"num_downs": args.num_downs, "ngf": args.ngf}},
+            "data": {"dataset": "folder", "crop_size": args.size, "load_size": args.size},
+            "train": {"device": device.type, "amp": "off", "channels_last": False, "compile": False},
+        }
         cfg = load_config(None, over)
         # plain eager loop, batch 1, fp32
         G0, D0, _ = build_models(cfg)
@@ -214,18 +254,34 @@ def main() -> None:
         G1, D1, _ = build_models(cfg)
         t_same = family_for_config(cfg).trainer(G1, D1, cfg["train"], device)
         flush = cfg["train"]["flush_denormal"] and device.type == "cpu"
-        runs = {"plain eager loop (b1, fp32)": (lambda: plain_loop_step(G0, D0, oG, oD, A, B), 1, False),
-                f"unetprune trainer (b1, fp32{', flush denormals' if flush else ''})":
-                    (lambda: t_same.train_step(A, B), 1, flush)}
+        runs = {
+            "plain eager loop (b1, fp32)": (lambda: plain_loop_step(G0, D0, oG, oD, A, B), 1, False),
+            f"unetprune trainer (b1, fp32{', flush denormals' if flush else ''})": (
+                lambda: t_same.train_step(A, B),
+                1,
+                flush,
+            ),
+        }
         if device.type == "cuda":  # ... and with its speed options
-            fast = load_config(None, {**over, "train": {"device": "cuda", "amp": "bf16", "channels_last": True,
-                                                       "compile": bool(args.compile)}})
+            fast = load_config(
+                None,
+                {
+                    **over,
+                    "train": {
+                        "device": "cuda",
+                        "amp": "bf16",
+                        "channels_last": True,
+                        "compile": bool(args.compile),
+                    },
+                },
+            )
             G2, D2, _ = build_models(fast)
             t_fast = family_for_config(fast).trainer(G2, D2, fast["train"], device)
             Ab = torch.randn(args.gpu_batch, 3, args.size, args.size, device=device)
             Bb = torch.randn(args.gpu_batch, 3, args.size, args.size, device=device)
-            runs[f"unetprune trainer (b{args.gpu_batch}, bf16, channels-last{', compile' if args.compile else ''})"] = (
-                lambda: t_fast.train_step(Ab, Bb), args.gpu_batch, False)
+            runs[
+                f"unetprune trainer (b{args.gpu_batch}, bf16, channels-last{', compile' if args.compile else ''})"
+            ] = (lambda: t_fast.train_step(Ab, Bb), args.gpu_batch, False)
         for fn, _, flag in runs.values():  # warm-up (and compile)
             torch.set_flush_denormal(flag)
             for _ in range(3):
@@ -235,9 +291,14 @@ def main() -> None:
             for name, (fn, _, flag) in runs.items():
                 times[name].append(timed(fn, args.steps, device, flag))
         base = None
-        print(f"\n{device.type.upper()} ({torch.get_num_threads()} threads)" if device.type == "cpu"
-              else f"\nCUDA {torch.cuda.get_device_name()}")
-        print(f"model: num_downs={args.num_downs} ngf={args.ngf} size={args.size}; median of {args.reps} x {args.steps} steps")
+        print(
+            f"\n{device.type.upper()} ({torch.get_num_threads()} threads)"
+            if device.type == "cpu"
+            else f"\nCUDA {torch.cuda.get_device_name()}"
+        )
+        print(
+            f"model: num_downs={args.num_downs} ngf={args.ngf} size={args.size}; median of {args.reps} x {args.steps} steps"
+        )
         report["plain"][device.type] = {}
         for name, (_, bs, _) in runs.items():
             ips = bs * args.steps / statistics.median(times[name])

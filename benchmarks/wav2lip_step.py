@@ -39,14 +39,25 @@ T = 5
 
 
 def tcfg(lr=1e-4) -> dict:
-    return {"lr": lr, "beta1": 0.9, "beta2": 0.999, "flush_denormal": True, "syncnet_wt": 0.03,
-            "sync_threshold": 0.75, "disc_wt": 0.07}
+    return {
+        "lr": lr,
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "flush_denormal": True,
+        "syncnet_wt": 0.03,
+        "sync_threshold": 0.75,
+        "disc_wt": 0.07,
+    }
 
 
 def fake_batch(b: int) -> dict:
     g = torch.Generator().manual_seed(0)
-    return {"face": torch.rand(b, 6, T, 96, 96, generator=g), "target": torch.rand(b, 3, T, 96, 96, generator=g),
-            "indiv_mels": torch.randn(b, T, 1, 80, 16, generator=g), "mel": torch.randn(b, 1, 80, 16, generator=g)}
+    return {
+        "face": torch.rand(b, 6, T, 96, 96, generator=g),
+        "target": torch.rand(b, 3, T, 96, 96, generator=g),
+        "indiv_mels": torch.randn(b, T, 1, 80, 16, generator=g),
+        "mel": torch.randn(b, 1, 80, 16, generator=g),
+    }
 
 
 def step_fps(width: float, device: torch.device, batch: int, steps: int, hq: bool) -> tuple[float, dict]:
@@ -61,7 +72,7 @@ def step_fps(width: float, device: torch.device, batch: int, steps: int, hq: boo
     qual = Wav2LipDiscQual(_scaled(REF_DISC_WIDTHS, width)) if hq else None
     D = Wav2LipCritics(expert, qual, {})
     tr = fam.trainer(G, D, tcfg(), device)
-    tr.syncnet_wt = 0.03            # the sync loss on (after the switch): the expensive step
+    tr.syncnet_wt = 0.03  # the sync loss on (after the switch): the expensive step
     tr.set_train_mode()
     b = {k: v.to(device) for k, v in fake_batch(batch).items()}
     tr.step(b)
@@ -97,7 +108,7 @@ def loading_fps(root: Path, n: int) -> tuple[float, float, float]:
     ds = TalkingFaceDataset(root, "train", mode="generator", seed=0)
     idx = np.linspace(0, len(ds) - 1, n).astype(int)
     t0 = time.perf_counter()
-    default_collate([ds[int(i)] for i in idx])       # first pass computes each clip's mel
+    default_collate([ds[int(i)] for i in idx])  # first pass computes each clip's mel
     cold = time.perf_counter() - t0
     t0 = time.perf_counter()
     default_collate([ds[int(i)] for i in idx])
@@ -115,7 +126,9 @@ def loading_fps(root: Path, n: int) -> tuple[float, float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", help="a `unetprune demo-talking --out` folder (default: build one in a temp folder)")
+    ap.add_argument(
+        "--data", help="a `unetprune demo-talking --out` folder (default: build one in a temp folder)"
+    )
     ap.add_argument("--demo-width", type=float, default=0.25)
     ap.add_argument("--batch", type=int, default=4, help="windows per CPU step (T=5 frames each)")
     ap.add_argument("--gpu-batch", type=int, default=16, help="windows per CUDA step (the reference's 16)")
@@ -133,8 +146,10 @@ def main() -> None:
         batch = args.batch if dev.type == "cpu" else args.gpu_batch
         for width in (1.0, args.demo_width):
             fps, cx = step_fps(width, dev, batch, args.steps, args.hq)
-            name = (f"generator step, width {width:g} ({cx['params'] / 1e6:.2f} M params, "
-                    f"{cx['macs_physical'] / 1e9:.2f} G MACs/frame), {dev.type}, batch {batch}x{T}")
+            name = (
+                f"generator step, width {width:g} ({cx['params'] / 1e6:.2f} M params, "
+                f"{cx['macs_physical'] / 1e9:.2f} G MACs/frame), {dev.type}, batch {batch}x{T}"
+            )
             rows.append((name, fps))
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(args.data) if args.data else None
@@ -144,13 +159,17 @@ def main() -> None:
             data = Path(tmp) / "talking"
             build_talking_demo(data, progress=False)
         if not args.skip_preprocess:
-            rows.append(("preprocessing (decode + Haar + crops + audio), frames", preprocess_fps(data, Path(tmp))))
+            rows.append(
+                ("preprocessing (decode + Haar + crops + audio), frames", preprocess_fps(data, Path(tmp)))
+            )
         cold, load, mel = loading_fps(data / "preprocessed", args.windows)
         rows.append(("loading, first pass (each clip's mel computed once), frames", cold))
         rows.append(("loading (TalkingFaceDataset windows), frames", load))
         rows.append(("mel front-end alone, video frames' worth of audio", mel))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
-          + (f", CUDA {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+        + (f", CUDA {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
+    )
     load_fps = dict(rows)["loading (TalkingFaceDataset windows), frames"]
     w = max(len(r[0]) for r in rows)
     print(f"{'what':<{w}}  {'frames/s':>10}  {'loading / this':>14}")

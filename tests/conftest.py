@@ -38,7 +38,9 @@ TINY_CFG = {
     "experiment": "tiny",
     "data": {"dataset": "folder", "crop_size": 32, "load_size": 32},
     "demo": {"image_size": 32},
-    "model": {"num_downs": 5, "ngf": 16, "ndf": 8},  # ngf 16: fine enough widths to match budgets within 1%
+    "model": {
+        "pix2pix": {"num_downs": 5, "ngf": 16, "ndf": 8}
+    },  # ngf 16: fine enough widths to match budgets within 1%
     "train": {"n_epochs": 1, "n_epochs_decay": 0, "eval_images": 2, "threads": 1},
     "variants": [{"strategy": "inner", "ratio": 0.5}, {"strategy": "cut", "k": 1}],
     "sensitivity": {"ratios": [0.5]},
@@ -93,8 +95,13 @@ def build_tree(root: Path) -> tuple[dict, Path, Path]:
 
     def write_layer(layer: str, result: dict) -> None:
         r = scored[0]
-        scoring = {"fid_backend": r["fid"]["backend"], "split": r["split"], "n_images": r["n_images"],
-                   "mode": r["mode"], "image_size": r["image_size"]}
+        scoring = {
+            "fid_backend": r["fid"]["backend"],
+            "split": r["split"],
+            "n_images": r["n_images"],
+            "mode": r["mode"],
+            "image_size": r["image_size"],
+        }
         atomic_write_text(lay.sensitivity_json(layer), json.dumps({**result, **scoring}, indent=2) + "\n")
 
     sensitivity_sweep(
@@ -111,11 +118,24 @@ def build_tree(root: Path) -> tuple[dict, Path, Path]:
 
     # prune_variant + finetune_variant
     for name in pipeline.all_variants(cfg):
-        argv = ["prune", "--checkpoint", str(original), "--out", str(lay.pruned_checkpoint(name)),
-                "--json", str(lay.prune_json(name)), *pipeline.prune_cli_args(cfg, name, base)]
+        argv = [
+            "prune",
+            "--checkpoint",
+            str(original),
+            "--out",
+            str(lay.pruned_checkpoint(name)),
+            "--json",
+            str(lay.prune_json(name)),
+            *pipeline.prune_cli_args(cfg, name, base),
+        ]
         assert main(argv) == 0, argv
-        train(finetune_config(cfg), lay.finetuned_dir(name), init_from=lay.pruned_checkpoint(name),
-              init_discriminator_from=original, progress=False)
+        train(
+            finetune_config(cfg),
+            lay.finetuned_dir(name),
+            init_from=lay.pruned_checkpoint(name),
+            init_discriminator_from=original,
+            progress=False,
+        )
 
     # evaluate_original + evaluate_variant (with CPU latency, as the evaluate rules do)
     ev = Evaluator(cfg, "test", cache_dir=lay.fid_cache, latency=True)
@@ -174,7 +194,7 @@ def pytest_collection_modifyitems(config, items):
 # the third model family (tests/thirdfamily): an installed-looking distribution outside src/
 # ------------------------------------------------------------------------------------------
 
-THIRD_FAMILY_PATH = REPO / "tests" / "thirdfamily"   # holds tinyfam/ and tinyfam-0.0.dist-info/
+THIRD_FAMILY_PATH = REPO / "tests" / "thirdfamily"  # holds tinyfam/ and tinyfam-0.0.dist-info/
 
 
 def _install_third_family() -> None:

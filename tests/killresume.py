@@ -22,13 +22,28 @@ from unetprune.layout import CHECKPOINT_NAME, RESUME_NAME
 def run_cli_train(cfg_path: Path, out: Path, *extra: str) -> subprocess.Popen:
     """``unetprune train --config cfg_path --out out --quiet *extra`` in a subprocess (one thread)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "unetprune.cli", "train", "--config", str(cfg_path),
-                             "--out", str(out), "--quiet", *extra], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "unetprune.cli",
+            "train",
+            "--config",
+            str(cfg_path),
+            "--out",
+            str(out),
+            "--quiet",
+            *extra,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
-def kill_and_resume(cfg: dict, tmp_path: Path, n_epochs: int, *extra: str, timeout: float = 600
-                    ) -> tuple[dict, dict]:
+def kill_and_resume(
+    cfg: dict, tmp_path: Path, n_epochs: int, *extra: str, timeout: float = 600
+) -> tuple[dict, dict]:
     """(the uninterrupted run's final checkpoint, the killed-and-resumed run's).  Checks that the
     kill came after a checkpoint and before the end, that the resumed run finished all
     ``n_epochs`` and recorded the resume, and that no resume state or temporary file is left."""

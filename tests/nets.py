@@ -1,4 +1,5 @@
 """Shared test helpers for networks (imported by the pruning tests of both model families)."""
+
 from __future__ import annotations
 
 from typing import Callable

@@ -59,13 +59,16 @@ def sandbox(tmp_path):
 
 def test_benign_tar_extracts_files_dirs_and_internal_links(tmp_path, sandbox):
     out, sentinel = sandbox
-    arc = _tar(tmp_path / "ok.tar.gz", [
-        (_special("ds", tarfile.DIRTYPE, mode=0o755), None),
-        (_file("ds/train/a.txt"), b"alpha"),
-        (_file("ds/run.sh", 0o755), b"#!/bin/sh\n"),
-        (_special("ds/train/b.txt", tarfile.LNKTYPE, "ds/train/a.txt"), None),
-        (_special("ds/alias", tarfile.SYMTYPE, "train/a.txt"), None),
-    ])
+    arc = _tar(
+        tmp_path / "ok.tar.gz",
+        [
+            (_special("ds", tarfile.DIRTYPE, mode=0o755), None),
+            (_file("ds/train/a.txt"), b"alpha"),
+            (_file("ds/run.sh", 0o755), b"#!/bin/sh\n"),
+            (_special("ds/train/b.txt", tarfile.LNKTYPE, "ds/train/a.txt"), None),
+            (_special("ds/alias", tarfile.SYMTYPE, "train/a.txt"), None),
+        ],
+    )
     names = safe_extract(arc, out)
     assert sorted(names) == ["ds", "ds/alias", "ds/run.sh", "ds/train/a.txt", "ds/train/b.txt"]
     assert (out / "ds/train/a.txt").read_bytes() == b"alpha"
@@ -87,10 +90,14 @@ def test_benign_zip_extracts(tmp_path, sandbox):
 HOSTILE_TARS = {
     "absolute": lambda s: [(_file(str(s)), b"pwned")],
     "dotdot": lambda s: [(_file("ds/../../evil.txt"), b"pwned")],
-    "symlink-escape": lambda s: [(_special("ds/link", tarfile.SYMTYPE, "../.."), None),
-                                 (_file("ds/link/evil.txt"), b"pwned")],
-    "symlink-absolute": lambda s: [(_special("ds/link", tarfile.SYMTYPE, str(s.parent)), None),
-                                   (_file("ds/link/evil.txt"), b"pwned")],
+    "symlink-escape": lambda s: [
+        (_special("ds/link", tarfile.SYMTYPE, "../.."), None),
+        (_file("ds/link/evil.txt"), b"pwned"),
+    ],
+    "symlink-absolute": lambda s: [
+        (_special("ds/link", tarfile.SYMTYPE, str(s.parent)), None),
+        (_file("ds/link/evil.txt"), b"pwned"),
+    ],
     "hardlink-escape": lambda s: [(_special("ds/hl", tarfile.LNKTYPE, "../evil.txt"), None)],
     "hardlink-absolute": lambda s: [(_special("ds/hl", tarfile.LNKTYPE, str(s)), None)],
     "device": lambda s: [(_special("ds/null", tarfile.CHRTYPE), None)],
@@ -131,14 +138,23 @@ def test_hostile_tar_refused_naming_member_and_nothing_written(tmp_path, sandbox
 
 
 HOSTILE_ZIPS = {
-    "zip-slip": ([("ds/ok.txt", b"fine", None), ("../evil.txt", b"pwned", None)],
-                 "../evil.txt", "'..' component"),
-    "zip-slip-backslash": ([("ds\\..\\..\\evil.txt", b"pwned", None)],
-                           "ds\\..\\..\\evil.txt", "'..' component"),
+    "zip-slip": (
+        [("ds/ok.txt", b"fine", None), ("../evil.txt", b"pwned", None)],
+        "../evil.txt",
+        "'..' component",
+    ),
+    "zip-slip-backslash": (
+        [("ds\\..\\..\\evil.txt", b"pwned", None)],
+        "ds\\..\\..\\evil.txt",
+        "'..' component",
+    ),
     "zip-absolute": ([("/tmp/evil.txt", b"pwned", None)], "/tmp/evil.txt", "absolute path"),
     "zip-drive": ([("C:/evil.txt", b"pwned", None)], "C:/evil.txt", "absolute path"),
-    "zip-symlink": ([("ds/link", b"../../", stat.S_IFLNK | 0o777), ("ds/link/evil.txt", b"x", None)],
-                    "ds/link", "points outside the target folder"),
+    "zip-symlink": (
+        [("ds/link", b"../../", stat.S_IFLNK | 0o777), ("ds/link/evil.txt", b"x", None)],
+        "ds/link",
+        "points outside the target folder",
+    ),
     "zip-device": ([("ds/null", b"", stat.S_IFCHR | 0o666)], "ds/null", "device file"),
     "zip-setuid": ([("ds/sudo", b"x", stat.S_IFREG | 0o4755)], "ds/sudo", "set-uid/set-gid bit"),
 }
@@ -158,13 +174,20 @@ def test_hostile_zip_refused(tmp_path, sandbox, kind):
 
 def test_write_through_internal_symlink_refused(tmp_path, sandbox):
     out, sentinel = sandbox
-    arc = _tar(tmp_path / "through.tar", [
-        (_special("ds/sub", tarfile.DIRTYPE, mode=0o755), None),
-        (_special("ds/alias", tarfile.SYMTYPE, "sub"), None),
-        (_file("ds/alias/x.txt"), b"x"),
-    ], mode="w")
-    with pytest.raises(UnsafeArchiveError, match=r"member 'ds/alias/x.txt' would be written through the "
-                                                 r"symlink member 'ds/alias'"):
+    arc = _tar(
+        tmp_path / "through.tar",
+        [
+            (_special("ds/sub", tarfile.DIRTYPE, mode=0o755), None),
+            (_special("ds/alias", tarfile.SYMTYPE, "sub"), None),
+            (_file("ds/alias/x.txt"), b"x"),
+        ],
+        mode="w",
+    )
+    with pytest.raises(
+        UnsafeArchiveError,
+        match=r"member 'ds/alias/x.txt' would be written through the "
+        r"symlink member 'ds/alias'",
+    ):
         safe_extract(arc, out)
     assert not out.exists() and not sentinel.exists()
 
@@ -173,10 +196,14 @@ def test_symlink_chain_that_climbs_out_is_removed_and_refused(tmp_path, sandbox)
     # 'here' -> '.' is inside; 'up' -> 'here/../evil.txt' is lexically 'evil.txt' (inside) but
     # really resolves to <out>/../evil.txt: the post-creation real-path check must catch it.
     out, sentinel = sandbox
-    arc = _tar(tmp_path / "chain.tar", [
-        (_special("here", tarfile.SYMTYPE, "."), None),
-        (_special("up", tarfile.SYMTYPE, "here/../evil.txt"), None),
-    ], mode="w")
+    arc = _tar(
+        tmp_path / "chain.tar",
+        [
+            (_special("here", tarfile.SYMTYPE, "."), None),
+            (_special("up", tarfile.SYMTYPE, "here/../evil.txt"), None),
+        ],
+        mode="w",
+    )
     # Lexically 'here/../evil.txt' -> 'evil.txt', so it passes the first check...
     assert [m.name for m in list_members(arc)] == ["here", "up"]
     with pytest.raises(UnsafeArchiveError, match="member 'up' is a symlink that resolves outside"):

@@ -9,8 +9,7 @@ import torch
 from unetprune import pipeline
 from unetprune.config import load_config
 from unetprune.families.pix2pix.unet import UNetSpec, build_generator
-from unetprune.pruning import (DEFAULT_MAX_LAYER_RATIO, keep_by_ratio, n_keep, prunable_layers,
-                               prune)
+from unetprune.pruning import DEFAULT_MAX_LAYER_RATIO, keep_by_ratio, n_keep, prunable_layers, prune
 from unetprune.pruning.importance import floor_fraction
 from unetprune.pruning.strategies import global_candidates, layer_removal_cap
 
@@ -19,6 +18,7 @@ SHIPPED = sorted([ROOT / "config" / "config.yaml", *(ROOT / "config" / "experime
 
 
 # ------------------------------------------------------------------------------ rounding
+
 
 def test_n_keep_twenty_at_ninety_percent_keeps_two():
     assert n_keep(20, 0.9) == 2  # int(20 * (1 - 0.9)) == int(1.9999999999999996) == 1
@@ -42,8 +42,12 @@ def test_n_keep_matches_exact_fraction_arithmetic(den):
 
 def test_old_rounding_was_wrong_on_many_pairs():
     """On the pairs where float rounding makes ``int(n * (1 - r))`` wrong, the keep count is exact."""
-    wrong = [(n, k) for n in range(1, 513) for k in range(1, 100)
-             if max(1, int(n * (1 - k / 100))) != max(1, n * (100 - k) // 100)]
+    wrong = [
+        (n, k)
+        for n in range(1, 513)
+        for k in range(1, 100)
+        if max(1, int(n * (1 - k / 100))) != max(1, n * (100 - k) // 100)
+    ]
     assert len(wrong) > 100
     assert all(n_keep(n, k / 100) == max(1, n * (100 - k) // 100) for n, k in wrong)
 
@@ -56,6 +60,7 @@ def test_layer_removal_cap():
 
 
 # ------------------------------------------------------------------------- fair baselines
+
 
 @pytest.fixture(scope="module")
 def demo():
@@ -80,16 +85,16 @@ def _check_fair(g, new, info, target_params):
 @pytest.mark.parametrize("ref", ["cut-k2", "inner-l5-6-r0.75"])
 def test_default_threshold_matched_on_demo_keeps_ten_percent_everywhere(demo, ref):
     shape = (1, 3, 64, 64)
-    ref_g, _ = (prune(demo, "cut", k=2) if ref == "cut-k2"
-                else prune(demo, "inner", ratio=0.75, levels=[5, 6]))
+    ref_g, _ = prune(demo, "cut", k=2) if ref == "cut-k2" else prune(demo, "inner", ratio=0.75, levels=[5, 6])
     target = sum(p.numel() for p in ref_g.parameters())
     new, info = prune(demo, "global-threshold", match_model=ref_g, input_shape=shape)
     _check_fair(demo, new, info, target)
     new(torch.randn(1, 3, 64, 64))
     # the raw, uncapped threshold is the strawman the default avoids: it strips the
     # low-fan-in encoder layers to (almost) nothing
-    raw, rinfo = prune(demo, "global-threshold", match_model=ref_g, input_shape=shape,
-                       normalize=False, max_layer_ratio=None)
+    raw, rinfo = prune(
+        demo, "global-threshold", match_model=ref_g, input_shape=shape, normalize=False, max_layer_ratio=None
+    )
     assert rinfo["normalize"] is False and "not layer-normalised" in rinfo["rule"]
     if ref == "cut-k2":
         assert min(raw.spec.enc_widths[:4]) < 0.1 * 32
@@ -125,6 +130,7 @@ def test_cap_bounds_every_layer(demo):
 
 
 # ------------------------------------------------------------------- configs and naming
+
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_configs_use_the_fair_threshold(path):

@@ -12,7 +12,7 @@ from unetprune.layout import CHECKPOINT_NAME, TRAIN_LOG_NAME
 
 def test_unknown_config_key_is_a_one_line_error(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"model": {"ngf": 8, "widht": 3}}))
+    cfg.write_text(yaml.safe_dump({"model": {"pix2pix": {"ngf": 8}, "widht": 3}}))
     rc = main(["train", "--config", str(cfg), "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert rc == 2
@@ -21,8 +21,17 @@ def test_unknown_config_key_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
-    rc = main(["translate", "--checkpoint", str(tmp_path / "none.pt"), "--input", str(tmp_path),
-               "--output", str(tmp_path / "o")])
+    rc = main(
+        [
+            "translate",
+            "--checkpoint",
+            str(tmp_path / "none.pt"),
+            "--input",
+            str(tmp_path),
+            "--output",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 2
     assert "none.pt does not exist" in capsys.readouterr().err
 
@@ -30,18 +39,29 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
-    rc = main(["translate", "--checkpoint", str(bad), "--input", str(tmp_path), "--output", str(tmp_path / "o")])
+    rc = main(
+        ["translate", "--checkpoint", str(bad), "--input", str(tmp_path), "--output", str(tmp_path / "o")]
+    )
     assert rc == 2 and "cannot read checkpoint" in capsys.readouterr().err
 
 
 def test_train_learns_then_translate_writes_images(tiny_demo, tmp_path):
     """Short training on the tiny demo: test-split L1 clearly drops; `translate` writes
     one PNG per input at the training size."""
-    cfg = {"experiment": "t", "seed": 0,
-           "data": {"dataset": "folder", "root": str(tiny_demo), "load_size": 32, "crop_size": 32},
-           "model": {"num_downs": 5, "ngf": 8, "ndf": 8},
-           "train": {"n_epochs": 8, "n_epochs_decay": 0, "threads": 1, "save_every": 8, "eval_images": 4,
-                     "lr": 0.002}}
+    cfg = {
+        "experiment": "t",
+        "seed": 0,
+        "data": {"dataset": "folder", "root": str(tiny_demo), "load_size": 32, "crop_size": 32},
+        "model": {"pix2pix": {"num_downs": 5, "ngf": 8, "ndf": 8}},
+        "train": {
+            "n_epochs": 8,
+            "n_epochs_decay": 0,
+            "threads": 1,
+            "save_every": 8,
+            "eval_images": 4,
+            "lr": 0.002,
+        },
+    }
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump(cfg))
     run = tmp_path / "run"
@@ -52,17 +72,42 @@ def test_train_learns_then_translate_writes_images(tiny_demo, tmp_path):
     assert ev["split"] == "test" and ev["n_images"] == 4
     assert ev["l1_final"] < 0.8 * ev["l1_init"], ev
     out = tmp_path / "gen"
-    assert main(["translate", "--checkpoint", str(run / CHECKPOINT_NAME), "--input", str(tiny_demo / "test"),
-                 "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "translate",
+                "--checkpoint",
+                str(run / CHECKPOINT_NAME),
+                "--input",
+                str(tiny_demo / "test"),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     files = sorted(out.glob("*.png"))
     assert len(files) == 4
     assert np.asarray(Image.open(files[0])).shape == (32, 32, 3)
 
 
 def test_demo_data_command_is_idempotent(tmp_path):
-    cmd = [sys.executable, "-m", "unetprune.cli", "demo-data", "--config", "config/config.yaml",
-           "--out", str(tmp_path / "d"), "--set", "demo.n_train=3", "--set", "demo.n_val=1",
-           "--set", "demo.n_test=2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "unetprune.cli",
+        "demo-data",
+        "--config",
+        "config/config.yaml",
+        "--out",
+        str(tmp_path / "d"),
+        "--set",
+        "demo.n_train=3",
+        "--set",
+        "demo.n_val=1",
+        "--set",
+        "demo.n_test=2",
+    ]
     first = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert "train 3, val 1, test 2" in first.stdout
     second = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -89,8 +134,12 @@ def test_every_family_adds_its_own_commands(tmp_path, capsys):
     assert mods[0] == "unetprune.commands.config"
     for family in ("pix2pix", "wav2lip"):
         assert get_family(family).command_modules() and set(get_family(family).command_modules()) <= set(mods)
-    assert not [m for m in mods if not m.startswith("unetprune.commands.")
-                and not any(m in f.command_modules() for f in map(get_family, ("pix2pix", "wav2lip")))]
+    assert not [
+        m
+        for m in mods
+        if not m.startswith("unetprune.commands.")
+        and not any(m in f.command_modules() for f in map(get_family, ("pix2pix", "wav2lip")))
+    ]
 
     module = types.ModuleType("cli_extra_test")
 

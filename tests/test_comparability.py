@@ -25,12 +25,23 @@ FULL = "gtFine trainIds (full resolution)"
 
 
 def _city_eval(**over):
-    ev = {"split": "val", "n_images": 500, "image_size": 256, "mode": "train_bn", "quantize": "truncate",
-          "fid": {"value": 50.0, "backend": "inception-v3-compat"},
-          "segmentation": {"name": "cityscapes-drn-d-105", "label_source": FULL, "miou": 0.4012},
-          "noise": {"seeds": [0, 1, 2], "bootstrap": 200, "metrics": {"miou": {"std": 0.004}}},
-          "by_mode": {"eval": {"mode": "eval", "segmentation": {"name": "cityscapes-drn-d-105", "miou": 0.42},
-                               "noise": {"metrics": {"miou": {"std": 0.005}}}}}}
+    ev = {
+        "split": "val",
+        "n_images": 500,
+        "image_size": 256,
+        "mode": "train_bn",
+        "quantize": "truncate",
+        "fid": {"value": 50.0, "backend": "inception-v3-compat"},
+        "segmentation": {"name": "cityscapes-drn-d-105", "label_source": FULL, "miou": 0.4012},
+        "noise": {"seeds": [0, 1, 2], "bootstrap": 200, "metrics": {"miou": {"std": 0.004}}},
+        "by_mode": {
+            "eval": {
+                "mode": "eval",
+                "segmentation": {"name": "cityscapes-drn-d-105", "miou": 0.42},
+                "noise": {"metrics": {"miou": {"std": 0.005}}},
+            }
+        },
+    }
     ev.update(over)
     return ev
 
@@ -42,11 +53,18 @@ def _pub(key):
 def test_every_quoted_number_is_listed_by_its_family():
     cfg = load_config(None, {})
     assert [p.numbers for p in published(cfg)] == [
-        "FID 24.12 original → 26.60 compressed", "mIoU 42.06 original → 40.77 compressed",
-        "mIoU 48.91 at 1.22 G output-based MACs", "LSE-D 6.386, LSE-C 7.781 (as published)",
-        "FID 4.887 (as published)", "LSE-D ≈7.15, LSE-C ≈6.77"]
-    assert [p.dataset for p in get_family("pix2pix").comparability_rows(cfg)] == ["edges2shoes", "cityscapes",
-                                                                                 "cityscapes"]
+        "FID 24.12 original → 26.60 compressed",
+        "mIoU 42.06 original → 40.77 compressed",
+        "mIoU 48.91 at 1.22 G output-based MACs",
+        "LSE-D 6.386, LSE-C 7.781 (as published)",
+        "FID 4.887 (as published)",
+        "LSE-D ≈7.15, LSE-C ≈6.77",
+    ]
+    assert [p.dataset for p in get_family("pix2pix").comparability_rows(cfg)] == [
+        "edges2shoes",
+        "cityscapes",
+        "cityscapes",
+    ]
     assert {p.dataset for p in get_family("wav2lip").comparability_rows(cfg)} == {"lrs2"}
     assert get_family("wav2lip-expert").comparability_rows(cfg) == []
 
@@ -70,8 +88,11 @@ def test_cityscapes_rows_from_config_and_eval():
     rows = {r[0]: r[1:] for r in protocol_rows(_pub("gan-compression-cityscapes-miou"), cfg, _city_eval())}
     assert rows["dataset / split"] == ("cityscapes val", "cityscapes val", SAME)
     assert rows["image count"] == ("500 images", "500 images", SAME)
-    assert rows["generator"] == ("ResNet generator (resnet_9blocks), not a U-Net",
-                                 "U-Net (num_downs 8, ngf 64, batch norm = unet_256)", DIFFERS)
+    assert rows["generator"] == (
+        "ResNet generator (resnet_9blocks), not a U-Net",
+        "U-Net (num_downs 8, ngf 64, batch norm = unet_256)",
+        DIFFERS,
+    )
     assert rows["generator mode"] == ("eval", "train_bn (also eval in by_mode)", "in by_mode.eval")
     assert rows["quantisation"] == ("truncate", "truncate", SAME)
     assert rows["metric implementation"][2] == SAME
@@ -96,10 +117,13 @@ def test_edges2shoes_fid_backend_and_a_matching_ngf16_unet():
     a = assess(_pub("gan-compression-edges2shoes-fid"), cfg, ev)
     assert a["differs"] == ["generator"]
     ev["fid"]["backend"] = "inception-v3-compat"
-    assert assess(_pub("gan-compression-edges2shoes-fid"), cfg, ev)["differs"] == ["generator", "metric implementation"]
+    assert assess(_pub("gan-compression-edges2shoes-fid"), cfg, ev)["differs"] == [
+        "generator",
+        "metric implementation",
+    ]
     # a cityscapes run of an ngf-16 U-Net evaluated in eval mode matches OMGD's protocol point by point
     city = copy.deepcopy(load_config("config/experiments/pix2pix_cityscapes.yaml"))
-    city["model"]["ngf"] = 16
+    city["model"]["pix2pix"]["ngf"] = 16
     a = assess(_pub("omgd-cityscapes-miou"), city, _city_eval(mode="eval", by_mode=None))
     assert a["differs"] == [] and a["verdict"] == "yes"
 
@@ -108,16 +132,22 @@ def test_section_markdown(tmp_path):
     cfg = load_config("config/experiments/pix2pix_cityscapes.yaml")
     md = comparability_section(cfg, {("original", "original"): _city_eval(), ("cut-k2", "finetuned"): {}})
     assert md.startswith("## Comparability with published numbers\n")
-    assert "| mIoU 42.06 original → 40.77 compressed | GAN Compression (Li et al., CVPR 2020; " \
-           "mit-han-lab/gan-compression) | cityscapes val | generator | no: protocols differ |" in md
+    assert (
+        "| mIoU 42.06 original → 40.77 compressed | GAN Compression (Li et al., CVPR 2020; "
+        "mit-han-lab/gan-compression) | cityscapes val | generator | no: protocols differ |" in md
+    )
     assert "| FID 24.12 original → 26.60 compressed |" in md and "no: another dataset / split" in md
     assert "### mIoU 48.91 at 1.22 G output-based MACs — OMGD" in md
-    assert ("| value | original 42.06, compressed 40.77 | mIoU 40.12 ± 0.40; mIoU 42.00 ± 0.50 (eval, by_mode) "
-            "(± = noise std) |  |") in md
+    assert (
+        "| value | original 42.06, compressed 40.77 | mIoU 40.12 ± 0.40; mIoU 42.00 ± 0.50 (eval, by_mode) "
+        "(± = noise std) |  |"
+    ) in md
     assert "| generator mode | eval | train_bn (also eval in by_mode) | in by_mode.eval |" in md
     # the demo: no quoted number on its dataset
-    demo = comparability_section(load_config(None, {}), {"original": {"split": "test", "n_images": 32,
-                                                                      "image_size": 64, "mode": "train_bn"}})
+    demo = comparability_section(
+        load_config(None, {}),
+        {"original": {"split": "test", "n_images": 32, "image_size": 64, "mode": "train_bn"}},
+    )
     assert "No quoted published number is on this run's dataset and split (`demo` test)" in demo
     assert "###" not in demo
     assert "No evaluation found" in comparability_section(cfg, {})

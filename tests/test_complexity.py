@@ -4,8 +4,13 @@ import pytest
 import torch
 from torch import nn
 
-from unetprune.metrics.complexity import (complexity_report, count_all, count_parameters, macs_by_layer,
-                                          measure_latency)
+from unetprune.metrics.complexity import (
+    complexity_report,
+    count_all,
+    count_parameters,
+    macs_by_layer,
+    measure_latency,
+)
 from unetprune.families.pix2pix.unet import UNetGenerator, UNetSpec, build_generator
 from unetprune.families.pix2pix.unet import layers_of_levels
 
@@ -28,12 +33,17 @@ def test_unet256_params_and_macs(unet256):
     assert out == pytest.approx(18.14e9, rel=0.005)
     # exact analytic values (conv MACs only)
     assert (phys, out) == (6_048_186_368, 18_140_364_800)
-    assert count_all(unet256, (1, 3, 256, 256)) == {"params": 54_414_531, "macs_physical": phys,
-                                                    "macs_output": out}
+    assert count_all(unet256, (1, 3, 256, 256)) == {
+        "params": 54_414_531,
+        "macs_physical": phys,
+        "macs_output": out,
+    }
 
 
-@pytest.mark.parametrize("num_downs,params,gmacs", [(7, 41_829_571, None), (6, 29_244_611, None),
-                                                    (5, 16_659_651, None), (4, 6_171_843, 4.45)])
+@pytest.mark.parametrize(
+    "num_downs,params,gmacs",
+    [(7, 41_829_571, None), (6, 29_244_611, None), (5, 16_659_651, None), (4, 6_171_843, 4.45)],
+)
 def test_depth_cut_reference_figures(num_downs, params, gmacs):
     g = _meta(UNetSpec.reference(num_downs))
     assert count_parameters(g) == params
@@ -61,7 +71,11 @@ def test_conv_transpose_conventions_by_hand():
     assert t["params"] == 6 * 4 * 16 + 4
     # ordinary conv: both conventions count per output pixel: 10x10 -> 5x5
     expected = 25 * 6 * 4 * 16
-    assert count_all(c, (1, 6, 10, 10))["macs_physical"] == count_all(c, (1, 6, 10, 10))["macs_output"] == expected
+    assert (
+        count_all(c, (1, 6, 10, 10))["macs_physical"]
+        == count_all(c, (1, 6, 10, 10))["macs_output"]
+        == expected
+    )
 
 
 def test_counting_leaves_model_state_untouched():

@@ -7,7 +7,7 @@ from unetprune.config import ConfigError, load_config, load_schema, parse_overri
 def test_default_config_is_valid_and_complete(repo_root):
     cfg = load_config(repo_root / "config" / "config.yaml")
     assert cfg["experiment"] == "demo" and cfg["data"]["dataset"] == "demo"
-    assert cfg["train"]["lambda_l1"] == 100.0 and cfg["model"]["num_downs"] == 6
+    assert cfg["train"]["lambda_l1"] == 100.0 and cfg["model"]["pix2pix"]["num_downs"] == 6
     assert cfg["data"]["num_workers"] == 0  # filled from the schema default
 
 
@@ -41,13 +41,16 @@ def test_wrong_type_is_named():
 def test_semantic_checks_name_the_key():
     with pytest.raises(ConfigError, match=r"'data\.crop_size': 300 exceeds data\.load_size=286"):
         load_config(None, {"data": {"dataset": "facades", "crop_size": 300}})
-    with pytest.raises(ConfigError, match=r"'model\.num_downs'"):
+    with pytest.raises(ConfigError, match=r"'model\.pix2pix\.num_downs': images of 96px"):
         load_config(None, {"data": {"dataset": "facades", "crop_size": 96, "load_size": 100}})
 
 
 def test_overrides_are_parsed_as_yaml():
     assert parse_overrides(["train.n_epochs=3", "data.no_flip=true", "experiment=x"]) == {
-        "train": {"n_epochs": 3}, "data": {"no_flip": True}, "experiment": "x"}
+        "train": {"n_epochs": 3},
+        "data": {"no_flip": True},
+        "experiment": "x",
+    }
     with pytest.raises(ConfigError, match="must look like key.sub=value"):
         parse_overrides(["train.n_epochs"])
 
@@ -77,7 +80,7 @@ def test_schema_defaults_are_valid_on_their_own():
 
     walk(load_schema(), "")
     cfg = validate({})
-    assert cfg["data"]["crop_size"] == cfg["demo"]["image_size"] == 2 ** cfg["model"]["num_downs"]
+    assert cfg["data"]["crop_size"] == cfg["demo"]["image_size"] == 2 ** cfg["model"]["pix2pix"]["num_downs"]
 
 
 def test_list_items_are_named_one_way_by_schema_and_semantic_checks():
@@ -103,26 +106,51 @@ def test_non_editable_install_ships_the_schema(tmp_path, repo_root):
     import sys
 
     target = tmp_path / "site"
-    p = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                        "--target", str(target), str(repo_root)], capture_output=True, text=True)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(repo_root),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert (target / "unetprune" / "schema.yaml").is_file()
     assert not (target / "unetprune" / "__editable__").exists()
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("experiment: elsewhere\nmodel: {num_downs: 7}\ndata: {crop_size: 128, load_size: 143}\n"
-                   "demo: {image_size: 128}\n")
+    cfg.write_text(
+        "experiment: elsewhere\nmodel: {pix2pix: {num_downs: 7}}\ndata: {crop_size: 128, load_size: 143}\n"
+        "demo: {image_size: 128}\n"
+    )
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(target), "HOME": str(tmp_path)}
-    code = ("import sys, unetprune; from unetprune.cli import main; "
-            "assert unetprune.__file__.startswith(sys.argv[1]), unetprune.__file__; "
-            "sys.exit(main(sys.argv[2:]))")
+    code = (
+        "import sys, unetprune; from unetprune.cli import main; "
+        "assert unetprune.__file__.startswith(sys.argv[1]), unetprune.__file__; "
+        "sys.exit(main(sys.argv[2:]))"
+    )
     run = [sys.executable, "-c", code, str(target)]  # PYTHONPATH puts the installed copy first
     h = subprocess.run([*run, "--help"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert h.returncode == 0 and "config" in h.stdout and "prune" in h.stdout, h.stderr[-2000:]
-    c = subprocess.run([*run, "config", "check", str(cfg)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    c = subprocess.run(
+        [*run, "config", "check", str(cfg)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert c.returncode == 0, c.stderr[-2000:]
     assert "experiment 'elsewhere' -> results/elsewhere" in c.stdout
-    bad = subprocess.run([*run, "config", "check", str(cfg), "--set", "train.n_epoch=1"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [*run, "config", "check", str(cfg), "--set", "train.n_epoch=1"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "'train.n_epoch': unknown key" in bad.stderr
 
 
@@ -138,8 +166,10 @@ def test_every_family_schema_fragment_key_has_a_description():
             assert sub.get("description"), f"{path}: key {key} has no description"
 
 
-@pytest.mark.parametrize("key, value", [("width_mult", 0.25), ("expert_width_mult", 0.5), ("hq", True),
-                                        ("expert_checkpoint", "expert.pt")])
+@pytest.mark.parametrize(
+    "key, value",
+    [("width_mult", 0.25), ("expert_width_mult", 0.5), ("hq", True), ("expert_checkpoint", "expert.pt")],
+)
 def test_a_family_key_in_the_old_place_fails_with_one_line_naming_its_new_place(repo_root, key, value):
     with pytest.raises(ConfigError) as e:
         load_config(repo_root / "config" / "wav2lip_demo.yaml", {"model": {key: value}})
@@ -150,12 +180,21 @@ def test_a_family_key_in_the_old_place_fails_with_one_line_naming_its_new_place(
 
 def test_family_keys_are_validated_under_model_family(repo_root):
     cfg = load_config(repo_root / "config" / "wav2lip_demo.yaml")
-    assert cfg["model"]["wav2lip"] == {"width_mult": 0.25, "expert_width_mult": 0.25, "hq": False,
-                                       "expert_checkpoint": None}   # defaults filled from the fragment
-    with pytest.raises(ConfigError, match=r"'model\.wav2lip\.width_mul': unknown key \(allowed here: "
-                                          r"expert_checkpoint, expert_width_mult, hq, width_mult\)"):
+    assert cfg["model"]["wav2lip"] == {
+        "width_mult": 0.25,
+        "expert_width_mult": 0.25,
+        "hq": False,
+        "expert_checkpoint": None,
+    }  # defaults filled from the fragment
+    with pytest.raises(
+        ConfigError,
+        match=r"'model\.wav2lip\.width_mul': unknown key \(allowed here: "
+        r"expert_checkpoint, expert_width_mult, hq, width_mult\)",
+    ):
         load_config(None, {"model": {"family": "wav2lip", "wav2lip": {"width_mul": 0.5}}})
-    with pytest.raises(ConfigError, match=r"'model\.wav2lip\.width_mult': 0 is less than or equal to the minimum"):
+    with pytest.raises(
+        ConfigError, match=r"'model\.wav2lip\.width_mult': 0 is less than or equal to the minimum"
+    ):
         load_config(None, {"model": {"family": "wav2lip", "wav2lip": {"width_mult": 0}}})
     # another family's section is not part of this family's config
     pix = load_config(repo_root / "config" / "config.yaml")
@@ -164,8 +203,86 @@ def test_family_keys_are_validated_under_model_family(repo_root):
         load_config(repo_root / "config" / "config.yaml", {"model": {"wav2lip": {"hq": True}}})
 
 
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("num_downs", 6),
+        ("ngf", 32),
+        ("ndf", 32),
+        ("n_layers_d", 3),
+        ("norm", "instance"),
+        ("use_dropout", False),
+        ("bias_mode", "reference"),
+        ("init_weights", "latest_net_G.pth"),
+    ],
+)
+def test_a_unet_key_in_the_old_place_fails_with_one_line_naming_its_new_place(key, value):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, {"model": {"family": "pix2pix", key: value}})
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg == f"config error at 'model.{key}': moved to 'model.pix2pix.{key}'"
+
+
+def test_an_old_shape_pix2pix_config_names_every_moved_key(repo_root):
+    old = yaml.safe_load((repo_root / "config" / "config.yaml").read_text())
+    old["model"] = old["model"]["pix2pix"]  # the keys written directly under model
+    with pytest.raises(ConfigError) as e:
+        load_config(None, old)
+    keys = sorted(old["model"])
+    assert keys == ["bias_mode", "n_layers_d", "ndf", "ngf", "norm", "num_downs", "use_dropout"]
+    assert str(e.value) == (
+        f"config error at '{', '.join(f'model.{k}' for k in keys)}': "
+        f"moved to '{', '.join(f'model.pix2pix.{k}' for k in keys)}'"
+    )
+
+
+def test_unet_keys_are_validated_under_model_pix2pix(repo_root):
+    schema = yaml.safe_load(
+        (repo_root / "src" / "unetprune" / "families" / "pix2pix" / "schema.yaml").read_text()
+    )
+    defaults = {k: v["default"] for k, v in schema["properties"].items()}
+    assert defaults == {
+        "num_downs": 8,
+        "ngf": 64,
+        "ndf": 64,
+        "n_layers_d": 3,
+        "norm": "batch",
+        "use_dropout": True,
+        "bias_mode": "paper",
+        "init_weights": None,
+    }
+    assert load_config(None, {})["model"] == {"family": "pix2pix", "pix2pix": defaults}
+    cfg = load_config(repo_root / "config" / "config.yaml")
+    assert cfg["model"]["pix2pix"] == {**defaults, "num_downs": 6, "ngf": 32, "ndf": 32}
+    assert set(cfg["model"]) == {"family", "pix2pix"}
+    with pytest.raises(
+        ConfigError, match=r"'model\.pix2pix\.num_downs': 11 is greater than the maximum of 10"
+    ):
+        load_config(None, {"model": {"pix2pix": {"num_downs": 11}}})
+    with pytest.raises(ConfigError, match=r"'model\.pix2pix\.ngf': 0 is less than the minimum of 1"):
+        load_config(None, {"model": {"pix2pix": {"ngf": 0}}})
+    with pytest.raises(
+        ConfigError, match=r"'model\.pix2pix\.norm': 'group' is not one of \['batch', 'instance'\]"
+    ):
+        load_config(None, {"model": {"pix2pix": {"norm": "group"}}})
+    with pytest.raises(
+        ConfigError,
+        match=r"'model\.pix2pix\.ngff': unknown key \(allowed here: bias_mode, "
+        r"init_weights, n_layers_d, ndf, ngf, norm, num_downs, use_dropout\)",
+    ):
+        load_config(None, {"model": {"pix2pix": {"ngff": 8}}})
+    # the section of another family is not part of a wav2lip config
+    w2l = load_config(repo_root / "config" / "wav2lip_demo.yaml")
+    assert "pix2pix" not in w2l["model"] and "num_downs" not in w2l["model"]
+    with pytest.raises(ConfigError, match=r"'model\.pix2pix': unknown key"):
+        load_config(repo_root / "config" / "wav2lip_demo.yaml", {"model": {"pix2pix": {"num_downs": 6}}})
+
+
 def test_unknown_family_names_the_installed_ones():
-    with pytest.raises(ConfigError, match=r"'model\.family': unknown model family 'cyclegan' \(installed: .*pix2pix"):
+    with pytest.raises(
+        ConfigError, match=r"'model\.family': unknown model family 'cyclegan' \(installed: .*pix2pix"
+    ):
         load_config(None, {"model": {"family": "cyclegan"}})
 
 
@@ -176,7 +293,7 @@ def test_semantic_checks_come_from_the_configured_family():
 
     seen = []
 
-    class Lenient(Pix2PixFamily):          # pix2pix's networks, none of its config checks
+    class Lenient(Pix2PixFamily):  # pix2pix's networks, none of its config checks
         name = "lenient-test"
 
         def check_config(self, cfg):

@@ -23,8 +23,15 @@ CUDA = torch.device("cuda")
 def small_cfg(**train_over):
     t = {"device": "cpu", "amp": "off", "channels_last": False, "compile": False, "threads": 1, **train_over}
     # num_downs 6: one decoder level with dropout, so the RNG restore is exercised
-    return load_config(None, {"data": {"dataset": "folder", "load_size": 64, "crop_size": 64},
-                              "model": {"num_downs": 6, "ngf": 4, "ndf": 4}, "train": t, "seed": 3})
+    return load_config(
+        None,
+        {
+            "data": {"dataset": "folder", "load_size": 64, "crop_size": 64},
+            "model": {"pix2pix": {"num_downs": 6, "ngf": 4, "ndf": 4}},
+            "train": t,
+            "seed": 3,
+        },
+    )
 
 
 def make_trainer(cfg, device=CPU):
@@ -34,8 +41,10 @@ def make_trainer(cfg, device=CPU):
 
 def batches(n, size=64, b=2, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [(torch.rand(b, 3, size, size, generator=g) * 2 - 1, torch.rand(b, 3, size, size, generator=g) * 2 - 1)
-            for _ in range(n)]
+    return [
+        (torch.rand(b, 3, size, size, generator=g) * 2 - 1, torch.rand(b, 3, size, size, generator=g) * 2 - 1)
+        for _ in range(n)
+    ]
 
 
 def run_steps(tr, data, lr_at=None, seed=11):
@@ -58,13 +67,14 @@ def states_equal(t1, t2) -> bool:
 
 # --- the decision ----------------------------------------------------------------------------
 
+
 def test_decision_and_reasons():
     assert cuda_graph.decide("auto", CPU) == cuda_graph.GraphDecision(False, "auto", "no CUDA")
     assert cuda_graph.decide("off", CUDA).reason == "train.cuda_graph is off"
-    assert cuda_graph.decide(False, CUDA).reason == "train.cuda_graph is off"   # YAML `off`
+    assert cuda_graph.decide(False, CUDA).reason == "train.cuda_graph is off"  # YAML `off`
     assert cuda_graph.decide("auto", CUDA) == cuda_graph.GraphDecision(True, "auto", None)
-    assert cuda_graph.decide(True, CUDA).use                                   # YAML `on`
-    assert cuda_graph.decide("auto", CUDA, amp_dtype=torch.bfloat16).use       # bf16 autocast is captured
+    assert cuda_graph.decide(True, CUDA).use  # YAML `on`
+    assert cuda_graph.decide("auto", CUDA, amp_dtype=torch.bfloat16).use  # bf16 autocast is captured
     assert "GradScaler" in cuda_graph.decide("auto", CUDA, amp_dtype=torch.float16).reason
     assert "train.compile" in cuda_graph.decide("auto", CUDA, compile_on=True).reason
     assert cuda_graph.decide("auto", CUDA, unsupported="family X").reason == "family X"
@@ -105,16 +115,18 @@ def test_wav2lip_trainers_fall_back_with_their_reason():
     from unetprune.families.wav2lip.train import WAV2LIP_GRAPH_REASON, _eager_step_mode
 
     assert _eager_step_mode({"cuda_graph": "auto"}, CPU).reason == "no CUDA"
-    m = _eager_step_mode({"cuda_graph": "auto"}, CUDA)     # decided without touching the GPU
+    m = _eager_step_mode({"cuda_graph": "auto"}, CUDA)  # decided without touching the GPU
     assert m.mode == "eager" and m.reason == WAV2LIP_GRAPH_REASON and "\n" not in m.reason
     with pytest.raises(UserFacingError, match="not captured"):
         _eager_step_mode({"cuda_graph": "on"}, CUDA)
 
 
 def test_train_logs_the_step_mode(tiny_demo, tmp_path, capsys):
-    raw = {"data": {"dataset": "folder", "root": str(tiny_demo), "load_size": 36, "crop_size": 32},
-           "model": {"num_downs": 5, "ngf": 4, "ndf": 4},
-           "train": {"n_epochs": 1, "n_epochs_decay": 0, "batch_size": 4, "threads": 1, "eval_images": 0}}
+    raw = {
+        "data": {"dataset": "folder", "root": str(tiny_demo), "load_size": 36, "crop_size": 32},
+        "model": {"pix2pix": {"num_downs": 5, "ngf": 4, "ndf": 4}},
+        "train": {"n_epochs": 1, "n_epochs_decay": 0, "batch_size": 4, "threads": 1, "eval_images": 0},
+    }
     log = train(load_config(None, raw), tmp_path, progress=False, log_epochs=True)
     assert log["step_mode"]["mode"] == "eager" and log["step_mode"]["reason"] == "no CUDA"
     assert json.loads((tmp_path / TRAIN_LOG_NAME).read_text())["step_mode"]["reason"] == "no CUDA"
@@ -123,11 +135,12 @@ def test_train_logs_the_step_mode(tiny_demo, tmp_path, capsys):
 
 # --- the static-buffer step, run eagerly on the CPU --------------------------------------------
 
+
 def test_static_step_equals_the_plain_trainer_bit_for_bit():
     """Warm-up (3 real steps), restore, static buffers, an lr change, and a last partial batch
     that runs eagerly: the losses and every weight and optimiser state equal the plain trainer's."""
     cfg = small_cfg()
-    data = batches(6) + batches(1, b=1, seed=5)   # the last batch is partial
+    data = batches(6) + batches(1, b=1, seed=5)  # the last batch is partial
     plain, static = make_trainer(cfg), make_trainer(cfg)
     assert any(isinstance(m, torch.nn.Dropout) for m in plain.G.modules())
     static.use_step_graph("static")
@@ -138,7 +151,9 @@ def test_static_step_equals_the_plain_trainer_bit_for_bit():
     assert states_equal(plain, static)
     for o1, o2 in ((plain.opt_G, static.opt_G), (plain.opt_D, static.opt_D)):
         s1, s2 = o1.state_dict(), o2.state_dict()
-        assert all(torch.equal(s1["state"][i][k], s2["state"][i][k]) for i in s1["state"] for k in s1["state"][i])
+        assert all(
+            torch.equal(s1["state"][i][k], s2["state"][i][k]) for i in s1["state"] for k in s1["state"][i]
+        )
     st = static.step_mode.as_dict()
     assert st["mode"] == "static" and st["eager_steps"] == 1 and len(st["events"]) == 1
     assert "partial batch" in st["events"][0] and "[1, 3, 64, 64]" in st["events"][0]
@@ -170,7 +185,7 @@ def test_static_step_resumes_from_a_checkpoint_bit_for_bit():
     second = make_trainer(cfg)
     second.use_step_graph("static")
     second.load_state(state)
-    assert second.graph.static_in is None            # a load forgets the capture
+    assert second.graph.static_in is None  # a load forgets the capture
     out = run_steps(second, data[3:], seed=12)
     assert all(torch.equal(x[k], y[k]) for x, y in zip(ref[3:], out) for k in x)
     assert states_equal(whole, second)
@@ -183,10 +198,11 @@ def test_step_graph_recaptures_after_a_mode_change():
     first = g.static_in
     tr.G.eval()
     tr.train_step(*batches(1)[0])
-    assert g.static_in is not first   # buffers set up again for the new train/eval mode
+    assert g.static_in is not first  # buffers set up again for the new train/eval mode
 
 
 # --- checkpoints in the eager format ---------------------------------------------------------
+
 
 def _stepped_adam(**kw):
     torch.manual_seed(0)
@@ -222,12 +238,12 @@ def test_to_graph_optimizer_restores_the_capturable_flavour():
     cuda_graph.to_graph_optimizer(opt, CPU)
     g = opt.param_groups[0]
     assert g["capturable"] is True and isinstance(g["lr"], torch.Tensor) and g["lr"].dtype == torch.float32
-    assert g["foreach"] is True and not g["fused"]           # no fused Adam off CUDA
+    assert g["foreach"] is True and not g["fused"]  # no fused Adam off CUDA
     cuda_graph.set_lr(opt, 1e-3)
     assert float(g["lr"]) == pytest.approx(1e-3)
     lr_tensor = g["lr"]
     cuda_graph.set_lr(opt, 5e-4)
-    assert g["lr"] is lr_tensor                              # filled in place: no recapture
+    assert g["lr"] is lr_tensor  # filled in place: no recapture
 
 
 def test_step_mode_line_and_events():
@@ -241,12 +257,23 @@ def test_step_mode_line_and_events():
 
 # --- on a GPU ---------------------------------------------------------------------------------
 
+
 def _gpu_cfg(amp="off", channels_last=False, cuda_graph_setting="on", num_downs=8, ngf=64, size=256):
-    return load_config(None, {
-        "data": {"dataset": "folder", "load_size": size, "crop_size": size},
-        "model": {"num_downs": num_downs, "ngf": ngf},
-        "train": {"device": "cuda", "amp": amp, "channels_last": channels_last, "compile": False,
-                  "cuda_graph": cuda_graph_setting}, "seed": 0})
+    return load_config(
+        None,
+        {
+            "data": {"dataset": "folder", "load_size": size, "crop_size": size},
+            "model": {"pix2pix": {"num_downs": num_downs, "ngf": ngf}},
+            "train": {
+                "device": "cuda",
+                "amp": amp,
+                "channels_last": channels_last,
+                "compile": False,
+                "cuda_graph": cuda_graph_setting,
+            },
+            "seed": 0,
+        },
+    )
 
 
 def _deterministic_cuda():
@@ -275,12 +302,16 @@ def test_gpu_graph_matches_eager_for_50_steps_fp32(channels_last):
         torch.cuda.synchronize()
         runs[setting] = (tr, [{k: float(v) for k, v in s.items()} for s in losses])
     (eager, le), (graph, lg) = runs["off"], runs["on"]
-    assert graph.step_mode.captures == 1 and graph.step_mode.replays == 50 and graph.step_mode.eager_steps == 0
+    assert (
+        graph.step_mode.captures == 1 and graph.step_mode.replays == 50 and graph.step_mode.eager_steps == 0
+    )
     per_step = [max(abs(x[k] - y[k]) / max(1.0, abs(y[k])) for k in x) for x, y in zip(lg, le)]
     worst = max(per_step)
-    assert worst <= 1e-4, (f"graph vs eager: worst relative loss difference {worst:.2e}; per step (1, 2, 5, 10, "
-                           f"25, 50): {[f'{per_step[i]:.1e}' for i in (0, 1, 4, 9, 24, 49)]}")
-    for (n, b1), b2 in zip(eager.G.named_buffers(), graph.G.buffers()):   # BN running statistics
+    assert worst <= 1e-4, (
+        f"graph vs eager: worst relative loss difference {worst:.2e}; per step (1, 2, 5, 10, "
+        f"25, 50): {[f'{per_step[i]:.1e}' for i in (0, 1, 4, 9, 24, 49)]}"
+    )
+    for (n, b1), b2 in zip(eager.G.named_buffers(), graph.G.buffers()):  # BN running statistics
         if b1.is_floating_point():
             assert torch.allclose(b1, b2, rtol=1e-3, atol=1e-4), n
 
@@ -300,17 +331,30 @@ def test_gpu_graph_bf16_channels_last_runs_and_tracks_eager():
 def test_gpu_graph_train_partial_batch_and_resume(tiny_demo, tmp_path):
     """train() with the graph: the last partial batch runs eagerly (recorded), the epoch losses
     track an eager run's, and a graph checkpoint resumes (graph or eager) to the same weights."""
+
     def cfg(setting):
-        return load_config(None, {
-            "data": {"dataset": "folder", "root": str(tiny_demo), "load_size": 36, "crop_size": 32},
-            "model": {"num_downs": 5, "ngf": 8, "ndf": 8},
-            "train": {"device": "cuda", "amp": "off", "channels_last": False, "cuda_graph": setting,
-                      "n_epochs": 2, "n_epochs_decay": 1, "batch_size": 4, "eval_images": 0}})
+        return load_config(
+            None,
+            {
+                "data": {"dataset": "folder", "root": str(tiny_demo), "load_size": 36, "crop_size": 32},
+                "model": {"pix2pix": {"num_downs": 5, "ngf": 8, "ndf": 8}},
+                "train": {
+                    "device": "cuda",
+                    "amp": "off",
+                    "channels_last": False,
+                    "cuda_graph": setting,
+                    "n_epochs": 2,
+                    "n_epochs_decay": 1,
+                    "batch_size": 4,
+                    "eval_images": 0,
+                },
+            },
+        )
 
     _deterministic_cuda()
     g = train(cfg("on"), tmp_path / "graph", progress=False)
     e = train(cfg("off"), tmp_path / "eager", progress=False)
-    assert g["step_mode"]["mode"] == "graph" and g["step_mode"]["eager_steps"] == 3   # 6 items, batch 4
+    assert g["step_mode"]["mode"] == "graph" and g["step_mode"]["eager_steps"] == 3  # 6 items, batch 4
     assert any("partial batch" in ev for ev in g["step_mode"]["events"])
     for eg, ee in zip(g["epochs"], e["epochs"]):
         assert _close(eg["G_L1"], ee["G_L1"], 1e-3) and _close(eg["D_real"], ee["D_real"], 1e-3)
@@ -332,10 +376,16 @@ def test_gpu_graph_train_partial_batch_and_resume(tiny_demo, tmp_path):
 def test_gpu_compile_auto_yields_to_the_graph():
     """train.compile: auto (the paper configs') leaves the step to the whole-step graph; an
     explicit compile: true keeps torch.compile and the step eager, saying why."""
+
     def cfg(compile_):
-        return load_config(None, {"data": {"dataset": "folder", "load_size": 32, "crop_size": 32},
-                                  "model": {"num_downs": 5, "ngf": 4, "ndf": 4},
-                                  "train": {"device": "cuda", "compile": compile_, "cuda_graph": "auto"}})
+        return load_config(
+            None,
+            {
+                "data": {"dataset": "folder", "load_size": 32, "crop_size": 32},
+                "model": {"pix2pix": {"num_downs": 5, "ngf": 4, "ndf": 4}},
+                "train": {"device": "cuda", "compile": compile_, "cuda_graph": "auto"},
+            },
+        )
 
     tr = make_trainer(cfg("auto"), CUDA)
     assert tr.graph_decision.use and tr.G_fwd is tr.G and tr.step_mode.mode == "graph"
@@ -348,7 +398,9 @@ def test_eager_adam_is_torch_default_on_the_cpu():
     p = [torch.nn.Parameter(torch.zeros(3))]
     g = cuda_graph.eager_adam(p, 1e-3, (0.5, 0.999), CPU).param_groups[0]
     ref = torch.optim.Adam([torch.nn.Parameter(torch.zeros(3))], lr=1e-3, betas=(0.5, 0.999)).param_groups[0]
-    assert {k: g[k] for k in ("fused", "foreach", "capturable")} == {k: ref[k] for k in ("fused", "foreach", "capturable")}
+    assert {k: g[k] for k in ("fused", "foreach", "capturable")} == {
+        k: ref[k] for k in ("fused", "foreach", "capturable")
+    }
     opt = torch.optim.Adam(p, lr=1e-3)
     cuda_graph.to_eager_optimizer(opt, CPU)
     assert opt.param_groups[0]["fused"] == ref["fused"]
@@ -364,10 +416,12 @@ def test_gpu_eager_trainer_uses_fused_adam_and_writes_the_cpu_format():
     run_steps(tr, batches(2, size=32, b=1))
     st = tr.state()
     g = st["optimizers"]["G"]
-    assert not g["param_groups"][0].get("fused") and all(s["step"].device.type == "cpu" for s in g["state"].values())
+    assert not g["param_groups"][0].get("fused") and all(
+        s["step"].device.type == "cpu" for s in g["state"].values()
+    )
     tr2 = make_trainer(cfg, CUDA)
     tr2.load_state({"generator": {"state_dict": tr.G.state_dict()}, **st})
     assert tr2.opt_G.param_groups[0]["fused"] and tr2.opt_G.param_groups[0]["foreach"] is None
     assert all(s["step"].is_cuda for s in tr2.opt_G.state.values())
-    run_steps(tr2, batches(2, size=32, b=1))                                   # the resumed run steps
+    run_steps(tr2, batches(2, size=32, b=1))  # the resumed run steps
     assert all(float(s["step"]) == 4 for s in tr2.opt_G.state.values())

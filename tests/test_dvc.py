@@ -76,16 +76,26 @@ def test_dvc_lists_one_stage_per_registered_experiment(tmp_path):
     """Both groups expand: `workflow@<name>` (generated data) and `downloaded@<name>` (fetched)."""
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "dvc_experiments.yaml").write_text(yaml.safe_dump({
-        "cores": 2, "experiments": {"demo": "config/config.yaml", "tiny": "config/tiny.yaml"},
-        "downloaded": {"pix2pix_facades": "config/experiments/pix2pix_facades.yaml"},
-        "talking": {"wav2lip-demo": "config/wav2lip_demo.yaml"}}))
+    (tmp_path / "config" / "dvc_experiments.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "cores": 2,
+                "experiments": {"demo": "config/config.yaml", "tiny": "config/tiny.yaml"},
+                "downloaded": {"pix2pix_facades": "config/experiments/pix2pix_facades.yaml"},
+                "talking": {"wav2lip-demo": "config/wav2lip_demo.yaml"},
+            }
+        )
+    )
     env = env_for(REPO / "src")
     run(["git", "init", "-q"], tmp_path, env)
     run(["dvc", "init", "-q"], tmp_path, env)
     listed = run(["dvc", "stage", "list", "--name-only"], tmp_path, env).stdout.split()
-    assert sorted(listed) == ["downloaded@pix2pix_facades", "talking@wav2lip-demo", "workflow@demo",
-                              "workflow@tiny"]
+    assert sorted(listed) == [
+        "downloaded@pix2pix_facades",
+        "talking@wav2lip-demo",
+        "workflow@demo",
+        "workflow@tiny",
+    ]
 
 
 def _plots_repo(tmp_path: Path) -> tuple[Path, dict]:
@@ -94,8 +104,12 @@ def _plots_repo(tmp_path: Path) -> tuple[Path, dict]:
     (repo / "workflow" / "report").mkdir(parents=True)
     shutil.copy(REPO / TEMPLATE, repo / TEMPLATE)
     rows = [("down1", 2.0, 3.0), ("down5", 1.5, 1.6), ("up5", 1.4, 1.5), ("up2", 2.5, 3.5)]
-    text = "layer,ratio,quality\n" + "".join(f"{layer},r{r},{q}\n" for r, i in (("0.25", 1), ("0.5", 2))
-                                            for layer, *qs in rows for q in [qs[i - 1]])
+    text = "layer,ratio,quality\n" + "".join(
+        f"{layer},r{r},{q}\n"
+        for r, i in (("0.25", 1), ("0.5", 2))
+        for layer, *qs in rows
+        for q in [qs[i - 1]]
+    )
     (repo / "sensitivity.csv").write_text(text)
     env = env_for(REPO / "src")
     run(["git", "init", "-q"], repo, env)
@@ -111,7 +125,12 @@ def test_sensitivity_plot_spec_has_layers_as_categories_and_a_line_per_ratio(tmp
     out = run(["dvc", "plots", "show", "--json", *PLOT_ARGS], repo, env).stdout
     spec = json.loads(out)["data"]["sensitivity.csv"][0]["content"]
     enc = spec["encoding"]
-    assert enc["x"] == {**enc["x"], "field": "layer", "type": "nominal", "sort": None}  # categories, sweep order
+    assert enc["x"] == {
+        **enc["x"],
+        "field": "layer",
+        "type": "nominal",
+        "sort": None,
+    }  # categories, sweep order
     assert enc["y"]["field"] == "quality" and enc["y"]["type"] == "quantitative"
     assert enc["color"] == {"field": "ratio", "type": "nominal", "title": "pruning ratio"}
     values = spec["data"]["values"]
@@ -127,8 +146,10 @@ def offline_html_template() -> str:
     """A `dvc plots show --html-template` page with vega, vega-lite and vega-embed inlined (Snakemake's
     offline copies, so nothing is fetched from a CDN), drawing to SVG and marking when it has rendered."""
     assets = next(ASSETS.glob("python3*/site-packages/snakemake/assets/data"))
-    scripts = "".join(f"<script>{(assets / n / f'{n}.js').read_text()}</script>\n"
-                      for n in ("vega", "vega-lite", "vega-embed"))
+    scripts = "".join(
+        f"<script>{(assets / n / f'{n}.js').read_text()}</script>\n"
+        for n in ("vega", "vega-lite", "vega-embed")
+    )
     hook = """<script>
 const realEmbed = window.vegaEmbed;
 let rendered = 0;
@@ -149,9 +170,22 @@ def test_sensitivity_plot_renders_in_headless_chromium(tmp_path):
     run(["dvc", "plots", "show", *PLOT_ARGS, "--html-template", page, "-o", tmp_path / "out"], repo, env)
     html = tmp_path / "out" / "index.html"
     assert "cdn.jsdelivr" not in html.read_text()
-    p = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
-                        "--virtual-time-budget=20000", "--dump-dom", html.as_uri()],
-                       capture_output=True, text=True, timeout=180, check=False)
+    p = subprocess.run(
+        [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            html.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     dom = p.stdout
     assert 'data-rendered="1"' in dom, (dom[-2000:], p.stderr[-2000:])
     texts = re.findall(r"<text[^>]*>([^<]*)</text>", dom)
@@ -184,8 +218,16 @@ def _layout(repo: Path, experiment: str = EXPERIMENT) -> Layout:
 def _outputs(lay: Layout) -> list[Path]:
     """What a person wants back: the report, every table and figure, metrics, plots, the MLflow
     record and the checkpoints."""
-    files = [lay.report_md, lay.metrics_json, lay.plot("sensitivity"), lay.mlflow_json, lay.config_file,
-             lay.checkpoint(ORIGINAL), lay.checkpoint("cut-k1", FINETUNED), lay.pruned_checkpoint("cut-k1")]
+    files = [
+        lay.report_md,
+        lay.metrics_json,
+        lay.plot("sensitivity"),
+        lay.mlflow_json,
+        lay.config_file,
+        lay.checkpoint(ORIGINAL),
+        lay.checkpoint("cut-k1", FINETUNED),
+        lay.pruned_checkpoint("cut-k1"),
+    ]
     return files + sorted(lay.tables_dir.iterdir()) + sorted(lay.figures_dir.iterdir())
 
 

@@ -32,9 +32,15 @@ def setup(tmp_path_factory):
 
 
 def _cfg(root, **evaluate):
-    return load_config(None, {"data": {"root": str(root), "crop_size": 32, "load_size": 32},
-                              "demo": {"image_size": 32}, "model": {"num_downs": 5, "ngf": 8},
-                              "evaluate": {"fid_backend": "standin", **evaluate}})
+    return load_config(
+        None,
+        {
+            "data": {"root": str(root), "crop_size": 32, "load_size": 32},
+            "demo": {"image_size": 32},
+            "model": {"pix2pix": {"num_downs": 5, "ngf": 8}},
+            "evaluate": {"fid_backend": "standin", **evaluate},
+        },
+    )
 
 
 def _gen(seed=0):
@@ -60,15 +66,49 @@ def test_score_has_every_field_and_is_repeatable(evaluator):
     assert fid["backend"] == "standin" and fid["n_images"] == 8 and fid["image_size"] == 32
     assert fid["split"] == "test" and fid["value"] > 0 and fid["extractor"]["seed"] == 0
     assert r1["kid"]["subset_size"] == 8 and r1["kid"]["backend"] == "standin"
-    assert r1["batch_size"] == 16 and r1["batch_stats"] == "per_image"     # schema defaults
-    assert list(r1) == ["split", "n_images", "image_size", "mode", "seed", "quantize", "batch_size", "batch_stats",
-                        "amp", "device",
-                        "dataset", "fid", "kid", "segmentation", "l1", "psnr", "ssim", "paired_definitions",
-                        "diversity", "complexity", "noise", "checkpoint", "versions", "timing_s",
-                        "started_at", "finished_at"]
-    assert list(r1["timing_s"]) == ["setup", "generate", "fid", "kid", "segmentation", "paired", "diversity",
-                                    "complexity", "noise"]
-    assert r1["quantize"] == "round" and r1["noise"]["bootstrap"] == 200   # schema defaults (tests/test_noise.py)
+    assert r1["batch_size"] == 16 and r1["batch_stats"] == "per_image"  # schema defaults
+    assert list(r1) == [
+        "split",
+        "n_images",
+        "image_size",
+        "mode",
+        "seed",
+        "quantize",
+        "batch_size",
+        "batch_stats",
+        "amp",
+        "device",
+        "dataset",
+        "fid",
+        "kid",
+        "segmentation",
+        "l1",
+        "psnr",
+        "ssim",
+        "paired_definitions",
+        "diversity",
+        "complexity",
+        "noise",
+        "checkpoint",
+        "versions",
+        "timing_s",
+        "started_at",
+        "finished_at",
+    ]
+    assert list(r1["timing_s"]) == [
+        "setup",
+        "generate",
+        "fid",
+        "kid",
+        "segmentation",
+        "paired",
+        "diversity",
+        "complexity",
+        "noise",
+    ]
+    assert (
+        r1["quantize"] == "round" and r1["noise"]["bootstrap"] == 200
+    )  # schema defaults (tests/test_noise.py)
     seg = r1["segmentation"]
     assert seg["name"] == "demo" and 0 <= seg["miou"] < 0.5 and len(seg["per_class_iou"]) == 8
     assert 0 < r1["l1"] < 2 and 0 < r1["psnr"] < 40 and -1 < r1["ssim"] < 1
@@ -90,8 +130,12 @@ def test_eval_mode_differs_and_is_recorded(setup, evaluator):
     """The same generator scored in eval mode gives other images and other numbers than in
     train_bn mode (running BN statistics, no dropout), and the mode is recorded."""
     tmp, cache = setup
-    ev = Evaluator(_cfg(tmp / "data", mode="eval", kid=False, segmentation="none"), "test",
-                   cache_dir=cache, latency=False)
+    ev = Evaluator(
+        _cfg(tmp / "data", mode="eval", kid=False, segmentation="none"),
+        "test",
+        cache_dir=cache,
+        latency=False,
+    )
     g = _gen()
     r_eval, r_bn = ev.score(g), evaluator.score(g)
     assert r_eval["mode"] == "eval" and r_bn["mode"] == "train_bn"
@@ -104,8 +148,9 @@ def test_eval_mode_differs_and_is_recorded(setup, evaluator):
     with torch.no_grad():
         direct = torch.cat([g.eval()(x[None].float() / 127.5 - 1) for x in ev.eval_set.inputs])
     g.train()
-    assert torch.equal(ev.generate(g), torch.stack([torch.from_numpy(to_uint8(y)).permute(2, 0, 1)
-                                                    for y in direct]))
+    assert torch.equal(
+        ev.generate(g), torch.stack([torch.from_numpy(to_uint8(y)).permute(2, 0, 1) for y in direct])
+    )
 
 
 def test_generation_loop_matches_translate_split(setup, evaluator):
@@ -120,8 +165,10 @@ def test_generation_loop_matches_translate_split(setup, evaluator):
     for i, r in enumerate(ref):
         assert np.array_equal(fakes[i].permute(1, 2, 0).numpy(), r)
     # and the evaluation set holds the dataset's pixels exactly
-    assert all(torch.equal(evaluator.eval_set.targets[i], torch.from_numpy(to_uint8(ds[i]["B"])).permute(2, 0, 1))
-               for i in range(len(ds)))
+    assert all(
+        torch.equal(evaluator.eval_set.targets[i], torch.from_numpy(to_uint8(ds[i]["B"])).permute(2, 0, 1))
+        for i in range(len(ds))
+    )
 
 
 def test_train_bn_outputs_do_not_depend_on_the_batch_size():
@@ -132,25 +179,28 @@ def test_train_bn_outputs_do_not_depend_on_the_batch_size():
 
     from unetprune.translate import generate_batches
 
-    g = build_generator(UNetSpec.reference(num_downs=6, ngf=4), seed=2)   # 6 levels: dropout in level 5
+    g = build_generator(UNetSpec.reference(num_downs=6, ngf=4), seed=2)  # 6 levels: dropout in level 5
     assert any(isinstance(m, nn.Dropout) for m in g.modules())
     before = {k: v.clone() for k, v in g.state_dict().items()}
     x = torch.rand(12, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
 
     def run(bs, per_image=True, seed=0):
-        with closing(generate_batches(g, (x[i:i + bs] for i in range(0, 12, bs)), "train_bn", seed,
-                                      per_image_stats=per_image)) as ys:
+        with closing(
+            generate_batches(
+                g, (x[i : i + bs] for i in range(0, 12, bs)), "train_bn", seed, per_image_stats=per_image
+            )
+        ) as ys:
             return torch.cat(list(ys))
 
     one = run(1)
     for bs in (5, 12):
         assert torch.allclose(run(bs), one, atol=1e-5), bs
-    q = lambda y: torch.from_numpy(np.stack([to_uint8(t) for t in y])).int()   # noqa: E731
+    q = lambda y: torch.from_numpy(np.stack([to_uint8(t) for t in y])).int()  # noqa: E731
     assert int((q(run(12)) - q(one)).abs().max()) <= 1
-    assert float((run(12, per_image=False) - one).abs().max()) > 0.05   # batch statistics: other images mix in
-    assert float((run(1, seed=1) - one).abs().max()) > 0.05             # the seed moves the dropout masks
+    assert float((run(12, per_image=False) - one).abs().max()) > 0.05  # batch statistics: other images mix in
+    assert float((run(1, seed=1) - one).abs().max()) > 0.05  # the seed moves the dropout masks
     assert all(torch.equal(before[k], v) for k, v in g.state_dict().items()) and g.training
-    assert not any("forward" in vars(m) for m in g.modules())            # nothing left patched
+    assert not any("forward" in vars(m) for m in g.modules())  # nothing left patched
 
 
 def test_metric_plugins_registry_and_custom_plugin(setup):
@@ -176,8 +226,9 @@ def test_metric_plugins_registry_and_custom_plugin(setup):
     METRICS[MeanPixel.name] = MeanPixel
     try:
         tmp, cache = setup
-        ev = Evaluator(_cfg(tmp / "data"), "test", cache_dir=cache, latency=False,
-                       metrics=("paired", "mean_pixel"))
+        ev = Evaluator(
+            _cfg(tmp / "data"), "test", cache_dir=cache, latency=False, metrics=("paired", "mean_pixel")
+        )
         g = _gen()
         r = ev.score(g)
         r2 = ev.score(g)
@@ -185,7 +236,11 @@ def test_metric_plugins_registry_and_custom_plugin(setup):
         del METRICS[MeanPixel.name]
     assert calls == [8]  # set up once
     assert r["mean_pixel"] == pytest.approx(float(ev.generate(g).float().mean())) == r2["mean_pixel"]
-    assert "fid" not in r and r["l1"] > 0 and set(r["timing_s"]) == {"setup", "generate", "paired", "mean_pixel", "noise"}
+    assert (
+        "fid" not in r
+        and r["l1"] > 0
+        and set(r["timing_s"]) == {"setup", "generate", "paired", "mean_pixel", "noise"}
+    )
     with pytest.raises(ValueError, match="kid metric reuses the fid metric"):
         Evaluator(_cfg(tmp / "data"), "test", cache_dir=cache, latency=False, metrics=("kid",))
 
@@ -218,15 +273,30 @@ def test_cli_writes_json_from_checkpoint_config(setup, capsys):
     ckpt = tmp / "g.pt"
     save_generator(ckpt, _gen(), config=cfg)
     out = tmp / "eval" / "g.json"
-    rc = main(["evaluate", "--checkpoint", str(ckpt), "--split", "test", "--out", str(out),
-               "--cache-dir", str(cache), "--no-latency", "--set", "evaluate.max_images=6"])
+    rc = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(ckpt),
+            "--split",
+            "test",
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(cache),
+            "--no-latency",
+            "--set",
+            "evaluate.max_images=6",
+        ]
+    )
     assert rc == 0
     r = json.loads(out.read_text())
     assert r["checkpoint"] == str(ckpt) and r["n_images"] == 6 and r["fid"]["n_images"] == 6
     assert r["fid"]["backend"] == "standin" and r["segmentation"]["name"] == "demo"
     assert {"l1", "psnr", "ssim", "complexity", "versions", "kid", "mode", "seed"} <= set(r)
-    direct = evaluate_checkpoint(ckpt, None, "test", overrides=["evaluate.max_images=6"], cache_dir=cache,
-                                 latency=False)
+    direct = evaluate_checkpoint(
+        ckpt, None, "test", overrides=["evaluate.max_images=6"], cache_dir=cache, latency=False
+    )
     assert direct["fid"]["value"] == r["fid"]["value"]
 
 
@@ -236,12 +306,33 @@ def test_cli_errors_are_one_line(setup, capsys):
     assert rc == 2 and "missing.pt" in capsys.readouterr().err
     ckpt = tmp / "g2.pt"
     save_generator(ckpt, _gen(), config=_cfg(tmp / "data"))
-    rc = main(["evaluate", "--checkpoint", str(ckpt), "--cache-dir", str(cache), "--no-latency",
-               "--set", "evaluate.fid_backend=inception-v3-compat",
-               "--set", f"evaluate.inception_weights={tmp / 'nope.pth'}"])
+    rc = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(ckpt),
+            "--cache-dir",
+            str(cache),
+            "--no-latency",
+            "--set",
+            "evaluate.fid_backend=inception-v3-compat",
+            "--set",
+            f"evaluate.inception_weights={tmp / 'nope.pth'}",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "evaluate.inception_weights" in err and "nope.pth" in err
     (tmp / "data" / "empty").mkdir()
-    rc = main(["evaluate", "--checkpoint", str(ckpt), "--cache-dir", str(cache), "--no-latency",
-               "--set", f"data.root={tmp / 'data' / 'empty'}"])
+    rc = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(ckpt),
+            "--cache-dir",
+            str(cache),
+            "--no-latency",
+            "--set",
+            f"data.root={tmp / 'data' / 'empty'}",
+        ]
+    )
     assert rc == 2 and "does not exist" in capsys.readouterr().err

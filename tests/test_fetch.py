@@ -41,14 +41,22 @@ def _png(seed: int, w: int = 32, h: int = 16) -> bytes:
     return buf.getvalue()
 
 
-def make_dataset_archive(path: Path, top: str = "facades", sizes: dict[str, int] = SPLIT_SIZES,
-                         extra: list[tuple[str, bytes]] = (), seed: int = 0,
-                         wh: tuple[int, int] = (32, 16)) -> Path:
+def make_dataset_archive(
+    path: Path,
+    top: str = "facades",
+    sizes: dict[str, int] = SPLIT_SIZES,
+    extra: list[tuple[str, bytes]] = (),
+    seed: int = 0,
+    wh: tuple[int, int] = (32, 16),
+) -> Path:
     """A deterministic pix2pix-style tar.gz: <top>/<split>/<i>.png aligned A|B images (+ extra members)."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tf:
-        members = [(f"{top}/{split}/{i + 1}.png", _png(seed * 1000 + 10 * k + i, *wh))
-                   for k, (split, n) in enumerate(sizes.items()) for i in range(n)]
+        members = [
+            (f"{top}/{split}/{i + 1}.png", _png(seed * 1000 + 10 * k + i, *wh))
+            for k, (split, n) in enumerate(sizes.items())
+            for i in range(n)
+        ]
         for name, data in [*members, *extra]:
             ti = tarfile.TarInfo(name)
             ti.size, ti.mode, ti.mtime = len(data), 0o644, 0
@@ -67,8 +75,9 @@ class RangeHandler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         srv = self.server
-        srv.requests.append({"path": self.path, "range": self.headers.get("Range"),
-                             "if_range": self.headers.get("If-Range")})
+        srv.requests.append(
+            {"path": self.path, "range": self.headers.get("Range"), "if_range": self.headers.get("If-Range")}
+        )
         data = srv.files.get(self.path)
         if data is None:
             self.send_error(404, "Not Found")
@@ -84,7 +93,7 @@ class RangeHandler(BaseHTTPRequestHandler):
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            body = data[start:end + 1]
+            body = data[start : end + 1]
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{start + len(body) - 1}/{len(data)}")
         else:
@@ -125,8 +134,20 @@ def test_local_archive_gives_aligned_dataset_and_lock(tmp_path):
     root = tmp_path / "data" / "facades"
     res = fetch_dataset("facades", root, source=str(arc), progress=False)
     assert res.counts == {"train": 3, "val": 2, "test": 1} and res.sha256 == digest and not res.skipped
-    assert _listing(root) == sorted([LOCK_NAME, "test", "train", "val", "test/1.png", "train/1.png",
-                                     "train/2.png", "train/3.png", "val/1.png", "val/2.png"])
+    assert _listing(root) == sorted(
+        [
+            LOCK_NAME,
+            "test",
+            "train",
+            "val",
+            "test/1.png",
+            "train/1.png",
+            "train/2.png",
+            "train/3.png",
+            "val/1.png",
+            "val/2.png",
+        ]
+    )
     # no leftovers beside the dataset (no temporary folder, no download cache)
     assert _listing(tmp_path / "data") == ["facades", *[f"facades/{p}" for p in _listing(root)]]
     assert arc.exists()  # a local source is never deleted
@@ -191,8 +212,14 @@ def test_broken_connection_is_retried_within_one_fetch(tmp_path, server):
     data = make_dataset_archive(tmp_path / "src.tar.gz").read_bytes()
     server.files["/facades.tar.gz"] = data
     server.cut_after["/facades.tar.gz"] = 1000
-    res = fetch_dataset("facades", tmp_path / "facades", source=server.url + "/facades.tar.gz",
-                        retries=2, backoff=0.0, progress=False)
+    res = fetch_dataset(
+        "facades",
+        tmp_path / "facades",
+        source=server.url + "/facades.tar.gz",
+        retries=2,
+        backoff=0.0,
+        progress=False,
+    )
     assert [r["range"] for r in server.requests] == [None, "bytes=1000-"]
     assert res.sha256 == hashlib.sha256(data).hexdigest()
 
@@ -202,8 +229,14 @@ def test_server_ignoring_range_restarts_cleanly(tmp_path, server):
     server.files["/facades.tar.gz"] = data
     server.cut_after["/facades.tar.gz"] = 777
     server.ignore_range = True
-    res = fetch_dataset("facades", tmp_path / "facades", source=server.url + "/facades.tar.gz",
-                        retries=1, backoff=0.0, progress=False)
+    res = fetch_dataset(
+        "facades",
+        tmp_path / "facades",
+        source=server.url + "/facades.tar.gz",
+        retries=1,
+        backoff=0.0,
+        progress=False,
+    )
     assert [r["range"] for r in server.requests] == [None, "bytes=777-"]
     assert res.sha256 == hashlib.sha256(data).hexdigest()  # the 200 reply overwrote, not appended
 
@@ -221,16 +254,18 @@ def test_unreachable_server_clear_error_and_nothing_left(tmp_path):
         fetch_dataset("facades", root, source=url, retries=1, backoff=0.0, progress=False)
     msg = str(exc.value)
     assert msg.startswith(f"cannot download {url} after 2 attempt(s): cannot reach the server")
-    assert (f"download it by hand from {url} and run "
-            f"`unetprune data fetch facades --from FILE --root {root}`") in msg
+    assert (
+        f"download it by hand from {url} and run `unetprune data fetch facades --from FILE --root {root}`"
+    ) in msg
     assert "\n" not in msg
     assert list(tmp_path.iterdir()) == []  # not even the parent folder
 
 
 def test_http_404_is_not_retried(tmp_path, server):
     with pytest.raises(DownloadError, match=r"the server answered HTTP 404"):
-        fetch_dataset("maps", tmp_path / "maps", source=server.url + "/nope.tar.gz", retries=3,
-                      progress=False)
+        fetch_dataset(
+            "maps", tmp_path / "maps", source=server.url + "/nope.tar.gz", retries=3, progress=False
+        )
     assert len(server.requests) == 1
     assert list(tmp_path.iterdir()) == []
 
@@ -259,8 +294,9 @@ def test_checksum_mismatch_stops_with_both_hashes(tmp_path, server):
 def test_hostile_archive_refused_and_nothing_written_outside(tmp_path):
     arc = make_dataset_archive(tmp_path / "evil.tar.gz", extra=[("facades/../../../escaped.txt", b"pwned")])
     root = tmp_path / "data" / "facades"
-    with pytest.raises(UnsafeArchiveError,
-                       match=r"member 'facades/\.\./\.\./\.\./escaped\.txt' has a '\.\.' "):
+    with pytest.raises(
+        UnsafeArchiveError, match=r"member 'facades/\.\./\.\./\.\./escaped\.txt' has a '\.\.' "
+    ):
         fetch_dataset("facades", root, source=str(arc), progress=False)
     assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "data" / "escaped.txt").exists()
     assert _listing(tmp_path / "data") == []  # no dataset, no temporary folder
@@ -285,13 +321,18 @@ def test_refuses_foreign_folder_and_gated_cityscapes(tmp_path):
     with pytest.raises(DataError, match="is not a dataset fetched by unetprune"):
         fetch_dataset("facades", root, source=str(arc), progress=False)
     assert (root / "notes.txt").read_text() == "keep me"
-    with pytest.raises(DataError, match=r"licence-gated.*https://www.cityscapes-dataset.com/downloads/.*"
-                                        r"prepare-cityscapes --zips DIR"):
+    with pytest.raises(
+        DataError,
+        match=r"licence-gated.*https://www.cityscapes-dataset.com/downloads/.*"
+        r"prepare-cityscapes --zips DIR",
+    ):
         fetch_dataset("cityscapes", tmp_path / "cs")
     # a pix2pix-format cityscapes.tar.gz the user has goes through --from (train + val only)
     cs = make_dataset_archive(tmp_path / "cityscapes.tar.gz", top="cityscapes", sizes={"train": 2, "val": 1})
-    assert fetch_dataset("cityscapes", tmp_path / "cs", source=cs.as_uri(), progress=False).counts == \
-        {"train": 2, "val": 1}
+    assert fetch_dataset("cityscapes", tmp_path / "cs", source=cs.as_uri(), progress=False).counts == {
+        "train": 2,
+        "val": 1,
+    }
 
 
 def test_cli_fetch_verify_and_one_line_errors(tmp_path, capsys):
@@ -299,21 +340,26 @@ def test_cli_fetch_verify_and_one_line_errors(tmp_path, capsys):
     root = tmp_path / "facades"
     assert main(["data", "fetch", "facades", "--from", str(arc), "--root", str(root), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert out == (f"facades installed at {root}: train 3, val 2, test 1 images; "
-                   f"archive sha256 {sha256_file(arc)}\n")
+    assert out == (
+        f"facades installed at {root}: train 3, val 2, test 1 images; archive sha256 {sha256_file(arc)}\n"
+    )
     assert main(["data", "verify", "--root", str(root), "--name", "facades"]) == 0
     assert "matches its lock file: train 3, val 2, test 1 images" in capsys.readouterr().out
     lock = json.loads((root / LOCK_NAME).read_text())
     assert lock["format"] == "unetprune-data-lock"
 
     evil = make_dataset_archive(tmp_path / "evil.tar.gz", extra=[("/abs/evil.txt", b"x")])
-    assert main(["data", "fetch", "maps", "--from", str(evil), "--root", str(tmp_path / "maps"),
-                 "--no-progress"]) == 2
+    assert (
+        main(
+            ["data", "fetch", "maps", "--from", str(evil), "--root", str(tmp_path / "maps"), "--no-progress"]
+        )
+        == 2
+    )
     err_lines = capsys.readouterr().err.splitlines()  # progress notes, then the one-line error
     assert [line for line in err_lines if "error" in line] == err_lines[-1:]
-    assert err_lines[-1].startswith("unetprune data: error: refusing to extract evil.tar.gz: "
-                                    "member '/abs/evil.txt' "
-                          "has an absolute path")
+    assert err_lines[-1].startswith(
+        "unetprune data: error: refusing to extract evil.tar.gz: member '/abs/evil.txt' has an absolute path"
+    )
     assert not (tmp_path / "maps").exists()
     assert main(["data", "verify", "--root", str(tmp_path / "maps")]) == 2
     assert "has no dataset.lock.json" in capsys.readouterr().err

@@ -69,9 +69,15 @@ def test_evaluator_fid_kid_equal_torch_fidelity_on_png_folders(tmp_path, demo_ro
     """Acceptance: the FID/KID that `Evaluator.score` reports (in memory: generation loop →
     uint8 → batched features → cached real statistics → nuclear-norm trace) equal torch-fidelity's
     own folder computation on PNG files of the very same uint8 images, same extractor weights."""
-    cfg = load_config(None, {"data": {"root": str(demo_root), "crop_size": 32, "load_size": 32},
-                             "demo": {"image_size": 32}, "model": {"num_downs": 5, "ngf": 8},
-                             "evaluate": {"fid_backend": "standin", "segmentation": "none"}})
+    cfg = load_config(
+        None,
+        {
+            "data": {"root": str(demo_root), "crop_size": 32, "load_size": 32},
+            "demo": {"image_size": 32},
+            "model": {"pix2pix": {"num_downs": 5, "ngf": 8}},
+            "evaluate": {"fid_backend": "standin", "segmentation": "none"},
+        },
+    )
     ev = Evaluator(cfg, "test", cache_dir=weights_dir, latency=False)
     g = build_generator(UNetSpec.reference(num_downs=5, ngf=8), seed=1)
     result = ev.score(g)
@@ -84,10 +90,13 @@ def test_evaluator_fid_kid_equal_torch_fidelity_on_png_folders(tmp_path, demo_ro
         _save(fakes[i], tmp_path / "fake" / f"{i:03d}.png")
         _save(real[i], tmp_path / "real" / f"{i:03d}.png")
     # the real PNGs are the dataset's target halves, pixel for pixel
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "real" / "000.png")),
-                          np.asarray(read_aligned(ev.eval_set.files[0])[1]))
-    ref = F.fidelity_folder_metrics(tmp_path / "fake", tmp_path / "real", ev.metrics["fid"].extractor, kid=True,
-                                    seed=cfg["seed"])
+    assert np.array_equal(
+        np.asarray(Image.open(tmp_path / "real" / "000.png")),
+        np.asarray(read_aligned(ev.eval_set.files[0])[1]),
+    )
+    ref = F.fidelity_folder_metrics(
+        tmp_path / "fake", tmp_path / "real", ev.metrics["fid"].extractor, kid=True, seed=cfg["seed"]
+    )
 
     assert result["fid"]["value"] > 1.0
     assert result["fid"]["value"] == pytest.approx(ref["frechet_inception_distance"], rel=1e-5)

@@ -22,7 +22,9 @@ from unetprune.families.pix2pix.unet import UNetSpec, build_generator
 def _pt_inception_layout() -> dict[str, tuple[int, ...]]:
     """Keys and shapes of pytorch-fid's pt_inception-2015-12-05 file: torchvision's Inception3 with
     1008 classes and no auxiliary head (what pytorch-fid's fid_inception_v3 loads it into)."""
-    net = torchvision.models.inception_v3(weights=None, num_classes=1008, aux_logits=False, init_weights=False)
+    net = torchvision.models.inception_v3(
+        weights=None, num_classes=1008, aux_logits=False, init_weights=False
+    )
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}
 
 
@@ -32,7 +34,9 @@ def weights(tmp_path_factory):
     BatchNorm ``num_batches_tracked`` counters, as files saved by old PyTorch versions)."""
     state = F._random_inception_state(7)
     layout = _pt_inception_layout()
-    assert {k: tuple(v.shape) for k, v in state.items()} == layout   # one layout: torch-fidelity = pt_inception
+    assert {
+        k: tuple(v.shape) for k, v in state.items()
+    } == layout  # one layout: torch-fidelity = pt_inception
     path = tmp_path_factory.mktemp("inception") / F.PYTORCH_FID_WEIGHTS_FILE
     torch.save({k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}, path)
     return path, state
@@ -44,15 +48,32 @@ def _reference_features(pngs, state) -> torch.Tensor:
     with its own max-pool and average-pool layers) → (N, 2048)."""
     net = F._inception_cls()
     import io
+
     empty = io.BytesIO()
     torch.save(state, empty)
     empty.seek(0)
     m = net("ref", ["2048"], feature_extractor_weights_path=empty).eval()
     blocks = nn.Sequential(
-        m.Conv2d_1a_3x3, m.Conv2d_2a_3x3, m.Conv2d_2b_3x3, nn.MaxPool2d(kernel_size=3, stride=2),
-        m.Conv2d_3b_1x1, m.Conv2d_4a_3x3, nn.MaxPool2d(kernel_size=3, stride=2),
-        m.Mixed_5b, m.Mixed_5c, m.Mixed_5d, m.Mixed_6a, m.Mixed_6b, m.Mixed_6c, m.Mixed_6d, m.Mixed_6e,
-        m.Mixed_7a, m.Mixed_7b, m.Mixed_7c, nn.AdaptiveAvgPool2d(output_size=(1, 1)))
+        m.Conv2d_1a_3x3,
+        m.Conv2d_2a_3x3,
+        m.Conv2d_2b_3x3,
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        m.Conv2d_3b_1x1,
+        m.Conv2d_4a_3x3,
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        m.Mixed_5b,
+        m.Mixed_5c,
+        m.Mixed_5d,
+        m.Mixed_6a,
+        m.Mixed_6b,
+        m.Mixed_6c,
+        m.Mixed_6d,
+        m.Mixed_6e,
+        m.Mixed_7a,
+        m.Mixed_7b,
+        m.Mixed_7c,
+        nn.AdaptiveAvgPool2d(output_size=(1, 1)),
+    )
     x = torch.stack([to_tensor(Image.open(p).convert("RGB")) for p in pngs])
     x = nnf.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
     x = 2 * x - 1
@@ -69,7 +90,9 @@ def test_pytorch_fid_compat_features_equal_reimplementation(weights, tmp_path):
         pngs.append(tmp_path / f"{i}.png")
         Image.fromarray(im.permute(1, 2, 0).numpy()).save(pngs[-1])
     ex = F.get_extractor("pytorch-fid-compat", path, device="cpu")
-    assert ex.backend == "pytorch-fid-compat" and ex.describe()["preprocessing"] == F.PYTORCH_FID_PREPROCESSING
+    assert (
+        ex.backend == "pytorch-fid-compat" and ex.describe()["preprocessing"] == F.PYTORCH_FID_PREPROCESSING
+    )
     ours = F.features_from_uint8(imgs, ex)
     ref = _reference_features(pngs, state).numpy()
     assert ours.shape == (2, 2048)
@@ -84,17 +107,30 @@ def test_pytorch_fid_compat_features_equal_reimplementation(weights, tmp_path):
 
 def test_pytorch_fid_compat_in_evaluator_and_torch_fidelity(weights, tiny_demo, tmp_path):
     path, _ = weights
-    cfg = load_config(None, {"data": {"root": str(tiny_demo), "crop_size": 32, "load_size": 32},
-                             "demo": {"image_size": 32}, "model": {"num_downs": 5, "ngf": 8},
-                             "evaluate": {"fid_backend": "pytorch-fid-compat", "inception_weights": str(path),
-                                          "segmentation": "none", "noise_seeds": 1, "bootstrap": 0,
-                                          "max_images": 2}})
+    cfg = load_config(
+        None,
+        {
+            "data": {"root": str(tiny_demo), "crop_size": 32, "load_size": 32},
+            "demo": {"image_size": 32},
+            "model": {"pix2pix": {"num_downs": 5, "ngf": 8}},
+            "evaluate": {
+                "fid_backend": "pytorch-fid-compat",
+                "inception_weights": str(path),
+                "segmentation": "none",
+                "noise_seeds": 1,
+                "bootstrap": 0,
+                "max_images": 2,
+            },
+        },
+    )
     ev = Evaluator(cfg, "test", cache_dir=tmp_path / "cache", latency=False)
     g = build_generator(UNetSpec.reference(num_downs=5, ngf=8), seed=1)
     r = ev.score(g)
     assert r["fid"]["backend"] == "pytorch-fid-compat" and r["kid"]["backend"] == "pytorch-fid-compat"
     assert r["fid"]["extractor"]["preprocessing"] == F.PYTORCH_FID_PREPROCESSING
-    assert r["fid"]["real_stats"]["key"].endswith("pytorch-fid-compat-" + r["fid"]["extractor"]["weights_sha256"][:12])
+    assert r["fid"]["real_stats"]["key"].endswith(
+        "pytorch-fid-compat-" + r["fid"]["extractor"]["weights_sha256"][:12]
+    )
     # torch-fidelity's own folder computation with the registered extractor gives the same FID
     fakes = ev.generate(g)
     for name, imgs in (("fake", fakes), ("real", ev.eval_set.targets)):
@@ -127,5 +163,7 @@ def test_wrong_inception_files_give_one_line(tmp_path, backend):
     partial = tmp_path / "partial.pth"
     state = F._random_inception_state(0)
     torch.save(_shapes_only({k: v for k, v in state.items() if not k.startswith("Mixed_7c.")}), partial)
-    with pytest.raises(F.FIDError, match=r"partial\.pth .*: 45 missing keys \(e\.g\. Mixed_7c\.branch1x1\.conv\.weight\)$"):
+    with pytest.raises(
+        F.FIDError, match=r"partial\.pth .*: 45 missing keys \(e\.g\. Mixed_7c\.branch1x1\.conv\.weight\)$"
+    ):
         F.get_extractor(backend, partial)

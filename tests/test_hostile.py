@@ -40,6 +40,7 @@ def _poisoned(path: Path, marker: Path) -> Path:
 
 # ---------------------------------------------------------------- item 1: weights files
 
+
 def test_poisoned_inception_weights_refused_without_running_code(tmp_path):
     marker = tmp_path / "PWNED"
     bad = _poisoned(tmp_path / F.INCEPTION_WEIGHTS_FILE, marker)
@@ -94,8 +95,13 @@ def test_wrong_state_dict_refused_with_one_line(tmp_path):
 
 def _torch_load_calls(tree: ast.AST):
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load" \
-                and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch":
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "load"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "torch"
+        ):
             yield node
 
 
@@ -114,10 +120,13 @@ def test_every_torch_load_in_src_is_weights_only():
         # nothing unpickles directly either
         assert "pickle.load(" not in text and "pickle.loads(" not in text, py
     assert checked >= 1 and not bad, f"torch.load without weights_only=True: {bad}"
-    assert owners == {"unetprune/weights.py"}, f"torch.load outside unetprune.weights.load_weights: {sorted(owners)}"
+    assert owners == {"unetprune/weights.py"}, (
+        f"torch.load outside unetprune.weights.load_weights: {sorted(owners)}"
+    )
 
 
 # ---------------------------------------------------------------- item 7: experiment names
+
 
 @pytest.mark.parametrize("name", ["..", ".", "../x", "a/../..", "/tmp/x", "a..b", ".hidden", "-x", "x.", ""])
 def test_experiment_names_that_escape_results_are_refused(name):
@@ -133,6 +142,7 @@ def test_ordinary_experiment_names_accepted(name):
 
 
 # ---------------------------------------------------------------- item 11: leftovers, permissions
+
 
 def test_stale_atomic_temps_removed(tmp_path):
     left = [tmp_path / f".{RESUME_NAME}.abc123.tmp", tmp_path / f".{CHECKPOINT_NAME}.x_y.tmp"]
@@ -151,14 +161,26 @@ def test_training_start_removes_temps_of_a_killed_run(tiny_demo, tmp_path):
     out.mkdir()
     stale = [out / f".{RESUME_NAME}.k9abcd.tmp", out / f".{CHECKPOINT_NAME}.k9efgh.tmp"]
     for p in stale:
-        p.write_bytes(b"\0" * 1024)   # what kill -9 during atomic_torch_save leaves
-    cfg = load_config(None, {
-        "experiment": "tiny", "seed": 7,
-        "data": {"dataset": "folder", "root": str(tiny_demo), "load_size": 36, "crop_size": 32},
-        "demo": {"image_size": 32}, "model": {"num_downs": 5, "ngf": 4, "ndf": 4},
-        "train": {"n_epochs": 1, "n_epochs_decay": 0, "save_every": 1, "threads": 1, "log_every": 2,
-                  "eval_images": 2},
-        "evaluate": {"fid_backend": "standin"}})
+        p.write_bytes(b"\0" * 1024)  # what kill -9 during atomic_torch_save leaves
+    cfg = load_config(
+        None,
+        {
+            "experiment": "tiny",
+            "seed": 7,
+            "data": {"dataset": "folder", "root": str(tiny_demo), "load_size": 36, "crop_size": 32},
+            "demo": {"image_size": 32},
+            "model": {"pix2pix": {"num_downs": 5, "ngf": 4, "ndf": 4}},
+            "train": {
+                "n_epochs": 1,
+                "n_epochs_decay": 0,
+                "save_every": 1,
+                "threads": 1,
+                "log_every": 2,
+                "eval_images": 2,
+            },
+            "evaluate": {"fid_backend": "standin"},
+        },
+    )
     train(cfg, out, progress=False)
     assert not any(p.exists() for p in stale)
     assert not list(out.glob(".*.tmp"))
@@ -262,6 +284,7 @@ def _cli_refused(what: str, argv: list[str], capsys, *needles: str) -> str:
 
 # ---------------------------------------------------------------- archives (items 4, 5)
 
+
 def _targz(path: Path, members: list[tuple[str, bytes]], links: list[tuple[str, str, bytes]] = ()) -> Path:
     import io
     import tarfile
@@ -281,8 +304,11 @@ def _targz(path: Path, members: list[tuple[str, bytes]], links: list[tuple[str, 
 def _aligned_members(top: str = "facades") -> list[tuple[str, bytes]]:
     from test_fetch import SPLIT_SIZES, _png
 
-    return [(f"{top}/{split}/{i + 1}.png", _png(10 * k + i)) for k, (split, n) in enumerate(SPLIT_SIZES.items())
-            for i in range(n)]
+    return [
+        (f"{top}/{split}/{i + 1}.png", _png(10 * k + i))
+        for k, (split, n) in enumerate(SPLIT_SIZES.items())
+        for i in range(n)
+    ]
 
 
 def _fetch(arc: Path, root: Path, **kw):
@@ -301,8 +327,13 @@ def test_gzip_bomb_refused_before_anything_is_written(tmp_path):
 
     arc = _targz(tmp_path / "bomb.tar.gz", _aligned_members() + [("facades/train/zz.png", bytes(64 << 20))])
     assert arc.stat().st_size < 1 << 20
-    _raises_one_line("tar.gz bomb (ratio)", DataError, lambda: _fetch(arc, tmp_path / "d" / "facades"),
-                     "bomb.tar.gz", "times the archive's")
+    _raises_one_line(
+        "tar.gz bomb (ratio)",
+        DataError,
+        lambda: _fetch(arc, tmp_path / "d" / "facades"),
+        "bomb.tar.gz",
+        "times the archive's",
+    )
     assert _nothing_installed(tmp_path / "d")
 
 
@@ -317,15 +348,25 @@ def test_zip_bomb_and_total_limit_refused(tmp_path):
         for name, data in _aligned_members():
             zf.writestr(name, data)
         zf.writestr("facades/train/zz.png", bytes(64 << 20))
-    _raises_one_line("zip bomb (ratio)", DataError, lambda: _fetch(arc, tmp_path / "d" / "facades"), "bomb.zip")
+    _raises_one_line(
+        "zip bomb (ratio)", DataError, lambda: _fetch(arc, tmp_path / "d" / "facades"), "bomb.zip"
+    )
     assert _nothing_installed(tmp_path / "d")
     ok = _targz(tmp_path / "ok.tar.gz", _aligned_members())
-    _raises_one_line("archive over the configured total size", DataError,
-                     lambda: _fetch(ok, tmp_path / "d" / "facades", max_bytes=1000), "limit of 1000")
+    _raises_one_line(
+        "archive over the configured total size",
+        DataError,
+        lambda: _fetch(ok, tmp_path / "d" / "facades", max_bytes=1000),
+        "limit of 1000",
+    )
     assert _nothing_installed(tmp_path / "d")
     many = _targz(tmp_path / "many.tar.gz", [(f"ds/train/{i}.png", b"") for i in range(50)])
-    _raises_one_line("member-count bomb", DataError,
-                     lambda: safe_extract(many, tmp_path / "x", max_members=20), "more than 20 members")
+    _raises_one_line(
+        "member-count bomb",
+        DataError,
+        lambda: safe_extract(many, tmp_path / "x", max_members=20),
+        "more than 20 members",
+    )
     assert not (tmp_path / "x").exists()
 
 
@@ -344,41 +385,67 @@ def test_lying_zip_member_is_stopped_while_streaming(tmp_path):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_Budget, "check", lenient_first)
-        _raises_one_line("member longer than declared", UnsafeArchiveError,
-                         lambda: safe_extract(arc, tmp_path / "out", max_total_bytes=1000), "limit of 1000")
+        _raises_one_line(
+            "member longer than declared",
+            UnsafeArchiveError,
+            lambda: safe_extract(arc, tmp_path / "out", max_total_bytes=1000),
+            "limit of 1000",
+        )
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("member", ["facades/train/run.sh", "facades/README", "facades/extra/1.png",
-                                    "facades/train/.hidden.png", "x/y/facades/train/1.png"])
+@pytest.mark.parametrize(
+    "member",
+    [
+        "facades/train/run.sh",
+        "facades/README",
+        "facades/extra/1.png",
+        "facades/train/.hidden.png",
+        "x/y/facades/train/1.png",
+    ],
+)
 def test_members_outside_the_dataset_layout_refused(tmp_path, member):
     from unetprune.data.archive import UnsafeArchiveError
 
     arc = _targz(tmp_path / "extra.tar.gz", _aligned_members() + [(member, b"#!/bin/sh\necho pwned\n")])
-    _raises_one_line(f"unexpected member {member}", UnsafeArchiveError,
-                     lambda: _fetch(arc, tmp_path / "d" / "facades"), repr(member))
+    _raises_one_line(
+        f"unexpected member {member}",
+        UnsafeArchiveError,
+        lambda: _fetch(arc, tmp_path / "d" / "facades"),
+        repr(member),
+    )
     assert _nothing_installed(tmp_path / "d")
 
 
 def test_os_clutter_is_skipped_not_installed(tmp_path):
-    arc = _targz(tmp_path / "mac.tar.gz", _aligned_members() + [("__MACOSX/facades/._1.png", b"x"),
-                                                                ("facades/.DS_Store", b"x")])
+    arc = _targz(
+        tmp_path / "mac.tar.gz",
+        _aligned_members() + [("__MACOSX/facades/._1.png", b"x"), ("facades/.DS_Store", b"x")],
+    )
     res = _fetch(arc, tmp_path / "d" / "facades")
     assert res.counts == {"train": 3, "val": 2, "test": 1}
     assert not list((tmp_path / "d").rglob(".DS_Store")) and not list((tmp_path / "d").rglob("__MACOSX"))
 
 
-@pytest.mark.parametrize("link,target,kind", [
-    ("facades/train/9.png", "1.png", b"2"),               # a symlink inside the dataset
-    ("facades/train/up", "../..", b"2"),                  # reaches the dataset's parent once installed
-    ("facades/val/9.png", "facades/train/1.png", b"1"),   # a hardlink
-])
+@pytest.mark.parametrize(
+    "link,target,kind",
+    [
+        ("facades/train/9.png", "1.png", b"2"),  # a symlink inside the dataset
+        ("facades/train/up", "../..", b"2"),  # reaches the dataset's parent once installed
+        ("facades/val/9.png", "facades/train/1.png", b"1"),  # a hardlink
+    ],
+)
 def test_links_in_datasets_refused(tmp_path, link, target, kind):
     from unetprune.data.archive import UnsafeArchiveError
 
     arc = _targz(tmp_path / "links.tar.gz", _aligned_members(), links=[(link, target, kind)])
-    _raises_one_line(f"link {link} -> {target}", UnsafeArchiveError,
-                     lambda: _fetch(arc, tmp_path / "d" / "facades"), repr(link), "needs no links")
+    _raises_one_line(
+        f"link {link} -> {target}",
+        UnsafeArchiveError,
+        lambda: _fetch(arc, tmp_path / "d" / "facades"),
+        repr(link),
+        "needs no links",
+    )
     assert _nothing_installed(tmp_path / "d")
 
 
@@ -390,17 +457,33 @@ def _png_header(w: int, h: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize("w,h", [(40_000, 20_000), (12_000, 6_000)], ids=["800MP", "72MP"])
 def test_pixel_bomb_in_a_fetched_archive_is_one_line(tmp_path, capsys, w, h):
     """800 MP trips Pillow's DecompressionBombError (a traceback before); 72 MP only warned."""
     arc = _targz(tmp_path / "px.tar.gz", _aligned_members() + [("facades/train/zz.png", _png_header(w, h))])
-    _cli_refused(f"{w * h // 10**6}-megapixel PNG", ["data", "fetch", "facades", "--from", str(arc), "--root",
-                                                     str(tmp_path / "d" / "facades"), "--no-progress"],
-                 capsys, "zz.png")
+    _cli_refused(
+        f"{w * h // 10**6}-megapixel PNG",
+        [
+            "data",
+            "fetch",
+            "facades",
+            "--from",
+            str(arc),
+            "--root",
+            str(tmp_path / "d" / "facades"),
+            "--no-progress",
+        ],
+        capsys,
+        "zz.png",
+    )
     assert _nothing_installed(tmp_path / "d")
 
 
@@ -423,13 +506,18 @@ def test_cityscapes_zip_bomb_member_is_refused_and_members_stream(tmp_path, monk
     rebuilt.replace(gt)
     # streaming: no member is ever read whole into memory
     monkeypatch.setattr(zipfile.ZipFile, "read", lambda *a, **k: pytest.fail("a member was read whole"))
-    _raises_one_line("Cityscapes zip bomb member", DataError,
-                     lambda: C.prepare_cityscapes(zips, tmp_path / "cs", progress=False, hash_inputs=False),
-                     names[0], "decompression bomb")
+    _raises_one_line(
+        "Cityscapes zip bomb member",
+        DataError,
+        lambda: C.prepare_cityscapes(zips, tmp_path / "cs", progress=False, hash_inputs=False),
+        names[0],
+        "decompression bomb",
+    )
     assert not (tmp_path / "cs").exists()
 
 
 # ---------------------------------------------------------------- integrity (item 9)
+
 
 def _fetched(tmp_path: Path) -> Path:
     from test_fetch import make_dataset_archive
@@ -446,36 +534,67 @@ def test_quick_verify_finds_a_tampered_image(tmp_path, capsys):
     assert main(["data", "verify", "--root", str(root), "--quick"]) == 0
     img = sorted((root / "train").glob("*.png"))[1]
     data = bytearray(img.read_bytes())
-    data[len(data) // 2] ^= 0xFF                         # same size, different bytes
+    data[len(data) // 2] ^= 0xFF  # same size, different bytes
     img.write_bytes(bytes(data))
-    _cli_refused("image changed in place after fetch", ["data", "verify", "--root", str(root), "--quick"],
-                 capsys, str(img), "sha256 mismatch")
-    img.write_bytes(bytes(data) + b"more")               # a different size
-    _cli_refused("image grown after fetch", ["data", "verify", "--root", str(root), "--quick"],
-                 capsys, str(img), "bytes")
+    _cli_refused(
+        "image changed in place after fetch",
+        ["data", "verify", "--root", str(root), "--quick"],
+        capsys,
+        str(img),
+        "sha256 mismatch",
+    )
+    img.write_bytes(bytes(data) + b"more")  # a different size
+    _cli_refused(
+        "image grown after fetch",
+        ["data", "verify", "--root", str(root), "--quick"],
+        capsys,
+        str(img),
+        "bytes",
+    )
 
 
-@pytest.mark.parametrize("lock", [
-    '{"format": "unetprune-data-lock", "dataset": "facades", "splits": null}',
-    '{"format": "unetprune-data-lock", "dataset": "facades", "splits": {"train": 3}, "archive": "x"}',
-    '{"format": "unetprune-data-lock", "dataset": "facades", "splits": {"train": 3}, "files": {"a": 1}}',
-    '{"format": "unetprune-data-lock", "dataset": ["x"], "splits": {}}',
-    '{"format": "unetprune-data-lock", "dataset": "facades", "splits": {"../x": 1}}',
-    '[1, 2',
-], ids=["splits-null", "archive-str", "files-bad", "dataset-list", "split-path", "truncated"])
+@pytest.mark.parametrize(
+    "lock",
+    [
+        '{"format": "unetprune-data-lock", "dataset": "facades", "splits": null}',
+        '{"format": "unetprune-data-lock", "dataset": "facades", "splits": {"train": 3}, "archive": "x"}',
+        '{"format": "unetprune-data-lock", "dataset": "facades", "splits": {"train": 3}, "files": {"a": 1}}',
+        '{"format": "unetprune-data-lock", "dataset": ["x"], "splits": {}}',
+        '{"format": "unetprune-data-lock", "dataset": "facades", "splits": {"../x": 1}}',
+        "[1, 2",
+    ],
+    ids=["splits-null", "archive-str", "files-bad", "dataset-list", "split-path", "truncated"],
+)
 def test_malformed_lock_file_is_one_line(tmp_path, capsys, lock):
     root = _fetched(tmp_path)
     (root / "dataset.lock.json").write_text(lock)
-    _cli_refused(f"malformed lock {lock[:30]}", ["data", "verify", "--root", str(root), "--quick"], capsys,
-                 "dataset.lock.json")
+    _cli_refused(
+        f"malformed lock {lock[:30]}",
+        ["data", "verify", "--root", str(root), "--quick"],
+        capsys,
+        "dataset.lock.json",
+    )
     from test_fetch import make_dataset_archive
 
-    _cli_refused("fetch over a malformed lock", ["data", "fetch", "facades", "--root", str(root), "--from",
-                                                 str(make_dataset_archive(tmp_path / "g.tar.gz")), "--no-progress"],
-                 capsys, "dataset.lock.json")
+    _cli_refused(
+        "fetch over a malformed lock",
+        [
+            "data",
+            "fetch",
+            "facades",
+            "--root",
+            str(root),
+            "--from",
+            str(make_dataset_archive(tmp_path / "g.tar.gz")),
+            "--no-progress",
+        ],
+        capsys,
+        "dataset.lock.json",
+    )
 
 
 # ---------------------------------------------------------------- images (item 6)
+
 
 def _aligned_file(path: Path, im) -> Path:
     im.save(path)
@@ -496,7 +615,7 @@ def test_16bit_png_is_scaled_not_clipped_to_white(tmp_path):
     assert got.shape == (16, 32, 3) and (got[..., 0] == got[..., 1]).all()
     expected = np.round(v / 257).astype(np.uint8)
     assert np.array_equal(got[..., 0], expected)
-    assert (got == 255).mean() < 0.1          # scaled, not clipped to white
+    assert (got == 255).mean() < 0.1  # scaled, not clipped to white
 
 
 def test_lossless_conversions_are_accepted(tmp_path):
@@ -529,7 +648,9 @@ def _refused_images(tmp_path: Path) -> dict:
         "transparent RGBA": _aligned_file(tmp_path / "rgba.png", rgba),
         "transparent LA": _aligned_file(tmp_path / "la.png", la),
         "CMYK JPEG": _aligned_file(tmp_path / "cmyk.jpg", Image.fromarray(rgb).convert("CMYK")),
-        "float TIFF-like (F) image": _aligned_file(tmp_path / "f.tiff", Image.fromarray(rgb[..., 0].astype(np.float32))),
+        "float TIFF-like (F) image": _aligned_file(
+            tmp_path / "f.tiff", Image.fromarray(rgb[..., 0].astype(np.float32))
+        ),
         "truncated PNG": tmp_path / "trunc.png",
         "not an image": tmp_path / "text.png",
         "800-megapixel PNG": tmp_path / "bomb.png",
@@ -550,13 +671,16 @@ def test_images_outside_the_policy_are_refused_naming_the_file(tmp_path):
 
 # ---------------------------------------------------------------- translate (item 6)
 
+
 @pytest.fixture(scope="module")
 def small_ckpt(tmp_path_factory):
     from unetprune.checkpoint import save_generator
     from unetprune.families.pix2pix.unet import UNetSpec, build_generator
 
     path = tmp_path_factory.mktemp("ck") / "g.pt"
-    save_generator(path, build_generator(UNetSpec.reference(5, 4), seed=0), config={"data": {"crop_size": 32}})
+    save_generator(
+        path, build_generator(UNetSpec.reference(5, 4), seed=0), config={"data": {"crop_size": 32}}
+    )
     return path
 
 
@@ -573,23 +697,56 @@ def _inputs(folder: Path, names=("a.png", "b.png")) -> Path:
 def test_translate_refuses_output_equal_to_or_inside_input_and_stem_clashes(tmp_path, capsys, small_ckpt):
     inp = _inputs(tmp_path / "in")
     before = {p.name: p.read_bytes() for p in inp.iterdir()}
-    for what, out in (("translate --output = --input", inp), ("translate --output inside --input", inp / "gen")):
-        _cli_refused(what, ["translate", "--checkpoint", str(small_ckpt), "--input", str(inp), "--output", str(out)],
-                     capsys, str(inp))
-    assert {p.name: p.read_bytes() for p in inp.iterdir()} == before     # the inputs are untouched
+    for what, out in (
+        ("translate --output = --input", inp),
+        ("translate --output inside --input", inp / "gen"),
+    ):
+        _cli_refused(
+            what,
+            ["translate", "--checkpoint", str(small_ckpt), "--input", str(inp), "--output", str(out)],
+            capsys,
+            str(inp),
+        )
+    assert {p.name: p.read_bytes() for p in inp.iterdir()} == before  # the inputs are untouched
     clash = _inputs(tmp_path / "clash", ("a.png", "a.jpg", "b.png"))
-    _cli_refused("two inputs with the same stem", ["translate", "--checkpoint", str(small_ckpt), "--input",
-                                                   str(clash), "--output", str(tmp_path / "o")],
-                 capsys, "a.jpg", "a.png", "same name stem")
+    _cli_refused(
+        "two inputs with the same stem",
+        [
+            "translate",
+            "--checkpoint",
+            str(small_ckpt),
+            "--input",
+            str(clash),
+            "--output",
+            str(tmp_path / "o"),
+        ],
+        capsys,
+        "a.jpg",
+        "a.png",
+        "same name stem",
+    )
     assert not (tmp_path / "o").exists()
     from unetprune.cli import main
 
-    assert main(["translate", "--checkpoint", str(small_ckpt), "--input", str(inp), "--output",
-                 str(tmp_path / "fine")]) == 0
+    assert (
+        main(
+            [
+                "translate",
+                "--checkpoint",
+                str(small_ckpt),
+                "--input",
+                str(inp),
+                "--output",
+                str(tmp_path / "fine"),
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in (tmp_path / "fine").iterdir()) == ["a.png", "b.png"]
 
 
 # ---------------------------------------------------------------- checkpoints (item 10)
+
 
 def test_malformed_but_loadable_checkpoints_are_one_line(tmp_path, capsys, small_ckpt):
     from unetprune.checkpoint import FORMAT
@@ -599,33 +756,47 @@ def test_malformed_but_loadable_checkpoints_are_one_line(tmp_path, capsys, small
         "no generator": {"format": FORMAT, "format_version": 1},
         "generator is a string": {"format": FORMAT, "generator": "x"},
         "arch of the wrong type": {**ck, "generator": {"arch": {"enc_widths": "wide"}, "state_dict": {}}},
-        "weights of the wrong shape": {**ck, "generator": {
-            "arch": ck["generator"]["arch"],
-            "state_dict": {k: torch.zeros(1) for k in ck["generator"]["state_dict"]}}},
-        "state dict holding a list": {**ck, "generator": {"arch": ck["generator"]["arch"],
-                                                          "state_dict": {"w": [1, 2]}}},
+        "weights of the wrong shape": {
+            **ck,
+            "generator": {
+                "arch": ck["generator"]["arch"],
+                "state_dict": {k: torch.zeros(1) for k in ck["generator"]["state_dict"]},
+            },
+        },
+        "state dict holding a list": {
+            **ck,
+            "generator": {"arch": ck["generator"]["arch"], "state_dict": {"w": [1, 2]}},
+        },
     }
     inp = _inputs(tmp_path / "in")
     for i, (what, obj) in enumerate(cases.items()):
         bad = tmp_path / f"bad{i}.pt"
         torch.save(obj, bad)
-        _cli_refused(f"checkpoint: {what}", ["translate", "--checkpoint", str(bad), "--input", str(inp),
-                                             "--output", str(tmp_path / f"o{i}")], capsys, str(bad))
+        _cli_refused(
+            f"checkpoint: {what}",
+            ["translate", "--checkpoint", str(bad), "--input", str(inp), "--output", str(tmp_path / f"o{i}")],
+            capsys,
+            str(bad),
+        )
 
 
 # ---------------------------------------------------------------- configs (item 10)
 
-@pytest.mark.parametrize("override,key", [
-    ({"train": {"lr": float("nan")}}, "train.lr"),
-    ({"train": {"beta1": float("nan")}}, "train.beta1"),
-    ({"train": {"lambda_l1": float("inf")}}, "train.lambda_l1"),
-    ({"seed": 10**23}, "seed"),
-    ({"seed": 1e23}, "seed"),
-    ({"data": {"seed": 2**64}}, "data.seed"),
-    ({"variants": []}, "variants"),
-    ({"baselines": {"strategies": []}}, "baselines.strategies"),
-    ({"sensitivity": {"layers": []}}, "sensitivity.layers"),
-])
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ({"train": {"lr": float("nan")}}, "train.lr"),
+        ({"train": {"beta1": float("nan")}}, "train.beta1"),
+        ({"train": {"lambda_l1": float("inf")}}, "train.lambda_l1"),
+        ({"seed": 10**23}, "seed"),
+        ({"seed": 1e23}, "seed"),
+        ({"data": {"seed": 2**64}}, "data.seed"),
+        ({"variants": []}, "variants"),
+        ({"baselines": {"strategies": []}}, "baselines.strategies"),
+        ({"sensitivity": {"layers": []}}, "sensitivity.layers"),
+    ],
+)
 def test_hostile_config_values_refused_naming_the_key(tmp_path, capsys, override, key):
     """NaN passes every schema bound; a seed of 1e23 reached torch.manual_seed; empty lists made
     an experiment with nothing to compare (refused: say what to compare)."""
@@ -644,6 +815,7 @@ def test_yaml_nan_spelling_refused(tmp_path, capsys):
 
 # ---------------------------------------------------------------- OS errors (item 10)
 
+
 def test_permission_denied_is_one_line_naming_the_file(tmp_path, capsys, small_ckpt, monkeypatch):
     import errno
 
@@ -655,9 +827,14 @@ def test_permission_denied_is_one_line_naming_the_file(tmp_path, capsys, small_c
     def denied(self, fp, *a, **k):
         raise PermissionError(errno.EACCES, "Permission denied", str(fp))
 
-    monkeypatch.setattr(Image.Image, "save", denied)   # as root chmod cannot deny; the OS error is the same
-    _cli_refused("permission denied", ["translate", "--checkpoint", str(small_ckpt), "--input", str(inp),
-                                       "--output", str(out)], capsys, str(out / "a.png"), "Permission denied")
+    monkeypatch.setattr(Image.Image, "save", denied)  # as root chmod cannot deny; the OS error is the same
+    _cli_refused(
+        "permission denied",
+        ["translate", "--checkpoint", str(small_ckpt), "--input", str(inp), "--output", str(out)],
+        capsys,
+        str(out / "a.png"),
+        "Permission denied",
+    )
 
 
 def test_disk_full_is_one_line_naming_the_file(tmp_path, capsys, small_ckpt, monkeypatch):
@@ -667,22 +844,33 @@ def test_disk_full_is_one_line_naming_the_file(tmp_path, capsys, small_ckpt, mon
 
     def full(obj, f, *a, **k):
         f.write(b"partial")
-        raise OSError(errno.ENOSPC, "No space left on device")   # what write() raises: no file name
+        raise OSError(errno.ENOSPC, "No space left on device")  # what write() raises: no file name
 
     monkeypatch.setattr(torch, "save", full)
-    _cli_refused("disk full", ["prune", "--checkpoint", str(small_ckpt), "--strategy", "cut", "--k", "1",
-                               "--out", str(out)], capsys, str(out), "No space left", "disk is full")
+    _cli_refused(
+        "disk full",
+        ["prune", "--checkpoint", str(small_ckpt), "--strategy", "cut", "--k", "1", "--out", str(out)],
+        capsys,
+        str(out),
+        "No space left",
+        "disk is full",
+    )
     assert not out.exists() and not list(tmp_path.glob(".out.pt.*"))
 
 
 def test_output_path_that_is_a_folder_is_one_line(tmp_path, capsys, small_ckpt):
     out = tmp_path / "out.pt"
     out.mkdir()
-    _cli_refused("output path is a folder", ["prune", "--checkpoint", str(small_ckpt), "--strategy", "cut",
-                                             "--k", "1", "--out", str(out)], capsys, str(out))
+    _cli_refused(
+        "output path is a folder",
+        ["prune", "--checkpoint", str(small_ckpt), "--strategy", "cut", "--k", "1", "--out", str(out)],
+        capsys,
+        str(out),
+    )
 
 
 # ---------------------------------------------------------------- concurrent MLflow sync (item 8)
+
 
 def test_two_syncs_at_once_on_a_fresh_store(results_tree, tmp_path):
     """Two `unetprune track` processes at once on a fresh sqlite store: both succeed and every run key
@@ -704,13 +892,25 @@ def test_two_syncs_at_once_on_a_fresh_store(results_tree, tmp_path):
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     (tmp_path / "store").mkdir()
     assert sync_lock_path(uri) == tmp_path / "store" / "mlflow.db.lock"
-    cmd = [sys.executable, "-m", "unetprune.cli", "track", "--config", str(cfg_file), "--uri", uri,
-           "--results", str(base2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "unetprune.cli",
+        "track",
+        "--config",
+        str(cfg_file),
+        "--uri",
+        uri,
+        "--results",
+        str(base2),
+    ]
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
 
     def two_at_once():
-        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-                 for _ in range(2)]
+        procs = [
+            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            for _ in range(2)
+        ]
         outs = [p.communicate(timeout=300) for p in procs]
         assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
         client = MlflowClient(tracking_uri=uri)
@@ -723,12 +923,13 @@ def test_two_syncs_at_once_on_a_fresh_store(results_tree, tmp_path):
     first = two_at_once()
     ev = sorted((base2 / _cfg["experiment"] / "eval").glob("*.json"))[0]
     data = json.loads(ev.read_text())
-    data["l1"] = (data.get("l1") or 0.5) + 0.125    # a result changed
+    data["l1"] = (data.get("l1") or 0.5) + 0.125  # a result changed
     ev.write_text(json.dumps(data))
     assert two_at_once() == first
 
 
 # ---------------------------------------------------------------- the summary
+
 
 def test_zz_hostile_summary(request):
     """States how many hostile inputs were tried and how many were refused with a one-line message."""

@@ -20,7 +20,13 @@ from unetprune.cli import main
 from unetprune.fileio import sha256_file
 from unetprune.layout import FINETUNED, ORIGINAL, Layout
 from unetprune.metrics.complexity import count_parameters
-from unetprune.families.pix2pix.reference import from_reference, infer_generator, module_map, strip_module_prefix, to_reference
+from unetprune.families.pix2pix.reference import (
+    from_reference,
+    infer_generator,
+    module_map,
+    strip_module_prefix,
+    to_reference,
+)
 from unetprune.families.pix2pix.unet import UNetSpec, build_generator
 from unetprune.translate import generation_mode
 
@@ -30,26 +36,56 @@ BIN = Path(sys.executable).parent
 
 # --- the reference architecture, re-implemented (its module nesting and forward) ------------
 
+
 class RefBlock(nn.Module):
     """The reference UnetSkipConnectionBlock."""
 
-    def __init__(self, outer_nc, inner_nc, input_nc=None, submodule=None, outermost=False, innermost=False,
-                 norm_layer=nn.BatchNorm2d, use_dropout=False):
+    def __init__(
+        self,
+        outer_nc,
+        inner_nc,
+        input_nc=None,
+        submodule=None,
+        outermost=False,
+        innermost=False,
+        norm_layer=nn.BatchNorm2d,
+        use_dropout=False,
+    ):
         super().__init__()
         self.outermost = outermost
-        use_bias = (norm_layer.func if isinstance(norm_layer, functools.partial) else norm_layer) == nn.InstanceNorm2d
+        use_bias = (
+            norm_layer.func if isinstance(norm_layer, functools.partial) else norm_layer
+        ) == nn.InstanceNorm2d
         input_nc = outer_nc if input_nc is None else input_nc
         downconv = nn.Conv2d(input_nc, inner_nc, 4, 2, 1, bias=use_bias)
         downrelu, downnorm = nn.LeakyReLU(0.2, True), norm_layer(inner_nc)
         uprelu, upnorm = nn.ReLU(True), norm_layer(outer_nc)
         if outermost:
-            model = [downconv, submodule, uprelu, nn.ConvTranspose2d(inner_nc * 2, outer_nc, 4, 2, 1), nn.Tanh()]
+            model = [
+                downconv,
+                submodule,
+                uprelu,
+                nn.ConvTranspose2d(inner_nc * 2, outer_nc, 4, 2, 1),
+                nn.Tanh(),
+            ]
         elif innermost:
-            model = [downrelu, downconv, uprelu, nn.ConvTranspose2d(inner_nc, outer_nc, 4, 2, 1, bias=use_bias),
-                     upnorm]
+            model = [
+                downrelu,
+                downconv,
+                uprelu,
+                nn.ConvTranspose2d(inner_nc, outer_nc, 4, 2, 1, bias=use_bias),
+                upnorm,
+            ]
         else:
-            model = [downrelu, downconv, downnorm, submodule, uprelu,
-                     nn.ConvTranspose2d(inner_nc * 2, outer_nc, 4, 2, 1, bias=use_bias), upnorm]
+            model = [
+                downrelu,
+                downconv,
+                downnorm,
+                submodule,
+                uprelu,
+                nn.ConvTranspose2d(inner_nc * 2, outer_nc, 4, 2, 1, bias=use_bias),
+                upnorm,
+            ]
             if use_dropout:
                 model.append(nn.Dropout(0.5))
         self.model = nn.Sequential(*model)
@@ -63,15 +99,20 @@ class RefUnet(nn.Module):
 
     def __init__(self, input_nc, output_nc, num_downs, ngf=64, norm="batch", use_dropout=True):
         super().__init__()
-        norm_layer = (nn.BatchNorm2d if norm == "batch"
-                      else functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False))
+        norm_layer = (
+            nn.BatchNorm2d
+            if norm == "batch"
+            else functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
+        )
         b = RefBlock(ngf * 8, ngf * 8, norm_layer=norm_layer, innermost=True)
         for _ in range(num_downs - 5):
             b = RefBlock(ngf * 8, ngf * 8, submodule=b, norm_layer=norm_layer, use_dropout=use_dropout)
         b = RefBlock(ngf * 4, ngf * 8, submodule=b, norm_layer=norm_layer)
         b = RefBlock(ngf * 2, ngf * 4, submodule=b, norm_layer=norm_layer)
         b = RefBlock(ngf, ngf * 2, submodule=b, norm_layer=norm_layer)
-        self.model = RefBlock(output_nc, ngf, input_nc=input_nc, submodule=b, outermost=True, norm_layer=norm_layer)
+        self.model = RefBlock(
+            output_nc, ngf, input_nc=input_nc, submodule=b, outermost=True, norm_layer=norm_layer
+        )
 
     def forward(self, x):
         return self.model(x)
@@ -82,9 +123,12 @@ def ref_discriminator(input_nc, ndf=64, n_layers=3):
     seq = [nn.Conv2d(input_nc, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
     mult = 1
     for n in range(1, n_layers + 1):
-        prev, mult = mult, min(2 ** n, 8)
-        seq += [nn.Conv2d(ndf * prev, ndf * mult, 4, 2 if n < n_layers else 1, 1, bias=False),
-                nn.BatchNorm2d(ndf * mult), nn.LeakyReLU(0.2, True)]
+        prev, mult = mult, min(2**n, 8)
+        seq += [
+            nn.Conv2d(ndf * prev, ndf * mult, 4, 2 if n < n_layers else 1, 1, bias=False),
+            nn.BatchNorm2d(ndf * mult),
+            nn.LeakyReLU(0.2, True),
+        ]
     seq.append(nn.Conv2d(ndf * mult, 1, 4, 1, 1))
     d = nn.Module()
     d.model = nn.Sequential(*seq)
@@ -100,7 +144,9 @@ def randomise(model: nn.Module, seed: int) -> nn.Module:
                 v.copy_(torch.rand(v.shape, generator=g) + 0.5)
             elif v.is_floating_point():
                 is_bn_scale = v.dim() == 1 and k.endswith("weight")
-                v.copy_(torch.randn(v.shape, generator=g) * (0.05 if v.dim() > 1 else 0.2) + float(is_bn_scale))
+                v.copy_(
+                    torch.randn(v.shape, generator=g) * (0.05 if v.dim() > 1 else 0.2) + float(is_bn_scale)
+                )
     return model
 
 
@@ -125,12 +171,15 @@ def our_outputs(G: nn.Module, x: torch.Tensor, mode: str, seed: int = 3) -> torc
 
 # --- the key mapping ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("num_downs,norm", [(5, "batch"), (6, "instance"), (8, "batch")])
 def test_mapping_matches_the_reference_nesting(num_downs, norm):
     ours = build_generator(UNetSpec.reference(num_downs, 4, norm=norm, bias_mode="reference"), seed=0)
     ref = RefUnet(3, 3, num_downs, 4, norm=norm)
     mapped = to_reference(ours.state_dict(), num_downs)
-    assert {k: list(v.shape) for k, v in mapped.items()} == {k: list(v.shape) for k, v in ref.state_dict().items()}
+    assert {k: list(v.shape) for k, v in mapped.items()} == {
+        k: list(v.shape) for k, v in ref.state_dict().items()
+    }
     ref.load_state_dict(mapped, strict=True)
     back = from_reference(ref.state_dict(), num_downs)
     assert back.keys() == ours.state_dict().keys()
@@ -149,6 +198,7 @@ def test_module_map_names_the_innermost_and_outermost_blocks():
 
 
 # --- import: same outputs, same parameters --------------------------------------------------
+
 
 def test_unet_256_import_equals_the_reference(tmp_path, capsys):
     """A reference unet_256 (the official biases) written under DataParallel's ``module.``
@@ -208,11 +258,17 @@ def test_released_discriminator_is_mapped(tmp_path, capsys):
     g, d = tmp_path / "latest_net_G.pth", tmp_path / "latest_net_D.pth"
     torch.save(ref.state_dict(), g)
     torch.save(D_ref.state_dict(), d)
-    rc, stdout, err = run_cli("--from", g, "--discriminator", d, "--out", tmp_path / "imported.pt", capsys=capsys)
+    rc, stdout, err = run_cli(
+        "--from", g, "--discriminator", d, "--out", tmp_path / "imported.pt", capsys=capsys
+    )
     assert rc == 0, err
     ckpt = load_checkpoint(tmp_path / "imported.pt")
-    assert ckpt["meta"]["discriminator"] == {"fresh": False, "source": str(d), "sha256": sha256_file(d),
-                                             "arch": ckpt["discriminator"]["arch"]}
+    assert ckpt["meta"]["discriminator"] == {
+        "fresh": False,
+        "source": str(d),
+        "sha256": sha256_file(d),
+        "arch": ckpt["discriminator"]["arch"],
+    }
     from unetprune.families.pix2pix.patchgan import build_discriminator
 
     D = build_discriminator(ckpt["discriminator"]["arch"])
@@ -224,6 +280,7 @@ def test_released_discriminator_is_mapped(tmp_path, capsys):
 
 
 # --- refusals: one line naming the file and what was expected -------------------------------
+
 
 class Payload:
     """A pickle that runs code when unpickled (here: makes a folder)."""
@@ -288,20 +345,34 @@ def test_config_must_describe_the_file(tmp_path, capsys):
     src = tmp_path / "net_G.pth"
     torch.save(RefUnet(3, 3, 5, 16).state_dict(), src)
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump({"model": {"num_downs": 5, "ngf": 8}}))
+    cfg.write_text(yaml.safe_dump({"model": {"pix2pix": {"num_downs": 5, "ngf": 8}}}))
     line = _refused(capsys, "--config", cfg, "--from", src, "--out", tmp_path / "o.pt")
-    assert "model.ngf is 8, the file has 16" in line
-    line = _refused(capsys, "--config", cfg, "--set", "model.ngf=16", "--from", src, "--out", tmp_path / "o.pt")
-    assert "set model.bias_mode: reference" in line
-    rc, _, err = run_cli("--config", cfg, "--set", "model.ngf=16", "--set", "model.bias_mode=reference",
-                         "--from", src, "--out", tmp_path / "o.pt", capsys=capsys)
+    assert "model.pix2pix.ngf is 8, the file has 16" in line
+    line = _refused(
+        capsys, "--config", cfg, "--set", "model.pix2pix.ngf=16", "--from", src, "--out", tmp_path / "o.pt"
+    )
+    assert "set model.pix2pix.bias_mode: reference" in line
+    rc, _, err = run_cli(
+        "--config",
+        cfg,
+        "--set",
+        "model.pix2pix.ngf=16",
+        "--set",
+        "model.pix2pix.bias_mode=reference",
+        "--from",
+        src,
+        "--out",
+        tmp_path / "o.pt",
+        capsys=capsys,
+    )
     assert rc == 0, err
 
 
 # --- the workflow: an experiment that starts from released weights --------------------------
 
+
 def test_workflow_imports_instead_of_training_and_finetunes(tmp_path):
-    """config ``model.init_weights``: train_original imports the file (train.json records it
+    """config ``model.pix2pix.init_weights``: train_original imports the file (train.json records it
     with the sha256 and the fresh PatchGAN), and a variant fine-tunes from it."""
     from test_workflow import copy_env, workflow_copy
 
@@ -311,14 +382,19 @@ def test_workflow_imports_instead_of_training_and_finetunes(tmp_path):
     weights.parent.mkdir()
     torch.save(randomise(RefUnet(3, 3, 5, 16), seed=6).state_dict(), weights)
     cfg = yaml.safe_load((wf / "config" / "tiny.yaml").read_text())
-    cfg["model"].update({"init_weights": "released/latest_net_G.pth", "bias_mode": "reference"})
+    cfg["model"]["pix2pix"].update({"init_weights": "released/latest_net_G.pth", "bias_mode": "reference"})
     (wf / "config" / "imported.yaml").write_text(yaml.safe_dump(cfg))
     from unetprune.config import load_config
 
     lay = Layout.from_config(load_config(wf / "config" / "imported.yaml"), wf / "results")
     target = lay.checkpoint("cut-k1", FINETUNED).relative_to(wf)
-    p = subprocess.run([str(BIN / "snakemake"), str(target), "--cores", "1", "-p", "--configfile",
-                        "config/imported.yaml"], cwd=wf, env=copy_env(wf), capture_output=True, text=True)
+    p = subprocess.run(
+        [str(BIN / "snakemake"), str(target), "--cores", "1", "-p", "--configfile", "config/imported.yaml"],
+        cwd=wf,
+        env=copy_env(wf),
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     shown = p.stdout + p.stderr
     assert "unetprune import --config" in shown
@@ -328,7 +404,9 @@ def test_workflow_imports_instead_of_training_and_finetunes(tmp_path):
     assert log["discriminator"]["fresh"] is True
     G = generator_from_checkpoint(lay.checkpoint(ORIGINAL))
     assert G.spec.bias_mode == "reference" and count_parameters(G) == sum(
-        v.numel() for k, v in torch.load(weights, weights_only=True).items() if "running" not in k
-        and "num_batches" not in k)
+        v.numel()
+        for k, v in torch.load(weights, weights_only=True).items()
+        if "running" not in k and "num_batches" not in k
+    )
     ft = load_checkpoint(lay.checkpoint("cut-k1", FINETUNED))
     assert ft["meta"]["discriminator_from"].endswith(str(lay.checkpoint(ORIGINAL).relative_to(wf)))

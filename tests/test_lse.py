@@ -21,6 +21,7 @@ pytestmark = pytest.mark.timeout(1800)
 # the arithmetic
 # ------------------------------------------------------------------------------------------
 
+
 def _features(n=60, d=16, seed=0):
     return torch.from_numpy(np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32))
 
@@ -47,7 +48,7 @@ def test_pdist_matches_the_reference_definition():
     ap = torch.nn.functional.pad(a, (0, 0, 3, 3))
     for i in range(12):
         for j in range(7):
-            ref = torch.nn.functional.pairwise_distance(v[i:i + 1], ap[i + j:i + j + 1])
+            ref = torch.nn.functional.pairwise_distance(v[i : i + 1], ap[i + j : i + j + 1])
             assert torch.allclose(d[i, j], ref[0])
     # out of range partners are zero vectors: distance = norm (+eps)
     assert torch.allclose(d[0, 0], torch.linalg.vector_norm(v[0] + 1e-6), atol=1e-5)
@@ -82,6 +83,7 @@ def test_window_count_and_audio_shift():
 # backends, checkpoints, plug-in
 # ------------------------------------------------------------------------------------------
 
+
 def _random_s(seed=0):
     from unetprune.families.wav2lip.syncnet import SyncNetS
 
@@ -110,8 +112,13 @@ def test_standard_backend_loads_syncnet_v2_state_dict_weights_only(tmp_path):
 
 
 def _standin_file(path: Path, seed=0) -> Path:
-    ckpt = {"format": L.STANDIN_FORMAT, "format_version": 1, "arch": "syncnet_python S",
-            "state_dict": L._s_state_dict_reference_names(_random_s(seed)), "info": {"data": "synthetic"}}
+    ckpt = {
+        "format": L.STANDIN_FORMAT,
+        "format_version": 1,
+        "arch": "syncnet_python S",
+        "state_dict": L._s_state_dict_reference_names(_random_s(seed)),
+        "info": {"data": "synthetic"},
+    }
     torch.save(ckpt, path)
     return path
 
@@ -152,6 +159,7 @@ def test_too_short_clip_is_a_clear_error():
 # the offline demo with the trained stand-in (slow: builds the demo, trains S for a few minutes)
 # ------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def demo_standin(tmp_path_factory):
     from unetprune.cli import main
@@ -159,8 +167,18 @@ def demo_standin(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("lse_demo")
     build_talking_demo(root / "demo", progress=False)
-    rc = main(["train-lse-standin", "--data", str(root / "demo"), "--out", str(root / "standin.pt"),
-               "--threads", "2", "--no-progress"])
+    rc = main(
+        [
+            "train-lse-standin",
+            "--data",
+            str(root / "demo"),
+            "--out",
+            str(root / "standin.pt"),
+            "--threads",
+            "2",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     sc = L.LSEScorer.load("standin", root / "standin.pt")
     pre, clips = L.split_clips(root / "demo", "test")
@@ -191,11 +209,15 @@ def lse_means(demo_standin):
         vf = real[c]["_video_feats"]
         other = data[clips[(i + 1) % len(clips)]][1]
         swapped = np.resize(other, len(wav))
-        rows.append({"real": real[c],
-                     "shift6": sc.score(frames, L.shift_audio(wav, 6), video_feats=vf),
-                     "shift-6": sc.score(frames, L.shift_audio(wav, -6), video_feats=vf),
-                     "shift20": sc.score(frames, L.shift_audio(wav, 20), video_feats=vf),
-                     "swapped": sc.score(frames, swapped, video_feats=vf)})
+        rows.append(
+            {
+                "real": real[c],
+                "shift6": sc.score(frames, L.shift_audio(wav, 6), video_feats=vf),
+                "shift-6": sc.score(frames, L.shift_audio(wav, -6), video_feats=vf),
+                "shift20": sc.score(frames, L.shift_audio(wav, 20), video_feats=vf),
+                "swapped": sc.score(frames, swapped, video_feats=vf),
+            }
+        )
     mean = {k: float(np.mean([r[k]["lse_c"] for r in rows])) for k in rows[0]}
     mean0 = {k: float(np.mean([r[k]["lse_c_at_0"] for r in rows])) for k in rows[0]}
     print("LSE-C", mean, "LSE-C at offset 0", mean0)
@@ -206,7 +228,11 @@ def lse_means(demo_standin):
 def test_shifted_audio_is_out_of_sync_at_offset_0(lse_means):
     # as given (offset 0), a shift of 6 frames either way is clearly out of sync
     _, mean0 = lse_means
-    assert mean0["real"] > 1.0 and mean0["real"] > mean0["shift6"] + 1.0 and mean0["real"] > mean0["shift-6"] + 1.0
+    assert (
+        mean0["real"] > 1.0
+        and mean0["real"] > mean0["shift6"] + 1.0
+        and mean0["real"] > mean0["shift-6"] + 1.0
+    )
 
 
 @pytest.mark.slow

@@ -23,10 +23,11 @@ NOISE_KEYS = ["mean", "std_seed", "std_boot", "std", "ci95"]
 # pure helpers
 # --------------------------------------------------------------------------------------
 
+
 def test_resample_counts_deterministic_and_complete():
     a, b = N.resample_counts(10, 50, seed=3), N.resample_counts(10, 50, seed=3)
     assert a.shape == (50, 10) and a.dtype == np.int64
-    assert np.array_equal(a, b)                                   # a pure function of (n, B, seed)
+    assert np.array_equal(a, b)  # a pure function of (n, B, seed)
     assert not np.array_equal(a, N.resample_counts(10, 50, seed=4))
     assert (a.sum(1) == 10).all() and (a >= 0).all()
     assert N.resample_counts(10, 0, seed=3).shape == (0, 10)
@@ -39,7 +40,7 @@ def test_bootstrap_std_of_a_known_sample():
     assert N.bootstrap_std([1.0, 2.0, 3.0, 4.0]) == pytest.approx(math.sqrt(5 / 3), abs=1e-15)
     assert N.bootstrap_std([2.0]) is None and N.sample_std([]) is None
     # the bootstrap std of a mean is the plug-in standard error s_pop / sqrt(n)
-    x = np.arange(20, dtype=np.float64)                           # population std sqrt(399/12)
+    x = np.arange(20, dtype=np.float64)  # population std sqrt(399/12)
     reps = N.mean_replicates(x, N.resample_counts(20, 20000, seed=0))
     assert N.bootstrap_std(reps) == pytest.approx(math.sqrt(399 / 12) / math.sqrt(20), rel=0.03)
     assert N.mean_replicates(x, np.ones((1, 20), dtype=np.int64))[0] == pytest.approx(9.5, abs=1e-12)
@@ -53,11 +54,13 @@ def test_summarize_noise_combines_components_and_ci_contains_mean():
     assert s["std"] == pytest.approx(math.sqrt(1.0 + 5 / 3), abs=1e-15)
     lo, hi = s["ci95"]
     assert lo < s["mean"] < hi and hi - s["mean"] == pytest.approx(N.Z95 * s["std"], abs=1e-12)
-    det = N.summarize_noise([5.0], [4.0, 6.0], stochastic=False)      # deterministic generation
-    assert det["std_seed"] == 0.0 and det["std"] == det["std_boot"] == pytest.approx(math.sqrt(2.0), abs=1e-15)
-    one = N.summarize_noise([5.0], [4.0, 6.0], stochastic=True)      # stochastic, not repeated
+    det = N.summarize_noise([5.0], [4.0, 6.0], stochastic=False)  # deterministic generation
+    assert det["std_seed"] == 0.0 and det["std"] == det["std_boot"] == pytest.approx(
+        math.sqrt(2.0), abs=1e-15
+    )
+    one = N.summarize_noise([5.0], [4.0, 6.0], stochastic=True)  # stochastic, not repeated
     assert one["std_seed"] is None and one["std"] == one["std_boot"]
-    none = N.summarize_noise([5.0, 6.0], None, stochastic=True)      # no bootstrap: no std
+    none = N.summarize_noise([5.0, 6.0], None, stochastic=True)  # no bootstrap: no std
     assert none["std_boot"] is None and none["std"] is None and none["ci95"] is None
 
 
@@ -82,23 +85,39 @@ def test_fid_and_kid_replicates_equal_recomputation_on_resampled_features():
 def test_miou_replicates_equal_summarize():
     rng = np.random.default_rng(1)
     confs = rng.integers(0, 20, size=(6, 4, 4))
-    confs[:, 3] = 0                         # class 3 never in the target ...
-    confs[:, :, 3] = 0                      # ... nor predicted: no IoU, left out of the mean
+    confs[:, 3] = 0  # class 3 never in the target ...
+    confs[:, :, 3] = 0  # ... nor predicted: no IoU, left out of the mean
     counts = np.vstack([np.ones(6, dtype=np.int64), N.resample_counts(6, 3, seed=0)])
     reps = N.miou_replicates(confs, counts)
     for b in range(len(counts)):
-        assert reps[b] == pytest.approx(summarize(np.tensordot(counts[b], confs, axes=(0, 0)))["miou"], abs=1e-12)
+        assert reps[b] == pytest.approx(
+            summarize(np.tensordot(counts[b], confs, axes=(0, 0)))["miou"], abs=1e-12
+        )
 
 
 def test_generation_is_stochastic_and_scalar_metrics():
     spec = UNetSpec.reference(num_downs=5, ngf=8)
-    assert not N.generation_is_stochastic(build_generator(spec, seed=0), "train_bn")   # no dropout level
+    assert not N.generation_is_stochastic(build_generator(spec, seed=0), "train_bn")  # no dropout level
     spec.dropout_levels = [3, 4]
     g = build_generator(spec, seed=0)
     assert N.generation_is_stochastic(g, "train_bn") and not N.generation_is_stochastic(g, "eval")
-    r = {"fid": {"value": 2.5}, "kid": None, "segmentation": {"miou": 0.5}, "l1": 0.1, "psnr": float("nan"),
-         "ssim": 0.3, "lse": {"lse_d": 7.0, "lse_c": 2.0}}
-    assert N.scalar_metrics(r) == {"fid": 2.5, "miou": 0.5, "l1": 0.1, "ssim": 0.3, "lse_d": 7.0, "lse_c": 2.0}
+    r = {
+        "fid": {"value": 2.5},
+        "kid": None,
+        "segmentation": {"miou": 0.5},
+        "l1": 0.1,
+        "psnr": float("nan"),
+        "ssim": 0.3,
+        "lse": {"lse_d": 7.0, "lse_c": 2.0},
+    }
+    assert N.scalar_metrics(r) == {
+        "fid": 2.5,
+        "miou": 0.5,
+        "l1": 0.1,
+        "ssim": 0.3,
+        "lse_d": 7.0,
+        "lse_c": 2.0,
+    }
 
 
 def test_clip_replicates_resample_clips():
@@ -117,10 +136,17 @@ def test_clip_replicates_resample_clips():
 # the Evaluator's noise block and by_mode
 # --------------------------------------------------------------------------------------
 
+
 def _cfg(root, **evaluate):
-    return load_config(None, {"data": {"root": str(root), "crop_size": 32, "load_size": 32},
-                              "demo": {"image_size": 32}, "model": {"num_downs": 5, "ngf": 8},
-                              "evaluate": {"fid_backend": "standin", "bootstrap": 50, **evaluate}})
+    return load_config(
+        None,
+        {
+            "data": {"root": str(root), "crop_size": 32, "load_size": 32},
+            "demo": {"image_size": 32},
+            "model": {"pix2pix": {"num_downs": 5, "ngf": 8}},
+            "evaluate": {"fid_backend": "standin", "bootstrap": 50, **evaluate},
+        },
+    )
 
 
 def _dropout_gen(seed=0):
@@ -145,7 +171,9 @@ def test_evaluator_noise_block(tiny_demo, cache):
     for name, m in noise["metrics"].items():
         assert list(m) == NOISE_KEYS
         assert m["std_seed"] >= 0 and m["std_boot"] > 0, name
-        assert m["std_seed"] > 0 or name in ("miou", "kid"), name   # (the untrained model's relabelled maps agree)
+        assert m["std_seed"] > 0 or name in ("miou", "kid"), (
+            name
+        )  # (the untrained model's relabelled maps agree)
         assert m["std"] == pytest.approx(math.hypot(m["std_seed"], m["std_boot"]), rel=1e-12)
         assert m["ci95"][0] < m["mean"] < m["ci95"][1]
     # the top-level numbers are the first seed's: the same as without repeats
@@ -165,8 +193,19 @@ def test_evaluator_noise_block(tiny_demo, cache):
     assert ev.score(g)["noise"] == noise
     # by_mode: the same metric keys in eval mode, deterministic there (one seed, std_seed 0)
     sub = r["by_mode"]["eval"]
-    assert list(sub) == ["mode", "seed", "fid", "kid", "segmentation", "l1", "psnr", "ssim",
-                         "paired_definitions", "diversity", "noise"]
+    assert list(sub) == [
+        "mode",
+        "seed",
+        "fid",
+        "kid",
+        "segmentation",
+        "l1",
+        "psnr",
+        "ssim",
+        "paired_definitions",
+        "diversity",
+        "noise",
+    ]
     assert sub["mode"] == "eval" and sub["noise"]["seeds"] == [0]
     assert all(m["std_seed"] == 0.0 for m in sub["noise"]["metrics"].values())
     ev_eval = Evaluator(_cfg(tiny_demo, mode="eval"), "test", cache_dir=cache, latency=False)
@@ -194,13 +233,22 @@ def test_bootstrap_replicates_match_metrics_on_resampled_images(tiny_demo, cache
     f_fake, f_real = fid.features(fakes), fid.real.features
     for b in range(3):
         idx = np.repeat(np.arange(len(fakes)), counts[b])
-        assert reps["fid"][b] == pytest.approx(F.fid_from_stats(F.FeatureStats.from_features(f_fake[idx]),
-                                                                 F.FeatureStats.from_features(f_real[idx])), rel=1e-9)
+        assert reps["fid"][b] == pytest.approx(
+            F.fid_from_stats(
+                F.FeatureStats.from_features(f_fake[idx]), F.FeatureStats.from_features(f_real[idx])
+            ),
+            rel=1e-9,
+        )
         assert reps["l1"][b] == pytest.approx(
-            float((fakes[idx].double() - ev.eval_set.targets[idx].double()).abs().flatten(1).mean(1).mean()) / 127.5,
-            rel=1e-12)
+            float((fakes[idx].double() - ev.eval_set.targets[idx].double()).abs().flatten(1).mean(1).mean())
+            / 127.5,
+            rel=1e-12,
+        )
         from unetprune.metrics.segmentation import demo_miou
-        assert reps["miou"][b] == pytest.approx(demo_miou(fakes[idx], ev.eval_set.inputs[idx], 8)["miou"], abs=1e-12)
+
+        assert reps["miou"][b] == pytest.approx(
+            demo_miou(fakes[idx], ev.eval_set.inputs[idx], 8)["miou"], abs=1e-12
+        )
     ident = np.ones((1, len(fakes)), dtype=np.int64)
     for plugin in ev.metrics.values():
         for k, v in plugin.bootstrap(fakes, ident).items():

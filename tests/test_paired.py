@@ -14,7 +14,7 @@ from unetprune.metrics.paired import PairedAccumulator, gaussian_moments, gaussi
 def test_l1_and_psnr_hand_computed():
     a = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
     b = a.clone()
-    b[0] += 5          # constant error 5 everywhere in image 0
+    b[0] += 5  # constant error 5 everywhere in image 0
     b[1, :, :2] = 255  # half the pixels of image 1 off by 255
     assert l1(b, a).tolist() == pytest.approx([5 / 127.5, 0.5 * 255 / 127.5])
     assert psnr(b, a).tolist() == pytest.approx([10 * math.log10(255**2 / 25), 10 * math.log10(2)])
@@ -42,8 +42,15 @@ def test_ssim_psnr_match_skimage():
     ours_s, ours_p = ssim(b, a), psnr(b, a)
     for i in range(3):
         A, B = a[i].permute(1, 2, 0).numpy(), b[i].permute(1, 2, 0).numpy()
-        ref = structural_similarity(A, B, channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5,
-                                    use_sample_covariance=False)
+        ref = structural_similarity(
+            A,
+            B,
+            channel_axis=-1,
+            data_range=255,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+        )
         assert ours_s[i].item() == pytest.approx(ref, abs=1e-10)
         assert ours_p[i].item() == pytest.approx(peak_signal_noise_ratio(A, B, data_range=255), abs=1e-10)
 

@@ -15,8 +15,15 @@ from unetprune.family import ModelFamily, family_of, get_family, register_family
 from unetprune.families.pix2pix.family import Pix2PixFamily
 from unetprune.families.pix2pix.pruning import UNetPruningOps
 from unetprune.families.pix2pix.unet import UNetGenerator, UNetSpec, build_generator, default_inner_levels
-from unetprune.pruning import (PruningError, filter_importance, match_budget, n_keep,
-                               prunable_layers, prune, prune_channels)
+from unetprune.pruning import (
+    PruningError,
+    filter_importance,
+    match_budget,
+    n_keep,
+    prunable_layers,
+    prune,
+    prune_channels,
+)
 
 X64 = (2, 3, 64, 64)
 
@@ -24,7 +31,7 @@ X64 = (2, 3, 64, 64)
 def _randomise_bn(g, seed=1):
     """Non-trivial BN affine parameters and running statistics (calibrated on a random batch,
     then perturbed: tests/nets.py), so masking tests can fail."""
-    side = 2 ** g.num_downs
+    side = 2**g.num_downs
     return randomise_bn(g, lambda gen: (torch.randn(4, g.spec.input_nc, side, side, generator=gen),), seed)
 
 
@@ -46,8 +53,9 @@ def masked_forward(g, kept: dict, x):
     for name, v in kept.items():
         mask = torch.zeros(getattr(g, name).conv.out_channels)
         mask[v["indices"]] = 1.0
-        hooks.append(getattr(g, name).register_forward_hook(
-            lambda mod, inp, out, m=mask: out * m.view(1, -1, 1, 1)))
+        hooks.append(
+            getattr(g, name).register_forward_hook(lambda mod, inp, out, m=mask: out * m.view(1, -1, 1, 1))
+        )
     try:
         with torch.no_grad():
             return g(x)
@@ -88,9 +96,9 @@ def check_pruned_model(g, new, info, x):
 STRATEGY_CASES = [
     ("single-down1", "single", dict(layer="down1", ratio=0.5)),
     ("single-down3", "single", dict(layer="down3", ratio=0.6)),
-    ("single-down6", "single", dict(layer="down6", ratio=0.7)),    # innermost encoder (no BN)
-    ("single-up6", "single", dict(layer="up6", ratio=0.5)),        # innermost decoder
-    ("single-up2", "single", dict(layer="up2", ratio=0.4)),        # feeds the RGB conv
+    ("single-down6", "single", dict(layer="down6", ratio=0.7)),  # innermost encoder (no BN)
+    ("single-up6", "single", dict(layer="up6", ratio=0.5)),  # innermost decoder
+    ("single-up2", "single", dict(layer="up2", ratio=0.4)),  # feeds the RGB conv
     ("inner", "inner", dict(ratio=0.75)),
     ("inner-3-4", "inner", dict(ratio=0.5, levels=[3, 4])),
     ("inner-l1", "inner", dict(ratio=0.5, levels=[1, 2])),
@@ -131,10 +139,15 @@ def test_masking_covers_both_concat_halves(small, x64):
     torch.testing.assert_close(new.up4.norm.running_var, small.up4.norm.running_var[kept])
 
 
-@pytest.mark.parametrize("strategy,kw", [("single", dict(layer="down4", ratio=0.0)),
-                                         ("inner", dict(ratio=0.0)),
-                                         ("global-uniform", dict(ratio=0.0)),
-                                         ("global-threshold", dict(ratio=0.0))])
+@pytest.mark.parametrize(
+    "strategy,kw",
+    [
+        ("single", dict(layer="down4", ratio=0.0)),
+        ("inner", dict(ratio=0.0)),
+        ("global-uniform", dict(ratio=0.0)),
+        ("global-threshold", dict(ratio=0.0)),
+    ],
+)
 def test_ratio_zero_is_identity(small, x64, strategy, kw):
     new, info = prune(small, strategy, **kw)
     assert new.spec == small.spec
@@ -157,8 +170,9 @@ def test_importance_definitions(small):
     assert used == "l1" and s.shape == (32,)
     torch.testing.assert_close(s, w.abs().sum((0, 2, 3)).double(), rtol=1e-6, atol=0)
     s, _ = filter_importance(small, "down3", "l2")
-    torch.testing.assert_close(s, small.down3.conv.weight.pow(2).sum((1, 2, 3)).sqrt().double(),
-                               rtol=1e-6, atol=0)
+    torch.testing.assert_close(
+        s, small.down3.conv.weight.pow(2).sum((1, 2, 3)).sqrt().double(), rtol=1e-6, atol=0
+    )
     s, used = filter_importance(small, "down3", "bn")
     assert used == "bn"
     torch.testing.assert_close(s, small.down3.norm.weight.abs().double())
@@ -245,8 +259,9 @@ def test_cut_unet256_equals_fresh_shallower_model(unet256_meta, k):
     assert new.spec == fresh_spec  # widths, dropout levels, bias mode
     with torch.device("meta"):
         fresh = UNetGenerator(fresh_spec)
-    assert {n: tuple(v.shape) for n, v in new.state_dict().items()} == \
-           {n: tuple(v.shape) for n, v in fresh.state_dict().items()}
+    assert {n: tuple(v.shape) for n, v in new.state_dict().items()} == {
+        n: tuple(v.shape) for n, v in fresh.state_dict().items()
+    }
     assert [type(m) for m in new.modules()] == [type(m) for m in fresh.modules()]
     assert str(new) == str(fresh)
 
@@ -299,6 +314,7 @@ def test_cut_after_inner_pruning(small, x64):
 
 # ------------------------------------------------------------------------- budget matching
 
+
 @pytest.fixture(scope="module")
 def medium():
     """num_downs=6, ngf=32 (widths up to 256): width granularity fine enough for 1% matching."""
@@ -329,19 +345,23 @@ def test_budget_matching_normalized_threshold_and_inner_target(medium):
 def test_budget_matching_unreachable_target(small):
     with pytest.raises(PruningError, match="cannot match"):
         match_budget(small, "global-uniform", 10, "params", (1, 3, 64, 64))
-    new, info = match_budget(small, "global-uniform", count_parameters(small) * 2, "params", (1, 3, 64, 64),
-                             strict=False)
+    new, info = match_budget(
+        small, "global-uniform", count_parameters(small) * 2, "params", (1, 3, 64, 64), strict=False
+    )
     assert info["budget"]["achieved"] == count_parameters(small)
 
 
 # ------------------------------------------------------------------------ save and reload
 
-@pytest.mark.parametrize("strategy,kw", [("inner", dict(ratio=0.5)), ("cut", dict(k=2)),
-                                         ("global-threshold", dict(ratio=0.3, normalize=True))])
+
+@pytest.mark.parametrize(
+    "strategy,kw",
+    [("inner", dict(ratio=0.5)), ("cut", dict(k=2)), ("global-threshold", dict(ratio=0.3, normalize=True))],
+)
 def test_pruned_checkpoint_roundtrip(small, x64, tmp_path, strategy, kw):
     new, info = prune(small, strategy, **kw)
     path = tmp_path / "after_pruning.pt"
-    save_generator(path, new, config={"model": {"ngf": 8}}, meta={"pruning": info})
+    save_generator(path, new, config={"model": {"pix2pix": {"ngf": 8}}}, meta={"pruning": info})
     ckpt = load_checkpoint(path)  # weights_only load: meta must be plain data
     assert ckpt["meta"]["pruning"]["strategy"] == strategy
     g2 = generator_from_checkpoint(path).eval()
@@ -352,20 +372,24 @@ def test_pruned_checkpoint_roundtrip(small, x64, tmp_path, strategy, kw):
 
 # ---------------------------------------------------------------------------------- errors
 
-@pytest.mark.parametrize("strategy,kw,match", [
-    ("single", dict(layer="down9", ratio=0.5), "unknown layer 'down9'"),
-    ("single", dict(layer="conv3", ratio=0.5), "unknown layer"),
-    ("single", dict(layer="up1", ratio=0.5), "RGB output"),
-    ("single", dict(layer="down2", ratio=1.0), r"\[0, 1\)"),
-    ("single", dict(layer="down2", ratio=-0.1), r"\[0, 1\)"),
-    ("inner", dict(ratio=0.5, levels=[5, 6, 7, 8]), r"level\(s\) \[7, 8\] do not exist"),
-    ("inner", dict(ratio=0.5, levels=[0]), "do not exist"),
-    ("cut", dict(k=5), "k must be in 1..4"),
-    ("cut", dict(k=0), "k must be in 1..4"),
-    ("bogus", dict(), "unknown strategy"),
-    ("global-uniform", dict(), "needs a ratio"),
-    ("global-uniform", dict(ratio=0.5, importance="l3"), "unknown importance"),
-])
+
+@pytest.mark.parametrize(
+    "strategy,kw,match",
+    [
+        ("single", dict(layer="down9", ratio=0.5), "unknown layer 'down9'"),
+        ("single", dict(layer="conv3", ratio=0.5), "unknown layer"),
+        ("single", dict(layer="up1", ratio=0.5), "RGB output"),
+        ("single", dict(layer="down2", ratio=1.0), r"\[0, 1\)"),
+        ("single", dict(layer="down2", ratio=-0.1), r"\[0, 1\)"),
+        ("inner", dict(ratio=0.5, levels=[5, 6, 7, 8]), r"level\(s\) \[7, 8\] do not exist"),
+        ("inner", dict(ratio=0.5, levels=[0]), "do not exist"),
+        ("cut", dict(k=5), "k must be in 1..4"),
+        ("cut", dict(k=0), "k must be in 1..4"),
+        ("bogus", dict(), "unknown strategy"),
+        ("global-uniform", dict(), "needs a ratio"),
+        ("global-uniform", dict(ratio=0.5, importance="l3"), "unknown importance"),
+    ],
+)
 def test_clear_errors(small, strategy, kw, match):
     with pytest.raises(PruningError, match=match):
         prune(small, strategy, **kw)
@@ -381,20 +405,31 @@ def test_width_cost_model_is_exact(medium):
 
     shape = (1, 3, 64, 64)
     wc = WidthCost(medium, shape)
-    for strategy, kw in [("global-uniform", dict(ratio=0.37)), ("inner", dict(ratio=0.6)),
-                         ("global-threshold", dict(ratio=0.5, normalize=True))]:
+    for strategy, kw in [
+        ("global-uniform", dict(ratio=0.37)),
+        ("inner", dict(ratio=0.6)),
+        ("global-threshold", dict(ratio=0.5, normalize=True)),
+    ]:
         new, _ = prune(medium, strategy, **kw)
         assert wc(new.spec.enc_widths, new.spec.dec_widths) == count_all(new, shape)
 
 
 # --- the engine reaches the model through its family -----------------------------------------
 
+
 def _old_format_checkpoint(g):
     """A format-1 checkpoint without the ``family`` key (read as the default family)."""
-    return {"format": "unetprune-checkpoint", "format_version": 1,
-            "generator": {"arch": g.spec.to_dict(),
-                          "state_dict": {k: v.detach().clone() for k, v in g.state_dict().items()}},
-            "config": {}, "versions": {"torch": str(torch.__version__)}, "meta": {}}
+    return {
+        "format": "unetprune-checkpoint",
+        "format_version": 1,
+        "generator": {
+            "arch": g.spec.to_dict(),
+            "state_dict": {k: v.detach().clone() for k, v in g.state_dict().items()},
+        },
+        "config": {},
+        "versions": {"torch": str(torch.__version__)},
+        "meta": {},
+    }
 
 
 def test_checkpoint_records_family_and_old_checkpoints_load_as_pix2pix(small, x64, tmp_path):
@@ -403,7 +438,7 @@ def test_checkpoint_records_family_and_old_checkpoints_load_as_pix2pix(small, x6
     old = _old_format_checkpoint(small)
     assert "family" not in old
     torch.save(old, tmp_path / "old.pt")
-    ckpt = load_checkpoint(tmp_path / "old.pt")           # torch.load(weights_only=True) inside
+    ckpt = load_checkpoint(tmp_path / "old.pt")  # torch.load(weights_only=True) inside
     assert family_of(ckpt) is get_family("pix2pix")
     g = generator_from_checkpoint(tmp_path / "old.pt").eval()
     assert isinstance(g, UNetGenerator) and g.spec == small.spec
@@ -485,7 +520,7 @@ def test_strategies_go_through_the_family(encoder_only, small, tmp_path):
     new, info = prune(g, "global-uniform", ratio=0.5)
     assert info["layers"] == ["down1", "down2", "down3", "down4", "down5", "down6"]
     assert info["widths"] == {"enc": [4, 8, 16, 32, 32, 32], "dec": [3, 8, 16, 32, 64, 64]}
-    assert family_of(new) is fam                       # surgery keeps the spec class
+    assert family_of(new) is fam  # surgery keeps the spec class
     # the same model in the pix2pix family prunes its decoder too
     _, info_p = prune(small, "global-uniform", ratio=0.5)
     assert info_p["widths"]["dec"] == [3, 4, 8, 16, 32, 32]

@@ -26,8 +26,10 @@ def _run(*argv):
 
 def test_inner_then_matched_global(ckpt, tmp_path):
     out = tmp_path / "inner.pt"
-    assert _run("--checkpoint", ckpt, "--strategy", "inner", "--levels", 5, 6, "--ratio", 0.75,
-                "--out", out) == 0
+    assert (
+        _run("--checkpoint", ckpt, "--strategy", "inner", "--levels", 5, 6, "--ratio", 0.75, "--out", out)
+        == 0
+    )
     s = json.loads(out.with_suffix(".json").read_text())
     g = generator_from_checkpoint(out)
     assert s["strategy"] == "inner" and s["ratio"] == 0.75
@@ -35,22 +37,52 @@ def test_inner_then_matched_global(ckpt, tmp_path):
     assert s["widths"] == {"enc": [32, 64, 128, 256, 64, 64], "dec": [3, 32, 64, 128, 64, 64]}
     assert s["input_shape"] == [1, 3, 64, 64]  # from the checkpoint config's crop size
     c = count_all(g, (1, 3, 64, 64))
-    assert (s["params"], s["macs_physical"], s["macs_output"]) == (c["params"], c["macs_physical"],
-                                                                   c["macs_output"])
+    assert (s["params"], s["macs_physical"], s["macs_output"]) == (
+        c["params"],
+        c["macs_physical"],
+        c["macs_output"],
+    )
     meta = load_checkpoint(out)["meta"]
     assert meta["stage"] == "baseline" and meta["pruning"]["strategy"] == "inner"
     assert meta["pruning"]["kept"]["down5"]["n_kept"] == 64
     # a global baseline matched to the inner model's parameter count
     out2, js = tmp_path / "g.pt", tmp_path / "g_summary.json"
-    assert _run("--checkpoint", ckpt, "--strategy", "global-uniform", "--match-params", out,
-                "--out", out2, "--json", js) == 0
+    assert (
+        _run(
+            "--checkpoint",
+            ckpt,
+            "--strategy",
+            "global-uniform",
+            "--match-params",
+            out,
+            "--out",
+            out2,
+            "--json",
+            js,
+        )
+        == 0
+    )
     s2 = json.loads(js.read_text())
     assert abs(s2["params"] / s["params"] - 1) <= 0.01
     assert s2["info"]["budget"]["metric"] == "params"
     # matched on output-based MACs with the normalised threshold
     out3 = tmp_path / "t.pt"
-    assert _run("--checkpoint", ckpt, "--strategy", "global-threshold", "--normalize", "--match-macs", out,
-                "--macs-convention", "output", "--out", out3) == 0
+    assert (
+        _run(
+            "--checkpoint",
+            ckpt,
+            "--strategy",
+            "global-threshold",
+            "--normalize",
+            "--match-macs",
+            out,
+            "--macs-convention",
+            "output",
+            "--out",
+            out3,
+        )
+        == 0
+    )
     s3 = json.loads(out3.with_suffix(".json").read_text())
     assert abs(s3["macs_output"] / s["macs_output"] - 1) <= 0.01
 
@@ -61,7 +93,9 @@ def test_global_threshold_defaults_are_fair_and_raw_is_explicit(ckpt, tmp_path):
     ref = tmp_path / "cut.pt"
     assert _run("--checkpoint", ckpt, "--strategy", "cut", "--k", 2, "--out", ref) == 0
     out = tmp_path / "fair.pt"
-    assert _run("--checkpoint", ckpt, "--strategy", "global-threshold", "--match-params", ref, "--out", out) == 0
+    assert (
+        _run("--checkpoint", ckpt, "--strategy", "global-threshold", "--match-params", ref, "--out", out) == 0
+    )
     info = json.loads(out.with_suffix(".json").read_text())["info"]
     assert info["normalize"] is True and info["normalizer"] == "mean" and info["max_layer_ratio"] == 0.9
     assert "layer-normalised" in info["rule"] and "90%" in info["rule"]
@@ -69,8 +103,22 @@ def test_global_threshold_defaults_are_fair_and_raw_is_explicit(ckpt, tmp_path):
     for name, k in s["kept"].items():
         assert k["n_kept"] >= 0.1 * k["n_before"], name
     raw = tmp_path / "raw.pt"
-    assert _run("--checkpoint", ckpt, "--strategy", "global-threshold", "--no-normalize",
-                "--max-layer-ratio", 1, "--match-params", ref, "--out", raw) == 0
+    assert (
+        _run(
+            "--checkpoint",
+            ckpt,
+            "--strategy",
+            "global-threshold",
+            "--no-normalize",
+            "--max-layer-ratio",
+            1,
+            "--match-params",
+            ref,
+            "--out",
+            raw,
+        )
+        == 0
+    )
     info = json.loads(raw.with_suffix(".json").read_text())["info"]
     assert info["normalize"] is False and info["normalizer"] is None and info["max_layer_ratio"] == 1.0
     assert "not layer-normalised" in info["rule"]
@@ -81,21 +129,41 @@ def test_cut_and_single(ckpt, tmp_path):
     g = generator_from_checkpoint(tmp_path / "c.pt")
     assert g.spec == UNetSpec.reference(4, 32)
     g(torch.randn(1, 3, 64, 64)).mean().backward()
-    assert _run("--checkpoint", ckpt, "--strategy", "single", "--layer", "up4", "--ratio", 0.5,
-                "--importance", "l2", "--out", tmp_path / "s.pt") == 0
+    assert (
+        _run(
+            "--checkpoint",
+            ckpt,
+            "--strategy",
+            "single",
+            "--layer",
+            "up4",
+            "--ratio",
+            0.5,
+            "--importance",
+            "l2",
+            "--out",
+            tmp_path / "s.pt",
+        )
+        == 0
+    )
     assert generator_from_checkpoint(tmp_path / "s.pt").up4.conv.out_channels == 64
 
 
-@pytest.mark.parametrize("argv,msg", [
-    (["--strategy", "single", "--layer", "down9", "--ratio", "0.5"], "unknown layer 'down9'"),
-    (["--strategy", "single", "--layer", "up1", "--ratio", "0.5"], "RGB output"),
-    (["--strategy", "global-uniform", "--ratio", "1.0"], "must be in [0, 1)"),
-    (["--strategy", "inner", "--ratio", "-0.2"], "must be in [0, 1)"),
-    (["--strategy", "inner", "--ratio", "0.5", "--levels", "5", "6", "7", "8"],
-     "level(s) [7, 8] do not exist"),
-    (["--strategy", "cut", "--k", "5"], "k must be in 1..4"),
-    (["--strategy", "single", "--ratio", "0.5"], "needs a layer"),
-])
+@pytest.mark.parametrize(
+    "argv,msg",
+    [
+        (["--strategy", "single", "--layer", "down9", "--ratio", "0.5"], "unknown layer 'down9'"),
+        (["--strategy", "single", "--layer", "up1", "--ratio", "0.5"], "RGB output"),
+        (["--strategy", "global-uniform", "--ratio", "1.0"], "must be in [0, 1)"),
+        (["--strategy", "inner", "--ratio", "-0.2"], "must be in [0, 1)"),
+        (
+            ["--strategy", "inner", "--ratio", "0.5", "--levels", "5", "6", "7", "8"],
+            "level(s) [7, 8] do not exist",
+        ),
+        (["--strategy", "cut", "--k", "5"], "k must be in 1..4"),
+        (["--strategy", "single", "--ratio", "0.5"], "needs a layer"),
+    ],
+)
 def test_clear_errors(ckpt, tmp_path, capsys, argv, msg):
     out = tmp_path / "x.pt"
     assert _run("--checkpoint", ckpt, *argv, "--out", out) == 2
@@ -107,12 +175,19 @@ def test_clear_errors(ckpt, tmp_path, capsys, argv, msg):
 def test_prunes_a_checkpoint_written_before_families(tmp_path):
     """A checkpoint without the 'family' key prunes as the default family (pix2pix), and the pruned checkpoint records the family."""
     g = build_generator(UNetSpec.reference(4, 8), seed=0)
-    old = {"format": "unetprune-checkpoint", "format_version": 1,
-           "generator": {"arch": g.spec.to_dict(), "state_dict": g.state_dict()},
-           "config": {"data": {"crop_size": 16}}, "versions": {}, "meta": {}}
+    old = {
+        "format": "unetprune-checkpoint",
+        "format_version": 1,
+        "generator": {"arch": g.spec.to_dict(), "state_dict": g.state_dict()},
+        "config": {"data": {"crop_size": 16}},
+        "versions": {},
+        "meta": {},
+    }
     torch.save(old, tmp_path / "old.pt")
-    assert _run("--checkpoint", tmp_path / "old.pt", "--strategy", "cut", "--k", 1,
-                "--out", tmp_path / "cut.pt") == 0
+    assert (
+        _run("--checkpoint", tmp_path / "old.pt", "--strategy", "cut", "--k", 1, "--out", tmp_path / "cut.pt")
+        == 0
+    )
     new = load_checkpoint(tmp_path / "cut.pt")
     assert new["family"] == "pix2pix" and new["generator"]["arch"]["enc_widths"] == [8, 16, 32]
     assert generator_from_checkpoint(new).spec == UNetSpec.reference(3, 8)

@@ -47,9 +47,16 @@ def test_sweep_all_layers_hands_over_one_result_each(g):
 
 def test_sweep_single_layer_and_errors(g):
     handed = []
-    res = sensitivity_sweep(g, "up3", [0.25], lambda m: {"p": count_parameters(m)},
-                            lambda name, r: handed.append(name), importance="random", seed=3,
-                            include_full=True)
+    res = sensitivity_sweep(
+        g,
+        "up3",
+        [0.25],
+        lambda m: {"p": count_parameters(m)},
+        lambda name, r: handed.append(name),
+        importance="random",
+        seed=3,
+        include_full=True,
+    )
     assert list(res) == ["up3"] and handed == ["up3"]
     r = res["up3"]
     assert r["importance"] == "random" and r["metrics_full"]["p"] == r["params_full"]

@@ -38,7 +38,7 @@ def tensor2im_gan_compression(image_tensor: torch.Tensor) -> np.ndarray:
 
 def _tensors():
     g = torch.Generator().manual_seed(0)
-    inside = torch.tanh(torch.randn(6, 3, 16, 16, generator=g) * 2)            # generator outputs
+    inside = torch.tanh(torch.randn(6, 3, 16, 16, generator=g) * 2)  # generator outputs
     levels = (torch.arange(256, dtype=torch.float32) / 127.5 - 1).view(1, 1, 16, 16).expand(1, 3, 16, 16)
     return torch.cat([inside, levels, torch.ones(1, 3, 16, 16), -torch.ones(1, 3, 16, 16)])
 
@@ -47,19 +47,20 @@ def test_truncate_equals_reference_tensor2im():
     x = _tensors()
     q = quantize_uint8(x, "truncate")
     for i in range(len(x)):
-        ref = tensor2im_pix2pix(x[i:i + 1])
+        ref = tensor2im_pix2pix(x[i : i + 1])
         assert np.array_equal(q[i].permute(1, 2, 0).numpy(), ref)
-        assert np.array_equal(ref, tensor2im_gan_compression(x[i:i + 1]))   # in range: the two agree
-        assert np.array_equal(to_uint8(x[i], "truncate"), ref)             # the single-image entry point
+        assert np.array_equal(ref, tensor2im_gan_compression(x[i : i + 1]))  # in range: the two agree
+        assert np.array_equal(to_uint8(x[i], "truncate"), ref)  # the single-image entry point
     # out of range: GAN Compression's clip
     wild = torch.linspace(-1.5, 1.5, 3 * 8 * 8).view(1, 3, 8, 8)
-    assert np.array_equal(quantize_uint8(wild, "truncate")[0].permute(1, 2, 0).numpy(),
-                          tensor2im_gan_compression(wild))
+    assert np.array_equal(
+        quantize_uint8(wild, "truncate")[0].permute(1, 2, 0).numpy(), tensor2im_gan_compression(wild)
+    )
     # truncation is never above rounding and at most one level below
     r = quantize_uint8(x, "round").int()
     d = r - q.int()
     assert int(d.min()) == 0 and int(d.max()) == 1
-    assert torch.equal(quantize_uint8(x), quantize_uint8(x, "round"))          # default unchanged
+    assert torch.equal(quantize_uint8(x), quantize_uint8(x, "round"))  # default unchanged
     with pytest.raises(ValueError, match="evaluate.quantize must be one of"):
         quantize_uint8(x, "floor")
 
@@ -67,12 +68,17 @@ def test_truncate_equals_reference_tensor2im():
 @pytest.fixture(scope="module")
 def setup(tiny_demo, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("quantize")
-    cfg = load_config(None, {"data": {"root": str(tiny_demo), "crop_size": 32, "load_size": 32},
-                             "demo": {"image_size": 32}, "model": {"num_downs": 5, "ngf": 8},
-                             "evaluate": {"fid_backend": "standin", "quantize": "truncate",
-                                          "noise_seeds": 1, "bootstrap": 0}})
+    cfg = load_config(
+        None,
+        {
+            "data": {"root": str(tiny_demo), "crop_size": 32, "load_size": 32},
+            "demo": {"image_size": 32},
+            "model": {"pix2pix": {"num_downs": 5, "ngf": 8}},
+            "evaluate": {"fid_backend": "standin", "quantize": "truncate", "noise_seeds": 1, "bootstrap": 0},
+        },
+    )
     spec = UNetSpec.reference(num_downs=5, ngf=8)
-    spec.dropout_levels = [3, 4]            # stochastic generation: the seeds must line up too
+    spec.dropout_levels = [3, 4]  # stochastic generation: the seeds must line up too
     g = build_generator(spec, seed=2)
     ckpt = tmp / "g.pt"
     save_generator(ckpt, g, config=cfg)
@@ -114,8 +120,9 @@ def test_metrics_in_memory_equal_metrics_from_written_pngs(setup, tiny_demo):
     (tmp / "real").mkdir(exist_ok=True)
     for i, t in enumerate(ev.eval_set.targets):
         Image.fromarray(t.permute(1, 2, 0).numpy()).save(tmp / "real" / f"{i:03d}.png")
-    ref = F.fidelity_folder_metrics(tmp / "fake", tmp / "real", ev.metrics["fid"].extractor, kid=True,
-                                    seed=cfg["seed"])
+    ref = F.fidelity_folder_metrics(
+        tmp / "fake", tmp / "real", ev.metrics["fid"].extractor, kid=True, seed=cfg["seed"]
+    )
     assert r["fid"]["value"] == pytest.approx(ref["frechet_inception_distance"], rel=1e-5)
     assert r["kid"]["mean"] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-5)
     assert r["segmentation"]["miou"] == demo_miou(fake_png, ev.eval_set.inputs, 8)["miou"]
@@ -131,7 +138,7 @@ def test_sample_grid_follows_the_config_and_roundtrip(setup, tiny_demo, tmp_path
     grid = np.asarray(Image.open(save_sample_grid(g, ds, tmp_path / "s.png", cfg=cfg, n=2)))
     outs = [o for _, o, _ in generate_split(g, [ds[0], ds[1]], cfg["evaluate"]["mode"], cfg["seed"])]
     for i, o in enumerate(outs):
-        assert np.array_equal(grid[32 * i:32 * (i + 1), 32:64], to_uint8(o, "truncate"))
+        assert np.array_equal(grid[32 * i : 32 * (i + 1), 32:64], to_uint8(o, "truncate"))
     # rounding stays the exact inverse of from_uint8; truncation is not (the reference's bias)
     u8 = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).expand(1, 3, 16, 16)
     assert torch.equal(quantize_uint8(from_uint8(u8), "round"), u8)

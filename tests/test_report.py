@@ -69,8 +69,10 @@ def test_main_table_has_every_model_and_stage_with_the_json_values(results_tree,
                 assert row[f"{m}_ci95_lo"] == pytest.approx(noise[get]["ci95"][0]), m
         assert bool(row.collapsed) is (r["diversity"]["ratio"] < cfg["evaluate"]["collapse_threshold"])
         # one latency per architecture: the lower median of the variant's stages
-        medians = [_eval(lay, row.variant, st)["complexity"]["latency"][0]["median_ms"]
-                   for st in df[df.variant == row.variant].stage]
+        medians = [
+            _eval(lay, row.variant, st)["complexity"]["latency"][0]["median_ms"]
+            for st in df[df.variant == row.variant].stage
+        ]
         assert row.latency_ms == pytest.approx(min(medians)) and row.latency_ms > 0
         assert row.latency_ms <= r["complexity"]["latency"][0]["median_ms"]
     base_rows = df[df.group == "baseline"]
@@ -140,7 +142,8 @@ def test_comparison_table_pairs_each_variant_with_its_baselines(results_tree, ti
         assert set(others) <= {"kid", "miou", "l1", "psnr", "ssim"}
         for m in others:
             get = {"kid": lambda e: e["kid"]["mean"], "miou": lambda e: e["segmentation"]["miou"]}.get(
-                m, lambda e, m=m: e[m])
+                m, lambda e, m=m: e[m]
+            )
             lower = m in ("kid", "l1")
             prefers_variant = get(v) < get(b) if lower else get(v) > get(b)
             s_m = math.hypot(std(v, m), std(b, m))
@@ -169,10 +172,16 @@ def test_sensitivity_table_is_layers_by_ratios(results_tree, tiny_layout):
     assert len(s) == 1
     assert s.mean_degradation_inner[0] == pytest.approx(df[df.inner].degradation.mean())
     assert s.mean_degradation_outer[0] == pytest.approx(df[~df.inner].degradation.mean())
-    assert s.inner_less_sensitive[0] == {"support": True, "against": False, "no effect": False}.get(s.finding[0])
-    assert s.finding_point[0] == ("support" if max(s.mean_degradation_outer[0], 0) > max(s.mean_degradation_inner[0], 0)
-                                  else "no effect" if max(s.mean_degradation_outer[0], s.mean_degradation_inner[0]) <= 0
-                                  else "against")
+    assert s.inner_less_sensitive[0] == {"support": True, "against": False, "no effect": False}.get(
+        s.finding[0]
+    )
+    assert s.finding_point[0] == (
+        "support"
+        if max(s.mean_degradation_outer[0], 0) > max(s.mean_degradation_inner[0], 0)
+        else "no effect"
+        if max(s.mean_degradation_outer[0], s.mean_degradation_inner[0]) <= 0
+        else "against"
+    )
     matrix = pd.read_csv(tiny_layout.table("sensitivity_matrix"))
     assert list(matrix.layer) == layers and "r=0.5" in matrix.columns
 
@@ -224,8 +233,14 @@ def test_sample_grid_uses_the_same_inputs_for_every_model(results_tree, tiny_lay
     assert out.is_file() and len(calls) == len(cols)  # one generation per model column
     n = cfg["report"]["sample_images"]
     d = cfg["data"]
-    ds = AlignedDataset(tiny_layout.data_root, "test", d["direction"], load_size=d["load_size"],
-                        crop_size=d["crop_size"], train=False)
+    ds = AlignedDataset(
+        tiny_layout.data_root,
+        "test",
+        d["direction"],
+        load_size=d["load_size"],
+        crop_size=d["crop_size"],
+        train=False,
+    )
     expected = [ds[i]["A"] for i in range(n)]
     for pairs in calls:
         assert len(pairs) == n
@@ -243,7 +258,9 @@ def test_report_md_states_findings_from_the_data_and_assumptions(results_tree, t
     text = lay.report_md.read_text()
     t = all_tables(cfg, base)
     s = t["sensitivity_summary"].iloc[0]
-    verdict = {"support": "**Yes**", "not resolved": "**Not resolved at this noise level**"}.get(s.finding, "**No**")
+    verdict = {"support": "**Yes**", "not resolved": "**Not resolved at this noise level**"}.get(
+        s.finding, "**No**"
+    )
     assert s.finding in ("support", "against", "no effect", "not resolved")
     assert f"{verdict}: on FID (`standin` backend), the sensitivity curve" in text
     assert f"degrades FID by {s.mean_degradation_inner:+.4g} on average" in text
@@ -251,22 +268,31 @@ def test_report_md_states_findings_from_the_data_and_assumptions(results_tree, t
     assert "(down5, up5)" in text
     comp = t["comparison"]
     wins = int((comp.winner == comp.variant).sum())
-    assert (f"beat their matched global baselines in {wins} of 4 comparisons on FID (`standin` backend) after "
-            "fine-tuning") in text
+    assert (
+        f"beat their matched global baselines in {wins} of 4 comparisons on FID (`standin` backend) after "
+        "fine-tuning"
+    ) in text
     assert "*These findings rest on FID, computed with the `standin` backend" in text
     for _, r in comp.iterrows():
         line = next(x for x in text.splitlines() if x.startswith(f"* {r.variant} vs {r.baseline} "))
         if math.isfinite(r.difference_std):  # the evaluations recorded their noise
-            assert (f"FID {r.variant_value:.4g} ± {r.variant_std:.2g} vs {r.baseline_value:.4g} ± "
-                    f"{r.baseline_std:.2g}") in line
+            assert (
+                f"FID {r.variant_value:.4g} ± {r.variant_std:.2g} vs {r.baseline_value:.4g} ± "
+                f"{r.baseline_std:.2g}"
+            ) in line
             assert bool(r.resolved) is (abs(r.advantage) > 2 * r.difference_std)
             where = "beyond" if r.resolved else "within"
             assert f"{where} 2σ = {2 * r.difference_std:.3g}" in line
         else:
-            assert f"FID {r.variant_value:.4g} vs {r.baseline_value:.4g}" in line and "noise level unknown" in line
+            assert (
+                f"FID {r.variant_value:.4g} vs {r.baseline_value:.4g}" in line
+                and "noise level unknown" in line
+            )
         if r.winner == "not resolved":
-            assert (f"**not resolved at this noise level**: FID favours {r.metric_winner} by "
-                    f"{abs(r.advantage):.4g}") in line
+            assert (
+                f"**not resolved at this noise level**: FID favours {r.metric_winner} by "
+                f"{abs(r.advantage):.4g}"
+            ) in line
         else:
             assert f"**{r.winner} wins** by {abs(r.advantage):.4g}" in line
         assert not r.variant_collapsed and not r.baseline_collapsed and r.decided_by == "fid"
@@ -311,9 +337,11 @@ def test_report_md_states_findings_from_the_data_and_assumptions(results_tree, t
     curve = log["eval"]["curve"]
     assert [c["epoch"] for c in curve] == [0, 1] and curve[-1]["score"] == log["eval"]["l1_final"]
     assert "## Training of the original" in text
-    assert (f"Learning curve, the trainer's check (mean |G(A) − B| in [−1, 1] units on 2 `test` images, mode "
-            f"`train_bn`; lower is better): {curve[0]['score']:.4g} before training → {curve[1]['score']:.4g} after "
-            "1 epochs") in text
+    assert (
+        f"Learning curve, the trainer's check (mean |G(A) − B| in [−1, 1] units on 2 `test` images, mode "
+        f"`train_bn`; lower is better): {curve[0]['score']:.4g} before training → {curve[1]['score']:.4g} after "
+        "1 epochs"
+    ) in text
     assert f"The generator's weights moved {log['weights']['rel_l2']:.3g} (relative L2" in text
     lc = pd.read_csv(lay.table("learning_curve"))
     assert lc.epoch.tolist() == [0, 1] and lc.check.tolist() == pytest.approx([c["score"] for c in curve])

@@ -49,7 +49,9 @@ def test_demo_ground_truth_scores_one_and_noise_low(demo_test):
     bad = S.demo_miou(noise, labels, n_classes=8)
     assert bad["miou"] < 0.3
     # CHW tensors work the same
-    chw = S.demo_miou(torch.from_numpy(photos).permute(0, 3, 1, 2), torch.from_numpy(labels).permute(0, 3, 1, 2), 8)
+    chw = S.demo_miou(
+        torch.from_numpy(photos).permute(0, 3, 1, 2), torch.from_numpy(labels).permute(0, 3, 1, 2), 8
+    )
     assert chw["miou"] == pytest.approx(1.0)
 
 
@@ -59,7 +61,7 @@ def test_drn_d_105_layout_matches_published_weights_names():
     assert sd["base.0.0.weight"].shape == (16, 3, 7, 7)
     assert sd["base.2.0.weight"].shape == (32, 16, 3, 3)
     assert sd["base.3.0.downsample.0.weight"].shape == (256, 32, 1, 1)
-    assert sd["base.5.22.conv3.weight"].shape == (1024, 256, 1, 1)   # 23 blocks in stage 5
+    assert sd["base.5.22.conv3.weight"].shape == (1024, 256, 1, 1)  # 23 blocks in stage 5
     assert "base.5.23.conv1.weight" not in sd
     assert sd["base.6.0.downsample.0.weight"].shape == (2048, 1024, 1, 1)
     assert sd["base.7.0.weight"].shape == (512, 2048, 3, 3)

@@ -45,8 +45,9 @@ LOCK = Path(tempfile.gettempdir()) / "unetprune-test-slurm.lock"
 
 
 def _which(name: str) -> str | None:
-    return shutil.which(name) or next((str(p) for d in ("/usr/sbin", "/sbin") if (p := Path(d) / name).exists()),
-                                      None)
+    return shutil.which(name) or next(
+        (str(p) for d in ("/usr/sbin", "/sbin") if (p := Path(d) / name).exists()), None
+    )
 
 
 def why_not() -> str | None:
@@ -55,8 +56,10 @@ def why_not() -> str | None:
         return "starting slurmctld/slurmd/munged needs root (CI runs as root)"
     missing = [n for n in (*DAEMONS, *CLIENTS) if _which(n) is None]
     if missing:
-        return (f"SLURM/munge not installed (missing {', '.join(missing)}): "
-                "apt-get install -y --no-install-recommends slurm-wlm munge")
+        return (
+            f"SLURM/munge not installed (missing {', '.join(missing)}): "
+            "apt-get install -y --no-install-recommends slurm-wlm munge"
+        )
     if SLURM_CONF.exists() and not SLURM_CONF.read_text(errors="replace").startswith(MARK):
         return f"{SLURM_CONF} exists (a configured SLURM); this test only starts its own on a bare machine"
     return None
@@ -74,7 +77,9 @@ class SingleNodeSlurm:
     def __init__(self, root: Path):
         self.root = root
         self.procs: dict[str, subprocess.Popen] = {}
-        self.host = subprocess.run(["hostname", "-s"], capture_output=True, text=True, check=True).stdout.strip()
+        self.host = subprocess.run(
+            ["hostname", "-s"], capture_output=True, text=True, check=True
+        ).stdout.strip()
         self.conf = SLURM_CONF
         self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
 
@@ -94,56 +99,68 @@ class SingleNodeSlurm:
             (r / d).mkdir(mode=0o700)
         self.munge_socket = r / "munge" / "munge.socket"
         self.conf.parent.mkdir(parents=True, exist_ok=True)
-        self.conf.write_text("\n".join([
-            MARK,
-            f"# state and logs: {r}",
-            "ClusterName=unetprune",
-            f"SlurmctldHost={self.host}",
-            "SlurmUser=root",
-            "SlurmdUser=root",
-            "AuthType=auth/munge",
-            f"AuthInfo=socket={self.munge_socket}",
-            f"SlurmctldPort={_free_port()}",
-            f"SlurmdPort={_free_port()}",
-            f"StateSaveLocation={r / 'state'}",
-            f"SlurmdSpoolDir={r / 'spool'}",
-            f"SlurmctldPidFile={r / 'slurmctld.pid'}",
-            f"SlurmdPidFile={r / 'slurmd.pid'}",
-            f"SlurmctldLogFile={r / 'slurmctld.log'}",
-            f"SlurmdLogFile={r / 'slurmd.log'}",
-            "SlurmctldDebug=info",
-            "SlurmdDebug=info",
-            "ProctrackType=proctrack/linuxproc",
-            "TaskPlugin=task/none",
-            "MpiDefault=none",
-            "SchedulerType=sched/backfill",
-            "SelectType=select/cons_tres",
-            "SelectTypeParameters=CR_CPU_Memory",
-            "AccountingStorageType=accounting_storage/none",
-            "JobAcctGatherType=jobacct_gather/none",
-            "JobCompType=jobcomp/none",
-            "ReturnToService=2",
-            "MinJobAge=3600",  # squeue reports finished jobs (the profile's status command; the test's check)
-            "SchedulerParameters=sched_interval=2",
-            "InactiveLimit=0",
-            "KillWait=5",
-            self.node_line(),
-            f"PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP",
-            "",
-        ]))
+        self.conf.write_text(
+            "\n".join(
+                [
+                    MARK,
+                    f"# state and logs: {r}",
+                    "ClusterName=unetprune",
+                    f"SlurmctldHost={self.host}",
+                    "SlurmUser=root",
+                    "SlurmdUser=root",
+                    "AuthType=auth/munge",
+                    f"AuthInfo=socket={self.munge_socket}",
+                    f"SlurmctldPort={_free_port()}",
+                    f"SlurmdPort={_free_port()}",
+                    f"StateSaveLocation={r / 'state'}",
+                    f"SlurmdSpoolDir={r / 'spool'}",
+                    f"SlurmctldPidFile={r / 'slurmctld.pid'}",
+                    f"SlurmdPidFile={r / 'slurmd.pid'}",
+                    f"SlurmctldLogFile={r / 'slurmctld.log'}",
+                    f"SlurmdLogFile={r / 'slurmd.log'}",
+                    "SlurmctldDebug=info",
+                    "SlurmdDebug=info",
+                    "ProctrackType=proctrack/linuxproc",
+                    "TaskPlugin=task/none",
+                    "MpiDefault=none",
+                    "SchedulerType=sched/backfill",
+                    "SelectType=select/cons_tres",
+                    "SelectTypeParameters=CR_CPU_Memory",
+                    "AccountingStorageType=accounting_storage/none",
+                    "JobAcctGatherType=jobacct_gather/none",
+                    "JobCompType=jobcomp/none",
+                    "ReturnToService=2",
+                    "MinJobAge=3600",  # squeue reports finished jobs (the profile's status command; the test's check)
+                    "SchedulerParameters=sched_interval=2",
+                    "InactiveLimit=0",
+                    "KillWait=5",
+                    self.node_line(),
+                    f"PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP",
+                    "",
+                ]
+            )
+        )
 
     # -- daemons ------------------------------------------------------------------------------
     def _start(self, name: str, argv: list[str]) -> None:
         with open(self.root / f"{name}.out", "wb") as log:
-            self.procs[name] = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                                stdin=subprocess.DEVNULL, start_new_session=True)
+            self.procs[name] = subprocess.Popen(
+                argv,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def _wait(self, what: str, ok, timeout: float = 60) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
             for name, p in self.procs.items():
                 if p.poll() is not None:
-                    raise RuntimeError(f"{name} exited ({p.returncode}) while waiting for {what}:\n{self.logs()}")
+                    raise RuntimeError(
+                        f"{name} exited ({p.returncode}) while waiting for {what}:\n{self.logs()}"
+                    )
             if ok():
                 return
             time.sleep(0.5)
@@ -155,9 +172,19 @@ class SingleNodeSlurm:
         subprocess.run([_which("mungekey"), "--create", f"--keyfile={key}"], check=True, capture_output=True)
         key.chmod(0o600)
         m = self.root / "munge"
-        self._start("munged", [_which("munged"), "--foreground", "--force", f"--socket={self.munge_socket}",
-                               f"--key-file={key}", f"--pid-file={m / 'munged.pid'}",
-                               f"--log-file={m / 'munged.log'}", f"--seed-file={m / 'munged.seed'}"])
+        self._start(
+            "munged",
+            [
+                _which("munged"),
+                "--foreground",
+                "--force",
+                f"--socket={self.munge_socket}",
+                f"--key-file={key}",
+                f"--pid-file={m / 'munged.pid'}",
+                f"--log-file={m / 'munged.log'}",
+                f"--seed-file={m / 'munged.seed'}",
+            ],
+        )
         self._wait("munged", self.munge_socket.exists, 30)
         self._start("slurmctld", [_which("slurmctld"), "-D", "-i", "-f", str(self.conf)])
         self._wait("slurmctld", lambda: self._ok(["scontrol", "ping"], "UP"), 60)
@@ -169,17 +196,30 @@ class SingleNodeSlurm:
         return p.returncode == 0 and word in p.stdout
 
     def queue(self) -> list[str]:
-        p = subprocess.run(["squeue", "-h", "-o", "%i %T"], env=self.env, capture_output=True, text=True, timeout=30,
-                           check=False)
+        p = subprocess.run(
+            ["squeue", "-h", "-o", "%i %T"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         active = ("PENDING", "RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED")
-        return [line for line in p.stdout.splitlines() if len(line.split()) == 2 and line.split()[1] in active]
+        return [
+            line for line in p.stdout.splitlines() if len(line.split()) == 2 and line.split()[1] in active
+        ]
 
     def stop(self) -> None:
         """Cancel what is still queued, then stop the daemons this object started (by PID)."""
         try:
             if self.procs.get("slurmctld") and self.procs["slurmctld"].poll() is None:
-                subprocess.run(["scancel", "--full", "--user=root"], env=self.env, capture_output=True, timeout=30,
-                           check=False)
+                subprocess.run(
+                    ["scancel", "--full", "--user=root"],
+                    env=self.env,
+                    capture_output=True,
+                    timeout=30,
+                    check=False,
+                )
                 deadline = time.time() + 60
                 while self.queue() and time.time() < deadline:
                     time.sleep(1)
@@ -200,7 +240,11 @@ class SingleNodeSlurm:
 
     def logs(self) -> str:
         out = []
-        for f in sorted(self.root.glob("*.log")) + sorted(self.root.glob("*.out")) + [self.root / "munge" / "munged.log"]:
+        for f in (
+            sorted(self.root.glob("*.log"))
+            + sorted(self.root.glob("*.out"))
+            + [self.root / "munge" / "munged.log"]
+        ):
             if f.exists():
                 out.append(f"--- {f.name}\n{f.read_text(errors='replace')[-2000:]}")
         return "\n".join(out)
@@ -233,22 +277,29 @@ def slurm(pytestconfig):
     try:
         t0 = time.time()
         cluster.start()
-        say(pytestconfig, f"\nSLURM 22.05 up in {time.time() - t0:.1f}s; started daemons (PIDs): " +
-            ", ".join(f"{n}={p.pid}" for n, p in cluster.procs.items()))
+        say(
+            pytestconfig,
+            f"\nSLURM 22.05 up in {time.time() - t0:.1f}s; started daemons (PIDs): "
+            + ", ".join(f"{n}={p.pid}" for n, p in cluster.procs.items()),
+        )
         yield cluster
     finally:
         cluster.stop()
         alive = [n for n, p in cluster.procs.items() if p.poll() is None]
         shutil.rmtree(root, ignore_errors=True)
         lock.close()
-        say(pytestconfig, "SLURM stopped: " + ", ".join(f"{n}={p.pid} exit {p.returncode}"
-                                                        for n, p in cluster.procs.items()))
+        say(
+            pytestconfig,
+            "SLURM stopped: "
+            + ", ".join(f"{n}={p.pid} exit {p.returncode}" for n, p in cluster.procs.items()),
+        )
         assert not alive, f"daemons still running: {alive}"
 
 
 # ------------------------------------------------------------------------------------------
 # the tiny config through the SLURM profile, compared with a local run
 # ------------------------------------------------------------------------------------------
+
 
 def _tensors(obj, prefix=""):
     """Every tensor in a loaded checkpoint, by its path in the nested dicts/lists."""
@@ -288,20 +339,39 @@ def test_tiny_config_through_slurm_equals_a_local_run(slurm, pytestconfig):
         # the local reference runs beside the SLURM run (the SLURM run mostly waits on the queue)
         t0 = time.time()
         with open(tmp / "local.log", "w") as log:
-            ref = subprocess.Popen([str(BIN / "snakemake"), "--cores", "1", *tiny], cwd=local, env=env(local),
-                                   stdout=log, stderr=subprocess.STDOUT)
+            ref = subprocess.Popen(
+                [str(BIN / "snakemake"), "--cores", "1", *tiny],
+                cwd=local,
+                env=env(local),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         try:
-            p = subprocess.run([str(BIN / "snakemake"), "--profile", "profiles/slurm",
-                                "--workflow-profile", "profiles/slurm-local", *tiny],
-                               cwd=on_slurm, env=env(on_slurm), capture_output=True, text=True, timeout=1500,
-                               check=False)
+            p = subprocess.run(
+                [
+                    str(BIN / "snakemake"),
+                    "--profile",
+                    "profiles/slurm",
+                    "--workflow-profile",
+                    "profiles/slurm-local",
+                    *tiny,
+                ],
+                cwd=on_slurm,
+                env=env(on_slurm),
+                capture_output=True,
+                text=True,
+                timeout=1500,
+                check=False,
+            )
         finally:
             ref_rc = ref.wait(timeout=1200)
         out = p.stdout + p.stderr
         say(pytestconfig, f"SLURM run {time.time() - t0:.0f}s (exit {p.returncode})")
         if p.returncode != 0:
-            job_logs = "\n".join(f"--- {f}\n{f.read_text(errors='replace')[-3000:]}"
-                                 for f in sorted((on_slurm / ".snakemake" / "slurm_logs").rglob("*.log")))
+            job_logs = "\n".join(
+                f"--- {f}\n{f.read_text(errors='replace')[-3000:]}"
+                for f in sorted((on_slurm / ".snakemake" / "slurm_logs").rglob("*.log"))
+            )
             raise AssertionError(f"snakemake on SLURM failed:\n{out[-6000:]}\n{job_logs}\n{slurm.logs()}")
         assert ref_rc == 0, (tmp / "local.log").read_text()[-4000:]
 
@@ -309,8 +379,13 @@ def test_tiny_config_through_slurm_equals_a_local_run(slurm, pytestconfig):
         ids = SUBMITTED.findall(out)
         say(pytestconfig, f"sbatch job ids ({len(ids)}): {' '.join(ids)}")
         assert ids and len(set(ids)) == len(ids)
-        q = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i %T"], env=slurm.env, capture_output=True,
-                           text=True, check=True).stdout
+        q = subprocess.run(
+            ["squeue", "--states=all", "-h", "-o", "%i %T"],
+            env=slurm.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         states = dict(line.split() for line in q.splitlines())
         say(pytestconfig, "squeue: " + ", ".join(f"{i}={states.get(i)}" for i in ids))
         assert {states.get(i) for i in ids} == {"COMPLETED"}, states
@@ -319,11 +394,17 @@ def test_tiny_config_through_slurm_equals_a_local_run(slurm, pytestconfig):
         assert total and int(total.group(1)) == len(ids) + n_local, out[-3000:]
 
         # the same results as the local run: the main table (but CPU latency) and every checkpoint
-        lay = {wf: Layout.from_config(load_config(wf / "config" / "tiny.yaml"), wf / "results")
-               for wf in (on_slurm, local)}
+        lay = {
+            wf: Layout.from_config(load_config(wf / "config" / "tiny.yaml"), wf / "results")
+            for wf in (on_slurm, local)
+        }
         assert _main_table(lay[on_slurm].table("main")) == _main_table(lay[local].table("main"))
-        ckpts = {wf: sorted(f.relative_to(wf) for f in (wf / "results").rglob("*.pt")) for wf in (on_slurm, local)}
-        assert ckpts[on_slurm] == ckpts[local] and len(ckpts[local]) >= 13  # original + 6 pruned + 6 fine-tuned
+        ckpts = {
+            wf: sorted(f.relative_to(wf) for f in (wf / "results").rglob("*.pt")) for wf in (on_slurm, local)
+        }
+        assert (
+            ckpts[on_slurm] == ckpts[local] and len(ckpts[local]) >= 13
+        )  # original + 6 pruned + 6 fine-tuned
         for rel in ckpts[local]:
             a = dict(_tensors(torch.load(on_slurm / rel, map_location="cpu", weights_only=True)))
             b = dict(_tensors(torch.load(local / rel, map_location="cpu", weights_only=True)))

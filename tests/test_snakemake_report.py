@@ -34,7 +34,14 @@ def test_every_caption_exists_and_renders():
 
     rules = (REPO / "workflow" / "rules" / "report.smk").read_text()
     names = set(re.findall(r'\("([a-z_]+)", _(?:TRAIN|SENS|PRUNE|SAMPLES|REPORT)\b', rules))
-    assert {"learning_curve", "sensitivity_figure", "tradeoff_figure", "samples", "samples_pruned", "main_table"} <= names
+    assert {
+        "learning_curve",
+        "sensitivity_figure",
+        "tradeoff_figure",
+        "samples",
+        "samples_pruned",
+        "main_table",
+    } <= names
     snakefile = (REPO / "Snakefile").read_text()
     assert 'report: "workflow/report/workflow.rst"' in snakefile
     cfg = load_config(REPO / CONFIG)
@@ -42,8 +49,9 @@ def test_every_caption_exists_and_renders():
     for name in sorted(names) + ["workflow"]:
         text = (CAPTIONS / f"{name}.rst").read_text()
         rendered = env.from_string(text).render(snakemake=SimpleNamespace(config=cfg, wildcards={}))
-        html = publish_parts(rendered, writer="html", settings_overrides={"report_level": 2,
-                                                                               "halt_level": 2})["body"]
+        html = publish_parts(
+            rendered, writer="html", settings_overrides={"report_level": 2, "halt_level": 2}
+        )["body"]
         assert html.strip() and "System Message" not in html, name
 
 
@@ -55,7 +63,9 @@ def project(tmp_path_factory):
 def _data_uris(html: str) -> dict[str, bytes]:
     """filename -> decoded bytes of every embedded result (Snakemake's data:...;filename=...;base64,...)."""
     out = {}
-    for m in re.finditer(r"data:([\w/+.-]+);charset=[\w-]+;filename=([^;\"']+);base64,([A-Za-z0-9+/=]+)", html):
+    for m in re.finditer(
+        r"data:([\w/+.-]+);charset=[\w-]+;filename=([^;\"']+);base64,([A-Za-z0-9+/=]+)", html
+    ):
         out.setdefault(m.group(2), base64.b64decode(m.group(3)))
     return out
 

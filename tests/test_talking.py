@@ -22,12 +22,13 @@ from unetprune import audio as A
 from unetprune.data import media as M
 from unetprune.families.wav2lip import datasets, demo, faces, lrs2, speech
 
-SPF = A.HP.sample_rate // lrs2.FPS   # audio samples per video frame (640)
+SPF = A.HP.sample_rate // lrs2.FPS  # audio samples per video frame (640)
 
 
 # ------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------
+
 
 def mouth_signal(clip_dir: Path) -> np.ndarray:
     """Per-frame mouth opening measured on the preprocessed crops: darkness of the lower centre."""
@@ -36,8 +37,10 @@ def mouth_signal(clip_dir: Path) -> np.ndarray:
     n = datasets.list_frames(clip_dir)
     out = []
     for i in range(n):
-        g = cv2.cvtColor(cv2.resize(cv2.imread(str(clip_dir / f"{i}.jpg")), (96, 96), interpolation=cv2.INTER_AREA),
-                         cv2.COLOR_BGR2GRAY)
+        g = cv2.cvtColor(
+            cv2.resize(cv2.imread(str(clip_dir / f"{i}.jpg")), (96, 96), interpolation=cv2.INTER_AREA),
+            cv2.COLOR_BGR2GRAY,
+        )
         out.append(-float(g[56:92, 24:72].mean()))
     return np.asarray(out)
 
@@ -53,8 +56,10 @@ def best_lag(video_sig: np.ndarray, audio_sig: np.ndarray, max_lag: int = 8) -> 
     a = (video_sig - video_sig.mean()) / (video_sig.std() + 1e-9)
     b = (audio_sig - audio_sig.mean()) / (audio_sig.std() + 1e-9)
     n = len(a)
-    cs = {lag: float(np.mean(a[max(0, -lag):min(n, n - lag)] * b[max(0, lag):min(n, n + lag)]))
-          for lag in range(-max_lag, max_lag + 1)}
+    cs = {
+        lag: float(np.mean(a[max(0, -lag) : min(n, n - lag)] * b[max(0, lag) : min(n, n + lag)]))
+        for lag in range(-max_lag, max_lag + 1)
+    }
     lag = max(cs, key=cs.get)
     return lag, cs[lag]
 
@@ -65,9 +70,9 @@ def shifted_clip(raw_mp4: Path, wav: Path, k: int, tmp: Path) -> Path:
     x = A.read_wav(wav)
     y = np.zeros_like(x)
     if k >= 0:
-        y[k * SPF:] = x[: len(x) - k * SPF]
+        y[k * SPF :] = x[: len(x) - k * SPF]
     else:
-        y[: len(x) + k * SPF] = x[-k * SPF:]
+        y[: len(x) + k * SPF] = x[-k * SPF :]
     M.write_wav(tmp / f"shift{k}.wav", y, 16000)
     mp4 = M.mux_audio(raw_mp4, tmp / f"shift{k}.wav", tmp / f"shift{k}.mp4")
     return M.extract_audio(mp4, tmp / f"shift{k}_back.wav")
@@ -89,6 +94,7 @@ def tiny_talking(tmp_path_factory):
 # ------------------------------------------------------------------------------------------
 # the tiny demo: real mp4s, the preprocessed layout, real sync
 # ------------------------------------------------------------------------------------------
+
 
 def test_ffmpeg_comes_from_a_wheel_or_path():
     exe = M.ffmpeg_exe()
@@ -168,21 +174,28 @@ def test_openness_closed_on_silence_and_bilabials():
     wav = np.where((t > 0.2) & (t < 0.8), 0.5 * np.sin(2 * np.pi * 220 * t), 0.0).astype(np.float32)
     phon = [(0.0, "_"), (0.2, "'a"), (0.4, "m"), (0.52, "a"), (0.8, "_")]
     o = speech.openness_track(wav, sr, phon, n_frames)
-    assert o[:4].max() < 0.05 and o[-4:].max() < 0.05          # silence
-    assert o[11] < 0.1                                          # /m/ (0.44-0.48 s)
-    assert o[6:9].min() > 0.5 and o[14:18].min() > 0.5          # /a/
-    assert speech.phoneme_openness("p") == 0 and speech.phoneme_openness("b") == 0 and speech.phoneme_openness("'aI") == 1
+    assert o[:4].max() < 0.05 and o[-4:].max() < 0.05  # silence
+    assert o[11] < 0.1  # /m/ (0.44-0.48 s)
+    assert o[6:9].min() > 0.5 and o[14:18].min() > 0.5  # /a/
+    assert (
+        speech.phoneme_openness("p") == 0
+        and speech.phoneme_openness("b") == 0
+        and speech.phoneme_openness("'aI") == 1
+    )
 
 
 # ------------------------------------------------------------------------------------------
 # detection helpers
 # ------------------------------------------------------------------------------------------
 
+
 def test_box_smoothing_and_padding_follow_the_reference():
-    boxes = np.array([[0, 0, 10, 10], [2, 2, 12, 12], [4, 4, 14, 14], [6, 6, 16, 16], [8, 8, 18, 18], [10, 10, 20, 20]])
+    boxes = np.array(
+        [[0, 0, 10, 10], [2, 2, 12, 12], [4, 4, 14, 14], [6, 6, 16, 16], [8, 8, 18, 18], [10, 10, 20, 20]]
+    )
     s = faces.smooth_boxes(boxes, T=5)
-    assert s[0].tolist() == [4, 4, 14, 14]             # mean of 0..4
-    assert s[1].tolist() == [6, 6, 16, 16]             # mean of 1..5
+    assert s[0].tolist() == [4, 4, 14, 14]  # mean of 0..4
+    assert s[1].tolist() == [6, 6, 16, 16]  # mean of 1..5
     # the tail window includes already-smoothed boxes, as the reference (in place)
     assert s[2].tolist() == [6, 6, 16, 16]
     p = faces.pad_boxes([(5, 5, 90, 95)], (100, 100), (0, 10, 0, 0))
@@ -204,6 +217,7 @@ def test_pluggable_detector():
 # hostile media
 # ------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def hostile_root(tiny_talking, tmp_path_factory):
     """An LRS2-layout root: one good clip, a truncated one, one without audio, a text file
@@ -214,22 +228,30 @@ def hostile_root(tiny_talking, tmp_path_factory):
     (raw / "spk").mkdir()
     shutil.copy(good, raw / "spk" / "good.mp4")
     data = good.read_bytes()
-    (raw / "spk" / "truncated.mp4").write_bytes(data[: len(data) // 2])        # index first (faststart)
+    (raw / "spk" / "truncated.mp4").write_bytes(data[: len(data) // 2])  # index first (faststart)
     wav = root / "preprocessed" / man["clips"][0]["speaker"] / man["clips"][0]["clip"] / "audio.wav"
     tail = M.mux_audio(good, wav, tmp_path_factory.mktemp("mux") / "tail.mp4")  # index at the end
     data = tail.read_bytes()
     (raw / "spk" / "cut.mp4").write_bytes(data[: len(data) // 2])
     frames, _ = M.decode_frames(good)
-    M.encode_mp4(raw / "spk" / "silent.mp4", frames, 25)                       # no audio stream
+    M.encode_mp4(raw / "spk" / "silent.mp4", frames, 25)  # no audio stream
     (raw / "spk" / "text.mp4").write_text("this is not a video\n" * 20)
     M.encode_mp4(raw / "spk" / "faceless.mp4", np.full((50, 96, 96, 3), 128, np.uint8), 25, wav)
-    (raw / "train.txt").write_text("spk/good\nspk/truncated\nspk/cut\nspk/silent\nspk/text\nspk/faceless\nspk/missing\n")
+    (raw / "train.txt").write_text(
+        "spk/good\nspk/truncated\nspk/cut\nspk/silent\nspk/text\nspk/faceless\nspk/missing\n"
+    )
     return raw
 
 
-@pytest.mark.parametrize("name,needle", [
-    ("truncated.mp4", "truncated"), ("cut.mp4", "truncated"), ("silent.mp4", "no audio stream"), ("text.mp4", "not a readable"),
-])
+@pytest.mark.parametrize(
+    "name,needle",
+    [
+        ("truncated.mp4", "truncated"),
+        ("cut.mp4", "truncated"),
+        ("silent.mp4", "no audio stream"),
+        ("text.mp4", "not a readable"),
+    ],
+)
 def test_hostile_videos_give_one_clear_error_naming_the_file(hostile_root, name, needle, tmp_path):
     path = hostile_root / "spk" / name
     with pytest.raises(M.MediaError) as e:
@@ -267,7 +289,14 @@ def test_preprocessing_skips_bad_clips_by_name_and_resumes(hostile_root, tmp_pat
     assert rc == 0
     summary = json.loads((out / "preprocess.json").read_text())
     assert summary["processed"] == ["spk/good"]
-    assert set(summary["failed"]) == {"spk/truncated", "spk/cut", "spk/silent", "spk/text", "spk/faceless", "spk/missing"}
+    assert set(summary["failed"]) == {
+        "spk/truncated",
+        "spk/cut",
+        "spk/silent",
+        "spk/text",
+        "spk/faceless",
+        "spk/missing",
+    }
     assert "truncated" in summary["failed"]["spk/truncated"] and "truncated" in summary["failed"]["spk/cut"]
     assert "no audio stream" in summary["failed"]["spk/silent"]
     assert "face-less" in summary["failed"]["spk/faceless"]
@@ -302,18 +331,21 @@ def test_an_interrupted_clip_leaves_no_folder(tiny_talking, tmp_path, monkeypatc
 # datasets
 # ------------------------------------------------------------------------------------------
 
+
 def test_generator_dataset_samples(tiny_talking):
     root, _ = tiny_talking
     ds = datasets.TalkingFaceDataset(root / "preprocessed", "train", mode="generator", seed=3)
     s = ds[0]
     assert tuple(s["face"].shape) == (6, 5, 96, 96) and tuple(s["target"].shape) == (3, 5, 96, 96)
     assert tuple(s["indiv_mels"].shape) == (5, 1, 80, 16) and tuple(s["mel"].shape) == (1, 80, 16)
-    assert float(s["face"][:3, :, 48:].abs().max()) == 0.0                   # lower half masked
+    assert float(s["face"][:3, :, 48:].abs().max()) == 0.0  # lower half masked
     assert np.allclose(s["face"][:3, :, :48].numpy(), s["target"][:, :, :48].numpy())
     assert abs(s["other"] - s["start"]) >= 5
     assert 0.0 <= float(s["target"].min()) and float(s["target"].max()) <= 1.0
     again = datasets.TalkingFaceDataset(root / "preprocessed", "train", mode="generator", seed=3)[0]
-    assert all(np.array_equal(s[k].numpy(), again[k].numpy()) for k in ("face", "target", "indiv_mels", "mel"))
+    assert all(
+        np.array_equal(s[k].numpy(), again[k].numpy()) for k in ("face", "target", "indiv_mels", "mel")
+    )
     mel = A.melspectrogram(A.read_wav(root / "preprocessed" / s["clip"] / "audio.wav"))
     assert np.array_equal(s["mel"][0].numpy(), A.crop_mel_window(mel, s["start"]))
 
@@ -328,20 +360,29 @@ def test_expert_dataset_samples(tiny_talking):
         labels.append(float(s["label"]))
     assert set(labels) == {0.0, 1.0}
     ds.set_epoch(1)
-    assert [float(ds[i]["label"]) for i in range(0, len(ds), max(1, len(ds) // 20))] != labels or len(labels) < 4
+    assert [float(ds[i]["label"]) for i in range(0, len(ds), max(1, len(ds) // 20))] != labels or len(
+        labels
+    ) < 4
 
 
 # ------------------------------------------------------------------------------------------
 # the full demo (slow)
 # ------------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_full_demo_builds_quickly_offline_and_test_clips_are_in_sync(tmp_path):
     out = tmp_path / "demo"
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + "/usr/bin:/bin"}
     t0 = time.time()
-    r = subprocess.run([sys.executable, "-m", "unetprune.cli", "demo-talking", "--out", str(out), "--no-progress"],
-                       env=env, capture_output=True, text=True, timeout=600, check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "unetprune.cli", "demo-talking", "--out", str(out), "--no-progress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     wall = time.time() - t0
     assert r.returncode == 0, r.stderr
     print(f"\ndemo-talking wall time: {wall:.1f} s ({r.stdout.strip()})")
@@ -361,4 +402,3 @@ def test_full_demo_builds_quickly_offline_and_test_clips_are_in_sync(tmp_path):
     for k in (5, -5):
         back = shifted_clip(out / "raw" / c["speaker"] / f"{c['clip']}.mp4", d / "audio.wav", k, tmp_path)
         assert abs(best_lag(ms, envelope(back, len(ms)))[0] - k) <= 1
-

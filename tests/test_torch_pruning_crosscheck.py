@@ -44,9 +44,14 @@ def _torch_pruning(g, ratios):
     convs = {name: getattr(model, name).conv for name in ratios}
     imp = tp.importance.MagnitudeImportance(p=1, normalizer=None, group_reduction="first")
     pruner = tp.pruner.MetaPruner(
-        model, torch.randn(1, 3, 32, 32), importance=imp, pruning_ratio=0.0,
+        model,
+        torch.randn(1, 3, 32, 32),
+        importance=imp,
+        pruning_ratio=0.0,
         pruning_ratio_dict={convs[n]: r for n, r in ratios.items()},
-        ignored_layers=[model.up1.conv], global_pruning=False)
+        ignored_layers=[model.up1.conv],
+        global_pruning=False,
+    )
     name_of = {id(m): n for n, m in convs.items()}
     removed = {}
     for group in pruner.step(interactive=True):

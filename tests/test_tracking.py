@@ -105,8 +105,12 @@ def test_variant_runs_hold_the_json_values(synced, tiny_layout, repo_root):
     assert re.fullmatch(r"[0-9a-f]{40}", head)
     for key, variant, stage, run_name in [
         ("tiny/cut-k1/finetuned", "cut-k1", FINETUNED, "cut-k1/finetuned"),
-        ("tiny/global-uniform-match-cut-k1/pruned", "global-uniform-match-cut-k1", PRUNED,
-         "global-uniform-match-cut-k1/pruned"),
+        (
+            "tiny/global-uniform-match-cut-k1/pruned",
+            "global-uniform-match-cut-k1",
+            PRUNED,
+            "global-uniform-match-cut-k1/pruned",
+        ),
         ("tiny/original", ORIGINAL, ORIGINAL, "original"),
     ]:
         run = client.get_run(first["runs"][key])
@@ -125,8 +129,10 @@ def test_variant_runs_hold_the_json_values(synced, tiny_layout, repo_root):
         assert p["collapse_threshold"] == str(cfg["evaluate"]["collapse_threshold"])
         # the main table's latency: one per architecture, the lower median of the variant's stages
         stages = [ORIGINAL] if variant == ORIGINAL else [PRUNED, FINETUNED]
-        medians = [json.loads(lay.eval_json(variant, st).read_text())["complexity"]["latency"][0]["median_ms"]
-                   for st in stages]
+        medians = [
+            json.loads(lay.eval_json(variant, st).read_text())["complexity"]["latency"][0]["median_ms"]
+            for st in stages
+        ]
         assert m["latency_ms"] == pytest.approx(min(medians))
         assert p["fid_backend"] == "standin" and p["stage"] == stage
         tags = run.data.tags
@@ -176,7 +182,9 @@ def test_tables_are_logged_with_log_table(synced, tiny_layout):
     main_df = pd.read_json(client.download_artifacts(rid, "tables/main.json"), orient="split")
     assert report.metrics["collapsed_models"] == int(main_df.collapsed.astype(bool).sum())
     comp = pd.read_json(client.download_artifacts(rid, "tables/comparison.json"), orient="split")
-    assert report.metrics["comparisons_with_disagreeing_metrics"] == int((comp.disagree.fillna("") != "").sum())
+    assert report.metrics["comparisons_with_disagreeing_metrics"] == int(
+        (comp.disagree.fillna("") != "").sum()
+    )
     assert "ratios_no_effect" in report.metrics
 
 
@@ -199,7 +207,9 @@ def test_changed_results_replace_runs_without_duplicates(synced, tiny_layout):
         assert len(_active_runs(client, out["experiment_id"])) == N_RUNS
         versions = client.search_model_versions("name = 'tiny-generator'")  # the stale version went too
         assert len(versions) == N_MODELS
-        assert {v.run_id for v in versions} == {out["runs"][k] for k in out["runs"]} & {v.run_id for v in versions}
+        assert {v.run_id for v in versions} == {out["runs"][k] for k in out["runs"]} & {
+            v.run_id for v in versions
+        }
         assert client.get_run(out["runs"]["tiny/cut-k1/finetuned"]).data.metrics["psnr"] == pytest.approx(
             ev["psnr"]
         )
@@ -231,15 +241,19 @@ def _current(tiny_layout) -> dict:
 def test_training_curves_have_one_point_per_epoch(synced, tiny_layout):
     client = synced[5]
     first = _current(tiny_layout)
-    for key, (variant, stage) in {"tiny/original": (ORIGINAL, ORIGINAL),
-                                  "tiny/cut-k1/finetuned": ("cut-k1", FINETUNED)}.items():
+    for key, (variant, stage) in {
+        "tiny/original": (ORIGINAL, ORIGINAL),
+        "tiny/cut-k1/finetuned": ("cut-k1", FINETUNED),
+    }.items():
         log = json.loads(tiny_layout.train_log(variant, stage).read_text())
         epochs = log["epochs"]
         assert epochs
         rid = first["runs"][key]
         for name in ("G_L1", "G_GAN", "D_real", "D_fake", "lr", "images_per_s"):
             hist = client.get_metric_history(rid, f"train/{name}")
-            assert [(m.step, m.value) for m in hist] == [(e["epoch"], pytest.approx(e[name])) for e in epochs], name
+            assert [(m.step, m.value) for m in hist] == [
+                (e["epoch"], pytest.approx(e[name])) for e in epochs
+            ], name
         curve = log["eval"]["curve"]  # the learning check: epoch 0 = before training
         hist = client.get_metric_history(rid, "check/l1")
         assert [(m.step, m.value) for m in hist] == [(p["epoch"], pytest.approx(p["score"])) for p in curve]
@@ -325,8 +339,9 @@ def test_variant_generators_are_loadable_models(synced, tiny_layout):
     versions = client.search_model_versions("name = 'tiny-generator'")
     assert len(versions) == N_MODELS
     by_key = {v.tags["unetprune.key"]: v for v in versions}
-    assert set(by_key) == {k for k in first["runs"] if k.count("/") >= 1 and "sensitivity" not in k
-                           and k != "tiny/report"}
+    assert set(by_key) == {
+        k for k in first["runs"] if k.count("/") >= 1 and "sensitivity" not in k and k != "tiny/report"
+    }
     mv = by_key["tiny/cut-k1/finetuned"]
     assert mv.run_id == first["runs"]["tiny/cut-k1/finetuned"] and mv.tags["unetprune.strategy"] == "cut"
     mlflow.set_tracking_uri(uri)
@@ -336,7 +351,10 @@ def test_variant_generators_are_loadable_models(synced, tiny_layout):
     meta = model.metadata.metadata["unetprune"]
     ev = json.loads(tiny_layout.eval_json("cut-k1", FINETUNED).read_text())
     assert meta["variant"] == "cut-k1" and meta["stage"] == FINETUNED and meta["strategy"] == "cut"
-    assert meta["params"] == ev["complexity"]["params"] and meta["macs_physical"] == ev["complexity"]["macs_physical"]
+    assert (
+        meta["params"] == ev["complexity"]["params"]
+        and meta["macs_physical"] == ev["complexity"]["macs_physical"]
+    )
     ckpt = tiny_layout.checkpoint("cut-k1", FINETUNED)
     _model_outputs_equal_checkpoint(model, ckpt, cfg)
     _model_outputs_equal_checkpoint(by_run, ckpt, cfg)
@@ -399,11 +417,29 @@ def mlflow_server(tmp_path, db: str, artifacts):
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path / f"server-{port}.log"
-    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", "1", "--backend-store-uri", db, "--artifacts-destination", str(artifacts)]
+    cmd = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        db,
+        "--artifacts-destination",
+        str(artifacts),
+    ]
     with log_path.open("w") as log:
-        server = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                  env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+        server = subprocess.Popen(
+            cmd,
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        )
     t0 = time.monotonic()
     try:
         while True:
@@ -476,7 +512,9 @@ def _track_to_server(results_tree, url, artifacts, tmp_path):
     assert exp.artifact_location.startswith("mlflow-artifacts:")  # the server's artifact root
     rid = out["runs"]["tiny/cut-k1/pruned"]
     run = client.get_run(rid)
-    assert run.info.artifact_uri.startswith("mlflow-artifacts:") and str(tmp_path) not in run.info.artifact_uri
+    assert (
+        run.info.artifact_uri.startswith("mlflow-artifacts:") and str(tmp_path) not in run.info.artifact_uri
+    )
     assert list(artifacts.rglob("checkpoint.txt"))  # stored by the server, under its artifact root
     hist = client.get_metric_history(out["runs"]["tiny/original"], "train/G_L1")
     assert len(hist) == len(json.loads(lay.train_log(ORIGINAL).read_text())["epochs"])
@@ -505,15 +543,24 @@ def test_a_generator_of_several_inputs_is_logged_with_its_family_input_names(tmp
     assert [n for n, _ in fam.pyfunc_inputs(96)] == ["face", "mel"]
     assert get_family("pix2pix").pyfunc_inputs(64) == [("input", (3, 64, 64))]
     ckpt = tmp_path / "w2l.pt"
-    save_generator(ckpt, fam.build(fam.spec_from_config({"model": {"wav2lip": {"width_mult": 0.125}}}), seed=0))
+    save_generator(
+        ckpt, fam.build(fam.spec_from_config({"model": {"wav2lip": {"width_mult": 0.125}}}), seed=0)
+    )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = _client(uri)
     with local_artifact_root(tmp_path / "mlartifacts"):
         exp = _experiment_id(client, "w2l", "mlflow-artifacts:/w2l")
         rid = client.create_run(exp).info.run_id
         run = _Run("w2l/original", "original")
-        run.model = {"checkpoint": ckpt, "registered_model": None, "image_size": 96, "family": "wav2lip",
-                     "mode": "eval", "seed": 0, "metadata": {"variant": "original"}}
+        run.model = {
+            "checkpoint": ckpt,
+            "registered_model": None,
+            "image_size": 96,
+            "family": "wav2lip",
+            "mode": "eval",
+            "seed": 0,
+            "metadata": {"variant": "original"},
+        }
         _log_model(client, rid, run)
         mlflow.set_tracking_uri(uri)
         model = mlflow.pyfunc.load_model(f"runs:/{rid}/generator")

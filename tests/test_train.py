@@ -17,13 +17,24 @@ from killresume import assert_equal_tensors, kill_and_resume
 
 
 def tiny_cfg(data_root, **train_over):
-    t = {"n_epochs": 2, "n_epochs_decay": 2, "save_every": 1, "threads": 1, "log_every": 2,
-         "eval_images": 2, **train_over}
-    return {"experiment": "tiny", "seed": 7,
-            "data": {"dataset": "folder", "root": str(data_root), "load_size": 36, "crop_size": 32},
-            "demo": {"image_size": 32},
-            "model": {"num_downs": 5, "ngf": 4, "ndf": 4},
-            "train": t, "evaluate": {"fid_backend": "standin"}}
+    t = {
+        "n_epochs": 2,
+        "n_epochs_decay": 2,
+        "save_every": 1,
+        "threads": 1,
+        "log_every": 2,
+        "eval_images": 2,
+        **train_over,
+    }
+    return {
+        "experiment": "tiny",
+        "seed": 7,
+        "data": {"dataset": "folder", "root": str(data_root), "load_size": 36, "crop_size": 32},
+        "demo": {"image_size": 32},
+        "model": {"pix2pix": {"num_downs": 5, "ngf": 4, "ndf": 4}},
+        "train": t,
+        "evaluate": {"fid_backend": "standin"},
+    }
 
 
 def test_lr_schedule_reference_lambda_rule():
@@ -125,8 +136,9 @@ class TinyNet(nn.Module):
     def __init__(self, spec):
         super().__init__()
         self.spec = spec
-        self.body = nn.Sequential(nn.Conv2d(1, spec.width, 3, padding=1), nn.ReLU(),
-                                  nn.Conv2d(spec.width, 1, 3, padding=1))
+        self.body = nn.Sequential(
+            nn.Conv2d(1, spec.width, 3, padding=1), nn.ReLU(), nn.Conv2d(spec.width, 1, 3, padding=1)
+        )
 
     def forward(self, x):
         return self.body(x)
@@ -192,7 +204,7 @@ class TinyFamily(ModelFamily):
         self.trainers, self.rendered, self.data = [], [], TinyData()
 
     def spec_from_config(self, cfg):
-        return TinySpec(width=cfg["model"]["ngf"])
+        return TinySpec(width=cfg["model"][self.name]["width"])
 
     def build(self, spec, init=True, seed=None):
         spec = spec if isinstance(spec, TinySpec) else TinySpec.from_dict(spec)
@@ -242,6 +254,7 @@ def tiny_family():
 def _tiny_family_cfg(tiny_demo, **train_over):
     cfg = load_config(None, tiny_cfg(tiny_demo, **train_over))
     cfg["model"]["family"] = "test-tiny"  # set after validation: only the registry knows it
+    cfg["model"]["test-tiny"] = {"width": 4}  # its own section (it ships no schema fragment)
     return cfg
 
 
@@ -250,10 +263,15 @@ def test_train_loop_runs_a_registered_family(tiny_demo, tiny_family, tmp_path):
     log = train(cfg, tmp_path, progress=False)
     assert len(tiny_family.trainers) == 1 and tiny_family.trainers[0].steps == 3 * 2  # 8 items / batch 4
     assert tiny_family.data.epochs == [0, 1, 2]
-    assert log["complete"] and [list(e) for e in log["epochs"]][0] == ["epoch", "lr", "seconds",
-                                                                       "images_per_s", "L1"]
+    assert log["complete"] and [list(e) for e in log["epochs"]][0] == [
+        "epoch",
+        "lr",
+        "seconds",
+        "images_per_s",
+        "L1",
+    ]
     assert [e["lr"] for e in log["epochs"]] == pytest.approx([1e-2, 1e-2, 1e-2 / 2])
-    assert log["eval"]["l1_final"] < log["eval"]["l1_init"]        # it learned y = 2x a bit
+    assert log["eval"]["l1_final"] < log["eval"]["l1_init"]  # it learned y = 2x a bit
     assert log["params_G"] == count_parameters(tiny_family.trainers[0].G) == (1 * 4 * 9 + 4) + (4 * 1 * 9 + 1)
     assert tiny_family.rendered == [tmp_path / SAMPLES_NAME]
     ckpt = load_checkpoint(tmp_path / CHECKPOINT_NAME)
@@ -281,8 +299,9 @@ def test_finetune_refuses_a_checkpoint_of_another_family(tiny_demo, tiny_family,
 
     save_generator(tmp_path / "p.pt", build_generator(UNetSpec.reference(5, 4), seed=0))
     cfg = _tiny_family_cfg(tiny_demo)
-    with pytest.raises(UserFacingError,
-                       match="holds a 'pix2pix' generator, but this run's model family is 'test-tiny'"):
+    with pytest.raises(
+        UserFacingError, match="holds a 'pix2pix' generator, but this run's model family is 'test-tiny'"
+    ):
         train(cfg, tmp_path / "ft", init_from=tmp_path / "p.pt", progress=False)
 
 
@@ -333,14 +352,18 @@ def test_weight_change_is_the_relative_l2_distance():
         net[1].weight.fill_(2.0)
         net[1].bias.fill_(1.0)
     initial = {k: v.detach().clone() for k, v in net.named_parameters()}
-    assert weight_change(initial, net) == {"rel_l2": 0.0, "min_rel_l2": 0.0, "min_param": "0.weight",
-                                           "by_param": {"0.weight": 0.0, "1.weight": 0.0}}
+    assert weight_change(initial, net) == {
+        "rel_l2": 0.0,
+        "min_rel_l2": 0.0,
+        "min_param": "0.weight",
+        "by_param": {"0.weight": 0.0, "1.weight": 0.0},
+    }
     with torch.no_grad():
-        net[0].weight.fill_(2.0)   # |dW| = 2 over |W0| = 2: moved by 1.0
-        net[1].bias.fill_(4.0)     # a bias: counted overall, not per tensor
+        net[0].weight.fill_(2.0)  # |dW| = 2 over |W0| = 2: moved by 1.0
+        net[1].bias.fill_(4.0)  # a bias: counted overall, not per tensor
     w = weight_change(initial, net)
     # overall: sqrt(4 * 1 + 9) / sqrt(4 * 1 + 4 + 1) = sqrt(13) / 3
-    assert w["rel_l2"] == pytest.approx(13 ** 0.5 / 3)
+    assert w["rel_l2"] == pytest.approx(13**0.5 / 3)
     assert w["by_param"] == {"0.weight": 1.0, "1.weight": 0.0} and w["min_param"] == "1.weight"
 
 
@@ -348,7 +371,7 @@ def test_learning_curve_every_n_epochs_and_resume(tiny_demo, tiny_family, tmp_pa
     cfg = _tiny_family_cfg(tiny_demo, n_epochs=3, n_epochs_decay=2, batch_size=4, lr=1e-2, check_every=2)
     log = train(cfg, tmp_path / "full", progress=False)
     curve = log["eval"]["curve"]
-    assert [c["epoch"] for c in curve] == [0, 2, 4, 5]   # every 2 epochs and the last
+    assert [c["epoch"] for c in curve] == [0, 2, 4, 5]  # every 2 epochs and the last
     assert curve[-1]["score"] == log["eval"]["l1_final"] < curve[0]["score"] == log["eval"]["l1_init"]
     assert curve[0]["weights_rel_l2"] == 0.0 < curve[1]["weights_rel_l2"]
     # a resumed run has the same curve as an uninterrupted one

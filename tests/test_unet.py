@@ -36,8 +36,16 @@ def test_parameter_counts_reference_bias(num_downs):
 
 def test_unet256_matches_paper_table_layer_by_layer():
     g = _meta_generator(UNetSpec.reference(8))
-    table = {1: (64, 128, 3), 2: (128, 256, 64), 3: (256, 512, 128), 4: (512, 1024, 256),
-             5: (512, 1024, 512), 6: (512, 1024, 512), 7: (512, 1024, 512), 8: (512, 512, 512)}
+    table = {
+        1: (64, 128, 3),
+        2: (128, 256, 64),
+        3: (256, 512, 128),
+        4: (512, 1024, 256),
+        5: (512, 1024, 512),
+        6: (512, 1024, 512),
+        7: (512, 1024, 512),
+        8: (512, 512, 512),
+    }
     for lv, (enc_out, dec_in, dec_out) in table.items():
         down, up = getattr(g, f"down{lv}"), getattr(g, f"up{lv}")
         assert down.conv.out_channels == enc_out
@@ -98,6 +106,7 @@ def test_patchgan_70x70():
 
 # --- the model-family seam ------------------------------------------------------------------
 
+
 def test_registry_returns_pix2pix():
     fam = get_family("pix2pix")
     assert isinstance(fam, Pix2PixFamily) and fam.name == "pix2pix"
@@ -106,7 +115,7 @@ def test_registry_returns_pix2pix():
     spec = UNetSpec.reference(5, 8)
     assert family_of(spec) is fam
     assert family_of(build_generator(spec, seed=0)) is fam
-    assert family_of({"format": "unetprune-checkpoint"}) is fam          # old checkpoint: no key
+    assert family_of({"format": "unetprune-checkpoint"}) is fam  # old checkpoint: no key
     assert family_of({"family": "pix2pix"}) is fam and family_of("pix2pix") is fam
     assert fam.metrics == ("fid", "kid", "segmentation", "paired", "diversity", "complexity")
 
@@ -130,7 +139,11 @@ def test_family_spec_round_trip_and_config():
     d = fam.spec_to_dict(spec)
     assert d["name"] == "unet" and d["enc_widths"] == [8, 12, 20, 7]
     assert fam.spec_from_dict(d) == spec
-    cfg = {"model": {"num_downs": 8, "ngf": 64, "norm": "batch", "use_dropout": True, "bias_mode": "paper"}}
+    cfg = {
+        "model": {
+            "pix2pix": {"num_downs": 8, "ngf": 64, "norm": "batch", "use_dropout": True, "bias_mode": "paper"}
+        }
+    }
     assert fam.spec_from_config(cfg) == UNetSpec.reference(8)
     with torch.device("meta"):
         assert count_parameters(fam.build(fam.spec_from_config(cfg), init=False)) == 54_414_531
@@ -162,8 +175,10 @@ def test_family_prunable_groups_order_and_inner_levels():
 
     ops = pruning_ops(g)  # the pruning side of the seam, registered under the family's name
     assert ops.family == fam.name
-    assert ops.layers_of_levels(g, None) == ([5, 6, 7, 8], ["down5", "down6", "down7", "down8",
-                                                            "up8", "up7", "up6", "up5"])
+    assert ops.layers_of_levels(g, None) == (
+        [5, 6, 7, 8],
+        ["down5", "down6", "down7", "down8", "up8", "up7", "up6", "up5"],
+    )
     conv, norm = fam.layer_filters(g, "up3")
     assert conv is g.up3.conv and norm is g.up3.norm and fam.layer_width(g, "up3") == 128
     cost = ops.width_cost(g, (1, 3, 256, 256))

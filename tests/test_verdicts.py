@@ -22,8 +22,8 @@ from unetprune import pipeline
 from unetprune.layout import FINETUNED, ORIGINAL, Layout
 
 VARIANT = "cut-k1"
-CONSTANT = "global-threshold-match-cut-k1"   # the baseline replaced by a constant generator
-OTHER = "global-uniform-match-cut-k1"        # its trained sibling baseline
+CONSTANT = "global-threshold-match-cut-k1"  # the baseline replaced by a constant generator
+OTHER = "global-uniform-match-cut-k1"  # its trained sibling baseline
 METRIC_KEYS = ("fid", "kid", "miou", "l1", "psnr", "ssim")
 
 
@@ -80,10 +80,16 @@ def test_diversity_plugin_measures_output_spread(tiny_demo, tmp_path):
     from unetprune.metrics.plugins import DEFAULT_METRICS, METRICS, output_spread
 
     assert "diversity" in DEFAULT_METRICS and METRICS["diversity"].keys == ("diversity",)
-    cfg = load_config(None, {
-        "experiment": "div", "data": {"dataset": "demo", "crop_size": 32, "load_size": 32, "root": str(tiny_demo)},
-        "demo": {"image_size": 32}, "model": {"num_downs": 5, "ngf": 8, "ndf": 8},
-        "evaluate": {"fid_backend": "standin", "collapse_threshold": 0.5}})
+    cfg = load_config(
+        None,
+        {
+            "experiment": "div",
+            "data": {"dataset": "demo", "crop_size": 32, "load_size": 32, "root": str(tiny_demo)},
+            "demo": {"image_size": 32},
+            "model": {"pix2pix": {"num_downs": 5, "ngf": 8, "ndf": 8}},
+            "evaluate": {"fid_backend": "standin", "collapse_threshold": 0.5},
+        },
+    )
     assert load_config(None, {"experiment": "d"})["evaluate"]["collapse_threshold"] == 0.1  # the default
     ev = Evaluator(cfg, "test", cache_dir=tmp_path, latency=False, metrics=("diversity",))
     real = ev.eval_set.targets
@@ -143,18 +149,27 @@ def test_constant_generator_is_flagged_collapsed_in_every_table(constant_tree):
     csv = pd.read_csv(lay.table("main"))
     c = csv[(csv.variant == CONSTANT) & (csv.stage == FINETUNED)].iloc[0]
     assert bool(c.collapsed) is True and c.diversity == 0.0
-    md = next(x for x in lay.table("main", "md").read_text().splitlines()
-              if x.startswith(f"| {CONSTANT} ") and f"| {FINETUNED} " in x)
+    md = next(
+        x
+        for x in lay.table("main", "md").read_text().splitlines()
+        if x.startswith(f"| {CONSTANT} ") and f"| {FINETUNED} " in x
+    )
     assert re.search(r"\|\s*\*\*yes\*\*\s*\|", md)
-    md_trained = next(x for x in lay.table("main", "md").read_text().splitlines()
-                      if x.startswith(f"| {VARIANT} ") and f"| {FINETUNED} " in x)
+    md_trained = next(
+        x
+        for x in lay.table("main", "md").read_text().splitlines()
+        if x.startswith(f"| {VARIANT} ") and f"| {FINETUNED} " in x
+    )
     assert "**yes**" not in md_trained and re.search(r"\|\s*no\s*\|", md_trained)
     comp = pd.read_csv(lay.table("comparison"))
     c = comp[comp.baseline == CONSTANT].iloc[0]
     assert bool(c.baseline_collapsed) is True and bool(c.variant_collapsed) is False
     assert c.winner == VARIANT
-    assert "**yes**" in next(x for x in lay.table("comparison", "md").read_text().splitlines()
-                                 if re.search(rf"\|\s*{CONSTANT}\s*\|", x))
+    assert "**yes**" in next(
+        x
+        for x in lay.table("comparison", "md").read_text().splitlines()
+        if re.search(rf"\|\s*{CONSTANT}\s*\|", x)
+    )
     metrics = json.loads(lay.metrics_json.read_text())
     assert metrics[f"{CONSTANT}/{FINETUNED}"]["collapsed"] is True
     assert metrics[f"{CONSTANT}/{FINETUNED}"]["diversity"] == 0.0
@@ -180,7 +195,10 @@ def test_verdict_never_favours_the_constant_generator(constant_tree, metric):
     line = next(x for x in lines if x.startswith(f"{VARIANT} vs {CONSTANT} "))
     assert f"**{VARIANT} wins**" in line and f"**{CONSTANT} wins**" not in line
     assert f"{CONSTANT} is **collapsed** (output diversity 0 < 0.1 of the real images')" in line
-    assert f"Collapsed (output diversity below 0.1 of the real images', so never a winner): {CONSTANT}" in verdict
+    assert (
+        f"Collapsed (output diversity below 0.1 of the real images', so never a winner): {CONSTANT}"
+        in verdict
+    )
 
 
 def test_paired_metrics_favouring_the_constant_cannot_make_it_win(constant_tree):
@@ -206,7 +224,9 @@ def test_paired_metrics_favouring_the_constant_cannot_make_it_win(constant_tree)
         assert other.decided_by == metric and other.winner == other.metric_winner
         _, lines = comparison_findings(comp, {CONSTANT: 0.0})
         line = next(x for x in lines if x.startswith(f"{VARIANT} vs {CONSTANT} "))
-        label = {"fid": "FID", "kid": "KID", "miou": "mIoU", "l1": "L1", "psnr": "PSNR (dB)", "ssim": "SSIM"}[metric]
+        label = {"fid": "FID", "kid": "KID", "miou": "mIoU", "l1": "L1", "psnr": "PSNR (dB)", "ssim": "SSIM"}[
+            metric
+        ]
         assert f"**{VARIANT} wins** by the collapse check ({label} favours {CONSTANT} by" in line
     # both collapsed: nobody wins
     trained = json.loads(json.dumps(evals[(VARIANT, FINETUNED)]))
@@ -252,8 +272,12 @@ def test_report_md_names_the_metric_and_flags_the_constant(constant_tree):
     assert f"**{VARIANT} wins**" in line and f"{CONSTANT} is **collapsed**" in line
     assert "**Collapse check**" in text and "`evaluate.collapse_threshold` = 0.1" in text
     # L1 as the verdict metric (the issue's setting): the constant still does not win
-    assert cli(["report", "--config", str(cfg_file), "--results", str(base),
-                "--set", "report.quality_metric=l1"]) == 0
+    assert (
+        cli(
+            ["report", "--config", str(cfg_file), "--results", str(base), "--set", "report.quality_metric=l1"]
+        )
+        == 0
+    )
     text = lay.report_md.read_text()
     line = next(x for x in text.splitlines() if x.startswith(f"* {VARIANT} vs {CONSTANT} "))
     assert f"**{VARIANT} wins**" in line and f"**{CONSTANT} wins**" not in line
@@ -309,22 +333,30 @@ def test_negative_degradation_is_no_effect_not_support():
     from unetprune.report import sensitivity_findings
     from unetprune.report import pattern_finding
 
-    assert pattern_finding(-0.2, -0.1) == "no effect"   # pruning improved both: no effect
+    assert pattern_finding(-0.2, -0.1) == "no effect"  # pruning improved both: no effect
     assert pattern_finding(0.0, 0.0) == "no effect"
-    assert pattern_finding(-0.5, 0.3) == "support"      # inner free, outer costly: the pattern
-    assert pattern_finding(-0.5, -0.4) == "no effect"   # both free: nothing to compare
+    assert pattern_finding(-0.5, 0.3) == "support"  # inner free, outer costly: the pattern
+    assert pattern_finding(-0.5, -0.4) == "no effect"  # both free: nothing to compare
     assert pattern_finding(0.3, 0.1) == "against" and pattern_finding(0.2, 0.2) == "against"
     assert pattern_finding(0.1, -0.3) == "against" and pattern_finding(float("nan"), 1.0) is None
 
     def summ(inner, outer, l1=None):
-        df = pd.DataFrame({
-            "ratio": [0.3, 0.7][: len(inner)], "inner_layers": "down5, up5", "outer_layers": "down1, up2",
-            "n_inner": 2, "n_outer": 2, "mean_degradation_inner": inner, "mean_degradation_outer": outer,
-            "difference": [o - i for i, o in zip(inner, outer)], "mean_degradation_pct_inner": inner,
-            "mean_degradation_pct_outer": outer,
-            "finding": [pattern_finding(i, o) for i, o in zip(inner, outer)],
-            "findings_by_metric": l1 or ["", ""][: len(inner)],
-        })
+        df = pd.DataFrame(
+            {
+                "ratio": [0.3, 0.7][: len(inner)],
+                "inner_layers": "down5, up5",
+                "outer_layers": "down1, up2",
+                "n_inner": 2,
+                "n_outer": 2,
+                "mean_degradation_inner": inner,
+                "mean_degradation_outer": outer,
+                "difference": [o - i for i, o in zip(inner, outer)],
+                "mean_degradation_pct_inner": inner,
+                "mean_degradation_pct_outer": outer,
+                "finding": [pattern_finding(i, o) for i, o in zip(inner, outer)],
+                "findings_by_metric": l1 or ["", ""][: len(inner)],
+            }
+        )
         df["inner_less_sensitive"] = df.finding == "support"
         df.attrs.update(metric="fid", fid_backend="standin")
         return df
@@ -333,8 +365,9 @@ def test_negative_degradation_is_no_effect_not_support():
     assert v.startswith("**No**: on FID (`standin` backend)") and "0 of 2" in v
     assert "At ratio(s) 0.3, 0.7 pruning did not worsen FID" in v and "which is not support" in v
     assert all("no effect — pruning changed nothing for the worse" in x for x in lines)
-    v, lines = sensitivity_findings(summ([-0.2, 0.5], [0.4, 0.3], l1=["l1: no effect; ssim: support",
-                                                                        "l1: against; ssim: against"]))
+    v, lines = sensitivity_findings(
+        summ([-0.2, 0.5], [0.4, 0.3], l1=["l1: no effect; ssim: support", "l1: against; ssim: against"])
+    )
     assert v.startswith("**Partly**") and "1 of 2 swept ratios (0.3)" in v
     assert "L1 disagrees (L1: no effect); SSIM agrees." in lines[0]
     assert lines[1].endswith("L1 and SSIM agree.")
@@ -370,7 +403,9 @@ def test_sensitivity_summary_compares_every_metric(results_tree):
         outer = sum(d for d, i in zip(deg, df.inner) if not i) / (~df.inner).sum()
         assert f == pattern_finding(inner, outer, *noise(m)), m
     resolved = s.finding != "not resolved"
-    assert s.disagree == ", ".join(m for m, f in by.items() if resolved and f not in (s.finding, "not resolved"))
+    assert s.disagree == ", ".join(
+        m for m, f in by.items() if resolved and f not in (s.finding, "not resolved")
+    )
     assert math.isfinite(s.mean_degradation_inner)
     lay = Layout.from_config(cfg, base)
     assert "full_fid" in pd.read_csv(lay.table("sensitivity")).columns
@@ -385,7 +420,11 @@ def test_output_spread_is_exact_on_uint8():
 
     const = torch.full((300, 3, 8, 8), 17, dtype=torch.uint8)
     assert output_spread(const) == 0.0
-    bw = torch.cat([torch.zeros(150, 3, 8, 8, dtype=torch.uint8), torch.full((150, 3, 8, 8), 255, dtype=torch.uint8)])
+    bw = torch.cat(
+        [torch.zeros(150, 3, 8, 8, dtype=torch.uint8), torch.full((150, 3, 8, 8), 255, dtype=torch.uint8)]
+    )
     assert output_spread(bw) == 0.5
     x = torch.randint(0, 256, (300, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    assert output_spread(x) == pytest.approx(float((x.double() / 255).std(0, unbiased=False).mean()), rel=1e-12)
+    assert output_spread(x) == pytest.approx(
+        float((x.double() / 255).std(0, unbiased=False).mean()), rel=1e-12
+    )

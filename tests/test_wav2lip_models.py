@@ -17,9 +17,28 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from unetprune import audio as A
-from unetprune.families.wav2lip.syncnet import SyncNetColor, SyncNetS, SyncNetSpec, Wav2LipDiscQual, load_disc_qual_weights, load_reference_disc_qual_state_dict, load_syncnet_color_weights, load_syncnet_s_weights
-from unetprune.families.wav2lip.networks import Wav2LipGenerator, Wav2LipSpec, build_wav2lip, count_complexity, stage_parameters
-from unetprune.families.wav2lip.weights import WeightsFileError, load_reference_wav2lip_state_dict, load_wav2lip_weights
+from unetprune.families.wav2lip.syncnet import (
+    SyncNetColor,
+    SyncNetS,
+    SyncNetSpec,
+    Wav2LipDiscQual,
+    load_disc_qual_weights,
+    load_reference_disc_qual_state_dict,
+    load_syncnet_color_weights,
+    load_syncnet_s_weights,
+)
+from unetprune.families.wav2lip.networks import (
+    Wav2LipGenerator,
+    Wav2LipSpec,
+    build_wav2lip,
+    count_complexity,
+    stage_parameters,
+)
+from unetprune.families.wav2lip.weights import (
+    WeightsFileError,
+    load_reference_wav2lip_state_dict,
+    load_wav2lip_weights,
+)
 
 
 def n_params(m: torch.nn.Module) -> int:
@@ -62,15 +81,16 @@ def test_generator_parameter_counts(gen):
     assert per["audio"] == 2_812_672
     assert per["out"] == 23_235
     assert sum(per.values()) == 36_298_035
-    assert gen.stage_names() == (["audio"] + [f"fe{i}" for i in range(7)] + [f"fd{i}" for i in range(7)]
-                                 + ["out"])
+    assert gen.stage_names() == (
+        ["audio"] + [f"fe{i}" for i in range(7)] + [f"fd{i}" for i in range(7)] + ["out"]
+    )
     assert len(gen.audio) == 13
 
 
 def test_generator_macs(gen):
     c = count_complexity(gen)
     assert c["params"] == 36_298_035
-    assert c["macs_physical"] == 3_966_984_192            # 3.97 G per frame
+    assert c["macs_physical"] == 3_966_984_192  # 3.97 G per frame
     assert round(c["macs_physical"] / 1e9, 2) == 3.97
     assert c["macs_output"] == 6_202_417_152
     with FlopCounterMode(display=False) as fc, torch.no_grad():
@@ -114,11 +134,12 @@ def test_spec_round_trip_width_mult_and_cut():
     assert Wav2LipSpec.from_dict(d) == spec
     small = Wav2LipSpec.reference(0.25)
     assert small.fe_widths == [4, 8, 16, 32, 64, 128, 128] and small.out_widths == [8]
-    assert n_params(Wav2LipGenerator(small)) == 2_275_983   # docs/method.md sizing note
+    assert n_params(Wav2LipGenerator(small)) == 2_275_983  # docs/method.md sizing note
     assert Wav2LipSpec.from_dict(small.to_dict()) == small
     # a pruned model is an ordinary model of its spec
-    pruned = Wav2LipSpec.from_dict({**d, "fd_widths": [400, 300, 512, 384, 256, 128, 64], "fe_widths":
-                                    [16, 32, 64, 128, 256, 200, 100]})
+    pruned = Wav2LipSpec.from_dict(
+        {**d, "fd_widths": [400, 300, 512, 384, 256, 128, 64], "fe_widths": [16, 32, 64, 128, 256, 200, 100]}
+    )
     g = Wav2LipGenerator(pruned).eval()
     with torch.no_grad():
         assert g(torch.rand(1, 6, 96, 96), torch.randn(1, 1, 80, 16)).shape == (1, 3, 96, 96)
@@ -141,6 +162,7 @@ def test_spec_round_trip_width_mult_and_cut():
 # ------------------------------------------------------------------------------------------
 # expert, quality discriminator, S
 # ------------------------------------------------------------------------------------------
+
 
 def test_syncnet_color_counts_and_embeddings():
     torch.manual_seed(0)
@@ -185,6 +207,7 @@ def test_syncnet_s_counts_and_shapes():
 # ------------------------------------------------------------------------------------------
 # reference key layouts, written out from the reference module trees
 # ------------------------------------------------------------------------------------------
+
 
 def _ref_block(prefix: str, leaf: str) -> str:
     """Our ``conv.X`` / ``bn.X`` inside a block → the reference ``conv_block.0.X`` / ``.1.X``."""
@@ -235,7 +258,7 @@ def reference_disc_sd(d: Wav2LipDiscQual) -> dict:
 
 def reference_s_sd(s: SyncNetS) -> dict:
     names = {"audio_cnn": "netcnnaud", "audio_fc": "netfcaud", "lip_cnn": "netcnnlip", "lip_fc": "netfclip"}
-    return {names[k.split(".")[0]] + k[len(k.split(".")[0]):]: v.clone() for k, v in s.state_dict().items()}
+    return {names[k.split(".")[0]] + k[len(k.split(".")[0]) :]: v.clone() for k, v in s.state_dict().items()}
 
 
 def test_synthetic_reference_layouts_match_known_keys():
@@ -243,34 +266,43 @@ def test_synthetic_reference_layouts_match_known_keys():
     w = reference_wav2lip_sd(Wav2LipGenerator())
     # 18 face-encoder + 13 audio + 18 face-decoder + 1 output conv blocks x 7 tensors, + the 1x1 conv
     assert len(w) == (18 + 13 + 18 + 1) * 7 + 2
-    for key, shape in {"face_encoder_blocks.0.0.conv_block.0.weight": (16, 6, 7, 7),
-                       "face_encoder_blocks.2.3.conv_block.1.running_mean": (64,),
-                       "face_encoder_blocks.6.1.conv_block.0.weight": (512, 512, 1, 1),
-                       "audio_encoder.3.conv_block.0.weight": (64, 32, 3, 3),
-                       "audio_encoder.12.conv_block.0.weight": (512, 512, 1, 1),
-                       "face_decoder_blocks.0.0.conv_block.0.weight": (512, 512, 1, 1),
-                       "face_decoder_blocks.1.0.conv_block.0.weight": (1024, 512, 3, 3),  # ConvT: (in, out, k, k)
-                       "face_decoder_blocks.6.2.conv_block.1.num_batches_tracked": (),
-                       "output_block.0.conv_block.0.weight": (32, 80, 3, 3),
-                       "output_block.1.weight": (3, 32, 1, 1)}.items():
+    for key, shape in {
+        "face_encoder_blocks.0.0.conv_block.0.weight": (16, 6, 7, 7),
+        "face_encoder_blocks.2.3.conv_block.1.running_mean": (64,),
+        "face_encoder_blocks.6.1.conv_block.0.weight": (512, 512, 1, 1),
+        "audio_encoder.3.conv_block.0.weight": (64, 32, 3, 3),
+        "audio_encoder.12.conv_block.0.weight": (512, 512, 1, 1),
+        "face_decoder_blocks.0.0.conv_block.0.weight": (512, 512, 1, 1),
+        "face_decoder_blocks.1.0.conv_block.0.weight": (1024, 512, 3, 3),  # ConvT: (in, out, k, k)
+        "face_decoder_blocks.6.2.conv_block.1.num_batches_tracked": (),
+        "output_block.0.conv_block.0.weight": (32, 80, 3, 3),
+        "output_block.1.weight": (3, 32, 1, 1),
+    }.items():
         assert tuple(w[key].shape) == shape, key
     s = reference_syncnet_sd(SyncNetColor())
     assert len(s) == (17 + 14) * 7
-    for key, shape in {"face_encoder.0.conv_block.0.weight": (32, 15, 7, 7),
-                       "face_encoder.1.conv_block.0.weight": (64, 32, 5, 5),
-                       "face_encoder.16.conv_block.0.weight": (512, 512, 1, 1),
-                       "audio_encoder.11.conv_block.0.weight": (256, 256, 3, 3),
-                       "audio_encoder.13.conv_block.0.weight": (512, 512, 1, 1)}.items():
+    for key, shape in {
+        "face_encoder.0.conv_block.0.weight": (32, 15, 7, 7),
+        "face_encoder.1.conv_block.0.weight": (64, 32, 5, 5),
+        "face_encoder.16.conv_block.0.weight": (512, 512, 1, 1),
+        "audio_encoder.11.conv_block.0.weight": (256, 256, 3, 3),
+        "audio_encoder.13.conv_block.0.weight": (512, 512, 1, 1),
+    }.items():
         assert tuple(s[key].shape) == shape, key
     d = reference_disc_sd(Wav2LipDiscQual())
     assert len(d) == 13 * 2 + 2
     assert tuple(d["face_encoder_blocks.1.0.conv_block.0.weight"].shape) == (64, 32, 5, 5)
     assert tuple(d["binary_pred.0.weight"].shape) == (1, 512, 1, 1)
     S = reference_s_sd(SyncNetS())
-    for key, shape in {"netcnnaud.0.weight": (64, 1, 3, 3), "netcnnaud.18.weight": (512, 256, 5, 4),
-                       "netcnnaud.19.running_var": (512,), "netcnnlip.0.weight": (96, 3, 5, 7, 7),
-                       "netcnnlip.18.weight": (512, 256, 1, 6, 6), "netfcaud.1.running_mean": (512,),
-                       "netfclip.3.weight": (1024, 512)}.items():
+    for key, shape in {
+        "netcnnaud.0.weight": (64, 1, 3, 3),
+        "netcnnaud.18.weight": (512, 256, 5, 4),
+        "netcnnaud.19.running_var": (512,),
+        "netcnnlip.0.weight": (96, 3, 5, 7, 7),
+        "netcnnlip.18.weight": (512, 256, 1, 6, 6),
+        "netfcaud.1.running_mean": (512,),
+        "netfclip.3.weight": (1024, 512),
+    }.items():
         assert tuple(S[key].shape) == shape, key
 
 
@@ -278,12 +310,20 @@ def test_synthetic_reference_layouts_match_known_keys():
 # loaders: round trips and wrong files
 # ------------------------------------------------------------------------------------------
 
+
 def test_wav2lip_reference_checkpoint_round_trip(tmp_path):
     g1 = randomize(Wav2LipGenerator(), seed=1).eval()
-    ref = {"module." + k: v for k, v in reference_wav2lip_sd(g1).items()}     # DataParallel-saved
+    ref = {"module." + k: v for k, v in reference_wav2lip_sd(g1).items()}  # DataParallel-saved
     path = tmp_path / "wav2lip_gan.pth"
-    torch.save({"state_dict": ref, "optimizer": {"state": {}, "param_groups": []},
-                "global_step": 123, "global_epoch": 4}, path)
+    torch.save(
+        {
+            "state_dict": ref,
+            "optimizer": {"state": {}, "param_groups": []},
+            "global_step": 123,
+            "global_epoch": 4,
+        },
+        path,
+    )
     g2 = load_wav2lip_weights(path).eval()
     face, mel = torch.rand(2, 6, 96, 96), torch.randn(2, 1, 80, 16)
     with torch.no_grad():
@@ -303,8 +343,15 @@ def test_wav2lip_reference_checkpoint_round_trip(tmp_path):
 def test_syncnet_color_round_trip(tmp_path):
     s1 = randomize(SyncNetColor(), seed=3).eval()
     path = tmp_path / "lipsync_expert.pth"
-    torch.save({"state_dict": {"module." + k: v for k, v in reference_syncnet_sd(s1).items()},
-                "optimizer": None, "global_step": 1, "global_epoch": 1}, path)
+    torch.save(
+        {
+            "state_dict": {"module." + k: v for k, v in reference_syncnet_sd(s1).items()},
+            "optimizer": None,
+            "global_step": 1,
+            "global_epoch": 1,
+        },
+        path,
+    )
     s2 = load_syncnet_color_weights(path).eval()
     mel, face = torch.randn(2, 1, 80, 16), torch.rand(2, 15, 48, 96)
     with torch.no_grad():
@@ -325,7 +372,7 @@ def test_disc_qual_round_trip(tmp_path):
 def test_syncnet_s_round_trip(tmp_path):
     s1 = randomize(SyncNetS(), seed=5).eval()
     path = tmp_path / "syncnet_v2.model"
-    torch.save(reference_s_sd(s1), path)                       # a bare state dict of S
+    torch.save(reference_s_sd(s1), path)  # a bare state dict of S
     s2 = load_syncnet_s_weights(path)
     assert not s2.training
     mfcc, frames = torch.randn(2, 1, 13, 20), torch.rand(2, 3, 5, 224, 224) * 255
@@ -359,7 +406,7 @@ def test_wrong_files_give_one_line_errors(tmp_path):
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"this is not a torch file")
     pickled = tmp_path / "object.pth"
-    torch.save({"state_dict": _NotAllowed()}, pickled)           # refused by weights_only=True
+    torch.save({"state_dict": _NotAllowed()}, pickled)  # refused by weights_only=True
     tensor = tmp_path / "tensor.pth"
     torch.save(torch.zeros(3), tensor)
 
@@ -388,7 +435,11 @@ SR = 16000
 
 def _chord(n: int = 8000) -> np.ndarray:
     t = np.arange(n) / SR
-    return 0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 1830 * t) + 0.1 * t * np.sin(2 * np.pi * 3100 * t)
+    return (
+        0.3 * np.sin(2 * np.pi * 440 * t)
+        + 0.2 * np.sin(2 * np.pi * 1830 * t)
+        + 0.1 * t * np.sin(2 * np.pi * 3100 * t)
+    )
 
 
 def test_mel_shape_range_and_reference_values():
@@ -401,9 +452,9 @@ def test_mel_shape_range_and_reference_values():
     for band, v in ref.items():
         assert mel[band, 10] == pytest.approx(v, abs=1e-4), band
     noise = A.melspectrogram(np.random.default_rng(0).uniform(-1, 1, SR))
-    assert -4.0 < noise.min() and noise.max() < 4.0                  # full-scale noise: inside the range
-    assert A.melspectrogram(100 * np.random.default_rng(0).uniform(-1, 1, SR)).max() == 4.0   # clipped
-    assert (A.melspectrogram(np.zeros(SR)) == -4.0).all()            # silence is the floor
+    assert -4.0 < noise.min() and noise.max() < 4.0  # full-scale noise: inside the range
+    assert A.melspectrogram(100 * np.random.default_rng(0).uniform(-1, 1, SR)).max() == 4.0  # clipped
+    assert (A.melspectrogram(np.zeros(SR)) == -4.0).all()  # silence is the floor
 
 
 def test_mel_basis_and_pure_tone_band():
@@ -421,14 +472,14 @@ def test_mel_basis_and_pure_tone_band():
 
 def test_window_index_mapping():
     assert [A.mel_window_start(f) for f in (0, 1, 2, 3, 4, 5, 25, 26)] == [0, 3, 6, 9, 12, 16, 80, 83]
-    mel = np.arange(80 * 81, dtype=np.float32).reshape(80, 81)    # 1 s at 16 kHz: 81 mel frames
+    mel = np.arange(80 * 81, dtype=np.float32).reshape(80, 81)  # 1 s at 16 kHz: 81 mel frames
     w = A.crop_mel_window(mel, 5)
     assert w.shape == (80, 16) and w[0, 0] == 16
-    assert A.crop_mel_window(mel, 20).shape == (80, 16)           # 64 + 16 = 80 <= 81
-    assert A.crop_mel_window(mel, 21) is None                     # 67 + 16 > 81
+    assert A.crop_mel_window(mel, 20).shape == (80, 16)  # 64 + 16 = 80 <= 81
+    assert A.crop_mel_window(mel, 21) is None  # 67 + 16 > 81
     seg = A.segmented_mels(mel, 3)
     assert seg.shape == (5, 80, 16)
-    for j in range(5):                                             # frame 3+j → window of frame 2+j
+    for j in range(5):  # frame 3+j → window of frame 2+j
         assert np.array_equal(seg[j], A.crop_mel_window(mel, 2 + j))
     assert A.segmented_mels(mel, 0) is None and A.segmented_mels(mel, 18) is None
     chunks = A.inference_mel_chunks(mel)
@@ -441,16 +492,29 @@ def test_window_index_mapping():
 def test_mfcc_shape_reference_values_and_windows():
     pcm = np.round(_chord() * 32767).astype(np.int16)
     c = A.syncnet_mfcc(pcm)
-    assert c.shape == (13, 49)                                    # 0.5 s → 1 + ceil((8000 - 400) / 160)
+    assert c.shape == (13, 49)  # 0.5 s → 1 + ceil((8000 - 400) / 160)
     # python_speech_features 0.6 mfcc(pcm, 16000), computed once outside this repository
-    ref = [21.60726, 7.54782, -25.73346, 9.66421, 4.99869, -33.17457, -43.7134, -25.01769, 28.86548,
-           20.49903, -20.18425, 28.16996, 42.10852]
+    ref = [
+        21.60726,
+        7.54782,
+        -25.73346,
+        9.66421,
+        4.99869,
+        -33.17457,
+        -43.7134,
+        -25.01769,
+        28.86548,
+        20.49903,
+        -20.18425,
+        28.16996,
+        42.10852,
+    ]
     np.testing.assert_allclose(c[:, 20], ref, atol=2e-3)
     np.testing.assert_allclose(A.syncnet_mfcc(pcm.astype(np.float32) / 32768.0), c, atol=1e-4)
-    assert A.syncnet_mfcc(np.zeros(2 * SR, np.int16)).shape == (13, 199)   # ~100 Hz
+    assert A.syncnet_mfcc(np.zeros(2 * SR, np.int16)).shape == (13, 199)  # ~100 Hz
     w = A.mfcc_window(c, 2)
     assert w.shape == (13, 20) and np.array_equal(w, c[:, 8:28])
-    assert A.mfcc_window(c, 8) is None                           # 32 + 20 > 49
+    assert A.mfcc_window(c, 8) is None  # 32 + 20 > 49
 
 
 def test_read_wav_resamples_and_names_bad_files(tmp_path):

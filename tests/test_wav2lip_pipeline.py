@@ -38,28 +38,54 @@ def w2l_cfg(**over):
 # variants from the config
 # --------------------------------------------------------------------------------------
 
+
 def test_demo_variants_and_prune_arguments():
     cfg = w2l_cfg()
     v = pipeline.all_variants(cfg)
     assert list(pipeline.primary_variants(cfg)) == ["inner-l5-6-r0.75", "cut-k2", "cut-res-l5-6"]
-    assert len(v) == 9          # 3 primaries + 2 matched baselines each
-    assert pipeline.prune_cli_args(cfg, "cut-res-l5-6") == ["--strategy", "cut", "--unit", "residual",
-                                                            "--levels", "5", "6"]
-    assert pipeline.prune_cli_args(cfg, "inner-l5-6-r0.75")[:6] == ["--strategy", "inner", "--ratio", "0.75",
-                                                                   "--levels", "5"]
+    assert len(v) == 9  # 3 primaries + 2 matched baselines each
+    assert pipeline.prune_cli_args(cfg, "cut-res-l5-6") == [
+        "--strategy",
+        "cut",
+        "--unit",
+        "residual",
+        "--levels",
+        "5",
+        "6",
+    ]
+    assert pipeline.prune_cli_args(cfg, "inner-l5-6-r0.75")[:6] == [
+        "--strategy",
+        "inner",
+        "--ratio",
+        "0.75",
+        "--levels",
+        "5",
+    ]
     assert pipeline.sensitivity_layers(cfg) == [f"fe{i}" for i in range(7)] + [f"fd{i}" for i in range(7)]
 
 
-@pytest.mark.parametrize("variants,message", [
-    ([{"strategy": "cut", "k": 3}], "cut k=3 is refused for this wav2lip model: the audio embedding (512 channels) "
-                                    "would replace fd3's output, which fd4 reads as 384 channels"),
-    ([{"strategy": "cut", "k": 6}], "config error at 'variants[0].k': k=6 must leave at least 2 levels (1..5"),
-    ([{"strategy": "inner", "ratio": 0.5, "levels": [7]}], "config error at 'variants[0].levels': level(s) [7]"),
-    ([{"strategy": "cut", "unit": "residual", "k": 1}], "a cut with unit residual takes levels, not k"),
-    ([{"strategy": "inner", "ratio": 0.5, "unit": "residual"}], "config error at 'variants[0].unit'"),
-])
+@pytest.mark.parametrize(
+    "variants,message",
+    [
+        (
+            [{"strategy": "cut", "k": 3}],
+            "cut k=3 is refused for this wav2lip model: the audio embedding (512 channels) "
+            "would replace fd3's output, which fd4 reads as 384 channels",
+        ),
+        (
+            [{"strategy": "cut", "k": 6}],
+            "config error at 'variants[0].k': k=6 must leave at least 2 levels (1..5",
+        ),
+        (
+            [{"strategy": "inner", "ratio": 0.5, "levels": [7]}],
+            "config error at 'variants[0].levels': level(s) [7]",
+        ),
+        ([{"strategy": "cut", "unit": "residual", "k": 1}], "a cut with unit residual takes levels, not k"),
+        ([{"strategy": "inner", "ratio": 0.5, "unit": "residual"}], "config error at 'variants[0].unit'"),
+    ],
+)
 def test_wav2lip_variants_are_validated(variants, message):
-    with pytest.raises(ConfigError) as e:      # validation runs the variants' checks
+    with pytest.raises(ConfigError) as e:  # validation runs the variants' checks
         w2l_cfg(variants=variants, model={"family": "wav2lip", "wav2lip": {"width_mult": 1.0}})
     assert message in str(e.value)
 
@@ -73,15 +99,21 @@ def test_cut_res_is_refused_for_pix2pix():
 # complexity of a two-input generator
 # --------------------------------------------------------------------------------------
 
+
 def test_macs_and_latency_of_the_reference_generator():
     fam = get_family("wav2lip")
     with torch.device("meta"):
         g = fam.build(fam.spec_from_config({"model": {"family": "wav2lip"}}))
     assert input_shapes(g, (2, 6, 96, 96)) == [(2, 6, 96, 96), (2, 1, 80, 16)]
-    assert count_all(g, (1, 6, 96, 96)) == {"params": 36_298_035, "macs_physical": 3_966_984_192,
-                                            "macs_output": 6_202_417_152}
-    assert fam.counting_shape(g, 256) == (1, 6, 96, 96)   # frames are 96 px whatever data.crop_size says
-    small = fam.build(fam.spec_from_config({"model": {"family": "wav2lip", "wav2lip": {"width_mult": 0.125}}}), seed=0)
+    assert count_all(g, (1, 6, 96, 96)) == {
+        "params": 36_298_035,
+        "macs_physical": 3_966_984_192,
+        "macs_output": 6_202_417_152,
+    }
+    assert fam.counting_shape(g, 256) == (1, 6, 96, 96)  # frames are 96 px whatever data.crop_size says
+    small = fam.build(
+        fam.spec_from_config({"model": {"family": "wav2lip", "wav2lip": {"width_mult": 0.125}}}), seed=0
+    )
     lat = measure_latency(small, (2, 6, 96, 96), iters=1, warmup=0)
     assert lat["batch"] == 2 and lat["median_ms"] > 0
 
@@ -89,6 +121,7 @@ def test_macs_and_latency_of_the_reference_generator():
 # --------------------------------------------------------------------------------------
 # the prune command on Wav2Lip checkpoints
 # --------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def w2l_ckpts(tmp_path_factory):
@@ -129,18 +162,25 @@ def test_global_baselines_match_the_variant_within_one_percent(w2l_ckpts, tmp_pa
     ref = _prune(w2l_ckpts["small"], tmp_path / "inner.pt", "--strategy", "inner", "--ratio", "0.75")
     key = "params" if match == "params" else "macs_physical"
     for strategy in ("global-uniform", "global-threshold"):
-        flag = ["--match-params", str(tmp_path / "inner.pt")] if match == "params" else \
-            ["--match-macs", str(tmp_path / "inner.pt"), "--macs-convention", "physical"]
+        flag = (
+            ["--match-params", str(tmp_path / "inner.pt")]
+            if match == "params"
+            else ["--match-macs", str(tmp_path / "inner.pt"), "--macs-convention", "physical"]
+        )
         s = _prune(w2l_ckpts["small"], tmp_path / f"{strategy}.pt", "--strategy", strategy, *flag)
         assert abs(s[key] - ref[key]) <= 0.01 * ref[key], (strategy, s[key], ref[key])
-        if strategy == "global-threshold":   # the fair default: no group below 10% of its filters
-            assert all(s["widths"][k] >= 0.1 * s["widths_before"][k] for k in s["widths"]
-                       if isinstance(s["widths"][k], int))
+        if strategy == "global-threshold":  # the fair default: no group below 10% of its filters
+            assert all(
+                s["widths"][k] >= 0.1 * s["widths_before"][k]
+                for k in s["widths"]
+                if isinstance(s["widths"][k], int)
+            )
 
 
 # --------------------------------------------------------------------------------------
 # evaluation: the talking-face evaluation set, LSE in the Evaluator
 # --------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def talking(tmp_path_factory):
@@ -158,8 +198,9 @@ def test_talking_eval_set(talking):
     from unetprune.families.wav2lip.datasets import TalkingEvalSet
 
     cfg, base, lay = talking
-    es = TalkingEvalSet.load(load_config(None, {**cfg, "evaluate": {**cfg["evaluate"], "max_images": 30}}),
-                             "test", lay.data_root)
+    es = TalkingEvalSet.load(
+        load_config(None, {**cfg, "evaluate": {**cfg["evaluate"], "max_images": 30}}), "test", lay.data_root
+    )
     clip = es.clips[0]
     assert es.n == 30 and clip["n_frames"] == 30 and len(es.clips) == 1
     n_clip = len(list((lay.talking_root / clip["name"]).glob("*.jpg")))
@@ -171,27 +212,30 @@ def test_talking_eval_set(talking):
         if want < es.n:
             assert r == want
     assert tuple(es.targets.shape) == (30, 3, 96, 96) and es.targets.dtype == torch.uint8
-    assert np.array_equal(es.targets[0].permute(1, 2, 0).numpy(), es.faces[0][..., ::-1])   # RGB of BGR
+    assert np.array_equal(es.targets[0].permute(1, 2, 0).numpy(), es.faces[0][..., ::-1])  # RGB of BGR
     face, mel = next(iter(es.batches(4)))
     assert tuple(face.shape) == (4, 6, 96, 96) and tuple(mel.shape) == (4, 1, 80, 16)
-    assert float(face[:, :3, 48:].abs().max()) == 0.0           # the lower half is masked
-    assert float(face[:, 3:, 48:].abs().max()) > 0.0            # the reference is whole
+    assert float(face[:, :3, 48:].abs().max()) == 0.0  # the lower half is masked
+    assert float(face[:, 3:, 48:].abs().max()) > 0.0  # the reference is whole
     assert es.paired_rows == slice(48, 96)
     y = torch.zeros(2, 3, 96, 96)
-    y[:, 0] = 1.0                                                # BGR blue → RGB (0, 0, 255)
+    y[:, 0] = 1.0  # BGR blue → RGB (0, 0, 255)
     assert es.quantize_outputs(y)[0, :, 0, 0].tolist() == [0, 0, 255]
     # the copy baseline is each frame's reference, as RGB; region L1 in [0, 1] units
     copy = es.copied_references
     assert tuple(copy.shape) == (30, 3, 96, 96)
-    assert np.array_equal(copy[3].permute(1, 2, 0).numpy(), es.faces[es.refs[3]][..., ::-1])   # RGB of BGR
-    assert torch.equal(face[2, 3:], torch.from_numpy(es.faces[es.refs[2]].transpose(2, 0, 1).astype(np.float32) / 255.0))
+    assert np.array_equal(copy[3].permute(1, 2, 0).numpy(), es.faces[es.refs[3]][..., ::-1])  # RGB of BGR
+    assert torch.equal(
+        face[2, 3:], torch.from_numpy(es.faces[es.refs[2]].transpose(2, 0, 1).astype(np.float32) / 255.0)
+    )
     assert es.region_l1(es.targets) == 0.0
     lower = (copy[:, :, 48:].float() - es.targets[:, :, 48:].float()).abs().mean().item() / 255.0
     assert es.region_l1(copy) == pytest.approx(lower) and es.region_l1(copy) > 0.0
     assert es.region_l1(torch.full_like(copy, 255), slice(0, 48)) == pytest.approx(
-        1.0 - es.targets[:, :, :48].float().mean().item() / 255.0)
+        1.0 - es.targets[:, :, :48].float().mean().item() / 255.0
+    )
 
-    class Grey(torch.nn.Module):                                 # a generator of constant grey faces
+    class Grey(torch.nn.Module):  # a generator of constant grey faces
         def __init__(self):
             super().__init__()
             self.level = torch.nn.Parameter(torch.tensor(0.5))
@@ -215,8 +259,11 @@ def test_evaluator_scores_wav2lip_with_lse(talking):
     old = os.getcwd()
     os.chdir(base)
     try:
-        with pytest.raises(LSEError, match=r"standin.pt: no stand-in LSE network yet; train it with "
-                                           r"`unetprune train-lse-standin"):
+        with pytest.raises(
+            LSEError,
+            match=r"standin.pt: no stand-in LSE network yet; train it with "
+            r"`unetprune train-lse-standin",
+        ):
             Evaluator(cfg, "test", latency=False)
         train_lse_standin(lay.talking_root, lay.lse_standin, steps=2, batch=4)
         fam = get_family("wav2lip")
@@ -237,6 +284,7 @@ def test_evaluator_scores_wav2lip_with_lse(talking):
 # the DAG: one Snakefile for both families
 # --------------------------------------------------------------------------------------
 
+
 def _dry(cwd, *args):
     from test_workflow import job_stats, smk
 
@@ -252,10 +300,22 @@ def wf(tmp_path_factory):
 
 def test_wav2lip_demo_dry_run(wf):
     stats = _dry(wf, "--cores", "2", "--configfile", "config/wav2lip_demo.yaml")
-    assert stats == {"resolve_config": 1, "demo_data": 1, "train_expert": 1, "train_original": 1,
-                     "lse_standin": 1, "evaluate_original": 1, "sensitivity_layer": 14, "prune_variant": 9,
-                     "finetune_variant": 9, "evaluate_variant": 18, "sample_video": 1, "report": 1,
-                     "track": 1, "all": 1}
+    assert stats == {
+        "resolve_config": 1,
+        "demo_data": 1,
+        "train_expert": 1,
+        "train_original": 1,
+        "lse_standin": 1,
+        "evaluate_original": 1,
+        "sensitivity_layer": 14,
+        "prune_variant": 9,
+        "finetune_variant": 9,
+        "evaluate_variant": 18,
+        "sample_video": 1,
+        "report": 1,
+        "track": 1,
+        "all": 1,
+    }
 
 
 def test_wav2lip_lrs2_dry_runs_locally_and_with_slurm(wf):
@@ -270,15 +330,20 @@ def test_wav2lip_lrs2_dry_runs_locally_and_with_slurm(wf):
 
 def test_lip_sync_verdict_metric_is_wav2lip_only():
     assert w2l_cfg(report={"quality_metric": "lse_c"})["report"]["quality_metric"] == "lse_c"
-    with pytest.raises(ConfigError, match=r"'report.quality_metric': lse_d \(lip sync\) applies to model.family "
-                                          r"wav2lip only"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'report.quality_metric': lse_d \(lip sync\) applies to model.family "
+        r"wav2lip only",
+    ):
         load_config(REPO / "config" / "config.yaml", ["report.quality_metric=lse_d"])
 
 
 def test_lrs2_without_a_source_is_refused():
     with pytest.raises(ConfigError, match=r"'data.source': lrs2 is licence-gated and never downloaded"):
         load_config(LRS2, ["data.source=null"])
-    with pytest.raises(ConfigError, match=r"'data.dataset': lrs2 is talking-face data for model.family wav2lip"):
+    with pytest.raises(
+        ConfigError, match=r"'data.dataset': lrs2 is talking-face data for model.family wav2lip"
+    ):
         load_config(REPO / "config" / "config.yaml", ["data.dataset=lrs2"])
 
 
@@ -299,7 +364,9 @@ def test_wav2lip_tiny_end_to_end(tmp_path):
 
     def run(*args):
         p = subprocess.run([str(BIN / "snakemake"), *args], cwd=wf, env=env, capture_output=True, text=True)
-        assert p.returncode == 0, f"snakemake {' '.join(args)} failed:\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}"
+        assert p.returncode == 0, (
+            f"snakemake {' '.join(args)} failed:\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}"
+        )
         return p
 
     run("--cores", "2", "--configfile", "config/wav2lip_tiny.yaml")
@@ -309,9 +376,14 @@ def test_wav2lip_tiny_end_to_end(tmp_path):
         rows = list(csv.DictReader(f))
     variants = list(pipeline.all_variants(cfg))
     assert {(r["variant"], r["stage"]) for r in rows} == {(ORIGINAL, ORIGINAL)} | {
-        (v, s) for v in variants for s in ("pruned", "finetuned")}
+        (v, s) for v in variants for s in ("pruned", "finetuned")
+    }
     for r in rows:
-        assert np.isfinite(float(r["lse_d"])) and np.isfinite(float(r["lse_c"])) and r["lse_backend"] == "standin"
+        assert (
+            np.isfinite(float(r["lse_d"]))
+            and np.isfinite(float(r["lse_c"]))
+            and r["lse_backend"] == "standin"
+        )
         assert np.isfinite(float(r["fid"])) and float(r["params"]) > 0
     cut = next(r for r in rows if r["variant"] == "cut-k1" and r["stage"] == FINETUNED)
     assert int(cut["params"]) < int(next(r for r in rows if r["variant"] == ORIGINAL)["params"])
@@ -320,12 +392,19 @@ def test_wav2lip_tiny_end_to_end(tmp_path):
     assert "figures/samples.mp4" in report
     info = probe(lay.video("samples"), require_video=True, require_audio=True)
     assert info.video.width == 192 * (2 + len(variants)) and info.video.height == 192 + 28
-    for f in (lay.expert_checkpoint, lay.lse_standin, lay.figure("samples_video"), lay.mlflow_json,
-              *lay.report_outputs()):
+    for f in (
+        lay.expert_checkpoint,
+        lay.lse_standin,
+        lay.figure("samples_video"),
+        lay.mlflow_json,
+        *lay.report_outputs(),
+    ):
         assert Path(f).stat().st_size > 0, f
     sens = json.loads(lay.sensitivity_json("fe5").read_text())
     assert "lse_d" in sens["metrics"][0] and sens["input_shape"] == [1, 6, 96, 96]
-    assert "Nothing to be done" in run("-n", "--cores", "2", "--configfile", "config/wav2lip_tiny.yaml").stdout
+    assert (
+        "Nothing to be done" in run("-n", "--cores", "2", "--configfile", "config/wav2lip_tiny.yaml").stdout
+    )
 
     # MLflow: a run per model with LSE; the variant's logged generator (pyfunc, named face/mel inputs)
     # gives its checkpoint's outputs
@@ -340,8 +419,11 @@ def test_wav2lip_tiny_end_to_end(tmp_path):
     run_v = runs["cut-k1/finetuned"]
     assert np.isfinite(run_v.data.metrics["lse_d"]) and np.isfinite(run_v.data.metrics["lse_c"])
     client = mlflow.MlflowClient()
-    version = next(v for v in client.search_model_versions(f"name='{cfg['experiment']}-generator'")
-                   if v.run_id == run_v.info.run_id)
+    version = next(
+        v
+        for v in client.search_model_versions(f"name='{cfg['experiment']}-generator'")
+        if v.run_id == run_v.info.run_id
+    )
     with local_artifact_root(wf / "mlartifacts"):
         model = mlflow.pyfunc.load_model(f"models:/{cfg['experiment']}-generator/{version.version}")
     gen = torch.Generator().manual_seed(0)
@@ -363,8 +445,15 @@ def test_sample_video_tiles_every_model_with_the_clip_audio(talking, tmp_path):
     from unetprune.families.wav2lip.video import LABEL_H, TILE, VideoError, sample_video
 
     cfg, base, _ = talking
-    cfg = load_config(None, {**cfg, "model": {"family": "wav2lip", "wav2lip": {"width_mult": 0.125}},
-                             "variants": [{"strategy": "cut", "k": 1}], "baselines": {"strategies": ["global-uniform"]}})
+    cfg = load_config(
+        None,
+        {
+            **cfg,
+            "model": {"family": "wav2lip", "wav2lip": {"width_mult": 0.125}},
+            "variants": [{"strategy": "cut", "k": 1}],
+            "baselines": {"strategies": ["global-uniform"]},
+        },
+    )
     lay = Layout.from_config(cfg, base / "results")
     with pytest.raises(VideoError, match=r"original/checkpoint.pt: run the workflow"):
         sample_video(cfg, FINETUNED, base / "results")
@@ -383,7 +472,8 @@ def test_sample_video_tiles_every_model_with_the_clip_audio(talking, tmp_path):
     # the real tile is the clip's real face (upscaled x2), up to video compression
     from unetprune.families.wav2lip.datasets import TalkingEvalSet
 
-    es = TalkingEvalSet.load(load_config(None, {**cfg, "evaluate": {**cfg["evaluate"], "max_images": 20}}), "test",
-                             lay.data_root)
+    es = TalkingEvalSet.load(
+        load_config(None, {**cfg, "evaluate": {**cfg["evaluate"], "max_images": 20}}), "test", lay.data_root
+    )
     real = cv2.resize(es.targets[0].permute(1, 2, 0).numpy(), (TILE, TILE), interpolation=cv2.INTER_NEAREST)
     assert np.abs(frames[0][LABEL_H:, :TILE].astype(int) - real.astype(int)).mean() < 8

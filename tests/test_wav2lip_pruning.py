@@ -20,13 +20,24 @@ from unetprune.metrics.complexity import count_parameters
 from unetprune.family import family_names, family_of, get_family
 from unetprune.families.wav2lip.family import Wav2LipFamily
 from unetprune.families.wav2lip.networks import Wav2LipGenerator, Wav2LipSpec, count_complexity
-from unetprune.families.wav2lip.structure import conv_slots, default_inner_levels, group_widths, layers_of_levels, spec_with_widths, wav2lip_groups
+from unetprune.families.wav2lip.structure import (
+    conv_slots,
+    default_inner_levels,
+    group_widths,
+    layers_of_levels,
+    spec_with_widths,
+    wav2lip_groups,
+)
 from unetprune.pruning import PruningError, filter_importance, prune
 from unetprune.families.wav2lip.pruning import WAV2LIP_OPS, Wav2LipPruningOps
 
 FACE, MEL = (1, 6, 96, 96), (1, 1, 80, 16)
-REF_GROUPS = (["audio0", "audio1", "audio2", "audio3", "audio4"] + [f"fe{i}" for i in range(7)]
-              + [f"fd{i}" for i in range(7)] + ["out0"])
+REF_GROUPS = (
+    ["audio0", "audio1", "audio2", "audio3", "audio4"]
+    + [f"fe{i}" for i in range(7)]
+    + [f"fd{i}" for i in range(7)]
+    + ["out0"]
+)
 
 
 def _inputs(b=2, seed=3):
@@ -64,6 +75,7 @@ def registered():
 # structure
 # ------------------------------------------------------------------------------------------
 
+
 def test_groups_levels_and_conv_table(full):
     fam = Wav2LipFamily()
     assert fam.groups(full) == wav2lip_groups(full.spec) == REF_GROUPS
@@ -74,7 +86,7 @@ def test_groups_levels_and_conv_table(full):
     assert {s.path for s in slots} == convs and len(slots) == len(convs) == 51
     assert [s.path for s in slots if not isinstance(s.out, str)] == ["out.1"]
     by = {s.path: s for s in slots}
-    assert by["fe6.1.conv"].out == "fe6" and by["fe6.1.conv"].ins == ("fe6",)   # closing 1x1 in the group
+    assert by["fe6.1.conv"].out == "fe6" and by["fe6.1.conv"].ins == ("fe6",)  # closing 1x1 in the group
     assert by["audio.12.conv"].out == "audio4"
     assert by["fd0.0.conv"].ins == ("audio4",) and by["fd1.0.conv"].ins == ("fd0", "fe6")
     assert by["fd2.2.conv"].ins == ("fd2",) and by["out.0.conv"].ins == ("fd6", "fe0")
@@ -93,12 +105,13 @@ def test_groups_levels_and_conv_table(full):
     assert fam.layer_width(full, "fe6") == 512 and fam.input_shape(full) == FACE
     w = fam.widths(full)
     assert w["groups"]["fe5"] == 512 and w["residual"]["fd2"] == 2 and w["cut"] == 0
-    assert callable(fam.trainer)                        # the training step: tests/test_wav2lip_train.py
+    assert callable(fam.trainer)  # the training step: tests/test_wav2lip_train.py
 
 
 # ------------------------------------------------------------------------------------------
 # surgery
 # ------------------------------------------------------------------------------------------
+
 
 def test_keep_all_is_the_identity(small):
     keep = {g: range(w) for g, w in group_widths(small).items()}
@@ -117,8 +130,13 @@ def _masked(g: Wav2LipGenerator, drop: dict[str, list[int]]) -> Wav2LipGenerator
     the residual convs, FE6's and audio4's closing 1x1) — written out here by stage, not
     taken from the library's table."""
     m = copy.deepcopy(g)
-    audio_blocks = {"audio0": [0, 1, 2], "audio1": [3, 4, 5], "audio2": [6, 7, 8], "audio3": [9, 10],
-                    "audio4": [11, 12]}
+    audio_blocks = {
+        "audio0": [0, 1, 2],
+        "audio1": [3, 4, 5],
+        "audio2": [6, 7, 8],
+        "audio3": [9, 10],
+        "audio4": [11, 12],
+    }
     with torch.no_grad():
         for group, ix in drop.items():
             if group.startswith("audio"):
@@ -151,7 +169,9 @@ def test_pruned_equals_masked_original(small, groups):
         keep[g], drop[g] = sorted(perm[:k]), sorted(perm[k:])
     new = WAV2LIP_OPS.prune_channels(small, keep)
     assert all(group_widths(new)[g] == len(keep[g]) for g in groups)
-    assert type(new) is Wav2LipGenerator and new.spec == spec_with_widths(small.spec, {g: len(v) for g, v in keep.items()})
+    assert type(new) is Wav2LipGenerator and new.spec == spec_with_widths(
+        small.spec, {g: len(v) for g, v in keep.items()}
+    )
     # float64: the randomised BN statistics let activations reach ~1e3, where float32's
     # different summation order alone shows at ~5e-5; in float64 the two agree to ~1e-13
     face, mel = (t.double() for t in _inputs())
@@ -163,7 +183,7 @@ def test_pruned_equals_masked_original(small, groups):
         # train-mode BN too (zeroed channels have zero batch statistics)
         torch.testing.assert_close(new64.train()(face, mel), masked.train()(face, mel), atol=1e-5, rtol=0)
     face, mel = _inputs()
-    with torch.no_grad():   # and in float32 within its own precision
+    with torch.no_grad():  # and in float32 within its own precision
         torch.testing.assert_close(new(face, mel), _masked(small, drop)(face, mel), atol=5e-4, rtol=1e-4)
 
 
@@ -188,8 +208,11 @@ def test_surgery_refuses_bad_requests(small):
 # cut-k and cut-res
 # ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("k,count,gone", [(1, 26_328_883, ["fe6", "fd0", "fd1"]),
-                                          (2, 13_345_075, ["fe5", "fe6", "fd0", "fd1", "fd2"])])
+
+@pytest.mark.parametrize(
+    "k,count,gone",
+    [(1, 26_328_883, ["fe6", "fd0", "fd1"]), (2, 13_345_075, ["fe5", "fe6", "fd0", "fd1", "fd2"])],
+)
 def test_cut_k_exact_counts_and_copied_weights(full, k, count, gone):
     new, info = WAV2LIP_OPS.cut(full, k)
     assert count_parameters(new) == count and count_parameters(full) == 36_298_035
@@ -197,7 +220,7 @@ def test_cut_k_exact_counts_and_copied_weights(full, k, count, gone):
     assert info["removed_stages"] == gone and info["audio_in_place_of"] == f"fd{k}"
     assert info["removed_levels"] == list(range(7 - k, 7))
     src = full.state_dict()
-    for name, t in new.state_dict().items():           # every surviving weight copied unchanged
+    for name, t in new.state_dict().items():  # every surviving weight copied unchanged
         assert torch.equal(t, src[name]), name
     assert not any(name.startswith(tuple(f"{s}." for s in gone)) for name in new.state_dict())
     with torch.no_grad():
@@ -205,8 +228,11 @@ def test_cut_k_exact_counts_and_copied_weights(full, k, count, gone):
 
 
 def test_cut_k3_is_refused_with_the_reason(full):
-    with pytest.raises(PruningError, match=r"k=3 is refused: the audio embedding \(512 channels\) would take "
-                                           r"the place of fd3's output, but fd4 reads 384 channels.*k=1, k=2"):
+    with pytest.raises(
+        PruningError,
+        match=r"k=3 is refused: the audio embedding \(512 channels\) would take "
+        r"the place of fd3's output, but fd4 reads 384 channels.*k=1, k=2",
+    ):
         WAV2LIP_OPS.cut(full, 3)
     with pytest.raises(PruningError, match="k must be in 1..5"):
         WAV2LIP_OPS.cut(full, 6)
@@ -242,7 +268,7 @@ def test_cut_res_removes_inner_residual_blocks(full, small):
     new4, info4 = WAV2LIP_OPS.cut_residual(small, [3, 4])
     assert info4["removed_blocks"] == ["fe3.1", "fe3.2", "fe4.1", "fe4.2", "fd3.1", "fd3.2", "fd4.1", "fd4.2"]
     with pytest.raises(PruningError, match="no residual blocks"):
-        WAV2LIP_OPS.cut_residual(small, [0])       # fe0 and the output block have none
+        WAV2LIP_OPS.cut_residual(small, [0])  # fe0 and the output block have none
     with pytest.raises(PruningError, match="unknown cut unit"):
         WAV2LIP_OPS.cut(small, 1, unit="blocks")
     # a cut-res model prunes like any other
@@ -255,18 +281,24 @@ def test_cut_res_removes_inner_residual_blocks(full, small):
 # exact width cost
 # ------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("variant", ["plain", "cut1", "cut2", "res"])
 def test_width_cost_is_exact(small, variant):
-    g = {"plain": lambda: small, "cut1": lambda: WAV2LIP_OPS.cut(small, 1)[0],
-         "cut2": lambda: WAV2LIP_OPS.cut(small, 2)[0],
-         "res": lambda: WAV2LIP_OPS.cut_residual(small)[0]}[variant]()
+    g = {
+        "plain": lambda: small,
+        "cut1": lambda: WAV2LIP_OPS.cut(small, 1)[0],
+        "cut2": lambda: WAV2LIP_OPS.cut(small, 2)[0],
+        "res": lambda: WAV2LIP_OPS.cut_residual(small)[0],
+    }[variant]()
     gen = torch.Generator().manual_seed(7)
     for shape in (None, (3, 6, 96, 96), [(2, 6, 96, 96), (2, 1, 80, 16)]):
         cost = WAV2LIP_OPS.width_cost(g, shape)
         batch = 1 if shape is None else (shape[0] if isinstance(shape[0], int) else shape[0][0])
         face, mel = (batch, 6, 96, 96), (batch, 1, 80, 16)
         assert cost({}) == count_complexity(g, face, mel)
-        widths = {name: int(torch.randint(1, w + 1, (1,), generator=gen)) for name, w in group_widths(g).items()}
+        widths = {
+            name: int(torch.randint(1, w + 1, (1,), generator=gen)) for name, w in group_widths(g).items()
+        }
         with torch.device("meta"):
             built = Wav2LipGenerator(spec_with_widths(g.spec, widths))
         assert cost(widths) == count_complexity(built, face, mel), variant
@@ -281,19 +313,23 @@ def test_width_cost_reference_numbers(full):
     c = cost({})
     assert c["params"] == 36_298_035 and round(c["macs_physical"] / 1e9, 2) == 3.97
     assert cost({"fe6": 1, "fd0": 1}) == count_complexity(
-        Wav2LipGenerator(spec_with_widths(full.spec, {"fe6": 1, "fd0": 1})).to("meta"))
+        Wav2LipGenerator(spec_with_widths(full.spec, {"fe6": 1, "fd0": 1})).to("meta")
+    )
 
 
 # ------------------------------------------------------------------------------------------
 # importance
 # ------------------------------------------------------------------------------------------
 
+
 def test_importance_for_every_group(small, registered):
     fam, _ = registered
     for name in fam.groups(small):
         conv, bn = fam.layer_filters(small, name)
         w = conv.weight.detach()
-        rows = (w.transpose(0, 1) if isinstance(conv, nn.ConvTranspose2d) else w).reshape(conv.out_channels, -1)
+        rows = (w.transpose(0, 1) if isinstance(conv, nn.ConvTranspose2d) else w).reshape(
+            conv.out_channels, -1
+        )
         l1, used = filter_importance(small, name, "l1")
         assert used == "l1" and torch.allclose(l1, rows.abs().sum(1).double())
         l2, _ = filter_importance(small, name, "l2")
@@ -308,6 +344,7 @@ def test_importance_for_every_group(small, registered):
 # ------------------------------------------------------------------------------------------
 # the strategies end to end through the (test-registered) family
 # ------------------------------------------------------------------------------------------
+
 
 def _runs(g):
     face, mel = _inputs()
@@ -348,7 +385,7 @@ def test_strategies_end_to_end(small, registered, tmp_path):
         assert set(info["layers"]) <= set(REF_GROUPS)
         _runs(new)
         if strategy == "global-threshold":
-            assert len(info["layers"]) > 1        # one threshold across groups, not one group emptied
+            assert len(info["layers"]) > 1  # one threshold across groups, not one group emptied
 
     # the inner variant's budget, matched too
     new, info = prune(small, "global-uniform", match_model=inner, input_shape=shape)
@@ -380,6 +417,7 @@ def test_strategies_on_a_cut_model(small, registered):
 # Torch-Pruning (DepGraph) cross-check, as tests/test_torch_pruning_crosscheck.py for pix2pix
 # ------------------------------------------------------------------------------------------
 
+
 def test_torch_pruning_crosscheck(small, registered):
     """Same per-group ratios, L1 of each group's first conv (``group_reduction="first"``):
     Torch-Pruning's dependency graph finds the same groups (residual convs coupled by their
@@ -397,9 +435,15 @@ def test_torch_pruning_crosscheck(small, registered):
     model = copy.deepcopy(small)
     convs = {n: fam.layer_filters(model, n)[0] for n in ratios}
     imp = tp.importance.MagnitudeImportance(p=1, normalizer=None, group_reduction="first")
-    pruner = tp.pruner.MetaPruner(model, _inputs(1), importance=imp, pruning_ratio=0.0,
-                                  pruning_ratio_dict={convs[n]: r for n, r in ratios.items()},
-                                  ignored_layers=[model.out[1]], global_pruning=False)
+    pruner = tp.pruner.MetaPruner(
+        model,
+        _inputs(1),
+        importance=imp,
+        pruning_ratio=0.0,
+        pruning_ratio_dict={convs[n]: r for n, r in ratios.items()},
+        ignored_layers=[model.out[1]],
+        global_pruning=False,
+    )
     name_of = {id(m): n for n, m in convs.items()}
     removed = {}
     for group in pruner.step(interactive=True):

@@ -22,12 +22,18 @@ from unetprune.layout import CHECKPOINT_NAME, RESUME_NAME, SAMPLES_NAME, TRAIN_L
 from unetprune.family import family_names, family_of, get_family
 from unetprune.families.wav2lip.syncnet import SyncNetColor
 from unetprune.families.wav2lip.networks import Wav2LipGenerator
-from unetprune.families.wav2lip.train import Wav2LipTrainer, copy_reference_l1, generated_lower_half_l1, talking_dataset
+from unetprune.families.wav2lip.train import (
+    Wav2LipTrainer,
+    copy_reference_l1,
+    generated_lower_half_l1,
+    talking_dataset,
+)
 from unetprune.train import expert_config, train
 
 from killresume import assert_equal_tensors, kill_and_resume
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 @pytest.fixture(scope="module")
 def talking(tmp_path_factory):
@@ -40,13 +46,27 @@ def talking(tmp_path_factory):
 
 
 def w2l_cfg(root, **train_over) -> dict:
-    t = {"n_epochs": 2, "n_epochs_decay": 0, "batch_size": 4, "lr": 1e-4, "beta1": 0.9, "save_every": 1,
-         "log_every": 1, "eval_images": 2, "threads": 1,
-         "expert": {"n_epochs": 2, "batch_size": 4}, **train_over}
-    return {"experiment": "w2l-test", "seed": 3,
-            "data": {"dataset": "demo", "root": str(root), "max_train_items": 8},
-            "model": {"family": "wav2lip", "wav2lip": {"width_mult": 0.125, "expert_width_mult": 0.125}},
-            "train": t, "evaluate": {"mode": "eval"}}
+    t = {
+        "n_epochs": 2,
+        "n_epochs_decay": 0,
+        "batch_size": 4,
+        "lr": 1e-4,
+        "beta1": 0.9,
+        "save_every": 1,
+        "log_every": 1,
+        "eval_images": 2,
+        "threads": 1,
+        "expert": {"n_epochs": 2, "batch_size": 4},
+        **train_over,
+    }
+    return {
+        "experiment": "w2l-test",
+        "seed": 3,
+        "data": {"dataset": "demo", "root": str(root), "max_train_items": 8},
+        "model": {"family": "wav2lip", "wav2lip": {"width_mult": 0.125, "expert_width_mult": 0.125}},
+        "train": t,
+        "evaluate": {"mode": "eval"},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +80,7 @@ def expert_ckpt(talking, tmp_path_factory):
 # ------------------------------------------------------------------------------------------
 # registration and config
 # ------------------------------------------------------------------------------------------
+
 
 def test_family_and_pruning_ops_registered_globally():
     from unetprune.pruning.ops import pruning_ops
@@ -78,15 +99,25 @@ def test_config_keys_and_semantic_checks(talking):
         assert cfg["model"]["family"] == "wav2lip" and cfg["model"]["wav2lip"]["width_mult"] <= 0.25
     cfg = load_config(None, w2l_cfg(talking))
     assert cfg["train"]["syncnet_wt"] == 0.03 and cfg["train"]["sync_threshold"] == 0.75
-    assert cfg["train"]["disc_wt"] == 0.07 and cfg["model"]["wav2lip"]["hq"] is False and cfg["train"]["target"] == "generator"
+    assert (
+        cfg["train"]["disc_wt"] == 0.07
+        and cfg["model"]["wav2lip"]["hq"] is False
+        and cfg["train"]["target"] == "generator"
+    )
     e = validate(expert_config(cfg))
     assert e["train"]["target"] == "expert" and e["train"]["batch_size"] == 4 and e["train"]["lr"] == 1e-4
     with pytest.raises(ConfigError, match="train.target"):
-        load_config(None, {"train": {"target": "expert"}})                     # pix2pix has no expert
+        load_config(None, {"train": {"target": "expert"}})  # pix2pix has no expert
     with pytest.raises(ConfigError, match="data.dataset"):
         load_config(None, {"model": {"family": "wav2lip"}, "data": {"dataset": "facades"}})
     with pytest.raises(ConfigError, match="syncnet_wt"):
-        load_config(None, {**w2l_cfg(talking, syncnet_wt=0.5, disc_wt=0.5), "model": {"family": "wav2lip", "wav2lip": {"hq": True}}})
+        load_config(
+            None,
+            {
+                **w2l_cfg(talking, syncnet_wt=0.5, disc_wt=0.5),
+                "model": {"family": "wav2lip", "wav2lip": {"hq": True}},
+            },
+        )
     with pytest.raises(ConfigError, match="model.wav2lip.width_mult"):
         load_config(None, {"model": {"family": "wav2lip", "wav2lip": {"width_mult": 0}}})
 
@@ -94,6 +125,7 @@ def test_config_keys_and_semantic_checks(talking):
 # ------------------------------------------------------------------------------------------
 # the expert, then the generator with the frozen expert and the quality discriminator
 # ------------------------------------------------------------------------------------------
+
 
 def test_expert_run_writes_a_self_describing_checkpoint(expert_ckpt):
     ckpt = torch.load(expert_ckpt, weights_only=True)
@@ -103,14 +135,21 @@ def test_expert_run_writes_a_self_describing_checkpoint(expert_ckpt):
     assert isinstance(net, SyncNetColor) and net.spec.face_widths[0] == 4
     log = json.loads((expert_ckpt.parent / TRAIN_LOG_NAME).read_text())
     assert list(log["epochs"][0])[4:] == ["sync", "acc"] and log["eval"]["split"] == "test"
-    assert 0 < log["eval"]["l1_final"] < 10                                   # the check: sync BCE
+    assert 0 < log["eval"]["l1_final"] < 10  # the check: sync BCE
     assert (expert_ckpt.parent / SAMPLES_NAME).is_file()
 
 
 def test_generator_run_with_frozen_expert_and_hq(talking, expert_ckpt, tmp_path):
-    cfg = load_config(None, {**w2l_cfg(talking, sync_threshold=10.0),
-                             "model": {"family": "wav2lip", "wav2lip": {"width_mult": 0.125, "hq": True,
-                                                                "expert_checkpoint": str(expert_ckpt)}}})
+    cfg = load_config(
+        None,
+        {
+            **w2l_cfg(talking, sync_threshold=10.0),
+            "model": {
+                "family": "wav2lip",
+                "wav2lip": {"width_mult": 0.125, "hq": True, "expert_checkpoint": str(expert_ckpt)},
+            },
+        },
+    )
     frozen = load_checkpoint(expert_ckpt)["generator"]["state_dict"]
     log = train(cfg, tmp_path, progress=False)
     e1, e2 = log["epochs"]
@@ -123,13 +162,13 @@ def test_generator_run_with_frozen_expert_and_hq(talking, expert_ckpt, tmp_path)
     arch = ckpt["discriminator"]["arch"]
     assert arch["expert_source"]["kind"] == "wav2lip-expert" and arch["qual_widths"][0] == 4
     sd = ckpt["discriminator"]["state_dict"]
-    assert all(torch.equal(sd[f"expert.{k}"], v) for k, v in frozen.items())   # frozen, BN stats included
+    assert all(torch.equal(sd[f"expert.{k}"], v) for k, v in frozen.items())  # frozen, BN stats included
     assert set(ckpt["optimizers"]) == {"G", "D"}
     G = generator_from_checkpoint(ckpt)
     assert isinstance(G, Wav2LipGenerator) and G.spec.fe_widths[0] == 2
     from PIL import Image
 
-    assert Image.open(tmp_path / SAMPLES_NAME).size == (4 * 96, 2 * 96)   # ref | masked | generated | target
+    assert Image.open(tmp_path / SAMPLES_NAME).size == (4 * 96, 2 * 96)  # ref | masked | generated | target
     D = get_family("wav2lip").discriminator_from_entry(ckpt["discriminator"])
     assert D.expert is not None and not any(p.requires_grad for p in D.expert.parameters())
 
@@ -150,7 +189,10 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(talking, tmp_path, monkey
         train(cfg, tmp_path, resume=True, progress=False)
     after = torch.load(tmp_path / RESUME_NAME, weights_only=True)
     assert after["epoch"] == 1 and not (tmp_path / CHECKPOINT_NAME).exists()
-    assert all(torch.equal(v, after["generator"]["state_dict"][k]) for k, v in good["generator"]["state_dict"].items())
+    assert all(
+        torch.equal(v, after["generator"]["state_dict"][k])
+        for k, v in good["generator"]["state_dict"].items()
+    )
 
 
 def test_an_expert_run_is_not_resumed_as_a_generator_run(talking, tmp_path):
@@ -166,6 +208,7 @@ def test_an_expert_run_is_not_resumed_as_a_generator_run(talking, tmp_path):
 # kill -9 and resume: bit-identical CPU weights (expert, and generator with expert + HQ)
 # ------------------------------------------------------------------------------------------
 
+
 def test_expert_sigkill_and_resume_gives_identical_weights(talking, tmp_path):
     cfg = w2l_cfg(talking, expert={"n_epochs": 4, "batch_size": 4})
     a, b = kill_and_resume(cfg, tmp_path, 4, "--expert")
@@ -175,8 +218,13 @@ def test_expert_sigkill_and_resume_gives_identical_weights(talking, tmp_path):
 
 
 def test_generator_sigkill_and_resume_gives_identical_weights(talking, expert_ckpt, tmp_path):
-    cfg = {**w2l_cfg(talking, n_epochs=3, sync_threshold=10.0),
-           "model": {"family": "wav2lip", "wav2lip": {"width_mult": 0.125, "hq": True, "expert_checkpoint": str(expert_ckpt)}}}
+    cfg = {
+        **w2l_cfg(talking, n_epochs=3, sync_threshold=10.0),
+        "model": {
+            "family": "wav2lip",
+            "wav2lip": {"width_mult": 0.125, "hq": True, "expert_checkpoint": str(expert_ckpt)},
+        },
+    }
     a, b = kill_and_resume(cfg, tmp_path, 3)
     for part in ("generator", "discriminator"):
         assert_equal_tensors(a[part]["state_dict"], b[part]["state_dict"], part)
@@ -187,6 +235,7 @@ def test_generator_sigkill_and_resume_gives_identical_weights(talking, expert_ck
 # ------------------------------------------------------------------------------------------
 # the learning check on the demo (minutes on 2 cores)
 # ------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
@@ -203,33 +252,58 @@ def demo_run(tmp_path_factory):
     path = os.path.join(REPO, "config", "wav2lip_demo.yaml")
     cfg = load_config(path, {"data": {"root": str(data)}})
     t = cfg["demo"]["talking"]
-    build_talking_demo(data, n_train=t["n_train"], n_val=t["n_val"], n_test=t["n_test"], side=t["side"],
-                       seed=t["seed"], progress=False)
+    build_talking_demo(
+        data,
+        n_train=t["n_train"],
+        n_val=t["n_val"],
+        n_test=t["n_test"],
+        side=t["side"],
+        seed=t["seed"],
+        progress=False,
+    )
     expert = tmp_path_factory.mktemp("demo_expert")
     t0 = time.time()
     elog = train(validate(expert_config(cfg)), expert, progress=False)
     t1 = time.time()
-    cfg = load_config(path, {"data": {"root": str(data)}, "model": {"wav2lip": {"expert_checkpoint": str(expert / CHECKPOINT_NAME)}}})
+    cfg = load_config(
+        path,
+        {
+            "data": {"root": str(data)},
+            "model": {"wav2lip": {"expert_checkpoint": str(expert / CHECKPOINT_NAME)}},
+        },
+    )
     out = tmp_path_factory.mktemp("demo_run")
     log = train(cfg, out, progress=False)
     t2 = time.time()
     # the learning check of train.json (its windows: TalkingFaceDataset's references)
     ds = talking_dataset(cfg, cfg["train"]["eval_split"], "generator", cfg["train"]["eval_images"])
     G = generator_from_checkpoint(out / CHECKPOINT_NAME)
-    G0 = build_models(cfg)[0]                                   # the same seeded initialisation
+    G0 = build_models(cfg)[0]  # the same seeded initialisation
     # the pipeline's evaluation protocol on every frame of the test clips
     es = TalkingEvalSet.load({**cfg, "evaluate": {**cfg["evaluate"], "max_images": None}}, "test", data)
     mode, seed = cfg["evaluate"]["mode"], cfg["seed"]
-    frames = {"trained": es.generate(G, mode, seed), "untrained": es.generate(G0, mode, seed),
-              "copy_reference": es.copied_references}
-    res = {"check": {"untrained": log["eval"]["l1_init"], "trained": log["eval"]["l1_final"],
-                     "copy_reference": copy_reference_l1(ds),
-                     "recomputed": generated_lower_half_l1(G, ds, mode, seed)},
-           "l1": {k: es.region_l1(v) for k, v in frames.items()},
-           "expert_sync": {"before": elog["eval"]["l1_init"], "after": elog["eval"]["l1_final"]},
-           "n_frames": es.n, "expert_s": t1 - t0, "generator_s": t2 - t1}
-    print(f"\nwav2lip demo learning check (expert {res['expert_s']:.0f} s, generator {res['generator_s']:.0f} s "
-          f"of training): {json.dumps({k: v for k, v in res.items() if k not in ('expert_s', 'generator_s')})}")
+    frames = {
+        "trained": es.generate(G, mode, seed),
+        "untrained": es.generate(G0, mode, seed),
+        "copy_reference": es.copied_references,
+    }
+    res = {
+        "check": {
+            "untrained": log["eval"]["l1_init"],
+            "trained": log["eval"]["l1_final"],
+            "copy_reference": copy_reference_l1(ds),
+            "recomputed": generated_lower_half_l1(G, ds, mode, seed),
+        },
+        "l1": {k: es.region_l1(v) for k, v in frames.items()},
+        "expert_sync": {"before": elog["eval"]["l1_init"], "after": elog["eval"]["l1_final"]},
+        "n_frames": es.n,
+        "expert_s": t1 - t0,
+        "generator_s": t2 - t1,
+    }
+    print(
+        f"\nwav2lip demo learning check (expert {res['expert_s']:.0f} s, generator {res['generator_s']:.0f} s "
+        f"of training): {json.dumps({k: v for k, v in res.items() if k not in ('expert_s', 'generator_s')})}"
+    )
     return res
 
 

@@ -17,9 +17,15 @@ from unetprune.layout import FINETUNED, ORIGINAL, RESUME_NAME, Layout
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1",
-       "MLFLOW_DISABLE_TELEMETRY": "true"}
-EXPERIMENTS = sorted((REPO / "config" / "experiments").glob("pix2pix_*.yaml"))  # wav2lip: test_wav2lip_pipeline
+ENV = {
+    **os.environ,
+    "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    "OMP_NUM_THREADS": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
+EXPERIMENTS = sorted(
+    (REPO / "config" / "experiments").glob("pix2pix_*.yaml")
+)  # wav2lip: test_wav2lip_pipeline
 
 
 def workflow_copy(tmp: Path) -> Path:
@@ -69,9 +75,19 @@ def test_lint_is_clean(wf):
 
 def test_demo_dry_run_has_the_whole_dag(wf):
     stats = job_stats(smk(wf, "-n", "--cores", "2").stdout)
-    assert stats == {"resolve_config": 1, "demo_data": 1, "train_original": 1, "evaluate_original": 1,
-                     "sensitivity_layer": 11, "prune_variant": 6, "finetune_variant": 6, "evaluate_variant": 12,
-                     "report": 1, "track": 1, "all": 1}
+    assert stats == {
+        "resolve_config": 1,
+        "demo_data": 1,
+        "train_original": 1,
+        "evaluate_original": 1,
+        "sensitivity_layer": 11,
+        "prune_variant": 6,
+        "finetune_variant": 6,
+        "evaluate_variant": 12,
+        "report": 1,
+        "track": 1,
+        "all": 1,
+    }
 
 
 def test_dry_run_writes_nothing(tmp_path):
@@ -91,10 +107,18 @@ def test_rules_carry_the_digest_of_the_code_they_run():
     def has_pruning(cmd):
         return any(m.startswith("unetprune.pruning") for m in code_modules(f"unetprune.commands.{cmd}"))
 
-    assert {c: has_pruning(c) for c in ("demo", "data", "train", "evaluate", "prune", "sweep", "report",
-                                     "track")} == {
-        "demo": False, "data": False, "train": False, "evaluate": False,
-        "prune": True, "sweep": True, "report": False, "track": False}
+    assert {
+        c: has_pruning(c) for c in ("demo", "data", "train", "evaluate", "prune", "sweep", "report", "track")
+    } == {
+        "demo": False,
+        "data": False,
+        "train": False,
+        "evaluate": False,
+        "prune": True,
+        "sweep": True,
+        "report": False,
+        "track": False,
+    }
 
 
 @pytest.mark.parametrize("cfg", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
@@ -121,14 +145,26 @@ def test_slurm_profile_dry_run(wf, cfg):
     assert f"mem_mb={mem}," in p.stdout  # training/evaluation memory is the config's
 
 
-@pytest.mark.parametrize("override,message", [
-    ({"variants": [{"strategy": "innr", "ratio": 0.5}]}, "config error at 'variants[0].strategy': 'innr' is not one of"),
-    ({"sensitivity": {"layers": ["down9"]}}, "config error at 'sensitivity.layers': unknown layer(s) down9"),
-    ({"data": {"dataset": "facade"}}, "config error at 'data.dataset': 'facade' is not one of"),
-    ({"variants": [{"strategy": "cut", "k": 7}]}, "config error at 'variants[0].k'"),
-    ({"variants": [{"strategy": "inner", "ratio": 0.5, "levels": [9]}]}, "config error at 'variants[0].levels'"),
-    ({"trian": {}}, "config error at 'trian': unknown key"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        (
+            {"variants": [{"strategy": "innr", "ratio": 0.5}]},
+            "config error at 'variants[0].strategy': 'innr' is not one of",
+        ),
+        (
+            {"sensitivity": {"layers": ["down9"]}},
+            "config error at 'sensitivity.layers': unknown layer(s) down9",
+        ),
+        ({"data": {"dataset": "facade"}}, "config error at 'data.dataset': 'facade' is not one of"),
+        ({"variants": [{"strategy": "cut", "k": 7}]}, "config error at 'variants[0].k'"),
+        (
+            {"variants": [{"strategy": "inner", "ratio": 0.5, "levels": [9]}]},
+            "config error at 'variants[0].levels'",
+        ),
+        ({"trian": {}}, "config error at 'trian': unknown key"),
+    ],
+)
 def test_bad_config_fails_before_any_job(wf, tmp_path, override, message):
     base = yaml.safe_load((wf / "config" / "config.yaml").read_text())
     base.update(override)
@@ -159,7 +195,9 @@ def test_tiny_end_to_end_dvc_and_mlflow(tmp_path):
     def run(*args, check=True):
         p = subprocess.run([str(BIN / "snakemake"), *args], cwd=wf, env=env, capture_output=True, text=True)
         if check and p.returncode != 0:
-            raise AssertionError(f"snakemake {' '.join(args)} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+            raise AssertionError(
+                f"snakemake {' '.join(args)} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+            )
         return p
 
     run("--cores", "2", "--configfile", "config/tiny.yaml")
@@ -168,9 +206,14 @@ def test_tiny_end_to_end_dvc_and_mlflow(tmp_path):
     # every variant, before and after fine-tuning, plus the original, is in the main table
     rows = read_main_table(lay)
     names = {(r["variant"], r["stage"]) for r in rows}
-    variants = ["inner-l5-r0.5", "cut-k1", "global-uniform-match-inner-l5-r0.5",
-                "global-threshold-match-inner-l5-r0.5", "global-uniform-match-cut-k1",
-                "global-threshold-match-cut-k1"]
+    variants = [
+        "inner-l5-r0.5",
+        "cut-k1",
+        "global-uniform-match-inner-l5-r0.5",
+        "global-threshold-match-inner-l5-r0.5",
+        "global-uniform-match-cut-k1",
+        "global-threshold-match-cut-k1",
+    ]
     assert {(v, s) for v in variants for s in ("pruned", "finetuned")} <= names
     assert (ORIGINAL, ORIGINAL) in names and len(rows) == 1 + 2 * len(variants)
     for r in rows:
@@ -185,8 +228,15 @@ def test_tiny_end_to_end_dvc_and_mlflow(tmp_path):
     original_code = surgery.read_text()
     surgery.write_text(original_code + "\n# an edit\n")
     stats = job_stats(run("-n", "--cores", "2", "--configfile", "config/tiny.yaml").stdout)
-    assert stats == {"sensitivity_layer": 4, "prune_variant": 6, "finetune_variant": 6, "evaluate_variant": 12,
-                     "report": 1, "track": 1, "all": 1}
+    assert stats == {
+        "sensitivity_layer": 4,
+        "prune_variant": 6,
+        "finetune_variant": 6,
+        "evaluate_variant": 12,
+        "report": 1,
+        "track": 1,
+        "all": 1,
+    }
     surgery.write_text(original_code)
     assert "Nothing to be done" in run("-n", "--cores", "2", "--configfile", "config/tiny.yaml").stdout
 
@@ -195,8 +245,15 @@ def test_tiny_end_to_end_dvc_and_mlflow(tmp_path):
     raw["baselines"] = {"match": "macs_physical"}
     (wf / "config" / "tiny2.yaml").write_text(yaml.safe_dump(raw))
     stats = job_stats(run("-n", "--cores", "2", "--configfile", "config/tiny2.yaml").stdout)
-    assert stats == {"resolve_config": 1, "prune_variant": 4, "finetune_variant": 4, "evaluate_variant": 8,
-                     "report": 1, "track": 1, "all": 1}
+    assert stats == {
+        "resolve_config": 1,
+        "prune_variant": 4,
+        "finetune_variant": 4,
+        "evaluate_variant": 8,
+        "report": 1,
+        "track": 1,
+        "all": 1,
+    }
 
     # MLflow: syncing again does not add runs
     import mlflow
@@ -204,8 +261,13 @@ def test_tiny_end_to_end_dvc_and_mlflow(tmp_path):
     mlflow.set_tracking_uri(f"sqlite:///{wf / 'mlflow.db'}")
     exp = mlflow.get_experiment_by_name("tiny")
     n1 = len(mlflow.search_runs([exp.experiment_id], output_format="list"))
-    subprocess.run([str(BIN / "unetprune"), "track", "--config", str(lay.config_file.relative_to(wf))], cwd=wf,
-                   env=env, check=True, capture_output=True)
+    subprocess.run(
+        [str(BIN / "unetprune"), "track", "--config", str(lay.config_file.relative_to(wf))],
+        cwd=wf,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     n2 = len(mlflow.search_runs([exp.experiment_id], output_format="list"))
     assert n1 == n2 == 1 + 12 + 1 + 1 + 4  # original, 6x2 variants, report, sweep parent + 4 layers
 
@@ -223,8 +285,11 @@ def test_tiny_end_to_end_dvc_and_mlflow(tmp_path):
 
     for cmd in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"]):
         subprocess.run(cmd, cwd=wf, env=env, check=True, capture_output=True)
-    assert set(dvc("stage", "list", "--name-only").split()) == {"workflow@demo", "workflow@tiny",
-                                                                 "talking@wav2lip-demo"}
+    assert set(dvc("stage", "list", "--name-only").split()) == {
+        "workflow@demo",
+        "workflow@tiny",
+        "talking@wav2lip-demo",
+    }
     first = dvc("repro", "workflow@tiny")
     assert "Running stage 'workflow@tiny'" in first and "Nothing to be done" in first, first
     assert "Running stage" not in dvc("repro", "workflow@tiny")  # up to date
@@ -265,9 +330,12 @@ def test_job_killed_mid_way_is_rerun_and_resumes(tmp_path):
     while not (base / RESUME_NAME).exists() and time.time() < deadline and p.poll() is None:
         time.sleep(0.1)
     assert p.poll() is None, "the workflow ended before the job could be killed"
-    trainers = [pid for pid in descendants(p.pid)
-                if b"unetprune" in Path(f"/proc/{pid}/cmdline").read_bytes() and
-                b"train" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    trainers = [
+        pid
+        for pid in descendants(p.pid)
+        if b"unetprune" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        and b"train" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
     assert trainers, "no training process found"
     for pid in trainers:
         os.kill(pid, signal.SIGKILL)

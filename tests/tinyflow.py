@@ -30,30 +30,41 @@ STAGE = f"workflow@{EXPERIMENT}"
 
 @dataclass(frozen=True)
 class TinyProject:
-    repo: Path        # the git + DVC repository (the workflow ran here)
-    remote: Path      # the local DVC remote it pushed to
-    env: dict         # environment of every command: the venv's tools, the copy's package
+    repo: Path  # the git + DVC repository (the workflow ran here)
+    remote: Path  # the local DVC remote it pushed to
+    env: dict  # environment of every command: the venv's tools, the copy's package
     repro_seconds: float
 
-    def run(self, *args, cwd: Path | None = None, check: bool = True, env: dict | None = None
-            ) -> subprocess.CompletedProcess:
+    def run(
+        self, *args, cwd: Path | None = None, check: bool = True, env: dict | None = None
+    ) -> subprocess.CompletedProcess:
         return run(list(args), cwd or self.repo, env or self.env, check)
 
 
 def env_for(src: Path) -> dict:
     """The venv's tools first on PATH; ``src`` (a copy of the package) first on the Python path."""
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1",
-            "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONPATH": str(src), "GIT_AUTHOR_NAME": "test",
-            "GIT_AUTHOR_EMAIL": "test@example.invalid", "GIT_COMMITTER_NAME": "test",
-            "GIT_COMMITTER_EMAIL": "test@example.invalid"}
+    return {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "OMP_NUM_THREADS": "1",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PYTHONPATH": str(src),
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.invalid",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.invalid",
+    }
 
 
 def run(args: list, cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
     exe = str(BIN / args[0]) if (BIN / args[0]).exists() else args[0]
-    p = subprocess.run([exe, *map(str, args[1:])], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    p = subprocess.run(
+        [exe, *map(str, args[1:])], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
     if check and p.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, args))} failed ({p.returncode}):\n{p.stdout[-4000:]}\n"
-                             f"{p.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(map(str, args))} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}"
+        )
     return p
 
 
@@ -64,8 +75,7 @@ def copy_project(dest: Path) -> Path:
         if (REPO / name).exists():
             shutil.copy(REPO / name, dest / name)
     for name in ("workflow", "config", "profiles", "src"):
-        shutil.copytree(REPO / name, dest / name,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     return dest
 
 
@@ -74,7 +84,7 @@ def register(repo: Path, experiments: dict[str, str]) -> None:
     path = repo / "config" / "dvc_experiments.yaml"
     reg = yaml.safe_load(path.read_text())
     reg["experiments"] = experiments
-    reg["talking"] = {}           # the tests' repository holds only these experiments
+    reg["talking"] = {}  # the tests' repository holds only these experiments
     path.write_text(yaml.safe_dump(reg, sort_keys=False))
 
 

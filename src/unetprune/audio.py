@@ -61,15 +61,15 @@ class MelParams:
 
     @property
     def frames_per_second(self) -> float:
-        return self.sample_rate / self.hop_size   # 80
+        return self.sample_rate / self.hop_size  # 80
 
 
 HP = MelParams()
 FPS = 25
-MEL_STEP = 16          # mel frames per window (syncnet_mel_step_size)
-SYNC_T = 5             # video frames per window (syncnet_T)
-MFCC_RATE = 100        # MFCC frames per second (10 ms step)
-MFCC_STEP = 20         # MFCC frames per LSE window (5 frames at 25 fps)
+MEL_STEP = 16  # mel frames per window (syncnet_mel_step_size)
+SYNC_T = 5  # video frames per window (syncnet_T)
+MFCC_RATE = 100  # MFCC frames per second (10 ms step)
+MFCC_STEP = 20  # MFCC frames per LSE window (5 frames at 25 fps)
 
 
 class AudioError(UserFacingError, ValueError):
@@ -79,6 +79,7 @@ class AudioError(UserFacingError, ValueError):
 # ------------------------------------------------------------------------------------------
 # reading
 # ------------------------------------------------------------------------------------------
+
 
 def read_wav(path: Path | str, sr: int = 16000) -> np.ndarray:
     """A WAV file as float32 mono in [-1, 1] at ``sr`` (polyphase resampling when needed)."""
@@ -111,6 +112,7 @@ def read_wav(path: Path | str, sr: int = 16000) -> np.ndarray:
 # mel spectrogram (Wav2Lip)
 # ------------------------------------------------------------------------------------------
 
+
 def preemphasis(wav: np.ndarray, k: float = HP.preemphasis) -> np.ndarray:
     return signal.lfilter([1.0, -k], [1.0], wav)
 
@@ -120,8 +122,9 @@ def hz_to_mel_slaney(f):
     f = np.asarray(f, dtype=np.float64)
     f_sp = 200.0 / 3
     min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, math.log(6.4) / 27.0
-    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep,
-                    f / f_sp)
+    return np.where(
+        f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp
+    )
 
 
 def mel_to_hz_slaney(m):
@@ -167,7 +170,8 @@ def stft_magnitude(y: np.ndarray, hp: MelParams = HP) -> np.ndarray:
         window = np.pad(window, (lpad, hp.n_fft - hp.win_size - lpad))
     n_frames = 1 + (y.size - hp.n_fft) // hp.hop_size
     frames = np.lib.stride_tricks.as_strided(
-        y, shape=(n_frames, hp.n_fft), strides=(y.strides[0] * hp.hop_size, y.strides[0]), writeable=False)
+        y, shape=(n_frames, hp.n_fft), strides=(y.strides[0] * hp.hop_size, y.strides[0]), writeable=False
+    )
     return np.abs(np.fft.rfft(frames * window, n=hp.n_fft, axis=1)).T
 
 
@@ -199,6 +203,7 @@ def melspectrogram(wav: np.ndarray, hp: MelParams = HP) -> np.ndarray:
 # windows (video frame ↔ mel index)
 # ------------------------------------------------------------------------------------------
 
+
 def mel_window_start(frame: int, fps: float = FPS, hp: MelParams = HP) -> int:
     """First mel frame of video frame ``frame``: ``int(80 * frame / fps)`` (the reference's mapping)."""
     return int(hp.frames_per_second * (frame / float(fps)))
@@ -210,7 +215,7 @@ def crop_mel_window(mel: np.ndarray, start_frame: int, fps: float = FPS) -> np.n
     s = mel_window_start(start_frame, fps)
     if start_frame < 0 or s + MEL_STEP > mel.shape[1]:
         return None
-    return mel[:, s:s + MEL_STEP]
+    return mel[:, s : s + MEL_STEP]
 
 
 def segmented_mels(mel: np.ndarray, start_frame: int, T: int = SYNC_T, fps: float = FPS) -> np.ndarray | None:
@@ -232,22 +237,25 @@ def inference_mel_chunks(mel: np.ndarray, fps: float = FPS) -> list[np.ndarray]:
     """One (80, 16) window per video frame, as the reference ``inference.py`` cuts them:
     frame ``i`` starts at ``int(i * 80 / fps)``; the last window is flush with the end."""
     if mel.shape[1] < MEL_STEP:
-        raise AudioError(f"the audio is shorter than one window ({mel.shape[1]} mel frames < {MEL_STEP}, "
-                         f"i.e. under {MEL_STEP / HP.frames_per_second:.2f} s)")
+        raise AudioError(
+            f"the audio is shorter than one window ({mel.shape[1]} mel frames < {MEL_STEP}, "
+            f"i.e. under {MEL_STEP / HP.frames_per_second:.2f} s)"
+        )
     chunks, i = [], 0
     mult = HP.frames_per_second / float(fps)
     while True:
         s = int(i * mult)
         if s + MEL_STEP > mel.shape[1]:
-            chunks.append(mel[:, mel.shape[1] - MEL_STEP:])
+            chunks.append(mel[:, mel.shape[1] - MEL_STEP :])
             return chunks
-        chunks.append(mel[:, s:s + MEL_STEP])
+        chunks.append(mel[:, s : s + MEL_STEP])
         i += 1
 
 
 # ------------------------------------------------------------------------------------------
 # MFCC (syncnet_python / LSE)
 # ------------------------------------------------------------------------------------------
+
 
 def _hz_to_mel_htk(f):
     return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
@@ -258,8 +266,9 @@ def _mel_to_hz_htk(m):
 
 
 @lru_cache(maxsize=4)
-def mfcc_filterbank(nfilt: int = 26, nfft: int = 512, sr: int = 16000,
-                    lowfreq: float = 0.0, highfreq: float | None = None) -> np.ndarray:
+def mfcc_filterbank(
+    nfilt: int = 26, nfft: int = 512, sr: int = 16000, lowfreq: float = 0.0, highfreq: float | None = None
+) -> np.ndarray:
     """python_speech_features' triangles on FFT bins (nfilt, nfft // 2 + 1)."""
     highfreq = highfreq or sr / 2
     mels = np.linspace(_hz_to_mel_htk(lowfreq), _hz_to_mel_htk(highfreq), nfilt + 2)
@@ -275,9 +284,17 @@ def mfcc_filterbank(nfilt: int = 26, nfft: int = 512, sr: int = 16000,
     return fb
 
 
-def syncnet_mfcc(wav: np.ndarray, sr: int = 16000, numcep: int = 13, nfilt: int = 26, nfft: int = 512,
-                 winlen: float = 0.025, winstep: float = 0.01, preemph: float = 0.97,
-                 ceplifter: int = 22) -> np.ndarray:
+def syncnet_mfcc(
+    wav: np.ndarray,
+    sr: int = 16000,
+    numcep: int = 13,
+    nfilt: int = 26,
+    nfft: int = 512,
+    winlen: float = 0.025,
+    winstep: float = 0.01,
+    preemph: float = 0.97,
+    ceplifter: int = 22,
+) -> np.ndarray:
     """MFCCs as syncnet_python computes them, (numcep, n_frames) float32 at 100 Hz.
 
     Integer input (int16 samples, as ``scipy.io.wavfile`` reads them) is used as is; float
@@ -318,4 +335,4 @@ def mfcc_window(mfcc: np.ndarray, frame: int, fps: float = FPS) -> np.ndarray | 
     s = round(frame * MFCC_RATE / float(fps))
     if frame < 0 or s + MFCC_STEP > mfcc.shape[1]:
         return None
-    return mfcc[:, s:s + MFCC_STEP]
+    return mfcc[:, s : s + MFCC_STEP]

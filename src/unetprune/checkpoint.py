@@ -45,41 +45,62 @@ class CheckpointError(ValueError):
 def package_versions() -> dict[str, str]:
     import numpy
 
-    return {"unetprune": __version__, "torch": str(torch.__version__), "numpy": str(numpy.__version__),
-            "python": sys.version.split()[0], "platform": platform.platform()}
+    return {
+        "unetprune": __version__,
+        "torch": str(torch.__version__),
+        "numpy": str(numpy.__version__),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
 
 
 def generator_entry(g: nn.Module) -> dict:
-    return {"arch": family_of(g).spec_to_dict(g.spec),
-            "state_dict": {k: v.detach().cpu().clone() for k, v in g.state_dict().items()}}
+    return {
+        "arch": family_of(g).spec_to_dict(g.spec),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in g.state_dict().items()},
+    }
 
 
-def make_checkpoint(generator: nn.Module, config: dict | None = None, meta: dict | None = None,
-                    **extra) -> dict:
-    ckpt = {"format": FORMAT, "format_version": FORMAT_VERSION,
-            "family": family_of(generator).name,
-            "generator": generator_entry(generator),
-            "config": config or {}, "versions": package_versions(), "meta": meta or {}}
+def make_checkpoint(
+    generator: nn.Module, config: dict | None = None, meta: dict | None = None, **extra
+) -> dict:
+    ckpt = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "family": family_of(generator).name,
+        "generator": generator_entry(generator),
+        "config": config or {},
+        "versions": package_versions(),
+        "meta": meta or {},
+    }
     ckpt.update(extra)
     return ckpt
 
 
-def save_generator(path: Path | str, generator: nn.Module, config: dict | None = None,
-                   meta: dict | None = None, **extra) -> None:
+def save_generator(
+    path: Path | str, generator: nn.Module, config: dict | None = None, meta: dict | None = None, **extra
+) -> None:
     atomic_torch_save(make_checkpoint(generator, config, meta, **extra), path)
 
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict:
     path = Path(path)
-    ckpt = load_weights(path, "a checkpoint", error=CheckpointError, map_location=map_location,
-                        missing="checkpoint {path} does not exist; train or prune a model first "
-                                "(e.g. `unetprune train --config config/config.yaml --out DIR`)",
-                        unreadable="cannot read checkpoint {path}: {first}")
+    ckpt = load_weights(
+        path,
+        "a checkpoint",
+        error=CheckpointError,
+        map_location=map_location,
+        missing="checkpoint {path} does not exist; train or prune a model first "
+        "(e.g. `unetprune train --config config/config.yaml --out DIR`)",
+        unreadable="cannot read checkpoint {path}: {first}",
+    )
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a unetprune checkpoint (no '{FORMAT}' header)")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path} has format version {ckpt['format_version']}; this unetprune "
-                              f"reads up to {FORMAT_VERSION}: upgrade unetprune")
+        raise CheckpointError(
+            f"{path} has format version {ckpt['format_version']}; this unetprune "
+            f"reads up to {FORMAT_VERSION}: upgrade unetprune"
+        )
     _check_structure(ckpt, path)
     return ckpt
 
@@ -93,20 +114,29 @@ def _one_line(e: BaseException) -> str:
 def _check_structure(ckpt: dict, path: Path) -> None:
     """A loadable file whose content is not a usable checkpoint: one-line CheckpointError naming it."""
     gen = ckpt.get("generator")
-    if not isinstance(gen, dict) or not isinstance(gen.get("arch"), dict) \
-            or not isinstance(gen.get("state_dict"), dict):
-        raise CheckpointError(f"{path} is a malformed checkpoint: 'generator' must hold an 'arch' mapping and "
-                              f"a 'state_dict' mapping")
-    bad = [k for k, v in gen["state_dict"].items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if (
+        not isinstance(gen, dict)
+        or not isinstance(gen.get("arch"), dict)
+        or not isinstance(gen.get("state_dict"), dict)
+    ):
+        raise CheckpointError(
+            f"{path} is a malformed checkpoint: 'generator' must hold an 'arch' mapping and "
+            f"a 'state_dict' mapping"
+        )
+    bad = [
+        k for k, v in gen["state_dict"].items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)
+    ]
     if bad:
-        raise CheckpointError(f"{path} is a malformed checkpoint: generator.state_dict entry {bad[0]!r} is not "
-                              f"a named tensor")
+        raise CheckpointError(
+            f"{path} is a malformed checkpoint: generator.state_dict entry {bad[0]!r} is not a named tensor"
+        )
     fam = family_of(ckpt)  # an unknown family: its own one-line UserFacingError
     try:
         fam.spec_from_dict(gen["arch"])
     except Exception as e:  # unknown family, missing or wrongly typed arch fields
-        raise CheckpointError(f"{path} is a malformed checkpoint: its generator architecture cannot be "
-                              f"read ({_one_line(e)})") from e
+        raise CheckpointError(
+            f"{path} is a malformed checkpoint: its generator architecture cannot be read ({_one_line(e)})"
+        ) from e
 
 
 def generator_from_checkpoint(ckpt: dict | Path | str, map_location="cpu") -> nn.Module:

@@ -19,7 +19,18 @@ from . import __version__
 
 # The core's commands; order = order in `unetprune --help`, then every model family's own
 # (ModelFamily.command_modules, families in name order).
-COMMAND_MODULES = ["config", "demo", "data", "train", "translate", "prune", "sweep", "evaluate", "report", "track"]
+COMMAND_MODULES = [
+    "config",
+    "demo",
+    "data",
+    "train",
+    "translate",
+    "prune",
+    "sweep",
+    "evaluate",
+    "report",
+    "track",
+]
 
 
 def command_modules() -> list[str]:
@@ -43,14 +54,18 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 # errno -> what to tell the user (the OS's own text is added)
 _OS_HINTS = {
-    errno.EACCES: "check its permissions", errno.EPERM: "check its permissions",
+    errno.EACCES: "check its permissions",
+    errno.EPERM: "check its permissions",
     errno.ENOSPC: "the disk is full; free some space and rerun",
     errno.EDQUOT: "the disk quota is exhausted; free some space and rerun",
     errno.EISDIR: "it is a folder, a file was expected",
     errno.ENOTDIR: "a part of the path is a file, a folder was expected",
-    errno.EROFS: "the file system is read-only", errno.ENAMETOOLONG: "the name is too long",
-    errno.EEXIST: "it already exists", errno.ENOTEMPTY: "the folder is not empty",
-    errno.ELOOP: "too many symbolic links", errno.EFBIG: "the file is too large",
+    errno.EROFS: "the file system is read-only",
+    errno.ENAMETOOLONG: "the name is too long",
+    errno.EEXIST: "it already exists",
+    errno.ENOTEMPTY: "the folder is not empty",
+    errno.ELOOP: "too many symbolic links",
+    errno.EFBIG: "the file is too large",
 }
 _PATH_LOCALS = ("path", "dest", "dst", "target", "out", "output", "tmp", "f")
 
@@ -58,7 +73,7 @@ _PATH_LOCALS = ("path", "dest", "dst", "target", "out", "output", "tmp", "f")
 def _os_error_file(e: OSError) -> str | None:
     """The file an OSError is about: its ``filename``, else the innermost frame's path-like local
     (a failing ``write()`` carries no file name; the frame that was writing knows it)."""
-    if getattr(e, "filename2", None) is not None:   # os.replace(tmp, dest): dest is the file meant
+    if getattr(e, "filename2", None) is not None:  # os.replace(tmp, dest): dest is the file meant
         return os.fsdecode(e.filename2)
     if e.filename is not None:
         return os.fsdecode(e.filename) if not isinstance(e.filename, int) else None
@@ -91,8 +106,10 @@ def os_error_message(e: OSError) -> str | None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="unetprune", description="Structured pruning of U-Net GAN generators (Cut Inner Layers, arXiv "
-        "2206.14658): data, training, pruning, sensitivity, evaluation, reports.")
+        prog="unetprune",
+        description="Structured pruning of U-Net GAN generators (Cut Inner Layers, arXiv "
+        "2206.14658): data, training, pruning, sensitivity, evaluation, reports.",
+    )
     parser.add_argument("--version", action="version", version=f"unetprune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in command_modules():
@@ -116,8 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unetprune {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"unetprune {args.command}: interrupted; rerun with the same command "
-              f"(training resumes with --resume)", file=sys.stderr)
+        print(
+            f"unetprune {args.command}: interrupted; rerun with the same command "
+            f"(training resumes with --resume)",
+            file=sys.stderr,
+        )
         return 130
     return int(rc or 0)
 

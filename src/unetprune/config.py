@@ -24,7 +24,6 @@ import yaml
 from .errors import ConfigError  # noqa: F401 (re-exported: the error of every config check)
 
 
-
 @lru_cache(maxsize=1)
 def _schema_text() -> str:
     return resources.files("unetprune").joinpath("schema.yaml").read_text()
@@ -63,16 +62,25 @@ def _family_schema(name: str) -> dict | None:
     return yaml.safe_load(Path(path).read_text()) if path else None
 
 
-def _moved_keys() -> dict[str, str]:
+def _moved_keys(family: str | None = None) -> dict[str, str]:
     """``{"model.<key>": "model.<family>.<key>"}`` for every key of a family's schema fragment:
-    where a config written before the key moved into its family's section finds it now."""
+    where a config written before the key moved into its family's section finds it now (the
+    section of ``family``, the configured one, where its fragment has the key)."""
     from .family import family_names
 
     moved: dict[str, str] = {}
-    for name in family_names():
+    names = family_names()
+    for name in ([family] if family in names else []) + names:
         for key in (_family_schema(name) or {}).get("properties", {}):
             moved.setdefault(f"model.{key}", f"model.{name}.{key}")
     return moved
+
+
+def _configured_family(model) -> str:
+    """``model.family`` of the ``model`` section ``model`` (its schema default when unset)."""
+    default = load_schema()["properties"]["model"]["properties"]["family"]["default"]
+    family = model.get("family", default) if isinstance(model, dict) else default
+    return family if isinstance(family, str) else default
 
 
 def _format_error(err) -> str:
@@ -81,13 +89,11 @@ def _format_error(err) -> str:
         allowed = sorted(err.schema.get("properties", {}))
         extra = sorted(set(err.instance) - set(allowed))
         keys = [key_path([*err.absolute_path, k]) for k in extra]
-        moved = _moved_keys() if path == "model" else {}
+        moved = _moved_keys(_configured_family(err.instance)) if path == "model" else {}
         if any(k in moved for k in keys):
             old = [k for k in keys if k in moved]
-            return (f"config error at '{', '.join(old)}': moved to "
-                    f"'{', '.join(moved[k] for k in old)}'")
-        return (f"config error at '{', '.join(keys)}': unknown key "
-                f"(allowed here: {', '.join(allowed)})")
+            return f"config error at '{', '.join(old)}': moved to '{', '.join(moved[k] for k in old)}'"
+        return f"config error at '{', '.join(keys)}': unknown key (allowed here: {', '.join(allowed)})"
     where = path or "<top level>"
     desc = err.schema.get("description", "")
     hint = f" - {desc.strip()}" if desc else ""
@@ -100,14 +106,15 @@ def _schema_for(cfg: dict) -> dict:
     from .family import family_names
 
     schema = load_schema()
-    model = cfg.get("model")
-    name = model.get("family", schema["properties"]["model"]["properties"]["family"]["default"]) \
-        if isinstance(model, dict) else None
-    if not isinstance(name, str):
+    model = cfg.get("model", {})  # absent = every default, the default family included
+    if not isinstance(model, dict) or not isinstance(model.get("family", ""), str):
         return schema
+    name = _configured_family(model)
     if name not in family_names():
-        raise ConfigError(f"config error at 'model.family': unknown model family {name!r} "
-                          f"(installed: {', '.join(family_names())})")
+        raise ConfigError(
+            f"config error at 'model.family': unknown model family {name!r} "
+            f"(installed: {', '.join(family_names())})"
+        )
     fragment = _family_schema(name)
     if fragment is not None:
         schema["properties"]["model"]["properties"][name] = fragment
@@ -128,7 +135,9 @@ def validate(cfg: dict) -> dict:
     cfg = _fill_defaults(schema, copy.deepcopy(cfg))
     _check_finite(cfg, [])
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = sorted(
+        validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path)))
+    )
     if errors:
         raise ConfigError("\n".join(_format_error(e) for e in errors))
     _check_semantics(cfg)
@@ -143,7 +152,9 @@ def validate(cfg: dict) -> dict:
 def _check_finite(node, path: list) -> None:
     """NaN and infinity pass every JSON-schema bound (each comparison is false): refuse them here."""
     if isinstance(node, float) and not math.isfinite(node):
-        raise ConfigError(f"config error at '{key_path(path) or '<top level>'}': {node} is not a finite number")
+        raise ConfigError(
+            f"config error at '{key_path(path) or '<top level>'}': {node} is not a finite number"
+        )
     if isinstance(node, dict):
         for k, v in node.items():
             _check_finite(v, [*path, k])
@@ -166,8 +177,10 @@ def _check_semantics(cfg: dict) -> None:
 
     family, target = cfg["model"]["family"], cfg["train"]["target"]
     if target != "generator" and f"{family}-{target}" not in family_names():
-        raise ConfigError(f"config error at 'train.target': model.family {family} has no {target} to train "
-                          f"(no model family {family}-{target} is installed; a {family} run trains its generator)")
+        raise ConfigError(
+            f"config error at 'train.target': model.family {family} has no {target} to train "
+            f"(no model family {family}-{target} is installed; a {family} run trains its generator)"
+        )
 
 
 def parse_overrides(items: list[str] | None) -> dict:

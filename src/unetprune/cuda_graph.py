@@ -80,8 +80,14 @@ class GraphDecision:
     reason: str | None = None
 
 
-def decide(setting, device: torch.device, *, compile_on: bool = False, amp_dtype: torch.dtype | None = None,
-           unsupported: str | None = None) -> GraphDecision:
+def decide(
+    setting,
+    device: torch.device,
+    *,
+    compile_on: bool = False,
+    amp_dtype: torch.dtype | None = None,
+    unsupported: str | None = None,
+) -> GraphDecision:
     """Whether to capture whole training steps (see the module doc).
 
     ``unsupported`` is a family's reason why its step cannot be captured (e.g. Wav2Lip's).
@@ -98,13 +104,17 @@ def decide(setting, device: torch.device, *, compile_on: bool = False, amp_dtype
     elif compile_on:
         reason = "train.compile is on (torch.compile's own graphs and a whole-step capture are not combined)"
     elif amp_dtype is not None and amp_dtype != torch.bfloat16:
-        reason = (f"autocast {amp_dtype} needs a GradScaler, whose inf check syncs with the host "
-                  f"(bf16 or fp32 capture)")
+        reason = (
+            f"autocast {amp_dtype} needs a GradScaler, whose inf check syncs with the host "
+            f"(bf16 or fp32 capture)"
+        )
     if reason is None:
         return GraphDecision(True, s, None)
     if s == "on":
-        raise UserFacingError(f"config error at 'train.cuda_graph': 'on', but the training step cannot be "
-                              f"captured: {reason}; use 'auto' (eager where capture is impossible) or 'off'")
+        raise UserFacingError(
+            f"config error at 'train.cuda_graph': 'on', but the training step cannot be "
+            f"captured: {reason}; use 'auto' (eager where capture is impossible) or 'off'"
+        )
     return GraphDecision(False, s, reason)
 
 
@@ -112,12 +122,14 @@ def decide(setting, device: torch.device, *, compile_on: bool = False, amp_dtype
 # Adam for graphs, and checkpoints in the eager format
 # ------------------------------------------------------------------------------------------
 
+
 def _fused_available(device: torch.device) -> bool:
     return torch.device(device).type == "cuda"
 
 
-def graph_adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float],
-               device: torch.device) -> torch.optim.Adam:
+def graph_adam(
+    params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float], device: torch.device
+) -> torch.optim.Adam:
     """Adam that can be captured: ``capturable`` (step counts on the device), ``fused`` on
     CUDA (one kernel for all parameters), the learning rate a float32 device tensor."""
     lr_t = torch.tensor(float(lr), dtype=torch.float32, device=device)
@@ -125,13 +137,16 @@ def graph_adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, fl
     return torch.optim.Adam(params, lr=lr_t, betas=betas, capturable=True, **kw)
 
 
-def eager_adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float],
-               device: torch.device) -> torch.optim.Adam:
+def eager_adam(
+    params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float], device: torch.device
+) -> torch.optim.Adam:
     """The eager trainer's Adam: ``fused`` on CUDA (one kernel for all parameters: the fastest
     eager step, and the same update kernel as :func:`graph_adam`, so an eager and a graph run
     agree to the last bit where the rest is deterministic), torch's default elsewhere (on the
     CPU nothing changes)."""
-    return torch.optim.Adam(params, lr=lr, betas=betas, **({"fused": True} if _fused_available(device) else {}))
+    return torch.optim.Adam(
+        params, lr=lr, betas=betas, **({"fused": True} if _fused_available(device) else {})
+    )
 
 
 def to_eager_optimizer(opt: torch.optim.Optimizer, device: torch.device) -> None:
@@ -140,7 +155,7 @@ def to_eager_optimizer(opt: torch.optim.Optimizer, device: torch.device) -> None
     if _fused_available(device):
         for group in opt.param_groups:
             group["fused"], group["foreach"] = True, None
-            for p in group["params"]:   # fused Adam keeps its step counts on the parameters' device
+            for p in group["params"]:  # fused Adam keeps its step counts on the parameters' device
                 st = opt.state.get(p)
                 if st and isinstance(st.get("step"), torch.Tensor):
                     st["step"] = st["step"].to(device=p.device, dtype=torch.float32)
@@ -170,8 +185,10 @@ def eager_optimizer_state(state_dict: dict) -> dict:
     them).  Values are copied, never shared with the live optimiser."""
     sd = {"state": {}, "param_groups": []}
     for k, st in state_dict["state"].items():
-        sd["state"][k] = {n: (v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v))
-                          for n, v in st.items()}
+        sd["state"][k] = {
+            n: (v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v))
+            for n, v in st.items()
+        }
         if "step" in st and isinstance(st["step"], torch.Tensor):
             sd["state"][k]["step"] = st["step"].detach().to("cpu", torch.float32, copy=True)
     for g in state_dict["param_groups"]:
@@ -188,8 +205,11 @@ def to_graph_optimizer(opt: torch.optim.Optimizer, device: torch.device) -> None
     (the loaded groups replaced the flags, the lr tensor and the step devices)."""
     for group in opt.param_groups:
         lr = group["lr"]
-        group["lr"] = (lr.to(device=device, dtype=torch.float32) if isinstance(lr, torch.Tensor)
-                       else torch.tensor(float(lr), dtype=torch.float32, device=device))
+        group["lr"] = (
+            lr.to(device=device, dtype=torch.float32)
+            if isinstance(lr, torch.Tensor)
+            else torch.tensor(float(lr), dtype=torch.float32, device=device)
+        )
         group["capturable"] = True
         if _fused_available(device):
             group["fused"], group["foreach"] = True, None
@@ -204,6 +224,7 @@ def to_graph_optimizer(opt: torch.optim.Optimizer, device: torch.device) -> None
 # ------------------------------------------------------------------------------------------
 # the static-buffer step and its capture
 # ------------------------------------------------------------------------------------------
+
 
 @dataclass
 class StepMode:
@@ -223,8 +244,10 @@ class StepMode:
 
     def line(self) -> str:
         if self.mode == "graph":
-            return ("cuda_graph: whole-step CUDA graph (G and D forward/backward and both Adam steps "
-                    "captured, replayed every step)")
+            return (
+                "cuda_graph: whole-step CUDA graph (G and D forward/backward and both Adam steps "
+                "captured, replayed every step)"
+            )
         if self.mode == "static":
             return "cuda_graph: static-buffer step run eagerly (test mode)"
         return f"cuda_graph: eager steps ({self.reason})"
@@ -242,8 +265,15 @@ class StepMode:
                 self._notify(f"cuda_graph: {msg}")
 
     def as_dict(self) -> dict:
-        return {"mode": self.mode, "setting": self.setting, "reason": self.reason, "captures": self.captures,
-                "replays": self.replays, "eager_steps": self.eager_steps, "events": list(self.events)}
+        return {
+            "mode": self.mode,
+            "setting": self.setting,
+            "reason": self.reason,
+            "captures": self.captures,
+            "replays": self.replays,
+            "eager_steps": self.eager_steps,
+            "events": list(self.events),
+        }
 
 
 def _snapshot(modules: Sequence[nn.Module], optimizers: Sequence[torch.optim.Optimizer], device) -> dict:
@@ -259,8 +289,11 @@ def _snapshot(modules: Sequence[nn.Module], optimizers: Sequence[torch.optim.Opt
         for group in opt.param_groups:
             for p in group["params"]:
                 s = opt.state.get(p)
-                st[p] = None if not s else {k: (v.detach().clone() if isinstance(v, torch.Tensor) else v)
-                                            for k, v in s.items()}
+                st[p] = (
+                    None
+                    if not s
+                    else {k: (v.detach().clone() if isinstance(v, torch.Tensor) else v) for k, v in s.items()}
+                )
         opts.append(st)
     rng = {"cpu": torch.random.get_rng_state()}
     if torch.device(device).type == "cuda":
@@ -307,10 +340,17 @@ class StepGraph:
     and :attr:`status` records why, once).
     """
 
-    def __init__(self, fn: Callable[..., dict[str, torch.Tensor]], modules: Sequence[nn.Module],
-                 optimizers: Sequence[torch.optim.Optimizer], device: torch.device,
-                 prepare: Callable[[torch.Tensor], torch.Tensor] = lambda x: x, mode: str = "graph",
-                 warmup: int = WARMUP_STEPS, status: StepMode | None = None):
+    def __init__(
+        self,
+        fn: Callable[..., dict[str, torch.Tensor]],
+        modules: Sequence[nn.Module],
+        optimizers: Sequence[torch.optim.Optimizer],
+        device: torch.device,
+        prepare: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
+        mode: str = "graph",
+        warmup: int = WARMUP_STEPS,
+        status: StepMode | None = None,
+    ):
         if mode not in ("graph", "static"):
             raise ValueError(f"mode must be 'graph' or 'static', got {mode!r}")
         if mode == "graph" and torch.device(device).type != "cuda":
@@ -331,8 +371,9 @@ class StepGraph:
         self._train_modes: list[bool] | None = None
 
     def _fits(self, inputs: Sequence[torch.Tensor]) -> bool:
-        return (len(inputs) == len(self.static_in) and all(
-            x.shape == s.shape and x.dtype == s.dtype for x, s in zip(inputs, self.static_in)))
+        return len(inputs) == len(self.static_in) and all(
+            x.shape == s.shape and x.dtype == s.dtype for x, s in zip(inputs, self.static_in)
+        )
 
     def _packed_step(self) -> torch.Tensor:
         out = self.fn(*self.static_in)
@@ -376,8 +417,9 @@ class StepGraph:
         elif not self._fits(inputs):
             shapes = " and ".join(str(list(x.shape)) for x in inputs)
             want = " and ".join(str(list(s.shape)) for s in self.static_in)
-            self.status.event(f"a batch of {shapes} (not the captured {want}: a last partial batch) "
-                              f"runs eagerly")
+            self.status.event(
+                f"a batch of {shapes} (not the captured {want}: a last partial batch) runs eagerly"
+            )
             self.status.eager_steps += 1
             return None
         else:
@@ -392,6 +434,17 @@ class StepGraph:
         return {k: packed[i] for i, k in enumerate(self.names)}
 
 
-__all__ = ["SETTINGS", "GraphDecision", "StepGraph", "StepMode", "decide", "eager_optimizer_state",
-           "eager_adam", "graph_adam", "normalise_setting", "set_lr", "to_eager_optimizer",
-           "to_graph_optimizer"]
+__all__ = [
+    "SETTINGS",
+    "GraphDecision",
+    "StepGraph",
+    "StepMode",
+    "decide",
+    "eager_optimizer_state",
+    "eager_adam",
+    "graph_adam",
+    "normalise_setting",
+    "set_lr",
+    "to_eager_optimizer",
+    "to_graph_optimizer",
+]

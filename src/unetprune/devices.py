@@ -19,6 +19,8 @@ def resolve_device(device: str | torch.device | None, key: str = "evaluate.devic
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"config error at '{key}': {str(device)!r} requested but no CUDA device is "
-                          f"available; use 'auto' or 'cpu'")
+        raise DeviceError(
+            f"config error at '{key}': {str(device)!r} requested but no CUDA device is "
+            f"available; use 'auto' or 'cpu'"
+        )
     return dev

@@ -61,7 +61,6 @@ from .provenance import utc_now_iso
 DEFAULT_CACHE_DIR = "experiment"
 
 
-
 def to_jsonable(obj):
     """numpy/torch scalars → Python; NaN/inf → None; Paths → str (recursively)."""
     if isinstance(obj, dict):
@@ -82,7 +81,6 @@ def to_jsonable(obj):
     return obj
 
 
-
 def versions() -> dict:
     import scipy
     import skimage
@@ -90,8 +88,12 @@ def versions() -> dict:
 
     from .checkpoint import package_versions
 
-    return {**package_versions(), "torch_fidelity": torch_fidelity.__version__, "scipy": scipy.__version__,
-            "scikit_image": skimage.__version__}
+    return {
+        **package_versions(),
+        "torch_fidelity": torch_fidelity.__version__,
+        "scipy": scipy.__version__,
+        "scikit_image": skimage.__version__,
+    }
 
 
 def resolve_amp(cfg: dict, device: torch.device, amp: bool | None) -> bool:
@@ -106,20 +108,21 @@ def resolve_amp(cfg: dict, device: torch.device, amp: bool | None) -> bool:
 # (a) the evaluation set, loaded once
 # --------------------------------------------------------------------------------------
 
+
 @dataclass
 class EvalSet:
     """One split as uint8 tensors: generator inputs (N, C, H, W) and real targets (N, 3, H, W)."""
 
     split: str
     root: Path
-    dataset: str                  # data.dataset
-    direction: str                # data.direction
-    image_size: int               # data.crop_size
+    dataset: str  # data.dataset
+    direction: str  # data.direction
+    image_size: int  # data.crop_size
     files: list[Path]
     inputs: torch.Tensor
     targets: torch.Tensor
-    files_sha256: str             # sha256 over (name, content hash) of the files, in order
-    quantize: str = "round"       # evaluate.quantize: how outputs become uint8 (data.aligned.quantize_uint8)
+    files_sha256: str  # sha256 over (name, content hash) of the files, in order
+    quantize: str = "round"  # evaluate.quantize: how outputs become uint8 (data.aligned.quantize_uint8)
 
     @property
     def n(self) -> int:
@@ -134,17 +137,34 @@ class EvalSet:
 
         d, root = cfg["data"], Path(root)
         size = int(d["crop_size"])
-        ds = AlignedDataset(root, split, d["direction"], load_size=max(size, int(d["load_size"])),
-                            crop_size=size, train=False, max_items=cfg["evaluate"]["max_images"])
+        ds = AlignedDataset(
+            root,
+            split,
+            d["direction"],
+            load_size=max(size, int(d["load_size"])),
+            crop_size=size,
+            train=False,
+            max_items=cfg["evaluate"]["max_images"],
+        )
         files = list(ds.files)
         if len(files) < 2:
-            raise EvaluationError(f"split '{split}' of {root} has {len(files)} image(s); FID needs at least 2 "
-                                  f"(check evaluate.max_images)")
+            raise EvaluationError(
+                f"split '{split}' of {root} has {len(files)} image(s); FID needs at least 2 "
+                f"(check evaluate.max_images)"
+            )
         pairs = [ds.pair_uint8(i) for i in range(len(ds))]
-        return cls(split=split, root=root, dataset=d["dataset"], direction=d["direction"], image_size=size,
-                   files=files, inputs=torch.stack([a for a, _ in pairs]),
-                   targets=torch.stack([b for _, b in pairs]), files_sha256=file_list_hash(files),
-                   quantize=cfg["evaluate"].get("quantize", "round"))
+        return cls(
+            split=split,
+            root=root,
+            dataset=d["dataset"],
+            direction=d["direction"],
+            image_size=size,
+            files=files,
+            inputs=torch.stack([a for a, _ in pairs]),
+            targets=torch.stack([b for _, b in pairs]),
+            files_sha256=file_list_hash(files),
+            quantize=cfg["evaluate"].get("quantize", "round"),
+        )
 
     def batches(self, batch_size: int, idx=None):
         """The generator's inputs, ``batch_size`` images at a time (all, or the items ``idx`` in
@@ -153,7 +173,7 @@ class EvalSet:
 
         inputs = self.inputs if idx is None else self.inputs[torch.as_tensor(idx, dtype=torch.long)]
         for i in range(0, len(inputs), batch_size):
-            yield from_uint8(inputs[i:i + batch_size])
+            yield from_uint8(inputs[i : i + batch_size])
 
     def display_inputs(self, idx) -> list:
         """The generator inputs of items ``idx`` as (H, W, 3) uint8 images (sample grids)."""
@@ -173,9 +193,9 @@ class EvalContext:
     cfg: dict
     device: torch.device
     seed: int
-    cache_dir: Path | None        # FID statistics and stand-in weights (None: no statistics cache)
-    latency: bool                 # measure latency (complexity)
-    metrics: dict = field(default_factory=dict)    # name -> plug-in: the Evaluator's plug-ins
+    cache_dir: Path | None  # FID statistics and stand-in weights (None: no statistics cache)
+    latency: bool  # measure latency (complexity)
+    metrics: dict = field(default_factory=dict)  # name -> plug-in: the Evaluator's plug-ins
     timing: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -198,25 +218,35 @@ class EvalContext:
 # The Evaluator: evaluation set + generation loop + metric plug-ins
 # --------------------------------------------------------------------------------------
 
+
 class Evaluator:
     """Holds one split's images and the set-up metric plug-ins; scores generators."""
 
-    def __init__(self, cfg: dict, split: str = "test", *, cache_dir: Path | str | None = DEFAULT_CACHE_DIR,
-                 data_root: Path | str | None = None, device: str | torch.device | None = None,
-                 amp: bool | None = None, latency: bool = True, progress: bool = False,
-                 metrics: Sequence[str] | None = None):
+    def __init__(
+        self,
+        cfg: dict,
+        split: str = "test",
+        *,
+        cache_dir: Path | str | None = DEFAULT_CACHE_DIR,
+        data_root: Path | str | None = None,
+        device: str | torch.device | None = None,
+        amp: bool | None = None,
+        latency: bool = True,
+        progress: bool = False,
+        metrics: Sequence[str] | None = None,
+    ):
         from .devices import resolve_device
         from .layout import Layout
         from .metrics.plugins import DEFAULT_METRICS, build_metrics
 
         t0 = time.perf_counter()
-        self.created_at = utc_now_iso()     # the job's start (recorded with every result: MLflow run times)
+        self.created_at = utc_now_iso()  # the job's start (recorded with every result: MLflow run times)
         ev = cfg["evaluate"]
         self.cfg, self.split = cfg, split
         self.seed = int(cfg.get("seed", 0))
         self.mode = ev["mode"]
         self.batch_size = int(ev["batch_size"])
-        self.batch_stats = ev["batch_stats"]   # train_bn: per-image or whole-batch BatchNorm statistics
+        self.batch_stats = ev["batch_stats"]  # train_bn: per-image or whole-batch BatchNorm statistics
         self.progress = progress
         self.device = resolve_device(device if device is not None else ev["device"], "evaluate.device")
         self.amp = resolve_amp(cfg, self.device, amp)
@@ -231,7 +261,9 @@ class Evaluator:
         family.register_metrics()
         self.eval_set = family.eval_set(cfg, split, self.root)
         self.ctx = EvalContext(cfg, self.device, self.seed, self.cache_dir, latency)
-        self.metrics = self.ctx.metrics = build_metrics(metrics if metrics is not None else (family.metrics or DEFAULT_METRICS))
+        self.metrics = self.ctx.metrics = build_metrics(
+            metrics if metrics is not None else (family.metrics or DEFAULT_METRICS)
+        )
         # plug-ins that only check/load user files set up first, so a missing file fails fast
         for plugin in sorted(self.metrics.values(), key=lambda p: p.setup_rank):
             plugin.setup(self.eval_set, self.ctx)
@@ -247,18 +279,34 @@ class Evaluator:
         g = generator.to(self.device)
         batches = es.batches(bs)
         outs: list[torch.Tensor] = []
-        with closing(generate_batches(g, batches, self.mode, self.seed, device=self.device, amp=self.amp,
-                                      per_image_stats=self.batch_stats == "per_image")) as ys:
+        with closing(
+            generate_batches(
+                g,
+                batches,
+                self.mode,
+                self.seed,
+                device=self.device,
+                amp=self.amp,
+                per_image_stats=self.batch_stats == "per_image",
+            )
+        ) as ys:
             for y in ys:
                 if not outs and tuple(y.shape[-2:]) != tuple(es.targets.shape[-2:]):
                     raise EvaluationError(
                         f"generated images are {y.shape[-1]}x{y.shape[-2]} but the real images are "
-                        f"{es.image_size}x{es.image_size} (data.crop_size): mismatched image sizes")
+                        f"{es.image_size}x{es.image_size} (data.crop_size): mismatched image sizes"
+                    )
                 outs.append(es.quantize_outputs(y))
         return torch.cat(outs)
 
-    def score(self, generator: torch.nn.Module, checkpoint: str | Path | None = None, *,
-              noise_seeds: int | None = None, bootstrap: int | None = None) -> dict:
+    def score(
+        self,
+        generator: torch.nn.Module,
+        checkpoint: str | Path | None = None,
+        *,
+        noise_seeds: int | None = None,
+        bootstrap: int | None = None,
+    ) -> dict:
         """Every metric of ``generator`` on this split, as a JSON-ready dict.
 
         Besides the metrics of one generation (mode ``evaluate.mode``, seed ``seed``): ``noise``,
@@ -275,12 +323,22 @@ class Evaluator:
         with ctx.timed("generate"):
             fakes = self.generate(generator)
         result = {
-            "split": self.split, "n_images": es.n, "image_size": es.image_size,
-            "mode": self.mode, "seed": self.seed, "quantize": getattr(es, "quantize", "round"),
-            "batch_size": self.batch_size, "batch_stats": self.batch_stats,
-            "amp": "bf16" if self.amp else "off", "device": str(self.device),
-            "dataset": {"name": es.dataset, "root": str(es.root), "direction": es.direction,
-                        "files_sha256": es.files_sha256},
+            "split": self.split,
+            "n_images": es.n,
+            "image_size": es.image_size,
+            "mode": self.mode,
+            "seed": self.seed,
+            "quantize": getattr(es, "quantize", "round"),
+            "batch_size": self.batch_size,
+            "batch_stats": self.batch_stats,
+            "amp": "bf16" if self.amp else "off",
+            "device": str(self.device),
+            "dataset": {
+                "name": es.dataset,
+                "root": str(es.root),
+                "direction": es.direction,
+                "files_sha256": es.files_sha256,
+            },
         }
         for name, plugin in self.metrics.items():
             with ctx.timed(name):
@@ -291,9 +349,15 @@ class Evaluator:
         if extra:
             with ctx.timed("by_mode"):
                 result["by_mode"] = {m: self._score_mode(generator, m, n_seeds, n_boot) for m in extra}
-        result.update({"checkpoint": str(checkpoint) if checkpoint is not None else None,
-                       "versions": versions(), "timing_s": ctx.timing,
-                       "started_at": self.created_at, "finished_at": utc_now_iso()})
+        result.update(
+            {
+                "checkpoint": str(checkpoint) if checkpoint is not None else None,
+                "versions": versions(),
+                "timing_s": ctx.timing,
+                "started_at": self.created_at,
+                "finished_at": utc_now_iso(),
+            }
+        )
         return to_jsonable(result)
 
     # --- repeat generations: noise levels and other modes ----------------------------------
@@ -316,8 +380,15 @@ class Evaluator:
                 out.update(plugin.score(fakes, generator))
         return out
 
-    def _noise(self, generator: torch.nn.Module, fakes: torch.Tensor, first: dict, mode: str,
-               n_seeds: int, n_boot: int) -> dict:
+    def _noise(
+        self,
+        generator: torch.nn.Module,
+        fakes: torch.Tensor,
+        first: dict,
+        mode: str,
+        n_seeds: int,
+        n_boot: int,
+    ) -> dict:
         """The ``noise`` block of the images ``fakes`` (generated in ``mode`` with the config seed)
         whose metrics are ``first``: bootstrap of those images, then repeats over seeds."""
         from .metrics.noise import clip_replicates, generation_is_stochastic, noise_block, resample_counts
@@ -362,10 +433,17 @@ def config_for_checkpoint(ckpt: dict, cfg: dict | str | Path | None, overrides: 
     return validate(deep_merge(embedded, parse_overrides(overrides)))
 
 
-def evaluate_checkpoint(path: str | Path, cfg: dict | str | Path | None = None, split: str = "test",
-                        out: str | Path | None = None, *, overrides: list[str] | None = None,
-                        cache_dir: Path | str | None = DEFAULT_CACHE_DIR, data_root: Path | str | None = None,
-                        latency: bool = True) -> dict:
+def evaluate_checkpoint(
+    path: str | Path,
+    cfg: dict | str | Path | None = None,
+    split: str = "test",
+    out: str | Path | None = None,
+    *,
+    overrides: list[str] | None = None,
+    cache_dir: Path | str | None = DEFAULT_CACHE_DIR,
+    data_root: Path | str | None = None,
+    latency: bool = True,
+) -> dict:
     """Score the generator of checkpoint ``path``; write the JSON to ``out`` if given."""
     from .fileio import atomic_write_text
     from .checkpoint import generator_from_checkpoint, load_checkpoint
@@ -374,7 +452,8 @@ def evaluate_checkpoint(path: str | Path, cfg: dict | str | Path | None = None, 
     cfg = config_for_checkpoint(ckpt, cfg, overrides)
     generator = generator_from_checkpoint(ckpt)
     result = Evaluator(cfg, split, cache_dir=cache_dir, data_root=data_root, latency=latency).score(
-        generator, checkpoint=path)
+        generator, checkpoint=path
+    )
     result["experiment"] = cfg.get("experiment")
     if out is not None:
         atomic_write_text(out, json.dumps(result, indent=2, allow_nan=False) + "\n")

@@ -48,9 +48,9 @@ DEFAULT_FAMILY = "pix2pix"
 class ModelFamily(ABC):
     """One kind of prunable U-Net GAN generator (see the module doc)."""
 
-    name: str                      # recorded in checkpoints as "family"
-    metrics: tuple[str, ...]       # metric plug-in names the evaluator runs for this family
-    spec_type: type                # the spec dataclass; its instances identify the family
+    name: str  # recorded in checkpoints as "family"
+    metrics: tuple[str, ...]  # metric plug-in names the evaluator runs for this family
+    spec_type: type  # the spec dataclass; its instances identify the family
 
     # --- build from a spec ----------------------------------------------------------
     @abstractmethod
@@ -105,7 +105,6 @@ class ModelFamily(ABC):
         """Stable layer names of the prunable channel groups, ordered outer → inner → outer
         (the x-axis of the sensitivity figure); a spec suffices."""
 
-
     @abstractmethod
     def layer_width(self, generator: nn.Module, layer: str) -> int:
         """Number of filters (output channels) of the group ``layer``."""
@@ -114,12 +113,9 @@ class ModelFamily(ABC):
     def layer_filters(self, generator: nn.Module, layer: str) -> tuple[nn.Module, nn.Module | None]:
         """The conv whose output filters make up ``layer`` and the norm that follows it."""
 
-
     @abstractmethod
     def default_inner_levels(self, spec) -> list[int]:
         """The inner levels pruned by default (the paper's "inner pruning")."""
-
-
 
     def layer_position(self, spec, layer: str) -> tuple[str, int | None]:
         """``(part, level)`` of a prunable layer: part ``encoder`` / ``decoder`` (or another
@@ -147,7 +143,6 @@ class ModelFamily(ABC):
     def widths(self, generator: nn.Module) -> dict:
         """JSON-serialisable widths of the architecture (for ``info`` and reports)."""
 
-
     # --- training ---------------------------------------------------------------------
     @abstractmethod
     def build_discriminator(self, cfg: dict, generator: nn.Module) -> nn.Module:
@@ -158,8 +153,7 @@ class ModelFamily(ABC):
         """Rebuild them from a checkpoint's ``discriminator`` entry (``arch`` + ``state_dict``)."""
 
     @abstractmethod
-    def trainer(self, generator: nn.Module, discriminator: nn.Module, tcfg: dict,
-                device: torch.device):
+    def trainer(self, generator: nn.Module, discriminator: nn.Module, tcfg: dict, device: torch.device):
         """The trainer: ``.G``, ``.losses`` (names), ``set_lr``, ``set_train_mode``,
         ``step(batch) -> {loss: detached tensor}``, ``state()``/``load_state(ckpt)`` (the
         non-generator checkpoint entries: discriminator, optimizers)."""
@@ -242,13 +236,17 @@ class ModelFamily(ABC):
         from .data.aligned import check_aligned_layout
         from .data.demo import build_demo_dataset
 
-        params = {k: cfg["demo"][k] for k in ("image_size", "n_train", "n_val", "n_test", "n_classes", "seed")}
+        params = {
+            k: cfg["demo"][k] for k in ("image_size", "n_train", "n_val", "n_test", "n_classes", "seed")
+        }
         manifest = out / "demo.json"
         if manifest.exists() and not force:
             old = json.loads(manifest.read_text())
             counts = {"train": params["n_train"], "val": params["n_val"], "test": params["n_test"]}
-            if all(old.get(k) == v for k, v in params.items() if k not in ("n_train", "n_val", "n_test")) \
-                    and old.get("counts") == counts:
+            if (
+                all(old.get(k) == v for k, v in params.items() if k not in ("n_train", "n_val", "n_test"))
+                and old.get("counts") == counts
+            ):
                 return f"demo dataset at {out} is up to date"
         build_demo_dataset(out, **params)
         counts = check_aligned_layout(out, splits=("train", "test"))
@@ -262,11 +260,9 @@ class ModelFamily(ABC):
 
     def report_text(self):
         """What ``report.md`` says about this family's models (the learning check, the generator,
-        its assumptions, the sample grid): a :class:`unetprune.report.text.ReportText`, whose
-        generic text is the default."""
-        from .report.text import ReportText
-
-        return ReportText(self)
+        its assumptions, the sample grid): a subclass of :class:`unetprune.report.text.ReportText`,
+        or ``None`` for its generic text."""
+        return None
 
     def pyfunc_inputs(self, image_size: int) -> list[tuple[str, tuple[int, ...]]]:
         """``(name, per-item shape)`` of each of the generator's forward arguments, in order, for
@@ -277,7 +273,7 @@ class ModelFamily(ABC):
 
 ENTRY_POINT_GROUP = "unetprune.families"
 
-_FAMILIES: dict[str, ModelFamily] = {}      # loaded (or registered in this process), by name
+_FAMILIES: dict[str, ModelFamily] = {}  # loaded (or registered in this process), by name
 
 
 def _entry_points() -> dict:
@@ -289,8 +285,10 @@ def _load(name: str, ep) -> ModelFamily:
     obj = ep.load()
     family = obj() if isinstance(obj, type) else obj
     if not isinstance(family, ModelFamily) or family.name != name:
-        raise TypeError(f"entry point {ep.value!r} of group {ENTRY_POINT_GROUP!r} must give a ModelFamily "
-                        f"named {name!r}, got {family!r}")
+        raise TypeError(
+            f"entry point {ep.value!r} of group {ENTRY_POINT_GROUP!r} must give a ModelFamily "
+            f"named {name!r}, got {family!r}"
+        )
     return family
 
 
@@ -349,9 +347,20 @@ def family_of(obj) -> ModelFamily:
     for fam in fams:
         if fam.owns(obj):
             return fam
-    raise TypeError(f"{type(obj).__name__} belongs to no registered model family "
-                    f"({', '.join(f.name for f in fams)})")
+    raise TypeError(
+        f"{type(obj).__name__} belongs to no registered model family ({', '.join(f.name for f in fams)})"
+    )
 
 
-__all__ = ["DEFAULT_FAMILY", "ENTRY_POINT_GROUP", "ModelFamily", "all_families", "family_for_config",
-           "family_names", "family_of", "get_family", "register_family", "unregister_family"]
+__all__ = [
+    "DEFAULT_FAMILY",
+    "ENTRY_POINT_GROUP",
+    "ModelFamily",
+    "all_families",
+    "family_for_config",
+    "family_names",
+    "family_of",
+    "get_family",
+    "register_family",
+    "unregister_family",
+]

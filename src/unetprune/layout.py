@@ -45,13 +45,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-ORIGINAL = "original"          # the unpruned model, and the name of its only stage
+ORIGINAL = "original"  # the unpruned model, and the name of its only stage
 PRUNED, FINETUNED = "pruned", "finetuned"
 STAGES = (ORIGINAL, PRUNED, FINETUNED)
 
 # file names inside a training run's folder (the trainer writes them, the layout names them)
-CHECKPOINT_NAME = "checkpoint.pt"   # a finished run (appears once, at the end)
-RESUME_NAME = "resume.pt"           # the resumable state while a run is in progress
+CHECKPOINT_NAME = "checkpoint.pt"  # a finished run (appears once, at the end)
+RESUME_NAME = "resume.pt"  # the resumable state while a run is in progress
 TRAIN_LOG_NAME = "train.json"
 SAMPLES_NAME = "samples.png"
 
@@ -64,15 +64,18 @@ class Layout:
 
     root: Path
     data_root: Path
-    sensitivity_root: Path | None = None   # only to redirect a sweep (`unetprune sweep --out-dir`)
-    dataset: str = "demo"                  # data.dataset
+    sensitivity_root: Path | None = None  # only to redirect a sweep (`unetprune sweep --out-dir`)
+    dataset: str = "demo"  # data.dataset
 
     @classmethod
     def from_config(cls, cfg: dict, base: Path | str = DEFAULT_BASE) -> "Layout":
         root = Path(base) / cfg["experiment"]
         data = (cfg.get("data") or {}).get("root")
-        return cls(root=root, data_root=Path(data) if data else root / "data",
-                   dataset=(cfg.get("data") or {}).get("dataset") or "demo")
+        return cls(
+            root=root,
+            data_root=Path(data) if data else root / "data",
+            dataset=(cfg.get("data") or {}).get("dataset") or "demo",
+        )
 
     def redirect_sensitivity(self, folder: Path | str) -> "Layout":
         """This layout with the sweep JSONs in ``folder`` (`unetprune sweep --out-dir`)."""
@@ -186,8 +189,9 @@ class Layout:
             return self.original_dir
         if stage == FINETUNED:
             return self.finetuned_dir(model)
-        raise ValueError(f"{model} at stage {stage!r} has no training run (only the original and "
-                         f"fine-tuned variants do)")
+        raise ValueError(
+            f"{model} at stage {stage!r} has no training run (only the original and fine-tuned variants do)"
+        )
 
     def checkpoint(self, model: str, stage: str | None = None) -> Path:
         """The generator of ``model`` at ``stage`` (the original has one stage)."""
@@ -256,6 +260,9 @@ class Layout:
 
     def report_outputs(self) -> list[Path]:
         """The files the report job declares (the rest of tables/ and figures/ come with them)."""
-        return ([self.report_md] + [self.table(t) for t in self.REPORT_TABLES]
-                + [self.figure(f) for f in self.REPORT_FIGURES] + [self.metrics_json,
-                                                                   self.plot("sensitivity")])
+        return (
+            [self.report_md]
+            + [self.table(t) for t in self.REPORT_TABLES]
+            + [self.figure(f) for f in self.REPORT_FIGURES]
+            + [self.metrics_json, self.plot("sensitivity")]
+        )

@@ -60,11 +60,15 @@ def sensitivity_layers(cfg: dict) -> list[str]:
     if layers == "all":
         return allowed
     if isinstance(layers, str):
-        raise ConfigError(f"config error at 'sensitivity.layers': {layers!r} must be 'all' or a list of layers")
+        raise ConfigError(
+            f"config error at 'sensitivity.layers': {layers!r} must be 'all' or a list of layers"
+        )
     bad = [x for x in layers if x not in allowed]
     if bad:
-        raise ConfigError(f"config error at 'sensitivity.layers': unknown layer(s) {', '.join(bad)} for "
-                          f"{_model_desc(cfg)} (prunable: {', '.join(allowed)})")
+        raise ConfigError(
+            f"config error at 'sensitivity.layers': unknown layer(s) {', '.join(bad)} for "
+            f"{_model_desc(cfg)} (prunable: {', '.join(allowed)})"
+        )
     return [x for x in allowed if x in layers]
 
 
@@ -84,8 +88,10 @@ def primary_variants(cfg: dict) -> dict[str, dict]:
         levels = sorted(v.get("levels") or default_inner_levels(cfg))
         bad = [lv for lv in levels if lv not in all_levels]
         if bad:
-            raise ConfigError(f"config error at '{where}.levels': level(s) {bad} do not exist or are not "
-                              f"prunable in {desc} (levels {all_levels[0]}..{all_levels[-1]})")
+            raise ConfigError(
+                f"config error at '{where}.levels': level(s) {bad} do not exist or are not "
+                f"prunable in {desc} (levels {all_levels[0]}..{all_levels[-1]})"
+            )
         return levels
 
     out: dict[str, dict] = {}
@@ -96,18 +102,22 @@ def primary_variants(cfg: dict) -> dict[str, dict]:
             if "ratio" not in v:
                 raise ConfigError(f"config error at '{where}.ratio': an inner variant needs a ratio")
             if "k" in v or "unit" in v:
-                raise ConfigError(f"config error at '{where}.{'k' if 'k' in v else 'unit'}': applies to cut "
-                                  f"variants only")
+                raise ConfigError(
+                    f"config error at '{where}.{'k' if 'k' in v else 'unit'}': applies to cut variants only"
+                )
             levels = chosen_levels(v, where)
             name = f"inner-l{_levels_tag(levels)}-r{_fmt_ratio(v['ratio'])}"
             args = {"strategy": "inner", "ratio": v["ratio"], "levels": levels}
         elif unit == "residual":
             if "k" in v or "ratio" in v:
-                raise ConfigError(f"config error at '{where}': a cut with unit residual takes levels, not "
-                                  f"{'k' if 'k' in v else 'ratio'}")
+                raise ConfigError(
+                    f"config error at '{where}': a cut with unit residual takes levels, not "
+                    f"{'k' if 'k' in v else 'ratio'}"
+                )
             if not family.has_residual_blocks(spec):
-                raise ConfigError(f"config error at '{where}.unit': {desc} has no residual blocks to cut "
-                                  f"(use unit: levels)")
+                raise ConfigError(
+                    f"config error at '{where}.unit': {desc} has no residual blocks to cut (use unit: levels)"
+                )
             levels = chosen_levels(v, where)
             name = f"cut-res-l{_levels_tag(levels)}"
             args = {"strategy": "cut", "unit": "residual", "levels": levels}
@@ -115,17 +125,23 @@ def primary_variants(cfg: dict) -> dict[str, dict]:
             if "k" not in v:
                 raise ConfigError(f"config error at '{where}.k': a cut variant needs k")
             if "ratio" in v or "levels" in v:
-                raise ConfigError(f"config error at '{where}': ratio/levels apply to inner and cut-res "
-                                  f"variants only")
+                raise ConfigError(
+                    f"config error at '{where}': ratio/levels apply to inner and cut-res variants only"
+                )
             ks = family.cut_ks(spec)
             if v["k"] not in ks:
-                raise ConfigError(f"config error at '{where}.k': k={v['k']} must leave at least 2 levels "
-                                  f"({min(ks)}..{max(ks)} for {desc})" if ks else
-                                  f"config error at '{where}.k': {desc} cannot be cut")
+                raise ConfigError(
+                    f"config error at '{where}.k': k={v['k']} must leave at least 2 levels "
+                    f"({min(ks)}..{max(ks)} for {desc})"
+                    if ks
+                    else f"config error at '{where}.k': {desc} cannot be cut"
+                )
             if ks[v["k"]]:
                 fits = [k for k, why in ks.items() if why is None]
-                raise ConfigError(f"config error at '{where}.k': cut k={v['k']} is refused for {desc}: "
-                                  f"{ks[v['k']]}; cuts that fit: {', '.join(map(str, fits)) or 'none'}")
+                raise ConfigError(
+                    f"config error at '{where}.k': cut k={v['k']} is refused for {desc}: "
+                    f"{ks[v['k']]}; cuts that fit: {', '.join(map(str, fits)) or 'none'}"
+                )
             name = f"cut-k{v['k']}"
             args = {"strategy": "cut", "k": v["k"]}
         if name in out:
@@ -142,10 +158,14 @@ def baseline_variants(cfg: dict) -> dict[str, dict]:
         for strat in b["strategies"]:
             thr = strat == "global-threshold"
             tag = strat + ("-raw" if thr and not b["normalize"] else "")
-            out[f"{tag}-match-{ref}"] = {"strategy": strat, "match": b["match"], "reference": ref,
-                                         "normalize": b["normalize"] if thr else False,
-                                         "max_layer_ratio": b["max_layer_ratio"] if thr else None,
-                                         "importance": b["importance"]}
+            out[f"{tag}-match-{ref}"] = {
+                "strategy": strat,
+                "match": b["match"],
+                "reference": ref,
+                "normalize": b["normalize"] if thr else False,
+                "max_layer_ratio": b["max_layer_ratio"] if thr else None,
+                "importance": b["importance"],
+            }
     return out
 
 
@@ -158,8 +178,16 @@ def prune_cli_args(cfg: dict, name: str, base: Path | str = DEFAULT_BASE) -> lis
     v = all_variants(cfg)[name]
     s = v["strategy"]
     if s == "inner":
-        return ["--strategy", "inner", "--ratio", str(v["ratio"]), "--levels", *map(str, v["levels"]),
-                "--importance", cfg["sensitivity"]["importance"]]
+        return [
+            "--strategy",
+            "inner",
+            "--ratio",
+            str(v["ratio"]),
+            "--levels",
+            *map(str, v["levels"]),
+            "--importance",
+            cfg["sensitivity"]["importance"],
+        ]
     if s == "cut" and v.get("unit") == "residual":
         return ["--strategy", "cut", "--unit", "residual", "--levels", *map(str, v["levels"])]
     if s == "cut":
@@ -171,8 +199,11 @@ def prune_cli_args(cfg: dict, name: str, base: Path | str = DEFAULT_BASE) -> lis
     else:
         args += ["--match-macs", ref, "--macs-convention", v["match"].split("_")[1]]
     if s == "global-threshold":
-        args += ["--normalize" if v["normalize"] else "--no-normalize",
-                 "--max-layer-ratio", str(v["max_layer_ratio"])]
+        args += [
+            "--normalize" if v["normalize"] else "--no-normalize",
+            "--max-layer-ratio",
+            str(v["max_layer_ratio"]),
+        ]
     return args
 
 
@@ -201,4 +232,3 @@ def models(cfg: dict) -> list[tuple[str, str]]:
 def eval_files(cfg: dict, base: Path | str = DEFAULT_BASE) -> list[Path]:
     lay = Layout.from_config(cfg, base)
     return [lay.eval_json(m, s) for m, s in models(cfg)]
-

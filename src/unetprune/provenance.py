@@ -117,8 +117,9 @@ def code_digest(*entry: str) -> str:
     for name in code_modules(*entry):
         path = _module_file(name, tops)
         h.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"") + b"\0")
-    for data in sorted({*ROOT.glob("*.yaml"), *(p for name in code_modules(*entry)
-                                                for p in _data_files(name, tops))}):
+    for data in sorted(
+        {*ROOT.glob("*.yaml"), *(p for name in code_modules(*entry) for p in _data_files(name, tops))}
+    ):
         h.update(data.name.encode() + b"\0" + data.read_bytes() + b"\0")
     return "sha256:" + h.hexdigest()
 

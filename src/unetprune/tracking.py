@@ -95,8 +95,6 @@ def git_commit(cwd: Path | str | None = None) -> str:
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
 
 
-
-
 def _finite(x) -> float | None:
     if x is None:
         return None
@@ -114,7 +112,7 @@ def _fmt_ratio(r: float) -> str:
 def local_store_path(uri: str) -> Path | None:
     """The database file (sqlite) or folder (file store) of a local tracking URI; None for a server."""
     if uri.startswith("sqlite:///"):
-        db = uri[len("sqlite:///"):].split("?", 1)[0]
+        db = uri[len("sqlite:///") :].split("?", 1)[0]
         return Path(db) if db and db != ":memory:" else None
     parsed = urllib.parse.urlparse(uri)
     if parsed.scheme == "file":
@@ -239,7 +237,9 @@ class _Run:
         self.step_times: dict[tuple[str, int], float] = {}  # (metric, step) -> seconds since the epoch
         self.model: dict | None = None  # the generator to log as a pyfunc model (see _log_model)
 
-    def job(self, path: Path, record: dict | None = None, seconds: float = 0.0) -> tuple[float, float, str] | None:
+    def job(
+        self, path: Path, record: dict | None = None, seconds: float = 0.0
+    ) -> tuple[float, float, str] | None:
         """Add the times of the job that wrote ``path`` (see :func:`job_times`)."""
         if not Path(path).is_file():
             return None
@@ -446,16 +446,34 @@ def _variant_runs(cfg: dict, base, tables: dict, cfg_file: Path) -> list[_Run]:
                 "mode": str(ev.get("mode") or cfg["evaluate"]["mode"]),
                 "seed": int(ev.get("seed") or 0),
                 "metadata": {
-                    "experiment": exp_name, "variant": v, "stage": s, "group": str(row["group"]),
-                    "strategy": str(row["strategy"]), "params": _finite(row["params"]),
-                    "macs_physical": _finite(row["macs_physical"]), "macs_output": _finite(row["macs_output"]),
-                    **{k: r.params[k] for k in ("ratio", "levels", "k", "layers", "widths_enc", "widths_dec",
-                                                "matched_to", "match_budget") if k in r.params},
-                    "checkpoint": str(ckpt), "checkpoint_sha256": file_sha256(ckpt),
+                    "experiment": exp_name,
+                    "variant": v,
+                    "stage": s,
+                    "group": str(row["group"]),
+                    "strategy": str(row["strategy"]),
+                    "params": _finite(row["params"]),
+                    "macs_physical": _finite(row["macs_physical"]),
+                    "macs_output": _finite(row["macs_output"]),
+                    **{
+                        k: r.params[k]
+                        for k in (
+                            "ratio",
+                            "levels",
+                            "k",
+                            "layers",
+                            "widths_enc",
+                            "widths_dec",
+                            "matched_to",
+                            "match_budget",
+                        )
+                        if k in r.params
+                    },
+                    "checkpoint": str(ckpt),
+                    "checkpoint_sha256": file_sha256(ckpt),
                     "input": "float32 array (N, 3, H, W), values in [-1, 1] (data.direction "
-                             f"{cfg['data']['direction']}); output: the same shape",
+                    f"{cfg['data']['direction']}); output: the same shape",
                     "mode": f"{ev.get('mode') or cfg['evaluate']['mode']} (as evaluated; unetprune.translate: "
-                            "train_bn = batch statistics and seeded dropout, eval = running statistics)",
+                    "train_bn = batch statistics and seeded dropout, eval = running statistics)",
                 },
             }
         r.tags.update({"unetprune.variant": v, "unetprune.stage": s, "unetprune.group": str(row["group"])})
@@ -565,8 +583,11 @@ def _report_run(cfg: dict, base, tables: dict, cfg_file: Path) -> _Run:
     r.param("collapse_threshold", cfg["evaluate"].get("collapse_threshold"))
     main = tables["main"]
     r.metric("collapsed_models", int(sum(bool(x) for x in main.collapsed if x is not None and x == x)))
-    collapsed = [v if v == ORIGINAL else f"{v}/{st}" for v, st, x in zip(main.variant, main.stage, main.collapsed)
-                 if x is not None and x == x and x]
+    collapsed = [
+        v if v == ORIGINAL else f"{v}/{st}"
+        for v, st, x in zip(main.variant, main.stage, main.collapsed)
+        if x is not None and x == x and x
+    ]
     r.param("collapsed", sorted(collapsed) or "none")
     if not comp.empty:
         r.metric("variant_wins", int((comp.winner == comp.variant).sum()))
@@ -613,9 +634,12 @@ def _experiment_id(client, name: str, artifact_location: str | None) -> str:
     if exp.lifecycle_stage == "deleted":
         client.restore_experiment(exp.experiment_id)
     if artifact_location and exp.artifact_location != artifact_location:
-        print(f"note: MLflow experiment '{name}' keeps the artifact location it was created with "
-              f"({exp.artifact_location}), not {artifact_location}; delete the experiment (or the store) "
-              f"and sync again to move it", file=sys.stderr)
+        print(
+            f"note: MLflow experiment '{name}' keeps the artifact location it was created with "
+            f"({exp.artifact_location}), not {artifact_location}; delete the experiment (or the store) "
+            f"and sync again to move it",
+            file=sys.stderr,
+        )
     return exp.experiment_id
 
 
@@ -652,8 +676,9 @@ def _delete_run(client, run) -> None:
     except MlflowException as e:  # a store without a model registry
         print(f"note: model versions of run {rid} not deleted ({type(e).__name__}: {e})", file=sys.stderr)
     try:
-        models = client.search_logged_models(experiment_ids=[run.info.experiment_id],
-                                             filter_string=f"source_run_id = '{rid}'")
+        models = client.search_logged_models(
+            experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{rid}'"
+        )
         for m in models:
             client.delete_logged_model(m.model_id)
     except MlflowException as e:  # a server without logged models (MLflow < 3)
@@ -687,12 +712,18 @@ def _upsert(
         return keep.info.run_id, False
     now = get_current_time_millis()
     end_ms = end_ms if end_ms is not None else now
-    new = client.create_run(exp_id, start_time=start_ms if start_ms is not None else end_ms, run_name=run.name,
-                            tags={k: str(v) for k, v in tags.items()})
+    new = client.create_run(
+        exp_id,
+        start_time=start_ms if start_ms is not None else end_ms,
+        run_name=run.name,
+        tags={k: str(v) for k, v in tags.items()},
+    )
     rid = new.info.run_id
     metrics = [Metric(k, v, end_ms, 0) for k, v in run.metrics.items()]
-    metrics += [Metric(k, v, int(run.step_times[(k, step)] * 1000) if (k, step) in run.step_times else end_ms, step)
-                for k, v, step in run.steps]
+    metrics += [
+        Metric(k, v, int(run.step_times[(k, step)] * 1000) if (k, step) in run.step_times else end_ms, step)
+        for k, v, step in run.steps
+    ]
     params = [Param(k, v) for k, v in run.params.items()]
     for i in range(0, max(len(metrics), len(params), 1), 100):  # log_batch limits: 1000 metrics, 100 params
         client.log_batch(rid, metrics=metrics[i : i + 100], params=params[i : i + 100])
@@ -738,17 +769,26 @@ def _log_model(client, rid: str, run: _Run) -> None:
     size = spec["image_size"]
     tensor = TensorSpec(np.dtype(np.float32), (-1, 3, size, size))
     named = get_family(spec["family"]).pyfunc_inputs(size)
-    if len(named) == 1:         # one input: predict gets the array itself
+    if len(named) == 1:  # one input: predict gets the array itself
         inputs = Schema([TensorSpec(np.dtype(np.float32), (-1, *named[0][1]))])
-    else:                       # several: predict gets {name: array}
+    else:  # several: predict gets {name: array}
         inputs = Schema([TensorSpec(np.dtype(np.float32), (-1, *shape), name) for name, shape in named])
     defaults = {"mode": spec["mode"], "seed": int(spec["seed"])}
-    signature = ModelSignature(inputs=inputs, outputs=Schema([tensor]), params=ParamSchema([
-        ParamSpec("mode", "string", defaults["mode"]), ParamSpec("seed", "long", defaults["seed"])]))
-    requirements = [f"unetprune=={__version__}", f"torch=={torch.__version__.split('+')[0]}",
-                    f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}"]
+    signature = ModelSignature(
+        inputs=inputs,
+        outputs=Schema([tensor]),
+        params=ParamSchema(
+            [ParamSpec("mode", "string", defaults["mode"]), ParamSpec("seed", "long", defaults["seed"])]
+        ),
+    )
+    requirements = [
+        f"unetprune=={__version__}",
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"mlflow=={mlflow.__version__}",
+        f"numpy=={np.__version__}",
+    ]
     with tempfile.TemporaryDirectory(prefix="unetprune-model-") as tmp:
-        code = Path(tmp) / "unetprune_generator.py"     # the logged model's code: tracking_model.py
+        code = Path(tmp) / "unetprune_generator.py"  # the logged model's code: tracking_model.py
         shutil.copyfile(tracking_model.__file__, code)
         weights = _generator_only(spec["checkpoint"], Path(tmp) / "generator.pt")
         previous = mlflow.get_tracking_uri()
@@ -757,11 +797,15 @@ def _log_model(client, rid: str, run: _Run) -> None:
             with warnings.catch_warnings(), mlflow.start_run(run_id=rid):
                 warnings.simplefilter("ignore")
                 info = mlflow.pyfunc.log_model(
-                    name=MODEL_NAME, python_model=str(code), artifacts={"checkpoint": str(weights)},
-                    signature=signature, pip_requirements=requirements,
+                    name=MODEL_NAME,
+                    python_model=str(code),
+                    artifacts={"checkpoint": str(weights)},
+                    signature=signature,
+                    pip_requirements=requirements,
                     metadata={"unetprune": spec["metadata"]},
                     model_config={**defaults, "inputs": [name for name, _ in named]},
-                    registered_model_name=spec["registered_model"], await_registration_for=60,
+                    registered_model_name=spec["registered_model"],
+                    await_registration_for=60,
                 )
         finally:
             mlflow.set_tracking_uri(previous)
@@ -769,12 +813,16 @@ def _log_model(client, rid: str, run: _Run) -> None:
     if spec["registered_model"] and version is not None:
         meta = spec["metadata"]
         for k in ("experiment", "variant", "stage", "strategy", "group"):
-            client.set_model_version_tag(spec["registered_model"], str(version), f"unetprune.{k}", str(meta[k]))
+            client.set_model_version_tag(
+                spec["registered_model"], str(version), f"unetprune.{k}", str(meta[k])
+            )
         client.set_model_version_tag(spec["registered_model"], str(version), KEY_TAG, run.key)
         client.update_model_version(
-            spec["registered_model"], str(version),
+            spec["registered_model"],
+            str(version),
             description=f"{meta['variant']} ({meta['stage']}): {meta['strategy']}, "
-                        f"{meta['params']:.0f} parameters, {meta['macs_physical']:.4g} MACs (physical)")
+            f"{meta['params']:.0f} parameters, {meta['macs_physical']:.4g} MACs (physical)",
+        )
 
 
 def sync_lock_path(uri: str) -> Path:
@@ -783,7 +831,7 @@ def sync_lock_path(uri: str) -> Path:
     import urllib.parse
 
     if uri.startswith("sqlite:///"):
-        db = uri[len("sqlite:///"):].split("?", 1)[0]
+        db = uri[len("sqlite:///") :].split("?", 1)[0]
         if db and db != ":memory:":
             return Path(db + ".lock")
     parsed = urllib.parse.urlparse(uri)
@@ -818,7 +866,10 @@ class _SyncLock:
 
 
 def sync(
-    cfg: dict, base: Path | str = DEFAULT_BASE, uri: str | None = None, artifact_location: str | None = None,
+    cfg: dict,
+    base: Path | str = DEFAULT_BASE,
+    uri: str | None = None,
+    artifact_location: str | None = None,
     artifact_root: Path | str | None = None,
 ) -> dict:
     """Mirror ``results/<experiment>/`` into MLflow; returns (and writes to mlflow.json) the run ids.
@@ -911,5 +962,9 @@ def _sync_locked(cfg: dict, base, uri: str, artifact_location: str | None, root:
         "sensitivity_parent": pid,
     }
     atomic_write_text(lay.mlflow_json, json.dumps(result, indent=2) + "\n")  # stable across re-syncs
-    return {**result, "artifact_root": str(root) if root is not None else None, "logged": changed,
-            "unchanged": len(ids) - changed}
+    return {
+        **result,
+        "artifact_root": str(root) if root is not None else None,
+        "logged": changed,
+        "unchanged": len(ids) - changed,
+    }

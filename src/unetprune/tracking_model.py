@@ -34,7 +34,7 @@ class UnetpruneGenerator(PythonModel):
         from unetprune.translate import generation_mode
 
         p = {**self.defaults, **(params or {})}
-        if isinstance(model_input, dict):      # several inputs, by name, in the generator's order
+        if isinstance(model_input, dict):  # several inputs, by name, in the generator's order
             xs = [torch.as_tensor(np.asarray(model_input[k], dtype=np.float32)) for k in self.inputs]
         else:
             xs = [torch.as_tensor(np.asarray(model_input, dtype=np.float32))]
@@ -42,5 +42,5 @@ class UnetpruneGenerator(PythonModel):
             return g(*xs).numpy()
 
 
-if __name__ != "unetprune.tracking_model":     # run as the logged model's code, not imported by the package
+if __name__ != "unetprune.tracking_model":  # run as the logged model's code, not imported by the package
     mlflow.models.set_model(UnetpruneGenerator())

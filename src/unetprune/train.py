@@ -99,17 +99,21 @@ def _check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int) -> None:
         raise TrainingDiverged(
             f"loss {', '.join(bad)} became non-finite at epoch {epoch + 1}, step {step} "
             f"({vals}); the run stopped and the last good checkpoint was kept. Lower train.lr, "
-            f"check the data for corrupt images, or turn train.amp off.")
+            f"check the data for corrupt images, or turn train.amp off."
+        )
 
 
 def _compatible(saved: dict, cfg: dict, path: Path, extra_keys: tuple[str, ...] = ()) -> None:
     pairs = [(s, saved.get(s), cfg.get(s)) for s in ("model", "data", "seed")]
-    pairs += [(f"train.{k}", saved["train"].get(k), cfg["train"].get(k)) for k in RESUME_KEYS + tuple(extra_keys)]
+    pairs += [
+        (f"train.{k}", saved["train"].get(k), cfg["train"].get(k)) for k in RESUME_KEYS + tuple(extra_keys)
+    ]
     for key, old, new in pairs:
         if old != new:
             raise UserFacingError(
                 f"cannot resume from {path}: config '{key}' differs from the interrupted run's "
-                f"({old} != {new}); use the original config, or delete {path} to start afresh")
+                f"({old} != {new}); use the original config, or delete {path} to start afresh"
+            )
 
 
 def finetune_config(cfg: dict) -> dict:
@@ -136,9 +140,12 @@ def training_family(cfg: dict) -> ModelFamily:
     return family if target == "generator" else get_family(f"{family.name}-{target}")
 
 
-def build_models(cfg: dict, init_from: Path | str | None = None,
-                 init_discriminator_from: Path | str | None = None,
-                 family: ModelFamily | None = None) -> tuple[nn.Module, nn.Module, dict]:
+def build_models(
+    cfg: dict,
+    init_from: Path | str | None = None,
+    init_discriminator_from: Path | str | None = None,
+    family: ModelFamily | None = None,
+) -> tuple[nn.Module, nn.Module, dict]:
     """Original model: fresh G and D (the family's init, seeded).  Fine-tuning: G from
     ``init_from`` (any widths) and D from ``init_discriminator_from`` (e.g. the original's
     checkpoint: the paper's fine-tuning re-uses the discriminator) or else from
@@ -150,8 +157,10 @@ def build_models(cfg: dict, init_from: Path | str | None = None,
     if init_from:
         ckpt = load_checkpoint(init_from)
         if family_of(ckpt).name != family.name:
-            raise UserFacingError(f"{init_from} holds a {family_of(ckpt).name!r} generator, but this "
-                                  f"run's model family is {family.name!r}")
+            raise UserFacingError(
+                f"{init_from} holds a {family_of(ckpt).name!r} generator, but this "
+                f"run's model family is {family.name!r}"
+            )
         G = family.build(family.spec_from_dict(ckpt["generator"]["arch"]), init=False)
         G.load_state_dict(ckpt["generator"]["state_dict"])
         info["init_from"] = str(init_from)
@@ -163,16 +172,24 @@ def build_models(cfg: dict, init_from: Path | str | None = None,
     if d_src:
         d_ckpt = load_checkpoint(d_src)
         if "discriminator" not in d_ckpt:
-            raise UserFacingError(f"{d_src} holds no discriminator (use a trainer checkpoint, "
-                                  f"e.g. original/checkpoint.pt)")
+            raise UserFacingError(
+                f"{d_src} holds no discriminator (use a trainer checkpoint, e.g. original/checkpoint.pt)"
+            )
         D = family.discriminator_from_entry(d_ckpt["discriminator"])
         info["discriminator_from"] = str(d_src)
     return G, D, info
 
 
-def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path | str | None = None,
-          progress: bool = True, stop_after_epochs: int | None = None,
-          init_discriminator_from: Path | str | None = None, log_epochs: bool = False) -> dict:
+def train(
+    cfg: dict,
+    out_dir: Path | str,
+    resume: bool = False,
+    init_from: Path | str | None = None,
+    progress: bool = True,
+    stop_after_epochs: int | None = None,
+    init_discriminator_from: Path | str | None = None,
+    log_epochs: bool = False,
+) -> dict:
     """Train (or fine-tune, with ``init_from``) and return the log dict written to train.json.
 
     ``progress`` shows tqdm bars; ``log_epochs`` prints one line per epoch without them
@@ -198,8 +215,15 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
     # the weights the run starts from (fresh init or init_from; a resumed run rebuilds the same):
     # train.json records how far training moved them (weight_change)
     initial = {k: v.detach().to("cpu", copy=True) for k, v in G.named_parameters()}
-    log: dict = {"config": cfg, "device": str(device), "threads": torch.get_num_threads(),
-                 "epochs": [], "steps": [], "started_at": utc_now_iso(), **info}
+    log: dict = {
+        "config": cfg,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "epochs": [],
+        "steps": [],
+        "started_at": utc_now_iso(),
+        **info,
+    }
     trainer = family.trainer(G, D, tcfg, device)
     step_mode = getattr(trainer, "step_mode", None)  # CUDA-graph or eager steps, and why (cuda_graph.py)
     if step_mode is not None and (progress or log_epochs):
@@ -209,37 +233,58 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
     if resume and state_path.exists():
         state = load_checkpoint(state_path, map_location=device)
         if family_of(state).name != family.name:
-            raise UserFacingError(f"cannot resume from {state_path}: it holds a {family_of(state).name!r} run, "
-                                  f"this run trains {family.name!r}; choose another --out")
+            raise UserFacingError(
+                f"cannot resume from {state_path}: it holds a {family_of(state).name!r} run, "
+                f"this run trains {family.name!r}; choose another --out"
+            )
         _compatible(state["config"], cfg, state_path, getattr(trainer, "resume_keys", ()))
         trainer.load_state(state)
         start_epoch = int(state["epoch"])
         log = json.loads(state["log"])
         log["resumed_at_epoch"] = log.get("resumed_at_epoch", []) + [start_epoch]
     elif state_path.exists() and not resume:
-        raise UserFacingError(f"{state_path} exists: pass --resume to continue that run, or choose another --out")
+        raise UserFacingError(
+            f"{state_path} exists: pass --resume to continue that run, or choose another --out"
+        )
 
     dataset = family.train_dataset(cfg)
     order = torch.Generator()
     if hasattr(dataset, "batch_loader"):  # device-resident data batches itself (data/gpu_data.py), same order
         loader = dataset.batch_loader(tcfg["batch_size"], order)
     else:
-        loader = DataLoader(dataset, batch_size=tcfg["batch_size"], shuffle=True, generator=order,
-                            num_workers=dcfg["num_workers"], pin_memory=device.type == "cuda",
-                            persistent_workers=False, drop_last=False)
+        loader = DataLoader(
+            dataset,
+            batch_size=tcfg["batch_size"],
+            shuffle=True,
+            generator=order,
+            num_workers=dcfg["num_workers"],
+            pin_memory=device.type == "cuda",
+            persistent_workers=False,
+            drop_last=False,
+        )
 
     def save(epoch_done: int, final: bool) -> None:
-        state = make_checkpoint(trainer.G, cfg, meta={"kind": f"{family.name}-trainer", **info},
-                                **trainer.state(), epoch=epoch_done, total_epochs=total_epochs,
-                                log=json.dumps(log))
+        state = make_checkpoint(
+            trainer.G,
+            cfg,
+            meta={"kind": f"{family.name}-trainer", **info},
+            **trainer.state(),
+            epoch=epoch_done,
+            total_epochs=total_epochs,
+            log=json.dumps(log),
+        )
         atomic_torch_save(state, resume_path)
         if final:
             os.replace(resume_path, ckpt_path)
 
     eval_set = family.check_dataset(cfg)
     if eval_set is not None and start_epoch == 0:
-        log["eval"] = {"split": eval_set.split, "n_images": len(eval_set), "mode": cfg["evaluate"]["mode"],
-                       "l1_init": family.check_score(trainer.G, eval_set, cfg)}
+        log["eval"] = {
+            "split": eval_set.split,
+            "n_images": len(eval_set),
+            "mode": cfg["evaluate"]["mode"],
+            "l1_init": family.check_score(trainer.G, eval_set, cfg),
+        }
         # the learning curve: the check score every train.check_every epochs (epoch 0 = before training)
         log["eval"]["check_every"] = int(tcfg.get("check_every", 1))
         log["eval"]["curve"] = [{"epoch": 0, "score": log["eval"]["l1_init"], "weights_rel_l2": 0.0}]
@@ -277,24 +322,39 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
         if device.type == "cuda":
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
-        log["epochs"].append({"epoch": epoch + 1, "lr": lr, "seconds": dt,
-                              "images_per_s": n_images / dt if dt > 0 else None,
-                              **{k: float(v) / max(n_steps, 1) for k, v in sums.items()}})
-        end_epoch = getattr(trainer, "end_epoch", None)   # a family's per-epoch step (e.g. Wav2Lip's sync switch)
+        log["epochs"].append(
+            {
+                "epoch": epoch + 1,
+                "lr": lr,
+                "seconds": dt,
+                "images_per_s": n_images / dt if dt > 0 else None,
+                **{k: float(v) / max(n_steps, 1) for k, v in sums.items()},
+            }
+        )
+        end_epoch = getattr(
+            trainer, "end_epoch", None
+        )  # a family's per-epoch step (e.g. Wav2Lip's sync switch)
         if end_epoch is not None:
             log["epochs"][-1].update(end_epoch(epoch, cfg))
         if progress or log_epochs:
             e = log["epochs"][-1]
             parts = "".join(f"{k} {e[k]:.3f}  " for k in trainer.losses)
-            tqdm.write(f"epoch {epoch + 1}/{total_epochs}  lr {lr:.2e}  {parts}"
-                       f"{e['images_per_s']:.1f} img/s")
+            tqdm.write(f"epoch {epoch + 1}/{total_epochs}  lr {lr:.2e}  {parts}{e['images_per_s']:.1f} img/s")
         epochs_this_call += 1
         done = epoch + 1
         curve = (log.get("eval") or {}).get("curve")
-        if eval_set is not None and curve is not None and (
-                (check_every and done % check_every == 0) or done == total_epochs):
-            curve.append({"epoch": done, "score": family.check_score(trainer.G, eval_set, cfg),
-                          "weights_rel_l2": weight_change(initial, trainer.G)["rel_l2"]})
+        if (
+            eval_set is not None
+            and curve is not None
+            and ((check_every and done % check_every == 0) or done == total_epochs)
+        ):
+            curve.append(
+                {
+                    "epoch": done,
+                    "score": family.check_score(trainer.G, eval_set, cfg),
+                    "weights_rel_l2": weight_change(initial, trainer.G)["rel_l2"],
+                }
+            )
         if done % tcfg["save_every"] == 0 or done == total_epochs or epochs_this_call == stop_after_epochs:
             save(done, final=done == total_epochs)
         if epochs_this_call == stop_after_epochs:
@@ -309,6 +369,6 @@ def train(cfg: dict, out_dir: Path | str, resume: bool = False, init_from: Path 
         family.render_samples(trainer.G, eval_set, out_dir / SAMPLES_NAME, cfg)
     if step_mode is not None:
         log["step_mode"] = step_mode.as_dict()
-    log["finished_at"] = utc_now_iso()   # the job's times (MLflow shows them; started_at survives resumes)
+    log["finished_at"] = utc_now_iso()  # the job's times (MLflow shows them; started_at survives resumes)
     atomic_write_text(out_dir / LOG_NAME, json.dumps(log, indent=2))
     return log

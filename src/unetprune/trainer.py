@@ -36,8 +36,14 @@ class Trainer:
     resume_keys: tuple[str, ...] = ()
     step_mode: cuda_graph.StepMode | None = None
 
-    def __init__(self, G: nn.Module, D: nn.Module | None, tcfg: dict, device: torch.device,
-                 memory_format: torch.memory_format | None = None):
+    def __init__(
+        self,
+        G: nn.Module,
+        D: nn.Module | None,
+        tcfg: dict,
+        device: torch.device,
+        memory_format: torch.memory_format | None = None,
+    ):
         self.device, self.cfg = device, tcfg
         if device.type == "cpu" and tcfg["flush_denormal"]:
             torch.set_flush_denormal(True)
@@ -80,8 +86,10 @@ class Trainer:
         """The checkpoint entries besides the generator (see the module doc)."""
         out: dict = {}
         if self.D is not None:
-            out["discriminator"] = {"arch": self.D.config,
-                                    "state_dict": {k: v.detach().cpu() for k, v in self.D.state_dict().items()}}
+            out["discriminator"] = {
+                "arch": self.D.config,
+                "state_dict": {k: v.detach().cpu() for k, v in self.D.state_dict().items()},
+            }
         out["optimizers"] = {name: self.optimizer_state(opt) for name, opt in self.optimizers().items()}
         out.update(self.extra_state())
         return out

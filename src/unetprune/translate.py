@@ -54,11 +54,13 @@ def per_image_batchnorm(G: torch.nn.Module):
     batch of one runs the layer's own forward (the same numbers as without the block, bit for
     bit); eval mode is untouched.  Running statistics are not updated for N > 1
     (``generation_mode`` restores them anyway)."""
+
     def make(m, own):
         def forward(x):
             if not m.training or x.shape[0] == 1:
                 return own(x)
             return F.instance_norm(x, None, None, m.weight, m.bias, True, 0.0, m.eps)
+
         return forward
 
     return _patched_forwards(G, lambda m: isinstance(m, nn.modules.batchnorm._BatchNorm), make)
@@ -79,13 +81,16 @@ class DropoutStreams:
         self.current: list[torch.Generator] | None = None
 
     def set_images(self, first: int, n: int, device: torch.device) -> None:
-        self.current = [torch.Generator(device=device).manual_seed(image_seed(self.seed, k))
-                        for k in range(first, first + n)]
+        self.current = [
+            torch.Generator(device=device).manual_seed(image_seed(self.seed, k))
+            for k in range(first, first + n)
+        ]
 
 
 def per_image_dropout(G: torch.nn.Module, streams: DropoutStreams | None):
     """Context manager: inside the block, every ``nn.Dropout`` of ``G`` in train mode draws
     each image's mask from that image's generator in ``streams`` (``None``: nothing changes)."""
+
     def make(m, own):
         def forward(x):
             gens = streams.current
@@ -94,9 +99,14 @@ def per_image_dropout(G: torch.nn.Module, streams: DropoutStreams | None):
             if len(gens) != x.shape[0]:
                 raise RuntimeError(f"dropout streams for {len(gens)} images, batch of {x.shape[0]}")
             keep = 1.0 - m.p
-            mask = torch.stack([torch.empty(x.shape[1:], dtype=x.dtype, device=x.device).bernoulli_(keep, generator=g)
-                                for g in gens])
+            mask = torch.stack(
+                [
+                    torch.empty(x.shape[1:], dtype=x.dtype, device=x.device).bernoulli_(keep, generator=g)
+                    for g in gens
+                ]
+            )
             return x * mask / keep
+
         return forward
 
     if streams is None:
@@ -117,8 +127,11 @@ def generation_mode(G: torch.nn.Module, mode: str, seed: int = 0, per_image_stat
     if mode not in MODES:
         raise ValueError(f"evaluation mode must be one of {MODES}, got {mode!r}")
     was_training = G.training
-    buffers = {k: v.detach().clone() for k, v in G.state_dict().items()
-               if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    buffers = {
+        k: v.detach().clone()
+        for k, v in G.state_dict().items()
+        if k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    }
     devices = sorted({p.device.index or 0 for p in G.parameters() if p.device.type == "cuda"})
     G.train(mode == "train_bn")
     stats = per_image_batchnorm(G) if mode == "train_bn" and per_image_stats else nullcontext(G)
@@ -133,9 +146,16 @@ def generation_mode(G: torch.nn.Module, mode: str, seed: int = 0, per_image_stat
         G.train(was_training)
 
 
-def generate_batches(G: torch.nn.Module, batches: Iterable[torch.Tensor], mode: str = "train_bn", seed: int = 0,
-                     *, device: torch.device | str | None = None, amp: bool = False,
-                     per_image_stats: bool = True) -> Iterator[torch.Tensor]:
+def generate_batches(
+    G: torch.nn.Module,
+    batches: Iterable[torch.Tensor],
+    mode: str = "train_bn",
+    seed: int = 0,
+    *,
+    device: torch.device | str | None = None,
+    amp: bool = False,
+    per_image_stats: bool = True,
+) -> Iterator[torch.Tensor]:
     """Yield ``G(x)`` (on ``device``, in [-1, 1]) for every input batch ``x`` (N, C, H, W) in [-1, 1].
 
     The whole iteration runs inside :func:`generation_mode` (``mode``, dropout seeded with
@@ -156,7 +176,7 @@ def generate_batches(G: torch.nn.Module, batches: Iterable[torch.Tensor], mode: 
     with generation_mode(G, mode, seed, per_image_stats), per_image_dropout(G, streams):
         first = 0
         for x in batches:
-            xs = tuple(x) if isinstance(x, (tuple, list)) else (x,)   # several inputs (e.g. face, mel)
+            xs = tuple(x) if isinstance(x, (tuple, list)) else (x,)  # several inputs (e.g. face, mel)
             xs = tuple(t.to(device, non_blocking=True) for t in xs)
             n = int(xs[0].shape[0])
             if streams is not None:
@@ -166,13 +186,20 @@ def generate_batches(G: torch.nn.Module, batches: Iterable[torch.Tensor], mode: 
             first += n
 
 
-def generate_split(G: torch.nn.Module, dataset, mode: str = "train_bn", seed: int = 0,
-                   device: torch.device | str | None = None,
-                   batch_size: int = 16) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def generate_split(
+    G: torch.nn.Module,
+    dataset,
+    mode: str = "train_bn",
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    batch_size: int = 16,
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """[(A, G(A), B)] for every item of an AlignedDataset, CPU tensors in [-1, 1]; ``batch_size``
     images per call (the batch-1 outputs: per-image statistics and dropout streams)."""
     items = [dataset[i] for i in range(len(dataset))]
-    batches = (torch.stack([it["A"] for it in items[i:i + batch_size]]) for i in range(0, len(items), batch_size))
+    batches = (
+        torch.stack([it["A"] for it in items[i : i + batch_size]]) for i in range(0, len(items), batch_size)
+    )
     with closing(generate_batches(G, batches, mode, seed, device=device)) as outs:
         ys = [y.float().cpu() for out in outs for y in out]
     return [(item["A"], y, item["B"]) for y, item in zip(ys, items)]
@@ -183,8 +210,15 @@ def config_quantize(cfg: dict | None) -> str:
     return ((cfg or {}).get("evaluate") or {}).get("quantize") or "round"
 
 
-def save_sample_grid(G: torch.nn.Module, dataset, path: Path | str, cfg: dict | None = None,
-                     n: int = 8, mode: str | None = None, seed: int | None = None) -> Path:
+def save_sample_grid(
+    G: torch.nn.Module,
+    dataset,
+    path: Path | str,
+    cfg: dict | None = None,
+    n: int = 8,
+    mode: str | None = None,
+    seed: int | None = None,
+) -> Path:
     """PNG with one row per image: input | output | target (outputs quantised per ``evaluate.quantize``)."""
     mode = mode or (cfg["evaluate"]["mode"] if cfg else "train_bn")
     seed = seed if seed is not None else (cfg["seed"] if cfg else 0)
@@ -208,9 +242,17 @@ def _folder_input(f: Path, size: int, direction: str) -> torch.Tensor:
     return to_tensor(im.resize((size, size), Image.BICUBIC)).unsqueeze(0)
 
 
-def translate_folder(checkpoint: Path | str, input_dir: Path | str, output_dir: Path | str,
-                     mode: str = "train_bn", direction: str | None = None, seed: int = 0,
-                     device: str = "cpu", progress: bool = True, quantize: str | None = None) -> list[Path]:
+def translate_folder(
+    checkpoint: Path | str,
+    input_dir: Path | str,
+    output_dir: Path | str,
+    mode: str = "train_bn",
+    direction: str | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+    quantize: str | None = None,
+) -> list[Path]:
     """Run a checkpoint's generator on every image of ``input_dir``; write ``<stem>.png``.
 
     Inputs may be aligned A|B files (width = 2 x height: the input half is taken by
@@ -227,15 +269,19 @@ def translate_folder(checkpoint: Path | str, input_dir: Path | str, output_dir: 
     ckpt = load_checkpoint(checkpoint)
     in_real, out_real = Path(input_dir).resolve(), Path(output_dir).resolve()
     if out_real == in_real or in_real in out_real.parents:
-        raise DataError(f"--output {output_dir} is {'the' if out_real == in_real else 'inside the'} input "
-                        f"folder {input_dir}: the generated PNGs would overwrite or mix with the inputs; "
-                        f"choose another output folder")
+        raise DataError(
+            f"--output {output_dir} is {'the' if out_real == in_real else 'inside the'} input "
+            f"folder {input_dir}: the generated PNGs would overwrite or mix with the inputs; "
+            f"choose another output folder"
+        )
     files = list_images(input_dir)
     stems: dict[str, Path] = {}
     for f in files:
         if f.stem in stems:
-            raise DataError(f"{stems[f.stem]} and {f} have the same name stem, so both would be written "
-                            f"to {Path(output_dir) / (f.stem + '.png')}; rename one of them")
+            raise DataError(
+                f"{stems[f.stem]} and {f} have the same name stem, so both would be written "
+                f"to {Path(output_dir) / (f.stem + '.png')}; rename one of them"
+            )
         stems[f.stem] = f
 
     try:
@@ -243,9 +289,9 @@ def translate_folder(checkpoint: Path | str, input_dir: Path | str, output_dir: 
     except CheckpointError as e:
         raise CheckpointError(str(e).replace("checkpoint:", f"checkpoint {checkpoint}:", 1)) from e
     cfg = ckpt.get("config") or {}
-    size = cfg.get("data", {}).get("crop_size", 2 ** G.num_downs)
-    if size % (2 ** G.num_downs):
-        size = 2 ** G.num_downs
+    size = cfg.get("data", {}).get("crop_size", 2**G.num_downs)
+    if size % (2**G.num_downs):
+        size = 2**G.num_downs
     direction = direction or cfg.get("data", {}).get("direction", "AtoB")
     quantize = quantize or config_quantize(cfg)
     if quantize not in QUANTIZE_METHODS:

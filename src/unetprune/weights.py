@@ -36,10 +36,16 @@ def is_state_dict(obj) -> bool:
     return isinstance(obj, dict) and all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items())
 
 
-def load_weights(path: Path | str, what: str = "a torch weights file", *,
-                 error: Callable[[str], Exception] = WeightsFileError, map_location="cpu",
-                 missing: str | None = MISSING, unreadable: str = UNREADABLE,
-                 not_state_dict: str | None = None) -> Any:
+def load_weights(
+    path: Path | str,
+    what: str = "a torch weights file",
+    *,
+    error: Callable[[str], Exception] = WeightsFileError,
+    map_location="cpu",
+    missing: str | None = MISSING,
+    unreadable: str = UNREADABLE,
+    not_state_dict: str | None = None,
+) -> Any:
     """The object in the torch file ``path``, read with ``torch.load(weights_only=True)``.
 
     Failures raise ``error(message)``, one line naming the file; the messages are templates
@@ -56,14 +62,17 @@ def load_weights(path: Path | str, what: str = "a torch weights file", *,
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 — unpickling, truncated and missing files raise many types
-        raise error(unreadable.format(path=path, what=what, first=first_line(e), kind=type(e).__name__)) from e
+        raise error(
+            unreadable.format(path=path, what=what, first=first_line(e), kind=type(e).__name__)
+        ) from e
     if not_state_dict is not None and not is_state_dict(obj):
         raise error(not_state_dict.format(path=path, what=what))
     return obj
 
 
-def shape_mismatch(want: Mapping[str, tuple], have: Mapping[str, tuple],
-                   optional: Callable[[str], bool] = lambda k: False) -> list[str]:
+def shape_mismatch(
+    want: Mapping[str, tuple], have: Mapping[str, tuple], optional: Callable[[str], bool] = lambda k: False
+) -> list[str]:
     """Short descriptions of how the shapes ``have`` (key → shape) differ from ``want``: missing
     keys (except ``optional`` ones), unexpected keys and wrong shapes, each with an example;
     an empty list when they fit."""

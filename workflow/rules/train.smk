@@ -1,10 +1,10 @@
 # Training the original (unpruned) generator of the model family (with the family's extra inputs,
 # e.g. Wav2Lip's frozen lip-sync expert).  checkpoint.pt appears only when
 # training has finished; the resumable state (resume.pt) is not an output, so a killed
-# job continues where it stopped.  With model.init_weights (released weights, e.g. a pix2pix
-# latest_net_G.pth) the job imports that file instead of training (`unetprune import`, a command
-# of the families that import released weights; train.json records the file's sha256).
-INIT_WEIGHTS = config["model"]["init_weights"]
+# job continues where it stopped.  With model.<family>.init_weights (released weights, e.g. a
+# pix2pix latest_net_G.pth) the job imports that file instead of training (`unetprune import`, a
+# command of the families that import released weights; train.json records the file's sha256).
+INIT_WEIGHTS = (config["model"].get(FAMILY.name) or {}).get("init_weights")
 
 if INIT_WEIGHTS:
     TRAIN_ORIGINAL = (

@@ -9,8 +9,14 @@ from ..config import load_config
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="config/config.yaml", help="experiment config (YAML)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.n_epochs=2 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.n_epochs=2 (repeatable)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> dict:

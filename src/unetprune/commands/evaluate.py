@@ -8,20 +8,37 @@ import sys
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "evaluate", help="FID/KID, segmentation mIoU, L1/PSNR/SSIM and params/MACs of a checkpoint",
+        "evaluate",
+        help="FID/KID, segmentation mIoU, L1/PSNR/SSIM and params/MACs of a checkpoint",
         description="Score a generator checkpoint on one split and write everything to one JSON. "
-                    "Without --config the checkpoint's own config is used; --set overrides keys "
-                    "(e.g. --set evaluate.fid_backend=standin --set evaluate.max_images=16).")
+        "Without --config the checkpoint's own config is used; --set overrides keys "
+        "(e.g. --set evaluate.fid_backend=standin --set evaluate.max_images=16).",
+    )
     p.add_argument("--checkpoint", required=True, help="generator checkpoint (.pt) to score")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="dataset split (default test)")
-    p.add_argument("--config", default=None, help="experiment YAML (default: the config stored in the checkpoint)")
+    p.add_argument(
+        "--split", default="test", choices=["train", "val", "test"], help="dataset split (default test)"
+    )
+    p.add_argument(
+        "--config", default=None, help="experiment YAML (default: the config stored in the checkpoint)"
+    )
     p.add_argument("--out", default=None, help="JSON file to write (default: print to stdout)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, repeatable (evaluate.mode=eval, evaluate.device=cpu, ...)")
-    p.add_argument("--cache-dir", default=None,
-                   help="folder of cached real-image FID statistics and stand-in weights "
-                        "(default: the experiment's fid_stats/)")
-    p.add_argument("--data-root", default=None, help="dataset folder (default: data.root or the experiment's data/)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, repeatable (evaluate.mode=eval, evaluate.device=cpu, ...)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="folder of cached real-image FID statistics and stand-in weights "
+        "(default: the experiment's fid_stats/)",
+    )
+    p.add_argument(
+        "--data-root", default=None, help="dataset folder (default: data.root or the experiment's data/)"
+    )
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     p.set_defaults(func=run)
 
@@ -29,13 +46,22 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..evaluate import DEFAULT_CACHE_DIR, evaluate_checkpoint
 
-    result = evaluate_checkpoint(args.checkpoint, args.config, args.split, args.out, overrides=args.overrides,
-                                 cache_dir=args.cache_dir or DEFAULT_CACHE_DIR, data_root=args.data_root,
-                                 latency=not args.no_latency)
+    result = evaluate_checkpoint(
+        args.checkpoint,
+        args.config,
+        args.split,
+        args.out,
+        overrides=args.overrides,
+        cache_dir=args.cache_dir or DEFAULT_CACHE_DIR,
+        data_root=args.data_root,
+        latency=not args.no_latency,
+    )
     fid = result["fid"]
     seg = result.get("segmentation") or {}
-    line = (f"{args.split}: FID {fid['value']:.3f} ({fid['backend']}, {fid['n_images']} images "
-            f"{fid['image_size']}px), PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f}")
+    line = (
+        f"{args.split}: FID {fid['value']:.3f} ({fid['backend']}, {fid['n_images']} images "
+        f"{fid['image_size']}px), PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f}"
+    )
     if seg.get("miou") is not None:
         line += f", mIoU {seg['miou']:.4f} ({seg['name']})"
     if args.out is None:

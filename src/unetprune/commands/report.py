@@ -20,7 +20,9 @@ def register(sub) -> None:
     )
     add_config_args(p)
     p.add_argument(
-        "--results", default=str(DEFAULT_BASE), help=f"results folder holding <experiment>/ (default {DEFAULT_BASE})"
+        "--results",
+        default=str(DEFAULT_BASE),
+        help=f"results folder holding <experiment>/ (default {DEFAULT_BASE})",
     )
     p.set_defaults(func=run)
 

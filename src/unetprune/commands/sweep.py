@@ -26,11 +26,20 @@ def register(sub) -> None:
     p = sub.add_parser("sweep", help="per-layer sensitivity sweep of a trained generator")
     add_config_args(p)
     p.add_argument("--checkpoint", required=True, help="the trained (unpruned) generator")
-    p.add_argument("--layer", action="append", default=[],
-                   help="layer to sweep (repeatable; default: sensitivity.layers of the config)")
-    p.add_argument("--out-dir", default=None,
-                   help="folder for <layer>.json (default: the experiment's sensitivity/ folder)")
-    p.add_argument("--cache-dir", default=None, help="FID statistics cache (default: the experiment's fid_stats/)")
+    p.add_argument(
+        "--layer",
+        action="append",
+        default=[],
+        help="layer to sweep (repeatable; default: sensitivity.layers of the config)",
+    )
+    p.add_argument(
+        "--out-dir",
+        default=None,
+        help="folder for <layer>.json (default: the experiment's sensitivity/ folder)",
+    )
+    p.add_argument(
+        "--cache-dir", default=None, help="FID statistics cache (default: the experiment's fid_stats/)"
+    )
     p.set_defaults(func=run)
 
 
@@ -50,7 +59,7 @@ def sweep_metric(result: dict) -> dict[str, float]:
     if seg.get("miou") is not None:
         out["miou"] = seg["miou"]
     lse = result.get("lse") or {}
-    for k in ("lse_d", "lse_c"):       # Wav2Lip: lip sync (families/wav2lip/lse.py)
+    for k in ("lse_d", "lse_c"):  # Wav2Lip: lip sync (families/wav2lip/lse.py)
         if lse.get(k) is not None:
             out[k] = lse[k]
     ratio = (result.get("diversity") or {}).get("ratio")
@@ -90,8 +99,13 @@ def collapse_flags(r: dict, threshold: float) -> dict:
     return out
 
 
-def run_sweep(cfg: dict, checkpoint: str, layers: list[str] | None, out_dir: str | None = None,
-              cache_dir: str | None = None) -> dict:
+def run_sweep(
+    cfg: dict,
+    checkpoint: str,
+    layers: list[str] | None,
+    out_dir: str | None = None,
+    cache_dir: str | None = None,
+) -> dict:
     """Score every (layer, ratio) point and write one JSON per layer (as soon as it is done)."""
     from ..checkpoint import generator_from_checkpoint
     from ..config import deep_merge
@@ -111,8 +125,13 @@ def run_sweep(cfg: dict, checkpoint: str, layers: list[str] | None, out_dir: str
     side = cfg["data"]["crop_size"]
     threshold = float(cfg["evaluate"].get("collapse_threshold", 0.1))
     # record how the points were scored next to the numbers (no table mixes FID backends)
-    scoring = {"fid_backend": ev.metrics["fid"].extractor.backend, "split": s["split"], "n_images": ev.eval_set.n,
-               "mode": ev.mode, "image_size": ev.eval_set.image_size}
+    scoring = {
+        "fid_backend": ev.metrics["fid"].extractor.backend,
+        "split": s["split"],
+        "n_images": ev.eval_set.n,
+        "mode": ev.mode,
+        "image_size": ev.eval_set.image_size,
+    }
     noise: list[dict | None] = []  # how each scored point's noise was measured, in scoring order
 
     def metric(g) -> dict:
@@ -126,9 +145,17 @@ def run_sweep(cfg: dict, checkpoint: str, layers: list[str] | None, out_dir: str
         r["noise"] = noise[-1] if noise else None
         atomic_write_text(lay.sensitivity_json(layer), json.dumps(r, indent=2) + "\n")
 
-    return sensitivity_sweep(G, layers or sensitivity_layers(cfg), s["ratios"], metric, write,
-                             importance=s["importance"], seed=cfg["seed"],
-                             input_shape=family_of(G).counting_shape(G, side), include_full=True)
+    return sensitivity_sweep(
+        G,
+        layers or sensitivity_layers(cfg),
+        s["ratios"],
+        metric,
+        write,
+        importance=s["importance"],
+        seed=cfg["seed"],
+        input_shape=family_of(G).counting_shape(G, side),
+        include_full=True,
+    )
 
 
 def run(args) -> int:
@@ -136,8 +163,10 @@ def run(args) -> int:
     res = run_sweep(cfg, args.checkpoint, args.layer or None, args.out_dir, args.cache_dir)
     for layer, r in res.items():
         q = ", ".join(
-            f"r={ratio:g}: FID {m['fid']:.2f}" + (f" ± {m['fid_std']:.2f}" if "fid_std" in m else "")
+            f"r={ratio:g}: FID {m['fid']:.2f}"
+            + (f" ± {m['fid_std']:.2f}" if "fid_std" in m else "")
             + (" (collapsed)" if c else "")
-            for ratio, m, c in zip(r["ratios"], r["metrics"], r.get("collapsed") or [None] * len(r["ratios"])))
+            for ratio, m, c in zip(r["ratios"], r["metrics"], r.get("collapsed") or [None] * len(r["ratios"]))
+        )
         print(f"{layer}: {q}")
     return 0

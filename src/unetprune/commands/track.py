@@ -44,7 +44,9 @@ def register(sub) -> None:
         "mlflow-artifacts:/<experiment> for a local store, the server's default for a tracking server)",
     )
     p.add_argument(
-        "--results", default=str(DEFAULT_BASE), help=f"results folder holding <experiment>/ (default {DEFAULT_BASE})"
+        "--results",
+        default=str(DEFAULT_BASE),
+        help=f"results folder holding <experiment>/ (default {DEFAULT_BASE})",
     )
     p.set_defaults(func=run)
 
@@ -56,8 +58,13 @@ def run(args) -> int:
     from ..tracking import sync
 
     cfg = config_from_args(args)
-    out = sync(cfg, args.results, uri=args.uri, artifact_location=args.artifact_location,
-               artifact_root=args.artifact_root)
+    out = sync(
+        cfg,
+        args.results,
+        uri=args.uri,
+        artifact_location=args.artifact_location,
+        artifact_root=args.artifact_root,
+    )
     where = f", artifacts in {out['artifact_root']}" if out.get("artifact_root") else ""
     print(
         f"MLflow experiment '{out['experiment']}' ({out['tracking_uri']}{where}): {len(out['runs'])} runs, "

@@ -8,8 +8,12 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--input", required=True, help="folder of input images (plain or aligned A|B)")
     p.add_argument("--output", required=True, help="folder for the generated PNGs")
-    p.add_argument("--mode", choices=["train_bn", "eval"], default="train_bn",
-                   help="BatchNorm/dropout mode (train_bn = the pix2pix reference)")
+    p.add_argument(
+        "--mode",
+        choices=["train_bn", "eval"],
+        default="train_bn",
+        help="BatchNorm/dropout mode (train_bn = the pix2pix reference)",
+    )
     p.add_argument("--direction", choices=["AtoB", "BtoA"], help="for aligned inputs (default: checkpoint's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -19,7 +23,14 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..translate import translate_folder
 
-    files = translate_folder(args.checkpoint, args.input, args.output, mode=args.mode,
-                             direction=args.direction, seed=args.seed, device=args.device)
+    files = translate_folder(
+        args.checkpoint,
+        args.input,
+        args.output,
+        mode=args.mode,
+        direction=args.direction,
+        seed=args.seed,
+        device=args.device,
+    )
     print(f"wrote {len(files)} images to {args.output}")
     return 0

@@ -38,7 +38,7 @@ from torch.utils.data import Dataset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 SPLITS = ("train", "val", "test")
-MAX_PIXELS = 64_000_000   # far above any benchmark image (Cityscapes: 2048 x 1024 = 2.1 M)
+MAX_PIXELS = 64_000_000  # far above any benchmark image (Cityscapes: 2048 x 1024 = 2.1 M)
 
 
 class DataError(ValueError):
@@ -65,19 +65,25 @@ def _to_rgb(im: Image.Image, path: Path) -> Image.Image:
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         a = np.asarray(im).astype(np.int64)
         if a.size and (a.min() < 0 or a.max() > 65535):
-            raise DataError(f"{path}: {mode} image with values outside 0..65535 is not supported "
-                            f"(image policy: 8- or 16-bit RGB/grayscale); convert it to 8-bit RGB")
-        g = ((a * 255 + 32767) // 65535).astype(np.uint8)   # round(v / 257)
+            raise DataError(
+                f"{path}: {mode} image with values outside 0..65535 is not supported "
+                f"(image policy: 8- or 16-bit RGB/grayscale); convert it to 8-bit RGB"
+            )
+        g = ((a * 255 + 32767) // 65535).astype(np.uint8)  # round(v / 257)
         return Image.fromarray(np.repeat(g[..., None], 3, axis=2), "RGB")
     if mode in ("RGBA", "LA", "PA", "P", "La", "RGBa"):
         rgba = im.convert("RGBA")
         lo, _ = rgba.getchannel("A").getextrema()
         if lo < 255:
-            raise DataError(f"{path}: has transparent pixels ({mode} with alpha < 255); image policy: "
-                            f"flatten it onto a background and save it as RGB")
+            raise DataError(
+                f"{path}: has transparent pixels ({mode} with alpha < 255); image policy: "
+                f"flatten it onto a background and save it as RGB"
+            )
         return rgba.convert("RGB")
-    raise DataError(f"{path}: colour mode {mode} is not supported (image policy: RGB, grayscale, "
-                    f"16-bit grayscale or opaque RGBA); convert it to 8-bit RGB")
+    raise DataError(
+        f"{path}: colour mode {mode} is not supported (image policy: RGB, grayscale, "
+        f"16-bit grayscale or opaque RGBA); convert it to 8-bit RGB"
+    )
 
 
 def open_rgb(path: Path | str) -> Image.Image:
@@ -88,8 +94,10 @@ def open_rgb(path: Path | str) -> Image.Image:
         with Image.open(path) as im:
             w, h = im.size
             if w * h > MAX_PIXELS:
-                raise DataError(f"{path}: {w}x{h} = {w * h} pixels, more than the {MAX_PIXELS} allowed "
-                                f"(a decompression bomb or not a dataset image); delete this file")
+                raise DataError(
+                    f"{path}: {w}x{h} = {w * h} pixels, more than the {MAX_PIXELS} allowed "
+                    f"(a decompression bomb or not a dataset image); delete this file"
+                )
             im.load()
             return _to_rgb(im, path).copy()
     except DataError:
@@ -109,12 +117,14 @@ def read_aligned(path: Path | str) -> tuple[Image.Image, Image.Image]:
     if w != 2 * h:
         raise DataError(
             f"{path}: an aligned image must hold A|B side by side with width = 2 x height, "
-            f"got {w}x{h}. Check the dataset's format (pix2pix 'aligned').")
+            f"got {w}x{h}. Check the dataset's format (pix2pix 'aligned')."
+        )
     half = w // 2
     return ab.crop((0, 0, half, h)), ab.crop((half, 0, w, h))
 
 
 # --- uint8 <-> [-1, 1]: the project's one image quantisation ------------------------------
+
 
 def pil_to_uint8(im: Image.Image) -> torch.Tensor:
     """PIL RGB → uint8 tensor (3, H, W)."""
@@ -179,9 +189,18 @@ def to_uint8(t: torch.Tensor, method: str = "round") -> np.ndarray:
 class AlignedDataset(Dataset):
     """One split of an aligned dataset; items are ``{"A", "B", "path"}`` in [-1, 1]."""
 
-    def __init__(self, root: Path | str, split: str = "train", direction: str = "AtoB",
-                 load_size: int = 286, crop_size: int = 256, train: bool | None = None,
-                 flip: bool = True, seed: int = 0, max_items: int | None = None):
+    def __init__(
+        self,
+        root: Path | str,
+        split: str = "train",
+        direction: str = "AtoB",
+        load_size: int = 286,
+        crop_size: int = 256,
+        train: bool | None = None,
+        flip: bool = True,
+        seed: int = 0,
+        max_items: int | None = None,
+    ):
         if direction not in ("AtoB", "BtoA"):
             raise DataError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
         if crop_size > load_size:
@@ -241,7 +260,9 @@ def check_aligned_layout(root: Path | str, splits: tuple[str, ...] = ("train",))
     for split in SPLITS:
         if not (root / split).is_dir():
             if split in splits:
-                raise DataError(f"{root} has no '{split}/' folder; an aligned dataset needs {', '.join(splits)}")
+                raise DataError(
+                    f"{root} has no '{split}/' folder; an aligned dataset needs {', '.join(splits)}"
+                )
             continue
         files = list_images(root / split)
         for f in files:

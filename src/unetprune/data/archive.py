@@ -51,10 +51,10 @@ __all__ = ["ArchiveMember", "UnsafeArchiveError", "archive_format", "list_member
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _COPY_CHUNK = 1 << 20
 
-DEFAULT_MAX_TOTAL_BYTES = 64 << 30      # 64 GiB: more than any pix2pix benchmark unpacked
-DEFAULT_MAX_RATIO = 100.0               # JPEG/PNG datasets unpack to ~1x their archive
-DEFAULT_MAX_MEMBERS = 1_000_000         # edges2handbags, the largest, has ~139k files
-RATIO_FLOOR = 32 << 20                  # the ratio applies once the files exceed 32 MiB
+DEFAULT_MAX_TOTAL_BYTES = 64 << 30  # 64 GiB: more than any pix2pix benchmark unpacked
+DEFAULT_MAX_RATIO = 100.0  # JPEG/PNG datasets unpack to ~1x their archive
+DEFAULT_MAX_MEMBERS = 1_000_000  # edges2handbags, the largest, has ~139k files
+RATIO_FLOOR = 32 << 20  # the ratio applies once the files exceed 32 MiB
 
 
 class UnsafeArchiveError(DataError):
@@ -85,13 +85,15 @@ def archive_format(path: Path | str) -> str:
         return "zip"
     if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")) or head[257:262] == b"ustar":
         return "tar"
-    raise DataError(f"{path} is neither a tar nor a zip archive (first bytes {head[:8]!r}); "
-                    f"delete it and fetch again")
+    raise DataError(
+        f"{path} is neither a tar nor a zip archive (first bytes {head[:8]!r}); delete it and fetch again"
+    )
 
 
 def _unsafe(archive: Path, member: str, why: str) -> UnsafeArchiveError:
-    return UnsafeArchiveError(f"refusing to extract {archive.name}: member {member!r} {why}; "
-                              f"nothing was extracted")
+    return UnsafeArchiveError(
+        f"refusing to extract {archive.name}: member {member!r} {why}; nothing was extracted"
+    )
 
 
 def _normalise(archive: Path, raw_name: str) -> str:
@@ -117,15 +119,18 @@ def _check_symlink(archive: Path, raw: str, name: str, target: str) -> None:
     if not target:
         raise _unsafe(archive, raw, "is a symlink with an empty target")
     if target.startswith(("/", "\\")) or _DRIVE.match(target):
-        raise _unsafe(archive, raw, f"is a symlink to the absolute path {target!r} "
-                                    f"(outside the target folder)")
+        raise _unsafe(
+            archive, raw, f"is a symlink to the absolute path {target!r} (outside the target folder)"
+        )
     if not _inside(posixpath.join(posixpath.dirname(name), target.replace("\\", "/"))):
         raise _unsafe(archive, raw, f"is a symlink to {target!r}, which points outside the target folder")
 
 
 def _too_many(archive: Path, limit: int) -> UnsafeArchiveError:
-    return UnsafeArchiveError(f"refusing to extract {archive.name}: it has more than {limit} members "
-                              f"(the limit; a dataset has far fewer); nothing was extracted")
+    return UnsafeArchiveError(
+        f"refusing to extract {archive.name}: it has more than {limit} members "
+        f"(the limit; a dataset has far fewer); nothing was extracted"
+    )
 
 
 def _tar_members(archive: Path, tf: tarfile.TarFile, max_members: int | None = None) -> list[ArchiveMember]:
@@ -150,16 +155,23 @@ def _tar_members(archive: Path, tf: tarfile.TarFile, max_members: int | None = N
         elif ti.islnk():
             # Hardlink targets are archive paths (relative to the archive root).
             if ti.linkname.startswith(("/", "\\")) or _DRIVE.match(ti.linkname):
-                raise _unsafe(archive, ti.name, f"is a hardlink to the absolute path {ti.linkname!r} "
-                                                f"(outside the target folder)")
+                raise _unsafe(
+                    archive,
+                    ti.name,
+                    f"is a hardlink to the absolute path {ti.linkname!r} (outside the target folder)",
+                )
             parts = [p for p in re.split(r"[/\\]", ti.linkname) if p not in ("", ".")]
             if ".." in parts:
-                raise _unsafe(archive, ti.name, f"is a hardlink to {ti.linkname!r}, which points outside "
-                                                f"the target folder")
+                raise _unsafe(
+                    archive,
+                    ti.name,
+                    f"is a hardlink to {ti.linkname!r}, which points outside the target folder",
+                )
             out.append(ArchiveMember(name, "hardlink", target="/".join(parts), raw=ti))
         else:
-            raise _unsafe(archive, ti.name, f"has an unsupported type {ti.type!r} "
-                                            f"(not a file, folder or link)")
+            raise _unsafe(
+                archive, ti.name, f"has an unsupported type {ti.type!r} (not a file, folder or link)"
+            )
     return out
 
 
@@ -205,11 +217,15 @@ def _check_structure(archive: Path, members: list[ArchiveMember]) -> None:
             if prefix in links:
                 raise _unsafe(archive, m.name, f"would be written through the symlink member {prefix!r}")
             if kinds.get(prefix, "dir") != "dir":
-                raise _unsafe(archive, m.name, f"needs {prefix!r} to be a folder, "
-                                               f"but the archive makes it a file")
+                raise _unsafe(
+                    archive, m.name, f"needs {prefix!r} to be a folder, but the archive makes it a file"
+                )
         if m.kind == "hardlink" and kinds.get(m.target) not in ("file", "hardlink"):
-            raise _unsafe(archive, m.name, f"is a hardlink to {m.target!r}, which is not an earlier "
-                                           f"regular file in the archive")
+            raise _unsafe(
+                archive,
+                m.name,
+                f"is a hardlink to {m.target!r}, which is not an earlier regular file in the archive",
+            )
         prev = kinds.get(m.name)
         if prev is not None and (prev == "dir") != (m.kind == "dir"):
             raise _unsafe(archive, m.name, "appears both as a folder and as a file")
@@ -252,13 +268,16 @@ class _Budget:
 
     def check(self, total: int, what: str) -> None:
         if self.max_total is not None and total > self.max_total:
-            raise UnsafeArchiveError(f"refusing to extract {self.archive.name}: its files {what} {total} bytes, "
-                                     f"more than the limit of {self.max_total} (a decompression bomb?)")
+            raise UnsafeArchiveError(
+                f"refusing to extract {self.archive.name}: its files {what} {total} bytes, "
+                f"more than the limit of {self.max_total} (a decompression bomb?)"
+            )
         if self.max_by_ratio is not None and total > self.max_by_ratio:
             raise UnsafeArchiveError(
                 f"refusing to extract {self.archive.name}: its files {what} {total} bytes, more than "
                 f"{self.max_ratio:g} times the archive's {self.archive.stat().st_size} bytes "
-                f"(a decompression bomb?)")
+                f"(a decompression bomb?)"
+            )
 
     def add(self, n: int) -> None:
         self.written += n
@@ -282,13 +301,17 @@ def _write_stream(src: BinaryIO, dest: str, executable: bool, budget: _Budget | 
             out.write(chunk)
 
 
-def safe_extract(archive: Path | str, dest: Path | str, *,
-                 max_total_bytes: int | None = DEFAULT_MAX_TOTAL_BYTES,
-                 max_ratio: float | None = DEFAULT_MAX_RATIO,
-                 max_members: int | None = DEFAULT_MAX_MEMBERS,
-                 allow_links: bool = True,
-                 member_filter: Callable[[ArchiveMember], bool | str] | None = None,
-                 on_member: Callable[[ArchiveMember], None] | None = None) -> list[str]:
+def safe_extract(
+    archive: Path | str,
+    dest: Path | str,
+    *,
+    max_total_bytes: int | None = DEFAULT_MAX_TOTAL_BYTES,
+    max_ratio: float | None = DEFAULT_MAX_RATIO,
+    max_members: int | None = DEFAULT_MAX_MEMBERS,
+    allow_links: bool = True,
+    member_filter: Callable[[ArchiveMember], bool | str] | None = None,
+    on_member: Callable[[ArchiveMember], None] | None = None,
+) -> list[str]:
     """Extract a tar (any compression) or zip ``archive`` into folder ``dest`` safely.
 
     Every member is checked (see the module docstring) before anything is written; an
@@ -330,8 +353,13 @@ def safe_extract(archive: Path | str, dest: Path | str, *,
         raise
 
 
-def _extract(archive: Path, dest: Path, members: list[ArchiveMember], budget: _Budget,
-             on_member: Callable[[ArchiveMember], None] | None) -> list[str]:
+def _extract(
+    archive: Path,
+    dest: Path,
+    members: list[ArchiveMember],
+    budget: _Budget,
+    on_member: Callable[[ArchiveMember], None] | None,
+) -> list[str]:
     root_real = os.path.realpath(dest)
     fmt = archive_format(archive)
     written: list[str] = []
@@ -386,6 +414,7 @@ def _extract(archive: Path, dest: Path, members: list[ArchiveMember], budget: _B
                 p = os.path.join(root_real, *s.name.split("/"))
                 if os.path.islink(p):
                     os.unlink(p)
-            raise _unsafe(archive, m.name, "is a symlink that resolves outside the target folder "
-                                           "through other links")
+            raise _unsafe(
+                archive, m.name, "is a symlink that resolves outside the target folder through other links"
+            )
     return written

@@ -74,43 +74,46 @@ __all__ = [
 CityscapesLabel = namedtuple("CityscapesLabel", "name id train_id category color")
 
 # cityscapesScripts/cityscapesscripts/helpers/labels.py: (name, labelId, trainId, category, colour).
-LABELS: tuple[CityscapesLabel, ...] = tuple(CityscapesLabel(*row) for row in (
-    ("unlabeled", 0, 255, "void", (0, 0, 0)),
-    ("ego vehicle", 1, 255, "void", (0, 0, 0)),
-    ("rectification border", 2, 255, "void", (0, 0, 0)),
-    ("out of roi", 3, 255, "void", (0, 0, 0)),
-    ("static", 4, 255, "void", (0, 0, 0)),
-    ("dynamic", 5, 255, "void", (111, 74, 0)),
-    ("ground", 6, 255, "void", (81, 0, 81)),
-    ("road", 7, 0, "flat", (128, 64, 128)),
-    ("sidewalk", 8, 1, "flat", (244, 35, 232)),
-    ("parking", 9, 255, "flat", (250, 170, 160)),
-    ("rail track", 10, 255, "flat", (230, 150, 140)),
-    ("building", 11, 2, "construction", (70, 70, 70)),
-    ("wall", 12, 3, "construction", (102, 102, 156)),
-    ("fence", 13, 4, "construction", (190, 153, 153)),
-    ("guard rail", 14, 255, "construction", (180, 165, 180)),
-    ("bridge", 15, 255, "construction", (150, 100, 100)),
-    ("tunnel", 16, 255, "construction", (150, 120, 90)),
-    ("pole", 17, 5, "object", (153, 153, 153)),
-    ("polegroup", 18, 255, "object", (153, 153, 153)),
-    ("traffic light", 19, 6, "object", (250, 170, 30)),
-    ("traffic sign", 20, 7, "object", (220, 220, 0)),
-    ("vegetation", 21, 8, "nature", (107, 142, 35)),
-    ("terrain", 22, 9, "nature", (152, 251, 152)),
-    ("sky", 23, 10, "sky", (70, 130, 180)),
-    ("person", 24, 11, "human", (220, 20, 60)),
-    ("rider", 25, 12, "human", (255, 0, 0)),
-    ("car", 26, 13, "vehicle", (0, 0, 142)),
-    ("truck", 27, 14, "vehicle", (0, 0, 70)),
-    ("bus", 28, 15, "vehicle", (0, 60, 100)),
-    ("caravan", 29, 255, "vehicle", (0, 0, 90)),
-    ("trailer", 30, 255, "vehicle", (0, 0, 110)),
-    ("train", 31, 16, "vehicle", (0, 80, 100)),
-    ("motorcycle", 32, 17, "vehicle", (0, 0, 230)),
-    ("bicycle", 33, 18, "vehicle", (119, 11, 32)),
-    ("license plate", -1, -1, "vehicle", (0, 0, 142)),
-))
+LABELS: tuple[CityscapesLabel, ...] = tuple(
+    CityscapesLabel(*row)
+    for row in (
+        ("unlabeled", 0, 255, "void", (0, 0, 0)),
+        ("ego vehicle", 1, 255, "void", (0, 0, 0)),
+        ("rectification border", 2, 255, "void", (0, 0, 0)),
+        ("out of roi", 3, 255, "void", (0, 0, 0)),
+        ("static", 4, 255, "void", (0, 0, 0)),
+        ("dynamic", 5, 255, "void", (111, 74, 0)),
+        ("ground", 6, 255, "void", (81, 0, 81)),
+        ("road", 7, 0, "flat", (128, 64, 128)),
+        ("sidewalk", 8, 1, "flat", (244, 35, 232)),
+        ("parking", 9, 255, "flat", (250, 170, 160)),
+        ("rail track", 10, 255, "flat", (230, 150, 140)),
+        ("building", 11, 2, "construction", (70, 70, 70)),
+        ("wall", 12, 3, "construction", (102, 102, 156)),
+        ("fence", 13, 4, "construction", (190, 153, 153)),
+        ("guard rail", 14, 255, "construction", (180, 165, 180)),
+        ("bridge", 15, 255, "construction", (150, 100, 100)),
+        ("tunnel", 16, 255, "construction", (150, 120, 90)),
+        ("pole", 17, 5, "object", (153, 153, 153)),
+        ("polegroup", 18, 255, "object", (153, 153, 153)),
+        ("traffic light", 19, 6, "object", (250, 170, 30)),
+        ("traffic sign", 20, 7, "object", (220, 220, 0)),
+        ("vegetation", 21, 8, "nature", (107, 142, 35)),
+        ("terrain", 22, 9, "nature", (152, 251, 152)),
+        ("sky", 23, 10, "sky", (70, 130, 180)),
+        ("person", 24, 11, "human", (220, 20, 60)),
+        ("rider", 25, 12, "human", (255, 0, 0)),
+        ("car", 26, 13, "vehicle", (0, 0, 142)),
+        ("truck", 27, 14, "vehicle", (0, 0, 70)),
+        ("bus", 28, 15, "vehicle", (0, 60, 100)),
+        ("caravan", 29, 255, "vehicle", (0, 0, 90)),
+        ("trailer", 30, 255, "vehicle", (0, 0, 110)),
+        ("train", 31, 16, "vehicle", (0, 80, 100)),
+        ("motorcycle", 32, 17, "vehicle", (0, 0, 230)),
+        ("bicycle", 33, 18, "vehicle", (119, 11, 32)),
+        ("license plate", -1, -1, "vehicle", (0, 0, 142)),
+    )
+)
 
 NUM_CLASSES = 19
 IGNORE_INDEX = 255
@@ -172,8 +175,8 @@ class PreparedCityscapes:
     lock: dict = field(default_factory=dict)
 
 
-MAX_MEMBER_BYTES = 256 << 20   # one Cityscapes PNG is ~2-3 MB (2048 x 1024)
-MAX_MEMBER_RATIO = 100.0       # PNGs do not compress further; a bomb does, by ~1000x
+MAX_MEMBER_BYTES = 256 << 20  # one Cityscapes PNG is ~2-3 MB (2048 x 1024)
+MAX_MEMBER_RATIO = 100.0  # PNGs do not compress further; a bomb does, by ~1000x
 
 
 class _Source:
@@ -199,11 +202,15 @@ class _Source:
             return open(p, "rb")
         info = self.zip.getinfo(name)
         if info.file_size > MAX_MEMBER_BYTES:
-            raise DataError(f"refusing {name} in {self.path.name}: it unpacks to {info.file_size} bytes, more "
-                            f"than the {MAX_MEMBER_BYTES} allowed for one image (a decompression bomb?)")
+            raise DataError(
+                f"refusing {name} in {self.path.name}: it unpacks to {info.file_size} bytes, more "
+                f"than the {MAX_MEMBER_BYTES} allowed for one image (a decompression bomb?)"
+            )
         if info.file_size > (1 << 20) and info.file_size > MAX_MEMBER_RATIO * max(info.compress_size, 1):
-            raise DataError(f"refusing {name} in {self.path.name}: {info.compress_size} bytes unpack to "
-                            f"{info.file_size}, more than {MAX_MEMBER_RATIO:g}x (a decompression bomb?)")
+            raise DataError(
+                f"refusing {name} in {self.path.name}: {info.compress_size} bytes unpack to "
+                f"{info.file_size}, more than {MAX_MEMBER_RATIO:g}x (a decompression bomb?)"
+            )
         return self.zip.open(info)
 
     def close(self) -> None:
@@ -225,7 +232,8 @@ def _open_inputs(zips_dir: Path, root: Path) -> tuple[_Source, _Source]:
             f"Cityscapes is licence-gated: {' and '.join(missing)} not found in {zips_dir}. Register and "
             f"log in at {CITYSCAPES_DOWNLOADS}, download {GTFINE_ZIP} (241 MB) and {LEFTIMG_ZIP} (11 GB), "
             f"put both in {zips_dir} (do not unzip), then run "
-            f"`unetprune data prepare-cityscapes --zips {zips_dir} --root {root}`")
+            f"`unetprune data prepare-cityscapes --zips {zips_dir} --root {root}`"
+        )
     try:
         return _Source(found[0]), _Source(found[1])
     except zipfile.BadZipFile as e:
@@ -247,19 +255,25 @@ def _collect_pairs(gt: _Source, img: _Source) -> dict[str, list[tuple[str, dict[
     for (split, stem), parts in sorted(items.items()):
         lacking = [k for k in ("color", "labelIds", "photo") if k not in parts]
         if lacking:
-            want = {"color": f"gtFine/{split}/…/{stem}_gtFine_color.png",
-                    "labelIds": f"gtFine/{split}/…/{stem}_gtFine_labelIds.png",
-                    "photo": f"leftImg8bit/{split}/…/{stem}_leftImg8bit.png"}
-            raise DataError(f"Cityscapes {split} image {stem} is incomplete: "
-                            f"{', '.join(want[k] for k in lacking)} missing from the zips; "
-                            f"download them again")
+            want = {
+                "color": f"gtFine/{split}/…/{stem}_gtFine_color.png",
+                "labelIds": f"gtFine/{split}/…/{stem}_gtFine_labelIds.png",
+                "photo": f"leftImg8bit/{split}/…/{stem}_leftImg8bit.png",
+            }
+            raise DataError(
+                f"Cityscapes {split} image {stem} is incomplete: "
+                f"{', '.join(want[k] for k in lacking)} missing from the zips; "
+                f"download them again"
+            )
         pairs[split].append((stem, parts))
     for split in PAIR_SPLITS:
         if not pairs[split]:
-            raise DataError(f"no Cityscapes {split} images found: expected gtFine/{split}/<city>/"
-                            f"<city>_xxxxxx_yyyyyy_gtFine_color.png in {gt.path.name} and "
-                            f"leftImg8bit/{split}/<city>/<city>_xxxxxx_yyyyyy_leftImg8bit.png in "
-                            f"{img.path.name}")
+            raise DataError(
+                f"no Cityscapes {split} images found: expected gtFine/{split}/<city>/"
+                f"<city>_xxxxxx_yyyyyy_gtFine_color.png in {gt.path.name} and "
+                f"leftImg8bit/{split}/<city>/<city>_xxxxxx_yyyyyy_leftImg8bit.png in "
+                f"{img.path.name}"
+            )
     return pairs
 
 
@@ -270,8 +284,10 @@ def _decode(src: _Source, name: str) -> Image.Image:
         with src.open(name) as stream, Image.open(stream) as im:
             w, h = im.size
             if w * h > MAX_PIXELS:
-                raise DataError(f"refusing {name} in {src.path.name}: {w}x{h} pixels, more than the "
-                                f"{MAX_PIXELS} allowed (a decompression bomb?)")
+                raise DataError(
+                    f"refusing {name} in {src.path.name}: {w}x{h} pixels, more than the "
+                    f"{MAX_PIXELS} allowed (a decompression bomb?)"
+                )
             im.load()
             return im.copy()
     except DataError:
@@ -289,9 +305,17 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def prepare_cityscapes(zips_dir: Path | str, root: Path | str, *, size: int = 256, label_side: str = "right",
-                       force: bool = False, hash_inputs: bool = True, progress: bool = True,
-                       log: Callable[[str], None] | None = None) -> PreparedCityscapes:
+def prepare_cityscapes(
+    zips_dir: Path | str,
+    root: Path | str,
+    *,
+    size: int = 256,
+    label_side: str = "right",
+    force: bool = False,
+    hash_inputs: bool = True,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> PreparedCityscapes:
     """Build the pix2pix Cityscapes dataset in ``root`` from the official zips in ``zips_dir``.
 
     See the module docstring for the layout (A = photo | B = colour label map by default,
@@ -312,8 +336,10 @@ def prepare_cityscapes(zips_dir: Path | str, root: Path | str, *, size: int = 25
             say(f"cityscapes already prepared at {root}; --force rebuilds it")
             return PreparedCityscapes(root, dict(old.get("splits", {})), skipped=True, lock=old)
         if root.is_file() or any(root.iterdir()):
-            raise DataError(f"{root} already exists and is not a prepared Cityscapes (no {LOCK_NAME}); "
-                            f"choose another --root or pass --force to replace it")
+            raise DataError(
+                f"{root} already exists and is not a prepared Cityscapes (no {LOCK_NAME}); "
+                f"choose another --root or pass --force to replace it"
+            )
     gt, img = _open_inputs(zips_dir, root)
     try:
         pairs = _collect_pairs(gt, img)
@@ -339,7 +365,8 @@ def prepare_cityscapes(zips_dir: Path | str, root: Path | str, *, size: int = 25
                         if ids.ndim != 2:
                             raise DataError(f"{parts['labelIds']} is not a single-channel label map")
                         Image.fromarray(label_ids_to_train_ids(ids)).save(
-                            label_path(tmp, split, stem), format="PNG")
+                            label_path(tmp, split, stem), format="PNG"
+                        )
                         bar.update(1)
             # Cityscapes test labels are not public: val doubles as the test split.
             for sub in ("", "labels/"):
@@ -348,11 +375,22 @@ def prepare_cityscapes(zips_dir: Path | str, root: Path | str, *, size: int = 25
                     _link_or_copy(f, tmp / f"{sub}test" / f.name)
             counts = check_aligned_layout(tmp, splits=("train", "val", "test"))
             a, b = ("photo", "colour label map") if label_side == "right" else ("colour label map", "photo")
-            lock = write_lock(tmp, {
-                "dataset": "cityscapes", "source": f"prepare-cityscapes {zips_dir}", "splits": counts,
-                "inputs": inputs, "size": size,
-                "layout": {"A": a, "B": b, "test": "copy of val",
-                           "labels": "labels/<split>/<stem>_gtFine_trainIds.png (19 train ids, 255 ignore)"}})
+            lock = write_lock(
+                tmp,
+                {
+                    "dataset": "cityscapes",
+                    "source": f"prepare-cityscapes {zips_dir}",
+                    "splits": counts,
+                    "inputs": inputs,
+                    "size": size,
+                    "layout": {
+                        "A": a,
+                        "B": b,
+                        "test": "copy of val",
+                        "labels": "labels/<split>/<stem>_gtFine_trainIds.png (19 train ids, 255 ignore)",
+                    },
+                },
+            )
             install_dir(tmp, root)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -362,13 +400,16 @@ def prepare_cityscapes(zips_dir: Path | str, root: Path | str, *, size: int = 25
     return PreparedCityscapes(root, counts, lock=lock)
 
 
-def _write_pair(gt: _Source, img: _Source, parts: dict[str, str], out: Path, size: int,
-                label_side: str) -> None:
+def _write_pair(
+    gt: _Source, img: _Source, parts: dict[str, str], out: Path, size: int, label_side: str
+) -> None:
     color = _decode(gt, parts["color"]).convert("RGB")
     photo = _decode(img, parts["photo"]).convert("RGB")
     if color.size != photo.size:
-        raise DataError(f"{parts['color']} is {color.size[0]}x{color.size[1]} but {parts['photo']} is "
-                        f"{photo.size[0]}x{photo.size[1]}; the zips do not match")
+        raise DataError(
+            f"{parts['color']} is {color.size[0]}x{color.size[1]} but {parts['photo']} is "
+            f"{photo.size[0]}x{photo.size[1]}; the zips do not match"
+        )
     # The reference's `.resize((256, 256))` on an RGB image: bicubic in Pillow >= 7.
     color = color.resize((size, size), Image.BICUBIC)
     photo = photo.resize((size, size), Image.BICUBIC)

@@ -36,33 +36,58 @@ from .aligned import DataError
 
 # Source photos per split (names of ``skimage.data`` functions bundled in its wheel).
 SPLIT_PHOTOS: dict[str, list[str]] = {
-    "train": ["astronaut", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",
-              "stereo_motorcycle", "camera", "brick", "grass", "gravel"],
+    "train": [
+        "astronaut",
+        "rocket",
+        "immunohistochemistry",
+        "hubble_deep_field",
+        "retina",
+        "stereo_motorcycle",
+        "camera",
+        "brick",
+        "grass",
+        "gravel",
+    ],
     "val": ["coins", "clock"],
     "test": ["chelsea", "coffee"],
 }
 
 # Class prototypes in CIELAB (L, a, b); the first n_classes are used.
-PROTOTYPES_LAB = np.array([
-    [12.0, 0.0, 0.0],     # 0 dark
-    [92.0, 0.0, 0.0],     # 1 bright
-    [55.0, 0.0, 0.0],     # 2 mid grey
-    [45.0, 55.0, 35.0],   # 3 red
-    [70.0, 18.0, 35.0],   # 4 skin / orange
-    [55.0, -40.0, 35.0],  # 5 green
-    [45.0, 10.0, -50.0],  # 6 blue
-    [35.0, 15.0, 25.0],   # 7 brown
-    [80.0, -5.0, 70.0],   # 8 yellow
-    [40.0, 45.0, -35.0],  # 9 purple
-    [70.0, -30.0, -15.0], # 10 cyan
-    [30.0, 0.0, 0.0],     # 11 shadow grey
-])
+PROTOTYPES_LAB = np.array(
+    [
+        [12.0, 0.0, 0.0],  # 0 dark
+        [92.0, 0.0, 0.0],  # 1 bright
+        [55.0, 0.0, 0.0],  # 2 mid grey
+        [45.0, 55.0, 35.0],  # 3 red
+        [70.0, 18.0, 35.0],  # 4 skin / orange
+        [55.0, -40.0, 35.0],  # 5 green
+        [45.0, 10.0, -50.0],  # 6 blue
+        [35.0, 15.0, 25.0],  # 7 brown
+        [80.0, -5.0, 70.0],  # 8 yellow
+        [40.0, 45.0, -35.0],  # 9 purple
+        [70.0, -30.0, -15.0],  # 10 cyan
+        [30.0, 0.0, 0.0],  # 11 shadow grey
+    ]
+)
 
 # Label palette (RGB) used to draw label maps: distinct, saturated, not the photo colours.
-PALETTE = np.array([
-    [128, 64, 128], [244, 35, 232], [70, 70, 70], [102, 102, 156], [190, 153, 153],
-    [250, 170, 30], [220, 220, 0], [107, 142, 35], [152, 251, 152], [70, 130, 180],
-    [220, 20, 60], [0, 0, 142]], dtype=np.uint8)
+PALETTE = np.array(
+    [
+        [128, 64, 128],
+        [244, 35, 232],
+        [70, 70, 70],
+        [102, 102, 156],
+        [190, 153, 153],
+        [250, 170, 30],
+        [220, 220, 0],
+        [107, 142, 35],
+        [152, 251, 152],
+        [70, 130, 180],
+        [220, 20, 60],
+        [0, 0, 142],
+    ],
+    dtype=np.uint8,
+)
 
 SMOOTH_SIGMA_FRACTION = 1.0 / 48  # Gaussian sigma of the distance maps, as a fraction of the side
 
@@ -121,13 +146,20 @@ def _random_crop(photo: np.ndarray, size: int, rng: np.random.Generator) -> np.n
     side = int(rng.integers(max(short // 4, min(size, short)), short + 1))
     y = int(rng.integers(0, h - side + 1))
     x = int(rng.integers(0, w - side + 1))
-    crop = Image.fromarray(photo[y:y + side, x:x + side])
+    crop = Image.fromarray(photo[y : y + side, x : x + side])
     return np.asarray(crop.resize((size, size), Image.LANCZOS))
 
 
-def build_demo_dataset(out: Path | str, image_size: int = 64, n_train: int = 200, n_val: int = 16,
-                       n_test: int = 32, n_classes: int = 8, seed: int = 1234,
-                       progress: bool = True) -> dict:
+def build_demo_dataset(
+    out: Path | str,
+    image_size: int = 64,
+    n_train: int = 200,
+    n_val: int = 16,
+    n_test: int = 32,
+    n_classes: int = 8,
+    seed: int = 1234,
+    progress: bool = True,
+) -> dict:
     """Write the demo dataset to ``out/{train,val,test}/*.png`` (A|B) and ``out/demo.json``.
 
     Returns the manifest (counts, photos per split, parameters).  Rebuilding with the same
@@ -140,8 +172,14 @@ def build_demo_dataset(out: Path | str, image_size: int = 64, n_train: int = 200
     out = Path(out)
     counts = {"train": n_train, "val": n_val, "test": n_test}
     photos = {split: [load_photo(n) for n in names] for split, names in SPLIT_PHOTOS.items()}
-    manifest: dict = {"image_size": image_size, "n_classes": n_classes, "seed": seed,
-                      "photos": SPLIT_PHOTOS, "counts": counts, "class_pixels": {}}
+    manifest: dict = {
+        "image_size": image_size,
+        "n_classes": n_classes,
+        "seed": seed,
+        "photos": SPLIT_PHOTOS,
+        "counts": counts,
+        "class_pixels": {},
+    }
     for split_idx, split in enumerate(("train", "val", "test")):
         rng = np.random.default_rng([seed, split_idx])
         folder = out / split

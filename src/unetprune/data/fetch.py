@@ -93,28 +93,51 @@ class DatasetSpec:
     url: str | None
     sha256: str | None = None
     description: str = ""
-    max_bytes: int = 4 << 30   # extraction limit (unpacked files), several times the real size
+    max_bytes: int = 4 << 30  # extraction limit (unpacked files), several times the real size
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "facades": DatasetSpec("facades", ("train", "val", "test"), PIX2PIX_URL.format(name="facades"),
-                           description="CMP Facades: 400 train / 100 val / 106 test, A = photo, B = labels",
-                           max_bytes=1 << 30),
-    "cityscapes": DatasetSpec("cityscapes", ("train", "val"), None,
-                              description="Cityscapes label<->photo (licence-gated: prepare-cityscapes)",
-                              max_bytes=2 << 30),
-    "edges2shoes": DatasetSpec("edges2shoes", ("train", "val"), PIX2PIX_URL.format(name="edges2shoes"),
-                               description="UT Zappos50K edges->shoes: ~50k train / 200 val",
-                               max_bytes=16 << 30),
-    "edges2handbags": DatasetSpec("edges2handbags", ("train", "val"),
-                                  PIX2PIX_URL.format(name="edges2handbags"),
-                                  description="iGAN edges->handbags: ~137k train / 200 val",
-                                  max_bytes=48 << 30),
-    "maps": DatasetSpec("maps", ("train", "val"), PIX2PIX_URL.format(name="maps"),
-                        description="Google Maps aerial<->map: 1096 train / 1098 val"),
-    "night2day": DatasetSpec("night2day", ("train", "val"), PIX2PIX_URL.format(name="night2day"),
-                             description="Transient Attributes night->day: ~17.8k train",
-                             max_bytes=16 << 30),
+    "facades": DatasetSpec(
+        "facades",
+        ("train", "val", "test"),
+        PIX2PIX_URL.format(name="facades"),
+        description="CMP Facades: 400 train / 100 val / 106 test, A = photo, B = labels",
+        max_bytes=1 << 30,
+    ),
+    "cityscapes": DatasetSpec(
+        "cityscapes",
+        ("train", "val"),
+        None,
+        description="Cityscapes label<->photo (licence-gated: prepare-cityscapes)",
+        max_bytes=2 << 30,
+    ),
+    "edges2shoes": DatasetSpec(
+        "edges2shoes",
+        ("train", "val"),
+        PIX2PIX_URL.format(name="edges2shoes"),
+        description="UT Zappos50K edges->shoes: ~50k train / 200 val",
+        max_bytes=16 << 30,
+    ),
+    "edges2handbags": DatasetSpec(
+        "edges2handbags",
+        ("train", "val"),
+        PIX2PIX_URL.format(name="edges2handbags"),
+        description="iGAN edges->handbags: ~137k train / 200 val",
+        max_bytes=48 << 30,
+    ),
+    "maps": DatasetSpec(
+        "maps",
+        ("train", "val"),
+        PIX2PIX_URL.format(name="maps"),
+        description="Google Maps aerial<->map: 1096 train / 1098 val",
+    ),
+    "night2day": DatasetSpec(
+        "night2day",
+        ("train", "val"),
+        PIX2PIX_URL.format(name="night2day"),
+        description="Transient Attributes night->day: ~17.8k train",
+        max_bytes=16 << 30,
+    ),
 }
 
 
@@ -153,8 +176,6 @@ def default_root(name: str) -> Path:
     return Path("datasets") / name
 
 
-
-
 def _tree(root: Path | str, exclude: tuple[str, ...] = (LOCK_NAME,)) -> tuple[str, dict[str, list]]:
     """(tree sha256, {relpath: [size, sha256]}) of a folder's files, in one pass."""
     root = Path(root)
@@ -186,6 +207,7 @@ def tree_sha256(root: Path | str, exclude: tuple[str, ...] = (LOCK_NAME,)) -> st
 
 
 # --------------------------------------------------------------------------- download
+
 
 class _Retryable(Exception):
     """An attempt failed in a way a later attempt may not (network, 5xx, short read)."""
@@ -252,14 +274,28 @@ def _download_once(url: str, part: Path, timeout: float, progress: bool, desc: s
             offset, mode = 0, "wb"
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-        meta = {"url": url, "etag": resp.headers.get("ETag"),
-                "last_modified": resp.headers.get("Last-Modified"), "total": total}
+        meta = {
+            "url": url,
+            "etag": resp.headers.get("ETag"),
+            "last_modified": resp.headers.get("Last-Modified"),
+            "total": total,
+        }
         _meta_path(part).write_text(json.dumps(meta))
         from tqdm import tqdm
 
-        with open(part, mode) as f, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
-                                         unit_divisor=1024, desc=desc, disable=not progress,
-                                         leave=False) as bar:
+        with (
+            open(part, mode) as f,
+            tqdm(
+                total=total,
+                initial=offset,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=desc,
+                disable=not progress,
+                leave=False,
+            ) as bar,
+        ):
             while True:
                 try:
                     chunk = resp.read(_CHUNK)
@@ -277,9 +313,17 @@ def _download_once(url: str, part: Path, timeout: float, progress: bool, desc: s
         raise _Retryable(f"received {size} bytes, more than the {total} announced; restarting")
 
 
-def download(url: str, dest: Path | str, *, retries: int = 4, backoff: float = 1.0,
-             timeout: float = 60.0, progress: bool = True, desc: str | None = None,
-             sleep: Callable[[float], None] = time.sleep) -> Path:
+def download(
+    url: str,
+    dest: Path | str,
+    *,
+    retries: int = 4,
+    backoff: float = 1.0,
+    timeout: float = 60.0,
+    progress: bool = True,
+    desc: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Path:
     """Download ``url`` to ``dest`` (resumable; returns ``dest``).
 
     Bytes accumulate in ``dest.part`` (with ``dest.part.json`` holding the server's
@@ -327,19 +371,36 @@ def _lock_problem(lock) -> str | None:
         return "'dataset' must be a name"
     splits = lock.get("splits")
     if not isinstance(splits, dict) or not all(
-            k in SPLITS and isinstance(v, int) and not isinstance(v, bool) and v >= 0 for k, v in splits.items()):
+        k in SPLITS and isinstance(v, int) and not isinstance(v, bool) and v >= 0 for k, v in splits.items()
+    ):
         return "'splits' must map train/val/test to image counts"
-    if "tree_sha256" in lock and not (isinstance(lock["tree_sha256"], str) and _HEX64.match(lock["tree_sha256"])):
+    if "tree_sha256" in lock and not (
+        isinstance(lock["tree_sha256"], str) and _HEX64.match(lock["tree_sha256"])
+    ):
         return "'tree_sha256' must be a sha256 hex digest"
     arc = lock.get("archive")
-    if arc is not None and not (isinstance(arc, dict) and isinstance(arc.get("sha256"), str)
-                                and _HEX64.match(arc["sha256"]) and isinstance(arc.get("name", ""), str)
-                                and "/" not in arc.get("name", "") and arc.get("name") not in ("..", ".")):
+    if arc is not None and not (
+        isinstance(arc, dict)
+        and isinstance(arc.get("sha256"), str)
+        and _HEX64.match(arc["sha256"])
+        and isinstance(arc.get("name", ""), str)
+        and "/" not in arc.get("name", "")
+        and arc.get("name") not in ("..", ".")
+    ):
         return "'archive' must hold a file name and a sha256 hex digest"
     files = lock.get("files")
-    if files is not None and not (isinstance(files, dict) and all(
-            isinstance(k, str) and isinstance(v, list) and len(v) == 2 and isinstance(v[0], int)
-            and isinstance(v[1], str) and _HEX64.match(v[1]) for k, v in files.items())):
+    if files is not None and not (
+        isinstance(files, dict)
+        and all(
+            isinstance(k, str)
+            and isinstance(v, list)
+            and len(v) == 2
+            and isinstance(v[0], int)
+            and isinstance(v[1], str)
+            and _HEX64.match(v[1])
+            for k, v in files.items()
+        )
+    ):
         return "'files' must map file names to [size, sha256]"
     return None
 
@@ -353,11 +414,15 @@ def read_lock(root: Path | str) -> dict | None:
     try:
         lock = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
-        raise DataError(f"lock file {path} is not valid JSON ({' '.join(str(e).split())}); delete the "
-                        f"dataset folder and fetch again") from e
+        raise DataError(
+            f"lock file {path} is not valid JSON ({' '.join(str(e).split())}); delete the "
+            f"dataset folder and fetch again"
+        ) from e
     problem = _lock_problem(lock)
     if problem:
-        raise DataError(f"lock file {path} is malformed: {problem}; delete the dataset folder and fetch again")
+        raise DataError(
+            f"lock file {path} is malformed: {problem}; delete the dataset folder and fetch again"
+        )
     return lock
 
 
@@ -369,20 +434,27 @@ def write_lock(root: Path | str, record: dict) -> dict:
     if "files" not in record or "tree_sha256" not in record:
         tree, files = _tree(root)
         record = {"tree_sha256": tree, "files": files, **record}
-    lock = {"format": LOCK_FORMAT, "format_version": 1, **record,
-            "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "unetprune": __version__}
+    lock = {
+        "format": LOCK_FORMAT,
+        "format_version": 1,
+        **record,
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "unetprune": __version__,
+    }
     atomic_write_text(Path(root) / LOCK_NAME, json.dumps(lock, indent=2, sort_keys=True) + "\n")
     return lock
 
 
 def _check_hash(what: str, actual: str, expected: str | None, origin: str) -> None:
     if expected and actual.lower() != expected.lower():
-        raise ChecksumMismatch(f"sha256 mismatch for {what}: expected {expected.lower()} ({origin}), "
-                               f"got {actual}; the file is corrupt or was changed upstream")
+        raise ChecksumMismatch(
+            f"sha256 mismatch for {what}: expected {expected.lower()} ({origin}), "
+            f"got {actual}; the file is corrupt or was changed upstream"
+        )
 
 
 # --------------------------------------------------------------------------- install
+
 
 def install_dir(new: Path, root: Path) -> None:
     """Move the finished folder ``new`` to ``root`` by rename (same filesystem), replacing an
@@ -402,12 +474,18 @@ def _find_dataset_dir(extracted: Path) -> Path:
     if any((extracted / s).is_dir() for s in SPLITS):
         return extracted
     entries = [p for p in extracted.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]
-    if (len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink()
-            and any((entries[0] / s).is_dir() for s in SPLITS)):
+    if (
+        len(entries) == 1
+        and entries[0].is_dir()
+        and not entries[0].is_symlink()
+        and any((entries[0] / s).is_dir() for s in SPLITS)
+    ):
         return entries[0]
     found = ", ".join(sorted(p.name for p in entries)[:10]) or "nothing"
-    raise DataError(f"the archive does not hold an aligned dataset: expected {'/, '.join(SPLITS)}/ at its "
-                    f"top or inside one folder, found {found}")
+    raise DataError(
+        f"the archive does not hold an aligned dataset: expected {'/, '.join(SPLITS)}/ at its "
+        f"top or inside one folder, found {found}"
+    )
 
 
 def _count_images(folder: Path) -> int:
@@ -452,7 +530,7 @@ def _local_source(source: str) -> Path | None:
     return Path(source)
 
 
-PARTIAL_OWNER = ".owner"   # "<host> <pid>" of the fetch extracting into a .<root>.partial-* folder
+PARTIAL_OWNER = ".owner"  # "<host> <pid>" of the fetch extracting into a .<root>.partial-* folder
 
 
 def _pid_alive(pid: int) -> bool:
@@ -510,11 +588,17 @@ def dataset_member(m: ArchiveMember) -> bool | str:
         return "is a folder outside the dataset layout ([<top>/]train|val|test/)"
     if m.kind == "file":
         fname = parts[-1] if parts else ""
-        if (len(parts) in (2, 3) and parts[-2] in SPLITS and not fname.startswith(".")
-                and Path(fname).suffix.lower() in IMAGE_SUFFIXES):
+        if (
+            len(parts) in (2, 3)
+            and parts[-2] in SPLITS
+            and not fname.startswith(".")
+            and Path(fname).suffix.lower() in IMAGE_SUFFIXES
+        ):
             return True
-        return (f"is not an image ({', '.join(IMAGE_SUFFIXES)}) in [<top>/]train|val|test/, the only "
-                f"members a dataset may hold")
+        return (
+            f"is not an image ({', '.join(IMAGE_SUFFIXES)}) in [<top>/]train|val|test/, the only "
+            f"members a dataset may hold"
+        )
     return True  # links: refused by allow_links=False
 
 
@@ -528,11 +612,22 @@ def parse_size(text: str | int) -> int:
     return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
 
 
-def fetch_dataset(name: str, root: Path | str | None = None, *, source: str | None = None,
-                  sha256: str | None = None, force: bool = False, keep_archive: bool = False,
-                  retries: int = 4, backoff: float = 1.0, timeout: float = 60.0, progress: bool = True,
-                  max_bytes: int | None = None, max_ratio: float | None = DEFAULT_MAX_RATIO,
-                  log: Callable[[str], None] | None = None) -> FetchResult:
+def fetch_dataset(
+    name: str,
+    root: Path | str | None = None,
+    *,
+    source: str | None = None,
+    sha256: str | None = None,
+    force: bool = False,
+    keep_archive: bool = False,
+    retries: int = 4,
+    backoff: float = 1.0,
+    timeout: float = 60.0,
+    progress: bool = True,
+    max_bytes: int | None = None,
+    max_ratio: float | None = DEFAULT_MAX_RATIO,
+    log: Callable[[str], None] | None = None,
+) -> FetchResult:
     """Make ``root`` (default ``datasets/<name>``) the aligned dataset ``name``.
 
     ``source`` overrides where the archive comes from (mirror URL, ``file://`` URL or a local
@@ -551,31 +646,39 @@ def fetch_dataset(name: str, root: Path | str | None = None, *, source: str | No
     for stale in remove_stale_partials(root):
         say(f"removed {stale}, left by an interrupted fetch")
     if source is None and spec.url is None:
-        raise DataError(f"{name} is licence-gated and cannot be downloaded automatically: download "
-                        f"gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip from "
-                        f"{CITYSCAPES_DOWNLOADS} into a folder DIR, then run "
-                        f"`unetprune data prepare-cityscapes --zips DIR --root {root}` (or pass --from "
-                        f"with a pix2pix-format {name}.tar.gz you already have)")
+        raise DataError(
+            f"{name} is licence-gated and cannot be downloaded automatically: download "
+            f"gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip from "
+            f"{CITYSCAPES_DOWNLOADS} into a folder DIR, then run "
+            f"`unetprune data prepare-cityscapes --zips DIR --root {root}` (or pass --from "
+            f"with a pix2pix-format {name}.tar.gz you already have)"
+        )
     url = source or spec.url
 
     old_lock = read_lock(root) if root.is_dir() else None
     if old_lock is not None and old_lock.get("dataset") != name and not force:
-        raise DataError(f"{root} holds the dataset {old_lock.get('dataset')!r}, not {name!r}; "
-                        f"choose another --root")
+        raise DataError(
+            f"{root} holds the dataset {old_lock.get('dataset')!r}, not {name!r}; choose another --root"
+        )
     if root.exists() and not force:
         if old_lock is not None:
             counts = {s: _count_images(root / s) for s in old_lock.get("splits", {}) if (root / s).is_dir()}
             if counts != old_lock.get("splits"):
-                raise DataError(f"{root} is incomplete or changed (images per split {counts}, lock file "
-                                f"says {old_lock.get('splits')}); run `unetprune data verify --root {root}` "
-                                f"or fetch again with --force")
+                raise DataError(
+                    f"{root} is incomplete or changed (images per split {counts}, lock file "
+                    f"says {old_lock.get('splits')}); run `unetprune data verify --root {root}` "
+                    f"or fetch again with --force"
+                )
             old_sha = old_lock.get("archive", {}).get("sha256", "")
             say(f"{name} already present at {root} (sha256 {old_sha}); --force refetches")
-            return FetchResult(name, root, counts, old_sha, old_lock.get("source", ""),
-                               skipped=True, lock=old_lock)
+            return FetchResult(
+                name, root, counts, old_sha, old_lock.get("source", ""), skipped=True, lock=old_lock
+            )
         if root.is_dir() and any(root.iterdir()) or root.is_file():
-            raise DataError(f"{root} already exists and is not a dataset fetched by unetprune "
-                            f"(no {LOCK_NAME}); choose another --root or pass --force to replace it")
+            raise DataError(
+                f"{root} already exists and is not a dataset fetched by unetprune "
+                f"(no {LOCK_NAME}); choose another --root or pass --force to replace it"
+            )
     expected = sha256 or spec.sha256
     locked = None
     if old_lock is not None and old_lock.get("dataset") == name:
@@ -594,19 +697,32 @@ def fetch_dataset(name: str, root: Path | str | None = None, *, source: str | No
         if not archive.exists():
             say(f"downloading {url}")
             try:
-                download(url, archive, retries=retries, backoff=backoff, timeout=timeout,
-                         progress=progress, desc=name)
+                download(
+                    url,
+                    archive,
+                    retries=retries,
+                    backoff=backoff,
+                    timeout=timeout,
+                    progress=progress,
+                    desc=name,
+                )
             except DownloadError as e:
                 _remove_empty(cache, created)
-                hint = (f"; check the network, or download it by hand from {url} and run "
-                        f"`unetprune data fetch {name} --from FILE --root {root}`")
+                hint = (
+                    f"; check the network, or download it by hand from {url} and run "
+                    f"`unetprune data fetch {name} --from FILE --root {root}`"
+                )
                 raise DownloadError(f"{e}{hint}") from e
 
     say(f"checking sha256 of {archive}")
     digest = sha256_file(archive)
     try:
-        _check_hash(f"{name} archive {archive}", digest, expected,
-                    "requested" if sha256 else "pinned in the dataset registry")
+        _check_hash(
+            f"{name} archive {archive}",
+            digest,
+            expected,
+            "requested" if sha256 else "pinned in the dataset registry",
+        )
         _check_hash(f"{name} archive {archive}", digest, locked, f"recorded in {root / LOCK_NAME}")
     except ChecksumMismatch:
         if local is None:  # a bad download: do not let the next fetch reuse it
@@ -621,14 +737,26 @@ def fetch_dataset(name: str, root: Path | str | None = None, *, source: str | No
 
         (tmp / PARTIAL_OWNER).write_text(f"{socket.gethostname()} {os.getpid()}\n")
         say(f"extracting {archive.name}")
-        safe_extract(archive, tmp / "x", max_total_bytes=spec.max_bytes if max_bytes is None else max_bytes,
-                     max_ratio=max_ratio, allow_links=False, member_filter=dataset_member)
+        safe_extract(
+            archive,
+            tmp / "x",
+            max_total_bytes=spec.max_bytes if max_bytes is None else max_bytes,
+            max_ratio=max_ratio,
+            allow_links=False,
+            member_filter=dataset_member,
+        )
         data_dir = _find_dataset_dir(tmp / "x")
         say("checking the aligned layout (every image is decoded)")
         counts = check_aligned_layout(data_dir, splits=spec.splits)
-        lock = write_lock(data_dir, {
-            "dataset": name, "source": url, "splits": counts,
-            "archive": {"name": archive.name, "sha256": digest, "size": archive.stat().st_size}})
+        lock = write_lock(
+            data_dir,
+            {
+                "dataset": name,
+                "source": url,
+                "splits": counts,
+                "archive": {"name": archive.name, "sha256": digest, "size": archive.stat().st_size},
+            },
+        )
         install_dir(data_dir, root)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -637,11 +765,12 @@ def fetch_dataset(name: str, root: Path | str | None = None, *, source: str | No
     return FetchResult(name, root, counts, digest, url, lock=lock)
 
 
-QUICK_SAMPLE = 16   # files hashed by a quick verify (chosen at random each time)
+QUICK_SAMPLE = 16  # files hashed by a quick verify (chosen at random each time)
 
 
-def verify_dataset(root: Path | str, *, name: str | None = None, quick: bool = False,
-                   sample: int = QUICK_SAMPLE) -> dict:
+def verify_dataset(
+    root: Path | str, *, name: str | None = None, quick: bool = False, sample: int = QUICK_SAMPLE
+) -> dict:
     """Check the dataset at ``root`` against its lock file; returns the lock record.
 
     Checks the dataset name (when given), the image counts per split and, unless ``quick``,
@@ -654,8 +783,10 @@ def verify_dataset(root: Path | str, *, name: str | None = None, quick: bool = F
     root = Path(root)
     lock = read_lock(root) if root.is_dir() else None
     if lock is None:
-        raise DataError(f"{root} has no {LOCK_NAME}: it was not fetched or prepared by unetprune "
-                        f"(run `unetprune data fetch` or `prepare-cityscapes`)")
+        raise DataError(
+            f"{root} has no {LOCK_NAME}: it was not fetched or prepared by unetprune "
+            f"(run `unetprune data fetch` or `prepare-cityscapes`)"
+        )
     if name is not None and lock.get("dataset") != name:
         raise DataError(f"{root} holds {lock.get('dataset')!r}, expected {name!r}")
     recorded = lock.get("splits", {})
@@ -670,18 +801,24 @@ def verify_dataset(root: Path | str, *, name: str | None = None, quick: bool = F
         for rel, (size, _) in files.items():
             p = root / rel
             if p.is_symlink() or not p.is_file():
-                raise DataError(f"{p} is missing (or not a plain file) but {LOCK_NAME} records it; "
-                                f"fetch again with --force")
+                raise DataError(
+                    f"{p} is missing (or not a plain file) but {LOCK_NAME} records it; "
+                    f"fetch again with --force"
+                )
             if p.stat().st_size != size:
-                raise ChecksumMismatch(f"{p} has {p.stat().st_size} bytes, {LOCK_NAME} records {size}: the "
-                                       f"dataset was changed after it was fetched; fetch again with --force")
+                raise ChecksumMismatch(
+                    f"{p} has {p.stat().st_size} bytes, {LOCK_NAME} records {size}: the "
+                    f"dataset was changed after it was fetched; fetch again with --force"
+                )
         for rel in random.sample(sorted(files), min(sample, len(files))):
             _check_hash(f"{root / rel}", sha256_file(root / rel), files[rel][1], f"recorded in {LOCK_NAME}")
         return lock
-    _check_hash(f"the files of {root}", tree_sha256(root), lock.get("tree_sha256"),
-                f"recorded in {LOCK_NAME}")
+    _check_hash(
+        f"the files of {root}", tree_sha256(root), lock.get("tree_sha256"), f"recorded in {LOCK_NAME}"
+    )
     kept = root.parent / f".{root.name}.download" / lock.get("archive", {}).get("name", "")
     if lock.get("archive") and kept.is_file():
-        _check_hash(f"archive {kept}", sha256_file(kept), lock["archive"]["sha256"],
-                    f"recorded in {LOCK_NAME}")
+        _check_hash(
+            f"archive {kept}", sha256_file(kept), lock["archive"]["sha256"], f"recorded in {LOCK_NAME}"
+        )
     return lock

@@ -87,8 +87,9 @@ class DeviceAlignedDataset:
             a_list.append(pil_to_uint8(a))
             b_list.append(pil_to_uint8(b))
         if resize == "device" and len({tuple(t.shape) for t in a_list + b_list}) > 1:
-            raise DataError(f"{base.root / base.split}: resize='device' needs images of one size; "
-                            f"use resize='host'")
+            raise DataError(
+                f"{base.root / base.split}: resize='device' needs images of one size; use resize='host'"
+            )
         if base.direction == "BtoA":
             a_list, b_list = b_list, a_list
         self.A = torch.stack(a_list).to(self.device)
@@ -121,7 +122,7 @@ class DeviceAlignedDataset:
         out_a, out_b = [], []
         for k, i in enumerate(indices):
             x, y, flip = self.base.transform_params(i)
-            a, b = a_all[k, :, y:y + c, x:x + c], b_all[k, :, y:y + c, x:x + c]
+            a, b = a_all[k, :, y : y + c, x : x + c], b_all[k, :, y : y + c, x : x + c]
             if flip:
                 a, b = a.flip(-1), b.flip(-1)
             out_a.append(a)
@@ -140,10 +141,13 @@ class DeviceAlignedDataset:
         """Batches in the order of ``DataLoader(self.base, batch_size, shuffle=True,
         generator=generator, drop_last=False)``: the same samplers over the same generator (drawn
         when iteration starts, like the CPU loader), each batch made on the device in one call."""
-        sampler = BatchSampler(RandomSampler(range(len(self)), generator=generator), batch_size, drop_last=False)
+        sampler = BatchSampler(
+            RandomSampler(range(len(self)), generator=generator), batch_size, drop_last=False
+        )
         # generator= too: each iteration draws its base seed from it, as the CPU loader's does
-        return DataLoader(self, sampler=sampler, batch_size=None, num_workers=0, collate_fn=_identity,
-                          generator=generator)
+        return DataLoader(
+            self, sampler=sampler, batch_size=None, num_workers=0, collate_fn=_identity, generator=generator
+        )
 
 
 def _identity(batch):

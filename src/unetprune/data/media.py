@@ -68,10 +68,11 @@ def _last_lines(stderr: bytes | str | None, n: int = 2) -> str:
 # probing
 # ------------------------------------------------------------------------------------------
 
+
 @dataclass
 class StreamInfo:
     index: int
-    kind: str                  # "video" | "audio" | other
+    kind: str  # "video" | "audio" | other
     codec: str
     width: int | None = None
     height: int | None = None
@@ -164,15 +165,21 @@ def probe(path: Path | str, *, require_video: bool = False, require_audio: bool 
         raise MediaError(f"{path}: is a folder, a media file was expected")
     if path.stat().st_size == 0:
         raise MediaError(f"{path}: the file is empty (0 bytes)")
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=False,
+    )
     text = proc.stderr.decode("utf-8", "replace")
     if "moov atom not found" in text:
         with open(path, "rb") as f:
             head = f.read(12)
         if head[4:8] not in _MP4_BOXES:
-            raise MediaError(f"{path}: not a readable audio/video file (no MP4/MOV header: "
-                             f"another kind of file named .mp4?)")
+            raise MediaError(
+                f"{path}: not a readable audio/video file (no MP4/MOV header: "
+                f"another kind of file named .mp4?)"
+            )
         raise MediaError(f"{path}: truncated or incomplete mp4 (no 'moov' index; the file was cut short)")
     info = parse_ffmpeg_info(path, text)
     if not info.streams:
@@ -191,6 +198,7 @@ def probe(path: Path | str, *, require_video: bool = False, require_audio: bool 
 # atomic outputs
 # ------------------------------------------------------------------------------------------
 
+
 def _temp_beside(dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{dest.suffix}", dir=dest.parent)
@@ -206,8 +214,13 @@ def _run_atomic(stream_fn, dest: Path, what: str, src: Path | str, input_bytes: 
     try:
         stream = stream_fn(str(tmp)).global_args("-hide_banner", "-nostdin", "-loglevel", "error")
         try:
-            stream.run(cmd=ffmpeg_exe(), overwrite_output=True, capture_stdout=True, capture_stderr=True,
-                       input=input_bytes)
+            stream.run(
+                cmd=ffmpeg_exe(),
+                overwrite_output=True,
+                capture_stdout=True,
+                capture_stderr=True,
+                input=input_bytes,
+            )
         except ffmpeg.Error as e:
             raise MediaError(f"{src}: ffmpeg could not {what} ({_last_lines(e.stderr)})") from None
         if not tmp.exists() or tmp.stat().st_size == 0:
@@ -223,14 +236,20 @@ def _run_atomic(stream_fn, dest: Path, what: str, src: Path | str, input_bytes: 
 # audio
 # ------------------------------------------------------------------------------------------
 
+
 def extract_audio(src: Path | str, dest: Path | str, sr: int = 16000) -> Path:
     """The first audio stream of ``src`` as a mono 16-bit WAV at ``sr`` (atomic)."""
     src = Path(src)
     probe(src, require_audio=True)
     ffmpeg = _ffmpeg()
-    out = _run_atomic(lambda tmp: ffmpeg.input(str(src)).output(tmp, ac=1, ar=sr, acodec="pcm_s16le",
-                                                                   vn=None, format="wav"),
-                      Path(dest), "extract its audio", src)
+    out = _run_atomic(
+        lambda tmp: ffmpeg.input(str(src)).output(
+            tmp, ac=1, ar=sr, acodec="pcm_s16le", vn=None, format="wav"
+        ),
+        Path(dest),
+        "extract its audio",
+        src,
+    )
     from scipy.io import wavfile
 
     try:
@@ -260,8 +279,14 @@ def write_wav(dest: Path | str, wav: np.ndarray, sr: int) -> Path:
 # video
 # ------------------------------------------------------------------------------------------
 
-def decode_frames(path: Path | str, *, size: tuple[int, int] | None = None, fps: float | None = None,
-                  check_complete: bool = True) -> tuple[np.ndarray, MediaInfo]:
+
+def decode_frames(
+    path: Path | str,
+    *,
+    size: tuple[int, int] | None = None,
+    fps: float | None = None,
+    check_complete: bool = True,
+) -> tuple[np.ndarray, MediaInfo]:
     """All frames of ``path`` as uint8 RGB ``(N, H, W, 3)`` (optionally resampled to ``fps``
     and scaled to ``size`` = (W, H)), and the probe.  With ``check_complete`` a video that
     decodes to clearly fewer frames than its header promises (a truncated file) or with
@@ -279,7 +304,8 @@ def decode_frames(path: Path | str, *, size: tuple[int, int] | None = None, fps:
     if size:
         stream = stream.filter("scale", w, h)
     stream = stream.output("pipe:", format="rawvideo", pix_fmt="rgb24").global_args(
-        "-hide_banner", "-nostdin", "-loglevel", "error")
+        "-hide_banner", "-nostdin", "-loglevel", "error"
+    )
     try:
         out, err = stream.run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True)
     except ffmpeg.Error as e:
@@ -291,17 +317,27 @@ def decode_frames(path: Path | str, *, size: tuple[int, int] | None = None, fps:
     if check_complete:
         expected = round(info.duration * (fps or v.fps or 0)) if info.duration else 0
         if expected and n < 0.9 * expected - 1:
-            raise MediaError(f"{path}: truncated or corrupt video: {n} frames decoded, "
-                             f"{expected} expected from its header")
+            raise MediaError(
+                f"{path}: truncated or corrupt video: {n} frames decoded, {expected} expected from its header"
+            )
         errs = err.decode("utf-8", "replace").strip() if err else ""
-        if errs and any(k in errs.lower() for k in ("invalid nal", "error while decoding", "partial file",
-                                                      "corrupt", "truncat")):
+        if errs and any(
+            k in errs.lower()
+            for k in ("invalid nal", "error while decoding", "partial file", "corrupt", "truncat")
+        ):
             raise MediaError(f"{path}: corrupt video stream ({_last_lines(errs, 1)})")
     return frames, info
 
 
-def encode_mp4(dest: Path | str, frames: np.ndarray, fps: float, wav: Path | str | None = None,
-               *, crf: int = 20, audio_bitrate: str = "96k") -> Path:
+def encode_mp4(
+    dest: Path | str,
+    frames: np.ndarray,
+    fps: float,
+    wav: Path | str | None = None,
+    *,
+    crf: int = 20,
+    audio_bitrate: str = "96k",
+) -> Path:
     """uint8 RGB frames ``(N, H, W, 3)`` (+ a WAV file) → H.264 yuv420p + AAC mp4 (atomic).
     Sides must be even (yuv420p).  The file is cut to the video's length (``-shortest``)."""
     frames = np.ascontiguousarray(np.asarray(frames, dtype=np.uint8))
@@ -315,12 +351,20 @@ def encode_mp4(dest: Path | str, frames: np.ndarray, fps: float, wav: Path | str
 
     def build(tmp: str):
         video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}", r=fps)
-        kw = {"vcodec": "libx264", "pix_fmt": "yuv420p", "crf": crf, "preset": "veryfast", "r": fps,
-              "movflags": "+faststart", "format": "mp4"}
+        kw = {
+            "vcodec": "libx264",
+            "pix_fmt": "yuv420p",
+            "crf": crf,
+            "preset": "veryfast",
+            "r": fps,
+            "movflags": "+faststart",
+            "format": "mp4",
+        }
         if wav is not None:
             audio = ffmpeg.input(str(wav))
-            return ffmpeg.output(video, audio, tmp, acodec="aac", audio_bitrate=audio_bitrate,
-                                 shortest=None, **kw)
+            return ffmpeg.output(
+                video, audio, tmp, acodec="aac", audio_bitrate=audio_bitrate, shortest=None, **kw
+            )
         return ffmpeg.output(video, tmp, **kw)
 
     if wav is not None:
@@ -337,8 +381,13 @@ def mux_audio(video: Path | str, wav: Path | str, dest: Path | str, *, offset_s:
 
     def build(tmp: str):
         v = ffmpeg.input(str(video)).video
-        a = ffmpeg.input(str(wav), itsoffset=offset_s).audio if offset_s > 0 else \
-            ffmpeg.input(str(wav), ss=-offset_s).audio if offset_s < 0 else ffmpeg.input(str(wav)).audio
+        a = (
+            ffmpeg.input(str(wav), itsoffset=offset_s).audio
+            if offset_s > 0
+            else ffmpeg.input(str(wav), ss=-offset_s).audio
+            if offset_s < 0
+            else ffmpeg.input(str(wav)).audio
+        )
         return ffmpeg.output(v, a, tmp, vcodec="copy", acodec="aac", format="mp4", shortest=None)
 
     return _run_atomic(build, Path(dest), "mux the audio", video)

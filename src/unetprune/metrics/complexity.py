@@ -40,13 +40,15 @@ from typing import Iterable
 import torch
 from torch import nn
 
-MACS_SCOPE = ("Conv2d and ConvTranspose2d multiply-accumulates only; BatchNorm, activations, "
-              "bias additions, dropout and concatenation are not counted")
+MACS_SCOPE = (
+    "Conv2d and ConvTranspose2d multiply-accumulates only; BatchNorm, activations, "
+    "bias additions, dropout and concatenation are not counted"
+)
 CONVENTION_DOC = {
     "physical": "ConvTranspose2d counted per input pixel (what the hardware computes); "
-                "Conv2d per output pixel",
+    "Conv2d per output pixel",
     "output": "every conv, ConvTranspose2d included, counted per output pixel "
-              "(GAN Compression / OMGD / Nota convention)",
+    "(GAN Compression / OMGD / Nota convention)",
 }
 
 
@@ -56,7 +58,7 @@ def count_parameters(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
-count_params = count_parameters   # the name pruning.budget imports
+count_params = count_parameters  # the name pruning.budget imports
 
 
 def _conv_macs(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> dict[str, int]:
@@ -107,18 +109,24 @@ def _run_with_hooks(model: nn.Module, input_shape: Iterable[int]) -> list[tuple[
     handles = []
     for name, m in model.named_modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+
             def hook(mod, args, out, _name=name):
                 records.append((_name, _conv_macs(mod, args[0], out)))
+
             handles.append(m.register_forward_hook(hook))
     shapes = input_shapes(model, input_shape)
     was_training = model.training
-    model.eval()     # MACs do not depend on the mode; a batch-1 1x1 BatchNorm refuses train mode
+    model.eval()  # MACs do not depend on the mode; a batch-1 1x1 BatchNorm refuses train mode
     try:
         try:
-            tensors = {k: torch.empty_like(v, device="meta")
-                       for k, v in list(model.named_parameters()) + list(model.named_buffers())}
+            tensors = {
+                k: torch.empty_like(v, device="meta")
+                for k, v in list(model.named_parameters()) + list(model.named_buffers())
+            }
             with torch.no_grad():
-                torch.func.functional_call(model, tensors, tuple(torch.zeros(sh, device="meta") for sh in shapes))
+                torch.func.functional_call(
+                    model, tensors, tuple(torch.zeros(sh, device="meta") for sh in shapes)
+                )
         except (NotImplementedError, RuntimeError):
             records.clear()
             try:
@@ -151,9 +159,11 @@ def macs_by_layer(model: nn.Module, input_shape=(1, 3, 256, 256)) -> dict[str, d
 def count_all(model: nn.Module, input_shape=(1, 3, 256, 256)) -> dict[str, int]:
     """``{"params", "macs_physical", "macs_output"}`` from a single hooked pass."""
     recs = _run_with_hooks(model, input_shape)
-    return {"params": count_parameters(model),
-            "macs_physical": int(sum(r["physical"] for _, r in recs)),
-            "macs_output": int(sum(r["output"] for _, r in recs))}
+    return {
+        "params": count_parameters(model),
+        "macs_physical": int(sum(r["physical"] for _, r in recs)),
+        "macs_output": int(sum(r["output"] for _, r in recs)),
+    }
 
 
 @contextlib.contextmanager
@@ -169,13 +179,23 @@ def _num_threads(threads: int | None):
 
 def _summary(times_ms: list[float]) -> dict[str, float]:
     s = sorted(times_ms)
-    return {"median_ms": statistics.median(s), "mean_ms": statistics.fmean(s),
-            "min_ms": s[0], "p90_ms": s[min(len(s) - 1, int(round(0.9 * (len(s) - 1))))]}
+    return {
+        "median_ms": statistics.median(s),
+        "mean_ms": statistics.fmean(s),
+        "min_ms": s[0],
+        "p90_ms": s[min(len(s) - 1, int(round(0.9 * (len(s) - 1))))],
+    }
 
 
-def measure_latency(model: nn.Module, input_shape=(1, 3, 256, 256), device: str | torch.device = "cpu",
-                    threads: int | None = None, warmup: int = 3, iters: int = 10,
-                    cuda_graph: bool = False) -> dict:
+def measure_latency(
+    model: nn.Module,
+    input_shape=(1, 3, 256, 256),
+    device: str | torch.device = "cpu",
+    threads: int | None = None,
+    warmup: int = 3,
+    iters: int = 10,
+    cuda_graph: bool = False,
+) -> dict:
     """Forward latency of ``model`` (eval mode, inference_mode) on ``device``.
 
     Returns ``{"device", "device_name", "mode" ("eager" | "cuda_graph"), "threads" (CPU
@@ -224,8 +244,10 @@ def measure_latency(model: nn.Module, input_shape=(1, 3, 256, 256), device: str 
                         model(*static_x)
                     run = graph.replay
                 else:
+
                     def run():
                         model(*xs)
+
                 for _ in range(warmup):
                     run()
                 torch.cuda.synchronize(device)
@@ -240,13 +262,27 @@ def measure_latency(model: nn.Module, input_shape=(1, 3, 256, 256), device: str 
     finally:
         model.to(orig_device)
         model.train(was_training)
-    return {"device": device.type, "device_name": name, "mode": "cuda_graph" if cuda_graph else "eager",
-            "threads": threads_used, "batch": int(input_shape[0]), "input_shape": list(input_shape),
-            "warmup": warmup, "iters": iters, **_summary(times)}
+    return {
+        "device": device.type,
+        "device_name": name,
+        "mode": "cuda_graph" if cuda_graph else "eager",
+        "threads": threads_used,
+        "batch": int(input_shape[0]),
+        "input_shape": list(input_shape),
+        "warmup": warmup,
+        "iters": iters,
+        **_summary(times),
+    }
 
 
-def complexity_report(model: nn.Module, input_shape=(1, 3, 256, 256), latency: bool = True,
-                      threads: int | None = None, warmup: int = 3, iters: int = 10) -> dict:
+def complexity_report(
+    model: nn.Module,
+    input_shape=(1, 3, 256, 256),
+    latency: bool = True,
+    threads: int | None = None,
+    warmup: int = 3,
+    iters: int = 10,
+) -> dict:
     """Parameters, MACs in both conventions and (optionally) latency entries.
 
     ``latency`` entries: CPU eager at ``threads`` (default: torch's current setting); when
@@ -254,16 +290,20 @@ def complexity_report(model: nn.Module, input_shape=(1, 3, 256, 256), latency: b
     ``device``/``mode``/``threads``/``batch`` labels.
     """
     shape = [int(s) for s in input_shape]
-    rep = {**count_all(model, shape),
-           "input_shape": shape,
-           "mac_conventions": dict(CONVENTION_DOC),
-           "macs_scope": MACS_SCOPE,
-           "latency": []}
+    rep = {
+        **count_all(model, shape),
+        "input_shape": shape,
+        "mac_conventions": dict(CONVENTION_DOC),
+        "macs_scope": MACS_SCOPE,
+        "latency": [],
+    }
     if latency:
-        rep["latency"].append(measure_latency(model, shape, "cpu", threads=threads,
-                                              warmup=warmup, iters=iters))
+        rep["latency"].append(
+            measure_latency(model, shape, "cpu", threads=threads, warmup=warmup, iters=iters)
+        )
         if torch.cuda.is_available():
             rep["latency"].append(measure_latency(model, shape, "cuda", warmup=warmup, iters=iters))
-            rep["latency"].append(measure_latency(model, shape, "cuda", warmup=warmup, iters=iters,
-                                                  cuda_graph=True))
+            rep["latency"].append(
+                measure_latency(model, shape, "cuda", warmup=warmup, iters=iters, cuda_graph=True)
+            )
     return rep

@@ -47,8 +47,14 @@ def _conv3(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 dilation: tuple[int, int] = (1, 1)):
+    def __init__(
+        self,
+        cin: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        dilation: tuple[int, int] = (1, 1),
+    ):
         super().__init__()
         self.conv1 = _conv3(cin, planes, stride, dilation[0])
         self.bn1 = nn.BatchNorm2d(planes)
@@ -67,8 +73,14 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 dilation: tuple[int, int] = (1, 1)):
+    def __init__(
+        self,
+        cin: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        dilation: tuple[int, int] = (1, 1),
+    ):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -97,13 +109,25 @@ class _Trunk:
     def conv_stage(self, width: int, n: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
         mods: list[nn.Module] = []
         for i in range(n):
-            mods += [nn.Conv2d(self.cin, width, 3, stride=stride if i == 0 else 1, padding=dilation,
-                               dilation=dilation, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            mods += [
+                nn.Conv2d(
+                    self.cin,
+                    width,
+                    3,
+                    stride=stride if i == 0 else 1,
+                    padding=dilation,
+                    dilation=dilation,
+                    bias=False,
+                ),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
             self.cin = width
         return nn.Sequential(*mods)
 
-    def res_stage(self, planes: int, n: int, stride: int = 1, dilation: int = 1,
-                  new_level: bool = True) -> nn.Sequential:
+    def res_stage(
+        self, planes: int, n: int, stride: int = 1, dilation: int = 1, new_level: bool = True
+    ) -> nn.Sequential:
         block, out = self.block, planes * self.block.expansion
         down = None
         if stride != 1 or self.cin != out:
@@ -122,16 +146,20 @@ def drn_d_trunk(arch: str = "drn_d_105") -> nn.Sequential:
     kind, n = ARCHS[arch]
     t = _Trunk(Bottleneck if kind == "bottleneck" else BasicBlock)
     c = CHANNELS
-    layer0 = nn.Sequential(nn.Conv2d(3, c[0], 7, padding=3, bias=False), nn.BatchNorm2d(c[0]), nn.ReLU(inplace=True))
-    stages = [layer0,
-              t.conv_stage(c[0], n[0]),
-              t.conv_stage(c[1], n[1], stride=2),
-              t.res_stage(c[2], n[2], stride=2),
-              t.res_stage(c[3], n[3], stride=2),
-              t.res_stage(c[4], n[4], dilation=2, new_level=False),
-              t.res_stage(c[5], n[5], dilation=4, new_level=False),
-              t.conv_stage(c[6], n[6], dilation=2),
-              t.conv_stage(c[7], n[7], dilation=1)]
+    layer0 = nn.Sequential(
+        nn.Conv2d(3, c[0], 7, padding=3, bias=False), nn.BatchNorm2d(c[0]), nn.ReLU(inplace=True)
+    )
+    stages = [
+        layer0,
+        t.conv_stage(c[0], n[0]),
+        t.conv_stage(c[1], n[1], stride=2),
+        t.res_stage(c[2], n[2], stride=2),
+        t.res_stage(c[3], n[3], stride=2),
+        t.res_stage(c[4], n[4], dilation=2, new_level=False),
+        t.res_stage(c[5], n[5], dilation=4, new_level=False),
+        t.conv_stage(c[6], n[6], dilation=2),
+        t.conv_stage(c[7], n[7], dilation=1),
+    ]
     return nn.Sequential(*stages)
 
 
@@ -156,7 +184,9 @@ class DRNSeg(nn.Module):
         self.up = nn.ConvTranspose2d(classes, classes, 16, stride=8, padding=4, groups=classes, bias=False)
         for m in self.modules():  # He init (only matters without weights)
             if isinstance(m, nn.Conv2d):
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels)))
+                nn.init.normal_(
+                    m.weight, 0.0, math.sqrt(2.0 / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels))
+                )
         nn.init.zeros_(self.seg.bias)
         with torch.no_grad():
             self.up.weight.copy_(bilinear_up_weight(classes))
@@ -170,6 +200,7 @@ class DRNSeg(nn.Module):
 # --------------------------------------------------------------------------------------
 # What a weights file holds (for one-line errors about wrong files)
 # --------------------------------------------------------------------------------------
+
 
 def drn_arch_name(arch: str) -> str:
     """``drn_d_105`` → ``DRN-D-105``."""
@@ -217,10 +248,14 @@ def state_mismatch(state: dict, arch: str = "drn_d_105", classes: int = 19) -> s
     if found is not None:
         f_arch, f_classes = found
         if f_arch == arch:
-            return (f"it holds a {drn_arch_name(f_arch)} segmenter with {f_classes} classes (seg.weight "
-                    f"{have['seg.weight']}), expected {classes} classes")
-        return (f"it holds a {drn_arch_name(f_arch)} segmenter ({f_classes} classes), a different architecture "
-                f"from the expected {drn_arch_name(arch)}")
+            return (
+                f"it holds a {drn_arch_name(f_arch)} segmenter with {f_classes} classes (seg.weight "
+                f"{have['seg.weight']}), expected {classes} classes"
+            )
+        return (
+            f"it holds a {drn_arch_name(f_arch)} segmenter ({f_classes} classes), a different architecture "
+            f"from the expected {drn_arch_name(arch)}"
+        )
     parts = []
     if any(k.startswith("layer0.") or k == "fc.weight" for k in have):
         parts.append("it looks like a DRN ImageNet classifier (layer0.../fc keys), not a segmenter")

@@ -42,8 +42,8 @@ import numpy as np
 
 #: the scalar quality metrics that get a noise level, in result order
 NOISE_METRICS = ("fid", "kid", "miou", "l1", "psnr", "ssim", "lse_d", "lse_c")
-Z95 = 1.959963984540054   # two-sided 95% quantile of the standard normal
-FEATURE_BOOTSTRAP_MAX = 1000   # FID/KID are bootstrapped on splits of at most this many images
+Z95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
+FEATURE_BOOTSTRAP_MAX = 1000  # FID/KID are bootstrapped on splits of at most this many images
 
 
 def _one_blas_thread():
@@ -62,6 +62,7 @@ def _one_blas_thread():
 # what is noisy
 # --------------------------------------------------------------------------------------
 
+
 def generation_is_stochastic(generator, mode: str) -> bool:
     """Whether generating twice with different seeds can give different images: ``train_bn``
     mode (modules in training mode) with at least one dropout module of p > 0.  BatchNorm on
@@ -77,23 +78,33 @@ def scalar_metrics(result: Mapping) -> dict[str, float]:
     """The scalar quality numbers of an evaluation result (keys of :data:`NOISE_METRICS` that are
     present and finite): ``fid.value``, ``kid.mean``, ``segmentation.miou``, ``l1``, ``psnr``,
     ``ssim``, ``lse.lse_d``, ``lse.lse_c``."""
+
     def num(x):
-        return float(x) if isinstance(x, (int, float, np.floating, np.integer)) and math.isfinite(float(x)) else None
+        return (
+            float(x)
+            if isinstance(x, (int, float, np.floating, np.integer)) and math.isfinite(float(x))
+            else None
+        )
 
     fid, kid = result.get("fid"), result.get("kid")
     seg, lse = result.get("segmentation"), result.get("lse")
-    raw = {"fid": fid.get("value") if isinstance(fid, Mapping) else None,
-           "kid": kid.get("mean") if isinstance(kid, Mapping) else None,
-           "miou": seg.get("miou") if isinstance(seg, Mapping) else None,
-           "l1": result.get("l1"), "psnr": result.get("psnr"), "ssim": result.get("ssim"),
-           "lse_d": lse.get("lse_d") if isinstance(lse, Mapping) else None,
-           "lse_c": lse.get("lse_c") if isinstance(lse, Mapping) else None}
+    raw = {
+        "fid": fid.get("value") if isinstance(fid, Mapping) else None,
+        "kid": kid.get("mean") if isinstance(kid, Mapping) else None,
+        "miou": seg.get("miou") if isinstance(seg, Mapping) else None,
+        "l1": result.get("l1"),
+        "psnr": result.get("psnr"),
+        "ssim": result.get("ssim"),
+        "lse_d": lse.get("lse_d") if isinstance(lse, Mapping) else None,
+        "lse_c": lse.get("lse_c") if isinstance(lse, Mapping) else None,
+    }
     return {k: num(raw[k]) for k in NOISE_METRICS if num(raw[k]) is not None}
 
 
 # --------------------------------------------------------------------------------------
 # resampling
 # --------------------------------------------------------------------------------------
+
 
 def resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
     """(n_boot, n) int64: how often each of ``n`` items occurs in each bootstrap resample
@@ -121,13 +132,17 @@ def miou_replicates(confusions: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """mIoU of each resample from per-item confusion matrices (n, K, K): the resample's matrices
     summed, per-class IoU = TP / (TP + FP + FN), mean over classes with a defined IoU (as
     :func:`unetprune.metrics.segmentation.summarize`)."""
-    h = np.tensordot(np.asarray(counts, dtype=np.float64), np.asarray(confusions, dtype=np.float64), axes=(1, 0))
+    h = np.tensordot(
+        np.asarray(counts, dtype=np.float64), np.asarray(confusions, dtype=np.float64), axes=(1, 0)
+    )
     tp = np.diagonal(h, axis1=1, axis2=2)
     union = h.sum(1) + h.sum(2) - tp
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = np.where(union > 0, tp / np.where(union > 0, union, 1), np.nan)
     valid = np.isfinite(iou)
-    return np.where(valid.any(1), np.nansum(np.where(valid, iou, 0.0), 1) / np.maximum(valid.sum(1), 1), np.nan)
+    return np.where(
+        valid.any(1), np.nansum(np.where(valid, iou, 0.0), 1) / np.maximum(valid.sum(1), 1), np.nan
+    )
 
 
 def _pair(fake: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +161,7 @@ def fid_replicates(fake: np.ndarray, real: np.ndarray, counts: np.ndarray) -> np
     used once): ``tr sqrt(S1 S2)`` is the nuclear norm of ``F1 F2^T`` (``S = F^T F``), whose
     squared singular values are the eigenvalues of a symmetric k x k matrix (k = distinct items)."""
     x, y = _pair(fake, real)
-    shift = 0.5 * (x.mean(0) + y.mean(0))   # one common shift changes no FID term; keeps the Grams small
+    shift = 0.5 * (x.mean(0) + y.mean(0))  # one common shift changes no FID term; keeps the Grams small
     x, y = x - shift, y - shift
     gxx, gyy, gxy = x @ x.T, y @ y.T, x @ y.T
     out = np.empty(len(counts))
@@ -163,18 +178,24 @@ def _fid_one(gxx: np.ndarray, gyy: np.ndarray, gxy: np.ndarray, c_full: np.ndarr
     m = c.sum()
     axx, ayy, axy = gxx[np.ix_(u, u)], gyy[np.ix_(u, u)], gxy[np.ix_(u, u)]
     sxx, syy, sxy = c @ axx @ c, c @ ayy @ c, c @ axy @ c
-    mean_term = (sxx + syy - 2.0 * sxy) / m ** 2
+    mean_term = (sxx + syy - 2.0 * sxy) / m**2
     tr_x = (c @ np.diag(axx) - sxx / m) / (m - 1)
     tr_y = (c @ np.diag(ayy) - syy / m) / (m - 1)
-    cxy = axy - np.outer(axy @ c, np.ones_like(c)) / m - np.outer(np.ones_like(c), c @ axy) / m + sxy / m ** 2
+    cxy = axy - np.outer(axy @ c, np.ones_like(c)) / m - np.outer(np.ones_like(c), c @ axy) / m + sxy / m**2
     w = np.sqrt(c)
     mat = (w[:, None] * cxy * w[None, :]) / (m - 1)
     ev = np.linalg.eigvalsh(mat @ mat.T)
     return float(mean_term + tr_x + tr_y - 2.0 * np.sqrt(np.clip(ev, 0.0, None)).sum())
 
 
-def kid_replicates(fake: np.ndarray, real: np.ndarray, counts: np.ndarray, degree: int = 3,
-                   gamma: float | None = None, coef0: float = 1.0) -> np.ndarray:
+def kid_replicates(
+    fake: np.ndarray,
+    real: np.ndarray,
+    counts: np.ndarray,
+    degree: int = 3,
+    gamma: float | None = None,
+    coef0: float = 1.0,
+) -> np.ndarray:
     """KID of each resample (rows of both sets resampled together): torch-fidelity's unbiased
     MMD² with its polynomial kernel ``(x·y / D + 1)^3`` on the whole resample, from kernel
     matrices computed once.  This is what ``kid_from_features`` gives on the resampled
@@ -183,7 +204,11 @@ def kid_replicates(fake: np.ndarray, real: np.ndarray, counts: np.ndarray, degre
     x, y = _pair(fake, real)
     d = x.shape[1]
     g = 1.0 / d if gamma is None else float(gamma)
-    kxx, kyy, kxy = ((x @ x.T) * g + coef0) ** degree, ((y @ y.T) * g + coef0) ** degree, ((x @ y.T) * g + coef0) ** degree
+    kxx, kyy, kxy = (
+        ((x @ x.T) * g + coef0) ** degree,
+        ((y @ y.T) * g + coef0) ** degree,
+        ((x @ y.T) * g + coef0) ** degree,
+    )
     c = np.asarray(counts, dtype=np.float64)
     m = c.sum(1)
 
@@ -199,6 +224,7 @@ def kid_replicates(fake: np.ndarray, real: np.ndarray, counts: np.ndarray, degre
 # summaries
 # --------------------------------------------------------------------------------------
 
+
 def sample_std(values: Sequence[float] | np.ndarray) -> float | None:
     """Sample standard deviation (ddof 1) of finite values; None for fewer than 2."""
     v = np.asarray([x for x in np.asarray(values, dtype=np.float64).ravel() if math.isfinite(x)])
@@ -210,8 +236,9 @@ def bootstrap_std(replicates: Sequence[float] | np.ndarray) -> float | None:
     return sample_std(replicates)
 
 
-def summarize_noise(seed_values: Sequence[float], replicates: Sequence[float] | np.ndarray | None,
-                    stochastic: bool) -> dict:
+def summarize_noise(
+    seed_values: Sequence[float], replicates: Sequence[float] | np.ndarray | None, stochastic: bool
+) -> dict:
     """One metric's noise entry ``{"mean", "std_seed", "std_boot", "std", "ci95"}`` (module docstring)."""
     vals = [float(v) for v in seed_values]
     if not vals:
@@ -222,13 +249,18 @@ def summarize_noise(seed_values: Sequence[float], replicates: Sequence[float] | 
     if std_boot is None:
         std, ci = None, None
     else:
-        std = math.sqrt(std_boot ** 2 + (std_seed or 0.0) ** 2)
+        std = math.sqrt(std_boot**2 + (std_seed or 0.0) ** 2)
         ci = [mean - Z95 * std, mean + Z95 * std]
     return {"mean": mean, "std_seed": std_seed, "std_boot": std_boot, "std": std, "ci95": ci}
 
 
-def noise_block(seeds: Sequence[int], n_boot: int, seed_results: Sequence[Mapping],
-                replicates: Mapping[str, np.ndarray], stochastic: bool) -> dict:
+def noise_block(
+    seeds: Sequence[int],
+    n_boot: int,
+    seed_results: Sequence[Mapping],
+    replicates: Mapping[str, np.ndarray],
+    stochastic: bool,
+) -> dict:
     """The ``noise`` block of an evaluation: ``seed_results`` = the results of the seed runs (first
     = the reported one), ``replicates`` = bootstrap replicates per metric of the first run."""
     first = scalar_metrics(seed_results[0])

@@ -24,14 +24,16 @@ PAIRED_DEFINITIONS = {
     "l1": "mean |fake - real| of the uint8 images in [-1, 1] units (/127.5), per image then averaged",
     "psnr": "10*log10(255^2/MSE) dB per uint8 image (MSE floored at 1e-10), averaged over images",
     "ssim": "Gaussian SSIM (11x11, sigma 1.5, K1 0.01, K2 0.03, range 255, population covariance; "
-            "= skimage structural_similarity gaussian_weights=True), per image then averaged",
+    "= skimage structural_similarity gaussian_weights=True), per image then averaged",
 }
 
 
 def _check(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     a, b = torch.as_tensor(a), torch.as_tensor(b)
     if a.shape != b.shape:
-        raise ValueError(f"paired metrics need images of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"paired metrics need images of one shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     if a.dim() == 3:
         a, b = a[None], b[None]
     if a.dim() != 4:
@@ -49,7 +51,7 @@ def psnr(fake: torch.Tensor, real: torch.Tensor, data_range: float = 255.0) -> t
     """Per-image PSNR (N,) in dB."""
     a, b = _check(fake, real)
     mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-    return 10.0 * torch.log10(data_range ** 2 / mse)
+    return 10.0 * torch.log10(data_range**2 / mse)
 
 
 def gaussian_window(sigma: float = 1.5, truncate: float = 3.5) -> torch.Tensor:
@@ -79,17 +81,23 @@ def gaussian_moments(a: torch.Tensor, b: torch.Tensor, g: torch.Tensor, conv: bo
         hv, wv = x.shape[-2] - k + 1, x.shape[-1] - k + 1
         y = x[..., 0:hv, :] * taps[0]
         for t in range(1, k):
-            y.add_(x[..., t:t + hv, :], alpha=taps[t])
+            y.add_(x[..., t : t + hv, :], alpha=taps[t])
         z = y[..., 0:wv] * taps[0]
         for t in range(1, k):
-            z.add_(y[..., t:t + wv], alpha=taps[t])
+            z.add_(y[..., t : t + wv], alpha=taps[t])
         return z
 
     return filt(a), filt(b), filt(a * a), filt(b * b), filt(a * b)
 
 
-def ssim(fake: torch.Tensor, real: torch.Tensor, data_range: float = 255.0, sigma: float = 1.5,
-         k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
+def ssim(
+    fake: torch.Tensor,
+    real: torch.Tensor,
+    data_range: float = 255.0,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+) -> torch.Tensor:
     """Per-image SSIM (N,), Gaussian window, mean over valid positions and channels."""
     a, b = _check(fake, real)
     h, w = a.shape[-2:]
@@ -98,11 +106,11 @@ def ssim(fake: torch.Tensor, real: torch.Tensor, data_range: float = 255.0, sigm
     if h < k or w < k:
         raise ValueError(f"SSIM needs images of at least {k}x{k} pixels, got {h}x{w}")
     mu_a, mu_b, ea2, eb2, eab = gaussian_moments(a, b, g, conv=a.device.type != "cpu")
-    var_a = ea2 - mu_a ** 2
-    var_b = eb2 - mu_b ** 2
+    var_a = ea2 - mu_a**2
+    var_b = eb2 - mu_b**2
     cov = eab - mu_a * mu_b
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     return s.flatten(1).mean(1)
 
 
@@ -124,7 +132,9 @@ class PairedAccumulator:
 
     def per_image(self) -> dict[str, torch.Tensor]:
         """The per-image values (N,) (float64) of every metric, in update order."""
-        return {k: (torch.cat(v) if v else torch.zeros(0, dtype=torch.float64)) for k, v in self.values.items()}
+        return {
+            k: (torch.cat(v) if v else torch.zeros(0, dtype=torch.float64)) for k, v in self.values.items()
+        }
 
     def result(self) -> dict:
         if not self.n:

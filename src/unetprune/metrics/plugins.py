@@ -38,14 +38,13 @@ from typing import ClassVar
 import torch
 
 
-
 class Metric:
     """Base class of a metric plug-in (see the module docstring)."""
 
     name: ClassVar[str]
     keys: ClassVar[tuple[str, ...]]
-    setup_rank: ClassVar[int] = 1   # lower ranks set up first (cheap checks of user files: rank 0)
-    images_dependent: ClassVar[bool] = True   # re-scored for repeat generations (seeds, extra modes)
+    setup_rank: ClassVar[int] = 1  # lower ranks set up first (cheap checks of user files: rank 0)
+    images_dependent: ClassVar[bool] = True  # re-scored for repeat generations (seeds, extra modes)
 
     def setup(self, eval_set, ctx) -> None:
         self.eval_set, self.ctx = eval_set, ctx
@@ -83,6 +82,7 @@ def build_metrics(names: Sequence[str]) -> dict[str, Metric]:
 # The plug-ins of the U-Net GAN family
 # --------------------------------------------------------------------------------------
 
+
 @register_metric
 class FIDMetric(Metric):
     """FID against the split's targets: extractor built and real statistics computed (or read
@@ -97,13 +97,26 @@ class FIDMetric(Metric):
         ev = ctx.ev
         self._last: tuple[weakref.ref, object] | None = None
         self.batch_size = int(ev["feature_batch_size"])
-        self.extractor = F.get_extractor(ev["fid_backend"], ev["inception_weights"], ev["standin_seed"],
-                                         ctx.device, cache_dir=ctx.cache_dir)
+        self.extractor = F.get_extractor(
+            ev["fid_backend"],
+            ev["inception_weights"],
+            ev["standin_seed"],
+            ctx.device,
+            cache_dir=ctx.cache_dir,
+        )
         es = eval_set
         self.real, self.real_info = F.real_stats(
-            es.targets, self.extractor, dataset=es.dataset, split=es.split, direction=es.direction,
-            image_size=es.image_size, files=es.files, files_hash=es.files_sha256, cache_dir=ctx.cache_dir,
-            batch_size=self.batch_size)
+            es.targets,
+            self.extractor,
+            dataset=es.dataset,
+            split=es.split,
+            direction=es.direction,
+            image_size=es.image_size,
+            files=es.files,
+            files_hash=es.files_sha256,
+            cache_dir=ctx.cache_dir,
+            batch_size=self.batch_size,
+        )
 
     def features(self, fakes: torch.Tensor):
         """Extractor features (N, D) of ``fakes``; computed once per tensor of generated images."""
@@ -120,11 +133,18 @@ class FIDMetric(Metric):
 
         es = self.eval_set
         feats = self.features(fakes)
-        return {"fid": {
-            "value": F.fid_from_stats(F.FeatureStats.from_features(feats), self.real),
-            "backend": self.extractor.backend, "extractor": self.extractor.describe(),
-            "n_images": es.n, "image_size": es.image_size, "split": es.split, "dataset": es.dataset,
-            "real_stats": {k: self.real_info[k] for k in ("key", "cache", "cache_hit", "files_sha256")}}}
+        return {
+            "fid": {
+                "value": F.fid_from_stats(F.FeatureStats.from_features(feats), self.real),
+                "backend": self.extractor.backend,
+                "extractor": self.extractor.describe(),
+                "n_images": es.n,
+                "image_size": es.image_size,
+                "split": es.split,
+                "dataset": es.dataset,
+                "real_stats": {k: self.real_info[k] for k in ("key", "cache", "cache_hit", "files_sha256")},
+            }
+        }
 
     def bootstrap(self, fakes, counts):
         from .noise import FEATURE_BOOTSTRAP_MAX, fid_replicates
@@ -140,7 +160,7 @@ class KIDMetric(Metric):
     real features, the fake features computed once for both."""
 
     name, keys = "kid", ("kid",)
-    setup_rank = 2   # after the FID plug-in it reuses
+    setup_rank = 2  # after the FID plug-in it reuses
 
     def setup(self, eval_set, ctx):
         super().setup(eval_set, ctx)
@@ -183,15 +203,21 @@ class SegmentationMetric(Metric):
     """mIoU of the generated photos: the demo relabeller, or DRN-D-105 on Cityscapes (or none)."""
 
     name, keys = "segmentation", ("segmentation",)
-    setup_rank = 0   # a missing DRN weight file fails before the FID statistics are computed
+    setup_rank = 0  # a missing DRN weight file fails before the FID statistics are computed
 
     def setup(self, eval_set, ctx):
         super().setup(eval_set, ctx)
         self.kind = resolve_segmentation(ctx.cfg)
         if self.kind == "cityscapes":
             from ..errors import EvaluationError
-            from .segmentation import (FULL_RES_LABELS, colour_to_train_ids, expected_label_file,
-                                       find_label_file, load_drn, read_train_ids)
+            from .segmentation import (
+                FULL_RES_LABELS,
+                colour_to_train_ids,
+                expected_label_file,
+                find_label_file,
+                load_drn,
+                read_train_ids,
+            )
 
             es = eval_set
             self.drn = load_drn(ctx.ev["drn_weights"], ctx.device)
@@ -201,14 +227,16 @@ class SegmentationMetric(Metric):
                 self.label_source = FULL_RES_LABELS
             elif any(p is not None for p in found):
                 missing = es.files[[p is None for p in found].index(True)]
-                raise EvaluationError(f"no full-resolution label map for {missing}: expected "
-                                      f"{expected_label_file(es.root, es.split, missing)}")
+                raise EvaluationError(
+                    f"no full-resolution label map for {missing}: expected "
+                    f"{expected_label_file(es.root, es.split, missing)}"
+                )
             else:
                 self.labels = [colour_to_train_ids(x) for x in es.inputs]
                 self.label_source = "input colour label maps (nearest Cityscapes colour, generated size)"
         elif self.kind == "demo":
             self.n_classes = int(ctx.cfg["demo"]["n_classes"])
-        self._last: tuple[weakref.ref, object] | None = None   # (images, per-image confusion matrices)
+        self._last: tuple[weakref.ref, object] | None = None  # (images, per-image confusion matrices)
 
     def score(self, fakes, generator):
         if self.kind == "demo":
@@ -224,7 +252,7 @@ class SegmentationMetric(Metric):
 
             scorer = CityscapesScorer(self.drn, self.ctx.device)
             for i in range(len(fakes)):
-                scorer.update(fakes[i:i + 1], [self.labels[i]])
+                scorer.update(fakes[i : i + 1], [self.labels[i]])
             self._last = (weakref.ref(fakes), np.stack(scorer.per_image))
             return {"segmentation": scorer.result(self.label_source)}
         return {"segmentation": None}
@@ -250,17 +278,19 @@ class PairedMetric(Metric):
         from .paired import PAIRED_DEFINITIONS, PairedAccumulator
 
         targets, fakes_in = self.eval_set.targets, fakes
-        rows = getattr(self.eval_set, "paired_rows", None)   # e.g. the lower half of a talking face
+        rows = getattr(self.eval_set, "paired_rows", None)  # e.g. the lower half of a talking face
         if rows is not None:
             fakes, targets = fakes[:, :, rows], targets[:, :, rows]
         acc = PairedAccumulator()
         for i in range(0, len(fakes), self.chunk):
-            acc.update(fakes[i:i + self.chunk], targets[i:i + self.chunk])
+            acc.update(fakes[i : i + self.chunk], targets[i : i + self.chunk])
         pm = acc.result()
         self._last = (weakref.ref(fakes_in), acc.per_image())
         defs = dict(PAIRED_DEFINITIONS)
         if rows is not None:
-            defs["region"] = f"image rows {rows.start}..{rows.stop - 1} only ({getattr(self.eval_set, 'paired_region', '')})"
+            defs["region"] = (
+                f"image rows {rows.start}..{rows.stop - 1} only ({getattr(self.eval_set, 'paired_region', '')})"
+            )
         return {"l1": pm["l1"], "psnr": pm["psnr"], "ssim": pm["ssim"], "paired_definitions": defs}
 
     def bootstrap(self, fakes, counts):
@@ -277,7 +307,8 @@ class PairedMetric(Metric):
 DIVERSITY_DEFINITION = (
     "ratio = mean over pixels and channels of the standard deviation across the split's images of "
     "the generated images, divided by the same for the real target images (uint8 pixels scaled to "
-    "[0, 1]); collapsed = ratio < evaluate.collapse_threshold")
+    "[0, 1]); collapsed = ratio < evaluate.collapse_threshold"
+)
 
 
 def output_spread(images: torch.Tensor, chunk: int = 64) -> float:
@@ -294,11 +325,11 @@ def output_spread(images: torch.Tensor, chunk: int = 64) -> float:
         return 0.0
     if x.dtype != torch.uint8:
         return float((x.to(torch.float64) / 255.0).std(dim=0, unbiased=False).mean())
-    chunk = min(int(chunk), 258)   # 258 * 255^2 < 2^24
+    chunk = min(int(chunk), 258)  # 258 * 255^2 < 2^24
     s1 = torch.zeros(x.shape[1:], dtype=torch.float64, device=x.device)
     s2 = torch.zeros_like(s1)
     for i in range(0, n, chunk):
-        c = x[i:i + chunk].to(torch.float32)
+        c = x[i : i + chunk].to(torch.float32)
         s1 += c.sum(0)
         s2 += (c * c).sum(0)
     var = (n * s2 - s1 * s1) / (float(n) * n * 255.0 * 255.0)
@@ -327,9 +358,17 @@ class DiversityMetric(Metric):
     def score(self, fakes, generator):
         fake_std = output_spread(fakes)
         ratio = fake_std / self.real_std if self.real_std > 0 else None
-        return {"diversity": {"ratio": ratio, "fake_std": fake_std, "real_std": self.real_std,
-                              "threshold": self.threshold, "collapsed": collapsed(ratio, self.threshold),
-                              "n_images": int(len(fakes)), "definition": DIVERSITY_DEFINITION}}
+        return {
+            "diversity": {
+                "ratio": ratio,
+                "fake_std": fake_std,
+                "real_std": self.real_std,
+                "threshold": self.threshold,
+                "collapsed": collapsed(ratio, self.threshold),
+                "n_images": int(len(fakes)),
+                "definition": DIVERSITY_DEFINITION,
+            }
+        }
 
 
 @register_metric
@@ -337,19 +376,24 @@ class ComplexityMetric(Metric):
     """Parameters, MACs in both conventions and (unless disabled) batch-1 latency at the split's size."""
 
     name, keys = "complexity", ("complexity",)
-    images_dependent = False   # the same for every generation: not repeated for seeds / extra modes
+    images_dependent = False  # the same for every generation: not repeated for seeds / extra modes
 
     def setup(self, eval_set, ctx):
         super().setup(eval_set, ctx)
         self.image_size = eval_set.image_size
         inputs = getattr(eval_set, "inputs", None)
-        self.default_shape = (1, int(inputs.shape[1]) if inputs is not None else 3, self.image_size, self.image_size)
+        self.default_shape = (
+            1,
+            int(inputs.shape[1]) if inputs is not None else 3,
+            self.image_size,
+            self.image_size,
+        )
 
     def score(self, fakes, generator):
         from ..family import family_of
         from .complexity import complexity_report
 
-        try:     # the family's counting shape (a Wav2Lip generator: a 96x96 face and its mel window)
+        try:  # the family's counting shape (a Wav2Lip generator: a 96x96 face and its mel window)
             self.input_shape = family_of(generator).counting_shape(generator, self.image_size)
         except TypeError:
             self.input_shape = self.default_shape

@@ -39,18 +39,58 @@ from ..errors import UserFacingError
 
 IGNORE_INDEX = 255
 
-CITYSCAPES_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
-                      "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car", "truck",
-                      "bus", "train", "motorcycle", "bicycle")
+CITYSCAPES_CLASSES = (
+    "road",
+    "sidewalk",
+    "building",
+    "wall",
+    "fence",
+    "pole",
+    "traffic light",
+    "traffic sign",
+    "vegetation",
+    "terrain",
+    "sky",
+    "person",
+    "rider",
+    "car",
+    "truck",
+    "bus",
+    "train",
+    "motorcycle",
+    "bicycle",
+)
 
 # Cityscapes colour of every label id (gtFine_color) and its train id (255 = ignored in eval).
 CITYSCAPES_COLOURS = [
-    ((0, 0, 0), 255), ((111, 74, 0), 255), ((81, 0, 81), 255), ((128, 64, 128), 0), ((244, 35, 232), 1),
-    ((250, 170, 160), 255), ((230, 150, 140), 255), ((70, 70, 70), 2), ((102, 102, 156), 3),
-    ((190, 153, 153), 4), ((180, 165, 180), 255), ((150, 100, 100), 255), ((150, 120, 90), 255),
-    ((153, 153, 153), 5), ((250, 170, 30), 6), ((220, 220, 0), 7), ((107, 142, 35), 8), ((152, 251, 152), 9),
-    ((70, 130, 180), 10), ((220, 20, 60), 11), ((255, 0, 0), 12), ((0, 0, 142), 13), ((0, 0, 70), 14),
-    ((0, 60, 100), 15), ((0, 0, 90), 255), ((0, 0, 110), 255), ((0, 80, 100), 16), ((0, 0, 230), 17),
+    ((0, 0, 0), 255),
+    ((111, 74, 0), 255),
+    ((81, 0, 81), 255),
+    ((128, 64, 128), 0),
+    ((244, 35, 232), 1),
+    ((250, 170, 160), 255),
+    ((230, 150, 140), 255),
+    ((70, 70, 70), 2),
+    ((102, 102, 156), 3),
+    ((190, 153, 153), 4),
+    ((180, 165, 180), 255),
+    ((150, 100, 100), 255),
+    ((150, 120, 90), 255),
+    ((153, 153, 153), 5),
+    ((250, 170, 30), 6),
+    ((220, 220, 0), 7),
+    ((107, 142, 35), 8),
+    ((152, 251, 152), 9),
+    ((70, 130, 180), 10),
+    ((220, 20, 60), 11),
+    ((255, 0, 0), 12),
+    ((0, 0, 142), 13),
+    ((0, 0, 70), 14),
+    ((0, 60, 100), 15),
+    ((0, 0, 90), 255),
+    ((0, 0, 110), 255),
+    ((0, 80, 100), 16),
+    ((0, 0, 230), 17),
     ((119, 11, 32), 18),
 ]
 
@@ -59,11 +99,14 @@ CITYSCAPES_PROTOCOL = (
     "(drn-d-105_ms_cityscapes.pth) on the uint8-quantised generated photo at its generated size, "
     "input /255 then normalised with the fyu/drn Cityscapes mean/std; 8x bilinear up-layer; "
     "log-probabilities resized bilinearly to the label size; arg-max; one confusion matrix over the "
-    "split; 19 train ids, label 255 ignored; mIoU = nanmean of per-class IoU")
+    "split; 19 train ids, label 255 ignored; mIoU = nanmean of per-class IoU"
+)
 FULL_RES_LABELS = "gtFine trainIds (full resolution)"
-DEMO_PROTOCOL = ("demo: generated photo relabelled with unetprune.data.demo.label_photo, compared with the "
-                 "input label map decoded with decode_labels; one confusion matrix over the split; mIoU = "
-                 "nanmean of per-class IoU (ground-truth photos score 1)")
+DEMO_PROTOCOL = (
+    "demo: generated photo relabelled with unetprune.data.demo.label_photo, compared with the "
+    "input label map decoded with decode_labels; one confusion matrix over the split; mIoU = "
+    "nanmean of per-class IoU (ground-truth photos score 1)"
+)
 
 
 class SegmentationError(UserFacingError):
@@ -73,6 +116,7 @@ class SegmentationError(UserFacingError):
 # --------------------------------------------------------------------------------------
 # Confusion matrices and IoU
 # --------------------------------------------------------------------------------------
+
 
 def confusion(pred, target, n_classes: int, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Confusion matrix (n, n), rows = target class, columns = predicted class.
@@ -105,16 +149,21 @@ def summarize(hist: np.ndarray, names=None) -> dict:
     valid = np.isfinite(iou)
     m = float(iou[valid].mean()) if valid.any() else float("nan")
     total = hist.sum()
-    return {"miou": m, "miou_percent": 100.0 * m,
-            "per_class_iou": _nan_to_none(iou),
-            "class_names": list(names) if names is not None else [str(i) for i in range(len(iou))],
-            "pixel_accuracy": float(np.trace(hist) / total) if total else float("nan"),
-            "n_classes": len(iou), "n_classes_present": int(valid.sum())}
+    return {
+        "miou": m,
+        "miou_percent": 100.0 * m,
+        "per_class_iou": _nan_to_none(iou),
+        "class_names": list(names) if names is not None else [str(i) for i in range(len(iou))],
+        "pixel_accuracy": float(np.trace(hist) / total) if total else float("nan"),
+        "n_classes": len(iou),
+        "n_classes_present": int(valid.sum()),
+    }
 
 
 # --------------------------------------------------------------------------------------
 # Demo scorer
 # --------------------------------------------------------------------------------------
+
 
 def _hwc(img) -> np.ndarray:
     a = img.cpu().numpy() if torch.is_tensor(img) else np.asarray(img)
@@ -162,6 +211,7 @@ def demo_miou(photos, label_images, n_classes: int) -> dict:
 # Cityscapes scorer (DRN-D-105)
 # --------------------------------------------------------------------------------------
 
+
 def load_drn(weights_path: str | Path | None, device: str | torch.device = "cpu", arch: str = "drn_d_105"):
     """DRN-D-105 with the Cityscapes weights of fyu/drn (``drn-d-105_ms_cityscapes.pth``), eval mode."""
     from ..weights import is_state_dict, load_weights
@@ -172,28 +222,38 @@ def load_drn(weights_path: str | Path | None, device: str | torch.device = "cpu"
             "config error at 'evaluate.drn_weights': the Cityscapes mIoU needs the DRN-D-105 weights file "
             "drn-d-105_ms_cityscapes.pth (released with fyu/drn, used by GAN Compression); download it "
             "yourself and set evaluate.drn_weights=/path/to/drn-d-105_ms_cityscapes.pth, or "
-            "evaluate.segmentation=none to skip the score")
+            "evaluate.segmentation=none to skip the score"
+        )
     path = Path(weights_path).expanduser()
     if not path.is_file():
         raise SegmentationError(
             f"config error at 'evaluate.drn_weights': DRN-D-105 weight file {path} does not exist; put "
-            f"drn-d-105_ms_cityscapes.pth there (fyu/drn release) or set evaluate.segmentation=none")
-    state = load_weights(path, error=SegmentationError, missing=None,
-                         unreadable="cannot read the DRN weight file {path} (evaluate.drn_weights) as a plain "
-                                    "state dict (torch.load weights_only=True): {kind}: {first}")
+            f"drn-d-105_ms_cityscapes.pth there (fyu/drn release) or set evaluate.segmentation=none"
+        )
+    state = load_weights(
+        path,
+        error=SegmentationError,
+        missing=None,
+        unreadable="cannot read the DRN weight file {path} (evaluate.drn_weights) as a plain "
+        "state dict (torch.load weights_only=True): {kind}: {first}",
+    )
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not is_state_dict(state):
-        raise SegmentationError(f"{path} (evaluate.drn_weights) does not hold a state dict of tensors; expected "
-                                f"the {drn_arch_name(arch)} Cityscapes segmenter drn-d-105_ms_cityscapes.pth")
+        raise SegmentationError(
+            f"{path} (evaluate.drn_weights) does not hold a state dict of tensors; expected "
+            f"the {drn_arch_name(arch)} Cityscapes segmenter drn-d-105_ms_cityscapes.pth"
+        )
     state = {k.removeprefix("module."): v for k, v in state.items()}
     why = state_mismatch(state, arch, 19)
     if why is not None:
-        raise SegmentationError(f"{path} (evaluate.drn_weights) is not a {arch} Cityscapes segmenter "
-                                f"({drn_arch_name(arch)}, 19 classes: drn-d-105_ms_cityscapes.pth of fyu/drn, as "
-                                f"GAN Compression uses): {why}")
+        raise SegmentationError(
+            f"{path} (evaluate.drn_weights) is not a {arch} Cityscapes segmenter "
+            f"({drn_arch_name(arch)}, 19 classes: drn-d-105_ms_cityscapes.pth of fyu/drn, as "
+            f"GAN Compression uses): {why}"
+        )
     model = DRNSeg(arch, classes=19)
-    model.load_state_dict(state, strict=False)   # up.weight may be absent: the bilinear kernel is fixed anyway
+    model.load_state_dict(state, strict=False)  # up.weight may be absent: the bilinear kernel is fixed anyway
     return model.to(device).eval().requires_grad_(False)
 
 
@@ -236,7 +296,7 @@ class CityscapesScorer:
         self.mean = torch.tensor(CITYSCAPES_MEAN, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(CITYSCAPES_STD, device=self.device).view(1, 3, 1, 1)
         self.hist = np.zeros((n_classes, n_classes), dtype=np.int64)
-        self.per_image: list[np.ndarray] = []   # one confusion matrix per scored image (bootstrap)
+        self.per_image: list[np.ndarray] = []  # one confusion matrix per scored image (bootstrap)
 
     @torch.no_grad()
     def predict(self, photos_uint8: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -258,6 +318,8 @@ class CityscapesScorer:
         out = summarize(self.hist, CITYSCAPES_CLASSES)
         out.update({"name": self.name, "protocol": CITYSCAPES_PROTOCOL, "label_source": label_source})
         if label_source != FULL_RES_LABELS:
-            out["protocol"] += ("; DEVIATION: labels recovered from the input colour maps at the generated "
-                                "size, not the full-resolution gtFine trainIds")
+            out["protocol"] += (
+                "; DEVIATION: labels recovered from the input colour maps at the generated "
+                "size, not the full-resolution gtFine trainIds"
+            )
         return out

@@ -33,11 +33,27 @@ from .strategies import (
 from .surgery import PruningError, check_ratio
 
 
-def prune(generator, strategy: str, *, ratio: float | None = None, layer: str | None = None,
-          levels=None, k: int | None = None, importance="l1", seed: int = 0, normalize: bool = True,
-          threshold: float | None = None, match_target: int | None = None, match_model=None,
-          match_metric: str = "params", input_shape=(1, 3, 256, 256), tol: float = 0.01,
-          strict: bool = True, max_layer_ratio: float | None = DEFAULT_MAX_LAYER_RATIO, unit: str = "levels"):
+def prune(
+    generator,
+    strategy: str,
+    *,
+    ratio: float | None = None,
+    layer: str | None = None,
+    levels=None,
+    k: int | None = None,
+    importance="l1",
+    seed: int = 0,
+    normalize: bool = True,
+    threshold: float | None = None,
+    match_target: int | None = None,
+    match_model=None,
+    match_metric: str = "params",
+    input_shape=(1, 3, 256, 256),
+    tol: float = 0.01,
+    strict: bool = True,
+    max_layer_ratio: float | None = DEFAULT_MAX_LAYER_RATIO,
+    unit: str = "levels",
+):
     """Apply ``strategy`` (one of :data:`STRATEGIES`; ``_`` may replace ``-``).
 
     * ``single``: ``layer``, ``ratio``;  ``inner``: ``ratio``, ``levels`` (default
@@ -63,10 +79,22 @@ def prune(generator, strategy: str, *, ratio: float | None = None, layer: str | 
             raise PruningError(f"budget matching applies to the global strategies, not {s!r}")
         if ratio is not None or threshold is not None:
             raise PruningError("give either a budget to match or a ratio/threshold, not both")
-        target = match_target if match_target is not None else model_budget(match_model, match_metric,
-                                                                             input_shape)
-        return match_budget(generator, s, target, match_metric, input_shape, tol, importance, seed,
-                            normalize, strict, max_layer_ratio=max_layer_ratio)
+        target = (
+            match_target if match_target is not None else model_budget(match_model, match_metric, input_shape)
+        )
+        return match_budget(
+            generator,
+            s,
+            target,
+            match_metric,
+            input_shape,
+            tol,
+            importance,
+            seed,
+            normalize,
+            strict,
+            max_layer_ratio=max_layer_ratio,
+        )
     if s == "single":
         if layer is None or ratio is None:
             raise PruningError("strategy 'single' needs a layer and a ratio")
@@ -85,13 +113,39 @@ def prune(generator, strategy: str, *, ratio: float | None = None, layer: str | 
         raise PruningError("strategy 'global-threshold' needs a threshold, a ratio or a budget to match")
     if threshold is not None and ratio is not None:
         raise PruningError("strategy 'global-threshold' takes a threshold or a ratio, not both")
-    return prune_global_threshold(generator, threshold=threshold, ratio=ratio, normalize=normalize,
-                                  importance=importance, seed=seed, max_layer_ratio=max_layer_ratio)
+    return prune_global_threshold(
+        generator,
+        threshold=threshold,
+        ratio=ratio,
+        normalize=normalize,
+        importance=importance,
+        seed=seed,
+        max_layer_ratio=max_layer_ratio,
+    )
 
 
 __all__ = [
-    "DEFAULT_MAX_LAYER_RATIO", "IMPORTANCES", "METRICS", "STRATEGIES", "PruningError", "check_layer", "check_ratio",
-    "filter_importance", "keep_by_ratio", "match_budget", "model_budget", "n_keep", "prunable_layers", "prune",
-    "prune_channels", "prune_cut", "prune_global_threshold", "prune_global_uniform", "prune_inner",
-    "prune_layers", "prune_single", "sensitivity_sweep", "spec_budget",
+    "DEFAULT_MAX_LAYER_RATIO",
+    "IMPORTANCES",
+    "METRICS",
+    "STRATEGIES",
+    "PruningError",
+    "check_layer",
+    "check_ratio",
+    "filter_importance",
+    "keep_by_ratio",
+    "match_budget",
+    "model_budget",
+    "n_keep",
+    "prunable_layers",
+    "prune",
+    "prune_channels",
+    "prune_cut",
+    "prune_global_threshold",
+    "prune_global_uniform",
+    "prune_inner",
+    "prune_layers",
+    "prune_single",
+    "sensitivity_sweep",
+    "spec_budget",
 ]

@@ -52,14 +52,27 @@ def spec_budget(spec, metric: str = "params", input_shape=(1, 3, 256, 256)) -> i
 def model_budget(model, metric: str = "params", input_shape=(1, 3, 256, 256)) -> int:
     if metric == "params":
         return count_parameters(model)
-    return spec_budget(model.spec, metric, input_shape) if hasattr(model, "spec") else \
-        count_all(model, input_shape)[metric]
+    return (
+        spec_budget(model.spec, metric, input_shape)
+        if hasattr(model, "spec")
+        else count_all(model, input_shape)[metric]
+    )
 
 
-def match_budget(generator: nn.Module, strategy: str, target: int, metric: str = "params",
-                 input_shape=(1, 3, 256, 256), tol: float = 0.01, importance="l1", seed: int = 0,
-                 normalize: bool = True, strict: bool = True, max_iter: int = 60,
-                 max_layer_ratio: float | None = DEFAULT_MAX_LAYER_RATIO):
+def match_budget(
+    generator: nn.Module,
+    strategy: str,
+    target: int,
+    metric: str = "params",
+    input_shape=(1, 3, 256, 256),
+    tol: float = 0.01,
+    importance="l1",
+    seed: int = 0,
+    normalize: bool = True,
+    strict: bool = True,
+    max_iter: int = 60,
+    max_layer_ratio: float | None = DEFAULT_MAX_LAYER_RATIO,
+):
     """Prune ``generator`` with a global ``strategy`` so its ``metric`` is closest to ``target``.
 
     Returns ``(new_generator, info)``; ``info["budget"]`` holds the metric, target, achieved
@@ -83,9 +96,11 @@ def match_budget(generator: nn.Module, strategy: str, target: int, metric: str =
     base = {nm: fam.layer_width(generator, nm) for nm in layers}
 
     if strategy == "global-uniform":
+
         def cost(r: float) -> int:
             return width_cost({nm: n_keep(w, r) for nm, w in base.items()})[metric]
-        lo, hi = 0.0, 1.0 - 1e-9          # cost(lo) >= cost(hi)
+
+        lo, hi = 0.0, 1.0 - 1e-9  # cost(lo) >= cost(hi)
         c_lo, c_hi = full, cost(hi)
         if target >= c_lo:
             best = lo
@@ -113,6 +128,7 @@ def match_budget(generator: nn.Module, strategy: str, target: int, metric: str =
             for _, nm, _j in order[:m]:
                 w[nm] -= 1
             return width_cost(w)[metric]
+
         lo, hi = 0, len(order)
         c_lo, c_hi = full, cost_m(hi)
         if target >= c_lo:
@@ -128,19 +144,32 @@ def match_budget(generator: nn.Module, strategy: str, target: int, metric: str =
                 else:
                     hi, c_hi = mid, c
             best = lo if abs(c_lo - target) < abs(c_hi - target) else hi
-        new, info = prune_global_threshold(generator, n_remove=best, normalize=normalize,
-                                           importance=importance, seed=seed,
-                                           max_layer_ratio=max_layer_ratio, _candidates=cands)
+        new, info = prune_global_threshold(
+            generator,
+            n_remove=best,
+            normalize=normalize,
+            importance=importance,
+            seed=seed,
+            max_layer_ratio=max_layer_ratio,
+            _candidates=cands,
+        )
         info["search"] = "n_removed"
     achieved = model_budget(new, metric, input_shape)
     err = (achieved - target) / target
-    info["budget"] = {"metric": metric, "target": target, "achieved": int(achieved),
-                      "rel_error": err, "tol": tol,
-                      "input_shape": [int(s) for s in input_shape]}
+    info["budget"] = {
+        "metric": metric,
+        "target": target,
+        "achieved": int(achieved),
+        "rel_error": err,
+        "tol": tol,
+        "input_shape": [int(s) for s in input_shape],
+    }
     if strict and abs(err) > tol:
-        raise PruningError(f"cannot match {metric}={target:,} within {tol:.1%} with {strategy}: "
-                           f"closest is {achieved:,} ({err:+.2%}); the model has {full:,} "
-                           f"(the target must be smaller, and the widths fine enough)")
+        raise PruningError(
+            f"cannot match {metric}={target:,} within {tol:.1%} with {strategy}: "
+            f"closest is {achieved:,} ({err:+.2%}); the model has {full:,} "
+            f"(the target must be smaller, and the widths fine enough)"
+        )
     return new, info
 
 

@@ -72,8 +72,9 @@ def layer_seed(seed: int, layer: str) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(layer.encode())) % (2**63 - 1)
 
 
-def filter_importance(generator: nn.Module, layer: str, method: str | Callable = "l1",
-                      seed: int = 0) -> tuple[torch.Tensor, str]:
+def filter_importance(
+    generator: nn.Module, layer: str, method: str | Callable = "l1", seed: int = 0
+) -> tuple[torch.Tensor, str]:
     """Scores of the output filters of ``layer`` (the conv its family names for it, e.g.
     ``generator.<layer>.conv`` for pix2pix) and the method actually used.
 
@@ -103,8 +104,7 @@ def filter_importance(generator: nn.Module, layer: str, method: str | Callable =
         raise ValueError(f"unknown importance {method!r}; choose one of {IMPORTANCES}")
     scores = scores.detach().double().cpu()
     if scores.numel() != conv.out_channels:
-        raise ValueError(f"importance for {layer} has {scores.numel()} entries, "
-                         f"expected {conv.out_channels}")
+        raise ValueError(f"importance for {layer} has {scores.numel()} entries, expected {conv.out_channels}")
     return scores, used
 
 

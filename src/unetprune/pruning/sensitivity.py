@@ -24,11 +24,17 @@ from .strategies import prune_single
 from .surgery import check_ratio
 
 
-def sensitivity_sweep(generator, layers: Iterable[str] | str | None, ratios: Iterable[float],
-                      metric: Callable[[object], dict],
-                      on_layer: Callable[[str, dict], None] | None = None,
-                      importance="l1", seed: int = 0, input_shape=None,
-                      include_full: bool = False) -> dict[str, dict]:
+def sensitivity_sweep(
+    generator,
+    layers: Iterable[str] | str | None,
+    ratios: Iterable[float],
+    metric: Callable[[object], dict],
+    on_layer: Callable[[str, dict], None] | None = None,
+    importance="l1",
+    seed: int = 0,
+    input_shape=None,
+    include_full: bool = False,
+) -> dict[str, dict]:
     """Evaluate ``metric(pruned)`` for every layer x ratio; returns ``{layer: result}``.
 
     ``layers``: names (``None`` = every prunable layer).  ``metric(generator) -> dict[str,
@@ -53,10 +59,21 @@ def sensitivity_sweep(generator, layers: Iterable[str] | str | None, ratios: Ite
     full_metrics = _as_floats(metric(generator)) if include_full else None
     results: dict[str, dict] = {}
     for name in layers:
-        res = {"layer": name, "ratios": ratios, "metrics": [], "params": [], "macs_physical": [],
-               "macs_output": [], "widths": [], "importance": importance if isinstance(importance, str)
-               else getattr(importance, "__name__", "custom"), "seed": seed, "input_shape": input_shape,
-               "params_full": count_parameters(generator)}
+        res = {
+            "layer": name,
+            "ratios": ratios,
+            "metrics": [],
+            "params": [],
+            "macs_physical": [],
+            "macs_output": [],
+            "widths": [],
+            "importance": importance
+            if isinstance(importance, str)
+            else getattr(importance, "__name__", "custom"),
+            "seed": seed,
+            "input_shape": input_shape,
+            "params_full": count_parameters(generator),
+        }
         if full_metrics is not None:
             res["metrics_full"] = full_metrics
         for r in ratios:

@@ -72,24 +72,38 @@ def _importance_label(importance) -> str:
     return importance if isinstance(importance, str) else getattr(importance, "__name__", "custom")
 
 
-def _finish(generator, new, strategy, keep: dict[str, list[int]], used: dict[str, str],
-            importance, **fields) -> tuple[nn.Module, dict]:
+def _finish(
+    generator, new, strategy, keep: dict[str, list[int]], used: dict[str, str], importance, **fields
+) -> tuple[nn.Module, dict]:
     fam = family_of(generator)
     req = _importance_label(importance)
     fallback = sorted(k for k, v in used.items() if v != req)
-    info = {"strategy": strategy, **fields,
-            "importance": req,
-            "importance_fallback": {k: used[k] for k in fallback},
-            "layers": sorted(keep, key=fam.groups(generator).index),
-            "kept": {k: {"n_before": fam.layer_width(generator, k), "n_kept": len(v), "indices": list(v)}
-                     for k, v in keep.items()},
-            "widths_before": fam.widths(generator), "widths": fam.widths(new),
-            "params_before": count_parameters(generator), "params": count_parameters(new)}
+    info = {
+        "strategy": strategy,
+        **fields,
+        "importance": req,
+        "importance_fallback": {k: used[k] for k in fallback},
+        "layers": sorted(keep, key=fam.groups(generator).index),
+        "kept": {
+            k: {"n_before": fam.layer_width(generator, k), "n_kept": len(v), "indices": list(v)}
+            for k, v in keep.items()
+        },
+        "widths_before": fam.widths(generator),
+        "widths": fam.widths(new),
+        "params_before": count_parameters(generator),
+        "params": count_parameters(new),
+    }
     return new, info
 
 
-def prune_layers(generator: nn.Module, ratios: dict[str, float], importance: str | Callable = "l1",
-                 seed: int = 0, strategy: str = "layers", **fields) -> tuple[nn.Module, dict]:
+def prune_layers(
+    generator: nn.Module,
+    ratios: dict[str, float],
+    importance: str | Callable = "l1",
+    seed: int = 0,
+    strategy: str = "layers",
+    **fields,
+) -> tuple[nn.Module, dict]:
     """Prune each layer of ``ratios`` at its own ratio (the common primitive)."""
     ops = pruning_ops(generator)
     for name, r in ratios.items():
@@ -109,12 +123,14 @@ def prune_single(generator: nn.Module, layer: str, ratio: float, importance="l1"
     return prune_layers(generator, {layer: r}, importance, seed, strategy="single", layer=layer, ratio=r)
 
 
-def prune_inner(generator: nn.Module, ratio: float, levels: Iterable[int] | None = None,
-                importance="l1", seed: int = 0):
+def prune_inner(
+    generator: nn.Module, ratio: float, levels: Iterable[int] | None = None, importance="l1", seed: int = 0
+):
     r = check_ratio(ratio)
     lv, layers = pruning_ops(generator).layers_of_levels(generator, levels)
-    return prune_layers(generator, {name: r for name in layers}, importance, seed,
-                        strategy="inner", levels=lv, ratio=r)
+    return prune_layers(
+        generator, {name: r for name in layers}, importance, seed, strategy="inner", levels=lv, ratio=r
+    )
 
 
 CUT_UNITS = ("levels", "residual")
@@ -132,23 +148,37 @@ def prune_cut(generator: nn.Module, k: int | None, unit: str = "levels", levels=
         new, removed = ops.cut(generator, k)
     elif unit == "residual":
         if k is not None:
-            raise PruningError("cut unit 'residual' removes the residual blocks of --levels; k applies to "
-                               "unit 'levels' only")
+            raise PruningError(
+                "cut unit 'residual' removes the residual blocks of --levels; k applies to unit 'levels' only"
+            )
         if not hasattr(ops, "cut_residual"):
-            raise PruningError(f"cut unit 'residual' needs residual blocks; a {fam.name} generator has none "
-                               f"(use unit 'levels')")
+            raise PruningError(
+                f"cut unit 'residual' needs residual blocks; a {fam.name} generator has none "
+                f"(use unit 'levels')"
+            )
         new, removed = ops.cut_residual(generator, levels)
     else:
         raise PruningError(f"unknown cut unit {unit!r}; choose one of {', '.join(CUT_UNITS)}")
-    return new, {"strategy": "cut", **removed,
-                 "widths_before": fam.widths(generator), "widths": fam.widths(new),
-                 "params_before": count_parameters(generator), "params": count_parameters(new)}
+    return new, {
+        "strategy": "cut",
+        **removed,
+        "widths_before": fam.widths(generator),
+        "widths": fam.widths(new),
+        "params_before": count_parameters(generator),
+        "params": count_parameters(new),
+    }
 
 
 def prune_global_uniform(generator: nn.Module, ratio: float, importance="l1", seed: int = 0):
     r = check_ratio(ratio)
-    return prune_layers(generator, {name: r for name in prunable_layers(generator)}, importance, seed,
-                        strategy="global-uniform", ratio=r)
+    return prune_layers(
+        generator,
+        {name: r for name in prunable_layers(generator)},
+        importance,
+        seed,
+        strategy="global-uniform",
+        ratio=r,
+    )
 
 
 def check_max_layer_ratio(max_layer_ratio) -> float | None:
@@ -169,8 +199,13 @@ def layer_removal_cap(n: int, max_layer_ratio: float | None) -> int:
     return max(0, cap)
 
 
-def global_candidates(generator: nn.Module, importance="l1", seed: int = 0, normalize: bool = True,
-                      max_layer_ratio: float | None = DEFAULT_MAX_LAYER_RATIO):
+def global_candidates(
+    generator: nn.Module,
+    importance="l1",
+    seed: int = 0,
+    normalize: bool = True,
+    max_layer_ratio: float | None = DEFAULT_MAX_LAYER_RATIO,
+):
     """Removal order for global thresholding.
 
     Returns ``(order, scores, used)``: ``order`` lists ``(score, layer, index)`` of every
@@ -200,10 +235,16 @@ def global_candidates(generator: nn.Module, importance="l1", seed: int = 0, norm
 
 def threshold_rule(normalize: bool, max_layer_ratio: float | None) -> str:
     """A one-line description of a global-threshold baseline's rule (for reports)."""
-    score = "layer-normalised importance (score / layer mean)" if normalize else \
-        "raw importance (not layer-normalised)"
-    cap = (f"no layer loses more than {100 * max_layer_ratio:g}% of its filters"
-           if max_layer_ratio is not None else "each layer keeps at least its best filter")
+    score = (
+        "layer-normalised importance (score / layer mean)"
+        if normalize
+        else "raw importance (not layer-normalised)"
+    )
+    cap = (
+        f"no layer loses more than {100 * max_layer_ratio:g}% of its filters"
+        if max_layer_ratio is not None
+        else "each layer keeps at least its best filter"
+    )
     return f"one threshold on {score}; {cap}"
 
 
@@ -211,14 +252,23 @@ def keep_from_removed(generator: nn.Module, removed: Iterable[tuple[str, int]]) 
     drop: dict[str, set[int]] = {}
     for name, j in removed:
         drop.setdefault(name, set()).add(j)
-    return {name: [j for j in range(layer_width(generator, name)) if j not in drop.get(name, ())]
-            for name in prunable_layers(generator)}
+    return {
+        name: [j for j in range(layer_width(generator, name)) if j not in drop.get(name, ())]
+        for name in prunable_layers(generator)
+    }
 
 
-def prune_global_threshold(generator: nn.Module, threshold: float | None = None,
-                           ratio: float | None = None, normalize: bool = True, importance="l1",
-                           seed: int = 0, n_remove: int | None = None,
-                           max_layer_ratio: float | None = DEFAULT_MAX_LAYER_RATIO, _candidates=None):
+def prune_global_threshold(
+    generator: nn.Module,
+    threshold: float | None = None,
+    ratio: float | None = None,
+    normalize: bool = True,
+    importance="l1",
+    seed: int = 0,
+    n_remove: int | None = None,
+    max_layer_ratio: float | None = DEFAULT_MAX_LAYER_RATIO,
+    _candidates=None,
+):
     """Remove every candidate filter whose (by default layer-normalised) score is below
     ``threshold``; candidates respect the per-layer cap ``max_layer_ratio`` (see
     :func:`global_candidates`).
@@ -232,8 +282,9 @@ def prune_global_threshold(generator: nn.Module, threshold: float | None = None,
     given = [x is not None for x in (threshold, ratio, n_remove)]
     if sum(given) != 1:
         raise PruningError("global-threshold needs exactly one of threshold, ratio or n_remove")
-    order, scores, used = _candidates or global_candidates(generator, importance, seed, normalize,
-                                                           max_layer_ratio)
+    order, scores, used = _candidates or global_candidates(
+        generator, importance, seed, normalize, max_layer_ratio
+    )
     total = sum(layer_width(generator, n) for n in prunable_layers(generator))
     if threshold is not None:
         m = sum(1 for sc, _, _ in order if sc < float(threshold))
@@ -254,8 +305,19 @@ def prune_global_threshold(generator: nn.Module, threshold: float | None = None,
     keep = keep_from_removed(generator, ((name, j) for _, name, j in order[:m]))
     pruned_keep = {k: v for k, v in keep.items() if len(v) < layer_width(generator, k)}
     new = pruning_ops(generator).prune_channels(generator, keep)
-    return _finish(generator, new, "global-threshold", pruned_keep, {k: used[k] for k in pruned_keep},
-                   importance, seed=seed, normalize=bool(normalize),
-                   normalizer="mean" if normalize else None, max_layer_ratio=max_layer_ratio,
-                   rule=threshold_rule(normalize, max_layer_ratio), threshold=float(threshold),
-                   n_removed=m, fraction_removed=m / total)
+    return _finish(
+        generator,
+        new,
+        "global-threshold",
+        pruned_keep,
+        {k: used[k] for k in pruned_keep},
+        importance,
+        seed=seed,
+        normalize=bool(normalize),
+        normalizer="mean" if normalize else None,
+        max_layer_ratio=max_layer_ratio,
+        rule=threshold_rule(normalize, max_layer_ratio),
+        threshold=float(threshold),
+        n_removed=m,
+        fraction_removed=m / total,
+    )

@@ -15,10 +15,6 @@ class PruningError(UserFacingError):
     """A pruning request that does not fit the model (unknown layer, bad ratio, bad level set...)."""
 
 
-
-
-
-
 def check_ratio(ratio: float, what: str = "ratio") -> float:
     try:
         r = float(ratio)

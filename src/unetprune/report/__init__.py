@@ -19,7 +19,15 @@ adds to the text comes from its :meth:`~unetprune.family.ModelFamily.report_text
 from __future__ import annotations
 
 from .format import fmt_noisy, metric_label, to_markdown, with_noise_markdown
-from .load import ReportError, check_one_backend, eval_noise, eval_numbers, load_all_evals, load_eval, noise_setup
+from .load import (
+    ReportError,
+    check_one_backend,
+    eval_noise,
+    eval_numbers,
+    load_all_evals,
+    load_eval,
+    noise_setup,
+)
 from .markdown import assumptions, build_report, comparison_findings, learning_summary, sensitivity_findings
 from .tables import (
     HIDDEN_COLUMNS,

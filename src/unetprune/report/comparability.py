@@ -22,10 +22,11 @@ from dataclasses import dataclass
 
 from ..family import all_families, family_for_config
 from ..layout import ORIGINAL
+from .text import report_text
 
 SAME, DIFFERS, UNKNOWN = "same", "differs", "not recorded"
 CITYSCAPES_SEGMENTER = "cityscapes-drn-d-105"
-FULL_RES_LABELS = "gtFine trainIds (full resolution)"   # = metrics.segmentation.FULL_RES_LABELS
+FULL_RES_LABELS = "gtFine trainIds (full resolution)"  # = metrics.segmentation.FULL_RES_LABELS
 
 
 @dataclass(frozen=True)
@@ -35,19 +36,19 @@ class Published:
 
     key: str
     source: str
-    numbers: str                # as quoted
-    metric: str                 # fid | miou | lse
-    dataset: str                # data.dataset of a run that reproduces it
-    split: str                  # evaluate.split of such a run
-    n_images: int | None        # None: not stated in the quote
-    image_size: int | None      # None: not stated
-    generator: str              # description
-    generator_kind: str         # matched against the kind of the family's ReportText.generator
-    generator_ngf: int | None   # generator width, where the comparison depends on it
-    mode: str                   # train_bn | eval
-    quantize: str               # round | truncate
-    implementation: str         # the metric's implementation (FID backend name for FIDs)
-    values: tuple[tuple[str, float], ...] = ()   # (label, value) in the metric's published unit
+    numbers: str  # as quoted
+    metric: str  # fid | miou | lse
+    dataset: str  # data.dataset of a run that reproduces it
+    split: str  # evaluate.split of such a run
+    n_images: int | None  # None: not stated in the quote
+    image_size: int | None  # None: not stated
+    generator: str  # description
+    generator_kind: str  # matched against the kind of the family's ReportText.generator
+    generator_ngf: int | None  # generator width, where the comparison depends on it
+    mode: str  # train_bn | eval
+    quantize: str  # round | truncate
+    implementation: str  # the metric's implementation (FID backend name for FIDs)
+    values: tuple[tuple[str, float], ...] = ()  # (label, value) in the metric's published unit
 
 
 DRN_PROTOCOL = "DRN-D-105 mIoU (drn-d-105_ms_cityscapes.pth, full-resolution gtFine trainIds)"
@@ -63,6 +64,7 @@ def published(cfg: dict) -> list[Published]:
 # this run's protocol, from the config and the eval JSON
 # --------------------------------------------------------------------------------------
 
+
 def reference_eval(evals: Mapping) -> tuple[str, dict | None]:
     """(name, eval JSON) of the unpruned model (``original``), else the first model with one."""
     for key in ((ORIGINAL, ORIGINAL), ORIGINAL):
@@ -76,7 +78,7 @@ def reference_eval(evals: Mapping) -> tuple[str, dict | None]:
 
 def generator_description(cfg: dict) -> tuple[str, str, int | None]:
     """(description, kind, width) of the experiment's unpruned generator, as its family states it."""
-    return family_for_config(cfg).report_text().generator(cfg)
+    return report_text(family_for_config(cfg)).generator(cfg)
 
 
 def _mode_status(pub_mode: str, ev: dict) -> tuple[str, str]:
@@ -110,8 +112,13 @@ def _implementation(pub: Published, cfg: dict, ev: dict) -> tuple[str, str]:
         return "no LSE score", DIFFERS
     backend = lse.get("backend")
     # the published LSE runs syncnet_python's pipeline on written videos; ours scores generated crops
-    return ((f"LSE backend {backend} on the generated face crops in memory (no video encoding, no face "
-             f"re-detection)"), DIFFERS)
+    return (
+        (
+            f"LSE backend {backend} on the generated face crops in memory (no video encoding, no face "
+            f"re-detection)"
+        ),
+        DIFFERS,
+    )
 
 
 def _count(pub: Published, ev: dict) -> tuple[str, str]:
@@ -127,22 +134,42 @@ def protocol_rows(pub: Published, cfg: dict, ev: dict) -> list[tuple[str, str, s
     """(point, published, this run, status) for every protocol point of ``pub``."""
     rows = []
     dataset, split = cfg.get("data", {}).get("dataset"), ev.get("split")
-    rows.append(("dataset / split", f"{pub.dataset} {pub.split}", f"{dataset} {split}",
-                 SAME if (dataset, split) == (pub.dataset, pub.split) else DIFFERS))
+    rows.append(
+        (
+            "dataset / split",
+            f"{pub.dataset} {pub.split}",
+            f"{dataset} {split}",
+            SAME if (dataset, split) == (pub.dataset, pub.split) else DIFFERS,
+        )
+    )
     pub_n = f"{pub.n_images} images" if pub.n_images is not None else "not stated (the whole split)"
     rows.append(("image count", pub_n, *_count(pub, ev)))
     size = ev.get("image_size")
-    rows.append(("image size", f"{pub.image_size} px" if pub.image_size else "not stated",
-                 f"{size} px" if size else "not recorded",
-                 UNKNOWN if size is None or pub.image_size is None else
-                 SAME if int(size) == pub.image_size else DIFFERS))
+    rows.append(
+        (
+            "image size",
+            f"{pub.image_size} px" if pub.image_size else "not stated",
+            f"{size} px" if size else "not recorded",
+            UNKNOWN
+            if size is None or pub.image_size is None
+            else SAME
+            if int(size) == pub.image_size
+            else DIFFERS,
+        )
+    )
     desc, kind, ngf = generator_description(cfg)
     same_gen = kind == pub.generator_kind and (pub.generator_ngf is None or ngf == pub.generator_ngf)
     rows.append(("generator", pub.generator, desc, SAME if same_gen else DIFFERS))
     rows.append(("generator mode", pub.mode, *_mode_status(pub.mode, ev)))
     q = ev.get("quantize")
-    rows.append(("quantisation", pub.quantize, q or "not recorded (round before evaluate.quantize existed)",
-                 UNKNOWN if q is None else SAME if q == pub.quantize else DIFFERS))
+    rows.append(
+        (
+            "quantisation",
+            pub.quantize,
+            q or "not recorded (round before evaluate.quantize existed)",
+            UNKNOWN if q is None else SAME if q == pub.quantize else DIFFERS,
+        )
+    )
     rows.append(("metric implementation", pub.implementation, *_implementation(pub, cfg, ev)))
     return rows
 
@@ -150,7 +177,7 @@ def protocol_rows(pub: Published, cfg: dict, ev: dict) -> list[tuple[str, str, s
 def _value(pub: Published, ev: dict, mode: str | None = None) -> str:
     """This run's number for ``pub``'s metric (published units), with its noise level when recorded."""
     src = ev if mode is None or mode == ev.get("mode") else (ev.get("by_mode") or {}).get(mode) or {}
-    noise = ((src.get("noise") or {}).get("metrics") or {})
+    noise = (src.get("noise") or {}).get("metrics") or {}
 
     def fmt(name: str, value, scale: float = 1.0, digits: int = 3) -> str | None:
         if not isinstance(value, (int, float)):
@@ -166,8 +193,11 @@ def _value(pub: Published, ev: dict, mode: str | None = None) -> str:
         out = fmt("miou", (src.get("segmentation") or {}).get("miou"), 100.0, 2)
         return f"mIoU {out}" if out else "n/a"
     lse = src.get("lse") or {}
-    parts = [f"{lab} {v}" for lab, v in (("LSE-D", fmt("lse_d", lse.get("lse_d"))),
-                                           ("LSE-C", fmt("lse_c", lse.get("lse_c")))) if v]
+    parts = [
+        f"{lab} {v}"
+        for lab, v in (("LSE-D", fmt("lse_d", lse.get("lse_d"))), ("LSE-C", fmt("lse_c", lse.get("lse_c"))))
+        if v
+    ]
     return ", ".join(parts) or "n/a"
 
 
@@ -186,13 +216,20 @@ def assess(pub: Published, cfg: dict, ev: dict) -> dict:
         verdict = "only with care: " + ", ".join(unknown) + " not recorded / not stated"
     else:
         verdict = "yes" + (f", using {via[0]}" if via else "")
-    return {"rows": rows, "differs": differs, "unknown": unknown, "via": via, "verdict": verdict,
-            "other_dataset": other_dataset}
+    return {
+        "rows": rows,
+        "differs": differs,
+        "unknown": unknown,
+        "via": via,
+        "verdict": verdict,
+        "other_dataset": other_dataset,
+    }
 
 
 # --------------------------------------------------------------------------------------
 # markdown
 # --------------------------------------------------------------------------------------
+
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     def cell(x) -> str:
@@ -214,11 +251,16 @@ def comparability_section(cfg: dict, evals: Mapping) -> str:
     if ev is None:
         out += ["No evaluation found, so nothing can be compared with published numbers.", ""]
         return "\n".join(out)
-    out += [(f"Published numbers quoted in docs/method.md (\"Benchmarks and numbers to compare against\") "
-             f"against the protocol of this run: `config.yaml` and the eval JSON of `{name}` (every evaluated "
-             f"model shares it). A number of this run can be set beside a published one only where no "
-             f"protocol point differs; \"in by_mode.eval\" means the same evaluation also scored that mode "
-             f"(`evaluate.extra_modes`, eval JSON `by_mode`)."), ""]
+    out += [
+        (
+            f'Published numbers quoted in docs/method.md ("Benchmarks and numbers to compare against") '
+            f"against the protocol of this run: `config.yaml` and the eval JSON of `{name}` (every evaluated "
+            f"model shares it). A number of this run can be set beside a published one only where no "
+            f'protocol point differs; "in by_mode.eval" means the same evaluation also scored that mode '
+            f"(`evaluate.extra_modes`, eval JSON `by_mode`)."
+        ),
+        "",
+    ]
     own = {p.key for p in family_for_config(cfg).comparability_rows(cfg)}
     assessed = [(p, assess(p, cfg, ev)) for p in published(cfg)]
     summary = []
@@ -229,8 +271,13 @@ def comparability_section(cfg: dict, evals: Mapping) -> str:
     matching = [(p, a) for p, a in assessed if not a["other_dataset"] and p.key in own]
     if not matching:
         ds = cfg.get("data", {}).get("dataset")
-        out += [(f"No quoted published number is on this run's dataset and split (`{ds}` "
-                 f"{ev.get('split')}): the numbers above are for orientation only."), ""]
+        out += [
+            (
+                f"No quoted published number is on this run's dataset and split (`{ds}` "
+                f"{ev.get('split')}): the numbers above are for orientation only."
+            ),
+            "",
+        ]
         return "\n".join(out)
     for p, a in matching:
         out += [f"### {p.numbers} — {p.source}", ""]
@@ -241,12 +288,23 @@ def comparability_section(cfg: dict, evals: Mapping) -> str:
         if p.mode != mode_here and p.mode in (ev.get("by_mode") or {}):
             values.append(f"{_value(p, ev, p.mode)} ({p.mode}, by_mode)")
         pub_vals = ", ".join(f"{lab} {v:g}" for lab, v in p.values) or p.numbers
-        rows.append(["value", pub_vals, "; ".join(values) + (" (± = noise std)" if "±" in "".join(values) else ""),
-                     ""])
+        rows.append(
+            [
+                "value",
+                pub_vals,
+                "; ".join(values) + (" (± = noise std)" if "±" in "".join(values) else ""),
+                "",
+            ]
+        )
         out += [_table(["protocol point", "published", label, "status"], rows), ""]
         if a["differs"]:
-            out += [(f"Differs in: {', '.join(a['differs'])}. Set this run's numbers beside it as orientation "
-                     f"only, not as a reproduction."), ""]
+            out += [
+                (
+                    f"Differs in: {', '.join(a['differs'])}. Set this run's numbers beside it as orientation "
+                    f"only, not as a reproduction."
+                ),
+                "",
+            ]
         else:
             out += [f"Comparable: {a['verdict']}.", ""]
     return "\n".join(out)

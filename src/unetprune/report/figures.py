@@ -30,12 +30,19 @@ from ..fileio import atomic_write
 from ..layout import FINETUNED, ORIGINAL, PRUNED, Layout
 from .load import ReportError, _cmd_hint
 from .tables import learning_curve_table
+from .text import report_text
 from .verdicts import METRICS, flag
 
 DPI = 120
 #: how a collapsed model / point is drawn (on top of its own marker)
-COLLAPSED_STYLE = {"marker": "X", "color": "red", "s": 140, "linewidths": 0.8, "edgecolors": "white",
-                   "zorder": 5}
+COLLAPSED_STYLE = {
+    "marker": "X",
+    "color": "red",
+    "s": 140,
+    "linewidths": 0.8,
+    "edgecolors": "white",
+    "zorder": 5,
+}
 
 
 def _stds(values) -> np.ndarray | None:
@@ -83,9 +90,18 @@ def sensitivity_figure(df: pd.DataFrame, path: Path | str, title: str = "") -> P
         xs = np.array([x[v] for v in g.layer], dtype=float) + (0.12 * (i - (n_r - 1) / 2) if n_r > 1 else 0.0)
         color = cmap(i / max(1, n_r - 1))
         yerr = _stds(g["quality_std"]) if "quality_std" in g.columns else None
-        ax.errorbar(xs, g.quality, yerr=None if yerr is None else np.nan_to_num(yerr, nan=0.0), marker="o",
-                    ms=4, lw=1.5, capsize=2.5 if yerr is not None else 0, elinewidth=1, color=color,
-                    label=f"ratio {r:g}")
+        ax.errorbar(
+            xs,
+            g.quality,
+            yerr=None if yerr is None else np.nan_to_num(yerr, nan=0.0),
+            marker="o",
+            ms=4,
+            lw=1.5,
+            capsize=2.5 if yerr is not None else 0,
+            elinewidth=1,
+            color=color,
+            label=f"ratio {r:g}",
+        )
         if "collapsed" in g.columns:
             hit = np.array([flag(c) for c in g.collapsed], dtype=bool)
             if hit.any():
@@ -144,17 +160,24 @@ def tradeoff_figure(main: pd.DataFrame, path: Path | str, metric: str | None = N
     for ax, (col, xlabel) in zip(axes, axes_spec):
         for v, g in main.groupby("variant", sort=False):
             s = g.strategy.iloc[0]
-            g = g.sort_values(
-                "stage", key=lambda c: c.map({ORIGINAL: 0, PRUNED: 0, FINETUNED: 1})
-            )
+            g = g.sort_values("stage", key=lambda c: c.map({ORIGINAL: 0, PRUNED: 0, FINETUNED: 1}))
             if len(g) > 1:
                 ax.plot(g[col], g[metric], color=_COLORS[s], lw=0.8, alpha=0.6)
             for _, row in g.iterrows():
                 filled = row.stage != pipeline.PRUNED
                 std = row.get(f"{metric}_std")
                 if std is not None and np.isfinite(float(std)):
-                    ax.errorbar(row[col], row[metric], yerr=float(std), fmt="none", ecolor=_COLORS[s],
-                                elinewidth=1, capsize=3, alpha=0.8, zorder=2)
+                    ax.errorbar(
+                        row[col],
+                        row[metric],
+                        yerr=float(std),
+                        fmt="none",
+                        ecolor=_COLORS[s],
+                        elinewidth=1,
+                        capsize=3,
+                        alpha=0.8,
+                        zorder=2,
+                    )
                 ax.scatter(
                     row[col],
                     row[metric],
@@ -210,8 +233,15 @@ def learning_curve_figure(train_log: dict | None, path: Path | str, title: str =
     if checks is not None and len(checks):
         ax_check.plot(checks.epoch, checks.check, marker="o", ms=3, color="tab:blue", label="check score")
         best = checks.loc[checks.check.idxmin()]
-        ax_check.scatter([best.epoch], [best.check], s=60, facecolors="none", edgecolors="tab:blue", zorder=4,
-                         label=f"best {best.check:.4g} (epoch {int(best.epoch)})")
+        ax_check.scatter(
+            [best.epoch],
+            [best.check],
+            s=60,
+            facecolors="none",
+            edgecolors="tab:blue",
+            zorder=4,
+            label=f"best {best.check:.4g} (epoch {int(best.epoch)})",
+        )
         rel = checks.dropna(subset=["weights_rel_l2"])
         if len(rel):
             tw = ax_check.twinx()
@@ -221,11 +251,22 @@ def learning_curve_figure(train_log: dict | None, path: Path | str, title: str =
             ax_check.plot([], [], color="tab:gray", ls=":", label="weights moved from init (right axis)")
     elif "l1_init" in ev and "l1_final" in ev:
         n = len(log.get("epochs") or [])
-        ax_check.plot([0, n], [ev["l1_init"], ev["l1_final"]], marker="o", ls="--", color="tab:blue",
-                      label="check before / after (no per-epoch curve)")
+        ax_check.plot(
+            [0, n],
+            [ev["l1_init"], ev["l1_final"]],
+            marker="o",
+            ls="--",
+            color="tab:blue",
+            label="check before / after (no per-epoch curve)",
+        )
     else:
-        why = ("imported weights: not trained here" if log.get("imported") else
-               "no learning check recorded" if log else "no train.json")
+        why = (
+            "imported weights: not trained here"
+            if log.get("imported")
+            else "no learning check recorded"
+            if log
+            else "no train.json"
+        )
         ax_check.text(0.5, 0.5, why, ha="center", va="center", transform=ax_check.transAxes)
     t = (log.get("config") or {}).get("train") or {}
     if t.get("n_epochs") and t.get("n_epochs_decay"):
@@ -243,7 +284,7 @@ def learning_curve_figure(train_log: dict | None, path: Path | str, title: str =
     if loss_cols:
         e = curve[curve.epoch > 0]
         for c in loss_cols:
-            ax_loss.plot(e.epoch, e[c], marker=".", lw=1.2, label=c[len("train_"):])
+            ax_loss.plot(e.epoch, e[c], marker=".", lw=1.2, label=c[len("train_") :])
         ax_loss.set_yscale("symlog", linthresh=1e-3)
         ax_loss.legend(fontsize=7)
     else:
@@ -278,13 +319,14 @@ def sample_grid(
     lay = Layout.from_config(cfg, base)
     want = int(cfg["report"]["sample_images"])
     family = family_for_config(cfg)
-    span = family.report_text().sample_span    # rows spread over the first `span` items (e.g. of a clip)
+    span = report_text(family).sample_span  # rows spread over the first `span` items (e.g. of a clip)
     limit = span or want
     try:
         es = family.eval_set(deep_merge(cfg, {"evaluate": {"max_images": limit}}), split, lay.data_root)
     except (OSError, ValueError) as e:
-        raise ReportError(f"{e} (the dataset split of the sample grid, made by the data rules or found at "
-                          f"`data.root`)") from None
+        raise ReportError(
+            f"{e} (the dataset split of the sample grid, made by the data rules or found at `data.root`)"
+        ) from None
     n = min(want, es.n)
     if n == 0:
         raise ReportError(f"split {split} of {lay.data_root} has no images for the sample grid")
@@ -292,7 +334,8 @@ def sample_grid(
     mode = mode or cfg["evaluate"]["mode"]
     columns: list[tuple[str, list[np.ndarray]]] = [
         ("input", [x for x in es.display_inputs(rows)]),
-        ("target", [es.targets[i].permute(1, 2, 0).numpy() for i in rows])]
+        ("target", [es.targets[i].permute(1, 2, 0).numpy() for i in rows]),
+    ]
     for v, s in sample_models(cfg, stage):
         ckpt = lay.checkpoint(v, s)
         if not ckpt.is_file():
@@ -300,8 +343,13 @@ def sample_grid(
         G = generator_from_checkpoint(ckpt)
         # in eval mode a frame's output does not depend on its batch: generate the grid's rows only;
         # otherwise (batch statistics, seeded dropout) every item up to the last row, one at a time, in order
-        batches = es.batches(len(rows), idx=rows) if mode == "eval" else es.batches(1, idx=range(int(rows[-1]) + 1))
-        with torch.no_grad(), closing(generate_batches(G, batches, mode, int(cfg["seed"]), device="cpu")) as ys:
+        batches = (
+            es.batches(len(rows), idx=rows) if mode == "eval" else es.batches(1, idx=range(int(rows[-1]) + 1))
+        )
+        with (
+            torch.no_grad(),
+            closing(generate_batches(G, batches, mode, int(cfg["seed"]), device="cpu")) as ys,
+        ):
             outs = torch.cat([es.quantize_outputs(y) for y in ys]).permute(0, 2, 3, 1).numpy()
         label = "original" if v == ORIGINAL else v.replace("-match-", "\nmatch ")
         columns.append((label, list(outs) if mode == "eval" else [outs[i] for i in rows]))

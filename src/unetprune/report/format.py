@@ -8,6 +8,7 @@ import pandas as pd
 
 from .verdicts import METRICS, NOISE_COLUMNS, QUALITY_COLUMNS, _finite
 
+
 def _fmt_int(x) -> str:
     return "" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{int(x):,}"
 
@@ -93,15 +94,22 @@ def with_noise_markdown(df: pd.DataFrame, pairs: dict[str, str] | None = None) -
         if col in out.columns:
             stds = out[std] if std in out.columns else [float("nan")] * len(out)
             out[col] = [fmt_noisy(v, s) for v, s in zip(out[col], stds)]
-    drop = [c for c in out.columns
-            if c in NOISE_COLUMNS or c in ("noise_seeds", "noise_bootstrap") or c in pairs.values()
-            or c.endswith(("_ci95_lo", "_ci95_hi"))]
+    drop = [
+        c
+        for c in out.columns
+        if c in NOISE_COLUMNS
+        or c in ("noise_seeds", "noise_bootstrap")
+        or c in pairs.values()
+        or c.endswith(("_ci95_lo", "_ci95_hi"))
+    ]
     return out.drop(columns=drop)
+
 
 def metric_label(metric: str, backend: str | None = None) -> str:
     """``FID (`standin` backend)``: a distribution metric always named with its backend."""
     label = METRICS[metric][0]
     return f"{label} (`{backend}` backend)" if metric in ("fid", "kid") and backend else label
+
 
 def sensitivity_pivot_markdown(matrix: pd.DataFrame) -> pd.DataFrame:
     """The matrix as report.md shows it: "value ± std" per cell ("± n/a" where the noise was not
@@ -109,8 +117,12 @@ def sensitivity_pivot_markdown(matrix: pd.DataFrame) -> pd.DataFrame:
     ratios = [c for c in matrix.columns if c.startswith("r=") and not c.endswith(" std")]
     out = matrix[["layer", "inner"]].copy()
     for c in [*ratios, "unpruned"]:
-        marks = [(c[2:] in [x.strip() for x in str(col).split(",")]) if c != "unpruned" else False
-                 for col in matrix["collapsed"]]
-        out[c] = [fmt_noisy(v, s) + (" (collapsed)" if m else "")
-                  for v, s, m in zip(matrix[c], matrix[f"{c} std"], marks)]
+        marks = [
+            (c[2:] in [x.strip() for x in str(col).split(",")]) if c != "unpruned" else False
+            for col in matrix["collapsed"]
+        ]
+        out[c] = [
+            fmt_noisy(v, s) + (" (collapsed)" if m else "")
+            for v, s, m in zip(matrix[c], matrix[f"{c} std"], marks)
+        ]
     return out

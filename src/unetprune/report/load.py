@@ -16,8 +16,10 @@ from ..errors import UserFacingError
 from ..layout import DEFAULT_BASE, FINETUNED, ORIGINAL, Layout
 from .verdicts import METRICS, NOISE_SUFFIXES, QUALITY_COLUMNS, _finite, _num, is_collapsed
 
+
 class ReportError(UserFacingError):
     """An input of the report is missing or inconsistent; the message says which and why."""
+
 
 def _cmd_hint(cfg: dict, base, what: str, name: str | None = None, stage: str | None = None) -> str:
     lay = Layout.from_config(cfg, base)
@@ -88,6 +90,7 @@ def cpu_latency_ms(result: dict) -> float:
             return float(e["median_ms"])
     return float("nan")
 
+
 def noise_setup(result: dict) -> dict | None:
     """``{"seeds": n, "bootstrap": b}`` of an evaluation's noise block, or None when it has none
     or measured nothing (one generation seed and no bootstrap)."""
@@ -116,14 +119,18 @@ def eval_noise(result: dict) -> dict[str, dict[str, float]]:
         if not _finite(std) and (_finite(entry.get("std_seed")) or _finite(entry.get("std_boot"))):
             std = math.hypot(_num(entry.get("std_seed") or 0.0), _num(entry.get("std_boot") or 0.0))
         ci = entry.get("ci95") or [None, None]
-        out[m] = {"std": _num(std), "ci95_lo": _num(ci[0] if len(ci) > 0 else None),
-                  "ci95_hi": _num(ci[1] if len(ci) > 1 else None)}
+        out[m] = {
+            "std": _num(std),
+            "ci95_lo": _num(ci[0] if len(ci) > 0 else None),
+            "ci95_hi": _num(ci[1] if len(ci) > 1 else None),
+        }
     return out
 
 
 def noise_columns(noise: dict[str, dict[str, float]], metrics=QUALITY_COLUMNS) -> dict[str, float]:
     """The ``<metric>_std`` / ``<metric>_ci95_lo`` / ``<metric>_ci95_hi`` cells of :func:`eval_noise`."""
     return {f"{m}_{x}": _num((noise.get(m) or {}).get(x)) for m in metrics for x in NOISE_SUFFIXES}
+
 
 def eval_numbers(result: dict, collapse_threshold: float | None = None) -> dict:
     """The numbers of one evaluation JSON that the tables show (NaN where absent).
@@ -178,6 +185,7 @@ def check_one_backend(results: dict[str, dict], what: str = "the main table") ->
             f"re-evaluate every model with one evaluate.fid_backend"
         )
     return next(iter(ids))[0] if ids else "unknown"
+
 
 def load_all_evals(cfg: dict, base: Path | str = DEFAULT_BASE) -> dict[tuple[str, str], dict]:
     return {(v, s): load_eval(cfg, base, v, s) for v, s in pipeline.models(cfg)}

@@ -27,7 +27,7 @@ from .tables import (
     write_table,
     write_tables,
 )
-from .text import method_ref
+from .text import method_ref, report_text
 from .verdicts import (
     AGAINST,
     METRICS,
@@ -97,8 +97,10 @@ def _parse_by_metric(text) -> dict[str, str]:
 _OUTCOME = {
     SUPPORT: "the inner layers are less sensitive",
     AGAINST: "the inner layers are not less sensitive",
-    NO_EFFECT: ("pruning changed nothing for the worse (a negative degradation, i.e. an improvement, counts "
-                "as no effect), which is no support for the pattern"),
+    NO_EFFECT: (
+        "pruning changed nothing for the worse (a negative degradation, i.e. an improvement, counts "
+        "as no effect), which is no support for the pattern"
+    ),
     NOT_RESOLVED: "the degradations or their difference are within {z:g} standard deviations of the noise",
 }
 #: how a per-ratio line names each outcome
@@ -130,8 +132,11 @@ def sensitivity_findings(summary: pd.DataFrame) -> tuple[str, list[str]]:
                 "inner and outer layers cannot be compared."
             )
             continue
-        finding = r.get("finding") if isinstance(r.get("finding"), str) else pattern_finding(
-            r.mean_degradation_inner, r.mean_degradation_outer)
+        finding = (
+            r.get("finding")
+            if isinstance(r.get("finding"), str)
+            else pattern_finding(r.mean_degradation_inner, r.mean_degradation_outer)
+        )
         if finding is None:
             lines.append(f"At ratio {r.ratio:g} the sweep recorded no {label}, so this ratio is not judged.")
             continue
@@ -142,13 +147,17 @@ def sensitivity_findings(summary: pd.DataFrame) -> tuple[str, list[str]]:
         by_metric = _parse_by_metric(r.get("findings_by_metric"))
         resolved = {m: f for m, f in by_metric.items() if f != NOT_RESOLVED}
         within = [m for m, f in by_metric.items() if f == NOT_RESOLVED]
-        dis = ({m: f for m, f in resolved.items() if f != finding} if finding != NOT_RESOLVED else {})
+        dis = {m: f for m, f in resolved.items() if f != finding} if finding != NOT_RESOLVED else {}
         if dis:
             disagreements[r.ratio] = dis
             agree = [m for m in resolved if m not in dis]
-            others = (f" {_names(dis, 'disagree')} ("
-                      + "; ".join(f"{_short(m)}: {f}" for m, f in dis.items()) + ")"
-                      + (f"; {_names(agree, 'agree')}" if agree else "") + ".")
+            others = (
+                f" {_names(dis, 'disagree')} ("
+                + "; ".join(f"{_short(m)}: {f}" for m, f in dis.items())
+                + ")"
+                + (f"; {_names(agree, 'agree')}" if agree else "")
+                + "."
+            )
         elif resolved and finding != NOT_RESOLVED:
             others = f" {_names(resolved, 'agree')}."
         elif resolved:
@@ -201,35 +210,55 @@ def sensitivity_findings(summary: pd.DataFrame) -> tuple[str, list[str]]:
             f"pattern at {k} of {n} swept ratios ({ratios(support)})."
         )
     if n and none:
-        verdict += (f" At ratio(s) {ratios(none)} pruning did not worsen {label} in either the inner or the "
-                    "outer layers (negative degradations count as no effect), which is not support.")
+        verdict += (
+            f" At ratio(s) {ratios(none)} pruning did not worsen {label} in either the inner or the "
+            "outer layers (negative degradations count as no effect), which is not support."
+        )
     if unres and len(unres) < n:
-        verdict += (f" At ratio(s) {ratios(unres)} the difference is not resolved at this noise level (within "
-                    f"{z:g} standard deviations).")
+        verdict += (
+            f" At ratio(s) {ratios(unres)} the difference is not resolved at this noise level (within "
+            f"{z:g} standard deviations)."
+        )
     if n:
         dis_metrics = list(dict.fromkeys(m for d in disagreements.values() for m in d))
         paired_dis = [m for m in PAIRED if m in dis_metrics]
         if dis_metrics:
             verdict += (
                 f" Other metrics disagree with {label}: "
-                + "; ".join(f"{_short(m)} at ratio(s) {ratios(x for x, d in disagreements.items() if m in d)}"
-                            for m in dis_metrics)
-                + "." + (f" (L1/PSNR/SSIM are paired metrics that can reward a mean prediction; the verdict "
-                         f"rests on {label}.)" if paired_dis and metric not in PAIRED else "")
+                + "; ".join(
+                    f"{_short(m)} at ratio(s) {ratios(x for x, d in disagreements.items() if m in d)}"
+                    for m in dis_metrics
+                )
+                + "."
+                + (
+                    f" (L1/PSNR/SSIM are paired metrics that can reward a mean prediction; the verdict "
+                    f"rests on {label}.)"
+                    if paired_dis and metric not in PAIRED
+                    else ""
+                )
             )
         elif any(_parse_by_metric(r.get("findings_by_metric")) for _, r in summary.iterrows()):
-            within_any = unres or any(NOT_RESOLVED in _parse_by_metric(r.get("findings_by_metric")).values()
-                                      for _, r in summary.iterrows())
-            verdict += (f" No other recorded metric disagrees with {label} beyond its noise." if within_any
-                        else f" The other recorded metrics agree with {label} at every judged ratio.")
+            within_any = unres or any(
+                NOT_RESOLVED in _parse_by_metric(r.get("findings_by_metric")).values()
+                for _, r in summary.iterrows()
+            )
+            verdict += (
+                f" No other recorded metric disagrees with {label} beyond its noise."
+                if within_any
+                else f" The other recorded metrics agree with {label} at every judged ratio."
+            )
         if len(unknown) == n:
-            verdict += (" The noise level is unknown (the sweep recorded no repeated generation or bootstrap), so "
-                        "these differences are not tested against it.")
+            verdict += (
+                " The noise level is unknown (the sweep recorded no repeated generation or bootstrap), so "
+                "these differences are not tested against it."
+            )
         elif unknown:
             verdict += f" The noise level is unknown at ratio(s) {ratios(unknown)}."
         else:
-            verdict += (f" A difference counts only beyond {z:g} standard deviations of its noise "
-                        "(σ = sqrt(σ_a² + σ_b²)).")
+            verdict += (
+                f" A difference counts only beyond {z:g} standard deviations of its noise "
+                "(σ = sqrt(σ_a² + σ_b²))."
+            )
     return verdict, lines
 
 
@@ -271,8 +300,10 @@ def comparison_findings(comp: pd.DataFrame, diversity: dict | None = None) -> tu
         elif r.winner == "tie":
             res = "a tie"
         elif r.winner == NOT_RESOLVED:
-            res = (f"**not resolved at this noise level**: {label} favours {metric_winner} by "
-                   f"{abs(r.advantage):.4g} ({abs(r.advantage_pct):.3g}%), {noise}")
+            res = (
+                f"**not resolved at this noise level**: {label} favours {metric_winner} by "
+                f"{abs(r.advantage):.4g} ({abs(r.advantage_pct):.3g}%), {noise}"
+            )
         else:
             res = f"**{r.winner} wins**"
             if decided_by == "collapse":
@@ -285,8 +316,11 @@ def comparison_findings(comp: pd.DataFrame, diversity: dict | None = None) -> tu
         within = [m for m in str(r.get("unresolved") or "").split(", ") if m]
         if dis:
             other = next(x for x in (r.variant, r.baseline) if x != metric_winner)
-            others = f" {_names(dis, 'disagree')} with {label} (favouring {other})" + (
-                f"; {_names(agr, 'agree')}" if agr else "") + "."
+            others = (
+                f" {_names(dis, 'disagree')} with {label} (favouring {other})"
+                + (f"; {_names(agr, 'agree')}" if agr else "")
+                + "."
+            )
         elif agr:
             others = f" {_names(agr, 'agree')}."
         else:
@@ -309,47 +343,75 @@ def comparison_findings(comp: pd.DataFrame, diversity: dict | None = None) -> tu
         for v in prim
     )
     worst_gap = float(comp.budget_gap.abs().max())
-    answer = ("**Yes**" if wins == n else "**Not resolved at this noise level**" if unres == n
-              else "**No**" if wins == 0 else "**Partly**")
+    answer = (
+        "**Yes**"
+        if wins == n
+        else "**Not resolved at this noise level**"
+        if unres == n
+        else "**No**"
+        if wins == 0
+        else "**Partly**"
+    )
     verdict = (
         f"{answer}: the inner/cut variants "
         f"beat their matched global baselines in {wins} of {n} comparisons on {named} {stage_txt} ({per}); "
         f"the matched budgets differ by at most {100 * worst_gap:.2f}% ({comp.budget_metric.iloc[0]})."
     )
     if unres:
-        verdict += (f" {unres} of {n} comparison(s) are not resolved at this noise level (the {label} difference "
-                    f"is within {z:g} combined standard deviations).")
+        verdict += (
+            f" {unres} of {n} comparison(s) are not resolved at this noise level (the {label} difference "
+            f"is within {z:g} combined standard deviations)."
+        )
     if "decided_by" in comp.columns:
         by_collapse = comp[comp.decided_by == "collapse"]
-        flagged = sorted({m for _, r in comp.iterrows() for m, c in
-                          ((r.variant, r.get("variant_collapsed")), (r.baseline, r.get("baseline_collapsed")))
-                          if flag(c)})
+        flagged = sorted(
+            {
+                m
+                for _, r in comp.iterrows()
+                for m, c in (
+                    (r.variant, r.get("variant_collapsed")),
+                    (r.baseline, r.get("baseline_collapsed")),
+                )
+                if flag(c)
+            }
+        )
         if flagged:
-            verdict += (f" Collapsed (output diversity below {threshold:g} of the real images', so never a "
-                        f"winner): {', '.join(flagged)}; {len(by_collapse)} comparison(s) decided by the "
-                        "collapse check.")
+            verdict += (
+                f" Collapsed (output diversity below {threshold:g} of the real images', so never a "
+                f"winner): {', '.join(flagged)}; {len(by_collapse)} comparison(s) decided by the "
+                "collapse check."
+            )
     if "disagree" in comp.columns:
-        dis_metrics = [m for m in QUALITY_COLUMNS
-                       if any(m in str(d).split(", ") for d in comp.disagree)]
+        dis_metrics = [m for m in QUALITY_COLUMNS if any(m in str(d).split(", ") for d in comp.disagree)]
         if dis_metrics:
             verdict += (
                 f" Other metrics disagree with {label}: "
-                + "; ".join(f"{_short(m)} in {sum(m in str(d).split(', ') for d in comp.disagree)} of {n}"
-                            for m in dis_metrics)
+                + "; ".join(
+                    f"{_short(m)} in {sum(m in str(d).split(', ') for d in comp.disagree)} of {n}"
+                    for m in dis_metrics
+                )
                 + " comparison(s)."
-                + (" (L1/PSNR/SSIM are paired metrics that reward a mean prediction; the verdict rests on "
-                   f"{label}.)" if any(m in PAIRED for m in dis_metrics) and metric not in PAIRED else "")
+                + (
+                    " (L1/PSNR/SSIM are paired metrics that reward a mean prediction; the verdict rests on "
+                    f"{label}.)"
+                    if any(m in PAIRED for m in dis_metrics) and metric not in PAIRED
+                    else ""
+                )
             )
         elif "unresolved" in comp.columns and ((comp.unresolved != "").any() or unres):
             verdict += f" No other recorded metric disagrees with {label} beyond its noise."
         else:
             verdict += f" The other recorded metrics agree with {label} in every comparison."
     if known_any:
-        verdict += (f" A difference counts only beyond {z:g} combined standard deviations of the two models' "
-                    "noise (σ = sqrt(σ_variant² + σ_baseline²)).")
+        verdict += (
+            f" A difference counts only beyond {z:g} combined standard deviations of the two models' "
+            "noise (σ = sqrt(σ_variant² + σ_baseline²))."
+        )
     else:
-        verdict += (" The noise level is unknown (the evaluations recorded no repeated generation or bootstrap), "
-                    "so these differences are not tested against it.")
+        verdict += (
+            " The noise level is unknown (the evaluations recorded no repeated generation or bootstrap), "
+            "so these differences are not tested against it."
+        )
     return verdict, lines
 
 
@@ -357,17 +419,21 @@ def noise_text(original_eval: dict, z: float = SIGNIFICANCE_Z) -> str:
     """How the noise of the numbers was measured (from the evaluation's noise block), in words."""
     setup = noise_setup(original_eval)
     if setup is None:
-        return ("the noise level is unknown (the evaluation recorded no repeated generation or bootstrap), so "
-                "the verdicts rest on the point values")
+        return (
+            "the noise level is unknown (the evaluation recorded no repeated generation or bootstrap), so "
+            "the verdicts rest on the point values"
+        )
     parts = []
     if setup["seeds"] > 1:
         parts.append(f"generation repeated over {setup['seeds']} dropout/BatchNorm seeds")
     if setup["bootstrap"] > 0:
         parts.append(f"{setup['bootstrap']} bootstrap resamples of the images")
     both = "; std = sqrt(std_seed² + std_boot²)" if len(parts) == 2 else ""
-    return (f"every number carries its noise ({' and '.join(parts)}{both}), and a "
-            f"difference counts only beyond {z:g} standard deviations of it (σ = sqrt(σ_a² + σ_b²)); smaller ones "
-            "are reported as not resolved at this noise level")
+    return (
+        f"every number carries its noise ({' and '.join(parts)}{both}), and a "
+        f"difference counts only beyond {z:g} standard deviations of it (σ = sqrt(σ_a² + σ_b²)); smaller ones "
+        "are reported as not resolved at this noise level"
+    )
 
 
 def caveat(original_eval: dict, metric: str = "fid") -> str:
@@ -375,15 +441,20 @@ def caveat(original_eval: dict, metric: str = "fid") -> str:
     fid = original_eval.get("fid") or {}
     n, split, backend = original_eval.get("n_images"), original_eval.get("split"), fid.get("backend")
     rel = " (a stand-in network: relative values only)" if backend == "standin" else ""
-    on = (f"{_short(metric)}, computed with the `{backend}` backend{rel}," if metric in ("fid", "kid")
-          else f"{_short(metric)} (the tables' FID: `{backend}` backend{rel}),")
+    on = (
+        f"{_short(metric)}, computed with the `{backend}` backend{rel},"
+        if metric in ("fid", "kid")
+        else f"{_short(metric)} (the tables' FID: `{backend}` backend{rel}),"
+    )
     return (
         f"*These findings rest on {on} over {n} images of the `{split}` split; {noise_text(original_eval)}; the "
         "other metrics are reported beside it and the findings say where they disagree.*"
     )
 
 
-def learning_summary(train_log: dict | None, window_fraction: float = 0.25, plateau_fraction: float = 0.1) -> str:
+def learning_summary(
+    train_log: dict | None, window_fraction: float = 0.25, plateau_fraction: float = 0.1
+) -> str:
     """One paragraph on the original's training: the learning curve's start, end and last stretch,
     and how far the weights moved from their initialisation.
 
@@ -396,29 +467,44 @@ def learning_summary(train_log: dict | None, window_fraction: float = 0.25, plat
     if not train_log:
         return "The original's `train.json` was not found, so there is no learning curve."
     if train_log.get("imported"):
-        return ("The original was imported from released weights (`model.init_weights`), not trained here, so "
-                "there is no learning curve.")
+        family = get_family(((train_log.get("config") or {}).get("model") or {}).get("family")).name
+        return (
+            f"The original was imported from released weights (`model.{family}.init_weights`), not trained "
+            "here, so there is no learning curve."
+        )
     curve = learning_curve_table(train_log)
     ev = train_log.get("eval") or {}
-    score = get_family(((train_log.get("config") or {}).get("model") or {}).get("family")).report_text().check_score()
-    what = (f"the trainer's check ({score} on {ev.get('n_images')} `{ev.get('split')}` "
-            f"images, mode `{ev.get('mode')}`; lower is better)")
+    score = report_text(
+        get_family(((train_log.get("config") or {}).get("model") or {}).get("family"))
+    ).check_score()
+    what = (
+        f"the trainer's check ({score} on {ev.get('n_images')} `{ev.get('split')}` "
+        f"images, mode `{ev.get('mode')}`; lower is better)"
+    )
     checks = curve.dropna(subset=["check"]) if "check" in curve.columns else curve.iloc[0:0]
     if len(checks) < 2:
         if "l1_init" in ev and "l1_final" in ev:
-            text = (f"Learning check, {what}: {ev['l1_init']:.4g} before training → {ev['l1_final']:.4g} after "
-                    f"{len(train_log.get('epochs') or [])} epochs (this `train.json` has no per-epoch curve).")
+            text = (
+                f"Learning check, {what}: {ev['l1_init']:.4g} before training → {ev['l1_final']:.4g} after "
+                f"{len(train_log.get('epochs') or [])} epochs (this `train.json` has no per-epoch curve)."
+            )
         else:
-            text = "This `train.json` records no learning check (`train.eval_split` / `train.eval_images` off)."
+            text = (
+                "This `train.json` records no learning check (`train.eval_split` / `train.eval_images` off)."
+            )
     else:
         first, last = checks.iloc[0], checks.iloc[-1]
         e_last = int(last.epoch)
         window = max(2, math.ceil(window_fraction * e_last))
         tail = checks[checks.epoch > e_last - window]
-        prev = checks[(checks.epoch > e_last - 2 * window) & (checks.epoch <= e_last - window) & (checks.epoch > 0)]
+        prev = checks[
+            (checks.epoch > e_last - 2 * window) & (checks.epoch <= e_last - window) & (checks.epoch > 0)
+        ]
         best = checks.loc[checks.check.idxmin()]
-        text = (f"Learning curve, {what}: {first.check:.4g} before training → {last.check:.4g} after {e_last} "
-                f"epochs (best {best.check:.4g} at epoch {int(best.epoch)}).")
+        text = (
+            f"Learning curve, {what}: {first.check:.4g} before training → {last.check:.4g} after {e_last} "
+            f"epochs (best {best.check:.4g} at epoch {int(best.epoch)})."
+        )
         m_tail = float(tail.check.mean())
         total = float(first.check - m_tail)
         if len(prev) and total > 0:
@@ -427,23 +513,33 @@ def learning_summary(train_log: dict | None, window_fraction: float = 0.25, plat
             frac = gain / total
 
             def span(w) -> str:
-                return (f"epoch {int(w.epoch.iloc[0])}" if len(w) == 1
-                        else f"epochs {int(w.epoch.iloc[0])}–{int(w.epoch.iloc[-1])}")
+                return (
+                    f"epoch {int(w.epoch.iloc[0])}"
+                    if len(w) == 1
+                    else f"epochs {int(w.epoch.iloc[0])}–{int(w.epoch.iloc[-1])}"
+                )
 
-            text += (f" Mean check over {span(prev)}: {m_prev:.4g}; over {span(tail)}: {m_tail:.4g} "
-                     f"({'an improvement' if gain >= 0 else 'a worsening'} of {abs(gain):.4g}); ")
-            text += (f"**plateau**: the last {len(tail)} checks gave no further improvement (window means)."
-                     if gain <= 0 else
-                     f"**plateau**: the last {len(tail)} checks gave {100 * frac:.1f}% of the total improvement "
-                     f"(< {100 * plateau_fraction:g}%, window means)." if frac < plateau_fraction else
-                     f"**still improving**: the last {len(tail)} checks gave {100 * frac:.1f}% of the total "
-                     f"improvement (plateau: < {100 * plateau_fraction:g}%, window means).")
+            text += (
+                f" Mean check over {span(prev)}: {m_prev:.4g}; over {span(tail)}: {m_tail:.4g} "
+                f"({'an improvement' if gain >= 0 else 'a worsening'} of {abs(gain):.4g}); "
+            )
+            text += (
+                f"**plateau**: the last {len(tail)} checks gave no further improvement (window means)."
+                if gain <= 0
+                else f"**plateau**: the last {len(tail)} checks gave {100 * frac:.1f}% of the total improvement "
+                f"(< {100 * plateau_fraction:g}%, window means)."
+                if frac < plateau_fraction
+                else f"**still improving**: the last {len(tail)} checks gave {100 * frac:.1f}% of the total "
+                f"improvement (plateau: < {100 * plateau_fraction:g}%, window means)."
+            )
         elif total <= 0:
             text += " The check score did **not improve** on its value before training."
     w = train_log.get("weights") or {}
     if _finite(w.get("rel_l2")):
-        text += (f" The generator's weights moved {float(w['rel_l2']):.3g} (relative L2, ||θ − θ₀|| / ||θ₀||) from "
-                 "their initialisation")
+        text += (
+            f" The generator's weights moved {float(w['rel_l2']):.3g} (relative L2, ||θ − θ₀|| / ||θ₀||) from "
+            "their initialisation"
+        )
         if w.get("min_param") is not None:
             text += f"; the least-moved weight tensor, `{w['min_param']}`, by {float(w['min_rel_l2']):.3g}"
         text += "."
@@ -473,9 +569,14 @@ def assumptions(cfg: dict, original_eval: dict, prune_tol: float | None = None) 
         for k, v in prim.items()
         if v["strategy"] == "inner"
     )
-    cut_v = ", ".join(f"{k} (k={v['k']})" if "k" in v else f"{k} (residual blocks of levels "
-                      f"{', '.join(map(str, v['levels']))})" for k, v in prim.items() if v["strategy"] == "cut")
-    text = family_for_config(cfg).report_text()
+    cut_v = ", ".join(
+        f"{k} (k={v['k']})"
+        if "k" in v
+        else f"{k} (residual blocks of levels {', '.join(map(str, v['levels']))})"
+        for k, v in prim.items()
+        if v["strategy"] == "cut"
+    )
+    text = report_text(family_for_config(cfg))
     norm = "layer-normalised" if b["normalize"] else "not layer-normalised"
     tol = f", within {100 * prune_tol:g}%" if prune_tol is not None else ""
     lr = f["lr"] if f["lr"] is not None else cfg["train"]["lr"]
@@ -543,15 +644,23 @@ def assumptions(cfg: dict, original_eval: dict, prune_tol: float | None = None) 
         out.append(bias)
     lse = original_eval.get("lse")
     if lse:
-        out.append(f"**Lip-sync network** (LSE-D/LSE-C): `{lse.get('backend')}` — {lse.get('label') or lse.get('network')}"
-                   + (" (relative values only; not the expert of the generator's loss)."
-                      if lse.get("backend") == "standin" else "."))
+        out.append(
+            f"**Lip-sync network** (LSE-D/LSE-C): `{lse.get('backend')}` — {lse.get('label') or lse.get('network')}"
+            + (
+                " (relative values only; not the expert of the generator's loss)."
+                if lse.get("backend") == "standin"
+                else "."
+            )
+        )
     seg = original_eval.get("segmentation")
     if seg:
         out.append(f"**Segmentation score**: {seg.get('name')} — {seg.get('protocol', 'see the eval JSON')}.")
     q = cfg["report"]["quality_metric"]
-    paired = (" — a paired metric, which rewards predicting the mean image; a collapsed model still cannot "
-              "win") if q in PAIRED else ""
+    paired = (
+        (" — a paired metric, which rewards predicting the mean image; a collapsed model still cannot win")
+        if q in PAIRED
+        else ""
+    )
     out.append(
         f"**Verdict metric of the figures and findings** (`report.quality_metric`): "
         f"{metric_label(q, fid.get('backend'))} ({METRICS[q][1]} is better){paired}; KID, mIoU and "
@@ -593,7 +702,7 @@ def _config_summary(cfg: dict, train_log: dict | None) -> pd.DataFrame:
         if train_log
         else f"{t['n_epochs']} + {t['n_epochs_decay']}"
     )
-    text = family_for_config(cfg).report_text()
+    text = report_text(family_for_config(cfg))
     head = text.config_rows(cfg, epochs)
     evaluation = text.evaluation_row(cfg)
     rows = [
@@ -663,7 +772,7 @@ def render_report(
 
     rel = {k: here(v) for k, v in figs.items()}
     n_prim, n_base = len(pipeline.primary_variants(cfg)), len(pipeline.baseline_variants(cfg))
-    text = family_for_config(cfg).report_text()
+    text = report_text(family_for_config(cfg))
     finetuned = cfg["finetune"]["enabled"]
     parts = [
         f"# Cut Inner Layers — experiment `{cfg['experiment']}`\n",
@@ -720,7 +829,8 @@ def render_report(
             "`decided_by` = `collapse`); `agree` / `disagree` = the other metrics that prefer the same / the "
             "other model beyond their noise, `unresolved` = those within it.\n"
         ),
-        to_markdown(markdown_view("comparison", tables["comparison"])) if not tables["comparison"].empty
+        to_markdown(markdown_view("comparison", tables["comparison"]))
+        if not tables["comparison"].empty
         else "No baselines.\n",
         "## Per-layer sensitivity\n",
         f"![sensitivity]({rel['sensitivity_png']})\n",

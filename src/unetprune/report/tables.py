@@ -32,7 +32,15 @@ from .. import pipeline
 from ..fileio import atomic_write_text
 from ..layout import DEFAULT_BASE, ORIGINAL, Layout
 from .format import sensitivity_pivot_markdown, to_markdown, with_noise_markdown
-from .load import ReportError, _cmd_hint, check_one_backend, eval_numbers, load_all_evals, load_eval, read_json
+from .load import (
+    ReportError,
+    _cmd_hint,
+    check_one_backend,
+    eval_numbers,
+    load_all_evals,
+    load_eval,
+    read_json,
+)
 from .verdicts import (
     METRICS,
     NOISE_COLUMNS,
@@ -113,8 +121,10 @@ SENSITIVITY_COLUMNS = [
 FULL_COLUMNS = [f"full_{m}" for m in QUALITY_COLUMNS] + [f"full_{m}_std" for m in QUALITY_COLUMNS]
 HIDDEN_COLUMNS = ["full_source", *FULL_COLUMNS]
 
+
 def _quality_metric(cfg: dict) -> str:
     return cfg["report"]["quality_metric"]
+
 
 # ------------------------------------------------------------------------------------------
 # sensitivity
@@ -184,8 +194,11 @@ def sensitivity_table(cfg: dict, base: Path | str = DEFAULT_BASE) -> pd.DataFram
             noise = {k: _num(m.get(k)) for k in NOISE_COLUMNS}
             q_std, qf_std = noise[f"{metric}_std"], _num(full.get(f"{metric}_std"))
             div = m.get("diversity")
-            collapsed = is_collapsed(div, threshold) if _finite(div) else (
-                None if i >= len(flags) or flags[i] is None else bool(flags[i]))
+            collapsed = (
+                is_collapsed(div, threshold)
+                if _finite(div)
+                else (None if i >= len(flags) or flags[i] is None else bool(flags[i]))
+            )
             rows.append(
                 {
                     "layer": layer,
@@ -226,8 +239,13 @@ def sensitivity_table(cfg: dict, base: Path | str = DEFAULT_BASE) -> pd.DataFram
             f"refusing to put FID values of different backends in the sensitivity table "
             f"({', '.join(backends)}); rerun the sweep with one evaluate.fid_backend"
         )
-    df.attrs.update(metric=metric, better=better(metric), inner_layers=sorted(inner, key=order.get),
-                    fid_backend=backends[0] if backends else None, collapse_threshold=threshold)
+    df.attrs.update(
+        metric=metric,
+        better=better(metric),
+        inner_layers=sorted(inner, key=order.get),
+        fid_backend=backends[0] if backends else None,
+        collapse_threshold=threshold,
+    )
     return df.sort_values(["position", "ratio"], kind="stable").reset_index(drop=True)
 
 
@@ -248,9 +266,11 @@ def sensitivity_pivot(df: pd.DataFrame) -> pd.DataFrame:
     for r in ratios:
         out[f"r={r:g} std"] = [cell[(x, r)].quality_std if (x, r) in cell else float("nan") for x in order]
     out["unpruned std"] = [float(first.loc[x, "quality_full_std"]) for x in order]
-    out["collapsed"] = [", ".join(f"{r:g}" for r in ratios if (x, r) in cell and flag(cell[(x, r)].collapsed))
-                        for x in order]
+    out["collapsed"] = [
+        ", ".join(f"{r:g}" for r in ratios if (x, r) in cell and flag(cell[(x, r)].collapsed)) for x in order
+    ]
     return out
+
 
 def sensitivity_summary(df: pd.DataFrame, z: float = SIGNIFICANCE_Z) -> pd.DataFrame:
     """Per ratio: mean degradation of the inner layers vs the outer layers (positive = worse).
@@ -269,15 +289,20 @@ def sensitivity_summary(df: pd.DataFrame, z: float = SIGNIFICANCE_Z) -> pd.DataF
     for r, g in df.groupby("ratio", sort=True):
         gi, go = g[g.inner.astype(bool)], g[~g.inner.astype(bool)]
         std_col = g["quality_std"] if "quality_std" in g.columns else pd.Series(float("nan"), index=g.index)
-        full_std = g["quality_full_std"] if "quality_full_std" in g.columns else pd.Series(float("nan"),
-                                                                                           index=g.index)
+        full_std = (
+            g["quality_full_std"]
+            if "quality_full_std" in g.columns
+            else pd.Series(float("nan"), index=g.index)
+        )
         main = group_outcome(metric, g, g["quality"], g["quality_full"], std_col, full_std, z)
         by_metric = {}
         for m in others:
             if m not in g.columns or f"full_{m}" not in g.columns or not (len(gi) and len(go)):
                 continue
             nan = pd.Series(float("nan"), index=g.index)
-            o = group_outcome(m, g, g[m], g[f"full_{m}"], g.get(f"{m}_std", nan), g.get(f"full_{m}_std", nan), z)
+            o = group_outcome(
+                m, g, g[m], g[f"full_{m}"], g.get(f"{m}_std", nan), g.get(f"full_{m}_std", nan), z
+            )
             if o["finding"] is not None:
                 by_metric[m] = o["finding"]
         finding = main["finding"]
@@ -302,8 +327,11 @@ def sensitivity_summary(df: pd.DataFrame, z: float = SIGNIFICANCE_Z) -> pd.DataF
                 "noise_known": bool(_finite(main["std_difference"])),
                 "inner_less_sensitive": None if finding in (None, NOT_RESOLVED) else finding == SUPPORT,
                 "findings_by_metric": "; ".join(f"{m}: {f}" for m, f in by_metric.items()),
-                "disagree": ", ".join(m for m, f in by_metric.items()
-                                      if finding not in (None, NOT_RESOLVED) and f not in (finding, NOT_RESOLVED)),
+                "disagree": ", ".join(
+                    m
+                    for m, f in by_metric.items()
+                    if finding not in (None, NOT_RESOLVED) and f not in (finding, NOT_RESOLVED)
+                ),
                 "collapsed_points": ", ".join(collapsed),
             }
         )
@@ -316,6 +344,7 @@ def sensitivity_summary(df: pd.DataFrame, z: float = SIGNIFICANCE_Z) -> pd.DataF
 # ------------------------------------------------------------------------------------------
 # main comparison
 # ------------------------------------------------------------------------------------------
+
 
 def main_table(cfg: dict, base: Path | str = DEFAULT_BASE, evals: dict | None = None) -> pd.DataFrame:
     """Original, inner/cut variants and matched global baselines, before and after fine-tuning."""
@@ -355,7 +384,9 @@ def main_table(cfg: dict, base: Path | str = DEFAULT_BASE, evals: dict | None = 
     # evaluation jobs that measured them ran beside other jobs, whose load only adds time; so both
     # rows show the lower of the two medians (benchmarks/latency.py measures side by side)
     df["latency_ms"] = df.groupby("variant")["latency_ms"].transform("min")
-    df.attrs.update(metric=_quality_metric(cfg), fid_backend=orig["fid_backend"], collapse_threshold=threshold)
+    df.attrs.update(
+        metric=_quality_metric(cfg), fid_backend=orig["fid_backend"], collapse_threshold=threshold
+    )
     return df
 
 
@@ -401,11 +432,16 @@ def comparison_table(cfg: dict, main: pd.DataFrame, z: float = SIGNIFICANCE_Z) -
             else:
                 winner = NOT_RESOLVED if resolved is False else metric_winner
                 decided_by = metric
-            prefs = {m: favours(m, float(p[m]), float(q[m]), name, b, p.get(f"{m}_std"), q.get(f"{m}_std"), z)
-                     for m in others}
+            prefs = {
+                m: favours(m, float(p[m]), float(q[m]), name, b, p.get(f"{m}_std"), q.get(f"{m}_std"), z)
+                for m in others
+            }
             agree = [m for m, w in prefs.items() if w is not None and w == metric_winner]
-            disagree = [m for m, w in prefs.items()
-                        if w not in (None, "tie", NOT_RESOLVED, metric_winner) and metric_winner != "tie"]
+            disagree = [
+                m
+                for m, w in prefs.items()
+                if w not in (None, "tie", NOT_RESOLVED, metric_winner) and metric_winner != "tie"
+            ]
             unresolved = [m for m, w in prefs.items() if w == NOT_RESOLVED]
             rows.append(
                 {
@@ -439,8 +475,13 @@ def comparison_table(cfg: dict, main: pd.DataFrame, z: float = SIGNIFICANCE_Z) -
                 }
             )
     out = pd.DataFrame(rows)
-    out.attrs.update(metric=metric, stage=stage, fid_backend=main.attrs.get("fid_backend"),
-                     collapse_threshold=main.attrs.get("collapse_threshold", collapse_threshold(cfg)), z=z)
+    out.attrs.update(
+        metric=metric,
+        stage=stage,
+        fid_backend=main.attrs.get("fid_backend"),
+        collapse_threshold=main.attrs.get("collapse_threshold", collapse_threshold(cfg)),
+        z=z,
+    )
     return out
 
 
@@ -459,35 +500,60 @@ def learning_curve_table(train_log: dict) -> pd.DataFrame:
     training losses (``train_<loss>``)."""
     curve = {int(c["epoch"]): c for c in (train_log.get("eval") or {}).get("curve") or []}
     epochs = {int(e["epoch"]): e for e in train_log.get("epochs") or []}
-    losses = list(dict.fromkeys(k for e in epochs.values() for k, v in e.items()
-                                if k not in _EPOCH_META and isinstance(v, (int, float)) and not isinstance(v, bool)))
+    losses = list(
+        dict.fromkeys(
+            k
+            for e in epochs.values()
+            for k, v in e.items()
+            if k not in _EPOCH_META and isinstance(v, (int, float)) and not isinstance(v, bool)
+        )
+    )
     rows = []
     for ep in sorted(set(curve) | set(epochs) | ({0} if curve or epochs else set())):
         c, e = curve.get(ep) or {}, epochs.get(ep) or {}
-        rows.append({"epoch": ep, "check": _num(c.get("score")), "weights_rel_l2": _num(c.get("weights_rel_l2")),
-                     "lr": _num(e.get("lr")), **{f"train_{k}": _num(e.get(k)) for k in losses}})
-    return pd.DataFrame(rows, columns=["epoch", "check", "weights_rel_l2", "lr", *[f"train_{k}" for k in losses]])
+        rows.append(
+            {
+                "epoch": ep,
+                "check": _num(c.get("score")),
+                "weights_rel_l2": _num(c.get("weights_rel_l2")),
+                "lr": _num(e.get("lr")),
+                **{f"train_{k}": _num(e.get(k)) for k in losses},
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["epoch", "check", "weights_rel_l2", "lr", *[f"train_{k}" for k in losses]]
+    )
 
 
 # ------------------------------------------------------------------------------------------
 # writing
 # ------------------------------------------------------------------------------------------
 
+
 def markdown_view(name: str, df: pd.DataFrame) -> pd.DataFrame:
     """The frame ``tables/<name>.md`` shows: noise as "value ± std", hidden columns left out."""
     if name == "sensitivity":
         df = df.drop(columns=[c for c in HIDDEN_COLUMNS if c in df.columns])
-        return with_noise_markdown(df, {"quality": "quality_std", "quality_full": "quality_full_std",
-                                        "degradation": "degradation_std"})
+        return with_noise_markdown(
+            df,
+            {"quality": "quality_std", "quality_full": "quality_full_std", "degradation": "degradation_std"},
+        )
     if name == "sensitivity_matrix" and "collapsed" in df.columns:
         return sensitivity_pivot_markdown(df)
     if name == "sensitivity_summary":
-        return with_noise_markdown(df, {"mean_degradation_inner": "std_inner",
-                                        "mean_degradation_outer": "std_outer",
-                                        "difference": "std_difference"})
+        return with_noise_markdown(
+            df,
+            {
+                "mean_degradation_inner": "std_inner",
+                "mean_degradation_outer": "std_outer",
+                "difference": "std_difference",
+            },
+        )
     if name == "comparison":
-        return with_noise_markdown(df, {"variant_value": "variant_std", "baseline_value": "baseline_std",
-                                        "advantage": "difference_std"})
+        return with_noise_markdown(
+            df,
+            {"variant_value": "variant_std", "baseline_value": "baseline_std", "advantage": "difference_std"},
+        )
     return with_noise_markdown(df)
 
 
@@ -532,8 +598,15 @@ def write_tables(cfg: dict, base: Path | str = DEFAULT_BASE, tables: dict | None
 def main_metrics(main: pd.DataFrame) -> dict:
     """The main table's numbers keyed like the MLflow runs (``original``, ``<variant>/<stage>``),
     for `dvc metrics show/diff`."""
-    numeric = ["params", "macs_physical", "macs_output", "latency_ms", *QUALITY_COLUMNS,
-               *[f"{m}_std" for m in QUALITY_COLUMNS], "diversity"]
+    numeric = [
+        "params",
+        "macs_physical",
+        "macs_output",
+        "latency_ms",
+        *QUALITY_COLUMNS,
+        *[f"{m}_std" for m in QUALITY_COLUMNS],
+        "diversity",
+    ]
     out = {}
     for row in jsonable_table(main).to_dict("records"):
         key = ORIGINAL if row["variant"] == ORIGINAL else f"{row['variant']}/{row['stage']}"

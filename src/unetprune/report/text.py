@@ -5,11 +5,11 @@ Every method has a default that holds for any family and reads only the core con
 (``data.dataset``, ``train.*``, ``evaluate.*``), so a family that describes nothing still gets
 a complete report.  The report calls each method once per ``report.md``::
 
-    text = family_for_config(cfg).report_text()
+    text = report_text(family_for_config(cfg))
     text.generator(cfg)          # ("U-Net (num_downs 8, ...)", "unet", 64): comparability
     text.config_rows(cfg, "3 run (2 + 1 configured)")
 
-This module imports nothing from the package: the family registry builds the default one.
+This module imports nothing from the package.
 """
 
 from __future__ import annotations
@@ -83,13 +83,17 @@ class ReportText:
 
     def inner_levels(self, cfg: dict, levels: str, layers: str, variants: str) -> str:
         """The **Inner levels** assumption (``levels``, ``layers``, ``variants``: already listed)."""
-        return (f"**Inner levels**: level(s) {levels} of this `{self.name}` generator (the family's default "
-                f"inner levels); their layers are {layers}. Inner variants: {variants}.")
+        return (
+            f"**Inner levels**: level(s) {levels} of this `{self.name}` generator (the family's default "
+            f"inner levels); their layers are {layers}. Inner variants: {variants}."
+        )
 
     def cut_layers(self, cfg: dict, variants: str) -> str:
         """The **Cut inner layers** assumption (``variants``: the cut variants, already listed)."""
-        return ("**Cut inner layers**: remove the innermost k levels, every surviving weight copied from the "
-                f"original model. Cut variants: {variants}.")
+        return (
+            "**Cut inner layers**: remove the innermost k levels, every surviving weight copied from the "
+            f"original model. Cut variants: {variants}."
+        )
 
     def bias(self, cfg: dict) -> str | None:
         """The **Bias mode** assumption, or None where the family has no bias choice."""
@@ -99,3 +103,9 @@ class ReportText:
     def samples_note(self, lay, here: Callable[[Path], str]) -> str:
         """Text after the sample grids (``here(path)``: a path as report.md links it); "" = none."""
         return ""
+
+
+def report_text(family) -> "ReportText":
+    """The report text of ``family``: its own (:meth:`~unetprune.family.ModelFamily.report_text`)
+    or the generic :class:`ReportText`."""
+    return family.report_text() or ReportText(family)

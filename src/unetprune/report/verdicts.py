@@ -35,8 +35,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "l1": ("L1", "lower"),
     "psnr": ("PSNR (dB)", "higher"),
     "ssim": ("SSIM", "higher"),
-    "lse_d": ("LSE-D", "lower"),     # Wav2Lip: lip-sync distance (syncnet_python protocol)
-    "lse_c": ("LSE-C", "higher"),    # Wav2Lip: lip-sync confidence
+    "lse_d": ("LSE-D", "lower"),  # Wav2Lip: lip-sync distance (syncnet_python protocol)
+    "lse_c": ("LSE-C", "higher"),  # Wav2Lip: lip-sync confidence
 }
 QUALITY_COLUMNS = list(METRICS)
 #: the noise of every quality column: standard deviation and 95% interval (NaN: not measured)
@@ -51,6 +51,7 @@ NOT_RESOLVED = "not resolved"
 COLLAPSE_THRESHOLD = 0.1
 #: per-ratio outcomes of the sensitivity pattern
 SUPPORT, AGAINST, NO_EFFECT = "support", "against", "no effect"
+
 
 def _num(x) -> float:
     return float("nan") if x is None else float(x)
@@ -76,6 +77,7 @@ def _finite(x) -> bool:
     except (TypeError, ValueError):
         return False
 
+
 def combined_std(*stds) -> float:
     """sqrt(sum of squares): the standard deviation of a sum or difference of independent values
     (NaN when any is unknown)."""
@@ -89,6 +91,7 @@ def beyond_noise(difference: float, std: float, z: float = SIGNIFICANCE_Z) -> bo
         return None
     return abs(float(difference)) > z * float(std)
 
+
 def better(metric: str) -> str:
     return METRICS[metric][1]
 
@@ -97,11 +100,19 @@ def degradation(metric: str, value: float, reference: float) -> float:
     """How much worse ``value`` is than ``reference`` (positive = worse) on ``metric``."""
     return value - reference if better(metric) == "lower" else reference - value
 
+
 def collapse_threshold(cfg: dict) -> float:
     return float((cfg.get("evaluate") or {}).get("collapse_threshold", COLLAPSE_THRESHOLD))
 
-def pattern_finding(inner: float, outer: float, std_inner: float | None = None, std_outer: float | None = None,
-                    std_difference: float | None = None, z: float = SIGNIFICANCE_Z) -> str | None:
+
+def pattern_finding(
+    inner: float,
+    outer: float,
+    std_inner: float | None = None,
+    std_outer: float | None = None,
+    std_difference: float | None = None,
+    z: float = SIGNIFICANCE_Z,
+) -> str | None:
     """Whether mean degradations (positive = worse) of the inner and outer layers support the
     inner-layers-are-prunable pattern.
 
@@ -129,9 +140,16 @@ def pattern_finding(inner: float, outer: float, std_inner: float | None = None, 
     return NOT_RESOLVED
 
 
-def favours(metric: str, variant_value: float, baseline_value: float, variant: str, baseline: str,
-            variant_std: float | None = None, baseline_std: float | None = None,
-            z: float = SIGNIFICANCE_Z) -> str | None:
+def favours(
+    metric: str,
+    variant_value: float,
+    baseline_value: float,
+    variant: str,
+    baseline: str,
+    variant_std: float | None = None,
+    baseline_std: float | None = None,
+    z: float = SIGNIFICANCE_Z,
+) -> str | None:
     """Which of two models ``metric`` prefers: a name, ``tie``, or None when it was not recorded.
 
     With both standard deviations known, a difference within ``z`` times their combined std
@@ -145,6 +163,7 @@ def favours(metric: str, variant_value: float, baseline_value: float, variant: s
         return NOT_RESOLVED
     return variant if adv > 0 else baseline
 
+
 def _mean_std(stds: pd.Series) -> float:
     """The standard deviation of the mean of independent values with these stds (NaN if any unknown)."""
     vals = [float(x) if _finite(x) else float("nan") for x in stds]
@@ -153,8 +172,15 @@ def _mean_std(stds: pd.Series) -> float:
     return math.sqrt(sum(v * v for v in vals)) / len(vals)
 
 
-def group_outcome(metric: str, g: pd.DataFrame, values: pd.Series, full: pd.Series, stds: pd.Series,
-                  full_stds: pd.Series, z: float = SIGNIFICANCE_Z) -> dict:
+def group_outcome(
+    metric: str,
+    g: pd.DataFrame,
+    values: pd.Series,
+    full: pd.Series,
+    stds: pd.Series,
+    full_stds: pd.Series,
+    z: float = SIGNIFICANCE_Z,
+) -> dict:
     """Mean degradation of the inner and outer points of one ratio on ``metric``, their noise and
     the outcome (:func:`pattern_finding`).
 
@@ -171,5 +197,12 @@ def group_outcome(metric: str, g: pd.DataFrame, values: pd.Series, full: pd.Seri
     std_d = combined_std(si_mean, so_mean)
     point = pattern_finding(mi, mo) if len(gi) and len(go) else None
     finding = pattern_finding(mi, mo, std_i, std_o, std_d, z) if len(gi) and len(go) else None
-    return {"inner": mi, "outer": mo, "std_inner": std_i, "std_outer": std_o, "std_difference": std_d,
-            "point": point, "finding": finding}
+    return {
+        "inner": mi,
+        "outer": mo,
+        "std_inner": std_i,
+        "std_outer": std_o,
+        "std_difference": std_d,
+        "point": point,
+        "finding": finding,
+    }

@@ -13,7 +13,13 @@ from torch import nn
 class PatchGANDiscriminator(nn.Module):
     def __init__(self, input_nc: int = 6, ndf: int = 64, n_layers: int = 3, norm: str = "batch"):
         super().__init__()
-        self.config = {"name": "patchgan", "input_nc": input_nc, "ndf": ndf, "n_layers": n_layers, "norm": norm}
+        self.config = {
+            "name": "patchgan",
+            "input_nc": input_nc,
+            "ndf": ndf,
+            "n_layers": n_layers,
+            "norm": norm,
+        }
         use_bias = norm == "instance"
 
         def norm_layer(ch: int) -> nn.Module:
@@ -26,8 +32,11 @@ class PatchGANDiscriminator(nn.Module):
         for n in range(1, n_layers + 1):
             prev, mult = mult, min(2**n, 8)
             stride = 2 if n < n_layers else 1
-            layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride, 1, bias=use_bias),
-                       norm_layer(ndf * mult), nn.LeakyReLU(0.2)]
+            layers += [
+                nn.Conv2d(ndf * prev, ndf * mult, 4, stride, 1, bias=use_bias),
+                norm_layer(ndf * mult),
+                nn.LeakyReLU(0.2),
+            ]
         layers.append(nn.Conv2d(ndf * mult, 1, 4, 1, 1))
         self.model = nn.Sequential(*layers)
 

@@ -30,7 +30,8 @@ class WidthCost:
                 rec = per[f"{part}{i}.conv"]
                 norm = blk.norm
                 per_out = (1 if conv.bias is not None else 0) + (
-                    2 if isinstance(norm, nn.BatchNorm2d) and norm.affine else 0)
+                    2 if isinstance(norm, nn.BatchNorm2d) and norm.affine else 0
+                )
                 self.layers[(part, i)] = (ksz, per_out, rec["physical"] / cc, rec["output"] / cc)
 
     def __call__(self, enc: list[int], dec: list[int]) -> dict[str, int]:
@@ -56,19 +57,24 @@ class UNetPruningOps(PruningOps):
         return surgery.prune_channels(generator, keep)
 
     def layers_of_levels(self, generator: UNetGenerator, levels) -> tuple[list[int], list[str]]:
-        lv = surgery.check_levels(generator, levels) if levels is not None else default_inner_levels(generator)
+        lv = (
+            surgery.check_levels(generator, levels) if levels is not None else default_inner_levels(generator)
+        )
         return lv, layers_of_levels(lv)
 
     def cut(self, generator: UNetGenerator, k: int) -> tuple[UNetGenerator, dict]:
         new = surgery.cut_inner_levels(generator, k)
         n = generator.num_downs
-        return new, {"k": k, "num_downs_before": n, "num_downs": n - k,
-                     "removed_levels": list(range(n - k + 1, n + 1)),
-                     "bn_to_bias": "eval-mode BatchNorm of the new innermost encoder level folded "
-                                   "into its conv (scale into weights, shift into bias where one exists)",
-                     "layers": [f"down{i}" for i in range(n - k + 1, n + 1)]
-                               + [f"up{i}" for i in range(n, n - k, -1)],
-                     "dropout_levels": list(new.spec.dropout_levels)}
+        return new, {
+            "k": k,
+            "num_downs_before": n,
+            "num_downs": n - k,
+            "removed_levels": list(range(n - k + 1, n + 1)),
+            "bn_to_bias": "eval-mode BatchNorm of the new innermost encoder level folded "
+            "into its conv (scale into weights, shift into bias where one exists)",
+            "layers": [f"down{i}" for i in range(n - k + 1, n + 1)] + [f"up{i}" for i in range(n, n - k, -1)],
+            "dropout_levels": list(new.spec.dropout_levels),
+        }
 
     def width_cost(self, generator: UNetGenerator, input_shape):
         wc, s = WidthCost(generator, input_shape), generator.spec
@@ -78,6 +84,7 @@ class UNetPruningOps(PruningOps):
             enc = [width.get(f"down{i}", s.enc_widths[i - 1]) for i in range(1, n + 1)]
             dec = [s.output_nc] + [width.get(f"up{i}", s.dec_widths[i - 1]) for i in range(2, n + 1)]
             return wc(enc, dec)
+
         return cost
 
 

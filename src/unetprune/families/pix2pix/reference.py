@@ -45,6 +45,7 @@ class ReferenceFormatError(ValueError):
 
 # --- names -------------------------------------------------------------------------------
 
+
 def level_prefix(level: int) -> str:
     """The reference module path of level ``level``'s ``nn.Sequential`` (1 = outermost)."""
     if level < 1:
@@ -107,11 +108,12 @@ def strip_module_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tor
     """Remove the ``module.`` prefix ``nn.DataParallel`` puts on every key (if all have it)."""
     keys = list(state_dict)
     if keys and all(k.startswith("module.") for k in keys):
-        return {k[len("module."):]: v for k, v in state_dict.items()}
+        return {k[len("module.") :]: v for k, v in state_dict.items()}
     return dict(state_dict)
 
 
 # --- inference and checks ----------------------------------------------------------------
+
 
 def _shape(t) -> list[int]:
     return list(t.shape)
@@ -131,27 +133,40 @@ def infer_generator(state_dict: Mapping[str, torch.Tensor]) -> dict:
     while f"{level_prefix(n + 1)}.1.weight" in sd:
         n += 1
     if n < MIN_NUM_DOWNS:
-        raise ReferenceFormatError(f"{n} nested UnetSkipConnectionBlocks, the reference builds at least "
-                                   f"{MIN_NUM_DOWNS}")
+        raise ReferenceFormatError(
+            f"{n} nested UnetSkipConnectionBlocks, the reference builds at least {MIN_NUM_DOWNS}"
+        )
     p2 = level_prefix(2)
     if f"{p2}.2.weight" in sd:
         norm = "batch"
     elif f"{p2}.1.bias" in sd:
         norm = "instance"  # InstanceNorm (affine=False) has no parameters; its convs have biases
     else:
-        raise ReferenceFormatError(f"neither a BatchNorm ('{p2}.2.weight') nor an InstanceNorm "
-                                   f"layout (a bias '{p2}.1.bias') at level 2")
-    return {"num_downs": n, "ngf": int(down1.shape[0]), "input_nc": int(down1.shape[1]),
-            "output_nc": int(up1.shape[1]), "norm": norm}
+        raise ReferenceFormatError(
+            f"neither a BatchNorm ('{p2}.2.weight') nor an InstanceNorm "
+            f"layout (a bias '{p2}.1.bias') at level 2"
+        )
+    return {
+        "num_downs": n,
+        "ngf": int(down1.shape[0]),
+        "input_nc": int(down1.shape[1]),
+        "output_nc": int(up1.shape[1]),
+        "norm": norm,
+    }
 
 
 def describe(num_downs: int, ngf: int) -> str:
-    return f"unet_{2 ** num_downs} (num_downs {num_downs}, ngf {ngf})"
+    return f"unet_{2**num_downs} (num_downs {num_downs}, ngf {ngf})"
 
 
-def generator_from_reference(state_dict: Mapping[str, torch.Tensor], *, use_dropout: bool = True,
-                             num_downs: int | None = None, ngf: int | None = None,
-                             norm: str | None = None) -> tuple[UNetSpec, dict[str, torch.Tensor]]:
+def generator_from_reference(
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    use_dropout: bool = True,
+    num_downs: int | None = None,
+    ngf: int | None = None,
+    norm: str | None = None,
+) -> tuple[UNetSpec, dict[str, torch.Tensor]]:
     """Our spec (``bias_mode="reference"``) and state dict for a reference ``UnetGenerator``
     state dict.  ``num_downs``/``ngf``/``norm``, when given, must be what the state dict holds;
     every key and shape is checked against the architecture.  Dropout leaves no trace in a
@@ -162,11 +177,18 @@ def generator_from_reference(state_dict: Mapping[str, torch.Tensor], *, use_drop
         if want is not None and found[name] != want:
             raise ReferenceFormatError(
                 f"it holds {describe(found['num_downs'], found['ngf'])} with {found['norm']} norm; "
-                f"expected {name} {want}")
+                f"expected {name} {want}"
+            )
     n = found["num_downs"]
-    spec = UNetSpec.reference(num_downs=n, ngf=found["ngf"], input_nc=found["input_nc"],
-                              output_nc=found["output_nc"], norm=found["norm"], use_dropout=use_dropout,
-                              bias_mode="reference")
+    spec = UNetSpec.reference(
+        num_downs=n,
+        ngf=found["ngf"],
+        input_nc=found["input_nc"],
+        output_nc=found["output_nc"],
+        norm=found["norm"],
+        use_dropout=use_dropout,
+        bias_mode="reference",
+    )
     from .unet import build_generator
 
     expected = to_reference(build_generator(spec, init=False).state_dict(), n)
@@ -195,8 +217,9 @@ def generator_from_reference(state_dict: Mapping[str, torch.Tensor], *, use_drop
         if not isinstance(t, torch.Tensor) or _shape(t) != _shape(v):
             got = _shape(t) if isinstance(t, torch.Tensor) else type(t).__name__
             raise ReferenceFormatError(f"'{k}' has shape {got}, {what} has {_shape(v)}")
-    ours = from_reference({k: sd[k].to(expected[k].dtype) if sd[k].is_floating_point() else sd[k]
-                           for k in expected}, n)
+    ours = from_reference(
+        {k: sd[k].to(expected[k].dtype) if sd[k].is_floating_point() else sd[k] for k in expected}, n
+    )
     return spec, ours
 
 
@@ -205,11 +228,18 @@ def infer_discriminator(state_dict: Mapping[str, torch.Tensor]) -> dict:
     sd = state_dict
     first = sd.get(DISCRIMINATOR_FIRST)
     if not isinstance(first, torch.Tensor) or first.dim() != 4:
-        raise ReferenceFormatError(f"no 4-d '{DISCRIMINATOR_FIRST}' (the first conv of a pix2pix "
-                                   f"NLayerDiscriminator)")
-    convs = sorted(int(k.split(".")[1]) for k in sd
-                   if k.startswith("model.") and k.endswith(".weight") and k.count(".") == 2
-                   and isinstance(sd[k], torch.Tensor) and sd[k].dim() == 4)
+        raise ReferenceFormatError(
+            f"no 4-d '{DISCRIMINATOR_FIRST}' (the first conv of a pix2pix NLayerDiscriminator)"
+        )
+    convs = sorted(
+        int(k.split(".")[1])
+        for k in sd
+        if k.startswith("model.")
+        and k.endswith(".weight")
+        and k.count(".") == 2
+        and isinstance(sd[k], torch.Tensor)
+        and sd[k].dim() == 4
+    )
     n_layers = len(convs) - 2
     if n_layers < 1:
         raise ReferenceFormatError(f"{len(convs)} convs, an NLayerDiscriminator has at least 3")
@@ -217,7 +247,9 @@ def infer_discriminator(state_dict: Mapping[str, torch.Tensor]) -> dict:
     return {"input_nc": int(first.shape[1]), "ndf": int(first.shape[0]), "n_layers": n_layers, "norm": norm}
 
 
-def discriminator_from_reference(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict, dict[str, torch.Tensor]]:
+def discriminator_from_reference(
+    state_dict: Mapping[str, torch.Tensor],
+) -> tuple[dict, dict[str, torch.Tensor]]:
     """Our PatchGAN ``arch`` dict and state dict for a reference ``NLayerDiscriminator`` state
     dict (same names; ``module.`` stripped, every key and shape checked)."""
     from .patchgan import PatchGANDiscriminator
@@ -226,8 +258,10 @@ def discriminator_from_reference(state_dict: Mapping[str, torch.Tensor]) -> tupl
     found = infer_discriminator(sd)
     D = PatchGANDiscriminator(**found)
     expected = D.state_dict()
-    what = (f"a reference PatchGAN (input_nc {found['input_nc']}, ndf {found['ndf']}, "
-            f"n_layers {found['n_layers']}, {found['norm']} norm)")
+    what = (
+        f"a reference PatchGAN (input_nc {found['input_nc']}, ndf {found['ndf']}, "
+        f"n_layers {found['n_layers']}, {found['norm']} norm)"
+    )
     sd = {k: v for k, v in sd.items() if k in expected or k.rpartition(".")[2] not in NORM_BUFFERS}
     for k, v in expected.items():
         if k not in sd and k.endswith("num_batches_tracked"):

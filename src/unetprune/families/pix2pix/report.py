@@ -16,73 +16,134 @@ OMGD = "OMGD (Ren et al., ICCV 2021; bytedance/OMGD)"
 
 #: the published numbers of image translation the project quotes
 PUBLISHED: tuple[Published, ...] = (
-    Published("gan-compression-edges2shoes-fid", GAN_COMPRESSION, "FID 24.12 original → 26.60 compressed",
-              "fid", "edges2shoes", "val", 200, 256,
-              "ResNet generator (resnet_9blocks), not a U-Net", "resnet", None, "eval", "truncate",
-              "pytorch-fid-compat", (("original", 24.12), ("compressed", 26.60))),
-    Published("gan-compression-cityscapes-miou", GAN_COMPRESSION, "mIoU 42.06 original → 40.77 compressed",
-              "miou", "cityscapes", "val", 500, 256,
-              "ResNet generator (resnet_9blocks), not a U-Net", "resnet", None, "eval", "truncate",
-              DRN_PROTOCOL, (("original", 42.06), ("compressed", 40.77))),
-    Published("omgd-cityscapes-miou", OMGD, "mIoU 48.91 at 1.22 G output-based MACs",
-              "miou", "cityscapes", "val", 500, 256,
-              "U-Net with ngf 16, distilled (not pruned) from a larger U-Net", "unet", 16, "eval", "truncate",
-              DRN_PROTOCOL, (("compressed", 48.91),)),
+    Published(
+        "gan-compression-edges2shoes-fid",
+        GAN_COMPRESSION,
+        "FID 24.12 original → 26.60 compressed",
+        "fid",
+        "edges2shoes",
+        "val",
+        200,
+        256,
+        "ResNet generator (resnet_9blocks), not a U-Net",
+        "resnet",
+        None,
+        "eval",
+        "truncate",
+        "pytorch-fid-compat",
+        (("original", 24.12), ("compressed", 26.60)),
+    ),
+    Published(
+        "gan-compression-cityscapes-miou",
+        GAN_COMPRESSION,
+        "mIoU 42.06 original → 40.77 compressed",
+        "miou",
+        "cityscapes",
+        "val",
+        500,
+        256,
+        "ResNet generator (resnet_9blocks), not a U-Net",
+        "resnet",
+        None,
+        "eval",
+        "truncate",
+        DRN_PROTOCOL,
+        (("original", 42.06), ("compressed", 40.77)),
+    ),
+    Published(
+        "omgd-cityscapes-miou",
+        OMGD,
+        "mIoU 48.91 at 1.22 G output-based MACs",
+        "miou",
+        "cityscapes",
+        "val",
+        500,
+        256,
+        "U-Net with ngf 16, distilled (not pruned) from a larger U-Net",
+        "unet",
+        16,
+        "eval",
+        "truncate",
+        DRN_PROTOCOL,
+        (("compressed", 48.91),),
+    ),
 )
 
 
 class Pix2PixReportText(ReportText):
-    """A U-Net of ``model.num_downs`` levels and ``model.ngf`` filters, trained with the pix2pix recipe."""
+    """A U-Net of ``model.pix2pix.num_downs`` levels and ``model.pix2pix.ngf`` filters, trained with the
+    pix2pix recipe."""
+
+    def _options(self, cfg: dict) -> dict:
+        """The family's own config keys (``model.<family name>``, its schema fragment)."""
+        return (cfg.get("model") or {}).get(self.name) or {}
 
     def check_score(self) -> str:
         return "mean |G(A) − B| in [−1, 1] units"
 
     def generator(self, cfg: dict) -> tuple[str, str, int | None]:
-        m = cfg.get("model", {})
+        m = self._options(cfg)
         n, ngf = m.get("num_downs"), m.get("ngf")
         name = " = unet_256" if (n, ngf) == (8, 64) else ""
         return f"U-Net (num_downs {n}, ngf {ngf}, {m.get('norm', 'batch')} norm{name})", "unet", ngf
 
     def original_line(self, lay, folder) -> str:
-        return ("* the **original** (unpruned) U-Net generator trained with the pix2pix recipe "
-                f"({folder(lay.original_dir)});\n")
+        return (
+            "* the **original** (unpruned) U-Net generator trained with the pix2pix recipe "
+            f"({folder(lay.original_dir)});\n"
+        )
 
     def config_rows(self, cfg: dict, epochs: str) -> list[tuple[str, str]]:
-        d, m, t = cfg["data"], cfg["model"], cfg["train"]
+        d, m, t = cfg["data"], self._options(cfg), cfg["train"]
         return [
             ("dataset", f"{d['dataset']} ({d['direction']}, {d['crop_size']}px)"),
-            ("generator", f"U-Net num_downs={m['num_downs']}, ngf={m['ngf']}, norm={m['norm']}, "
-                          f"dropout={m['use_dropout']}, bias_mode={m['bias_mode']}"),
-            ("original training", f"epochs {epochs}, batch {t['batch_size']}, lr {t['lr']}, "
-                                  f"lambda_l1 {t['lambda_l1']}"),
+            (
+                "generator",
+                f"U-Net num_downs={m['num_downs']}, ngf={m['ngf']}, norm={m['norm']}, "
+                f"dropout={m['use_dropout']}, bias_mode={m['bias_mode']}",
+            ),
+            (
+                "original training",
+                f"epochs {epochs}, batch {t['batch_size']}, lr {t['lr']}, lambda_l1 {t['lambda_l1']}",
+            ),
         ]
 
     def evaluation_row(self, cfg: dict) -> str:
         e = cfg["evaluate"]
-        return (f"mode {e['mode']}, FID backend {e['fid_backend']}, segmentation {e['segmentation']}, "
-                f"max_images {e['max_images']}")
+        return (
+            f"mode {e['mode']}, FID backend {e['fid_backend']}, segmentation {e['segmentation']}, "
+            f"max_images {e['max_images']}"
+        )
 
     def evaluation_mode(self, cfg: dict) -> str:
         if cfg["evaluate"]["mode"] == "train_bn":
-            return ("BatchNorm on batch statistics and dropout on, seeded — what the pix2pix reference does at "
-                    "test time")
+            return (
+                "BatchNorm on batch statistics and dropout on, seeded — what the pix2pix reference does at "
+                "test time"
+            )
         return super().evaluation_mode(cfg)
 
     def inner_levels(self, cfg: dict, levels: str, layers: str, variants: str) -> str:
-        return (f"**Inner levels**: level(s) {levels} of this num_downs={cfg['model']['num_downs']} U-Net, i.e. "
-                "the levels whose encoder and decoder outputs both have the largest width (the 8·ngf levels; 5–8 "
-                f"for unet_256); their layers are {layers}. Inner variants: {variants}.")
+        return (
+            f"**Inner levels**: level(s) {levels} of this num_downs={self._options(cfg)['num_downs']} U-Net, i.e. "
+            "the levels whose encoder and decoder outputs both have the largest width (the 8·ngf levels; 5–8 "
+            f"for unet_256); their layers are {layers}. Inner variants: {variants}."
+        )
 
     def cut_layers(self, cfg: dict, variants: str) -> str:
-        return ("**Cut inner layers**: remove the innermost k levels; the new innermost up-conv keeps only the "
-                "weight slice of its encoder input; every surviving weight is copied from the original model "
-                f"(the result equals a num_downs − k U-Net). Cut variants: {variants}.")
+        return (
+            "**Cut inner layers**: remove the innermost k levels; the new innermost up-conv keeps only the "
+            "weight slice of its encoder input; every surviving weight is copied from the original model "
+            f"(the result equals a num_downs − k U-Net). Cut variants: {variants}."
+        )
 
     def bias(self, cfg: dict) -> str | None:
-        mode = cfg["model"]["bias_mode"]
+        mode = self._options(cfg)["bias_mode"]
         if mode == "paper":
-            text = ("conv bias wherever no norm follows (the paper's parameter count, 54,414,531 for unet_256; "
-                    f"{method_ref('check-numbers')})")
+            text = (
+                "conv bias wherever no norm follows (the paper's parameter count, 54,414,531 for unet_256; "
+                f"{method_ref('check-numbers')})"
+            )
         else:
             text = "the official pix2pix code's biases (only the outermost up-conv; 54,413,955 for unet_256)"
         return f"**Bias mode**: `{mode}` — {text}."

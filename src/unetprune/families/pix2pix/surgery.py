@@ -46,27 +46,28 @@ def check_levels(generator: UNetGenerator, levels: Iterable[int]) -> list[int]:
     lv = parse_levels(levels)
     bad = [x for x in lv if not 1 <= x <= n]
     if bad:
-        raise PruningError(f"level(s) {bad} do not exist in this num_downs={n} U-Net "
-                           f"(levels are 1..{n}, 1 = outermost)")
+        raise PruningError(
+            f"level(s) {bad} do not exist in this num_downs={n} U-Net (levels are 1..{n}, 1 = outermost)"
+        )
     return lv
-
-
-
-
 
 
 def check_layer(generator: UNetGenerator, layer: str) -> None:
     names = unet_prunable_layers(generator)
     if layer == "up1":
-        raise PruningError("layer 'up1' is the RGB output conv and cannot be pruned; "
-                           f"prunable layers: {', '.join(names)}")
+        raise PruningError(
+            f"layer 'up1' is the RGB output conv and cannot be pruned; prunable layers: {', '.join(names)}"
+        )
     if layer not in names:
-        raise PruningError(f"unknown layer {layer!r} for a num_downs={generator.num_downs} U-Net; "
-                           f"prunable layers: {', '.join(names)}")
+        raise PruningError(
+            f"unknown layer {layer!r} for a num_downs={generator.num_downs} U-Net; "
+            f"prunable layers: {', '.join(names)}"
+        )
 
 
-def normalise_keep(generator: UNetGenerator,
-                   keep: Mapping[str, Sequence[int]] | None) -> dict[str, list[int]]:
+def normalise_keep(
+    generator: UNetGenerator, keep: Mapping[str, Sequence[int]] | None
+) -> dict[str, list[int]]:
     """Full keep map: every prunable layer → sorted kept indices (absent = keep all)."""
     keep = dict(keep or {})
     out: dict[str, list[int]] = {}
@@ -164,11 +165,17 @@ def cut_inner_levels(generator: UNetGenerator, k: int) -> UNetGenerator:
     if not isinstance(k, int) or isinstance(k, bool):
         raise PruningError(f"k must be an integer, got {k!r}")
     if not 1 <= k <= n - 2:
-        raise PruningError(f"cut k={k} does not fit a num_downs={n} U-Net: k must be in 1..{n - 2} "
-                           f"(at least 2 levels must remain)")
+        raise PruningError(
+            f"cut k={k} does not fit a num_downs={n} U-Net: k must be in 1..{n - 2} "
+            f"(at least 2 levels must remain)"
+        )
     m = n - k
-    new_spec = replace(spec, enc_widths=list(spec.enc_widths[:m]), dec_widths=list(spec.dec_widths[:m]),
-                       dropout_levels=default_cut_dropout_levels(spec, m))
+    new_spec = replace(
+        spec,
+        enc_widths=list(spec.enc_widths[:m]),
+        dec_widths=list(spec.dec_widths[:m]),
+        dropout_levels=default_cut_dropout_levels(spec, m),
+    )
     device = next(generator.parameters()).device
     with torch.device(device):
         new = UNetGenerator(new_spec)
@@ -180,8 +187,11 @@ def cut_inner_levels(generator: UNetGenerator, k: int) -> UNetGenerator:
         # new innermost encoder level: conv (+ folded norm)
         src, dst = getattr(generator, f"down{m}"), getattr(new, f"down{m}")
         w = src.conv.weight
-        b = src.conv.bias if src.conv.bias is not None else torch.zeros(w.shape[0], device=w.device,
-                                                                          dtype=w.dtype)
+        b = (
+            src.conv.bias
+            if src.conv.bias is not None
+            else torch.zeros(w.shape[0], device=w.device, dtype=w.dtype)
+        )
         norm = src.norm
         if isinstance(norm, nn.BatchNorm2d):
             mean = norm.running_mean if norm.track_running_stats else torch.zeros_like(b)

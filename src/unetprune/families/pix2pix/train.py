@@ -36,11 +36,20 @@ class Pix2PixTrainer(Trainer):
         super().__init__(G, D, tcfg, device, memory_format=fmt)
         betas = (tcfg["beta1"], tcfg["beta2"])
         compile_on = _auto(tcfg["compile"], device)
-        if tcfg["compile"] == "auto" and cuda_graph.normalise_setting(tcfg.get("cuda_graph", "auto")) != "off":
-            compile_on = False  # compile: auto yields to the whole-step graph (faster at batch 1; not combined)
+        if (
+            tcfg["compile"] == "auto"
+            and cuda_graph.normalise_setting(tcfg.get("cuda_graph", "auto")) != "off"
+        ):
+            compile_on = (
+                False  # compile: auto yields to the whole-step graph (faster at batch 1; not combined)
+            )
         # train.cuda_graph: whole-step capture where possible (unetprune.cuda_graph), else eager
-        self.graph_decision = cuda_graph.decide(tcfg.get("cuda_graph", "auto"), device, compile_on=compile_on,
-                                                amp_dtype=torch.bfloat16 if self.amp else None)
+        self.graph_decision = cuda_graph.decide(
+            tcfg.get("cuda_graph", "auto"),
+            device,
+            compile_on=compile_on,
+            amp_dtype=torch.bfloat16 if self.amp else None,
+        )
         if self.graph_decision.use:  # capturable Adam, lr a device tensor (no recapture on a new lr)
             self.opt_G = cuda_graph.graph_adam(self.G.parameters(), tcfg["lr"], betas, device)
             self.opt_D = cuda_graph.graph_adam(self.D.parameters(), tcfg["lr"], betas, device)
@@ -61,14 +70,22 @@ class Pix2PixTrainer(Trainer):
         captured; ``static``: the same static-buffer step run eagerly, any device: tests)."""
         if mode == "static":
             self.step_mode.mode = "static"
-        self.graph = cuda_graph.StepGraph(self._step, [self.G, self.D], [self.opt_G, self.opt_D], self.device,
-                                          prepare=self._prep, mode=mode, status=self.step_mode)
+        self.graph = cuda_graph.StepGraph(
+            self._step,
+            [self.G, self.D],
+            [self.opt_G, self.opt_D],
+            self.device,
+            prepare=self._prep,
+            mode=mode,
+            status=self.step_mode,
+        )
         return self.graph
 
     def autocast(self):
         if self.amp:  # no cast cache inside a CUDA graph: the casts are replayed with the step
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
-                                  cache_enabled=not self.graph_decision.use)
+            return torch.autocast(
+                device_type=self.device.type, dtype=torch.bfloat16, cache_enabled=not self.graph_decision.use
+            )
         return nullcontext()
 
     # --- the state protocol (unetprune.trainer.Trainer) -------------------------------------
@@ -134,5 +151,9 @@ class Pix2PixTrainer(Trainer):
             loss_G = loss_G_GAN + loss_G_L1
         loss_G.backward()
         self.opt_G.step()
-        return {"G_GAN": loss_G_GAN.detach(), "G_L1": loss_G_L1.detach(),
-                "D_real": loss_D_real.detach(), "D_fake": loss_D_fake.detach()}
+        return {
+            "G_GAN": loss_G_GAN.detach(),
+            "G_L1": loss_G_L1.detach(),
+            "D_real": loss_D_real.detach(),
+            "D_fake": loss_D_fake.detach(),
+        }

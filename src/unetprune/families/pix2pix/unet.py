@@ -111,7 +111,9 @@ class UNetSpec:
         if len(self.dec_widths) != n:
             raise ValueError(f"dec_widths has {len(self.dec_widths)} entries, expected {n} (one per level)")
         if self.dec_widths[0] != self.output_nc:
-            raise ValueError(f"dec_widths[0] (up1) must equal output_nc={self.output_nc}, got {self.dec_widths[0]}")
+            raise ValueError(
+                f"dec_widths[0] (up1) must equal output_nc={self.output_nc}, got {self.dec_widths[0]}"
+            )
         for name, ws in (("enc_widths", self.enc_widths), ("dec_widths", self.dec_widths)):
             for i, w in enumerate(ws):
                 if not isinstance(w, int) or w < 1:
@@ -151,8 +153,16 @@ class Up(nn.Module):
     decoder-from-below halves (``up_ch == 0`` for the innermost level).
     """
 
-    def __init__(self, skip_ch: int, up_ch: int, cout: int, norm: str | None, bias: bool,
-                 outermost: bool, dropout: bool):
+    def __init__(
+        self,
+        skip_ch: int,
+        up_ch: int,
+        cout: int,
+        norm: str | None,
+        bias: bool,
+        outermost: bool,
+        dropout: bool,
+    ):
         super().__init__()
         self.skip_ch, self.up_ch = skip_ch, up_ch
         self.act = nn.ReLU()
@@ -178,15 +188,25 @@ class UNetGenerator(nn.Module):
             cin = spec.input_nc if i == 1 else enc[i - 2]
             has_norm = 1 < i < n
             bias = use_bias_with_norm or (paper and not has_norm)
-            self.add_module(f"down{i}", Down(cin, enc[i - 1], act=i > 1,
-                                             norm=spec.norm if has_norm else None, bias=bias))
+            self.add_module(
+                f"down{i}", Down(cin, enc[i - 1], act=i > 1, norm=spec.norm if has_norm else None, bias=bias)
+            )
         for i in range(1, n + 1):
             outermost, innermost = i == 1, i == n
             up_ch = 0 if innermost else dec[i]
             bias = outermost or use_bias_with_norm
-            self.add_module(f"up{i}", Up(enc[i - 1], up_ch, dec[i - 1],
-                                         norm=None if outermost else spec.norm, bias=bias,
-                                         outermost=outermost, dropout=i in spec.dropout_levels))
+            self.add_module(
+                f"up{i}",
+                Up(
+                    enc[i - 1],
+                    up_ch,
+                    dec[i - 1],
+                    norm=None if outermost else spec.norm,
+                    bias=bias,
+                    outermost=outermost,
+                    dropout=i in spec.dropout_levels,
+                ),
+            )
 
     @property
     def num_downs(self) -> int:
@@ -231,8 +251,8 @@ def build_generator(spec: UNetSpec | dict, init: bool = True, seed: int | None =
     return g
 
 
-
 # --- structure queries (what the family seam and the pruning engine ask) ---------------
+
 
 def unet_prunable_layers(spec_or_generator) -> list[str]:
     """The U-Net's channel groups: ``down1..downN`` then ``upN..up2`` (``up1`` produces the

@@ -44,8 +44,18 @@ class TalkingFaceDataset:
     sync (the label is drawn per sample).
     """
 
-    def __init__(self, root: Path | str, split: str = "train", *, mode: str = "generator", T: int = 5,
-                 img_size: int = 96, seed: int = 0, min_offset: int = 5, max_windows_per_clip: int | None = None):
+    def __init__(
+        self,
+        root: Path | str,
+        split: str = "train",
+        *,
+        mode: str = "generator",
+        T: int = 5,
+        img_size: int = 96,
+        seed: int = 0,
+        min_offset: int = 5,
+        max_windows_per_clip: int | None = None,
+    ):
         from ... import audio as A
 
         if mode not in ("generator", "expert"):
@@ -64,12 +74,15 @@ class TalkingFaceDataset:
             d = self.root / c
             n = list_frames(d)
             self.n_frames.append(n)
-            if n < 3 * T or not (d / "audio.wav").is_file():     # the reference skips <= 3T frames
+            if n < 3 * T or not (d / "audio.wav").is_file():  # the reference skips <= 3T frames
                 continue
             mel_len = self._mel_len(d)
-            starts = [s for s in range(1, n - T + 1)
-                      if A.mel_window_start(s + T - 2) + A.MEL_STEP <= mel_len
-                      and A.mel_window_start(s) + A.MEL_STEP <= mel_len]
+            starts = [
+                s
+                for s in range(1, n - T + 1)
+                if A.mel_window_start(s + T - 2) + A.MEL_STEP <= mel_len
+                and A.mel_window_start(s) + A.MEL_STEP <= mel_len
+            ]
             if max_windows_per_clip:
                 starts = starts[:: max(1, len(starts) // max_windows_per_clip)][:max_windows_per_clip]
             self.index.extend((ci, s) for s in starts)
@@ -86,7 +99,9 @@ class TalkingFaceDataset:
     def mel(self, ci: int) -> np.ndarray:
         m = self._mels.get(ci)
         if m is None:
-            m = self._A.melspectrogram(self._A.read_wav(self.root / self.clips[ci] / "audio.wav", SAMPLE_RATE))
+            m = self._A.melspectrogram(
+                self._A.read_wav(self.root / self.clips[ci] / "audio.wav", SAMPLE_RATE)
+            )
             self._mels[ci] = m
         return m
 
@@ -107,7 +122,7 @@ class TalkingFaceDataset:
             if im is None:
                 raise DataError(f"{p}: unreadable face frame")
             out.append(cv2.resize(im, (self.img_size, self.img_size), interpolation=cv2.INTER_AREA))
-        return np.stack(out).astype(np.float32) / 255.0          # (T, S, S, 3) BGR
+        return np.stack(out).astype(np.float32) / 255.0  # (T, S, S, 3) BGR
 
     def _wrong_start(self, ci: int, start: int, rng: np.random.Generator) -> int:
         n = self.n_frames[ci]
@@ -127,19 +142,30 @@ class TalkingFaceDataset:
         if self.mode == "expert":
             label = float(rng.integers(2))
             win = self._window(ci, start if label == 1.0 else wrong)
-            x = np.concatenate(list(win), axis=2).transpose(2, 0, 1)      # (3T, S, S)
-            x = x[:, x.shape[1] // 2:]
-            return {"faces": torch.from_numpy(np.ascontiguousarray(x)), "mel": torch.from_numpy(m.copy())[None],
-                    "label": torch.tensor([label]), "clip": self.clips[ci], "start": start, "other": wrong}
-        target = self._window(ci, start).transpose(3, 0, 1, 2)            # (3, T, S, S)
+            x = np.concatenate(list(win), axis=2).transpose(2, 0, 1)  # (3T, S, S)
+            x = x[:, x.shape[1] // 2 :]
+            return {
+                "faces": torch.from_numpy(np.ascontiguousarray(x)),
+                "mel": torch.from_numpy(m.copy())[None],
+                "label": torch.tensor([label]),
+                "clip": self.clips[ci],
+                "start": start,
+                "other": wrong,
+            }
+        target = self._window(ci, start).transpose(3, 0, 1, 2)  # (3, T, S, S)
         ref = self._window(ci, wrong).transpose(3, 0, 1, 2)
         masked = target.copy()
-        masked[:, :, self.img_size // 2:] = 0.0
+        masked[:, :, self.img_size // 2 :] = 0.0
         indiv = self._A.segmented_mels(mel, start, self.T)
-        return {"face": torch.from_numpy(np.ascontiguousarray(np.concatenate([masked, ref], axis=0))),
-                "target": torch.from_numpy(np.ascontiguousarray(target)),
-                "indiv_mels": torch.from_numpy(indiv.copy())[:, None], "mel": torch.from_numpy(m.copy())[None],
-                "clip": self.clips[ci], "start": start, "other": wrong}
+        return {
+            "face": torch.from_numpy(np.ascontiguousarray(np.concatenate([masked, ref], axis=0))),
+            "target": torch.from_numpy(np.ascontiguousarray(target)),
+            "indiv_mels": torch.from_numpy(indiv.copy())[:, None],
+            "mel": torch.from_numpy(m.copy())[None],
+            "clip": self.clips[ci],
+            "start": start,
+            "other": wrong,
+        }
 
 
 # ==========================================================================================
@@ -147,9 +173,11 @@ class TalkingFaceDataset:
 # ==========================================================================================
 
 #: how an evaluated frame gets its identity reference (the generator's second 3 channels)
-EVAL_REFERENCE = ("the frame half a clip away in the same clip (frame (i + n//2) mod n), so the "
-                  "mouth of the target frame is never shown to the generator; the reference "
-                  "inference.py uses the frame itself, which leaks the mouth being scored")
+EVAL_REFERENCE = (
+    "the frame half a clip away in the same clip (frame (i + n//2) mod n), so the "
+    "mouth of the target frame is never shown to the generator; the reference "
+    "inference.py uses the frame itself, which leaks the mouth being scored"
+)
 
 
 @dataclass
@@ -172,14 +200,14 @@ class TalkingEvalSet:
     direction: str
     image_size: int
     files: list[Path]
-    faces: "np.ndarray"                # (N, S, S, 3) uint8 BGR, every evaluated frame
-    refs: "np.ndarray"                 # (N,) index into faces of each frame's reference
-    mels: "np.ndarray"                 # (N, 80, 16) float32
-    clips: list[dict]                  # {"name", "n_frames", "audio"} in order
+    faces: "np.ndarray"  # (N, S, S, 3) uint8 BGR, every evaluated frame
+    refs: "np.ndarray"  # (N,) index into faces of each frame's reference
+    mels: "np.ndarray"  # (N, 80, 16) float32
+    clips: list[dict]  # {"name", "n_frames", "audio"} in order
     files_sha256: str
     reference: str = EVAL_REFERENCE
     paired_region: str = "lower half of the face (the masked part the generator produces)"
-    quantize: str = "round"            # evaluate.quantize (truncate = the reference inference.py's uint8 cast)
+    quantize: str = "round"  # evaluate.quantize (truncate = the reference inference.py's uint8 cast)
 
     @property
     def n(self) -> int:
@@ -235,8 +263,10 @@ class TalkingEvalSet:
             root = pre
         flist = root / f"{split}.txt"
         if not flist.is_file():
-            raise DataError(f"{flist}: no talking-face {split} split (build it with `unetprune demo-talking` or "
-                            f"`unetprune data preprocess-lrs2`)")
+            raise DataError(
+                f"{flist}: no talking-face {split} split (build it with `unetprune demo-talking` or "
+                f"`unetprune data preprocess-lrs2`)"
+            )
         limit = cfg["evaluate"].get("max_images")
         names = [ln.split()[0] for ln in flist.read_text().splitlines() if ln.strip()]
         faces, refs, mels, files, clips = [], [], [], [], []
@@ -257,7 +287,7 @@ class TalkingEvalSet:
                     raise DataError(f"{p}: unreadable face frame")
                 frames.append(cv2.resize(im, (img_size, img_size), interpolation=cv2.INTER_AREA))
             mel = A.melspectrogram(A.read_wav(wav, SAMPLE_RATE))
-            base = len(faces) + take       # the clip's frames past `take` are stored after them (references)
+            base = len(faces) + take  # the clip's frames past `take` are stored after them (references)
             idx_of = {f: len(faces) + f if f < take else None for f in range(n)}
             extra = []
             clip_refs = []
@@ -272,7 +302,7 @@ class TalkingEvalSet:
             mels.extend(mel_windows(mel, n)[:take])
             files.extend(d / f"{f}.jpg" for f in range(take))
             clips.append({"name": name, "n_frames": take, "audio": str(wav)})
-            if extra:     # reference frames beyond the evaluated ones: kept, never scored
+            if extra:  # reference frames beyond the evaluated ones: kept, never scored
                 faces.extend(frames[r] for r in extra)
                 refs.extend([-1] * len(extra))
                 mels.extend(np.zeros((len(extra), *mel.shape[:1], A.MEL_STEP), np.float32))
@@ -287,9 +317,20 @@ class TalkingEvalSet:
         refs_a = np.array([pos[refs[i]] for i in scored], dtype=np.int64)
         mels_a = np.stack([mels[i] for i in scored]).astype(np.float32)
         files_s = [files[i] for i in scored]
-        return cls(split=split, root=root, dataset=cfg["data"]["dataset"], direction="audio+face->face",
-                   image_size=img_size, files=files_s, faces=faces_a, refs=refs_a, mels=mels_a, clips=clips,
-                   files_sha256=file_list_hash(files_s), quantize=cfg["evaluate"].get("quantize", "round"))
+        return cls(
+            split=split,
+            root=root,
+            dataset=cfg["data"]["dataset"],
+            direction="audio+face->face",
+            image_size=img_size,
+            files=files_s,
+            faces=faces_a,
+            refs=refs_a,
+            mels=mels_a,
+            clips=clips,
+            files_sha256=file_list_hash(files_s),
+            quantize=cfg["evaluate"].get("quantize", "round"),
+        )
 
     def batches(self, batch_size: int, idx=None):
         """``(face (B, 6, S, S), mel (B, 1, 80, 16))`` float batches in frame order (or of the items
@@ -300,20 +341,23 @@ class TalkingEvalSet:
         h = self.image_size // 2
         items = np.arange(self.n) if idx is None else np.asarray(idx, dtype=np.int64)
         for i in range(0, len(items), batch_size):
-            sel = items[i:i + batch_size]
+            sel = items[i : i + batch_size]
             tgt = self.faces[sel].astype(np.float32) / 255.0
             masked = tgt.copy()
             masked[:, h:] = 0.0
             ref = self.faces[self.refs[sel]].astype(np.float32) / 255.0
             face = np.concatenate([masked, ref], axis=3).transpose(0, 3, 1, 2)
-            yield (torch.from_numpy(np.ascontiguousarray(face)), torch.from_numpy(self.mels[sel][:, None].copy()))
+            yield (
+                torch.from_numpy(np.ascontiguousarray(face)),
+                torch.from_numpy(self.mels[sel][:, None].copy()),
+            )
 
     def display_inputs(self, idx) -> list:
         """The masked target frames of items ``idx`` as (S, S, 3) uint8 RGB (sample grids)."""
         out = []
         for i in idx:
             x = self.faces[int(i)][..., ::-1].copy()
-            x[self.image_size // 2:] = 0
+            x[self.image_size // 2 :] = 0
             out.append(x)
         return out
 

@@ -51,8 +51,11 @@ from .speech import Espeak, openness_track
 LFW_UNDETECTED = frozenset({4, 13, 30, 32, 39, 47, 76, 83, 96})
 DEMO_SPLIT: dict[str, list[str]] = {
     split: fixed + [f"lfw{k:03d}" for k in ks if k not in LFW_UNDETECTED]
-    for split, fixed, ks in (("train", ["astronaut"], range(60)), ("val", [], range(60, 75)),
-                             ("test", ["grace_hopper"], range(75, 100)))
+    for split, fixed, ks in (
+        ("train", ["astronaut"], range(60)),
+        ("val", [], range(60, 75)),
+        ("test", ["grace_hopper"], range(75, 100)),
+    )
 }
 
 SENTENCES = [
@@ -104,8 +107,16 @@ def _lfw_faces() -> np.ndarray:
 # the demo generator (lower-half L1 0.17 on it vs 0.05 on the grey test faces after 100 steps); with
 # the crops in colour the same recipe's check L1 after 300 steps is 0.077 instead of 0.089.  Each LFW
 # identity gets its own tone.
-SKIN_TONES = [(255, 224, 196), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36),
-              (255, 205, 148), (234, 192, 134), (170, 120, 90)]
+SKIN_TONES = [
+    (255, 224, 196),
+    (241, 194, 125),
+    (224, 172, 105),
+    (198, 134, 66),
+    (141, 85, 36),
+    (255, 205, 148),
+    (234, 192, 134),
+    (170, 120, 90),
+]
 
 
 def lfw_colour(grey: np.ndarray, k: int) -> np.ndarray:
@@ -134,10 +145,10 @@ def face_photo(name: str, side: int = 160) -> np.ndarray:
         bg = cv2.GaussianBlur(cv2.resize(g, (side, side), interpolation=cv2.INTER_LINEAR), (0, 0), side / 12)
         m = np.zeros((side, side), np.float32)
         o = (side - face) // 2
-        m[o:o + face, o:o + face] = 1
+        m[o : o + face, o : o + face] = 1
         m = cv2.GaussianBlur(m, (0, 0), side / 40)
         canvas = bg.astype(np.float32)
-        canvas[o:o + face, o:o + face] = big
+        canvas[o : o + face, o : o + face] = big
         out = bg * (1 - m) + canvas * m
         return lfw_colour(np.clip(out, 0, 255) / 255.0, k)
     if name == "astronaut":
@@ -153,12 +164,17 @@ def face_photo(name: str, side: int = 160) -> np.ndarray:
         box = (155, 105, 222, 222)
     else:
         raise DataError(f"unknown demo identity {name!r}")
-    x, y, w, h = box                     # its Haar box in the source photo (measured once)
+    x, y, w, h = box  # its Haar box in the source photo (measured once)
     s = w / 0.55
     cx, cy = x + w / 2, y + h * 0.55
     M = np.float32([[side / s, 0, side / 2 - cx * side / s], [0, side / s, side / 2 - cy * side / s]])
-    return cv2.warpAffine(np.ascontiguousarray(img[..., :3]), M, (side, side), flags=cv2.INTER_AREA,
-                          borderMode=cv2.BORDER_REFLECT)
+    return cv2.warpAffine(
+        np.ascontiguousarray(img[..., :3]),
+        M,
+        (side, side),
+        flags=cv2.INTER_AREA,
+        borderMode=cv2.BORDER_REFLECT,
+    )
 
 
 @dataclass
@@ -174,16 +190,22 @@ class MouthRig:
     @classmethod
     def from_photo(cls, img: np.ndarray) -> MouthRig:
         b = HaarDetector(min_neighbors=3).detect(img[None])[0]
-        if b is None:                     # framing puts the face in the centre, 55 % wide
+        if b is None:  # framing puts the face in the centre, 55 % wide
             s = img.shape[1] * 0.55
-            b = (int(img.shape[1] / 2 - s / 2), int(img.shape[0] / 2 - s * 0.55), int(img.shape[1] / 2 + s / 2),
-                 int(img.shape[0] / 2 + s * 0.45))
+            b = (
+                int(img.shape[1] / 2 - s / 2),
+                int(img.shape[0] / 2 - s * 0.55),
+                int(img.shape[1] / 2 + s / 2),
+                int(img.shape[0] / 2 + s * 0.45),
+            )
         x1, y1, x2, y2 = b
         w, h = x2 - x1, y2 - y1
         return cls(mx=x1 + w / 2, my=y1 + 0.78 * h, half_width=0.21 * w, amp=0.13 * h, face_h=h)
 
 
-def animate_mouth(img: np.ndarray, rig: MouthRig, o: float, grids: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+def animate_mouth(
+    img: np.ndarray, rig: MouthRig, o: float, grids: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
     """The photo with its mouth opened by ``o`` in [0, 1]: the jaw displaced down, a cavity painted."""
     import cv2
 
@@ -196,8 +218,13 @@ def animate_mouth(img: np.ndarray, rig: MouthRig, o: float, grids: tuple[np.ndar
     fall = np.clip(1.0 - (below - d) / (0.45 * rig.face_h), 0.0, 1.0)
     disp = np.where(below > 0, d * wx * np.minimum(1.0, fall), 0.0)
     disp = np.minimum(disp, np.maximum(below, 0))  # never sample from above the mouth line by more than it
-    out = cv2.remap(img, xx.astype(np.float32), (yy - disp).astype(np.float32), cv2.INTER_LINEAR,
-                    borderMode=cv2.BORDER_REFLECT)
+    out = cv2.remap(
+        img,
+        xx.astype(np.float32),
+        (yy - disp).astype(np.float32),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REFLECT,
+    )
     h, w = img.shape[:2]
     mask = np.zeros((h, w), np.float32)
     teeth = np.zeros((h, w), np.float32)
@@ -206,9 +233,11 @@ def animate_mouth(img: np.ndarray, rig: MouthRig, o: float, grids: tuple[np.ndar
     c = (round(rig.mx), round(rig.my + d / 2))
     cv2.ellipse(mask, c, (ax, ay), 0, 0, 360, 1.0, -1, cv2.LINE_AA)
     if o > 0.3:
-        cv2.ellipse(teeth, (c[0], c[1] - ay), (int(ax * 0.7), max(1, int(ay * 0.45))), 0, 0, 180, 1.0, -1, cv2.LINE_AA)
+        cv2.ellipse(
+            teeth, (c[0], c[1] - ay), (int(ax * 0.7), max(1, int(ay * 0.45))), 0, 0, 180, 1.0, -1, cv2.LINE_AA
+        )
     mask = cv2.GaussianBlur(mask, (0, 0), 0.8)[..., None]
-    teeth = (cv2.GaussianBlur(teeth, (0, 0), 0.8)[..., None] * mask)
+    teeth = cv2.GaussianBlur(teeth, (0, 0), 0.8)[..., None] * mask
     cavity = np.array([45, 12, 18], np.float32)
     tooth = np.array([215, 210, 200], np.float32)
     res = out.astype(np.float32) * (1 - mask) + cavity * (mask - teeth) + tooth * teeth
@@ -243,8 +272,10 @@ def render_clip(img: np.ndarray, openness: np.ndarray, rng: np.random.Generator)
 # the offline demo set
 # ==========================================================================================
 
-DEMO_VERSION = 2      # 2: all four voices in turn, a -60 dBFS noise floor instead of digital silence, LFW in colour
-NOISE_FLOOR = 10 ** (-60 / 20)   # RMS of the demo audio's background noise (full scale 1)
+DEMO_VERSION = (
+    2  # 2: all four voices in turn, a -60 dBFS noise floor instead of digital silence, LFW in colour
+)
+NOISE_FLOOR = 10 ** (-60 / 20)  # RMS of the demo audio's background noise (full scale 1)
 
 
 def _clip_plan(n: dict[str, int], seed: int) -> list[dict]:
@@ -260,9 +291,19 @@ def _clip_plan(n: dict[str, int], seed: int) -> list[dict]:
         for k in range(n.get(split, 0)):
             speaker = order[k % len(order)]
             s = int(sentences[(len(plan)) % len(sentences)])
-            v = VOICES[len(plan) % len(VOICES)]          # every voice in turn (all 4 in every split of >= 4 clips)
-            plan.append({"split": split, "speaker": speaker, "clip": f"{k:05d}", "sentence": SENTENCES[s],
-                         "voice": v[0], "rate": v[1], "pitch": v[2], "seed": int(rng.integers(2**31))})
+            v = VOICES[len(plan) % len(VOICES)]  # every voice in turn (all 4 in every split of >= 4 clips)
+            plan.append(
+                {
+                    "split": split,
+                    "speaker": speaker,
+                    "clip": f"{k:05d}",
+                    "sentence": SENTENCES[s],
+                    "voice": v[0],
+                    "rate": v[1],
+                    "pitch": v[2],
+                    "seed": int(rng.integers(2**31)),
+                }
+            )
     return plan
 
 
@@ -279,7 +320,7 @@ def make_demo_clip(entry: dict, dest: Path, side: int = 160) -> dict:
     n_frames = math.ceil((lead + len(speech) / SAMPLE_RATE + 0.2) * FPS)
     wav = np.zeros(round(n_frames / FPS * SAMPLE_RATE), np.float32)
     i0 = round(lead * SAMPLE_RATE)
-    wav[i0:i0 + len(speech)] = speech[: len(wav) - i0]
+    wav[i0 : i0 + len(speech)] = speech[: len(wav) - i0]
     peak = float(np.abs(wav).max()) or 1.0
     wav *= 0.7 / peak
     # a room-tone noise floor (-60 dBFS): recorded speech never has digital silence, whose MFCCs
@@ -293,14 +334,28 @@ def make_demo_clip(entry: dict, dest: Path, side: int = 160) -> dict:
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".wav.") as td:
         w = write_wav(Path(td) / "speech.wav", wav, SAMPLE_RATE)
         encode_mp4(dest, frames, FPS, w)
-    return {**entry, "n_frames": n_frames, "duration": n_frames / FPS, "lead_s": round(lead, 4),
-            "openness": [round(float(v), 4) for v in track],
-            "phonemes": [[round(t, 4), p] for t, p in phon]}
+    return {
+        **entry,
+        "n_frames": n_frames,
+        "duration": n_frames / FPS,
+        "lead_s": round(lead, 4),
+        "openness": [round(float(v), 4) for v in track],
+        "phonemes": [[round(t, 4), p] for t, p in phon],
+    }
 
 
-def build_talking_demo(out: Path | str, *, n_train: int = 12, n_val: int = 2, n_test: int = 4, side: int = 160,
-                       seed: int = 0, progress: bool = True, force: bool = False,
-                       log: Callable[[str], None] | None = None) -> dict:
+def build_talking_demo(
+    out: Path | str,
+    *,
+    n_train: int = 12,
+    n_val: int = 2,
+    n_test: int = 4,
+    side: int = 160,
+    seed: int = 0,
+    progress: bool = True,
+    force: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict:
     """The offline talking-face demo: ``OUT/raw`` (LRS2 layout, real mp4s), ``OUT/preprocessed``
     (the same preprocessing as LRS2) and ``OUT/demo_talking.json`` (the plan, each clip's
     openness track and phoneme timings, the timings of the build).  Idempotent."""
@@ -310,8 +365,14 @@ def build_talking_demo(out: Path | str, *, n_train: int = 12, n_val: int = 2, n_
 
     out = Path(out)
     manifest = out / "demo_talking.json"
-    params = {"version": DEMO_VERSION, "n_train": n_train, "n_val": n_val, "n_test": n_test, "side": side,
-              "seed": seed}
+    params = {
+        "version": DEMO_VERSION,
+        "n_train": n_train,
+        "n_val": n_val,
+        "n_test": n_test,
+        "side": side,
+        "seed": seed,
+    }
     if manifest.is_file() and not force:
         old = json.loads(manifest.read_text())
         if old.get("params") == params and (out / "preprocessed" / "preprocess.json").is_file():
@@ -325,16 +386,23 @@ def build_talking_demo(out: Path | str, *, n_train: int = 12, n_val: int = 2, n_
     for e in tqdm(plan, desc="demo clips", unit="clip", disable=not progress, file=sys.stderr, leave=False):
         records.append(make_demo_clip(e, raw / e["speaker"] / f"{e['clip']}.mp4", side))
     for split in SPLITS:
-        atomic_write_text(raw / f"{split}.txt",
-                          "".join(f"{r['speaker']}/{r['clip']}\n" for r in records if r["split"] == split))
+        atomic_write_text(
+            raw / f"{split}.txt",
+            "".join(f"{r['speaker']}/{r['clip']}\n" for r in records if r["split"] == split),
+        )
     t1 = time.time()
     summary = preprocess_lrs2(raw, out / "preprocessed", progress=progress, log=log)
     t2 = time.time()
     if summary["failed"]:
         raise DataError(f"demo clips failed preprocessing: {summary['failed']}")
-    man = {"params": params, "identities": DEMO_SPLIT, "voices": VOICES, "clips": records,
-           "seconds": {"synthesize_animate_encode": round(t1 - t0, 2), "preprocess": round(t2 - t1, 2)},
-           "preprocess": {k: summary[k] for k in ("detector", "pads", "smooth_T", "counts")}}
+    man = {
+        "params": params,
+        "identities": DEMO_SPLIT,
+        "voices": VOICES,
+        "clips": records,
+        "seconds": {"synthesize_animate_encode": round(t1 - t0, 2), "preprocess": round(t2 - t1, 2)},
+        "preprocess": {k: summary[k] for k in ("detector", "pads", "smooth_T", "counts")},
+    }
     atomic_write_text(manifest, json.dumps(man, indent=1))
     return man
 

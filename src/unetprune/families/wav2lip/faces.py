@@ -16,14 +16,14 @@ from ...data.aligned import DataError
 
 FPS = 25
 SAMPLE_RATE = 16000
-REFERENCE_PADS = (0, 10, 0, 0)     # top, bottom, left, right (reference inference.py --pads)
-SMOOTH_T = 5                       # reference get_smoothened_boxes(boxes, T=5)
+REFERENCE_PADS = (0, 10, 0, 0)  # top, bottom, left, right (reference inference.py --pads)
+SMOOTH_T = 5  # reference get_smoothened_boxes(boxes, T=5)
 
 # ==========================================================================================
 # face detection
 # ==========================================================================================
 
-Box = tuple[int, int, int, int]    # x1, y1, x2, y2 (pixels; x2/y2 exclusive)
+Box = tuple[int, int, int, int]  # x1, y1, x2, y2 (pixels; x2/y2 exclusive)
 
 
 @runtime_checkable
@@ -53,8 +53,13 @@ class HaarDetector:
 
     name = "opencv-haar-frontalface-default"
 
-    def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", scale_factor: float = 1.15,
-                 min_neighbors: int = 5, min_size_fraction: float = 0.2):
+    def __init__(
+        self,
+        cascade: str = "haarcascade_frontalface_default.xml",
+        scale_factor: float = 1.15,
+        min_neighbors: int = 5,
+        min_size_fraction: float = 0.2,
+    ):
         import cv2
 
         path = os.path.join(cv2.data.haarcascades, cascade)
@@ -62,7 +67,11 @@ class HaarDetector:
         self.cascade = cv2.CascadeClassifier(path)
         if self.cascade.empty():
             raise DataError(f"{path}: OpenCV could not load the Haar cascade")
-        self.scale_factor, self.min_neighbors, self.min_size_fraction = scale_factor, min_neighbors, min_size_fraction
+        self.scale_factor, self.min_neighbors, self.min_size_fraction = (
+            scale_factor,
+            min_neighbors,
+            min_size_fraction,
+        )
 
     def detect(self, frames: np.ndarray) -> list[Box | None]:
         cv2 = self._cv2
@@ -70,8 +79,9 @@ class HaarDetector:
         for fr in frames:
             grey = cv2.cvtColor(np.ascontiguousarray(fr), cv2.COLOR_RGB2GRAY)
             side = max(16, int(self.min_size_fraction * min(grey.shape)))
-            faces = self.cascade.detectMultiScale(grey, self.scale_factor, self.min_neighbors,
-                                                  minSize=(side, side))
+            faces = self.cascade.detectMultiScale(
+                grey, self.scale_factor, self.min_neighbors, minSize=(side, side)
+            )
             if len(faces) == 0:
                 out.append(None)
                 continue
@@ -110,12 +120,16 @@ def load_detector(spec: str = "haar", weights: str | None = None) -> FaceDetecto
     return det
 
 
-def pad_boxes(boxes: Sequence[Box], shape: tuple[int, int], pads: Sequence[int] = REFERENCE_PADS) -> np.ndarray:
+def pad_boxes(
+    boxes: Sequence[Box], shape: tuple[int, int], pads: Sequence[int] = REFERENCE_PADS
+) -> np.ndarray:
     """The reference's padding (``inference.py``): top/bottom/left/right pads, clipped to the frame."""
     top, bottom, left, right = pads
     h, w = shape
-    out = [[max(0, x1 - left), max(0, y1 - top), min(w, x2 + right), min(h, y2 + bottom)]
-           for x1, y1, x2, y2 in boxes]
+    out = [
+        [max(0, x1 - left), max(0, y1 - top), min(w, x2 + right), min(h, y2 + bottom)]
+        for x1, y1, x2, y2 in boxes
+    ]
     return np.asarray(out, dtype=np.int64).reshape(-1, 4)
 
 
@@ -127,7 +141,7 @@ def smooth_boxes(boxes: np.ndarray, T: int = SMOOTH_T) -> np.ndarray:
     if T <= 1 or n == 0:
         return boxes
     for i in range(n):
-        window = boxes[n - T:] if i + T > n else boxes[i:i + T]
+        window = boxes[n - T :] if i + T > n else boxes[i : i + T]
         boxes[i] = np.mean(window, axis=0)
     return boxes
 
@@ -158,8 +172,14 @@ class FaceTrack:
     filled: int
 
 
-def track_faces(frames: np.ndarray, detector: FaceDetector | None = None, *, pads: Sequence[int] = REFERENCE_PADS,
-                smooth_T: int = SMOOTH_T, where: str = "frames") -> FaceTrack:
+def track_faces(
+    frames: np.ndarray,
+    detector: FaceDetector | None = None,
+    *,
+    pads: Sequence[int] = REFERENCE_PADS,
+    smooth_T: int = SMOOTH_T,
+    where: str = "frames",
+) -> FaceTrack:
     """The face-box pipeline of the reference ``inference.py`` on uint8 RGB ``frames`` (N, H, W, 3):
     detect (``detector``, default :class:`HaarDetector`), fill the frames without a face
     (:func:`fill_missing`), pad (:func:`pad_boxes`) and smooth over ``smooth_T`` frames

@@ -1,5 +1,4 @@
-"""The ``wav2lip`` and ``wav2lip-expert`` model families: what the core asks of them.
-"""
+"""The ``wav2lip`` and ``wav2lip-expert`` model families: what the core asks of them."""
 
 from __future__ import annotations
 
@@ -36,7 +35,7 @@ from .train import (
     talking_dataset,
 )
 
-SECTION = "wav2lip"   # the config section of this family's own keys: model.wav2lip (schema.yaml here)
+SECTION = "wav2lip"  # the config section of this family's own keys: model.wav2lip (schema.yaml here)
 
 
 def model_options(cfg: dict) -> dict:
@@ -103,9 +102,14 @@ class Wav2LipFamily(ModelFamily):
         for k in range(1, N_LEVELS - s.cut - 1):
             nc = s.cut + k
             rw = s.fd_widths[nc]
-            out[k] = None if rw == aw else (
-                f"the audio embedding ({aw} channels) would replace fd{nc}'s output, which fd{nc + 1} reads as "
-                f"{rw} channels: its weights cannot be copied (new weights would be needed)")
+            out[k] = (
+                None
+                if rw == aw
+                else (
+                    f"the audio embedding ({aw} channels) would replace fd{nc}'s output, which fd{nc + 1} reads as "
+                    f"{rw} channels: its weights cannot be copied (new weights would be needed)"
+                )
+            )
         return out
 
     def has_residual_blocks(self, spec) -> bool:
@@ -129,8 +133,9 @@ class Wav2LipFamily(ModelFamily):
         (a ConvTranspose2d for ``fd1..fd6``), for ``audio{g}`` its group's entry conv."""
         convs = group_convs(generator, layer)
         if not convs:
-            raise ValueError(f"{layer!r} is not a channel group of this Wav2Lip "
-                             f"({', '.join(wav2lip_groups(generator))})")
+            raise ValueError(
+                f"{layer!r} is not a channel group of this Wav2Lip ({', '.join(wav2lip_groups(generator))})"
+            )
         first = convs[0]
         return generator.get_submodule(first.path), generator.get_submodule(first.bn)
 
@@ -153,8 +158,11 @@ class Wav2LipFamily(ModelFamily):
             arch = expert.spec.to_dict()
         qual_widths = _scaled(REF_DISC_WIDTHS, float(m.get("width_mult", 1.0))) if m.get("hq") else None
         qual = Wav2LipDiscQual(qual_widths) if qual_widths else None
-        return Wav2LipCritics(expert, qual, {"name": "wav2lip-critics", "expert": arch, "expert_source": source,
-                                             "qual_widths": qual_widths})
+        return Wav2LipCritics(
+            expert,
+            qual,
+            {"name": "wav2lip-critics", "expert": arch, "expert_source": source, "qual_widths": qual_widths},
+        )
 
     def discriminator_from_entry(self, entry: dict) -> Wav2LipCritics:
         D = _critics_from_arch(entry["arch"])
@@ -199,30 +207,38 @@ class Wav2LipFamily(ModelFamily):
 
     def check_config(self, cfg: dict) -> None:
         """Talking-face data (the demo, LRS2 or a preprocessed folder), LSE weights for the
-        standard backend, a positive L1 weight, no released-weights import."""
+        standard backend, a positive L1 weight."""
         from ...errors import ConfigError
 
-        d, m, t, w = cfg["data"], cfg["model"], cfg["train"], model_options(cfg)
+        d, t, w = cfg["data"], cfg["train"], model_options(cfg)
         if d["dataset"] not in ("demo", "folder", "lrs2"):
-            raise ConfigError(f"config error at 'data.dataset': model.family wav2lip trains on talking-face data: "
-                              f"'demo' (`unetprune demo-talking`), 'lrs2' (data.source = the raw LRS2 folder) or "
-                              f"'folder' (a `data preprocess-lrs2` output at data.root), not {d['dataset']!r}")
+            raise ConfigError(
+                f"config error at 'data.dataset': model.family wav2lip trains on talking-face data: "
+                f"'demo' (`unetprune demo-talking`), 'lrs2' (data.source = the raw LRS2 folder) or "
+                f"'folder' (a `data preprocess-lrs2` output at data.root), not {d['dataset']!r}"
+            )
         if d["dataset"] == "lrs2" and not (d["source"] or d["root"]):
-            raise ConfigError("config error at 'data.source': lrs2 is licence-gated and never downloaded: set "
-                              "data.source to your LRS2 folder (<speaker>/<clip>.mp4 with train.txt, val.txt, "
-                              "test.txt; the workflow preprocesses it) or data.root to an already preprocessed folder")
+            raise ConfigError(
+                "config error at 'data.source': lrs2 is licence-gated and never downloaded: set "
+                "data.source to your LRS2 folder (<speaker>/<clip>.mp4 with train.txt, val.txt, "
+                "test.txt; the workflow preprocesses it) or data.root to an already preprocessed folder"
+            )
         if cfg["evaluate"]["lse_backend"] == "standard" and not cfg["evaluate"]["lse_weights"]:
-            raise ConfigError("config error at 'evaluate.lse_weights': lse_backend standard needs the SyncNet v2 "
-                              "weights (syncnet_v2.model from syncnet_python) at evaluate.lse_weights")
+            raise ConfigError(
+                "config error at 'evaluate.lse_weights': lse_backend standard needs the SyncNet v2 "
+                "weights (syncnet_v2.model from syncnet_python) at evaluate.lse_weights"
+            )
         if d["dataset"] == "folder" and not d["root"]:
-            raise ConfigError("config error at 'data.root': data.dataset 'folder' needs data.root (a preprocessed "
-                              "talking-face folder with train.txt)")
-        if m["init_weights"]:
-            raise ConfigError("config error at 'model.init_weights': importing released weights is pix2pix only")
+            raise ConfigError(
+                "config error at 'data.root': data.dataset 'folder' needs data.root (a preprocessed "
+                "talking-face folder with train.txt)"
+            )
         disc = t["disc_wt"] if w["hq"] else 0.0
         if t["syncnet_wt"] + disc >= 1:
-            raise ConfigError(f"config error at 'train.syncnet_wt': syncnet_wt + disc_wt = {t['syncnet_wt'] + disc:g} "
-                              f"leaves no weight for the L1 loss (1 - syncnet_wt - disc_wt must be positive)")
+            raise ConfigError(
+                f"config error at 'train.syncnet_wt': syncnet_wt + disc_wt = {t['syncnet_wt'] + disc:g} "
+                f"leaves no weight for the L1 loss (1 - syncnet_wt - disc_wt must be positive)"
+            )
 
     # --- command line and workflow ----------------------------------------------------
     def command_modules(self) -> list[str]:
@@ -262,8 +278,17 @@ class Wav2LipFamily(ModelFamily):
         from .demo import build_talking_demo
 
         t = cfg["demo"]["talking"]
-        man = build_talking_demo(out, n_train=t["n_train"], n_val=t["n_val"], n_test=t["n_test"], side=t["side"],
-                                 seed=t["seed"], force=force, progress=False, log=print)
+        man = build_talking_demo(
+            out,
+            n_train=t["n_train"],
+            n_val=t["n_val"],
+            n_test=t["n_test"],
+            side=t["side"],
+            seed=t["seed"],
+            force=force,
+            progress=False,
+            log=print,
+        )
         counts = man["preprocess"]["counts"]
         return f"talking-face demo at {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + " clips"
 
@@ -362,11 +387,11 @@ class Wav2LipExpertFamily(ModelFamily):
                     a, v = generator(b["mel"][None].to(device), b["faces"][None].to(device))
                     d = float(torch.nn.functional.cosine_similarity(a, v).clamp(0, 1))
                     faces = b["faces"]
-                    cells = [_bgr_to_rgb_uint8(faces[3 * k:3 * k + 3]) for k in range(faces.shape[0] // 3)]
+                    cells = [_bgr_to_rgb_uint8(faces[3 * k : 3 * k + 3]) for k in range(faces.shape[0] // 3)]
                     h = cells[0].shape[0]
                     bar = np.full((h, 48, 3), 255, np.uint8)
                     colour = (0, 160, 0) if float(b["label"]) == 1.0 else (200, 0, 0)
-                    bar[h - round(d * h):, 8:40] = colour
+                    bar[h - round(d * h) :, 8:40] = colour
                     rows.append(np.concatenate(cells + [bar], axis=1))
         finally:
             generator.train(was)

@@ -56,6 +56,7 @@ class LipSyncError(UserFacingError, ValueError):
 # inputs
 # ------------------------------------------------------------------------------------------
 
+
 def load_generator(checkpoint: Path | str, device: str | torch.device = "cpu"):
     """The Wav2Lip generator of a unetprune checkpoint (``save_generator``), in eval mode, read
     through :func:`unetprune.checkpoint.generator_from_checkpoint`."""
@@ -105,17 +106,20 @@ def mel_windows(mel: np.ndarray, n_frames: int, fps: float = FPS) -> np.ndarray:
     mapping), held flush with the end of the spectrogram past it."""
     last = mel.shape[1] - A.MEL_STEP
     starts = [min(int(A.HP.frames_per_second * i / float(fps)), last) for i in range(n_frames)]
-    return np.stack([mel[:, s:s + A.MEL_STEP] for s in starts])
+    return np.stack([mel[:, s : s + A.MEL_STEP] for s in starts])
 
 
-def face_boxes(frames: np.ndarray, detector=None, pads=(0, 10, 0, 0), smooth: bool = True,
-               name: str = "face") -> np.ndarray:
+def face_boxes(
+    frames: np.ndarray, detector=None, pads=(0, 10, 0, 0), smooth: bool = True, name: str = "face"
+) -> np.ndarray:
     """One padded, smoothed (x1, y1, x2, y2) box per frame (see the module doc)."""
     from .faces import SMOOTH_T, track_faces
 
     track = track_faces(frames, detector, pads=pads, smooth_T=SMOOTH_T if smooth else 1, where=name)
     if not track.found:
-        raise LipSyncError(f"{name}: no face found in {'the image' if len(frames) == 1 else f'any of its {len(frames)} frames'}")
+        raise LipSyncError(
+            f"{name}: no face found in {'the image' if len(frames) == 1 else f'any of its {len(frames)} frames'}"
+        )
     return track.boxes
 
 
@@ -123,11 +127,12 @@ def face_boxes(frames: np.ndarray, detector=None, pads=(0, 10, 0, 0), smooth: bo
 # generation
 # ------------------------------------------------------------------------------------------
 
+
 def _crop96(frame_rgb: np.ndarray, box) -> np.ndarray:
     import cv2
 
     x1, y1, x2, y2 = (int(v) for v in box)
-    return cv2.resize(np.ascontiguousarray(frame_rgb[y1:y2, x1:x2, ::-1]), (FACE, FACE))   # BGR
+    return cv2.resize(np.ascontiguousarray(frame_rgb[y1:y2, x1:x2, ::-1]), (FACE, FACE))  # BGR
 
 
 def _paste(frame: np.ndarray, pred_bgr: np.ndarray, box, mode: str) -> None:
@@ -139,17 +144,28 @@ def _paste(frame: np.ndarray, pred_bgr: np.ndarray, box, mode: str) -> None:
     region = frame[y1:y2, x1:x2].astype(np.float32)
     if mode == "face":
         alpha = np.ones((h, 1, 1), np.float32)
-    else:   # the lower half, feathered over ~8 % of the box around its middle
+    else:  # the lower half, feathered over ~8 % of the box around its middle
         feather = max(1.0, 0.08 * h)
         rows = (np.arange(h, dtype=np.float32) + 0.5 - h / 2) / feather
         alpha = np.clip(0.5 + rows, 0.0, 1.0)[:, None, None]
     frame[y1:y2, x1:x2] = np.clip(alpha * p + (1 - alpha) * region + 0.5, 0, 255).astype(np.uint8)
 
 
-def lipsync(checkpoint: Path | str, face: Path | str, audio: Path | str, out: Path | str, *,
-            batch_size: int = 32, device: str | None = None, detector=None, pads=(0, 10, 0, 0),
-            smooth: bool = True, paste: str = "lower", progress: bool = False,
-            log: Callable[[str], None] | None = None) -> dict:
+def lipsync(
+    checkpoint: Path | str,
+    face: Path | str,
+    audio: Path | str,
+    out: Path | str,
+    *,
+    batch_size: int = 32,
+    device: str | None = None,
+    detector=None,
+    pads=(0, 10, 0, 0),
+    smooth: bool = True,
+    paste: str = "lower",
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict:
     """Lip-sync ``face`` to ``audio`` with the generator of ``checkpoint``; writes ``out`` (mp4).
     Returns a summary (frames, durations, seconds, boxes found)."""
     import sys
@@ -163,35 +179,47 @@ def lipsync(checkpoint: Path | str, face: Path | str, audio: Path | str, out: Pa
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     g = load_generator(checkpoint, dev)
     frames, still = read_face_input(face)
-    with tempfile.TemporaryDirectory(prefix=".lipsync.", dir=out.parent if out.parent.is_dir() else None) as td:
+    with tempfile.TemporaryDirectory(
+        prefix=".lipsync.", dir=out.parent if out.parent.is_dir() else None
+    ) as td:
         wav_path = Path(td) / "audio.wav"
         wav = read_audio_input(audio, wav_path)
         duration = len(wav) / 16000.0
         try:
             mel = A.melspectrogram(wav)
         except A.AudioError as e:
-            raise LipSyncError(f"{audio}: the audio is shorter than one window ({duration:.3f} s; {e})") from None
+            raise LipSyncError(
+                f"{audio}: the audio is shorter than one window ({duration:.3f} s; {e})"
+            ) from None
         if mel.shape[1] < A.MEL_STEP:
-            raise LipSyncError(f"{audio}: the audio is shorter than one window ({duration:.3f} s < "
-                               f"{A.MEL_STEP / A.HP.frames_per_second:.2f} s: {mel.shape[1]} of {A.MEL_STEP} mel frames)")
+            raise LipSyncError(
+                f"{audio}: the audio is shorter than one window ({duration:.3f} s < "
+                f"{A.MEL_STEP / A.HP.frames_per_second:.2f} s: {mel.shape[1]} of {A.MEL_STEP} mel frames)"
+            )
         n_out = max(1, round(duration * FPS))
         mels = mel_windows(mel, n_out)
         boxes = face_boxes(frames, detector, pads, smooth, str(face))
         # even sides for H.264 yuv420p
         h, w = frames.shape[1] - frames.shape[1] % 2, frames.shape[2] - frames.shape[2] % 2
         result = np.empty((n_out, h, w, 3), np.uint8)
-        bar = tqdm(range(0, n_out, batch_size), desc="lip-sync", unit="batch", disable=not progress,
-                   file=sys.stderr, leave=False)
+        bar = tqdm(
+            range(0, n_out, batch_size),
+            desc="lip-sync",
+            unit="batch",
+            disable=not progress,
+            file=sys.stderr,
+            leave=False,
+        )
         with torch.no_grad():
             for i0 in bar:
                 idx = range(i0, min(n_out, i0 + batch_size))
                 src = [0 if still else i % len(frames) for i in idx]
                 crops = np.stack([_crop96(frames[j], boxes[j]) for j in src]).astype(np.float32) / 255.0
                 masked = crops.copy()
-                masked[:, FACE // 2:] = 0.0
+                masked[:, FACE // 2 :] = 0.0
                 x = torch.from_numpy(np.concatenate([masked, crops], axis=3)).permute(0, 3, 1, 2).to(dev)
-                m = torch.from_numpy(mels[i0:i0 + len(idx)])[:, None].to(dev)
-                pred = (g(x, m).permute(0, 2, 3, 1).cpu().numpy() * 255.0)
+                m = torch.from_numpy(mels[i0 : i0 + len(idx)])[:, None].to(dev)
+                pred = g(x, m).permute(0, 2, 3, 1).cpu().numpy() * 255.0
                 for k, j in enumerate(src):
                     fr = frames[j].copy()
                     _paste(fr, pred[k], boxes[j], paste)
@@ -199,10 +227,19 @@ def lipsync(checkpoint: Path | str, face: Path | str, audio: Path | str, out: Pa
         bar.close()
         M.encode_mp4(out, result, FPS, wav_path)
     info = M.probe(out, require_video=True, require_audio=True)
-    summary = {"out": str(out), "frames": n_out, "fps": FPS, "audio_seconds": round(duration, 4),
-               "video_seconds": round(n_out / FPS, 4), "mp4_seconds": info.duration, "still_image": still,
-               "face_frames": len(frames), "paste": paste, "device": str(dev),
-               "seconds": round(time.time() - t0, 2)}
+    summary = {
+        "out": str(out),
+        "frames": n_out,
+        "fps": FPS,
+        "audio_seconds": round(duration, 4),
+        "video_seconds": round(n_out / FPS, 4),
+        "mp4_seconds": info.duration,
+        "still_image": still,
+        "face_frames": len(frames),
+        "paste": paste,
+        "device": str(dev),
+        "seconds": round(time.time() - t0, 2),
+    }
     if log:
         log(f"lip-synced {face} to {audio}: {n_out} frames → {out}")
     return summary

@@ -55,10 +55,11 @@ DONE = ".done"
 # preprocessing (LRS2 layout → the reference's preprocessed layout)
 # ==========================================================================================
 
+
 @dataclass
 class ClipResult:
     name: str
-    status: str            # "done" | "skipped" (already done) | "failed"
+    status: str  # "done" | "skipped" (already done) | "failed"
     reason: str = ""
     n_frames: int = 0
     filled: int = 0
@@ -83,8 +84,16 @@ def read_filelists(root: Path) -> dict[str, list[str]]:
     return lists
 
 
-def preprocess_clip(video: Path, dest: Path, detector: FaceDetector, *, pads: Sequence[int] = REFERENCE_PADS,
-                    smooth_T: int = SMOOTH_T, min_face_fraction: float = 0.5, fps: float = FPS) -> ClipResult:
+def preprocess_clip(
+    video: Path,
+    dest: Path,
+    detector: FaceDetector,
+    *,
+    pads: Sequence[int] = REFERENCE_PADS,
+    smooth_T: int = SMOOTH_T,
+    min_face_fraction: float = 0.5,
+    fps: float = FPS,
+) -> ClipResult:
     """One clip → ``dest/`` (``0.jpg …``, ``audio.wav``, ``.done``), built in a temporary
     folder and renamed into place.  Raises MediaError / DataError naming the clip."""
     import cv2
@@ -96,7 +105,9 @@ def preprocess_clip(video: Path, dest: Path, detector: FaceDetector, *, pads: Se
     track = track_faces(frames, detector, pads=pads, smooth_T=smooth_T, where=str(video))
     found, filled, boxes = track.found, track.filled, track.boxes
     if found < max(1, math.ceil(min_face_fraction * len(frames))):
-        raise DataError(f"{video}: no face found in {len(frames) - found} of {len(frames)} frames (face-less clip)")
+        raise DataError(
+            f"{video}: no face found in {len(frames) - found} of {len(frames)} frames (face-less clip)"
+        )
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
@@ -108,11 +119,19 @@ def preprocess_clip(video: Path, dest: Path, detector: FaceDetector, *, pads: Se
                 raise DataError(f"{video}: empty face box {x1, y1, x2, y2} at frame {i}")
             if not cv2.imwrite(str(tmp / f"{i}.jpg"), np.ascontiguousarray(crop[..., ::-1])):
                 raise OSError(f"cv2 could not write {tmp / f'{i}.jpg'}")
-        meta = {"source": str(video), "n_frames": len(frames), "fps": fps, "resampled_fps": info.fps if resample else None,
-                "detector": getattr(detector, "name", type(detector).__name__), "faces_found": found,
-                "boxes_filled": filled, "pads": list(pads), "smooth_T": smooth_T}
+        meta = {
+            "source": str(video),
+            "n_frames": len(frames),
+            "fps": fps,
+            "resampled_fps": info.fps if resample else None,
+            "detector": getattr(detector, "name", type(detector).__name__),
+            "faces_found": found,
+            "boxes_filled": filled,
+            "pads": list(pads),
+            "smooth_T": smooth_T,
+        }
         (tmp / DONE).write_text(json.dumps(meta, indent=1))
-        if dest.exists():                       # an earlier incomplete attempt (no .done)
+        if dest.exists():  # an earlier incomplete attempt (no .done)
             shutil.rmtree(dest)
         os.replace(tmp, dest)
     except BaseException:
@@ -127,10 +146,17 @@ def _remove_partials(folder: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def preprocess_lrs2(root: Path | str, out: Path | str, *, detector: FaceDetector | None = None,
-                    pads: Sequence[int] = REFERENCE_PADS, smooth_T: int = SMOOTH_T,
-                    min_face_fraction: float = 0.5, progress: bool = True,
-                    log: Callable[[str], None] | None = None) -> dict:
+def preprocess_lrs2(
+    root: Path | str,
+    out: Path | str,
+    *,
+    detector: FaceDetector | None = None,
+    pads: Sequence[int] = REFERENCE_PADS,
+    smooth_T: int = SMOOTH_T,
+    min_face_fraction: float = 0.5,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> dict:
     """Preprocess every clip of the filelists (resumable; failures skipped and reported).
     Returns (and writes to ``OUT/preprocess.json``) the summary."""
     from tqdm import tqdm
@@ -160,8 +186,9 @@ def preprocess_lrs2(root: Path | str, out: Path | str, *, detector: FaceDetector
         try:
             if not video.is_file():
                 raise MediaError(f"{video}: no such file (listed in {split}.txt)")
-            results[clip] = preprocess_clip(video, dest, detector, pads=pads, smooth_T=smooth_T,
-                                            min_face_fraction=min_face_fraction)
+            results[clip] = preprocess_clip(
+                video, dest, detector, pads=pads, smooth_T=smooth_T, min_face_fraction=min_face_fraction
+            )
         except (MediaError, DataError) as e:
             results[clip] = ClipResult(clip, "failed", str(e))
             if log:
@@ -171,8 +198,12 @@ def preprocess_lrs2(root: Path | str, out: Path | str, *, detector: FaceDetector
     for split, clips in lists.items():
         atomic_write_text(out / f"{split}.txt", "".join(f"{c}\n" for c in clips if c in ok))
     summary = {
-        "root": str(root), "out": str(out), "detector": getattr(detector, "name", type(detector).__name__),
-        "pads": list(pads), "smooth_T": smooth_T, "seconds": round(time.time() - t0, 2),
+        "root": str(root),
+        "out": str(out),
+        "detector": getattr(detector, "name", type(detector).__name__),
+        "pads": list(pads),
+        "smooth_T": smooth_T,
+        "seconds": round(time.time() - t0, 2),
         "processed": sorted(c for c, r in results.items() if r.status == "done"),
         "already_done": sorted(c for c, r in results.items() if r.status == "skipped"),
         "failed": {c: r.reason for c, r in sorted(results.items()) if r.status == "failed"},

@@ -79,8 +79,8 @@ from ...errors import UserFacingError
 from ...metrics import plugins
 
 VSHIFT = 15
-WINDOW = 5                 # video frames per window
-SPF = 640                  # audio samples per video frame (16 kHz / 25 fps)
+WINDOW = 5  # video frames per window
+SPF = 640  # audio samples per video frame (16 kHz / 25 fps)
 SIZE = 224
 STANDARD, STANDIN = "standard", "standin"
 BACKENDS = (STANDARD, STANDIN)
@@ -91,7 +91,8 @@ LSE_DEFINITION = (
     "syncnet_python protocol: 5-frame windows of 224x224 face crops and 20 MFCC frames (13 coefficients, "
     "100 Hz); per window the Euclidean distance of the two 1024-d S features at audio offsets -15..+15 frames "
     "(zero-padded); mean over windows per offset; LSE-D = min, LSE-C = median - min, offset = 15 - argmin "
-    "(+k: audio k frames early); set values are means over clips")
+    "(+k: audio k frames early); set values are means over clips"
+)
 
 
 class LSEError(UserFacingError, ValueError):
@@ -102,6 +103,7 @@ class LSEError(UserFacingError, ValueError):
 # the arithmetic (independent of the network)
 # ------------------------------------------------------------------------------------------
 
+
 def calc_pdist(video_feats: torch.Tensor, audio_feats: torch.Tensor, vshift: int = VSHIFT) -> torch.Tensor:
     """(n_windows, 2·vshift+1): distance of video feature ``i`` to audio feature ``i + j - vshift``
     (zeros outside), ``torch.nn.functional.pairwise_distance`` as syncnet_python's ``calc_pdist``."""
@@ -111,8 +113,10 @@ def calc_pdist(video_feats: torch.Tensor, audio_feats: torch.Tensor, vshift: int
         raise ValueError(f"features must be (N, D) with one D, got {tuple(v.shape)} and {tuple(a.shape)}")
     win = 2 * vshift + 1
     ap = torch.nn.functional.pad(a, (0, 0, vshift, vshift))
-    rows = [torch.nn.functional.pairwise_distance(v[i:i + 1].expand(win, -1), ap[i:i + win])
-            for i in range(len(v))]
+    rows = [
+        torch.nn.functional.pairwise_distance(v[i : i + 1].expand(win, -1), ap[i : i + win])
+        for i in range(len(v))
+    ]
     return torch.stack(rows) if rows else torch.zeros(0, win)
 
 
@@ -123,21 +127,28 @@ def sync_scores(dists: torch.Tensor | np.ndarray, vshift: int = VSHIFT) -> dict:
         raise ValueError(f"distances must be (n_windows > 0, {2 * vshift + 1}), got {tuple(d.shape)}")
     mdist = d.mean(dim=0)
     minval, minidx = torch.min(mdist, 0)
-    med = torch.median(mdist)            # torch's median: the lower middle value (31 values: the middle)
-    return {"lse_d": float(minval), "lse_c": float(med - minval), "offset": int(vshift - int(minidx)),
-            "lse_c_at_0": float(med - mdist[vshift]),
-            "n_windows": int(d.shape[0]), "mean_dists": [round(float(x), 5) for x in mdist]}
+    med = torch.median(mdist)  # torch's median: the lower middle value (31 values: the middle)
+    return {
+        "lse_d": float(minval),
+        "lse_c": float(med - minval),
+        "offset": int(vshift - int(minidx)),
+        "lse_c_at_0": float(med - mdist[vshift]),
+        "n_windows": int(d.shape[0]),
+        "mean_dists": [round(float(x), 5) for x in mdist],
+    }
 
 
 def aggregate(per_clip: Sequence[dict]) -> dict:
     """Set values: means of LSE-D, LSE-C and |offset| over the clips."""
     if not per_clip:
         raise ValueError("no clip to average")
-    return {"lse_d": float(np.mean([c["lse_d"] for c in per_clip])),
-            "lse_c": float(np.mean([c["lse_c"] for c in per_clip])),
-            "abs_offset": float(np.mean([abs(c["offset"]) for c in per_clip])),
-            "lse_c_at_0": float(np.mean([c["lse_c_at_0"] for c in per_clip])),
-            "n_clips": len(per_clip)}
+    return {
+        "lse_d": float(np.mean([c["lse_d"] for c in per_clip])),
+        "lse_c": float(np.mean([c["lse_c"] for c in per_clip])),
+        "abs_offset": float(np.mean([abs(c["offset"]) for c in per_clip])),
+        "lse_c_at_0": float(np.mean([c["lse_c_at_0"] for c in per_clip])),
+        "n_clips": len(per_clip),
+    }
 
 
 def n_windows(n_frames: int, n_samples: int) -> int:
@@ -148,6 +159,7 @@ def n_windows(n_frames: int, n_samples: int) -> int:
 # ------------------------------------------------------------------------------------------
 # inputs
 # ------------------------------------------------------------------------------------------
+
 
 def to_s_frames(frames: np.ndarray, bgr: bool = True) -> np.ndarray:
     """Face crops (N, H, W, 3) uint8 → (N, 224, 224, 3) uint8 BGR (resized when needed)."""
@@ -216,8 +228,10 @@ def face_crops_of_video(video: Path | str, detector=None) -> np.ndarray:
     track = T.track_faces(frames, detector, where=str(video))
     if not track.found:
         raise LSEError(f"{video}: no face found in any of its {len(frames)} frames")
-    out = [cv2.resize(np.ascontiguousarray(fr[y1:y2, x1:x2, ::-1]), (SIZE, SIZE))
-           for fr, (x1, y1, x2, y2) in zip(frames, track.boxes)]
+    out = [
+        cv2.resize(np.ascontiguousarray(fr[y1:y2, x1:x2, ::-1]), (SIZE, SIZE))
+        for fr, (x1, y1, x2, y2) in zip(frames, track.boxes)
+    ]
     return np.stack(out)
 
 
@@ -250,11 +264,20 @@ def shift_audio(wav: np.ndarray, k: int) -> np.ndarray:
 # the scorer
 # ------------------------------------------------------------------------------------------
 
+
 class LSEScorer:
     """``S`` (standard or stand-in) + the protocol.  Build with :meth:`load`."""
 
-    def __init__(self, net, backend: str, weights: Path | str | None = None, weights_sha256: str | None = None,
-                 device: str | torch.device = "cpu", batch_size: int = 20, info: dict | None = None):
+    def __init__(
+        self,
+        net,
+        backend: str,
+        weights: Path | str | None = None,
+        weights_sha256: str | None = None,
+        device: str | torch.device = "cpu",
+        batch_size: int = 20,
+        info: dict | None = None,
+    ):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.net = net.to(device).eval()
@@ -264,8 +287,9 @@ class LSEScorer:
         self.info = info or {}
 
     @classmethod
-    def load(cls, backend: str, weights: Path | str, device: str | torch.device = "cpu",
-             batch_size: int = 20) -> LSEScorer:
+    def load(
+        cls, backend: str, weights: Path | str, device: str | torch.device = "cpu", batch_size: int = 20
+    ) -> LSEScorer:
         """``standard``: ``syncnet_v2.model``; ``standin``: a :func:`train_lse_standin` checkpoint."""
         from ...fileio import sha256_file
 
@@ -280,13 +304,20 @@ class LSEScorer:
         return cls(net, backend, weights, sha256_file(weights), device, batch_size, info)
 
     def describe(self) -> dict:
-        d = {"backend": self.backend, "weights": self.weights, "weights_sha256": self.weights_sha256,
-             "network": "syncnet_python S (13,631,616 parameters)", "vshift": VSHIFT,
-             "definition": LSE_DEFINITION}
+        d = {
+            "backend": self.backend,
+            "weights": self.weights,
+            "weights_sha256": self.weights_sha256,
+            "network": "syncnet_python S (13,631,616 parameters)",
+            "vshift": VSHIFT,
+            "definition": LSE_DEFINITION,
+        }
         if self.backend == STANDIN:
-            d["label"] = ("stand-in S trained offline on the training split of "
-                          f"{self.info.get('data', '?')} (relative comparisons only; not the expert of the "
-                          f"generator's loss)")
+            d["label"] = (
+                "stand-in S trained offline on the training split of "
+                f"{self.info.get('data', '?')} (relative comparisons only; not the expert of the "
+                f"generator's loss)"
+            )
         return d
 
     @torch.no_grad()
@@ -295,7 +326,7 @@ class LSEScorer:
         out = []
         for i in range(0, n, self.batch_size):
             idx = range(i, min(n, i + self.batch_size))
-            x = np.stack([frames[v:v + WINDOW] for v in idx])                      # (B, 5, H, W, 3)
+            x = np.stack([frames[v : v + WINDOW] for v in idx])  # (B, 5, H, W, 3)
             t = torch.from_numpy(x).to(self.device).float().permute(0, 4, 1, 2, 3)  # (B, 3, 5, H, W)
             out.append(self.net.forward_lip(t).cpu())
         return torch.cat(out)
@@ -304,20 +335,28 @@ class LSEScorer:
     def audio_features(self, mfcc: np.ndarray, n: int) -> torch.Tensor:
         out = []
         for i in range(0, n, self.batch_size):
-            x = np.stack([mfcc[:, 4 * v:4 * v + 20] for v in range(i, min(n, i + self.batch_size))])
+            x = np.stack([mfcc[:, 4 * v : 4 * v + 20] for v in range(i, min(n, i + self.batch_size))])
             out.append(self.net.forward_aud(torch.from_numpy(x)[:, None].to(self.device)).cpu())
         return torch.cat(out)
 
-    def score(self, frames: np.ndarray, wav: np.ndarray, name: str = "clip", *,
-              video_feats: torch.Tensor | None = None) -> dict:
+    def score(
+        self,
+        frames: np.ndarray,
+        wav: np.ndarray,
+        name: str = "clip",
+        *,
+        video_feats: torch.Tensor | None = None,
+    ) -> dict:
         """One clip: frames (N, 224, 224, 3) BGR uint8 (other sizes are resized), int16 16 kHz audio.
         ``video_feats`` (from an earlier call's ``"_video_feats"``) skips the video branch."""
         from ... import audio as A
 
         n = n_windows(len(frames), len(wav))
         if n < 1:
-            raise LSEError(f"{name}: too short for one LSE window ({len(frames)} frames, "
-                           f"{len(wav) / 16000:.2f} s of audio; at least {WINDOW + 1} frames of both are needed)")
+            raise LSEError(
+                f"{name}: too short for one LSE window ({len(frames)} frames, "
+                f"{len(wav) / 16000:.2f} s of audio; at least {WINDOW + 1} frames of both are needed)"
+            )
         if video_feats is None or len(video_feats) < n:
             video_feats = self.video_features(to_s_frames(frames), n)
         mfcc = A.syncnet_mfcc(np.asarray(wav))
@@ -346,7 +385,9 @@ def public(res: dict) -> dict:
     return {k: v for k, v in res.items() if not k.startswith("_")}
 
 
-def evaluate_clips(scorer: LSEScorer, clip_dirs: Sequence[Path | str], names: Sequence[str] | None = None) -> dict:
+def evaluate_clips(
+    scorer: LSEScorer, clip_dirs: Sequence[Path | str], names: Sequence[str] | None = None
+) -> dict:
     """Per-clip and averaged scores of preprocessed clip folders, with the backend's description."""
     per = []
     for i, d in enumerate(clip_dirs):
@@ -361,8 +402,10 @@ def split_clips(data: Path | str, split: str) -> tuple[Path, list[str]]:
     root = data / "preprocessed" if (data / "preprocessed" / f"{split}.txt").is_file() else data
     flist = root / f"{split}.txt"
     if not flist.is_file():
-        raise LSEError(f"{data}: no {split}.txt filelist (a preprocessed talking-face folder, or the "
-                       f"`unetprune demo-talking` folder, was expected)")
+        raise LSEError(
+            f"{data}: no {split}.txt filelist (a preprocessed talking-face folder, or the "
+            f"`unetprune demo-talking` folder, was expected)"
+        )
     clips = [ln.split()[0] for ln in flist.read_text().splitlines() if ln.strip()]
     if not clips:
         raise LSEError(f"{flist}: lists no clip")
@@ -372,6 +415,7 @@ def split_clips(data: Path | str, split: str) -> tuple[Path, list[str]]:
 # ------------------------------------------------------------------------------------------
 # the stand-in
 # ------------------------------------------------------------------------------------------
+
 
 def _s_state_dict_reference_names(net) -> dict:
     from .syncnet import _S_RENAME
@@ -392,12 +436,16 @@ def load_standin(path: Path | str):
     obj = load_weights(path)
     if not isinstance(obj, dict) or obj.get("format") != STANDIN_FORMAT:
         what = identify_sync_weights(obj)
-        raise LSEError(f"{path}: not an LSE stand-in checkpoint (no '{STANDIN_FORMAT}' header"
-                       f"{'; this file is ' + what if what else ''}; "
-                       f"make one with `unetprune train-lse-standin`, or use --lse-backend standard "
-                       f"for syncnet_v2.model)")
+        raise LSEError(
+            f"{path}: not an LSE stand-in checkpoint (no '{STANDIN_FORMAT}' header"
+            f"{'; this file is ' + what if what else ''}; "
+            f"make one with `unetprune train-lse-standin`, or use --lse-backend standard "
+            f"for syncnet_v2.model)"
+        )
     if int(obj.get("format_version", 0)) > STANDIN_FORMAT_VERSION:
-        raise LSEError(f"{path}: stand-in format version {obj['format_version']} is newer than this unetprune")
+        raise LSEError(
+            f"{path}: stand-in format version {obj['format_version']} is newer than this unetprune"
+        )
     try:
         sd = load_syncnet_s_state_dict(obj["state_dict"])
     except (ValueError, KeyError) as e:
@@ -407,8 +455,9 @@ def load_standin(path: Path | str):
     return net.eval(), dict(obj.get("info") or {})
 
 
-def _load_training_clips(root: Path, clips: Sequence[str], log=None
-                         ) -> list[tuple[np.ndarray, np.ndarray, int, list[np.ndarray]]]:
+def _load_training_clips(
+    root: Path, clips: Sequence[str], log=None
+) -> list[tuple[np.ndarray, np.ndarray, int, list[np.ndarray]]]:
     """(frames, MFCC, windows, missing-audio MFCC windows) of each usable clip."""
     from ... import audio as A
 
@@ -424,10 +473,10 @@ def _load_training_clips(root: Path, clips: Sequence[str], log=None
     return out
 
 
-LOWER = 18   # S's lip_cnn[:18] / audio_cnn[:18] (every conv but the last of each branch): random, frozen
-STANDIN_MARGIN = 20.0     # target distance of off-sync and missing audio (the in-sync target is 0)
-STANDIN_DIST_WT = 3.0     # weight of the fixed-target distance terms beside the cross-entropy
-MISSING_SHIFT = 20        # frames of digital silence in the delayed / advanced tracks of the missing-audio pool
+LOWER = 18  # S's lip_cnn[:18] / audio_cnn[:18] (every conv but the last of each branch): random, frozen
+STANDIN_MARGIN = 20.0  # target distance of off-sync and missing audio (the in-sync target is 0)
+STANDIN_DIST_WT = 3.0  # weight of the fixed-target distance terms beside the cross-entropy
+MISSING_SHIFT = 20  # frames of digital silence in the delayed / advanced tracks of the missing-audio pool
 
 
 def _calibrate_bn(module: torch.nn.Module, batches) -> None:
@@ -453,18 +502,30 @@ def _silent_windows(mfcc_of, wav: np.ndarray, n: int) -> list[np.ndarray]:
         w = shift_audio(wav, k)
         m = mfcc_of(w)
         for v in range(n):
-            if (w[v * SPF:(v + WINDOW) * SPF] == 0).mean() > 0.2:
-                out.append(m[:, 4 * v:4 * v + 20])
+            if (w[v * SPF : (v + WINDOW) * SPF] == 0).mean() > 0.2:
+                out.append(m[:, 4 * v : 4 * v + 20])
     return out
 
 
 def _lip_tensor(frames: np.ndarray, starts) -> torch.Tensor:
-    return torch.from_numpy(np.stack([frames[v:v + WINDOW] for v in starts])).float().permute(0, 4, 1, 2, 3)
+    return torch.from_numpy(np.stack([frames[v : v + WINDOW] for v in starts])).float().permute(0, 4, 1, 2, 3)
 
 
-def train_lse_standin(data: Path | str, out: Path | str, *, steps: int = 300, batch: int = 16, negatives: int = 10,
-                      lr: float = 1e-3, seed: int = 0, threads: int | None = None, split: str = "train",
-                      video_stride: int = 2, progress: bool = True, log=None) -> dict:
+def train_lse_standin(
+    data: Path | str,
+    out: Path | str,
+    *,
+    steps: int = 300,
+    batch: int = 16,
+    negatives: int = 10,
+    lr: float = 1e-3,
+    seed: int = 0,
+    threads: int | None = None,
+    split: str = "train",
+    video_stride: int = 2,
+    progress: bool = True,
+    log=None,
+) -> dict:
     """Train the stand-in ``S`` on ``split`` of a preprocessed talking-face set and write its
     self-describing checkpoint to ``out`` (atomic).  Returns the checkpoint's ``info``.
 
@@ -494,7 +555,7 @@ def train_lse_standin(data: Path | str, out: Path | str, *, steps: int = 300, ba
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = SyncNetS()
-    with torch.no_grad():                 # luminance only: one random kernel for B, G and R
+    with torch.no_grad():  # luminance only: one random kernel for B, G and R
         w = net.lip_cnn[0].weight
         w.copy_(w.mean(dim=1, keepdim=True).expand_as(w))
     lip_lo, aud_lo = net.lip_cnn[:LOWER], net.audio_cnn[:LOWER]
@@ -503,25 +564,34 @@ def train_lse_standin(data: Path | str, out: Path | str, *, steps: int = 300, ba
     # BatchNorm statistics of the frozen parts, then their outputs, once
     calib = [_lip_tensor(fr, range(i, min(n, i + 8))) for fr, _, n, _ in set_ for i in range(0, n, 8 * 4)]
     _calibrate_bn(lip_lo, calib)
-    aud_windows = [torch.from_numpy(np.stack([m[:, 4 * w:4 * w + 20] for w in range(n)]))[:, None]
-                   for _, m, n, _ in set_]
+    aud_windows = [
+        torch.from_numpy(np.stack([m[:, 4 * w : 4 * w + 20] for w in range(n)]))[:, None]
+        for _, m, n, _ in set_
+    ]
     _calibrate_bn(aud_lo, aud_windows)
     lip_feats, aud_feats, starts = [], [], []
     with torch.no_grad():
         for (fr, _, n, _), aw in zip(set_, aud_windows):
             st = list(range(0, n, video_stride))
-            lip_feats.append(torch.cat([lip_lo(_lip_tensor(fr, st[i:i + 8])) for i in range(0, len(st), 8)]))
+            lip_feats.append(
+                torch.cat([lip_lo(_lip_tensor(fr, st[i : i + 8])) for i in range(0, len(st), 8)])
+            )
             aud_feats.append(aud_lo(aw))
             starts.append(st)
         silent = [w for *_, ws in set_ for w in ws]
-        missing = (aud_lo(torch.from_numpy(np.stack(silent))[:, None]) if silent
-                   else torch.zeros(0, *aud_feats[0].shape[1:]))
+        missing = (
+            aud_lo(torch.from_numpy(np.stack(silent))[:, None])
+            if silent
+            else torch.zeros(0, *aud_feats[0].shape[1:])
+        )
     t_cache = time.time() - t0
     lip_hi, aud_hi = net.lip_cnn[LOWER:], net.audio_cnn[LOWER:]
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     history = []
-    bar = tqdm(range(steps), desc="LSE stand-in", unit="step", disable=not progress, file=sys.stderr, leave=False)
+    bar = tqdm(
+        range(steps), desc="LSE stand-in", unit="step", disable=not progress, file=sys.stderr, leave=False
+    )
     for step in bar:
         lip_hi.train(), aud_hi.train(), net.lip_fc.train(), net.audio_fc.train()
         vx, ax = [], []
@@ -544,9 +614,11 @@ def train_lse_standin(data: Path | str, out: Path | str, *, steps: int = 300, ba
             nf = torch.cat([net.audio_fc(aud_hi(missing[pick]).flatten(1)).view(batch, 2, -1), nf], 1)
         d_missing = torch.linalg.vector_norm(vf[:, None] - nf, dim=2)
         m = STANDIN_MARGIN
-        loss = (torch.nn.functional.cross_entropy(-dist, torch.zeros(batch, dtype=torch.long))
-                + STANDIN_DIST_WT * ((dist[:, 0] ** 2).mean() + ((m - dist[:, 1:]) ** 2).mean()) / m ** 2
-                + ((m - d_missing) ** 2).mean() / m ** 2)
+        loss = (
+            torch.nn.functional.cross_entropy(-dist, torch.zeros(batch, dtype=torch.long))
+            + STANDIN_DIST_WT * ((dist[:, 0] ** 2).mean() + ((m - dist[:, 1:]) ** 2).mean()) / m**2
+            + ((m - d_missing) ** 2).mean() / m**2
+        )
         if not torch.isfinite(loss):
             raise LSEError(f"the LSE stand-in's loss became {float(loss)} at step {step}; lower --lr")
         opt.zero_grad(set_to_none=True)
@@ -557,24 +629,43 @@ def train_lse_standin(data: Path | str, out: Path | str, *, steps: int = 300, ba
         bar.set_postfix(loss=f"{history[-1][0]:.3f}", acc=f"{acc:.2f}")
     bar.close()
     net.eval()
-    last = history[-max(1, steps // 5):]
-    info = {"backend": STANDIN, "data": str(Path(data)), "split": split, "clips": list(clips),
-            "n_clips_used": len(set_), "steps": steps, "batch": batch, "negatives": negatives, "lr": lr,
-            "seed": seed, "video_stride": video_stride,
-            "trained": f"lip_cnn[{LOWER}:], audio_cnn[{LOWER}:], lip_fc, audio_fc (the rest: seeded random "
-                       f"init, BatchNorm statistics of the training data)",
-            "objective": "cross-entropy of the in-sync audio window among 1 + negatives windows of the same "
-                         "clip (offsets 1..15 frames), logits = -Euclidean distance; plus "
-                         f"{STANDIN_DIST_WT:g} x [d_sync^2 + (m - d_off)^2] / m^2 + (m - d_missing)^2 / m^2, m = "
-                         f"{STANDIN_MARGIN:g} (missing audio: the zero padding and digital silence); lip branch "
-                         "on luminance",
-            "n_missing_windows": int(len(missing)),
-            "final_loss": float(np.mean([h[0] for h in last])), "final_accuracy": float(np.mean([h[1] for h in last])),
-            "chance_accuracy": 1.0 / (negatives + 1), "seconds": round(time.time() - t0, 1),
-            "seconds_features": round(t_cache, 1), "threads": torch.get_num_threads(),
-            "note": "separate from the expert lip-sync discriminator of the generator's loss"}
-    ckpt = {"format": STANDIN_FORMAT, "format_version": STANDIN_FORMAT_VERSION, "arch": "syncnet_python S",
-            "state_dict": _s_state_dict_reference_names(net), "info": info, "versions": package_versions()}
+    last = history[-max(1, steps // 5) :]
+    info = {
+        "backend": STANDIN,
+        "data": str(Path(data)),
+        "split": split,
+        "clips": list(clips),
+        "n_clips_used": len(set_),
+        "steps": steps,
+        "batch": batch,
+        "negatives": negatives,
+        "lr": lr,
+        "seed": seed,
+        "video_stride": video_stride,
+        "trained": f"lip_cnn[{LOWER}:], audio_cnn[{LOWER}:], lip_fc, audio_fc (the rest: seeded random "
+        f"init, BatchNorm statistics of the training data)",
+        "objective": "cross-entropy of the in-sync audio window among 1 + negatives windows of the same "
+        "clip (offsets 1..15 frames), logits = -Euclidean distance; plus "
+        f"{STANDIN_DIST_WT:g} x [d_sync^2 + (m - d_off)^2] / m^2 + (m - d_missing)^2 / m^2, m = "
+        f"{STANDIN_MARGIN:g} (missing audio: the zero padding and digital silence); lip branch "
+        "on luminance",
+        "n_missing_windows": int(len(missing)),
+        "final_loss": float(np.mean([h[0] for h in last])),
+        "final_accuracy": float(np.mean([h[1] for h in last])),
+        "chance_accuracy": 1.0 / (negatives + 1),
+        "seconds": round(time.time() - t0, 1),
+        "seconds_features": round(t_cache, 1),
+        "threads": torch.get_num_threads(),
+        "note": "separate from the expert lip-sync discriminator of the generator's loss",
+    }
+    ckpt = {
+        "format": STANDIN_FORMAT,
+        "format_version": STANDIN_FORMAT_VERSION,
+        "arch": "syncnet_python S",
+        "state_dict": _s_state_dict_reference_names(net),
+        "info": info,
+        "versions": package_versions(),
+    }
     atomic_torch_save(ckpt, out)
     info["weights_sha256"] = sha256_file(out)
     return info
@@ -583,6 +674,7 @@ def train_lse_standin(data: Path | str, out: Path | str, *, steps: int = 300, ba
 # ------------------------------------------------------------------------------------------
 # the metric plug-in
 # ------------------------------------------------------------------------------------------
+
 
 class LSEMetric(plugins.Metric):
     """LSE-D / LSE-C / offset of generated talking-face clips (per clip and averaged).
@@ -595,34 +687,43 @@ class LSEMetric(plugins.Metric):
     """
 
     name, keys = "lse", ("lse",)
-    setup_rank = 0   # a missing weights file fails before anything expensive
+    setup_rank = 0  # a missing weights file fails before anything expensive
 
     def setup(self, eval_set, ctx):
         super().setup(eval_set, ctx)
         ev = getattr(ctx, "ev", None) or {}
         weights = ev.get("lse_weights")
         cfg = getattr(ctx, "cfg", None)
-        if not weights and ev.get("lse_backend", STANDIN) == STANDIN and cfg is not None and "experiment" in cfg:
+        if (
+            not weights
+            and ev.get("lse_backend", STANDIN) == STANDIN
+            and cfg is not None
+            and "experiment" in cfg
+        ):
             from ...layout import Layout
 
-            weights = Layout.from_config(cfg).lse_standin    # trained by the workflow (rule lse_standin)
+            weights = Layout.from_config(cfg).lse_standin  # trained by the workflow (rule lse_standin)
             if not Path(weights).is_file():
-                raise LSEError(f"{weights}: no stand-in LSE network yet; train it with `unetprune train-lse-standin "
-                               f"--data <talking-face folder> --out {weights}` (the workflow does) or set "
-                               f"evaluate.lse_weights")
+                raise LSEError(
+                    f"{weights}: no stand-in LSE network yet; train it with `unetprune train-lse-standin "
+                    f"--data <talking-face folder> --out {weights}` (the workflow does) or set "
+                    f"evaluate.lse_weights"
+                )
         self.scorer = None
         if weights:
-            self.scorer = LSEScorer.load(ev.get("lse_backend", STANDIN), weights, device=getattr(ctx, "device", "cpu"))
+            self.scorer = LSEScorer.load(
+                ev.get("lse_backend", STANDIN), weights, device=getattr(ctx, "device", "cpu")
+            )
         self.wavs = [read_int16_wav(c["audio"]) for c in eval_set.clips] if self.scorer else []
 
     def score(self, fakes, generator):
         if self.scorer is None:
             return {"lse": None}
-        x = fakes.detach().cpu().numpy().transpose(0, 2, 3, 1)[..., ::-1]    # RGB → BGR, (N, H, W, 3)
+        x = fakes.detach().cpu().numpy().transpose(0, 2, 3, 1)[..., ::-1]  # RGB → BGR, (N, H, W, 3)
         per, i = [], 0
         for c, wav in zip(self.eval_set.clips, self.wavs):
             n = int(c["n_frames"])
-            per.append(public(self.scorer.score(x[i:i + n], wav, c["name"])))
+            per.append(public(self.scorer.score(x[i : i + n], wav, c["name"])))
             i += n
         return {"lse": {**aggregate(per), **self.scorer.describe(), "clips": per}}
 

@@ -68,6 +68,7 @@ _AUDIO_FIRST = [(3, 1, 1), (3, (3, 1), 1), (3, 3, 1), (3, (3, 2), 1), (3, 1, 0)]
 # blocks
 # ------------------------------------------------------------------------------------------
 
+
 class ConvBlock(nn.Module):
     """Conv2d (bias) → BatchNorm2d → [+ x] → ReLU."""
 
@@ -105,6 +106,7 @@ def _residuals(width: int, n: int) -> list[nn.Module]:
 # ------------------------------------------------------------------------------------------
 # spec
 # ------------------------------------------------------------------------------------------
+
 
 def _scaled(widths: list[int], mult: float) -> list[int]:
     return [max(1, round(w * mult)) for w in widths]
@@ -145,8 +147,7 @@ class Wav2LipSpec:
 
     def stage_names(self) -> list[str]:
         """``audio``, the encoder outer → inner, the decoder inner → outer, ``out``."""
-        return (["audio"] + [f"fe{i}" for i in self.fe_levels] + [f"fd{i}" for i in self.fd_levels]
-                + ["out"])
+        return ["audio"] + [f"fe{i}" for i in self.fe_levels] + [f"fd{i}" for i in self.fd_levels] + ["out"]
 
     # -- (de)serialisation -------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -171,13 +172,23 @@ class Wav2LipSpec:
         m = float(width_mult)
         if not m > 0:
             raise ValueError(f"width_mult must be positive, got {width_mult!r}")
-        return cls(fe_widths=_scaled(REF_FE_WIDTHS, m), fd_widths=_scaled(REF_FD_WIDTHS, m),
-                   audio_widths=_scaled(REF_AUDIO_WIDTHS, m), out_widths=_scaled(REF_OUT_WIDTHS, m),
-                   cut=cut)
+        return cls(
+            fe_widths=_scaled(REF_FE_WIDTHS, m),
+            fd_widths=_scaled(REF_FD_WIDTHS, m),
+            audio_widths=_scaled(REF_AUDIO_WIDTHS, m),
+            out_widths=_scaled(REF_OUT_WIDTHS, m),
+            cut=cut,
+        )
 
     def validate(self) -> None:
-        for name, n in (("fe_widths", N_LEVELS), ("fd_widths", N_LEVELS), ("fe_residual", N_LEVELS),
-                        ("fd_residual", N_LEVELS), ("audio_widths", 5), ("audio_residual", 5)):
+        for name, n in (
+            ("fe_widths", N_LEVELS),
+            ("fd_widths", N_LEVELS),
+            ("fe_residual", N_LEVELS),
+            ("fd_residual", N_LEVELS),
+            ("audio_widths", 5),
+            ("audio_residual", 5),
+        ):
             v = getattr(self, name)
             if len(v) != n:
                 raise ValueError(f"{name} has {len(v)} entries, expected {n}")
@@ -203,6 +214,7 @@ class Wav2LipSpec:
 # ------------------------------------------------------------------------------------------
 # generator
 # ------------------------------------------------------------------------------------------
+
 
 def _fe_stage(i: int, cin: int, w: int, n_res: int) -> nn.Sequential:
     if i == 0:
@@ -290,7 +302,9 @@ class Wav2LipGenerator(nn.Module):
     def forward(self, face: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
         if face.dim() == 5:
             if mel.dim() != 5:
-                raise ValueError(f"batched faces (B, C, T, H, W) need mels (B, T, 1, 80, 16), got {tuple(mel.shape)}")
+                raise ValueError(
+                    f"batched faces (B, C, T, H, W) need mels (B, T, 1, 80, 16), got {tuple(mel.shape)}"
+                )
             b, t = face.shape[0], face.shape[2]
             if mel.shape[0] != b or mel.shape[1] != t:
                 raise ValueError(f"faces {tuple(face.shape)} and mels {tuple(mel.shape)} disagree on (B, T)")
@@ -300,8 +314,10 @@ class Wav2LipGenerator(nn.Module):
             y = self._forward_2d(f2, m2)
             return y.reshape(t, b, *y.shape[1:]).permute(1, 2, 0, 3, 4)
         if face.dim() != 4 or mel.dim() != 4:
-            raise ValueError(f"expected face (B, C, H, W) and mel (B, 1, 80, 16), got {tuple(face.shape)} "
-                             f"and {tuple(mel.shape)}")
+            raise ValueError(
+                f"expected face (B, C, H, W) and mel (B, 1, 80, 16), got {tuple(face.shape)} "
+                f"and {tuple(mel.shape)}"
+            )
         if face.shape[0] != mel.shape[0]:
             raise ValueError(f"face batch {face.shape[0]} != mel batch {mel.shape[0]}")
         return self._forward_2d(face, mel)
@@ -342,20 +358,27 @@ def count_complexity(model: nn.Module, *input_shapes) -> dict[str, int]:
     was_training = model.training
     model.eval()  # BatchNorm at 1x1 with batch 1 refuses training mode; MACs do not depend on it
     try:
-        tensors = {k: torch.empty_like(v, device="meta")
-                   for k, v in list(model.named_parameters()) + list(model.named_buffers())}
+        tensors = {
+            k: torch.empty_like(v, device="meta")
+            for k, v in list(model.named_parameters()) + list(model.named_buffers())
+        }
         with torch.no_grad():
-            torch.func.functional_call(model, tensors,
-                                       tuple(torch.zeros(tuple(s), device="meta") for s in input_shapes))
+            torch.func.functional_call(
+                model, tensors, tuple(torch.zeros(tuple(s), device="meta") for s in input_shapes)
+            )
     finally:
         model.train(was_training)
         for h in handles:
             h.remove()
-    return {"params": count_parameters(model), "macs_physical": int(totals["physical"]),
-            "macs_output": int(totals["output"])}
+    return {
+        "params": count_parameters(model),
+        "macs_physical": int(totals["physical"]),
+        "macs_output": int(totals["output"]),
+    }
 
 
 def stage_parameters(model: nn.Module) -> dict[str, int]:
     """Parameters per named stage (``audio``, ``fe0`` …, ``out``) of a Wav2Lip generator."""
-    return {name: int(sum(p.numel() for p in getattr(model, name).parameters()))
-            for name in model.stage_names()}
+    return {
+        name: int(sum(p.numel() for p in getattr(model, name).parameters())) for name in model.stage_names()
+    }

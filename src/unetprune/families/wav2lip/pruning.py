@@ -73,13 +73,19 @@ def check_group(generator: Wav2LipGenerator, layer: str) -> None:
         return
     rgb = f"out{len(spec.out_widths)}"
     if layer in (rgb, "out"):
-        raise PruningError(f"layer {layer!r}: the output block's last conv (RGB, {spec.output_nc} channels) "
-                           f"is never pruned; prunable layers: {', '.join(names)}")
-    if spec.cut and layer in {f"fe{i}" for i in range(N_LEVELS - spec.cut, N_LEVELS)} | \
-            {f"fd{i}" for i in range(spec.cut + 1)}:
-        raise PruningError(f"layer {layer!r} was removed by the cut (cut={spec.cut}); "
-                           f"prunable layers: {', '.join(names)}")
-    raise PruningError(f"unknown layer {layer!r} for a Wav2Lip generator; prunable layers: {', '.join(names)}")
+        raise PruningError(
+            f"layer {layer!r}: the output block's last conv (RGB, {spec.output_nc} channels) "
+            f"is never pruned; prunable layers: {', '.join(names)}"
+        )
+    if spec.cut and layer in {f"fe{i}" for i in range(N_LEVELS - spec.cut, N_LEVELS)} | {
+        f"fd{i}" for i in range(spec.cut + 1)
+    }:
+        raise PruningError(
+            f"layer {layer!r} was removed by the cut (cut={spec.cut}); prunable layers: {', '.join(names)}"
+        )
+    raise PruningError(
+        f"unknown layer {layer!r} for a Wav2Lip generator; prunable layers: {', '.join(names)}"
+    )
 
 
 def check_levels(generator: Wav2LipGenerator, levels) -> list[int]:
@@ -87,12 +93,16 @@ def check_levels(generator: Wav2LipGenerator, levels) -> list[int]:
     lv = parse_levels(levels)
     bad = [x for x in lv if x not in present]
     if bad:
-        raise PruningError(f"level(s) {bad} do not exist in this Wav2Lip (levels are {present[0]}..{present[-1]}, "
-                           f"{present[-1]} = innermost; level j holds fe{{j}} and fd{{7-j}})")
+        raise PruningError(
+            f"level(s) {bad} do not exist in this Wav2Lip (levels are {present[0]}..{present[-1]}, "
+            f"{present[-1]} = innermost; level j holds fe{{j}} and fd{{7-j}})"
+        )
     return lv
 
 
-def normalise_keep(generator: Wav2LipGenerator, keep: Mapping[str, Sequence[int]] | None) -> dict[str, list[int]]:
+def normalise_keep(
+    generator: Wav2LipGenerator, keep: Mapping[str, Sequence[int]] | None
+) -> dict[str, list[int]]:
     """Every group → sorted kept indices (absent = keep all)."""
     keep = dict(keep or {})
     for name in keep:
@@ -112,7 +122,9 @@ def normalise_keep(generator: Wav2LipGenerator, keep: Mapping[str, Sequence[int]
     return out
 
 
-def prune_wav2lip_channels(generator: Wav2LipGenerator, keep: Mapping[str, Sequence[int]]) -> Wav2LipGenerator:
+def prune_wav2lip_channels(
+    generator: Wav2LipGenerator, keep: Mapping[str, Sequence[int]]
+) -> Wav2LipGenerator:
     """A new generator keeping the filters ``keep[group]`` of each listed group (see the
     module doc for the dependencies); the original is untouched, the copy is on its device
     in its train/eval mode."""
@@ -148,8 +160,9 @@ def prune_wav2lip_channels(generator: Wav2LipGenerator, keep: Mapping[str, Seque
     return new
 
 
-def _copy_by_name(generator: Wav2LipGenerator, new_spec: Wav2LipSpec,
-                  rename: Callable[[str], str] = lambda k: k) -> tuple[Wav2LipGenerator, list[str]]:
+def _copy_by_name(
+    generator: Wav2LipGenerator, new_spec: Wav2LipSpec, rename: Callable[[str], str] = lambda k: k
+) -> tuple[Wav2LipGenerator, list[str]]:
     """Build ``new_spec`` and copy every one of its tensors from ``generator`` (key
     ``rename(key)``); returns the new model and the source keys not copied."""
     device = _device(generator)
@@ -186,8 +199,10 @@ def cut_levels(generator: Wav2LipGenerator, k: int) -> tuple[Wav2LipGenerator, d
     c = spec.cut
     n_left = N_LEVELS - c
     if not 1 <= k <= n_left - 2:
-        raise PruningError(f"cut k={k} does not fit this Wav2Lip ({n_left} levels left): k must be in "
-                           f"1..{n_left - 2} (at least 2 levels must remain)")
+        raise PruningError(
+            f"cut k={k} does not fit this Wav2Lip ({n_left} levels left): k must be in "
+            f"1..{n_left - 2} (at least 2 levels must remain)"
+        )
     nc = c + k
     aw, rw = spec.audio_widths[-1], spec.fd_widths[nc]
     if aw != rw:
@@ -198,18 +213,26 @@ def cut_levels(generator: Wav2LipGenerator, k: int) -> tuple[Wav2LipGenerator, d
             f"output, but fd{nc + 1} reads {rw} channels there (its input would grow from {cin} to "
             f"{aw + spec.fe_widths[N_LEVELS - 1 - nc]} channels), so its weights cannot be copied and new "
             f"weights would be needed; cuts that fit this model: "
-            f"{', '.join(f'k={x}' for x in fits) if fits else 'none'}")
+            f"{', '.join(f'k={x}' for x in fits) if fits else 'none'}"
+        )
     new_spec = Wav2LipSpec.from_dict({**spec.to_dict(), "cut": nc})
     new, dropped = _copy_by_name(generator, new_spec)
-    removed_stages = [f"fe{i}" for i in range(N_LEVELS - nc, N_LEVELS - c)] + \
-                     [f"fd{i}" for i in range(c + (0 if c == 0 else 1), nc + 1)]
+    removed_stages = [f"fe{i}" for i in range(N_LEVELS - nc, N_LEVELS - c)] + [
+        f"fd{i}" for i in range(c + (0 if c == 0 else 1), nc + 1)
+    ]
     levels = list(range(N_LEVELS - nc, N_LEVELS - c))
-    return new, {"k": k, "unit": "levels", "cut_before": c, "cut": nc, "removed_levels": levels,
-                 "removed_stages": removed_stages,
-                 "layers": [g for g in wav2lip_groups(spec) if g in removed_stages],
-                 "audio_in_place_of": f"fd{nc}",
-                 "weights": "every surviving weight copied unchanged (by name)",
-                 "removed_tensors": len(dropped)}
+    return new, {
+        "k": k,
+        "unit": "levels",
+        "cut_before": c,
+        "cut": nc,
+        "removed_levels": levels,
+        "removed_stages": removed_stages,
+        "layers": [g for g in wav2lip_groups(spec) if g in removed_stages],
+        "audio_in_place_of": f"fd{nc}",
+        "weights": "every surviving weight copied unchanged (by name)",
+        "removed_tensors": len(dropped),
+    }
 
 
 def cut_residual(generator: Wav2LipGenerator, levels=None) -> tuple[Wav2LipGenerator, dict]:
@@ -226,12 +249,20 @@ def cut_residual(generator: Wav2LipGenerator, levels=None) -> tuple[Wav2LipGener
         removed_blocks += [f"{st}.{b}" for b in range(1, 1 + res[i])]
         res[i] = 0
     if not removed_blocks:
-        raise PruningError(f"cut-res: the stages of level(s) {lv} ({', '.join(stages)}) have no residual blocks")
+        raise PruningError(
+            f"cut-res: the stages of level(s) {lv} ({', '.join(stages)}) have no residual blocks"
+        )
     new_spec = Wav2LipSpec.from_dict({**spec.to_dict(), "fe_residual": fe_res, "fd_residual": fd_res})
     new, dropped = _copy_by_name(generator, new_spec)
-    return new, {"unit": "residual", "levels": lv, "stages": stages, "removed_blocks": removed_blocks,
-                 "layers": stages, "weights": "every surviving weight copied unchanged (by name)",
-                 "removed_tensors": len(dropped)}
+    return new, {
+        "unit": "residual",
+        "levels": lv,
+        "stages": stages,
+        "removed_blocks": removed_blocks,
+        "layers": stages,
+        "weights": "every surviving weight copied unchanged (by name)",
+        "removed_tensors": len(dropped),
+    }
 
 
 def _input_shapes(spec: Wav2LipSpec, input_shape) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -256,17 +287,22 @@ class Wav2LipWidthCost:
         handles = []
         for name, m in generator.named_modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+
                 def hook(mod, args, out, _name=name):
                     per[_name] = _conv_macs(mod, args[0], out)
+
                 handles.append(m.register_forward_hook(hook))
         try:
-            tensors = {k: torch.empty_like(v, device="meta")
-                       for k, v in list(generator.named_parameters()) + list(generator.named_buffers())}
+            tensors = {
+                k: torch.empty_like(v, device="meta")
+                for k, v in list(generator.named_parameters()) + list(generator.named_buffers())
+            }
             was = generator.training
             generator.eval()
             with torch.no_grad():
-                torch.func.functional_call(generator, tensors, (torch.zeros(face, device="meta"),
-                                                                torch.zeros(mel, device="meta")))
+                torch.func.functional_call(
+                    generator, tensors, (torch.zeros(face, device="meta"), torch.zeros(mel, device="meta"))
+                )
             generator.train(was)
         finally:
             for h in handles:
@@ -279,8 +315,16 @@ class Wav2LipWidthCost:
             if rec["physical"] % cc or rec["output"] % cc:
                 raise PruningError(f"internal: MACs of {slot.path} are not bilinear in its widths")
             per_out = (1 if conv.bias is not None else 0) + (2 if slot.bn is not None else 0)
-            self.slots.append((slot.ins, slot.out, conv.weight[0, 0].numel(), per_out,
-                               rec["physical"] // cc, rec["output"] // cc))
+            self.slots.append(
+                (
+                    slot.ins,
+                    slot.out,
+                    conv.weight[0, 0].numel(),
+                    per_out,
+                    rec["physical"] // cc,
+                    rec["output"] // cc,
+                )
+            )
 
     def __call__(self, width: Mapping[str, int]) -> dict[str, int]:
         w = {**self.base, **{k: int(v) for k, v in width.items()}}
@@ -310,7 +354,9 @@ class Wav2LipPruningOps(PruningOps):
         lv = check_levels(generator, levels) if levels is not None else default_inner_levels(generator)
         return lv, layers_of_levels(generator, lv)
 
-    def cut(self, generator: Wav2LipGenerator, k, unit: str = "levels", levels=None) -> tuple[Wav2LipGenerator, dict]:
+    def cut(
+        self, generator: Wav2LipGenerator, k, unit: str = "levels", levels=None
+    ) -> tuple[Wav2LipGenerator, dict]:
         """cut-k (``unit="levels"``, the default) or cut-res (``unit="residual"``, ``k`` unused:
         ``levels`` or the default inner levels); see the module doc."""
         if unit == "levels":
@@ -329,5 +375,16 @@ class Wav2LipPruningOps(PruningOps):
 WAV2LIP_OPS = Wav2LipPruningOps()
 
 
-__all__ = ["CUT_UNITS", "WAV2LIP_OPS", "Wav2LipPruningOps", "Wav2LipWidthCost", "check_group", "check_levels",
-           "cut_levels", "cut_residual", "fitting_cuts", "level_groups", "prune_wav2lip_channels"]
+__all__ = [
+    "CUT_UNITS",
+    "WAV2LIP_OPS",
+    "Wav2LipPruningOps",
+    "Wav2LipWidthCost",
+    "check_group",
+    "check_levels",
+    "cut_levels",
+    "cut_residual",
+    "fitting_cuts",
+    "level_groups",
+    "prune_wav2lip_channels",
+]

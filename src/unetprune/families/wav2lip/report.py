@@ -17,15 +17,57 @@ SYNCNET_PROTOCOL = "syncnet_python S (syncnet_v2.model) on the generated videos"
 
 #: the published LRS2 numbers the project quotes
 PUBLISHED: tuple[Published, ...] = (
-    Published("wav2lip-lrs2-lse", WAV2LIP_PAPER, "LSE-D 6.386, LSE-C 7.781 (as published)",
-              "lse", "lrs2", "test", None, None, GENERATOR, "wav2lip", None, "eval", "truncate",
-              SYNCNET_PROTOCOL, (("LSE-D", 6.386), ("LSE-C", 7.781))),
-    Published("wav2lip-lrs2-fid", WAV2LIP_PAPER, "FID 4.887 (as published)",
-              "fid", "lrs2", "test", None, None, GENERATOR, "wav2lip", None, "eval", "truncate",
-              "pytorch-fid-compat", (("FID", 4.887),)),
-    Published("wav2lip-lrs2-rerun", "Wav2Lip's released weights, re-run (docs/method.md)",
-              "LSE-D ≈7.15, LSE-C ≈6.77", "lse", "lrs2", "test", None, None, GENERATOR, "wav2lip", None,
-              "eval", "truncate", SYNCNET_PROTOCOL, (("LSE-D", 7.15), ("LSE-C", 6.77))),
+    Published(
+        "wav2lip-lrs2-lse",
+        WAV2LIP_PAPER,
+        "LSE-D 6.386, LSE-C 7.781 (as published)",
+        "lse",
+        "lrs2",
+        "test",
+        None,
+        None,
+        GENERATOR,
+        "wav2lip",
+        None,
+        "eval",
+        "truncate",
+        SYNCNET_PROTOCOL,
+        (("LSE-D", 6.386), ("LSE-C", 7.781)),
+    ),
+    Published(
+        "wav2lip-lrs2-fid",
+        WAV2LIP_PAPER,
+        "FID 4.887 (as published)",
+        "fid",
+        "lrs2",
+        "test",
+        None,
+        None,
+        GENERATOR,
+        "wav2lip",
+        None,
+        "eval",
+        "truncate",
+        "pytorch-fid-compat",
+        (("FID", 4.887),),
+    ),
+    Published(
+        "wav2lip-lrs2-rerun",
+        "Wav2Lip's released weights, re-run (docs/method.md)",
+        "LSE-D ≈7.15, LSE-C ≈6.77",
+        "lse",
+        "lrs2",
+        "test",
+        None,
+        None,
+        GENERATOR,
+        "wav2lip",
+        None,
+        "eval",
+        "truncate",
+        SYNCNET_PROTOCOL,
+        (("LSE-D", 7.15), ("LSE-C", 6.77)),
+    ),
 )
 
 
@@ -42,58 +84,83 @@ class Wav2LipReportText(ReportText):
 
     def generator(self, cfg: dict) -> tuple[str, str, int | None]:
         w = self._options(cfg).get("width_mult", 1.0)
-        if w != 1.0:       # a narrower (or wider) Wav2Lip is another generator than the published one
+        if w != 1.0:  # a narrower (or wider) Wav2Lip is another generator than the published one
             return f"Wav2Lip generator (width x{w:g})", "wav2lip-scaled", None
         return "Wav2Lip generator (reference widths)", "wav2lip", None
 
     def original_line(self, lay, folder) -> str:
-        return (f"* the **original** (unpruned) Wav2Lip generator trained with its frozen lip-sync expert "
-                f"({folder(lay.expert_dir)}, {folder(lay.original_dir)});\n")
+        return (
+            f"* the **original** (unpruned) Wav2Lip generator trained with its frozen lip-sync expert "
+            f"({folder(lay.expert_dir)}, {folder(lay.original_dir)});\n"
+        )
 
     def config_rows(self, cfg: dict, epochs: str) -> list[tuple[str, str]]:
         d, t, w = cfg["data"], cfg["train"], self._options(cfg)
         x = t["expert"]
         return [
             ("dataset", f"{d['dataset']} (talking faces: 96x96 face crops, 16 kHz audio, 25 fps)"),
-            ("generator", f"Wav2Lip, widths x{w['width_mult']:g} of the reference; expert SyncNet widths "
-                          f"x{w['expert_width_mult']:g}" + (" + quality discriminator (HQ)" if w.get("hq") else "")),
-            ("expert training", f"{x['n_epochs']} + {x['n_epochs_decay']} epochs, batch {x['batch_size']}, "
-                                f"lr {x['lr']}"),
-            ("original training", f"epochs {epochs}, batch {t['batch_size']}, lr {t['lr']}, sync loss weight "
-                                  f"{t['syncnet_wt']} once the expert's loss is below {t['sync_threshold']}"),
+            (
+                "generator",
+                f"Wav2Lip, widths x{w['width_mult']:g} of the reference; expert SyncNet widths "
+                f"x{w['expert_width_mult']:g}" + (" + quality discriminator (HQ)" if w.get("hq") else ""),
+            ),
+            (
+                "expert training",
+                f"{x['n_epochs']} + {x['n_epochs_decay']} epochs, batch {x['batch_size']}, lr {x['lr']}",
+            ),
+            (
+                "original training",
+                f"epochs {epochs}, batch {t['batch_size']}, lr {t['lr']}, sync loss weight "
+                f"{t['syncnet_wt']} once the expert's loss is below {t['sync_threshold']}",
+            ),
         ]
 
     def evaluation_row(self, cfg: dict) -> str:
         e = cfg["evaluate"]
-        return (f"mode {e['mode']}, FID backend {e['fid_backend']}, LSE backend {e['lse_backend']}, "
-                f"max_images {e['max_images']} (frames)")
+        return (
+            f"mode {e['mode']}, FID backend {e['fid_backend']}, LSE backend {e['lse_backend']}, "
+            f"max_images {e['max_images']} (frames)"
+        )
 
     def evaluation_mode(self, cfg: dict) -> str:
-        return (("`model.eval()`: running BatchNorm statistics" if cfg["evaluate"]["mode"] == "eval" else
-                 "BatchNorm on batch statistics")
-                + "; each frame generated from its lower-half-masked self, the frame half a clip away as identity "
-                "reference and its mel window (docs/method.md, Wav2Lip evaluation protocol); L1/PSNR/SSIM on the "
-                "lower half, LSE-D/LSE-C with syncnet_python's protocol")
+        return (
+            (
+                "`model.eval()`: running BatchNorm statistics"
+                if cfg["evaluate"]["mode"] == "eval"
+                else "BatchNorm on batch statistics"
+            )
+            + "; each frame generated from its lower-half-masked self, the frame half a clip away as identity "
+            "reference and its mel window (docs/method.md, Wav2Lip evaluation protocol); L1/PSNR/SSIM on the "
+            "lower half, LSE-D/LSE-C with syncnet_python's protocol"
+        )
 
     def inner_levels(self, cfg: dict, levels: str, layers: str, variants: str) -> str:
-        return (f"**Inner levels**: level(s) {levels} of this Wav2Lip generator (width "
-                f"x{self._options(cfg).get('width_mult', 1):g}), i.e. the levels all of whose face-path stages have "
-                "the largest width (FE5, FE6, FD0, FD1, FD2 of the reference: 512 wide); their layers are "
-                f"{layers}. Inner variants: {variants}.")
+        return (
+            f"**Inner levels**: level(s) {levels} of this Wav2Lip generator (width "
+            f"x{self._options(cfg).get('width_mult', 1):g}), i.e. the levels all of whose face-path stages have "
+            "the largest width (FE5, FE6, FD0, FD1, FD2 of the reference: 512 wide); their layers are "
+            f"{layers}. Inner variants: {variants}."
+        )
 
     def cut_layers(self, cfg: dict, variants: str) -> str:
-        return ("**Cut inner layers** (Wav2Lip; the paper is silent): *cut-k* removes the k innermost levels and "
-                "feeds the audio embedding, broadcast, where the removed decoder output went (every surviving "
-                "weight copied; a k whose replaced decoder output is not as wide as the audio embedding is "
-                "refused); *cut-res* removes the residual blocks of the inner stages (widths and resolutions "
-                f"unchanged). Cut variants: {variants}.")
+        return (
+            "**Cut inner layers** (Wav2Lip; the paper is silent): *cut-k* removes the k innermost levels and "
+            "feeds the audio embedding, broadcast, where the removed decoder output went (every surviving "
+            "weight copied; a k whose replaced decoder output is not as wide as the audio embedding is "
+            "refused); *cut-res* removes the residual blocks of the inner stages (widths and resolutions "
+            f"unchanged). Cut variants: {variants}."
+        )
 
     def bias(self, cfg: dict) -> str | None:
-        return (f"**Bias mode**: `{cfg['model']['bias_mode']}` — the reference Wav2Lip's layout: every conv has a "
-                "bias and is followed by BatchNorm.")
+        return (
+            "**Bias mode**: the reference Wav2Lip's layout — every conv has a bias and is followed by "
+            "BatchNorm."
+        )
 
     def samples_note(self, lay, here) -> str:
-        return (f"Rows are frames spread over the first test clip; input = the frame with its lower half masked. "
-                f"The same clip through every model, side by side with its audio: "
-                f"[{here(lay.video('samples'))}]({here(lay.video('samples'))}) (frame grid: "
-                f"![video frames]({here(lay.figure('samples_video'))})), made by the `sample_video` job.\n")
+        return (
+            f"Rows are frames spread over the first test clip; input = the frame with its lower half masked. "
+            f"The same clip through every model, side by side with its audio: "
+            f"[{here(lay.video('samples'))}]({here(lay.video('samples'))}) (frame grid: "
+            f"![video frames]({here(lay.figure('samples_video'))})), made by the `sample_video` job.\n"
+        )

@@ -18,14 +18,23 @@ from .lrs2 import FPS
 # speech synthesis (espeak-ng through ctypes; the espeakng-loader wheel)
 # ==========================================================================================
 
+
 class _EspeakEvent(ctypes.Structure):
-    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
-                ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
-                ("user_data", ctypes.c_void_p), ("id", ctypes.c_char * 8)]
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_char * 8),
+    ]
 
 
-_SYNTH_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
-                             ctypes.POINTER(_EspeakEvent))
+_SYNTH_CB = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_EspeakEvent)
+)
 _EV_PHONEME, _EV_WORD = 7, 1
 _AUDIO_OUTPUT_SYNCHRONOUS, _INIT_PHONEME_EVENTS, _INIT_DONT_EXIT = 2, 0x0001, 0x8000
 _POS_CHARACTER, _CHARS_UTF8 = 1, 1
@@ -42,21 +51,35 @@ class Espeak:
         try:
             import espeakng_loader
         except ImportError:  # pragma: no cover - a declared dependency
-            raise DataError("the talking-face demo needs espeakng-loader (pip install espeakng-loader)") from None
+            raise DataError(
+                "the talking-face demo needs espeakng-loader (pip install espeakng-loader)"
+            ) from None
         lib = ctypes.CDLL(espeakng_loader.get_library_path())
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
-                                     ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
-        sr = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(),
-                                   _INIT_PHONEME_EVENTS | _INIT_DONT_EXIT)
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
+        sr = lib.espeak_Initialize(
+            _AUDIO_OUTPUT_SYNCHRONOUS,
+            0,
+            espeakng_loader.get_data_path().encode(),
+            _INIT_PHONEME_EVENTS | _INIT_DONT_EXIT,
+        )
         if sr <= 0:
             raise DataError("espeak-ng failed to initialise (its voice data in espeakng-loader is missing?)")
         self.lib, self.sample_rate = lib, int(sr)
         self._chunks: list[np.ndarray] = []
         self._events: list[tuple[int, int, str]] = []
-        self._cb = _SYNTH_CB(self._callback)       # keep a reference: C holds the pointer
+        self._cb = _SYNTH_CB(self._callback)  # keep a reference: C holds the pointer
         lib.espeak_SetSynthCallback(self._cb)
 
     @classmethod
@@ -73,12 +96,15 @@ class Espeak:
         while events[i].type != 0:
             e = events[i]
             if e.type == _EV_PHONEME:
-                self._events.append((e.type, int(e.sample), bytes(e.id).split(b"\0")[0].decode("ascii", "replace")))
+                self._events.append(
+                    (e.type, int(e.sample), bytes(e.id).split(b"\0")[0].decode("ascii", "replace"))
+                )
             i += 1
         return 0
 
-    def synthesize(self, text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50
-                   ) -> tuple[np.ndarray, list[tuple[float, str]]]:
+    def synthesize(
+        self, text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50
+    ) -> tuple[np.ndarray, list[tuple[float, str]]]:
         """(float32 samples at :attr:`sample_rate`, [(time in s, phoneme mnemonic), …])."""
         with self._lock:
             if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
@@ -123,15 +149,16 @@ def phoneme_openness(ph: str) -> float:
     return 0.3
 
 
-def openness_track(wav: np.ndarray, sr: int, phonemes: Sequence[tuple[float, str]], n_frames: int,
-                   fps: float = FPS) -> np.ndarray:
+def openness_track(
+    wav: np.ndarray, sr: int, phonemes: Sequence[tuple[float, str]], n_frames: int, fps: float = FPS
+) -> np.ndarray:
     """Per-frame mouth opening in [0, 1] from phoneme timings (seconds in ``wav``) and the envelope."""
     hop = int(sr * 0.005)
     n = math.ceil(n_frames / fps * sr / hop)
     x = np.zeros(n * hop + hop, np.float64)
     x[: min(len(wav), len(x))] = wav[: len(x)]
     # envelope: RMS over 10 ms centred on each 5 ms step
-    sq = np.convolve(x ** 2, np.ones(2 * hop) / (2 * hop), mode="same")
+    sq = np.convolve(x**2, np.ones(2 * hop) / (2 * hop), mode="same")
     rms = np.sqrt(sq[np.arange(n) * hop + hop // 2])
     ref = np.percentile(rms, 95) if np.any(rms > 0) else 1.0
     gain = np.sqrt(np.clip(rms / max(ref, 1e-9), 0, 1))
@@ -149,9 +176,12 @@ def openness_track(wav: np.ndarray, sr: int, phonemes: Sequence[tuple[float, str
         bilabial[ok] = isb[k[ok]]
     o = shape * gain
     frame_of = np.minimum((t * fps).astype(int), n_frames - 1)
-    per = np.bincount(frame_of, weights=o, minlength=n_frames) / np.maximum(np.bincount(frame_of, minlength=n_frames), 1)
+    per = np.bincount(frame_of, weights=o, minlength=n_frames) / np.maximum(
+        np.bincount(frame_of, minlength=n_frames), 1
+    )
     bil = np.bincount(frame_of, weights=bilabial.astype(float), minlength=n_frames) / np.maximum(
-        np.bincount(frame_of, minlength=n_frames), 1)
+        np.bincount(frame_of, minlength=n_frames), 1
+    )
     per = np.convolve(np.pad(per, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
     per[bil > 0.5] = np.minimum(per[bil > 0.5], 0.05)
     return np.clip(per[:n_frames], 0.0, 1.0)

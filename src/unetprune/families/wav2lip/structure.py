@@ -34,6 +34,7 @@ from .networks import FACE_SIZE, MEL_SHAPE, N_LEVELS, Wav2LipSpec
 # level 5 = FE5, FD2; level 4 = FE4, FD3 …; cut-k removes levels ``7-k..6``, and the
 # default inner levels 5–6 are the 512-wide FE5, FE6, FD0, FD1, FD2.
 
+
 @dataclass(frozen=True)
 class ConvSlot:
     """One conv of a Wav2Lip generator and the channel groups on its two sides.
@@ -69,10 +70,18 @@ def wav2lip_input_shapes(spec_or_generator, input_shape=None) -> tuple[tuple[int
     else:
         face = tuple(int(x) for x in shp)
         mel = (face[0], 1, *MEL_SHAPE) if face else ()
-    if len(face) != 4 or face[1:] != face_ok or len(mel) != 4 or mel[1:] != (1, *MEL_SHAPE) or mel[0] != face[0]:
-        raise ValueError(f"a Wav2Lip generator is counted on a face (B, {spec.face_nc}, {FACE_SIZE}, {FACE_SIZE}) "
-                         f"and a mel window (B, 1, {MEL_SHAPE[0]}, {MEL_SHAPE[1]}); got input_shape "
-                         f"{list(input_shape)} (pass the family's input_shape)")
+    if (
+        len(face) != 4
+        or face[1:] != face_ok
+        or len(mel) != 4
+        or mel[1:] != (1, *MEL_SHAPE)
+        or mel[0] != face[0]
+    ):
+        raise ValueError(
+            f"a Wav2Lip generator is counted on a face (B, {spec.face_nc}, {FACE_SIZE}, {FACE_SIZE}) "
+            f"and a mel window (B, 1, {MEL_SHAPE[0]}, {MEL_SHAPE[1]}); got input_shape "
+            f"{list(input_shape)} (pass the family's input_shape)"
+        )
     return face, mel
 
 
@@ -81,8 +90,12 @@ def wav2lip_groups(spec_or_generator) -> list[str]:
     face U outer → inner → outer: ``fe0..fe6``, ``fd0..fd6``, ``out0`` (a cut model lacks its
     removed stages)."""
     s = _spec_of(spec_or_generator)
-    return ([f"audio{g}" for g in range(len(s.audio_widths))] + [f"fe{i}" for i in s.fe_levels]
-            + [f"fd{i}" for i in s.fd_levels] + [f"out{j}" for j in range(len(s.out_widths))])
+    return (
+        [f"audio{g}" for g in range(len(s.audio_widths))]
+        + [f"fe{i}" for i in s.fe_levels]
+        + [f"fd{i}" for i in s.fd_levels]
+        + [f"out{j}" for j in range(len(s.out_widths))]
+    )
 
 
 def group_widths(spec_or_generator) -> dict[str, int]:
@@ -172,24 +185,39 @@ def default_inner_levels(spec_or_generator) -> list[int]:
     gw = group_widths(s)
     face = [g for g in gw if g.startswith(("fe", "fd"))]
     wmax = max(gw[g] for g in face)
-    levels = [lv for lv in wav2lip_levels(s)
-              if all(gw[g] == wmax for g in level_groups(s, lv) if g.startswith(("fe", "fd")))]
+    levels = [
+        lv
+        for lv in wav2lip_levels(s)
+        if all(gw[g] == wmax for g in level_groups(s, lv) if g.startswith(("fe", "fd")))
+    ]
     return levels or [wav2lip_levels(s)[-1]]
 
 
 def spec_with_widths(spec: Wav2LipSpec, widths: Mapping[str, int]) -> Wav2LipSpec:
     """``spec`` with the groups of ``widths`` at those widths (others unchanged)."""
-    lists = {"audio": list(spec.audio_widths), "fe": list(spec.fe_widths), "fd": list(spec.fd_widths),
-             "out": list(spec.out_widths)}
+    lists = {
+        "audio": list(spec.audio_widths),
+        "fe": list(spec.fe_widths),
+        "fd": list(spec.fd_widths),
+        "out": list(spec.out_widths),
+    }
     for name, w in widths.items():
         m = re.fullmatch(r"(audio|fe|fd|out)(\d+)", name)
         if not m or int(m.group(2)) >= len(lists[m.group(1)]):
             raise ValueError(f"{name!r} is not a Wav2Lip channel group")
         lists[m.group(1)][int(m.group(2))] = int(w)
-    return Wav2LipSpec(fe_widths=lists["fe"], fd_widths=lists["fd"], audio_widths=lists["audio"],
-                       fe_residual=list(spec.fe_residual), fd_residual=list(spec.fd_residual),
-                       audio_residual=list(spec.audio_residual), out_widths=lists["out"],
-                       face_nc=spec.face_nc, output_nc=spec.output_nc, cut=spec.cut)
+    return Wav2LipSpec(
+        fe_widths=lists["fe"],
+        fd_widths=lists["fd"],
+        audio_widths=lists["audio"],
+        fe_residual=list(spec.fe_residual),
+        fd_residual=list(spec.fd_residual),
+        audio_residual=list(spec.audio_residual),
+        out_widths=lists["out"],
+        face_nc=spec.face_nc,
+        output_nc=spec.output_nc,
+        cut=spec.cut,
+    )
 
 
 def wav2lip_widths(generator) -> dict:

@@ -73,8 +73,10 @@ class SyncNetSpec:
     def reference(cls, width_mult: float = 1.0) -> SyncNetSpec:
         if not float(width_mult) > 0:
             raise ValueError(f"width_mult must be positive, got {width_mult!r}")
-        return cls(face_widths=_scaled(REF_SYNC_FACE_WIDTHS, width_mult),
-                   audio_widths=_scaled(REF_SYNC_AUDIO_WIDTHS, width_mult))
+        return cls(
+            face_widths=_scaled(REF_SYNC_FACE_WIDTHS, width_mult),
+            audio_widths=_scaled(REF_SYNC_AUDIO_WIDTHS, width_mult),
+        )
 
     @property
     def embed_dim(self) -> int:
@@ -86,8 +88,10 @@ class SyncNetSpec:
         if len(self.audio_widths) != 5 or len(self.audio_residual) != 5:
             raise ValueError("the expert's audio encoder has 5 groups")
         if self.face_widths[-1] != self.audio_widths[-1]:
-            raise ValueError(f"face and audio embeddings must have one width, got "
-                             f"{self.face_widths[-1]} and {self.audio_widths[-1]}")
+            raise ValueError(
+                f"face and audio embeddings must have one width, got "
+                f"{self.face_widths[-1]} and {self.audio_widths[-1]}"
+            )
         if self.face_residual[-1] or self.audio_residual[-1]:
             raise ValueError("the last group of each encoder has no residual blocks")
 
@@ -144,8 +148,13 @@ def map_reference_syncnet_color_key(key: str) -> str | None:
 def load_reference_syncnet_color_state_dict(sd: Mapping, spec: SyncNetSpec | None = None) -> dict:
     """Map a reference ``SyncNet_color`` state dict (or ``{"state_dict": …}`` checkpoint, with
     or without ``module.``) onto :class:`SyncNetColor`'s names; ``ValueError`` otherwise."""
-    return remap_state_dict(sd, map_reference_syncnet_color_key, "SyncNet_color", "reference SyncNet_color",
-                            lambda: SyncNetColor(spec))
+    return remap_state_dict(
+        sd,
+        map_reference_syncnet_color_key,
+        "SyncNet_color",
+        "reference SyncNet_color",
+        lambda: SyncNetColor(spec),
+    )
 
 
 def identify_sync_weights(obj) -> str | None:
@@ -155,7 +164,9 @@ def identify_sync_weights(obj) -> str | None:
     if not isinstance(obj, Mapping):
         return None
     if obj.get("format") == "unetprune-lse-standin":
-        return "an unetprune LSE stand-in checkpoint (LSE backend 'standin', from `unetprune train-lse-standin`)"
+        return (
+            "an unetprune LSE stand-in checkpoint (LSE backend 'standin', from `unetprune train-lse-standin`)"
+        )
     try:
         keys = list(strip_prefixes(_unwrap_checkpoint(obj)))
     except Exception:  # noqa: BLE001 — only a hint
@@ -165,7 +176,9 @@ def identify_sync_weights(obj) -> str | None:
     if all(map_syncnet_s_key(k) for k in keys):
         return "syncnet_python's S (syncnet_v2.model: the LSE-D/LSE-C network)"
     if all(map_reference_syncnet_color_key(k) for k in keys):
-        return "Wav2Lip's lip-sync expert SyncNet_color (lipsync_expert.pth: the training loss's discriminator)"
+        return (
+            "Wav2Lip's lip-sync expert SyncNet_color (lipsync_expert.pth: the training loss's discriminator)"
+        )
     if any(k.startswith("face_encoder_blocks.") for k in keys):
         return "a Wav2Lip generator (wav2lip.pth / wav2lip_gan.pth)"
     return None
@@ -176,18 +189,25 @@ def _is_hint(obj) -> str:
     return f" (this file is {what})" if what else ""
 
 
-def load_syncnet_color_weights(path: Path | str, spec: SyncNetSpec | None = None,
-                               map_location="cpu") -> SyncNetColor:
+def load_syncnet_color_weights(
+    path: Path | str, spec: SyncNetSpec | None = None, map_location="cpu"
+) -> SyncNetColor:
     """The expert with the weights of the reference ``lipsync_expert.pth`` (or a bare state dict)."""
-    return load_reference_file(path, lambda obj: load_reference_syncnet_color_state_dict(obj, spec),
-                               lambda: SyncNetColor(spec), kind="a reference SyncNet_color checkpoint",
-                               expected="a reference SyncNet_color (lip-sync expert, lipsync_expert.pth) checkpoint",
-                               hint=_is_hint, map_location=map_location)
+    return load_reference_file(
+        path,
+        lambda obj: load_reference_syncnet_color_state_dict(obj, spec),
+        lambda: SyncNetColor(spec),
+        kind="a reference SyncNet_color checkpoint",
+        expected="a reference SyncNet_color (lip-sync expert, lipsync_expert.pth) checkpoint",
+        hint=_is_hint,
+        map_location=map_location,
+    )
 
 
 # ------------------------------------------------------------------------------------------
 # visual-quality discriminator (HQ Wav2Lip)
 # ------------------------------------------------------------------------------------------
+
 
 class PlainConvBlock(nn.Module):
     """Conv2d (bias) → LeakyReLU(0.01): the reference's ``nonorm_Conv2d``."""
@@ -237,7 +257,7 @@ class Wav2LipDiscQual(nn.Module):
 
     def logits(self, faces: torch.Tensor) -> torch.Tensor:
         x = self.to_2d(faces)
-        x = x[:, :, x.shape[2] // 2:]
+        x = x[:, :, x.shape[2] // 2 :]
         for i in range(7):
             x = getattr(self, f"d{i}")(x)
         return self.pred(x).flatten(1)
@@ -255,21 +275,27 @@ def map_reference_disc_qual_key(key: str) -> str | None:
 
 
 def load_reference_disc_qual_state_dict(sd: Mapping) -> dict:
-    return remap_state_dict(sd, map_reference_disc_qual_key, "Wav2Lip_disc_qual", "reference Wav2Lip_disc_qual",
-                            Wav2LipDiscQual)
+    return remap_state_dict(
+        sd, map_reference_disc_qual_key, "Wav2Lip_disc_qual", "reference Wav2Lip_disc_qual", Wav2LipDiscQual
+    )
 
 
 def load_disc_qual_weights(path: Path | str, map_location="cpu") -> Wav2LipDiscQual:
     """The quality discriminator with the weights of a reference HQ-training ``disc`` checkpoint."""
-    return load_reference_file(path, load_reference_disc_qual_state_dict, Wav2LipDiscQual,
-                               kind="a reference Wav2Lip_disc_qual checkpoint",
-                               expected="a reference Wav2Lip_disc_qual (quality discriminator) checkpoint",
-                               map_location=map_location)
+    return load_reference_file(
+        path,
+        load_reference_disc_qual_state_dict,
+        Wav2LipDiscQual,
+        kind="a reference Wav2Lip_disc_qual checkpoint",
+        expected="a reference Wav2Lip_disc_qual (quality discriminator) checkpoint",
+        map_location=map_location,
+    )
 
 
 # ------------------------------------------------------------------------------------------
 # syncnet_python's S (LSE-D / LSE-C)
 # ------------------------------------------------------------------------------------------
+
 
 def _cbr2(cin, cout, k, s=1, p=0, inplace=True):
     return [nn.Conv2d(cin, cout, k, s, p), nn.BatchNorm2d(cout), nn.ReLU(inplace=inplace)]
@@ -295,23 +321,28 @@ class SyncNetS(nn.Module):
     def __init__(self, embed_dim: int = 1024):
         super().__init__()
         self.audio_cnn = nn.Sequential(
-            *_cbr2(1, 64, 3, 1, 1), nn.MaxPool2d(1, 1),                   # 13 x 20
-            *_cbr2(64, 192, 3, 1, 1), nn.MaxPool2d(3, (1, 2)),            # → 11 x 9
+            *_cbr2(1, 64, 3, 1, 1),
+            nn.MaxPool2d(1, 1),  # 13 x 20
+            *_cbr2(64, 192, 3, 1, 1),
+            nn.MaxPool2d(3, (1, 2)),  # → 11 x 9
             *_cbr2(192, 384, 3, 1, 1),
             *_cbr2(384, 256, 3, 1, 1),
-            *_cbr2(256, 256, 3, 1, 1), nn.MaxPool2d(3, 2),                # → 5 x 4
-            *_cbr2(256, 512, (5, 4), 1, 0, inplace=False),                # → 1 x 1
+            *_cbr2(256, 256, 3, 1, 1),
+            nn.MaxPool2d(3, 2),  # → 5 x 4
+            *_cbr2(256, 512, (5, 4), 1, 0, inplace=False),  # → 1 x 1
         )
         self.audio_fc = _fc(512, embed_dim)
         self.lip_fc = _fc(512, embed_dim)
         self.lip_cnn = nn.Sequential(
-            *_cbr3(3, 96, (5, 7, 7), (1, 2, 2), 0), nn.MaxPool3d((1, 3, 3), (1, 2, 2)),       # 1 x 54 x 54
+            *_cbr3(3, 96, (5, 7, 7), (1, 2, 2), 0),
+            nn.MaxPool3d((1, 3, 3), (1, 2, 2)),  # 1 x 54 x 54
             *_cbr3(96, 256, (1, 5, 5), (1, 2, 2), (0, 1, 1)),
-            nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),                                    # 13 x 13
+            nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),  # 13 x 13
             *_cbr3(256, 256, (1, 3, 3), 1, (0, 1, 1)),
             *_cbr3(256, 256, (1, 3, 3), 1, (0, 1, 1)),
-            *_cbr3(256, 256, (1, 3, 3), 1, (0, 1, 1)), nn.MaxPool3d((1, 3, 3), (1, 2, 2)),   # 6 x 6
-            *_cbr3(256, 512, (1, 6, 6), 1, 0),                                               # 1 x 1
+            *_cbr3(256, 256, (1, 3, 3), 1, (0, 1, 1)),
+            nn.MaxPool3d((1, 3, 3), (1, 2, 2)),  # 6 x 6
+            *_cbr3(256, 512, (1, 6, 6), 1, 0),  # 1 x 1
         )
 
     def forward_aud(self, mfcc: torch.Tensor) -> torch.Tensor:
@@ -343,12 +374,23 @@ def load_syncnet_s_state_dict(sd: Mapping) -> dict:
 
 def load_syncnet_s_weights(path: Path | str, map_location="cpu") -> SyncNetS:
     """``S`` with the weights of ``syncnet_v2.model`` (a state dict), in eval mode."""
+
     def not_a_standin(obj: Mapping) -> None:
         if obj.get("format") == "unetprune-lse-standin":
-            raise WeightsFileError(f"{path}: expected syncnet_python's S (syncnet_v2.model) for the standard LSE "
-                                   f"backend, but this file is an unetprune LSE stand-in checkpoint: use the "
-                                   f"stand-in backend (evaluate.lse_backend=standin / --backend standin)")
+            raise WeightsFileError(
+                f"{path}: expected syncnet_python's S (syncnet_v2.model) for the standard LSE "
+                f"backend, but this file is an unetprune LSE stand-in checkpoint: use the "
+                f"stand-in backend (evaluate.lse_backend=standin / --backend standin)"
+            )
 
     expected = "a syncnet_python S state dict (syncnet_v2.model)"
-    return load_reference_file(path, load_syncnet_s_state_dict, SyncNetS, kind=expected, expected=expected,
-                               hint=_is_hint, check=not_a_standin, map_location=map_location).eval()
+    return load_reference_file(
+        path,
+        load_syncnet_s_state_dict,
+        SyncNetS,
+        kind=expected,
+        expected=expected,
+        hint=_is_hint,
+        check=not_a_standin,
+        map_location=map_location,
+    ).eval()

@@ -50,7 +50,7 @@ def cosine_bce(audio: torch.Tensor, face: torch.Tensor, label: torch.Tensor) -> 
 
 def lower_halves_stacked(frames: torch.Tensor) -> torch.Tensor:
     """(B, 3, T, S, S) frames → (B, 3T, S/2, S): the expert's input (frames on channels, as the reference)."""
-    g = frames[:, :, :, frames.shape[3] // 2:]
+    g = frames[:, :, :, frames.shape[3] // 2 :]
     return torch.cat([g[:, :, i] for i in range(g.shape[2])], dim=1)
 
 
@@ -92,8 +92,10 @@ def load_expert(path: Path | str):
 
     path = Path(path)
     if not path.is_file():
-        raise UserFacingError(f"model.wav2lip.expert_checkpoint {path} does not exist: train the expert first "
-                              f"(`unetprune train --expert --config CONFIG --out DIR`)")
+        raise UserFacingError(
+            f"model.wav2lip.expert_checkpoint {path} does not exist: train the expert first "
+            f"(`unetprune train --expert --config CONFIG --out DIR`)"
+        )
     source = {"path": str(path), "sha256": sha256_file(path)}
     try:
         ckpt = load_checkpoint(path)
@@ -102,8 +104,10 @@ def load_expert(path: Path | str):
             raise
         return load_syncnet_color_weights(path), {**source, "kind": "reference"}
     if ckpt.get("family") != EXPERT_FAMILY:
-        raise UserFacingError(f"model.wav2lip.expert_checkpoint {path} holds a {ckpt.get('family', 'pix2pix')!r} model, "
-                              f"not a lip-sync expert ({EXPERT_FAMILY!r}, `unetprune train --expert`)")
+        raise UserFacingError(
+            f"model.wav2lip.expert_checkpoint {path} holds a {ckpt.get('family', 'pix2pix')!r} model, "
+            f"not a lip-sync expert ({EXPERT_FAMILY!r}, `unetprune train --expert`)"
+        )
     m = SyncNetColor(SyncNetSpec.from_dict(ckpt["generator"]["arch"]))
     m.load_state_dict(ckpt["generator"]["state_dict"])
     return m, {**source, "kind": EXPERT_FAMILY, "epoch": ckpt.get("epoch")}
@@ -146,8 +150,11 @@ def talking_dataset(cfg: dict, split: str, mode: str, n: int | None = None) -> _
 
     root = talking_root(cfg)
     if not (root / f"{split}.txt").is_file():
-        hint = (f"`unetprune demo-talking --out {root}`" if cfg["data"]["dataset"] == "demo"
-                else f"`unetprune data preprocess-lrs2 --out {root}`")
+        hint = (
+            f"`unetprune demo-talking --out {root}`"
+            if cfg["data"]["dataset"] == "demo"
+            else f"`unetprune data preprocess-lrs2 --out {root}`"
+        )
         raise DataError(f"{root}: no talking-face {split} split ({split}.txt); build it with {hint}")
     return _Windows(TalkingFaceDataset(root, split, mode=mode, seed=cfg["seed"]), n)
 
@@ -192,8 +199,9 @@ def generated_lower_half_l1(G: nn.Module, dataset, mode: str = "eval", seed: int
     return tot / max(n, 1)
 
 
-def expert_sync_loss(expert: nn.Module, dataset, G: nn.Module | None = None, mode: str = "eval",
-                     seed: int = 0) -> float:
+def expert_sync_loss(
+    expert: nn.Module, dataset, G: nn.Module | None = None, mode: str = "eval", seed: int = 0
+) -> float:
     """Mean expert sync loss over ``dataset``: of ``G``'s frames against their audio (label 1,
     a generator-mode dataset), or with ``G=None`` of an expert-mode dataset's own labelled windows."""
     from ...translate import generation_mode
@@ -228,8 +236,10 @@ def _bgr_to_rgb_uint8(x: torch.Tensor):
 
 
 #: why train.cuda_graph does not capture the Wav2Lip steps (unetprune.cuda_graph; 'auto' runs eagerly)
-WAV2LIP_GRAPH_REASON = ("the wav2lip step is not captured yet (the sync-loss switch changes the step "
-                        "between epochs; batches of 5-frame windows are not launch-bound like pix2pix's batch 1)")
+WAV2LIP_GRAPH_REASON = (
+    "the wav2lip step is not captured yet (the sync-loss switch changes the step "
+    "between epochs; batches of 5-frame windows are not launch-bound like pix2pix's batch 1)"
+)
 
 
 def _eager_step_mode(tcfg: dict, device: torch.device):
@@ -250,15 +260,22 @@ class Wav2LipTrainer(Trainer):
     def __init__(self, G: nn.Module, D: Wav2LipCritics, tcfg: dict, device: torch.device):
         super().__init__(G, D, tcfg, device)
         betas = (tcfg["beta1"], tcfg["beta2"])
-        self.opt_G = torch.optim.Adam([p for p in self.G.parameters() if p.requires_grad], lr=tcfg["lr"], betas=betas)
+        self.opt_G = torch.optim.Adam(
+            [p for p in self.G.parameters() if p.requires_grad], lr=tcfg["lr"], betas=betas
+        )
         self.expert = self.D.expert
         self.qual = self.D.qual
-        self.opt_D = (torch.optim.Adam(self.qual.parameters(), lr=tcfg["lr"], betas=betas)
-                      if self.qual is not None else None)
+        self.opt_D = (
+            torch.optim.Adam(self.qual.parameters(), lr=tcfg["lr"], betas=betas)
+            if self.qual is not None
+            else None
+        )
         self.disc_wt = float(tcfg["disc_wt"]) if self.qual is not None else 0.0
         self.syncnet_wt = 0.0
         self.sync_on_epoch: int | None = None
-        self.losses = ("L1", "sync", "loss") + (("G_disc", "D_real", "D_fake") if self.qual is not None else ())
+        self.losses = ("L1", "sync", "loss") + (
+            ("G_disc", "D_real", "D_fake") if self.qual is not None else ()
+        )
         self._val = None
         self.step_mode = _eager_step_mode(tcfg, device)  # train.cuda_graph: eager, with the reason
 
@@ -278,7 +295,7 @@ class Wav2LipTrainer(Trainer):
         x, gt = batch["face"].to(dev), batch["target"].to(dev)
         indiv, mel = batch["indiv_mels"].to(dev), batch["mel"].to(dev)
         zero = torch.zeros((), device=dev)
-        g = self.G(x, indiv)                                    # (B, 3, T, 96, 96)
+        g = self.G(x, indiv)  # (B, 3, T, 96, 96)
         l1 = F.l1_loss(g, gt)
         sync = self.sync_loss(mel, g) if (self.syncnet_wt > 0 and self.expert is not None) else zero
         if self.qual is not None:
@@ -287,7 +304,9 @@ class Wav2LipTrainer(Trainer):
             perceptual = F.binary_cross_entropy_with_logits(pl, torch.ones_like(pl))
         else:
             perceptual = zero
-        loss = self.syncnet_wt * sync + self.disc_wt * perceptual + (1.0 - self.syncnet_wt - self.disc_wt) * l1
+        loss = (
+            self.syncnet_wt * sync + self.disc_wt * perceptual + (1.0 - self.syncnet_wt - self.disc_wt) * l1
+        )
         self.opt_G.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_G.step()
@@ -335,7 +354,7 @@ class SyncNetTrainer(Trainer):
     resume_keys = ("target",)
 
     def __init__(self, G: nn.Module, D: nn.Module, tcfg: dict, device: torch.device):
-        super().__init__(G, None, tcfg, device)   # the expert trains alone: no discriminator state
+        super().__init__(G, None, tcfg, device)  # the expert trains alone: no discriminator state
         self.opt = torch.optim.Adam(self.G.parameters(), lr=tcfg["lr"], betas=(tcfg["beta1"], tcfg["beta2"]))
         self.step_mode = _eager_step_mode(tcfg, device)  # train.cuda_graph: eager, with the reason
 

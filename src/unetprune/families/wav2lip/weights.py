@@ -36,10 +36,12 @@ def _block_leaf(rest: str) -> str | None:
 
 
 # reference conv-block keys -> our block prefix (the indices of the match fill the braces)
-_WAV2LIP_BLOCK_KEYS = ((re.compile(r"face_encoder_blocks\.(\d+)\.(\d+)\.(.+)"), "fe{}.{}."),
-                       (re.compile(r"face_decoder_blocks\.(\d+)\.(\d+)\.(.+)"), "fd{}.{}."),
-                       (re.compile(r"audio_encoder\.(\d+)\.(.+)"), "audio.{}."),
-                       (re.compile(r"output_block\.0\.(.+)"), "out.0."))
+_WAV2LIP_BLOCK_KEYS = (
+    (re.compile(r"face_encoder_blocks\.(\d+)\.(\d+)\.(.+)"), "fe{}.{}."),
+    (re.compile(r"face_decoder_blocks\.(\d+)\.(\d+)\.(.+)"), "fd{}.{}."),
+    (re.compile(r"audio_encoder\.(\d+)\.(.+)"), "audio.{}."),
+    (re.compile(r"output_block\.0\.(.+)"), "out.0."),
+)
 
 
 def map_reference_wav2lip_key(key: str) -> str | None:
@@ -80,7 +82,9 @@ def _check_against(model: nn.Module, sd: Mapping[str, torch.Tensor], what: str) 
             raise ValueError(f"not a {what} state dict: {k} has shape {got}, expected {tuple(v.shape)}")
 
 
-def load_reference_wav2lip_state_dict(sd: Mapping, spec: Wav2LipSpec | None = None) -> dict[str, torch.Tensor]:
+def load_reference_wav2lip_state_dict(
+    sd: Mapping, spec: Wav2LipSpec | None = None
+) -> dict[str, torch.Tensor]:
     """Map a reference Wav2Lip state dict (or checkpoint ``{"state_dict": …}``) onto our names.
 
     Accepts the keys of Rudrabha/Wav2Lip's ``Wav2Lip`` with or without the ``module.``
@@ -88,8 +92,13 @@ def load_reference_wav2lip_state_dict(sd: Mapping, spec: Wav2LipSpec | None = No
     widths) — every key present, every shape right — and raises ``ValueError`` with a
     one-line reason otherwise.
     """
-    return remap_state_dict(sd, map_reference_wav2lip_key, "Wav2Lip", "reference Wav2Lip",
-                            lambda: Wav2LipGenerator(spec if spec is not None else Wav2LipSpec.reference()))
+    return remap_state_dict(
+        sd,
+        map_reference_wav2lip_key,
+        "Wav2Lip",
+        "reference Wav2Lip",
+        lambda: Wav2LipGenerator(spec if spec is not None else Wav2LipSpec.reference()),
+    )
 
 
 def remap_state_dict(sd: Mapping, mapper, what: str, ref_what: str, build) -> dict[str, torch.Tensor]:
@@ -114,9 +123,17 @@ def remap_state_dict(sd: Mapping, mapper, what: str, ref_what: str, build) -> di
     return out
 
 
-def load_reference_file(path: Path | str, remap: Callable[[Mapping], dict], build: Callable[[], nn.Module], *,
-                        kind: str, expected: str, hint: Callable[[Mapping], str] = lambda obj: "",
-                        check: Callable[[Mapping], None] | None = None, map_location="cpu") -> nn.Module:
+def load_reference_file(
+    path: Path | str,
+    remap: Callable[[Mapping], dict],
+    build: Callable[[], nn.Module],
+    *,
+    kind: str,
+    expected: str,
+    hint: Callable[[Mapping], str] = lambda obj: "",
+    check: Callable[[Mapping], None] | None = None,
+    map_location="cpu",
+) -> nn.Module:
     """``build()`` with the weights of the released file ``path``: read safely
     (:func:`unetprune.weights.load_weights`), mapped by ``remap`` (ValueError when it does not
     fit).  One-line :class:`WeightsFileError` errors name the file: ``expected {kind}, got <type>``
@@ -136,12 +153,16 @@ def load_reference_file(path: Path | str, remap: Callable[[Mapping], dict], buil
     return m
 
 
-def load_wav2lip_weights(path: Path | str, spec: Wav2LipSpec | None = None,
-                         map_location="cpu") -> Wav2LipGenerator:
+def load_wav2lip_weights(
+    path: Path | str, spec: Wav2LipSpec | None = None, map_location="cpu"
+) -> Wav2LipGenerator:
     """A generator with the weights of a reference Wav2Lip checkpoint (``wav2lip.pth``,
     ``wav2lip_gan.pth``: ``{"state_dict": …}``) or a bare reference state dict."""
     return load_reference_file(
-        path, lambda obj: load_reference_wav2lip_state_dict(obj, spec),
+        path,
+        lambda obj: load_reference_wav2lip_state_dict(obj, spec),
         lambda: Wav2LipGenerator(spec if spec is not None else Wav2LipSpec.reference()),
         kind="a reference Wav2Lip checkpoint (a dict with 'state_dict')",
-        expected="a reference Wav2Lip generator checkpoint", map_location=map_location)
+        expected="a reference Wav2Lip generator checkpoint",
+        map_location=map_location,
+    )

@@ -9,7 +9,7 @@ The file is read with ``torch.load(weights_only=True)`` only (never unpickled co
 ``model.model.1.model…`` names are mapped by :mod:`unetprune.families.pix2pix.reference` and every
 key and shape is checked (``bias_mode="reference"``: the official code's biases).  Depth,
 width, norm and the in/out channels come from the file; ``--num-downs``/``--ngf``/``--norm``
-(or ``--config``'s ``model`` section) state what it must be.  Fine-tuning needs a
+(or ``--config``'s ``model.pix2pix`` section) state what it must be.  Fine-tuning needs a
 discriminator: ``--discriminator`` maps a released ``latest_net_D.pth``; without it the
 checkpoint gets a freshly initialised PatchGAN (pix2pix init, seeded), and says so.
 ``--record`` writes the run record the workflow's ``train_original`` job leaves (no
@@ -23,23 +23,48 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("import", help="import a released pix2pix generator (reference state dict)",
-                       description=__doc__.split("\n\n")[0])
-    p.add_argument("--from", dest="source", required=True, metavar="REF.pth",
-                   help="reference UnetGenerator state dict (e.g. latest_net_G.pth)")
+    p = sub.add_parser(
+        "import",
+        help="import a released pix2pix generator (reference state dict)",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="REF.pth",
+        help="reference UnetGenerator state dict (e.g. latest_net_G.pth)",
+    )
     p.add_argument("--out", required=True, metavar="OUT.pt", help="unetprune checkpoint to write")
-    p.add_argument("--discriminator", metavar="D.pth",
-                   help="reference NLayerDiscriminator state dict (default: a fresh PatchGAN)")
-    p.add_argument("--config", help="experiment config: its model section must describe the file; "
-                                    "recorded in the checkpoint (seed, ndf, n_layers_d for a fresh D)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value (repeatable; with --config)")
+    p.add_argument(
+        "--discriminator",
+        metavar="D.pth",
+        help="reference NLayerDiscriminator state dict (default: a fresh PatchGAN)",
+    )
+    p.add_argument(
+        "--config",
+        help="experiment config: its model.pix2pix section must describe the file; "
+        "recorded in the checkpoint (seed, ndf, n_layers_d for a fresh D)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value (repeatable; with --config)",
+    )
     p.add_argument("--num-downs", type=int, help="expected depth (8 = unet_256; default: the file's)")
     p.add_argument("--ngf", type=int, help="expected outermost width (default: the file's)")
     p.add_argument("--norm", choices=["batch", "instance"], help="expected norm (default: the file's)")
-    p.add_argument("--no-dropout", action="store_true",
-                   help="the model was trained with --no_dropout (pix2pix default: dropout on)")
-    p.add_argument("--record", metavar="JSON", help="also write the import record (train.json of the original)")
+    p.add_argument(
+        "--no-dropout",
+        action="store_true",
+        help="the model was trained with --no_dropout (pix2pix default: dropout on)",
+    )
+    p.add_argument(
+        "--record", metavar="JSON", help="also write the import record (train.json of the original)"
+    )
     p.set_defaults(func=run)
 
 
@@ -55,10 +80,14 @@ def load_state_dict(path: Path | str, what: str) -> dict:
     from ....weights import is_state_dict, load_weights
 
     path = Path(path)
-    obj = load_weights(path, f"pix2pix {what} state dict", error=_error,
-                       missing="{path} does not exist (expected a {what})",
-                       unreadable="{path} is not a weights-only {what} "
-                                  "(torch.load(weights_only=True) refused it: {first:.200})")
+    obj = load_weights(
+        path,
+        f"pix2pix {what} state dict",
+        error=_error,
+        missing="{path} does not exist (expected a {what})",
+        unreadable="{path} is not a weights-only {what} "
+        "(torch.load(weights_only=True) refused it: {first:.200})",
+    )
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         raise _error(f"{path} is already a unetprune checkpoint; expected a pix2pix {what} state dict")
     if not obj or not is_state_dict(obj):
@@ -67,31 +96,43 @@ def load_state_dict(path: Path | str, what: str) -> dict:
 
 
 def _check_config(cfg: dict, spec, path: Path) -> None:
-    """The config's model section must describe the imported generator."""
+    """The config's ``model.pix2pix`` section must describe the imported generator."""
     from ....family import family_for_config
+    from ..family import SECTION, model_options
 
-    m = cfg["model"]
-    if m.get("family", "pix2pix") != "pix2pix":
-        raise _error(f"{path}: a pix2pix generator cannot start a {m['family']!r} experiment (model.family)")
+    family = cfg["model"].get("family", SECTION)
+    if family != SECTION:
+        raise _error(f"{path}: a pix2pix generator cannot start a {family!r} experiment (model.family)")
+    m = model_options(cfg)
     want = family_for_config(cfg).spec_from_config(cfg)
     diffs = []
-    for key, ours, theirs in (("model.num_downs", m["num_downs"], spec.num_downs),
-                              ("model.ngf", m["ngf"], spec.enc_widths[0]), ("model.norm", m["norm"], spec.norm)):
-        if ours != theirs:
-            diffs.append(f"{key} is {ours!r}, the file has {theirs!r}")
+    for key, theirs in (("num_downs", spec.num_downs), ("ngf", spec.enc_widths[0]), ("norm", spec.norm)):
+        if m[key] != theirs:
+            diffs.append(f"model.{SECTION}.{key} is {m[key]!r}, the file has {theirs!r}")
     if (want.input_nc, want.output_nc) != (spec.input_nc, spec.output_nc):
-        diffs.append(f"the file maps {spec.input_nc} to {spec.output_nc} channels, the config "
-                     f"{want.input_nc} to {want.output_nc}")
+        diffs.append(
+            f"the file maps {spec.input_nc} to {spec.output_nc} channels, the config "
+            f"{want.input_nc} to {want.output_nc}"
+        )
     if not diffs and spec.norm == "batch" and m["bias_mode"] != "reference":
-        diffs.append(f"model.bias_mode is {m['bias_mode']!r}, the file has the official code's biases: "
-                     f"set model.bias_mode: reference")
+        diffs.append(
+            f"model.{SECTION}.bias_mode is {m['bias_mode']!r}, the file has the official code's "
+            f"biases: set model.{SECTION}.bias_mode: reference"
+        )
     if diffs:
         raise _error(f"{path}: the config does not describe this generator: {'; '.join(diffs)}")
 
 
-def import_reference(source: Path | str, *, cfg: dict | None = None, discriminator: Path | str | None = None,
-                     num_downs: int | None = None, ngf: int | None = None, norm: str | None = None,
-                     use_dropout: bool = True) -> tuple[dict, dict]:
+def import_reference(
+    source: Path | str,
+    *,
+    cfg: dict | None = None,
+    discriminator: Path | str | None = None,
+    num_downs: int | None = None,
+    ngf: int | None = None,
+    norm: str | None = None,
+    use_dropout: bool = True,
+) -> tuple[dict, dict]:
     """Convert ``source`` (and ``discriminator``) into a unetprune checkpoint dict; also return
     the import record.  ``cfg`` (validated) supplies the expectations, dropout, seed and D's
     shape; the keyword expectations apply when no ``cfg`` is given."""
@@ -101,29 +142,36 @@ def import_reference(source: Path | str, *, cfg: dict | None = None, discriminat
     from ....fileio import sha256_file
     from ....metrics.complexity import count_parameters
     from ....family import get_family
+    from ..family import model_options
     from ..patchgan import build_discriminator
     from ..reference import ReferenceFormatError, discriminator_from_reference, generator_from_reference
     from ..unet import init_weights
 
     source = Path(source)
     fam = get_family("pix2pix")
-    if cfg is not None:  # the config's model section states the expectations (checked below)
+    if cfg is not None:  # the config's model.pix2pix section states the expectations (checked below)
         num_downs = ngf = norm = None
-        use_dropout = cfg["model"]["use_dropout"]
+        use_dropout = model_options(cfg)["use_dropout"]
     sd = load_state_dict(source, "UnetGenerator")
     try:
-        spec, state = generator_from_reference(sd, use_dropout=use_dropout, num_downs=num_downs, ngf=ngf,
-                                               norm=norm)
+        spec, state = generator_from_reference(
+            sd, use_dropout=use_dropout, num_downs=num_downs, ngf=ngf, norm=norm
+        )
     except ReferenceFormatError as e:
-        want = (f"unet_{2 ** num_downs} (num_downs {num_downs})" if num_downs else "UnetGenerator")
+        want = f"unet_{2**num_downs} (num_downs {num_downs})" if num_downs else "UnetGenerator"
         raise _error(f"{source} is not a pix2pix {want} state dict: {e}") from None
     if cfg is not None:
         _check_config(cfg, spec, source)
     G = fam.build(spec, init=False)
     G.load_state_dict(state)
-    record = {"imported": True, "source": str(source), "sha256": sha256_file(source),
-              "format": "junyanz/pytorch-CycleGAN-and-pix2pix UnetGenerator state dict",
-              "arch": spec.to_dict(), "params_G": count_parameters(G)}
+    record = {
+        "imported": True,
+        "source": str(source),
+        "sha256": sha256_file(source),
+        "format": "junyanz/pytorch-CycleGAN-and-pix2pix UnetGenerator state dict",
+        "arch": spec.to_dict(),
+        "params_G": count_parameters(G),
+    }
 
     d_in = spec.input_nc + spec.output_nc
     if discriminator:
@@ -133,25 +181,39 @@ def import_reference(source: Path | str, *, cfg: dict | None = None, discriminat
         except ReferenceFormatError as e:
             raise _error(f"{discriminator} is not a pix2pix NLayerDiscriminator state dict: {e}") from None
         if d_arch["input_nc"] != d_in:
-            raise _error(f"{discriminator} is not the discriminator of this generator: it reads "
-                         f"{d_arch['input_nc']} channels, the generator's pairs have {d_in}")
+            raise _error(
+                f"{discriminator} is not the discriminator of this generator: it reads "
+                f"{d_arch['input_nc']} channels, the generator's pairs have {d_in}"
+            )
         D = build_discriminator(d_arch)
         D.load_state_dict(d_state)
-        record["discriminator"] = {"fresh": False, "source": str(discriminator),
-                                   "sha256": sha256_file(discriminator), "arch": d_arch}
+        record["discriminator"] = {
+            "fresh": False,
+            "source": str(discriminator),
+            "sha256": sha256_file(discriminator),
+            "arch": d_arch,
+        }
     else:
-        m = (cfg or {}).get("model") or {}
+        m = model_options(cfg or {})
         seed = int((cfg or {}).get("seed", 0))
         torch.manual_seed(seed)
-        D = build_discriminator({"input_nc": d_in, "ndf": m.get("ndf", 64), "n_layers": m.get("n_layers_d", 3),
-                                 "norm": spec.norm})
+        D = build_discriminator(
+            {"input_nc": d_in, "ndf": m.get("ndf", 64), "n_layers": m.get("n_layers_d", 3), "norm": spec.norm}
+        )
         init_weights(D)
-        record["discriminator"] = {"fresh": True, "arch": D.config,
-                                   "init": f"pix2pix normal(0, 0.02), seed {seed}",
-                                   "note": "freshly initialised PatchGAN: no discriminator was imported"}
+        record["discriminator"] = {
+            "fresh": True,
+            "arch": D.config,
+            "init": f"pix2pix normal(0, 0.02), seed {seed}",
+            "note": "freshly initialised PatchGAN: no discriminator was imported",
+        }
     d_state = {k: v.detach().cpu().clone() for k, v in D.state_dict().items()}
-    ckpt = make_checkpoint(G, cfg or {}, meta={"kind": "pix2pix-import", **record},
-                           discriminator={"arch": D.config, "state_dict": d_state})
+    ckpt = make_checkpoint(
+        G,
+        cfg or {},
+        meta={"kind": "pix2pix-import", **record},
+        discriminator={"arch": D.config, "state_dict": d_state},
+    )
     return ckpt, record
 
 
@@ -164,16 +226,24 @@ def run(args) -> int:
     cfg = load_config(args.config, args.overrides) if args.config else None
     if cfg is not None and any(v is not None for v in (args.num_downs, args.ngf, args.norm)):
         raise _error("give the expected architecture either by --config or by --num-downs/--ngf/--norm")
-    ckpt, record = import_reference(args.source, cfg=cfg, discriminator=args.discriminator,
-                                    num_downs=args.num_downs, ngf=args.ngf, norm=args.norm,
-                                    use_dropout=not args.no_dropout)
+    ckpt, record = import_reference(
+        args.source,
+        cfg=cfg,
+        discriminator=args.discriminator,
+        num_downs=args.num_downs,
+        ngf=args.ngf,
+        norm=args.norm,
+        use_dropout=not args.no_dropout,
+    )
     atomic_torch_save(ckpt, args.out)
     if args.record:
         log = {**record, "config": cfg or {}, "epochs": [], "steps": [], "complete": True}
         atomic_write_text(args.record, json.dumps(log, indent=2))
     d = record["discriminator"]
     a = record["arch"]
-    print(f"{args.out}: imported {args.source} (unet_{2 ** len(a['enc_widths'])}, ngf {a['enc_widths'][0]}, "
-          f"{a['norm']} norm, {record['params_G']:,} params, bias_mode reference); discriminator: "
-          f"{'fresh PatchGAN' if d['fresh'] else d['source']}")
+    print(
+        f"{args.out}: imported {args.source} (unet_{2 ** len(a['enc_widths'])}, ngf {a['enc_widths'][0]}, "
+        f"{a['norm']} norm, {record['params_G']:,} params, bias_mode reference); discriminator: "
+        f"{'fresh PatchGAN' if d['fresh'] else d['source']}"
+    )
     return 0

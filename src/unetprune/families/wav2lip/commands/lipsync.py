@@ -1,8 +1,8 @@
 """`unetprune lipsync`: lip-sync a face video or image to an audio track with a Wav2Lip generator.
 
-    unetprune lipsync --checkpoint G.pt --face VIDEO_OR_IMAGE --audio AUDIO_OR_VIDEO --out OUT.mp4
-                      [--batch-size 32] [--device cpu|cuda] [--detector haar|module:factory]
-                      [--detector-weights FILE] [--pads T B L R] [--nosmooth] [--paste lower|face]
+unetprune lipsync --checkpoint G.pt --face VIDEO_OR_IMAGE --audio AUDIO_OR_VIDEO --out OUT.mp4
+                  [--batch-size 32] [--device cpu|cuda] [--detector haar|module:factory]
+                  [--detector-weights FILE] [--pads T B L R] [--nosmooth] [--paste lower|face]
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import sys
 
 
 def register(sub) -> None:
-    p = sub.add_parser("lipsync", help="lip-sync a face video/image to speech with a Wav2Lip generator (mp4 out)")
+    p = sub.add_parser(
+        "lipsync", help="lip-sync a face video/image to speech with a Wav2Lip generator (mp4 out)"
+    )
     p.add_argument("--checkpoint", required=True, help="a Wav2Lip generator checkpoint (unetprune format)")
     p.add_argument("--face", required=True, help="video or still image with a face")
     p.add_argument("--audio", required=True, help="WAV file, or any media file with an audio stream")
@@ -21,11 +23,21 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--detector", default="haar", help="'haar' (OpenCV, default) or module:factory")
     p.add_argument("--detector-weights", help="passed to the detector factory (e.g. s3fd.pth)")
-    p.add_argument("--pads", type=int, nargs=4, default=[0, 10, 0, 0], metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
-                   help="box padding in pixels (reference default 0 10 0 0)")
+    p.add_argument(
+        "--pads",
+        type=int,
+        nargs=4,
+        default=[0, 10, 0, 0],
+        metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
+        help="box padding in pixels (reference default 0 10 0 0)",
+    )
     p.add_argument("--nosmooth", action="store_true", help="no temporal smoothing of the face boxes")
-    p.add_argument("--paste", choices=["lower", "face"], default="lower",
-                   help="paste back the generated lower half (default) or the whole face box (reference)")
+    p.add_argument(
+        "--paste",
+        choices=["lower", "face"],
+        default="lower",
+        help="paste back the generated lower half (default) or the whole face box (reference)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -35,10 +47,23 @@ def run(args) -> int:
     from ..lipsync import lipsync
 
     det = load_detector(args.detector, args.detector_weights)
-    s = lipsync(args.checkpoint, args.face, args.audio, args.out, batch_size=args.batch_size, device=args.device,
-                detector=det, pads=tuple(args.pads), smooth=not args.nosmooth, paste=args.paste,
-                progress=not args.no_progress)
-    print(f"wrote {s['out']}: {s['frames']} frames at {s['fps']} fps ({s['mp4_seconds']:.2f} s; audio "
-          f"{s['audio_seconds']:.2f} s) in {s['seconds']:.1f} s", file=sys.stderr)
+    s = lipsync(
+        args.checkpoint,
+        args.face,
+        args.audio,
+        args.out,
+        batch_size=args.batch_size,
+        device=args.device,
+        detector=det,
+        pads=tuple(args.pads),
+        smooth=not args.nosmooth,
+        paste=args.paste,
+        progress=not args.no_progress,
+    )
+    print(
+        f"wrote {s['out']}: {s['frames']} frames at {s['fps']} fps ({s['mp4_seconds']:.2f} s; audio "
+        f"{s['audio_seconds']:.2f} s) in {s['seconds']:.1f} s",
+        file=sys.stderr,
+    )
     print(json.dumps(s))
     return 0

@@ -19,9 +19,12 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train-lse-standin",
-                       help="train the offline stand-in LSE network S on a talking-face training split")
-    p.add_argument("--data", required=True, help="preprocessed talking-face folder (or the demo-talking folder)")
+    p = sub.add_parser(
+        "train-lse-standin", help="train the offline stand-in LSE network S on a talking-face training split"
+    )
+    p.add_argument(
+        "--data", required=True, help="preprocessed talking-face folder (or the demo-talking folder)"
+    )
     p.add_argument("--out", required=True, help="checkpoint file to write")
     p.add_argument("--split", default="train")
     p.add_argument("--steps", type=int, default=300)
@@ -34,8 +37,12 @@ def register(sub) -> None:
     p.set_defaults(func=run_train)
 
     q = sub.add_parser("lse", help="LSE-D / LSE-C / offset of talking-face clips (syncnet_python protocol)")
-    q.add_argument("--backend", choices=["standin", "standard"], default="standin",
-                   help="standin (train-lse-standin checkpoint) or standard (syncnet_v2.model)")
+    q.add_argument(
+        "--backend",
+        choices=["standin", "standard"],
+        default="standin",
+        help="standin (train-lse-standin checkpoint) or standard (syncnet_v2.model)",
+    )
     q.add_argument("--weights", required=True, help="stand-in checkpoint or syncnet_v2.model")
     src = q.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="preprocessed talking-face folder (clips of --split)")
@@ -49,13 +56,24 @@ def register(sub) -> None:
 def run_train(args) -> int:
     from ..lse import train_lse_standin
 
-    info = train_lse_standin(args.data, args.out, steps=args.steps, batch=args.batch, negatives=args.negatives,
-                             lr=args.lr, seed=args.seed, threads=args.threads, split=args.split,
-                             progress=not args.no_progress,
-                             log=lambda m: print(m, file=sys.stderr, flush=True))
-    print(f"wrote {args.out}: stand-in S, {info['steps']} steps on {info['n_clips_used']} {info['split']} clips, "
-          f"final accuracy {info['final_accuracy']:.2f} (chance {info['chance_accuracy']:.2f}), "
-          f"{info['seconds']:.0f} s; sha256 {info['weights_sha256'][:12]}")
+    info = train_lse_standin(
+        args.data,
+        args.out,
+        steps=args.steps,
+        batch=args.batch,
+        negatives=args.negatives,
+        lr=args.lr,
+        seed=args.seed,
+        threads=args.threads,
+        split=args.split,
+        progress=not args.no_progress,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+    )
+    print(
+        f"wrote {args.out}: stand-in S, {info['steps']} steps on {info['n_clips_used']} {info['split']} clips, "
+        f"final accuracy {info['final_accuracy']:.2f} (chance {info['chance_accuracy']:.2f}), "
+        f"{info['seconds']:.0f} s; sha256 {info['weights_sha256'][:12]}"
+    )
     return 0
 
 
@@ -75,6 +93,9 @@ def run_lse(args) -> int:
     if args.out:
         atomic_write_text(Path(args.out), text)
     print(text)
-    print(f"LSE-D {res['lse_d']:.3f}  LSE-C {res['lse_c']:.3f}  mean |offset| {res['abs_offset']:.2f}  "
-          f"({res['n_clips']} clips, backend {res['backend']})", file=sys.stderr)
+    print(
+        f"LSE-D {res['lse_d']:.3f}  LSE-C {res['lse_c']:.3f}  mean |offset| {res['abs_offset']:.2f}  "
+        f"({res['n_clips']} clips, backend {res['backend']})",
+        file=sys.stderr,
+    )
     return 0

@@ -32,9 +32,13 @@ def _data_actions(sub) -> argparse._SubParsersAction | None:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo-talking",
-                       help="build the offline talking-face demo set (espeak-ng speech, animated face photos)")
-    p.add_argument("--out", required=True, help="output folder (raw/ LRS2 layout, preprocessed/, demo_talking.json)")
+    p = sub.add_parser(
+        "demo-talking",
+        help="build the offline talking-face demo set (espeak-ng speech, animated face photos)",
+    )
+    p.add_argument(
+        "--out", required=True, help="output folder (raw/ LRS2 layout, preprocessed/, demo_talking.json)"
+    )
     p.add_argument("--train", type=int, default=12, help="training clips (default 12)")
     p.add_argument("--val", type=int, default=2, help="validation clips (default 2)")
     p.add_argument("--test", type=int, default=4, help="test clips (default 4)")
@@ -46,21 +50,39 @@ def register(sub) -> None:
 
     actions = _data_actions(sub)
     if actions is not None:
-        q = actions.add_parser("preprocess-lrs2", help="face crops + 16 kHz audio from LRS2-layout videos "
-                               "(the reference Wav2Lip preprocessed layout; resumable)")
+        q = actions.add_parser(
+            "preprocess-lrs2",
+            help="face crops + 16 kHz audio from LRS2-layout videos "
+            "(the reference Wav2Lip preprocessed layout; resumable)",
+        )
     else:
         q = sub.add_parser("preprocess-lrs2", help="face crops + 16 kHz audio from LRS2-layout videos")
-    q.add_argument("--root", required=True, help="folder of <speaker>/<clip>.mp4 (+ train.txt/val.txt/test.txt)")
+    q.add_argument(
+        "--root", required=True, help="folder of <speaker>/<clip>.mp4 (+ train.txt/val.txt/test.txt)"
+    )
     q.add_argument("--out", required=True, help="preprocessed folder to create or complete")
-    q.add_argument("--detector", default="haar",
-                   help="'haar' (OpenCV, default) or module:factory returning an object with detect(frames)")
+    q.add_argument(
+        "--detector",
+        default="haar",
+        help="'haar' (OpenCV, default) or module:factory returning an object with detect(frames)",
+    )
     q.add_argument("--detector-weights", help="passed to the detector factory (e.g. s3fd.pth)")
-    q.add_argument("--pads", type=int, nargs=4, default=[0, 10, 0, 0], metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
-                   help="box padding in pixels (reference default 0 10 0 0)")
+    q.add_argument(
+        "--pads",
+        type=int,
+        nargs=4,
+        default=[0, 10, 0, 0],
+        metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
+        help="box padding in pixels (reference default 0 10 0 0)",
+    )
     q.add_argument("--smooth-t", type=int, default=5, help="moving-average window of the boxes (default 5)")
     q.add_argument("--nosmooth", action="store_true", help="no temporal smoothing of the boxes")
-    q.add_argument("--min-face-fraction", type=float, default=0.5,
-                   help="skip a clip with faces in fewer of its frames (default 0.5)")
+    q.add_argument(
+        "--min-face-fraction",
+        type=float,
+        default=0.5,
+        help="skip a clip with faces in fewer of its frames (default 0.5)",
+    )
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
     q.set_defaults(func=run_preprocess)
 
@@ -68,13 +90,24 @@ def register(sub) -> None:
 def run_demo(args) -> int:
     from ..demo import build_talking_demo
 
-    man = build_talking_demo(Path(args.out), n_train=args.train, n_val=args.val, n_test=args.test,
-                             side=args.side, seed=args.seed, force=args.force,
-                             progress=not args.no_progress, log=_log)
+    man = build_talking_demo(
+        Path(args.out),
+        n_train=args.train,
+        n_val=args.val,
+        n_test=args.test,
+        side=args.side,
+        seed=args.seed,
+        force=args.force,
+        progress=not args.no_progress,
+        log=_log,
+    )
     counts = man["preprocess"]["counts"]
     secs = man["seconds"]
-    print(f"talking-face demo at {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
-          + f" clips ({secs['synthesize_animate_encode']:.0f} s to make, {secs['preprocess']:.0f} s to preprocess)")
+    print(
+        f"talking-face demo at {args.out}: "
+        + ", ".join(f"{k} {v}" for k, v in counts.items())
+        + f" clips ({secs['synthesize_animate_encode']:.0f} s to make, {secs['preprocess']:.0f} s to preprocess)"
+    )
     return 0
 
 
@@ -84,12 +117,22 @@ def run_preprocess(args) -> int:
     from ..lrs2 import preprocess_lrs2
 
     det = load_detector(args.detector, args.detector_weights)
-    s = preprocess_lrs2(Path(args.root), Path(args.out), detector=det, pads=args.pads,
-                        smooth_T=1 if args.nosmooth else args.smooth_t, min_face_fraction=args.min_face_fraction,
-                        progress=not args.no_progress, log=_log)
+    s = preprocess_lrs2(
+        Path(args.root),
+        Path(args.out),
+        detector=det,
+        pads=args.pads,
+        smooth_T=1 if args.nosmooth else args.smooth_t,
+        min_face_fraction=args.min_face_fraction,
+        progress=not args.no_progress,
+        log=_log,
+    )
     done, old, failed = len(s["processed"]), len(s["already_done"]), s["failed"]
-    print(f"preprocessed {done} clips into {args.out} ({old} already done, {len(failed)} skipped"
-          + (": " + "; ".join(failed) if failed else "") + ")")
+    print(
+        f"preprocessed {done} clips into {args.out} ({old} already done, {len(failed)} skipped"
+        + (": " + "; ".join(failed) if failed else "")
+        + ")"
+    )
     if done + old == 0:
         raise DataError(f"{args.root}: no clip could be preprocessed (see the reasons above)")
     return 0

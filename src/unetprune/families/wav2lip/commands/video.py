@@ -13,13 +13,22 @@ from ....commands._common import add_config_args, config_from_args
 
 
 def register(sub) -> None:
-    p = sub.add_parser("sample-video", help="Wav2Lip: a test clip through every model, side by side (mp4 + PNG)",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser(
+        "sample-video",
+        help="Wav2Lip: a test clip through every model, side by side (mp4 + PNG)",
+        description=__doc__.split("\n\n")[0],
+    )
     add_config_args(p)
-    p.add_argument("--stage", choices=["pruned", "finetuned"], default=None,
-                   help="the variants' stage (default: the last stage of the experiment)")
+    p.add_argument(
+        "--stage",
+        choices=["pruned", "finetuned"],
+        default=None,
+        help="the variants' stage (default: the last stage of the experiment)",
+    )
     p.add_argument("--results", default=str(DEFAULT_BASE), help=f"results folder (default {DEFAULT_BASE})")
-    p.add_argument("--max-frames", type=int, default=125, help="at most this many frames of the clip (default 125)")
+    p.add_argument(
+        "--max-frames", type=int, default=125, help="at most this many frames of the clip (default 125)"
+    )
     p.set_defaults(func=run)
 
 
@@ -29,5 +38,7 @@ def run(args) -> int:
 
     cfg = config_from_args(args)
     out = sample_video(cfg, args.stage or final_stage(cfg), args.results, max_frames=args.max_frames)
-    print(f"{out['video']} and {out['grid']}: clip {out['clip']}, {out['frames']} frames, {out['models']} models")
+    print(
+        f"{out['video']} and {out['grid']}: clip {out['clip']}, {out['frames']} frames, {out['models']} models"
+    )
     return 0
