@@ -58,6 +58,7 @@ class Espeak:
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         lib.espeak_Synth.argtypes = [
             ctypes.c_char_p,
             ctypes.c_size_t,
@@ -103,10 +104,17 @@ class Espeak:
         return 0
 
     def synthesize(
-        self, text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50
+        self, text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50, seed: int | None = None
     ) -> tuple[np.ndarray, list[tuple[float, str]]]:
-        """(float32 samples at :attr:`sample_rate`, [(time in s, phoneme mnemonic), …])."""
+        """(float32 samples at :attr:`sample_rate`, [(time in s, phoneme mnemonic), …]).
+
+        espeak-ng's variant voices (``+f2``, ``+f3``, ...) add random breath noise: ``seed`` seeds
+        its generator first, so a process that makes the same calls in the same order gets the
+        same samples (the synthesiser keeps state from call to call, so it is the sequence that
+        repeats, not each call on its own)."""
         with self._lock:
+            if seed is not None:
+                self.lib.espeak_ng_SetRandSeed(int(seed) & 0x7FFFFFFF)
             if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
                 raise DataError(f"espeak-ng has no voice {voice!r}")
             self.lib.espeak_SetParameter(_RATE, int(rate), 0)
