@@ -212,3 +212,20 @@ def _install_third_family() -> None:
 
 
 _install_third_family()
+
+
+# ------------------------------------------------------------------------------------------
+# the hostile-input suite's summary (tests/test_hostile.py), at the end of the run, in CI too
+# ------------------------------------------------------------------------------------------
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the hostile suite's line (attacks tried, refused with one line, code executed,
+    inputs lost, hangs) when that suite ran."""
+    import sys
+
+    hostile = sys.modules.get("test_hostile")
+    if hostile is not None and hostile.HOSTILE["tried"]:
+        terminalreporter.write_sep("-", "hostile inputs")
+        for line in hostile.hostile_summary().splitlines():
+            terminalreporter.write_line(line)

@@ -1,6 +1,10 @@
 """Hostile inputs: each test reproduces an attack on a naive implementation — a weights file
 that runs code when unpickled, an experiment name that escapes results/, leftovers of a killed
-run — and checks it is refused (one line, naming the file or key) or cleaned up."""
+run, a file name that ffmpeg reads as a protocol, a 10-hour input, a filelist entry that climbs
+out of its folder, an output that is an input, a full disk, out-of-range numbers — and checks
+it is refused (one line, naming the file or key) or cleaned up.  The suite counts what it tried,
+what was refused with one line, code executed, inputs lost and hangs; the summary line is
+printed at the end of the run (tests/conftest.py) and the last test requires 0, 0 and 0."""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ from unetprune.data.fetch import PARTIAL_OWNER, remove_stale_partials
 from unetprune.fileio import atomic_torch_save, remove_stale_temps
 from unetprune.layout import CHECKPOINT_NAME, RESUME_NAME
 from unetprune.metrics import fid as F
+
+from test_lipsync import inputs  # noqa: F401, F811 (the lip-sync fixture the media attacks start from)
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -48,7 +54,7 @@ def test_poisoned_inception_weights_refused_without_running_code(tmp_path):
         F.get_extractor("inception-v3-compat", weights=bad)
     msg = str(e.value)
     assert "\n" not in msg and str(bad) in msg and "weights_only" in msg
-    assert not marker.exists()
+    _not_executed(marker)
     _refused("pickled Inception weights that run code", msg, str(bad))
 
 
@@ -60,15 +66,15 @@ def test_poisoned_cached_standin_weights_refused_without_running_code(tmp_path):
     with pytest.raises(F.FIDError) as e:
         F.get_extractor("standin", seed=0, cache_dir=tmp_path)
     assert "\n" not in str(e.value) and str(path) in str(e.value)
-    assert not marker.exists()
+    _not_executed(marker)
     _refused("poisoned cached stand-in weights", str(e.value), str(path))
     # the same file handed explicitly, and through torch-fidelity's own folder computation
     with pytest.raises(F.FIDError):
         F.get_extractor("standin", weights=path, seed=0, cache_dir=tmp_path / "other")
-    assert not marker.exists()
+    _not_executed(marker)
     with pytest.raises(F.FIDError):
         F.load_weights_file(path)
-    assert not marker.exists()
+    _not_executed(marker)
 
 
 def test_torch_fidelity_extractor_reads_weights_safely(tmp_path, monkeypatch):
@@ -81,7 +87,7 @@ def test_torch_fidelity_extractor_reads_weights_safely(tmp_path, monkeypatch):
     cls = F._register_inception()
     with pytest.raises(F.FIDError):
         cls(F.SAFE_INCEPTION_NAME, [F.FEATURE_LAYER], feature_extractor_weights_path=str(bad), verbose=False)
-    assert not marker.exists()
+    _not_executed(marker)
 
 
 def test_wrong_state_dict_refused_with_one_line(tmp_path):
@@ -249,7 +255,46 @@ def test_fetch_cleans_partials_of_a_killed_fetch(tmp_path):
 # it was refused with a one-line message (naming the file, member or key); the last test states
 # both and requires them equal.
 
-HOSTILE = {"tried": 0, "refused": 0}
+HOSTILE = {"tried": 0, "refused": 0, "executed": 0, "lost": 0, "hangs": 0}
+
+
+def hostile_summary() -> str:
+    """The suite's summary (printed by tests/conftest.py at the end of the run): the counts, and
+    what the 10-hour refusals took when they ran."""
+    h = HOSTILE
+    line = (
+        f"hostile-input suite: {h['tried']} attacks tried, {h['refused']} refused with one line, "
+        f"{h['executed']} code executed, {h['lost']} inputs lost, {h['hangs']} hangs"
+    )
+    took = [
+        f"10-hour {k} refused in {t:.2f} s: +{grew:.0f} MB over the {base:.0f} MB the process held "
+        f"at start, ffmpeg peak {ff:.0f} MB"
+        for k, (t, grew, ff, base) in sorted(MEASURED.items())
+    ]
+    return "\n".join([line, *took])
+
+
+def _not_executed(marker: Path) -> None:
+    """Count a code-execution marker that exists (it must not)."""
+    if marker.exists():
+        HOSTILE["executed"] += 1
+    assert not marker.exists(), f"code ran: {marker} exists"
+
+
+def _snapshot(*paths: Path) -> dict:
+    """{file: bytes} of every file under ``paths`` (links followed): the inputs to keep."""
+    out = {}
+    for p in paths:
+        for f in [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file()):
+            out[f] = f.read_bytes()
+    return out
+
+
+def _kept(before: dict) -> None:
+    """Count the inputs of ``before`` (a :func:`_snapshot`) that are gone or changed (must be 0)."""
+    lost = [f for f, data in before.items() if not f.is_file() or f.read_bytes() != data]
+    HOSTILE["lost"] += len(lost)
+    assert not lost, f"inputs replaced or removed: {lost}"
 
 
 def _refused(what: str, message: str, *needles: str) -> None:
@@ -696,7 +741,7 @@ def _inputs(folder: Path, names=("a.png", "b.png")) -> Path:
 
 def test_translate_refuses_output_equal_to_or_inside_input_and_stem_clashes(tmp_path, capsys, small_ckpt):
     inp = _inputs(tmp_path / "in")
-    before = {p.name: p.read_bytes() for p in inp.iterdir()}
+    before = _snapshot(inp)
     for what, out in (
         ("translate --output = --input", inp),
         ("translate --output inside --input", inp / "gen"),
@@ -707,7 +752,7 @@ def test_translate_refuses_output_equal_to_or_inside_input_and_stem_clashes(tmp_
             capsys,
             str(inp),
         )
-    assert {p.name: p.read_bytes() for p in inp.iterdir()} == before  # the inputs are untouched
+    _kept(before)  # the inputs are untouched
     clash = _inputs(tmp_path / "clash", ("a.png", "a.jpg", "b.png"))
     _cli_refused(
         "two inputs with the same stem",
@@ -928,15 +973,504 @@ def test_two_syncs_at_once_on_a_fresh_store(results_tree, tmp_path):
     assert two_at_once() == first
 
 
+# ---------------------------------------------------------------- media: protocol names, 10-hour inputs
+
+
+@pytest.fixture(scope="module")
+def lip(inputs):  # noqa: F811
+    """test_lipsync's small Wav2Lip checkpoint and real media, plus a 10-hour FLAC and a 2-frame
+    mp4 whose second frame sits at 10 h (a few KB each, made by the bundled ffmpeg)."""
+    import subprocess
+
+    from unetprune.data.media import ffmpeg_exe
+
+    ff = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"]
+    subprocess.run(
+        [*ff, "anullsrc=r=100:cl=mono", "-t", "36000", "-c:a", "flac", str(inputs / "ten_hours.flac")],
+        check=True,
+    )
+    gap = ["-frames:v", "2", "-vf", "setpts=N*36000/TB", "-fps_mode", "passthrough", "-c:v", "libx264"]
+    subprocess.run([*ff, "color=c=gray:s=64x64:r=1", *gap, str(inputs / "ten_hour_gap.mp4")], check=True)
+    return inputs
+
+
+def _lipsync_argv(lip: Path, face, audio, out, *extra) -> list[str]:
+    return [
+        "lipsync",
+        "--checkpoint",
+        str(lip / "G.pt"),
+        "--face",
+        str(face),
+        "--audio",
+        str(audio),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--device",
+        "cpu",
+        *extra,
+    ]
+
+
+def _run_child(cmd: list[str], timeout: float, **kw) -> tuple[int, str, float]:
+    """Run ``cmd`` (stdin a live pipe that is never written nor closed); returns (exit status,
+    stderr, peak resident MB of the child and the children it waited for).  A child still
+    running after ``timeout`` s is killed and counted as a hang."""
+    import subprocess
+    import tempfile
+    import threading
+
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, **kw)
+        hung = threading.Event()
+
+        def kill():
+            hung.set()
+            proc.kill()
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+            proc.stdin.close()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        text = err.read().decode("utf-8", "replace")
+    if hung.is_set():
+        HOSTILE["hangs"] += 1
+        pytest.fail(f"{' '.join(cmd[-12:])}: still running after {timeout} s (killed)")
+    return proc.returncode, text, usage.ru_maxrss / 1024
+
+
+def _one_error_line(what: str, rc: int, err: str) -> str:
+    errors = [ln for ln in err.splitlines() if "error" in ln]
+    assert rc == 2 and len(errors) == 1 and "Traceback" not in err, f"{what}: exit {rc}: {err[-3000:]}"
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["concat:a.mp4|b.mp4", "subfile,,start,0,end,2000,,:a.mp4", "file:a.mp4", "http:127.0.0.1:{port}"],
+    ids=["concat", "subfile", "file", "http"],
+)
+def test_file_names_that_ffmpeg_reads_as_protocols_are_refused(lip, tmp_path, capsys, monkeypatch, name):
+    """A local file whose name is an ffmpeg protocol, given as typed (relative), is refused
+    before ffmpeg sees it: no other file is read, no connection opened.  The same file named by
+    its absolute path is read as itself."""
+    import shutil
+
+    from unetprune.data import media as M
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.setblocking(False)
+    name = name.format(port=server.getsockname()[1])
+    monkeypatch.chdir(tmp_path)
+    for n in ("a.mp4", "b.mp4"):
+        shutil.copy(lip / "talk.mp4", n)
+    shutil.copy(lip / "face.mp4", name)  # it exists, so an existence check passes
+    before = _snapshot(tmp_path)
+    for flag in ("--face", "--audio"):
+        face, audio = (name, lip / "speech.wav") if flag == "--face" else (lip / "face.mp4", name)
+        _cli_refused(
+            f"lipsync {flag} {name}",
+            _lipsync_argv(lip, face, audio, tmp_path / "out.mp4"),
+            capsys,
+            name,
+            "ffmpeg protocol or URL",
+        )
+        assert not (tmp_path / "out.mp4").exists()
+    with pytest.raises(BlockingIOError):
+        server.accept()  # nothing connected
+    server.close()
+    _kept(before)
+    own = M.probe(tmp_path / name)  # by its absolute path: the file itself (face.mp4, no audio)
+    assert own.audio is None and abs(own.duration - 0.8) < 0.05
+
+
+def test_pipe0_name_with_a_live_stdin_does_not_hang(lip, tmp_path):
+    """``--face pipe:0`` (a local file of that name) while stdin stays open: refused at once
+    (ffmpeg would read stdin and wait for ever)."""
+    import sys
+
+    (tmp_path / "pipe:0").write_bytes((lip / "face.mp4").read_bytes())
+    argv = _lipsync_argv(lip, "pipe:0", lip / "speech.wav", "o.mp4")
+    rc, err, _ = _run_child([sys.executable, "-m", "unetprune.cli", *argv], 120, cwd=tmp_path)
+    line = _one_error_line("--face pipe:0", rc, err)
+    _refused("lipsync --face pipe:0 with a live stdin", line, "pipe:0", "ffmpeg protocol or URL")
+    assert not (tmp_path / "o.mp4").exists()
+
+
+_MEASURED_CLI = """
+import re, sys, time
+from unetprune.cli import main
+import unetprune.families.wav2lip.lipsync  # torch and the rest imported before the clock starts
+
+
+def mb(key):
+    return int(re.search(key + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1)) / 1024
+
+
+base = mb("VmRSS")
+open("/proc/self/clear_refs", "w").write("5")  # the peak (VmHWM) starts again from here
+t0 = time.perf_counter()
+rc = main(sys.argv[1:])
+took = time.perf_counter() - t0
+print(f"MEASURED {took:.3f} {mb('VmHWM') - base:.1f} {base:.1f}", file=sys.stderr)
+sys.exit(rc)
+"""
+
+# ffmpeg run through a small process that records each run's peak memory (a child's own
+# rusage: the forking process's memory is not counted, as it would be in RUSAGE_CHILDREN)
+_FFMPEG_METER = """
+import os, subprocess, sys
+p = subprocess.Popen([os.environ["REAL_FFMPEG"], *sys.argv[1:]])
+_, status, usage = os.wait4(p.pid, 0)
+with open(os.environ["FFMPEG_PEAKS"], "a") as f:
+    f.write(f"{usage.ru_maxrss / 1024:.1f}\\n")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+MEASURED: dict = {}  # the 10-hour refusals, printed with the summary
+
+
+def _cap_address_space() -> None:
+    """4 GiB of address space for the child: a regression fails fast instead of filling the
+    machine (unbounded, the 10-hour FLAC grew past 14 GB in 45 s)."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+
+@pytest.mark.parametrize("which", ["audio", "video"])
+def test_ten_hour_inputs_refused_fast_in_little_memory(lip, tmp_path, which):
+    """A 10-hour FLAC (a few KB) as --audio, a 2-frame mp4 whose second frame sits at 10 h as
+    --face: refused from the probe in under 5 s, the line naming the limit and its flag.  The
+    memory the input costs stays under 500 MB: the command's peak above what the process held
+    when it started (Python, torch and the other imports: ~0.75 GB with a CUDA build of torch,
+    whatever the input) and the peak of every ffmpeg it ran."""
+    import sys
+
+    from unetprune.data.media import ffmpeg_exe
+
+    if which == "audio":
+        face, audio, bad = lip / "face.mp4", lip / "ten_hours.flac", lip / "ten_hours.flac"
+    else:
+        face, audio, bad = lip / "ten_hour_gap.mp4", lip / "speech.wav", lip / "ten_hour_gap.mp4"
+    assert bad.stat().st_size < 100_000
+    meter = tmp_path / "ffmpeg"
+    meter.write_text(f"#!{sys.executable}\n{_FFMPEG_METER}")
+    meter.chmod(0o755)
+    peaks = tmp_path / "peaks.txt"
+    env = {
+        **os.environ,
+        "UNETPRUNE_FFMPEG": str(meter),
+        "REAL_FFMPEG": ffmpeg_exe(),
+        "FFMPEG_PEAKS": str(peaks),
+    }
+    cmd = [sys.executable, "-c", _MEASURED_CLI, *_lipsync_argv(lip, face, audio, tmp_path / "o.mp4")]
+    rc, err, _ = _run_child(cmd, 120, env=env, preexec_fn=_cap_address_space)
+    assert "MEASURED " in err, err[-3000:]
+    took, grew_mb, base_mb = map(float, err.split("MEASURED ")[-1].split()[:3])
+    ffmpeg_mb = max(map(float, peaks.read_text().split()))
+    MEASURED[which] = (took, grew_mb, ffmpeg_mb, base_mb)
+    line = _one_error_line(f"10-hour {which}", rc, err)
+    _refused(f"10-hour {which}", line, str(bad), "max_seconds", "--max-seconds")
+    assert took < 5, f"10-hour {which}: refused after {took:.1f} s"
+    assert grew_mb < 500 and ffmpeg_mb < 500, f"10-hour {which}: +{grew_mb:.0f} MB, ffmpeg {ffmpeg_mb:.0f} MB"
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_media_limits_are_configurable_and_admit_the_defaults(lip, tmp_path):
+    """The flags raise or lower each limit; the schema's defaults are MediaLimits' defaults."""
+    from unetprune.config import validate
+    from unetprune.data import media as M
+
+    assert validate({"experiment": "x"})["data"]["media"] == {
+        "max_seconds": M.DEFAULT_LIMITS.max_seconds,
+        "max_frames": M.DEFAULT_LIMITS.max_frames,
+        "max_pixels": M.DEFAULT_LIMITS.max_pixels,
+    }
+    M.probe(lip / "ten_hours.flac", limits=M.MediaLimits(max_seconds=36001))  # raised: accepted
+    for limits, needle in (
+        (M.MediaLimits(max_seconds=0.5), "max_seconds"),
+        (M.MediaLimits(max_frames=10), "max_frames"),
+        (M.MediaLimits(max_pixels=100 * 100), "max_pixels"),
+    ):
+        _raises_one_line(
+            f"face.mp4 over {needle}",
+            M.MediaError,
+            lambda lim=limits: M.decode_frames(lip / "face.mp4", limits=lim),
+            "face.mp4",
+            needle,
+            needle.replace("max_", "--max-"),
+        )
+
+
+# ---------------------------------------------------------------- filelists that climb out
+
+
+def test_preprocess_filelist_entry_with_dotdot_writes_nothing_outside_out(lip, tmp_path):
+    import shutil
+
+    from unetprune.data.aligned import DataError
+    from unetprune.families.wav2lip.lrs2 import preprocess_lrs2
+
+    root, out = tmp_path / "raw" / "main", tmp_path / "pre"
+    (root / "spk").mkdir(parents=True)
+    (tmp_path / "raw" / "outside").mkdir()
+    shutil.copy(lip / "talk.mp4", root / "spk" / "00001.mp4")
+    shutil.copy(lip / "talk.mp4", tmp_path / "raw" / "outside" / "00009.mp4")  # root/../outside/00009
+    (root / "train.txt").write_text("spk/00001\n../outside/00009\n")
+    before = _snapshot(tmp_path / "raw")
+    _raises_one_line(
+        "preprocess-lrs2 entry ../outside/00009",
+        DataError,
+        lambda: preprocess_lrs2(root, out, progress=False),
+        "train.txt",
+        "'../outside/00009'",
+    )
+    assert not (tmp_path / "outside").exists() and not out.exists()  # nothing written anywhere
+    _kept(before)
+
+
+def test_training_loader_refuses_filelist_entries_that_leave_the_root(tmp_path):
+    import cv2
+    import numpy as np
+
+    from unetprune.data.aligned import DataError
+    from unetprune.data.media import write_wav
+    from unetprune.families.wav2lip.datasets import TalkingFaceDataset
+
+    clip = tmp_path / "secret" / "00009"  # a complete clip folder outside the preprocessed root
+    clip.mkdir(parents=True)
+    for i in range(20):
+        cv2.imwrite(str(clip / f"{i}.jpg"), np.full((32, 32, 3), i, np.uint8))
+    write_wav(clip / "audio.wav", np.zeros(16000, np.float32), 16000)
+    root = tmp_path / "pre"
+    root.mkdir()
+    for entry in ("../secret/00009", str(clip)):
+        (root / "train.txt").write_text(f"{entry}\n")
+        _raises_one_line(
+            f"train.txt entry {entry}",
+            DataError,
+            lambda: TalkingFaceDataset(root, "train", img_size=32),
+            "train.txt",
+            repr(entry),
+        )
+
+
+# ---------------------------------------------------------------- outputs that are inputs
+
+
+def test_lipsync_out_equal_to_or_linked_to_an_input_is_refused(lip, tmp_path, capsys):
+    import shutil
+
+    face, audio = tmp_path / "face.mp4", tmp_path / "talk.mp4"
+    shutil.copy(lip / "face.mp4", face)
+    shutil.copy(lip / "talk.mp4", audio)
+    (tmp_path / "link.mp4").symlink_to(face)
+    before = _snapshot(face, audio)
+    for what, out in (
+        ("--out = --face", face),
+        ("--out = --audio", audio),
+        ("--out a link to --face", tmp_path / "link.mp4"),
+    ):
+        _cli_refused(f"lipsync {what}", _lipsync_argv(lip, face, audio, out), capsys, str(out), "replaced")
+    _kept(before)
+
+
+def test_translate_over_an_input_folder_of_links_into_the_output_replaces_nothing(
+    tmp_path, capsys, small_ckpt
+):
+    out = _inputs(tmp_path / "out", ("a.png", "b.png", "c.png", "d.png"))  # the real images
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for f in sorted(out.iterdir()):
+        (inp / f.name).symlink_to(f)
+    before = _snapshot(out)
+    _cli_refused(
+        "translate over input links into --output",
+        ["translate", "--checkpoint", str(small_ckpt), "--input", str(inp), "--output", str(out)],
+        capsys,
+        "would replace the input",
+    )
+    _kept(before)
+
+
+def test_prune_out_equal_to_its_checkpoint_is_refused(tmp_path, capsys, small_ckpt):
+    import shutil
+
+    ck = tmp_path / "g.pt"
+    shutil.copy(small_ckpt, ck)
+    before = _snapshot(ck)
+    _cli_refused(
+        "prune --out = --checkpoint",
+        ["prune", "--checkpoint", str(ck), "--strategy", "cut", "--k", "1", "--out", str(ck)],
+        capsys,
+        str(ck),
+        "replaced",
+    )
+    _kept(before)
+
+
+# ---------------------------------------------------------------- full disk during train
+
+
+def _tiny_train_argv(tiny_demo, tmp_path: Path) -> list[str]:
+    import yaml
+
+    cfg = {
+        "experiment": "tiny",
+        "seed": 7,
+        "data": {"dataset": "folder", "root": str(tiny_demo), "load_size": 36, "crop_size": 32},
+        "demo": {"image_size": 32},
+        "model": {"pix2pix": {"num_downs": 5, "ngf": 4, "ndf": 4}},
+        "train": {"n_epochs": 1, "n_epochs_decay": 0, "save_every": 1, "threads": 1, "eval_images": 2},
+        "evaluate": {"fid_backend": "standin"},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    return ["train", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"), "--quiet"]
+
+
+def test_full_disk_during_train_is_one_line_and_leaves_no_partial_file(
+    tiny_demo, tmp_path, capsys, monkeypatch
+):
+    """The disk fills up while a checkpoint is written (a write fails with ENOSPC, which torch's
+    C++ writer turns into a RuntimeError): one line naming the file, no partial file."""
+    import errno
+
+    from unetprune import fileio
+
+    class Full:
+        """The disk fills up after the first write (torch has begun its archive)."""
+
+        def __init__(self, f):
+            self.f, self.writes = f, 0
+
+        def write(self, data):
+            self.writes += 1
+            if self.writes > 1:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.f.write(data)
+
+        def flush(self):
+            self.f.flush()
+
+    real = fileio.atomic_write
+
+    def filling(path, write):
+        return real(path, (lambda f: write(Full(f))) if str(path).endswith(".pt") else write)
+
+    monkeypatch.setattr(fileio, "atomic_write", filling)
+    _cli_refused(
+        "full disk during train", _tiny_train_argv(tiny_demo, tmp_path), capsys, "No space left", ".pt"
+    )
+    run = tmp_path / "run"
+    assert not list(run.glob(".*.tmp")) and not list(run.glob("*.pt")), sorted(p.name for p in run.iterdir())
+
+
+def test_file_size_limit_during_train_is_one_line_and_leaves_no_partial_file(tiny_demo, tmp_path):
+    """``ulimit -f`` (RLIMIT_FSIZE) below the checkpoint's size: torch's writer fails inside its
+    C++ stream; the command says so in one line naming the file."""
+    import resource
+    import sys
+
+    argv = _tiny_train_argv(tiny_demo, tmp_path)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16_384, 16_384))
+
+    rc, err, _ = _run_child([sys.executable, "-m", "unetprune.cli", *argv], 300, preexec_fn=limit)
+    line = _one_error_line("ulimit -f during train", rc, err)
+    _refused("file size limit during train", line, "File too large", ".pt")
+    run = tmp_path / "run"
+    assert not list(run.glob(".*.tmp")) and not list(run.glob("*.pt")), sorted(p.name for p in run.iterdir())
+
+
+# ---------------------------------------------------------------- numbers out of range
+
+
+@pytest.mark.parametrize("size", ["0", "-1"])
+def test_lipsync_batch_size_below_one_is_refused(lip, tmp_path, capsys, size):
+    from unetprune.cli import main
+    from unetprune.families.wav2lip.lipsync import LipSyncError, lipsync
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(
+            _lipsync_argv(lip, lip / "face.mp4", lip / "speech.wav", tmp_path / "o.mp4", "--batch-size", size)
+        )
+    err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if "error" in ln]
+    assert e.value.code == 2 and len(errors) == 1, err
+    _refused(f"lipsync --batch-size {size}", errors[0], "--batch-size", "at least 1")
+    _raises_one_line(
+        f"lipsync(batch_size={size})",
+        LipSyncError,
+        lambda: lipsync(
+            lip / "G.pt", lip / "face.mp4", lip / "speech.wav", tmp_path / "o.mp4", batch_size=int(size)
+        ),
+        "batch size",
+    )
+    assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    "text,key",
+    [
+        ("train:\n  lr: 1.0e+308\n", "train.lr"),
+        ("train:\n  lr: 1.5\n", "train.lr"),
+        ("finetune:\n  lr: 1.0\n", "finetune.lr"),
+        ("train:\n  expert:\n    lr: 1.0e+308\n", "train.expert.lr"),
+        ("data:\n  media:\n    max_seconds: 0\n", "data.media.max_seconds"),
+    ],
+)
+def test_numbers_out_of_range_refused_naming_the_key(tmp_path, capsys, text, key):
+    p = tmp_path / "c.yaml"
+    p.write_text("experiment: x\n" + text)
+    _cli_refused(f"config {text.strip()!r}", ["config", "check", str(p)], capsys, f"config error at '{key}'")
+
+
+def test_yaml_exponent_without_a_dot_is_a_number(tmp_path):
+    """``lr: 1e-3`` (YAML 1.1 would read a string) is 0.001: in a config file, a --set value,
+    and a config read by another YAML 1.1 loader (Snakemake's --configfile)."""
+    from unetprune.config import load_config, validate
+
+    p = tmp_path / "c.yaml"
+    p.write_text("experiment: x\ntrain:\n  lr: 1e-3\n  expert:\n    lr: 5E-5\nfinetune:\n  lr: 2e-4\n")
+    cfg = load_config(p)
+    assert (
+        cfg["train"]["lr"] == 0.001 and cfg["train"]["expert"]["lr"] == 5e-5 and cfg["finetune"]["lr"] == 2e-4
+    )
+    assert load_config(None, ["experiment=x", "train.lr=3e-4"])["train"]["lr"] == 3e-4
+    assert validate({"experiment": "x", "train": {"lr": "1e-3"}})["train"]["lr"] == 0.001
+
+
+def test_cli_learning_rate_and_batch_flags_have_the_schema_ranges(capsys):
+    from unetprune.cli import main
+
+    for flag, value in (("--lr", "1.0e+308"), ("--lr", "nan"), ("--batch", "0"), ("--steps", "-1")):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as e:
+            main(["train-lse-standin", "--data", "x", "--out", "y.pt", flag, value])
+        err = capsys.readouterr().err
+        errors = [ln for ln in err.splitlines() if "error" in ln]
+        assert e.value.code == 2 and len(errors) == 1, err
+        _refused(f"train-lse-standin {flag} {value}", errors[0], flag)
+
+
 # ---------------------------------------------------------------- the summary
 
 
-def test_zz_hostile_summary(request):
-    """States how many hostile inputs were tried and how many were refused with a one-line message."""
-    tried, refused = HOSTILE["tried"], HOSTILE["refused"]
-    line = f"hostile-input suite: {tried} hostile inputs tried, {refused} refused with a one-line message"
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line("\n" + line)
+def test_zz_hostile_summary():
+    """Every hostile input tried was refused with one line; no code ran, no input was lost, no
+    command hung (the line itself is printed at the end of the run by tests/conftest.py)."""
+    h = HOSTILE
+    line = hostile_summary()
     print(line)
-    assert tried == refused and tried > 0, line
+    assert h["tried"] == h["refused"] and h["tried"] > 0, line
+    assert h["executed"] == h["lost"] == h["hangs"] == 0, line

@@ -119,6 +119,10 @@ def test_no_reference_to_files_outside_the_repository():
         "to_uint8",
         "prunable_layers",
         "generation_mode",
+        "resolve_inside",
+        "clashing_input",
+        "clip_entries",
+        "local_file",
     ],
 )
 def test_one_definition_of_each_shared_helper(name):

@@ -8,12 +8,19 @@ key as a dotted path (``train.n_epochs``; list items as ``variants[0].k``), say 
 wrong and what is allowed, e.g.::
 
     config error at 'train.n_epoch': unknown key (allowed here: n_epochs, n_epochs_decay, ...)
+
+YAML is read by :func:`read_yaml` (config files and ``--set`` values): PyYAML's safe loader
+with the YAML 1.2 float rule, so ``1e-3`` is a number as users expect (YAML 1.1 wants a dot,
+``1.0e-3``, and would read ``1e-3`` as a string).  A config that reached us through another
+YAML 1.1 loader (Snakemake's ``--configfile``) gets the same reading in :func:`validate`:
+a string in YAML 1.2 float form where the schema wants a number is that number.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import re
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -22,6 +29,49 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError  # noqa: F401 (re-exported: the error of every config check)
+
+
+# YAML 1.2's float: digits with an optional dot and exponent (1e-3, 2E5, .5, 1.5e+3), and the
+# infinities and NaN spelled as in YAML 1.1.
+_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with the float rule of YAML 1.2 (``1e-3`` is a number)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:float"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def read_yaml(text: str):
+    """The YAML document ``text`` (safe: plain data only; ``1e-3`` read as a number)."""
+    return yaml.load(text, Loader=_Loader)
+
+
+def _numbers_from_strings(schema: dict, value):
+    """``value`` with each string in YAML 1.2 float form converted to a float where ``schema``
+    wants a number and not a string (a config read by a YAML 1.1 loader: ``lr: 1e-3``)."""
+    if isinstance(value, dict) and schema.get("type") == "object":
+        props = schema.get("properties", {})
+        return {k: _numbers_from_strings(props[k], v) if k in props else v for k, v in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_numbers_from_strings(schema["items"], v) for v in value]
+    types = schema.get("type")
+    types = types if isinstance(types, list) else [types]
+    if isinstance(value, str) and "number" in types and "string" not in types and _FLOAT.match(value):
+        return float(value.replace("_", ""))
+    return value
 
 
 @lru_cache(maxsize=1)
@@ -132,7 +182,7 @@ def validate(cfg: dict) -> dict:
     if not isinstance(cfg, dict):
         raise ConfigError(f"config must be a mapping of keys to values, got {type(cfg).__name__}")
     schema = _schema_for(cfg)
-    cfg = _fill_defaults(schema, copy.deepcopy(cfg))
+    cfg = _fill_defaults(schema, _numbers_from_strings(schema, copy.deepcopy(cfg)))
     _check_finite(cfg, [])
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(
@@ -194,7 +244,7 @@ def parse_overrides(items: list[str] | None) -> dict:
         parts = key.strip().split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = read_yaml(raw)
     return out
 
 
@@ -216,7 +266,7 @@ def load_config(path: Path | str | None = None, overrides: list[str] | dict | No
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = read_yaml(path.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
     if overrides:

@@ -27,6 +27,7 @@ from torch import nn
 
 from .checkpoint import CheckpointError, generator_from_checkpoint, load_checkpoint
 from .data.aligned import QUANTIZE_METHODS, DataError, list_images, open_rgb, to_tensor, to_uint8
+from .fileio import clashing_input
 
 MODES = ("train_bn", "eval")
 
@@ -259,7 +260,9 @@ def translate_folder(
     ``direction``, default the checkpoint config's) or plain images.  Images are resized
     to the checkpoint's crop size; outputs keep that size.  An ``output_dir`` equal to or
     inside ``input_dir`` is refused (the outputs would overwrite or join the inputs), and so
-    are two inputs with the same stem (``a.png`` and ``a.jpg`` would both become ``a.png``).
+    are two inputs with the same stem (``a.png`` and ``a.jpg`` would both become ``a.png``) and
+    an output that is, or leads through a link to, one of the inputs (an input folder of links
+    into the output folder).
     Pixels are quantised by ``quantize`` (``round`` | ``truncate``; default: the checkpoint
     config's ``evaluate.quantize``) through :func:`unetprune.data.aligned.quantize_uint8`, the
     function the Evaluator's in-memory metrics use.
@@ -283,6 +286,12 @@ def translate_folder(
                 f"to {Path(output_dir) / (f.stem + '.png')}; rename one of them"
             )
         stems[f.stem] = f
+    clash = clashing_input((Path(output_dir) / f"{f.stem}.png" for f in files), files)
+    if clash is not None:
+        raise DataError(
+            f"{clash[0]} would replace the input {clash[1]} (the same file through a link); "
+            f"choose an output folder that holds none of the inputs"
+        )
 
     try:
         G = generator_from_checkpoint(ckpt).to(device)

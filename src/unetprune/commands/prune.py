@@ -90,8 +90,18 @@ def run(args) -> int:
     from ..checkpoint import generator_from_checkpoint, load_checkpoint, save_generator
     from ..metrics.complexity import count_all
     from ..family import family_of
+    from ..checkpoint import CheckpointError
+    from ..fileio import clashing_input
     from ..pruning import prune
 
+    out_json = Path(args.json) if args.json else Path(args.out).with_suffix(".json")
+    inputs = [p for p in (args.checkpoint, args.match_params, args.match_macs) if p]
+    clash = clashing_input([args.out, out_json], inputs)
+    if clash is not None:
+        raise CheckpointError(
+            f"{clash[0]} is the input {clash[1]} (the same file, or a link to it): it would be "
+            f"replaced; choose another --out/--json"
+        )
     ckpt = load_checkpoint(args.checkpoint)
     g = generator_from_checkpoint(ckpt)
     cfg = ckpt.get("config") or {}
@@ -156,7 +166,6 @@ def run(args) -> int:
         "macs_output": counts["macs_output"],
     }
     save_generator(args.out, new, config=cfg, meta=meta)
-    out_json = Path(args.json) if args.json else Path(args.out).with_suffix(".json")
     atomic_write_text(out_json, json.dumps(summary, indent=2) + "\n")
     print(
         f"{args.strategy}: params {before['params']:,} -> {counts['params']:,}, "

@@ -10,6 +10,19 @@ Failures a user can fix are :class:`MediaError` (a ``UserFacingError``): one lin
 the file — a truncated mp4, a text file renamed ``.mp4``, a video without an audio stream
 where one is required, a WAV file with no samples.
 
+**Only local files reach ffmpeg.**  A name that ffmpeg would read as a protocol or URL
+(``concat:a|b``, ``subfile,,…:x``, ``file:x``, ``http:…``, ``pipe:0`` — any name that starts
+with letters, digits, ``+-.`` followed by ``:`` or ``,``) is refused before ffmpeg sees it
+(``./NAME`` names such a local file); every path is handed over as ``file:<absolute path>``
+and every input is opened with ``-protocol_whitelist file`` (``pipe`` only for the frames
+this module pipes in itself); a media input must be a regular file (not a FIFO or device).
+
+**Bounded inputs** (:class:`MediaLimits`): duration, frames (duration x fps) and pixels per
+frame are checked on the probe, before anything is decoded; beyond a limit the error names
+the limit, the value and how to raise it (the config key ``data.media.<limit>`` or the flag
+``--max-<limit>``).  Decoding is capped as well (``-t`` and a frame count), so a header that
+understates the length cannot make it grow past the limits.
+
 Writers are atomic: ffmpeg writes a temporary file next to the destination
 (``.<name>.<random>.tmp<suffix>``), which is renamed over the destination only when ffmpeg
 succeeded; on any failure the temporary file is removed, so nothing half-written is left.
@@ -32,6 +45,73 @@ from ..errors import UserFacingError
 
 class MediaError(UserFacingError, ValueError):
     """An unreadable or unusable media file (the message names the file)."""
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """The most one media input may hold: seconds, frames (duration x fps of the video stream)
+    and pixels per frame.  The defaults suit talking-face work: 10 minutes (an LRS2 clip lasts
+    seconds, a lip-sync input minutes) at up to 50 fps, frames up to UHD 4K (3840 x 2160); they
+    are the defaults of the config keys ``data.media.*`` and of the ``--max-*`` flags."""
+
+    max_seconds: float = 600.0
+    max_frames: int = 30_000
+    max_pixels: int = 3840 * 2160
+
+    def check(self, info: MediaInfo) -> None:
+        """Raise :class:`MediaError` when the probed ``info`` exceeds a limit."""
+        if info.duration is not None and info.duration > self.max_seconds:
+            self.refuse(info.path, "seconds", f"lasts {info.duration:.0f} s")
+        v = info.video
+        if v is not None and info.n_frames is not None and info.n_frames > self.max_frames:
+            self.refuse(
+                info.path, "frames", f"holds {info.n_frames} frames ({info.duration:.0f} s at {v.fps:g} fps)"
+            )
+        if v is not None and v.width and v.height and v.width * v.height > self.max_pixels:
+            self.refuse(
+                info.path, "pixels", f"has {v.width}x{v.height} = {v.width * v.height} pixels per frame"
+            )
+
+    def refuse(self, path: Path | str, name: str, what: str) -> None:
+        """Raise the one-line :class:`MediaError` of the limit ``max_<name>``."""
+        limit = getattr(self, f"max_{name}")
+        raise MediaError(
+            f"{path}: {what}, over the limit of {limit:g} {name} per input; raise it with "
+            f"--max-{name} or the config key data.media.max_{name} to accept it"
+        )
+
+
+DEFAULT_LIMITS = MediaLimits()
+_PROTOCOL = re.compile(r"^[A-Za-z0-9+.-]+[:,]")
+
+
+def local_file(path: Path | str, what: str = "media file") -> Path:
+    """``path`` as an absolute local path, after refusing a name that ffmpeg would read as a
+    protocol or URL (see the module doc) and anything but an existing regular file."""
+    raw = os.fspath(path)
+    if _PROTOCOL.match(raw):
+        raise MediaError(
+            f"{raw}: looks like an ffmpeg protocol or URL ({raw.split(':')[0].split(',')[0]}); "
+            f"only local files are read (write ./{raw} for a local file of that name)"
+        )
+    p = Path(os.path.abspath(raw))
+    if not p.exists():
+        raise MediaError(f"{raw}: no such file")
+    if p.is_dir():
+        raise MediaError(f"{raw}: is a folder, a {what} was expected")
+    if not p.is_file():
+        raise MediaError(f"{raw}: not a regular file (a pipe or device?), a {what} was expected")
+    return p
+
+
+def file_url(path: Path | str) -> str:
+    """What ffmpeg is given for a local path: ``file:`` + the absolute path (never a protocol)."""
+    return "file:" + os.path.abspath(os.fspath(path))
+
+
+def _input(path: Path | str, **kw):
+    """An ffmpeg-python input of the local file ``path`` with only the file protocol allowed."""
+    return _ffmpeg().input(file_url(path), protocol_whitelist="file", **kw)
 
 
 @lru_cache(maxsize=1)
@@ -149,28 +229,41 @@ def parse_ffmpeg_info(path: Path, text: str) -> MediaInfo:
     return MediaInfo(path=path, format=fmt, duration=duration, streams=streams)
 
 
-def probe(path: Path | str, *, require_video: bool = False, require_audio: bool = False) -> MediaInfo:
+PROBE_TIMEOUT_S = 60
+
+
+def probe(
+    path: Path | str,
+    *,
+    require_video: bool = False,
+    require_audio: bool = False,
+    limits: MediaLimits | None = DEFAULT_LIMITS,
+) -> MediaInfo:
     """Streams, duration and fps of a media file (``ffmpeg -i``; no ffprobe needed).
 
-    Raises :class:`MediaError` naming the file when it is missing, empty, not media (e.g. a
-    text file renamed ``.mp4``), truncated (an mp4 without its index), lacks a stream that
-    is required, or holds no samples / no duration.
+    Raises :class:`MediaError` naming the file when its name looks like a protocol or URL,
+    it is missing, not a regular file, empty, not media (e.g. a text file renamed ``.mp4``),
+    truncated (an mp4 without its index), lacks a stream that is required, holds no samples /
+    no duration, or exceeds ``limits`` (``None``: unbounded, for files this process wrote).
     """
     import subprocess
 
-    path = Path(path)
-    if not path.exists():
-        raise MediaError(f"{path}: no such file")
-    if path.is_dir():
-        raise MediaError(f"{path}: is a folder, a media file was expected")
-    if path.stat().st_size == 0:
-        raise MediaError(f"{path}: the file is empty (0 bytes)")
-    proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        check=False,
-    )
+    shown = Path(path)
+    local = local_file(path)
+    if local.stat().st_size == 0:
+        raise MediaError(f"{shown}: the file is empty (0 bytes)")
+    try:
+        proc = subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-protocol_whitelist", "file", "-i", file_url(local)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            check=False,
+            timeout=PROBE_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        raise MediaError(f"{shown}: ffmpeg could not read its header within {PROBE_TIMEOUT_S} s") from None
+    path = shown
     text = proc.stderr.decode("utf-8", "replace")
     if "moov atom not found" in text:
         with open(path, "rb") as f:
@@ -191,6 +284,8 @@ def probe(path: Path | str, *, require_video: bool = False, require_audio: bool 
     if info.duration is None or info.duration <= 0:
         what = "no audio samples" if info.video is None else "no frames"
         raise MediaError(f"{path}: holds {what} (duration 0)")
+    if limits is not None:
+        limits.check(info)
     return info
 
 
@@ -212,7 +307,7 @@ def _run_atomic(stream_fn, dest: Path, what: str, src: Path | str, input_bytes: 
     dest = Path(dest)
     tmp = _temp_beside(dest)
     try:
-        stream = stream_fn(str(tmp)).global_args("-hide_banner", "-nostdin", "-loglevel", "error")
+        stream = stream_fn(file_url(tmp)).global_args("-hide_banner", "-nostdin", "-loglevel", "error")
         try:
             stream.run(
                 cmd=ffmpeg_exe(),
@@ -237,14 +332,17 @@ def _run_atomic(stream_fn, dest: Path, what: str, src: Path | str, input_bytes: 
 # ------------------------------------------------------------------------------------------
 
 
-def extract_audio(src: Path | str, dest: Path | str, sr: int = 16000) -> Path:
-    """The first audio stream of ``src`` as a mono 16-bit WAV at ``sr`` (atomic)."""
+def extract_audio(
+    src: Path | str, dest: Path | str, sr: int = 16000, *, limits: MediaLimits = DEFAULT_LIMITS
+) -> Path:
+    """The first audio stream of ``src`` as a mono 16-bit WAV at ``sr`` (atomic).  ``src`` is
+    probed against ``limits`` first, and ffmpeg stops after ``limits.max_seconds`` (+1 s) even
+    when the header understated the length; a longer result is refused."""
     src = Path(src)
-    probe(src, require_audio=True)
-    ffmpeg = _ffmpeg()
+    probe(src, require_audio=True, limits=limits)
     out = _run_atomic(
-        lambda tmp: ffmpeg.input(str(src)).output(
-            tmp, ac=1, ar=sr, acodec="pcm_s16le", vn=None, format="wav"
+        lambda tmp: _input(src).output(
+            tmp, ac=1, ar=sr, acodec="pcm_s16le", vn=None, format="wav", t=limits.max_seconds + 1
         ),
         Path(dest),
         "extract its audio",
@@ -260,6 +358,9 @@ def extract_audio(src: Path | str, dest: Path | str, sr: int = 16000) -> Path:
     if data.size == 0:
         Path(out).unlink(missing_ok=True)
         raise MediaError(f"{src}: the audio stream holds no samples")
+    if len(data) > limits.max_seconds * sr:
+        Path(out).unlink(missing_ok=True)
+        limits.refuse(src, "seconds", f"lasts more than {limits.max_seconds:g} s (its header said less)")
     return out
 
 
@@ -286,26 +387,29 @@ def decode_frames(
     size: tuple[int, int] | None = None,
     fps: float | None = None,
     check_complete: bool = True,
+    limits: MediaLimits = DEFAULT_LIMITS,
 ) -> tuple[np.ndarray, MediaInfo]:
     """All frames of ``path`` as uint8 RGB ``(N, H, W, 3)`` (optionally resampled to ``fps``
     and scaled to ``size`` = (W, H)), and the probe.  With ``check_complete`` a video that
     decodes to clearly fewer frames than its header promises (a truncated file) or with
-    decoder errors raises :class:`MediaError`."""
+    decoder errors raises :class:`MediaError`.  ``path`` is probed against ``limits`` before
+    decoding, and ffmpeg stops after ``limits.max_seconds`` and ``limits.max_frames`` (+1)
+    frames, so a header that understates the length is refused, not decoded whole."""
     path = Path(path)
-    info = probe(path, require_video=True)
+    info = probe(path, require_video=True, limits=limits)
     v = info.video
     w, h = size if size else (v.width, v.height)
     if not w or not h:
         raise MediaError(f"{path}: could not read the frame size of its video stream")
     ffmpeg = _ffmpeg()
-    stream = ffmpeg.input(str(path))
+    stream = _input(path, t=limits.max_seconds + 1)
     if fps:
         stream = stream.filter("fps", fps=fps)
     if size:
         stream = stream.filter("scale", w, h)
-    stream = stream.output("pipe:", format="rawvideo", pix_fmt="rgb24").global_args(
-        "-hide_banner", "-nostdin", "-loglevel", "error"
-    )
+    stream = stream.output(
+        "pipe:", format="rawvideo", pix_fmt="rgb24", **{"frames:v": limits.max_frames + 1}
+    ).global_args("-hide_banner", "-nostdin", "-loglevel", "error")
     try:
         out, err = stream.run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True)
     except ffmpeg.Error as e:
@@ -313,6 +417,10 @@ def decode_frames(
     n = len(out) // (w * h * 3)
     if n == 0:
         raise MediaError(f"{path}: no video frame could be decoded")
+    if n > limits.max_frames:
+        limits.refuse(
+            path, "frames", f"decodes to more than {limits.max_frames} frames (its header said less)"
+        )
     frames = np.frombuffer(out[: n * w * h * 3], np.uint8).reshape(n, h, w, 3)
     if check_complete:
         expected = round(info.duration * (fps or v.fps or 0)) if info.duration else 0
@@ -350,7 +458,9 @@ def encode_mp4(
     dest = Path(dest)
 
     def build(tmp: str):
-        video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}", r=fps)
+        video = ffmpeg.input(
+            "pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}", r=fps, protocol_whitelist="pipe"
+        )
         kw = {
             "vcodec": "libx264",
             "pix_fmt": "yuv420p",
@@ -361,14 +471,14 @@ def encode_mp4(
             "format": "mp4",
         }
         if wav is not None:
-            audio = ffmpeg.input(str(wav))
+            audio = _input(wav)
             return ffmpeg.output(
                 video, audio, tmp, acodec="aac", audio_bitrate=audio_bitrate, shortest=None, **kw
             )
         return ffmpeg.output(video, tmp, **kw)
 
     if wav is not None:
-        probe(wav, require_audio=True)
+        probe(wav, require_audio=True, limits=None)
     return _run_atomic(build, dest, "encode the mp4", dest, input_bytes=frames.tobytes())
 
 
@@ -380,13 +490,13 @@ def mux_audio(video: Path | str, wav: Path | str, dest: Path | str, *, offset_s:
     probe(wav, require_audio=True)
 
     def build(tmp: str):
-        v = ffmpeg.input(str(video)).video
+        v = _input(video).video
         a = (
-            ffmpeg.input(str(wav), itsoffset=offset_s).audio
+            _input(wav, itsoffset=offset_s).audio
             if offset_s > 0
-            else ffmpeg.input(str(wav), ss=-offset_s).audio
+            else _input(wav, ss=-offset_s).audio
             if offset_s < 0
-            else ffmpeg.input(str(wav)).audio
+            else _input(wav).audio
         )
         return ffmpeg.output(v, a, tmp, vcodec="copy", acodec="aac", format="mp4", shortest=None)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ...data.aligned import DataError
-from .lrs2 import SAMPLE_RATE
+from .lrs2 import SAMPLE_RATE, clip_entries
 
 
 def list_frames(clip_dir: Path) -> int:
@@ -24,7 +24,8 @@ def list_frames(clip_dir: Path) -> int:
 
 class TalkingFaceDataset:
     """Samples of a preprocessed talking-face set (the reference ``wav2lip_train.py`` /
-    ``color_syncnet_train.py`` datasets), deterministic from ``(seed, epoch, index)``.
+    ``color_syncnet_train.py`` datasets), deterministic from ``(seed, epoch, index)``.  The
+    entries of ``<root>/<split>.txt`` must stay inside ``root`` (``../x`` is refused, one line).
 
     An index is one valid (clip, start frame) pair: frames ``start .. start+T-1`` exist, the
     expert's mel window for ``start`` fits and the generator's per-frame windows exist
@@ -66,7 +67,7 @@ class TalkingFaceDataset:
         flist = self.root / f"{split}.txt"
         if not flist.is_file():
             raise DataError(f"{flist}: no such filelist (run `unetprune data preprocess-lrs2` first)")
-        self.clips: list[str] = [ln.split()[0] for ln in flist.read_text().splitlines() if ln.strip()]
+        self.clips: list[str] = clip_entries(flist, self.root)  # entries that leave root are refused
         self._mels: dict[int, np.ndarray] = {}
         self.n_frames: list[int] = []
         self.index: list[tuple[int, int]] = []
@@ -268,7 +269,7 @@ class TalkingEvalSet:
                 f"`unetprune data preprocess-lrs2`)"
             )
         limit = cfg["evaluate"].get("max_images")
-        names = [ln.split()[0] for ln in flist.read_text().splitlines() if ln.strip()]
+        names = clip_entries(flist, root)
         faces, refs, mels, files, clips = [], [], [], [], []
         for name in names:
             if limit is not None and len(files) >= limit:

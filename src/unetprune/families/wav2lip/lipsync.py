@@ -25,11 +25,14 @@ spectrogram), so the video lasts as long as the audio (±1 frame).
 Errors a user can fix are one line naming the file: no face found, unreadable media (a
 truncated mp4, a file that is no media, a video without audio where audio is needed, an
 unreadable image), audio shorter than one window (16 mel frames = 0.2 s), a checkpoint that
-holds no Wav2Lip generator.
+holds no Wav2Lip generator, an input over the media limits (:class:`unetprune.data.media.MediaLimits`:
+duration, frames and pixels, checked on the probe before decoding), a name ffmpeg would read
+as a protocol, an output that is (or leads through a link to) an input, a batch size below 1.
 """
 
 from __future__ import annotations
 
+import numbers
 import tempfile
 import time
 from collections.abc import Callable
@@ -70,34 +73,46 @@ def load_generator(checkpoint: Path | str, device: str | torch.device = "cpu"):
     return g.to(device).eval()
 
 
-def read_face_input(path: Path | str) -> tuple[np.ndarray, bool]:
-    """(uint8 RGB frames (N, H, W, 3) at 25 fps, is_still_image)."""
+def read_face_input(path: Path | str, limits: M.MediaLimits = M.DEFAULT_LIMITS) -> tuple[np.ndarray, bool]:
+    """(uint8 RGB frames (N, H, W, 3) at 25 fps, is_still_image); a video is probed against
+    ``limits`` before it is decoded, an image's size is read before its pixels."""
     import cv2
+    from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if path.suffix.lower() in IMAGE_SUFFIXES:
         if not path.is_file():
             raise M.MediaError(f"{path}: no such file")
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+        except (UnidentifiedImageError, OSError, ValueError):
+            raise M.MediaError(f"{path}: not a readable image") from None
+        if w * h > limits.max_pixels:
+            limits.refuse(path, "pixels", f"has {w}x{h} = {w * h} pixels")
         im = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if im is None:
             raise M.MediaError(f"{path}: not a readable image")
         return im[None, ..., ::-1].copy(), True
-    info = M.probe(path, require_video=True)
+    info = M.probe(path, require_video=True, limits=limits)
     resample = info.fps is None or abs(info.fps - FPS) > 0.01
-    frames, _ = M.decode_frames(path, fps=FPS if resample else None)
+    frames, _ = M.decode_frames(path, fps=FPS if resample else None, limits=limits)
     return frames, False
 
 
-def read_audio_input(path: Path | str, dest_wav: Path) -> np.ndarray:
+def read_audio_input(
+    path: Path | str, dest_wav: Path, limits: M.MediaLimits = M.DEFAULT_LIMITS
+) -> np.ndarray:
     """16 kHz mono float samples of ``path`` (a WAV, or any media file with an audio stream),
-    also written to ``dest_wav`` (the track muxed into the output)."""
+    also written to ``dest_wav`` (the track muxed into the output); probed against ``limits``
+    before it is read."""
     path = Path(path)
     if path.suffix.lower() == ".wav":
-        M.probe(path, require_audio=True)
+        M.probe(path, require_audio=True, limits=limits)
         wav = A.read_wav(path, 16000)
         M.write_wav(dest_wav, wav, 16000)
         return wav
-    M.extract_audio(path, dest_wav, sr=16000)
+    M.extract_audio(path, dest_wav, sr=16000, limits=limits)
     return A.read_wav(dest_wav, 16000)
 
 
@@ -165,25 +180,38 @@ def lipsync(
     paste: str = "lower",
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    limits: M.MediaLimits = M.DEFAULT_LIMITS,
 ) -> dict:
     """Lip-sync ``face`` to ``audio`` with the generator of ``checkpoint``; writes ``out`` (mp4).
+    Inputs beyond ``limits`` are refused before they are decoded; ``out`` must not be (or lead
+    through a link to) one of the inputs; ``batch_size`` is at least 1.
     Returns a summary (frames, durations, seconds, boxes found)."""
     import sys
 
     from tqdm import tqdm
 
+    from ...fileio import clashing_input
+
     if paste not in PASTE_MODES:
         raise ValueError(f"paste must be one of {PASTE_MODES}, got {paste!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise LipSyncError(f"batch size must be a whole number of at least 1, got {batch_size!r}")
     t0 = time.time()
     face, audio, out = Path(face), Path(audio), Path(out)
+    clash = clashing_input([out], [face, audio, Path(checkpoint)])
+    if clash is not None:
+        raise LipSyncError(
+            f"--out {out} is the input {clash[1]} (the same file, or a link to it): it would be "
+            f"replaced; choose another output file"
+        )
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     g = load_generator(checkpoint, dev)
-    frames, still = read_face_input(face)
+    frames, still = read_face_input(face, limits)
     with tempfile.TemporaryDirectory(
         prefix=".lipsync.", dir=out.parent if out.parent.is_dir() else None
     ) as td:
         wav_path = Path(td) / "audio.wav"
-        wav = read_audio_input(audio, wav_path)
+        wav = read_audio_input(audio, wav_path, limits)
         duration = len(wav) / 16000.0
         try:
             mel = A.melspectrogram(wav)
@@ -226,7 +254,7 @@ def lipsync(
                     result[i0 + k] = fr[:h, :w]
         bar.close()
         M.encode_mp4(out, result, FPS, wav_path)
-    info = M.probe(out, require_video=True, require_audio=True)
+    info = M.probe(out, require_video=True, require_audio=True, limits=None)
     summary = {
         "out": str(out),
         "frames": n_out,

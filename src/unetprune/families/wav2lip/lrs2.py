@@ -24,6 +24,12 @@ gap in the frame numbering where no face was found; this module instead gives su
 the nearest detected box (a Haar cascade misses single frames that S3FD would not), and a
 clip with faces in fewer than ``min_face_fraction`` of its frames is skipped as face-less.
 
+Filelist entries are ``<speaker>/<clip>`` (two plain names) and must stay inside their root
+once links are resolved (:func:`clip_entries`: a ``../x`` entry, an absolute one or one
+through a link out of the folder is refused with one line naming the filelist and its line,
+before anything is written); ``OUT`` must not replace ``RAW``'s filelists.  Each video is
+probed against the media limits (:class:`unetprune.data.media.MediaLimits`) before decoding.
+
 It is resumable and robust: one clip at a time; a clip is built in a hidden temporary
 folder and renamed into place with its ``.done`` marker, so a rerun skips finished clips and
 a killed run leaves nothing half-written; a corrupt clip (truncated, no audio, not a video)
@@ -46,7 +52,8 @@ from pathlib import Path
 import numpy as np
 
 from ...data.aligned import DataError
-from ...data.media import MediaError, decode_frames, extract_audio, probe
+from ...data.media import DEFAULT_LIMITS, MediaError, MediaLimits, decode_frames, extract_audio, probe
+from ...fileio import clashing_input, resolve_inside
 from .faces import FPS, REFERENCE_PADS, SAMPLE_RATE, SMOOTH_T, FaceDetector, HaarDetector, track_faces
 
 SPLITS = ("train", "val", "test")
@@ -65,16 +72,40 @@ class ClipResult:
     filled: int = 0
 
 
+def clip_entries(flist: Path, root: Path, suffix: str = "") -> list[str]:
+    """The ``<speaker>/<clip>`` entries of the filelist ``flist`` (the first token of each
+    non-empty line), each checked to name ``root/<speaker>/<clip><suffix>`` inside ``root``
+    once links are resolved; otherwise :class:`DataError` naming the filelist, the line and
+    the entry (``../x``, ``/abs``, ``a/b/c``, a link out of ``root``)."""
+    entries = []
+    for n, line in enumerate(flist.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        entry = line.split()[0]
+        parts = entry.split("/")
+        plain = len(parts) == 2 and all(
+            p not in ("", ".", "..") and "\\" not in p and "\0" not in p for p in parts
+        )
+        if not plain or resolve_inside(root, entry + suffix) is None:
+            raise DataError(
+                f"{flist}: line {n}: {entry!r} is not <speaker>/<clip> inside {root} "
+                f"(a filelist entry must not leave its folder)"
+            )
+        entries.append(entry)
+    return entries
+
+
 def read_filelists(root: Path) -> dict[str, list[str]]:
     """``train/val/test.txt`` in ``root`` (or its parent, as LRS2 puts them next to ``main/``):
-    the first token of each non-empty line (LRS2's test list adds a tag).  Without any list:
-    every ``<speaker>/<clip>.mp4`` under ``root`` goes to ``train``."""
+    the first token of each non-empty line (LRS2's test list adds a tag), checked by
+    :func:`clip_entries`.  Without any list: every ``<speaker>/<clip>.mp4`` under ``root`` goes
+    to ``train``."""
     lists: dict[str, list[str]] = {}
     for split in SPLITS:
         for folder in (root, root.parent):
             f = folder / f"{split}.txt"
             if f.is_file():
-                lists[split] = [ln.split()[0] for ln in f.read_text().splitlines() if ln.strip()]
+                lists[split] = clip_entries(f, root, ".mp4")
                 break
     if not lists:
         clips = sorted(f"{p.parent.name}/{p.stem}" for p in root.glob("*/*.mp4"))
@@ -93,15 +124,17 @@ def preprocess_clip(
     smooth_T: int = SMOOTH_T,
     min_face_fraction: float = 0.5,
     fps: float = FPS,
+    limits: MediaLimits = DEFAULT_LIMITS,
 ) -> ClipResult:
     """One clip → ``dest/`` (``0.jpg …``, ``audio.wav``, ``.done``), built in a temporary
-    folder and renamed into place.  Raises MediaError / DataError naming the clip."""
+    folder and renamed into place.  Raises MediaError / DataError naming the clip (one over
+    ``limits`` before it is decoded)."""
     import cv2
 
     name = f"{dest.parent.name}/{dest.name}"
-    info = probe(video, require_video=True, require_audio=True)
+    info = probe(video, require_video=True, require_audio=True, limits=limits)
     resample = info.fps is None or abs(info.fps - fps) > 0.01
-    frames, _ = decode_frames(video, fps=fps if resample else None)
+    frames, _ = decode_frames(video, fps=fps if resample else None, limits=limits)
     track = track_faces(frames, detector, pads=pads, smooth_T=smooth_T, where=str(video))
     found, filled, boxes = track.found, track.filled, track.boxes
     if found < max(1, math.ceil(min_face_fraction * len(frames))):
@@ -112,7 +145,7 @@ def preprocess_clip(
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
     try:
-        extract_audio(video, tmp / "audio.wav", sr=SAMPLE_RATE)
+        extract_audio(video, tmp / "audio.wav", sr=SAMPLE_RATE, limits=limits)
         for i, (fr, (x1, y1, x2, y2)) in enumerate(zip(frames, boxes)):
             crop = fr[y1:y2, x1:x2]
             if crop.size == 0:
@@ -156,9 +189,12 @@ def preprocess_lrs2(
     min_face_fraction: float = 0.5,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    limits: MediaLimits = DEFAULT_LIMITS,
 ) -> dict:
-    """Preprocess every clip of the filelists (resumable; failures skipped and reported).
-    Returns (and writes to ``OUT/preprocess.json``) the summary."""
+    """Preprocess every clip of the filelists (resumable; failures skipped and reported, a
+    clip over ``limits`` too).  A filelist entry that leaves ``root`` (or whose output would
+    leave ``out``) and an ``out`` whose filelists would replace ``root``'s are refused before
+    anything is written.  Returns (and writes to ``OUT/preprocess.json``) the summary."""
     from tqdm import tqdm
 
     from ...fileio import atomic_write_text
@@ -168,6 +204,17 @@ def preprocess_lrs2(
         raise DataError(f"{root}: no such folder (expected <root>/<speaker>/<clip>.mp4)")
     detector = detector or HaarDetector()
     lists = read_filelists(root)
+    for clips in lists.values():
+        for clip in clips:
+            if resolve_inside(out, clip) is None:
+                raise DataError(f"{out / clip}: the clip's output would leave {out} (through a link)")
+    written = [out / f"{split}.txt" for split in lists] + [out / "preprocess.json"]
+    inputs = [folder / f"{split}.txt" for folder in (root, root.parent) for split in SPLITS]
+    clash = clashing_input(written, [p for p in inputs if p.exists()])
+    if clash is not None:
+        raise DataError(
+            f"--out {out}: {clash[0]} would replace the input filelist {clash[1]}; choose another folder"
+        )
     out.mkdir(parents=True, exist_ok=True)
     todo = [(split, c) for split, clips in lists.items() for c in clips]
     results: dict[str, ClipResult] = {}
@@ -187,7 +234,13 @@ def preprocess_lrs2(
             if not video.is_file():
                 raise MediaError(f"{video}: no such file (listed in {split}.txt)")
             results[clip] = preprocess_clip(
-                video, dest, detector, pads=pads, smooth_T=smooth_T, min_face_fraction=min_face_fraction
+                video,
+                dest,
+                detector,
+                pads=pads,
+                smooth_T=smooth_T,
+                min_face_fraction=min_face_fraction,
+                limits=limits,
             )
         except (MediaError, DataError) as e:
             results[clip] = ClipResult(clip, "failed", str(e))

@@ -406,7 +406,9 @@ def split_clips(data: Path | str, split: str) -> tuple[Path, list[str]]:
             f"{data}: no {split}.txt filelist (a preprocessed talking-face folder, or the "
             f"`unetprune demo-talking` folder, was expected)"
         )
-    clips = [ln.split()[0] for ln in flist.read_text().splitlines() if ln.strip()]
+    from .lrs2 import clip_entries
+
+    clips = clip_entries(flist, root)
     if not clips:
         raise LSEError(f"{flist}: lists no clip")
     return root, clips

@@ -93,6 +93,7 @@ if config["data"]["dataset"] == "lrs2" and config["data"]["source"]:
             code=code("talking"),
             source=config["data"]["source"],
             root=lambda wc, output: os.path.dirname(output[0]),
+            media=config["data"]["media"],
         log:
             log("preprocess_lrs2"),
         threads: 1
@@ -102,4 +103,5 @@ if config["data"]["dataset"] == "lrs2" and config["data"]["source"]:
             CONDA_ENV
         shell:
             "unetprune data preprocess-lrs2 --root {params.source:q} --out {params.root:q} --no-progress "
-            "> {log:q} 2>&1"
+            "--max-seconds {params.media[max_seconds]:q} --max-frames {params.media[max_frames]:q} "
+            "--max-pixels {params.media[max_pixels]:q} > {log:q} 2>&1"

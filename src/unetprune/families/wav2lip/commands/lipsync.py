@@ -3,12 +3,18 @@
 unetprune lipsync --checkpoint G.pt --face VIDEO_OR_IMAGE --audio AUDIO_OR_VIDEO --out OUT.mp4
                   [--batch-size 32] [--device cpu|cuda] [--detector haar|module:factory]
                   [--detector-weights FILE] [--pads T B L R] [--nosmooth] [--paste lower|face]
+                  [--max-seconds 600] [--max-frames 30000] [--max-pixels 8294400]
+
+Inputs over the media limits are refused before they are decoded; ``--out`` must not be one
+of the inputs (or a link to one).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+
+from ....commands._common import add_media_limit_args, media_limits, positive_int
 
 
 def register(sub) -> None:
@@ -18,8 +24,8 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", required=True, help="a Wav2Lip generator checkpoint (unetprune format)")
     p.add_argument("--face", required=True, help="video or still image with a face")
     p.add_argument("--audio", required=True, help="WAV file, or any media file with an audio stream")
-    p.add_argument("--out", required=True, help="output mp4 (H.264 + AAC)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out", required=True, help="output mp4 (H.264 + AAC; not one of the inputs)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="frames per generator call (>= 1)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--detector", default="haar", help="'haar' (OpenCV, default) or module:factory")
     p.add_argument("--detector-weights", help="passed to the detector factory (e.g. s3fd.pth)")
@@ -39,6 +45,7 @@ def register(sub) -> None:
         help="paste back the generated lower half (default) or the whole face box (reference)",
     )
     p.add_argument("--no-progress", action="store_true")
+    add_media_limit_args(p)
     p.set_defaults(func=run)
 
 
@@ -59,6 +66,7 @@ def run(args) -> int:
         smooth=not args.nosmooth,
         paste=args.paste,
         progress=not args.no_progress,
+        limits=media_limits(args),
     )
     print(
         f"wrote {s['out']}: {s['frames']} frames at {s['fps']} fps ({s['mp4_seconds']:.2f} s; audio "

@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from ....commands._common import learning_rate, positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -27,10 +29,12 @@ def register(sub) -> None:
     )
     p.add_argument("--out", required=True, help="checkpoint file to write")
     p.add_argument("--split", default="train")
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--negatives", type=int, default=10, help="off-sync audio windows per video window")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--steps", type=positive_int, default=300)
+    p.add_argument("--batch", type=positive_int, default=16, help="windows per step (>= 1)")
+    p.add_argument(
+        "--negatives", type=positive_int, default=10, help="off-sync audio windows per video window"
+    )
+    p.add_argument("--lr", type=learning_rate, default=1e-3, help="Adam learning rate, in (0, 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")

@@ -3,6 +3,7 @@
     unetprune demo-talking --out DIR [--train N --val N --test N --side PX --seed S --force]
     unetprune data preprocess-lrs2 --root RAW --out DIR [--detector haar|module:factory]
                                    [--detector-weights FILE] [--pads T B L R] [--smooth-t T | --nosmooth]
+                                   [--max-seconds S --max-frames N --max-pixels P]
 
 ``preprocess-lrs2`` is attached to the ``data`` command's actions (registered by
 ``unetprune.commands.data``); if that command is absent it is registered as a top-level
@@ -15,6 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from ....commands._common import add_media_limit_args, media_limits
 
 
 def _log(msg: str) -> None:
@@ -84,6 +87,7 @@ def register(sub) -> None:
         help="skip a clip with faces in fewer of its frames (default 0.5)",
     )
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_media_limit_args(q)
     q.set_defaults(func=run_preprocess)
 
 
@@ -126,6 +130,7 @@ def run_preprocess(args) -> int:
         min_face_fraction=args.min_face_fraction,
         progress=not args.no_progress,
         log=_log,
+        limits=media_limits(args),
     )
     done, old, failed = len(s["processed"]), len(s["already_done"]), s["failed"]
     print(

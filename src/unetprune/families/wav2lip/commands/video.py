@@ -9,7 +9,7 @@ Writes ``figures/samples.mp4`` (with the clip's audio) and ``figures/samples_vid
 from __future__ import annotations
 
 from ....layout import DEFAULT_BASE
-from ....commands._common import add_config_args, config_from_args
+from ....commands._common import add_config_args, config_from_args, positive_int
 
 
 def register(sub) -> None:
@@ -27,7 +27,10 @@ def register(sub) -> None:
     )
     p.add_argument("--results", default=str(DEFAULT_BASE), help=f"results folder (default {DEFAULT_BASE})")
     p.add_argument(
-        "--max-frames", type=int, default=125, help="at most this many frames of the clip (default 125)"
+        "--max-frames",
+        type=positive_int,
+        default=125,
+        help="at most this many frames of the clip (default 125)",
     )
     p.set_defaults(func=run)
 
