@@ -19,7 +19,7 @@ from unetprune.report.comparability import (
     protocol_rows,
     published,
 )
-from unetprune.report.text import ReportText
+from unetprune.report_text import ReportText
 
 FULL = "gtFine trainIds (full resolution)"
 

@@ -260,7 +260,7 @@ class ModelFamily(ABC):
 
     def report_text(self):
         """What ``report.md`` says about this family's models (the learning check, the generator,
-        its assumptions, the sample grid): a subclass of :class:`unetprune.report.text.ReportText`,
+        its assumptions, the sample grid): a subclass of :class:`unetprune.report_text.ReportText`,
         or ``None`` for its generic text."""
         return None
 

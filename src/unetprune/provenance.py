@@ -54,13 +54,24 @@ def _module_file(name: str, tops: frozenset[str] = frozenset({PACKAGE})) -> Path
     return mod if rest and mod.is_file() else None
 
 
-def _imports(name: str, path: Path, tops: frozenset[str]) -> set[str]:
-    """Modules of the packages ``tops`` imported anywhere in ``path`` (module ``name``)."""
+def _module_level(tree: ast.Module):
+    """The nodes of a module that run when it is imported (function bodies excluded)."""
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
+        yield node
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            todo.extend(ast.iter_child_nodes(node))
+
+
+def _imports(name: str, path: Path, tops: frozenset[str], module_level: bool = False) -> set[str]:
+    """Modules of the packages ``tops`` imported anywhere in ``path`` (module ``name``), or only
+    by the statements that run at import (``module_level``)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     is_pkg = path.name == "__init__.py"
     here = name.split(".") if is_pkg else name.split(".")[:-1]
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _module_level(tree) if module_level else ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -103,23 +114,50 @@ def code_modules(*entry: str) -> tuple[str, ...]:
     return tuple(sorted(seen))
 
 
+@lru_cache(maxsize=None)
+def family_modules(family_module: str, exclude: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The code a job runs through a model family: the family module and the modules of its
+    package that it imports, lazily or not (but ``exclude``, e.g. the family's pruning
+    operations for a job that does not prune), and the core modules they import when they are
+    imported.  The core modules a family imports inside its methods are not followed: the ones
+    a job uses are in its command's own closure (:func:`code_modules`)."""
+    top = family_module.split(".")[0]
+    tops = frozenset({PACKAGE, top})
+    package = family_module.rsplit(".", 1)[0]
+    todo, seen = [family_module], set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name in exclude:
+            continue
+        path = _module_file(name, tops)
+        if path is None:
+            continue
+        seen.add(name)
+        if path.is_file():
+            inside = {m for m in _imports(name, path, tops) if m == package or m.startswith(package + ".")}
+            todo.extend((inside | _imports(name, path, tops, module_level=True)) - seen)
+        parts = name.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+    return tuple(sorted(seen))
+
+
 def _data_files(name: str, tops: frozenset[str]) -> list[Path]:
     """The YAML files (schema fragments) beside a package's ``__init__.py``."""
     path = _module_file(name, tops)
     return sorted(path.parent.glob("*.yaml")) if path is not None and path.name == "__init__.py" else []
 
 
-def code_digest(*entry: str) -> str:
+def code_digest(*entry: str, extra: tuple[str, ...] = ()) -> str:
     """``sha256:<hex>`` over the names and bytes of every module in ``code_modules(*entry)``
-    and the package data files they read (the config schema)."""
+    plus the modules ``extra`` (e.g. :func:`family_modules`), and the package data files they
+    read (the config schema, a family's schema fragment)."""
     h = hashlib.sha256()
-    tops = frozenset({PACKAGE} | {e.split(".")[0] for e in entry})
-    for name in code_modules(*entry):
+    tops = frozenset({PACKAGE} | {e.split(".")[0] for e in (*entry, *extra)})
+    for name in sorted(set(code_modules(*entry)) | set(extra)):
         path = _module_file(name, tops)
         h.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"") + b"\0")
-    for data in sorted(
-        {*ROOT.glob("*.yaml"), *(p for name in code_modules(*entry) for p in _data_files(name, tops))}
-    ):
+    names = set(code_modules(*entry)) | set(extra)
+    for data in sorted({*ROOT.glob("*.yaml"), *(p for name in names for p in _data_files(name, tops))}):
         h.update(data.name.encode() + b"\0" + data.read_bytes() + b"\0")
     return "sha256:" + h.hexdigest()
 

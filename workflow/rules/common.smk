@@ -10,7 +10,7 @@ from unetprune.config import validate
 from unetprune.family import family_for_config
 from unetprune import pipeline
 from unetprune.layout import FINETUNED, ORIGINAL, PRUNED, Layout
-from unetprune.provenance import code_digest
+from unetprune.provenance import code_digest, code_modules, family_modules
 
 # Validate (schema + semantic checks, errors name the key) before the DAG is built.
 # Nothing is written while the Snakefile is parsed: the resolved config is a rule output.
@@ -81,8 +81,12 @@ def _command_module(command):
 
 def code(command):
     """Digest of the code `unetprune <command>` runs, the model family's included (a change
-    reruns the job)."""
-    return code_digest(_command_module(command), type(FAMILY).__module__)
+    reruns the job): the family's pruning operations count only for commands that prune."""
+    entry = _command_module(command)
+    ops = FAMILY.pruning_ops()
+    prunes = "unetprune.pruning.ops" in code_modules(entry)
+    exclude = () if prunes or ops is None else (type(ops).__module__,)
+    return code_digest(entry, extra=family_modules(type(FAMILY).__module__, exclude))
 
 
 def code_of(module):

@@ -18,40 +18,14 @@ does not state it).  A number can be set beside a published one only when no poi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from ..family import all_families, family_for_config
 from ..layout import ORIGINAL
-from .text import report_text
+from ..report_text import DRN_PROTOCOL, Published, report_text  # noqa: F401 (re-exported)
 
 SAME, DIFFERS, UNKNOWN = "same", "differs", "not recorded"
 CITYSCAPES_SEGMENTER = "cityscapes-drn-d-105"
 FULL_RES_LABELS = "gtFine trainIds (full resolution)"  # = metrics.segmentation.FULL_RES_LABELS
-
-
-@dataclass(frozen=True)
-class Published:
-    """A published number and the protocol it was measured with (docs/method.md); a model family
-    lists those its experiments may stand beside (:meth:`~unetprune.family.ModelFamily.comparability_rows`)."""
-
-    key: str
-    source: str
-    numbers: str  # as quoted
-    metric: str  # fid | miou | lse
-    dataset: str  # data.dataset of a run that reproduces it
-    split: str  # evaluate.split of such a run
-    n_images: int | None  # None: not stated in the quote
-    image_size: int | None  # None: not stated
-    generator: str  # description
-    generator_kind: str  # matched against the kind of the family's ReportText.generator
-    generator_ngf: int | None  # generator width, where the comparison depends on it
-    mode: str  # train_bn | eval
-    quantize: str  # round | truncate
-    implementation: str  # the metric's implementation (FID backend name for FIDs)
-    values: tuple[tuple[str, float], ...] = ()  # (label, value) in the metric's published unit
-
-
-DRN_PROTOCOL = "DRN-D-105 mIoU (drn-d-105_ms_cityscapes.pth, full-resolution gtFine trainIds)"
 
 
 def published(cfg: dict) -> list[Published]:

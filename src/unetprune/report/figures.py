@@ -30,7 +30,7 @@ from ..fileio import atomic_write
 from ..layout import FINETUNED, ORIGINAL, PRUNED, Layout
 from .load import ReportError, _cmd_hint
 from .tables import learning_curve_table
-from .text import report_text
+from ..report_text import report_text
 from .verdicts import METRICS, flag
 
 DPI = 120
@@ -307,7 +307,7 @@ def sample_grid(
 ) -> Path:
     """Rows = ``report.sample_images`` items of ``split`` as the evaluation generates them (the
     model family's evaluation set): the first items, or items spread over the first
-    ``sample_span`` of the family's :class:`~unetprune.report.text.ReportText` (e.g. frames of the
+    ``sample_span`` of the family's :class:`~unetprune.report_text.ReportText` (e.g. frames of the
     first test clip); columns = input, target, every model."""
     import torch
 

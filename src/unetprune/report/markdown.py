@@ -27,7 +27,7 @@ from .tables import (
     write_table,
     write_tables,
 )
-from .text import method_ref, report_text
+from ..report_text import method_ref, report_text
 from .verdicts import (
     AGAINST,
     METRICS,

@@ -1,6 +1,6 @@
 """What ``report.md`` says about a pix2pix U-Net and the published numbers it may stand beside.
 
-:class:`Pix2PixReportText` refines the generic :class:`unetprune.report.text.ReportText`;
+:class:`Pix2PixReportText` refines the generic :class:`unetprune.report_text.ReportText`;
 :data:`PUBLISHED` are the image-translation numbers of
 docs/method.md#benchmarks-and-numbers-to-compare-against (GAN Compression and OMGD on
 cityscapes / edges2shoes), checked point by point by :mod:`unetprune.report.comparability`.
@@ -8,8 +8,7 @@ cityscapes / edges2shoes), checked point by point by :mod:`unetprune.report.comp
 
 from __future__ import annotations
 
-from ...report.comparability import DRN_PROTOCOL, Published
-from ...report.text import ReportText, method_ref
+from ...report_text import DRN_PROTOCOL, Published, ReportText, method_ref
 
 GAN_COMPRESSION = "GAN Compression (Li et al., CVPR 2020; mit-han-lab/gan-compression)"
 OMGD = "OMGD (Ren et al., ICCV 2021; bytedance/OMGD)"

@@ -1,6 +1,6 @@
 """What ``report.md`` says about a Wav2Lip generator and the published numbers it may stand beside.
 
-:class:`Wav2LipReportText` refines the generic :class:`unetprune.report.text.ReportText` (the
+:class:`Wav2LipReportText` refines the generic :class:`unetprune.report_text.ReportText` (the
 lip-sync expert, the talking-face evaluation protocol, the sample video); :data:`PUBLISHED`
 are the LRS2 numbers of docs/method.md#benchmarks-and-numbers-to-compare-against, checked
 point by point by :mod:`unetprune.report.comparability`.
@@ -8,8 +8,7 @@ point by point by :mod:`unetprune.report.comparability`.
 
 from __future__ import annotations
 
-from ...report.comparability import Published
-from ...report.text import ReportText
+from ...report_text import Published, ReportText
 
 WAV2LIP_PAPER = "Wav2Lip (Prajwal et al., ACM MM 2020)"
 GENERATOR = "Wav2Lip generator (36.3 M parameters)"

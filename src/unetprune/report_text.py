@@ -14,8 +14,35 @@ This module imports nothing from the package.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+
+@dataclass(frozen=True)
+class Published:
+    """A published number and the protocol it was measured with (docs/method.md); a model family
+    lists those its experiments may stand beside (:meth:`~unetprune.family.ModelFamily.comparability_rows`)."""
+
+    key: str
+    source: str
+    numbers: str  # as quoted
+    metric: str  # fid | miou | lse
+    dataset: str  # data.dataset of a run that reproduces it
+    split: str  # evaluate.split of such a run
+    n_images: int | None  # None: not stated in the quote
+    image_size: int | None  # None: not stated
+    generator: str  # description
+    generator_kind: str  # matched against the kind of the family's ReportText.generator
+    generator_ngf: int | None  # generator width, where the comparison depends on it
+    mode: str  # train_bn | eval
+    quantize: str  # round | truncate
+    implementation: str  # the metric's implementation (FID backend name for FIDs)
+    values: tuple[tuple[str, float], ...] = ()  # (label, value) in the metric's published unit
+
+
+DRN_PROTOCOL = "DRN-D-105 mIoU (drn-d-105_ms_cityscapes.pth, full-resolution gtFine trainIds)"
+
 
 #: The repository document that states the method, the decisions where the paper is silent
 #: and the check numbers.  A report lives in the results folder, which may be anywhere, so it
