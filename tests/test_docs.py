@@ -25,14 +25,15 @@ LINK = re.compile(r"\]\(([^)\s]+)\)")
 # text files of the sources, tests, docs and benchmarks the history / tracker checks read
 SCANNED = ("src", "tests", "docs", "benchmarks")
 SUFFIXES = {".py", ".md", ".yaml", ".yml", ".smk", ".sh", ".rst", ".txt", ".toml"}
-# tracker references: "issue 12", "Issue 16:", "issues 10", "issue-12", "#12" (but not
+# tracker references: the word issue(s) followed by a number, "issue-<n>", "#<n>" (but not
 # ffmpeg's "Input #0," / "Stream #0:1", nor a colour like "#1f77b4")
 TRACKER = re.compile(
     r"\bissues?\s+#?\d+|\bissue-\d+|(?:^|[\s(\[])#\d{1,4}\b(?![:,\d])", re.IGNORECASE | re.MULTILINE
 )
-# change-history notes (pytest's scope="session" and "pytest session" are not among them)
+# change-history notes (pytest's session scope is not among them)
+WORK_PERIOD = "sess" + "ion"  # spelled apart so that this file does not match its own pattern
 HISTORY = re.compile(
-    r"\bthis session\b|\b(?:another|previous|next|last|earlier)\s+session\b|\bas before\b"
+    rf"\bthis {WORK_PERIOD}\b|\b(?:another|previous|next|last|earlier)\s+{WORK_PERIOD}\b|\bas before\b"
     r"|\bbefore the seam\b|\bseam existed\b|\bthe old code\b|\bused to be\b"
     r"|\bwritten before (?:the seam|checkpoints|it existed|those)\b",
     re.IGNORECASE,
