@@ -3,7 +3,7 @@ commit, the sensitivity plot per ratio with layers as categories, and the push/p
 docs/dvc.md (clone + `dvc pull` + `snakemake --touch`) without any training job.
 
 The slow tests work on clones of the git + DVC project of tests/tinyflow.py (the tiny
-workflow run once per session through `dvc repro workflow@tiny`, committed and pushed to a
+workflow run once per test run through `dvc repro workflow@tiny`, committed and pushed to a
 local remote), so the project itself stays as pushed."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`unetprune report`: the tables, figures and report.md of a tiny but REAL experiment.
 
-The session fixture ``results_tree`` (tests/conftest.py) runs the actual pipeline functions
+The run-wide fixture ``results_tree`` (tests/conftest.py) runs the actual pipeline functions
 on a 32 px demo dataset: train the original, sweep every layer, prune the variants and the
 matched global baselines with `unetprune prune`, fine-tune, evaluate every model, then
 `unetprune report`.  Every path is asked of :class:`unetprune.layout.Layout`.

@@ -2,7 +2,7 @@
 experiment, with captions (workflow/report/*.rst), one category per phase.
 
 The slow tests build the report of the tiny workflow that tests/tinyflow.py runs once per
-session (shared with test_dvc.py) and open it: a self-contained HTML (every result embedded as
+test run (shared with test_dvc.py) and open it: a self-contained HTML (every result embedded as
 a base64 data URI) and a zip (the files next to report.html)."""
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """A git + DVC project holding the tiny workflow's results, shared by the slow tests of the
 Snakemake report (test_snakemake_report.py) and of DVC (test_dvc.py).
 
-``tiny_project(tmp_path_factory)`` builds it once per pytest session (a marker file in the
-session's base temp folder): the workflow files are copied into a fresh git repository,
+``tiny_project(tmp_path_factory)`` builds it once per pytest run (a marker file in the
+run's base temp folder): the workflow files are copied into a fresh git repository,
 ``dvc init``, the tiny experiment registered in ``config/dvc_experiments.yaml``, then ONE
 ``dvc repro workflow@tiny`` runs the whole tiny Snakemake workflow (train, sweep, prune,
 fine-tune, evaluate, report, MLflow), the result is committed (git: ``dvc.lock``; DVC: every
@@ -108,7 +108,7 @@ def build(root: Path) -> TinyProject:
 
 
 def tiny_project(tmp_path_factory) -> TinyProject:
-    """The project, built once per pytest session."""
+    """The project, built once per pytest run."""
     root = tmp_path_factory.getbasetemp() / "tiny-dvc-project"
     done = root / ".done"
     if not done.exists():
