@@ -219,10 +219,13 @@ def tradeoff_figure(main: pd.DataFrame, path: Path | str, metric: str | None = N
     return _save(fig, path)
 
 
-def learning_curve_figure(train_log: dict | None, path: Path | str, title: str = "") -> Path:
+def learning_curve_figure(
+    train_log: dict | None, path: Path | str, title: str = "", check_label: str = "check score"
+) -> Path:
     """The original's learning curve: the trainer's check score per epoch (epoch 0 = before
     training) with the weights' distance from their initialisation, and the mean training
-    losses per epoch.  Always writes the file (a note instead of curves when the run has none:
+    losses per epoch; ``check_label`` names what the check score measures (the family's
+    ``ReportText.check_score``).  Always writes the file (a note instead of curves when the run has none:
     imported weights, no check, or a train.json from before curves were recorded)."""
     fig = _figure(11, 4.2)
     ax_check, ax_loss = fig.subplots(1, 2)
@@ -276,7 +279,7 @@ def learning_curve_figure(train_log: dict | None, path: Path | str, title: str =
     what = f"{ev.get('split')} split, {ev.get('n_images')} images" if ev else ""
     ax_check.set_title(f"learning check ({what}, lower is better)" if what else "learning check", fontsize=9)
     ax_check.set_xlabel("epoch (0 = before training)")
-    ax_check.set_ylabel("check score (pix2pix: mean |G(A) − B|)")
+    ax_check.set_ylabel(check_label, fontsize=8)
     ax_check.grid(alpha=0.3)
     if ax_check.get_legend_handles_labels()[0]:
         ax_check.legend(fontsize=7)

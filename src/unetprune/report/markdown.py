@@ -929,7 +929,10 @@ def build_report(cfg: dict, base: Path | str = DEFAULT_BASE) -> dict[str, Path]:
             cfg, base, lay.figure("samples_pruned"), PRUNED, split
         )
     figs["learning_curve_png"] = figures.learning_curve_figure(
-        train_log, lay.figure("learning_curve"), title + "learning curve of the original"
+        train_log,
+        lay.figure("learning_curve"),
+        title + "learning curve of the original",
+        check_label="check score: " + report_text(family_for_config(cfg)).check_score(),
     )
     if train_log and not train_log.get("imported"):
         written.update(write_table(learning_curve_table(train_log), lay, "learning_curve"))
