@@ -22,7 +22,11 @@ warm-up of every variant), so drifts of the machine hit all variants alike; the 
 medians over repetitions and the speed-up of each variant's median over the full model's.
 On CUDA, ``--cuda-graph`` times both the eager call and the replay of the call captured in a
 CUDA graph (static inputs), with each mode's speed-up over the full model in that mode and
-graph vs eager.  Random weights: latency does not depend on values (no sparsity is exploited).
+graph vs eager.  On the CPU every model is also exported to ONNX (unetprune.export: eval mode,
+dynamic batch) and timed in ONNX Runtime at the same thread count, interleaved with the eager
+calls of the same repetition: the ``ORT ms`` column, its speed-up over the full model in ONNX
+Runtime, and ``eager/ORT`` = the PyTorch eager median over the ONNX Runtime median of the same
+model (``--no-onnx`` skips it).  Random weights: latency does not depend on values (no sparsity is exploited).
 ``--json PATH`` writes every figure.
 """
 
@@ -126,8 +130,30 @@ def capture(model, inputs, device):
     return gr
 
 
-def measure(variants, inputs, device, reps, warmup, cuda_graph):
-    """{variant: {"eager": [ms...], "graph": [ms...] or None}}, interleaved over repetitions."""
+def ort_sessions(variants, inputs, threads):
+    """{variant: (ONNX Runtime CPU session, feeds)}: each model exported to ONNX (eval mode) and
+    opened with ``threads`` intra-op threads; ``feeds`` = ``inputs`` by the graph's input names."""
+    from unetprune.export import export_inputs, onnx_bytes, ort_session
+
+    out = {}
+    for name, m in variants:
+        names = [n for n, _ in export_inputs(m, int(inputs[0].shape[-1]))]
+        named = [(n, tuple(x.shape)) for n, x in zip(names, inputs)]
+        sess = ort_session(onnx_bytes(m, inputs=named).model, threads)
+        out[name] = (sess, {n: x.detach().cpu().numpy() for n, x in zip(names, inputs)})
+    return out
+
+
+def time_ort(session, feeds):
+    """Milliseconds of one ONNX Runtime call."""
+    t0 = time.perf_counter()
+    session.run(None, feeds)
+    return (time.perf_counter() - t0) * 1e3
+
+
+def measure(variants, inputs, device, reps, warmup, cuda_graph, sessions=None):
+    """{variant: {"eager": [ms...], "graph": [ms...] or None, "ort": [ms...] or None}}, interleaved
+    over repetitions (``sessions``: :func:`ort_sessions`, timed right after each eager call)."""
     graphs = {}
     with torch.inference_mode():
         for name, m in variants:
@@ -136,12 +162,20 @@ def measure(variants, inputs, device, reps, warmup, cuda_graph):
                 m(*inputs)
             if cuda_graph:
                 graphs[name] = capture(m, inputs, device)
-        times = {name: {"eager": [], "graph": [] if cuda_graph else None} for name, _ in variants}
+            if sessions:
+                for _ in range(warmup):
+                    time_ort(*sessions[name])
+        times = {
+            name: {"eager": [], "graph": [] if cuda_graph else None, "ort": [] if sessions else None}
+            for name, _ in variants
+        }
         for _ in range(reps):
             for name, m in variants:
                 times[name]["eager"].append(time_once(m, inputs, device))
                 if cuda_graph:
                     times[name]["graph"].append(time_once(m, inputs, device, graphs[name]))
+                if sessions:
+                    times[name]["ort"].append(time_ort(*sessions[name]))
     del graphs
     return times
 
@@ -149,6 +183,7 @@ def measure(variants, inputs, device, reps, warmup, cuda_graph):
 def table(title, variants, counts, times, batch) -> list[dict]:
     """Print one table; return its rows."""
     graph = next(iter(times.values()))["graph"] is not None
+    ort = next(iter(times.values()))["ort"] is not None
     med = {n: {k: (statistics.median(v) if v else None) for k, v in t.items()} for n, t in times.items()}
     full = med["full"]
     print(title)
@@ -158,6 +193,8 @@ def table(title, variants, counts, times, batch) -> list[dict]:
     )
     if graph:
         hdr += f"{'graph ms':>11}{'speed-up':>10}{'graph/eager':>13}"
+    if ort:
+        hdr += f"{'ORT ms':>11}{'speed-up':>10}{'eager/ORT':>11}"
     print(hdr)
     print("-" * len(hdr))
     rows = []
@@ -174,6 +211,9 @@ def table(title, variants, counts, times, batch) -> list[dict]:
             "graph_ms": m["graph"],
             "graph_speedup": (full["graph"] / m["graph"]) if graph else None,
             "graph_vs_eager": (m["eager"] / m["graph"]) if graph else None,
+            "ort_ms": m["ort"],
+            "ort_speedup": (full["ort"] / m["ort"]) if ort else None,
+            "eager_vs_ort": (m["eager"] / m["ort"]) if ort else None,
         }
         rows.append(row)
         line = (
@@ -182,6 +222,8 @@ def table(title, variants, counts, times, batch) -> list[dict]:
         )
         if graph:
             line += f"{m['graph']:>11.3f}{row['graph_speedup']:>9.2f}x{row['graph_vs_eager']:>12.2f}x"
+        if ort:
+            line += f"{m['ort']:>11.2f}{row['ort_speedup']:>9.2f}x{row['eager_vs_ort']:>10.2f}x"
         print(line)
     print()
     return rows
@@ -204,6 +246,9 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--cuda-graph", action="store_true", help="CUDA: also time CUDA-graph replay")
+    ap.add_argument(
+        "--no-onnx", action="store_true", help="CPU: skip the ONNX Runtime column (export + timing)"
+    )
     ap.add_argument("--json", help="write every figure to this JSON file")
     args = ap.parse_args(argv)
 
@@ -214,6 +259,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cuda_graph = bool(args.cuda_graph and device.type == "cuda")
+    onnx = device.type == "cpu" and not args.no_onnx
     if args.cuda_graph and not cuda_graph:
         print("# --cuda-graph: CUDA graphs need --device cuda; eager only")
     cpu = platform.processor() or platform.machine()
@@ -223,6 +269,15 @@ def main(argv=None) -> int:
         else f"{torch.cuda.get_device_name(device)}, eager{' and CUDA graph' if cuda_graph else ''}"
     )
     print(f"# {dev}; torch {torch.__version__}")
+    if onnx:
+        import onnxruntime
+
+        from unetprune.export import DEFAULT_OPSET
+
+        print(
+            f"# ONNX Runtime {onnxruntime.__version__} (CPU, {args.threads} intra-op thread(s), opset "
+            f"{DEFAULT_OPSET}, eval mode); eager/ORT = PyTorch eager median / ONNX Runtime median"
+        )
     print(
         "# MACs: conv only, per sample; physical = ConvTranspose per input pixel, output = per output pixel"
     )
@@ -231,7 +286,7 @@ def main(argv=None) -> int:
         f"speed-up = the full model's median / the variant's, per mode"
     )
     print()
-    report = {"device": dev, "torch": torch.__version__, "reps": args.reps, "tables": []}
+    report = {"device": dev, "torch": torch.__version__, "reps": args.reps, "onnx": onnx, "tables": []}
 
     if args.family in ("pix2pix", "all"):
         if args.checkpoint:
@@ -245,7 +300,8 @@ def main(argv=None) -> int:
         counts = {n: count_all(m.to("cpu"), shape) for n, m in variants}
         for b in args.batches:
             x = torch.randn((b, *shape[1:]), device=device)
-            times = measure(variants, (x,), device, args.reps, args.warmup, cuda_graph)
+            sessions = ort_sessions(variants, (x,), args.threads) if onnx else None
+            times = measure(variants, (x,), device, args.reps, args.warmup, cuda_graph, sessions)
             rows = table(
                 f"## pix2pix U-Net num_downs={g.num_downs}, input {[b, *shape[1:]]}, batch {b}",
                 variants,
@@ -266,7 +322,8 @@ def main(argv=None) -> int:
         for b in args.wav2lip_batches:
             face = torch.rand(b, g.spec.face_nc, FACE_SIZE, FACE_SIZE, device=device)
             mel = torch.randn(b, 1, *MEL_SHAPE, device=device)
-            times = measure(variants, (face, mel), device, args.reps, args.warmup, cuda_graph)
+            sessions = ort_sessions(variants, (face, mel), args.threads) if onnx else None
+            times = measure(variants, (face, mel), device, args.reps, args.warmup, cuda_graph, sessions)
             rows = table(
                 f"## Wav2Lip width {args.width_mult:g}, face {list(face.shape)} + mel {list(mel.shape)}, "
                 f"batch {b}",

@@ -185,11 +185,15 @@ def test_family_keys_are_validated_under_model_family(repo_root):
         "expert_width_mult": 0.25,
         "hq": False,
         "expert_checkpoint": None,
+        "init_weights": None,
+        "expert_init_weights": None,
+        "disc_init_weights": None,
     }  # defaults filled from the fragment
     with pytest.raises(
         ConfigError,
         match=r"'model\.wav2lip\.width_mul': unknown key \(allowed here: "
-        r"expert_checkpoint, expert_width_mult, hq, width_mult\)",
+        r"disc_init_weights, expert_checkpoint, expert_init_weights, expert_width_mult, hq, init_weights, "
+        r"width_mult\)",
     ):
         load_config(None, {"model": {"family": "wav2lip", "wav2lip": {"width_mul": 0.5}}})
     with pytest.raises(

@@ -256,3 +256,121 @@ def test_offset_of_a_shift_is_found(demo_standin):
             # audio delayed by k frames = k frames late → offset -k (the reference's sign)
             r = sc.score(frames, L.shift_audio(wav, k), video_feats=real[c]["_video_feats"])
             assert abs(r["offset"] - (-k)) <= 1, (c, k, r["offset"])
+
+
+# --- the published protocol (the Wav2Lip repository's evaluation) against own-audio --------------
+
+
+@pytest.fixture(scope="module")
+def published_set(tmp_path_factory):
+    """Two talking videos a/b (a face with a little motion, different audio), a small generator
+    checkpoint and the filelist of the reference's lrs2.txt format."""
+    import cv2
+    from skimage import data as skdata
+
+    from unetprune.checkpoint import save_generator
+    from unetprune.data import media as M
+    from unetprune.families.wav2lip.networks import Wav2LipSpec, build_wav2lip
+
+    d = tmp_path_factory.mktemp("published")
+    face = cv2.resize(skdata.astronaut()[:300, 100:400], (150, 150), interpolation=cv2.INTER_AREA)
+    frames = np.stack([np.roll(face, i % 3, axis=1) for i in range(20)])
+    rng = np.random.default_rng(0)
+    t = np.arange(20 * 640) / 16000
+    for name, hz in (("a", 180), ("b", 330)):
+        speech = 0.3 * np.sin(2 * np.pi * hz * t) * (np.sin(2 * np.pi * 3 * t) > 0)
+        M.write_wav(
+            d / f"{name}.wav", (speech + 0.02 * rng.standard_normal(len(t))).astype(np.float32), 16000
+        )
+        (d / "videos" / "spk").mkdir(parents=True, exist_ok=True)
+        M.encode_mp4(d / "videos" / "spk" / f"{name}.mp4", frames, 25, d / f"{name}.wav")
+    save_generator(d / "G.pt", build_wav2lip(Wav2LipSpec.reference(0.125), seed=0))
+    (d / "lrs2.txt").write_text("spk/b spk/a\nspk/a spk/a\n")
+    return d
+
+
+def test_published_protocol_pairs_written_videos_and_whole_frames(published_set, tmp_path):
+    d = published_set
+    pairs = L.read_pairs(d / "lrs2.txt", d / "videos")
+    assert [(n, a.name, v.name) for n, a, v in pairs] == [
+        ("spk/b spk/a", "b.mp4", "a.mp4"),
+        ("spk/a spk/a", "a.mp4", "a.mp4"),
+    ]
+    scorer = L.LSEScorer(_random_s(), "standin")
+    res = L.published_lse(scorer, d / "G.pt", pairs, tmp_path / "videos")
+    assert res["protocol"] == "published" and res["n_clips"] == 2 and res["skipped"] == []
+    assert [c["clip"] for c in res["clips"]] == ["spk/b spk/a", "spk/a spk/a"]
+    assert any(
+        "face detector: opencv-haar" in x or "face detector: haar" in x for x in res["differs_from_published"]
+    )
+
+    for c, (_, audio_src, _video) in zip(res["clips"], pairs):
+        written = Path(c["video"])
+        assert written.parent == tmp_path / "videos"
+        # the frames scored are the written mp4's, whole, at 224; its audio is the audio source's
+        frames, wav = L.written_video(written)
+        assert frames.shape[1:] == (224, 224, 3) and abs(len(frames) - len(wav) / 640) <= 1
+        again = scorer.score(frames, wav, c["clip"])
+        assert again["lse_d"] == pytest.approx(c["lse_d"]) and again["lse_c"] == pytest.approx(c["lse_c"])
+        src = L.audio_of_video(audio_src)
+        n = min(len(src), len(wav))
+        assert np.corrcoef(src[:n].astype(float), wav[:n].astype(float))[0, 1] > 0.9
+    # the two protocols differ where they should: another clip's audio gives other scores
+    b_on_a, a_on_a = res["clips"]
+    assert (b_on_a["lse_d"], b_on_a["lse_c"]) != pytest.approx((a_on_a["lse_d"], a_on_a["lse_c"]))
+
+
+def test_published_own_audio_pair_equals_own_audio_on_the_written_frames(published_set, tmp_path):
+    """Same weights, same video, its own audio: the published protocol's LSE equals own-audio
+    scoring of the written video's whole frames with the clip's own audio."""
+    d = published_set
+    pairs = [p for p in L.read_pairs(d / "lrs2.txt", d / "videos") if p[0] == "spk/a spk/a"]
+    scorer = L.LSEScorer(_random_s(), "standin")
+    res = L.published_lse(scorer, d / "G.pt", pairs, tmp_path / "v")
+    frames, _ = L.written_video(tmp_path / "v" / "0.mp4")
+    own = scorer.score(frames, L.read_int16_wav(d / "a.wav"), "a")
+    assert res["lse_d"] == pytest.approx(own["lse_d"], abs=0.02)
+    assert res["lse_c"] == pytest.approx(own["lse_c"], abs=0.02)
+
+
+def test_filelist_errors_are_one_line(published_set, tmp_path):
+    d = published_set
+    bad = tmp_path / "l.txt"
+    for text, needle in (
+        ("spk/a\n", "expected 'AUDIO_SOURCE VIDEO'"),
+        ("../x spk/a\n", "leaves the video root"),
+        ("spk/zz spk/a\n", "does not exist"),
+    ):
+        bad.write_text(text)
+        with pytest.raises(L.LSEError, match=needle) as e:
+            L.read_pairs(bad, d / "videos")
+        assert "\n" not in str(e.value)
+
+
+def test_metric_runs_the_published_protocol_on_the_generator(published_set, tmp_path):
+    """evaluate.lse_protocol published: the metric generates the filelist's pairs with the evaluated
+    generator (the fakes are not used); own-audio records its differences from the published one."""
+    from types import SimpleNamespace
+
+    from unetprune.checkpoint import generator_from_checkpoint
+
+    d = published_set
+    w = _standin_file(tmp_path / "standin.pt")
+    ev = {
+        "lse_backend": "standin",
+        "lse_weights": str(w),
+        "lse_protocol": "published",
+        "lse_filelist": str(d / "lrs2.txt"),
+        "lse_video_root": str(d / "videos"),
+    }
+    m = L.LSEMetric()
+    m.setup(SimpleNamespace(clips=[]), SimpleNamespace(ev=ev, device="cpu"))
+    out = m.score(None, generator_from_checkpoint(d / "G.pt"))["lse"]
+    assert out["protocol"] == "published" and out["n_clips"] == 2
+    assert [c["clip"] for c in out["clips"]] == ["spk/b spk/a", "spk/a spk/a"]
+    json.dumps(out)
+    with pytest.raises(L.LSEError, match="needs evaluate.lse_filelist"):
+        L.LSEMetric().setup(
+            SimpleNamespace(clips=[]), SimpleNamespace(ev={**ev, "lse_filelist": None}, device="cpu")
+        )
+    assert any("own audio" in x for x in L.OWN_AUDIO_DIFFERENCES)

@@ -165,7 +165,7 @@ def test_evaluator_noise_block(tiny_demo, cache):
     g = _dropout_gen()
     r = ev.score(g)
     noise = r["noise"]
-    assert list(noise) == ["seeds", "bootstrap", "metrics"]
+    assert list(noise) == ["seeds", "bootstrap", "metrics", "scaling"]  # scaling: tests/test_power.py
     assert noise["seeds"] == [0, 1, 2] and noise["bootstrap"] == 50
     assert list(noise["metrics"]) == ["fid", "kid", "miou", "l1", "psnr", "ssim"]
     for name, m in noise["metrics"].items():

@@ -162,7 +162,9 @@ def test_comparison_below_the_noise_is_not_resolved(tmp_path):
     assert line == (
         f"{VARIANT} vs {BASELINE} (after fine-tuning): FID 10 ± 0.3 vs 10.5 ± 0.4 (lower is "
         f"better): **not resolved at this noise level**: FID favours {VARIANT} by 0.5 (4.76%), within "
-        f"2σ = 1; budgets (params) 1,000 vs 1,005 (baseline +0.50%)."
+        f"2σ = 1; budgets (params) 1,000 vs 1,005 (baseline +0.50%). Power: the difference +0.5 ± 0.5 "
+        "is within 2σ = 1, the smallest difference resolvable at this noise; how many images would "
+        "resolve it is unknown (no measured scaling of the noise with n)."
     )
     assert verdict.startswith(
         "**Not resolved at this noise level**: the inner/cut variants beat their matched "

@@ -423,3 +423,139 @@ def test_full_demo_builds_quickly_offline_and_test_clips_are_in_sync(tmp_path):
     for k in (5, -5):
         back = shifted_clip(out / "raw" / c["speaker"] / f"{c['clip']}.mp4", d / "audio.wav", k, tmp_path)
         assert abs(best_lag(ms, envelope(back, len(ms)))[0] - k) <= 1
+    _pixel_openness_follows_the_track(out, man)
+
+
+def _pixel_openness_follows_the_track(out: Path, man: dict) -> None:
+    """The pixel-read openness of the real test frames (96 px crops, as evaluated) correlates
+    with the recorded track; the frame the evaluation gives as reference (half a clip away)
+    does not."""
+    import cv2
+
+    from unetprune.families.wav2lip.openness import frame_openness, pearson, recorded_tracks
+
+    tracks = recorded_tracks(out / "preprocessed")
+    real, copy = [], []
+    for c in (c for c in man["clips"] if c["split"] == "test"):
+        d = out / "preprocessed" / c["speaker"] / c["clip"]
+        n = len(list(d.glob("*.jpg")))
+        frames = np.stack(
+            [cv2.resize(cv2.imread(str(d / f"{i}.jpg")), (96, 96))[..., ::-1] for i in range(n)]
+        )
+        o, t = frame_openness(frames), tracks[f"{c['speaker']}/{c['clip']}"][:n]
+        real.append(pearson(o, t))
+        copy.append(pearson(o[[(f + n // 2) % n for f in range(n)]], t))
+    print(
+        f"pixel-read openness r on the test clips: {np.round(real, 3)}; reference frames: {np.round(copy, 3)}"
+    )
+    assert len(real) == 4 and min(real) > 0.7 and float(np.mean(real)) >= 0.85
+    assert abs(float(np.mean(copy))) <= 0.2
+
+
+def test_openness_plugin_scores_the_correlation_per_clip(tmp_path):
+    from types import SimpleNamespace
+
+    import torch
+
+    from unetprune.families.wav2lip.openness import CAVITY_RGB, COLS, ROWS, OpennessMetric, frame_openness
+
+    track = [0.0, 0.2, 0.9, 0.5, 0.1, 0.7, 0.0, 0.3]
+    (tmp_path / "demo_talking.json").write_text(
+        json.dumps({"clips": [{"speaker": "s", "clip": "00000", "openness": track}]})
+    )
+    (tmp_path / "preprocessed").mkdir()
+    frames = np.full((len(track), 96, 96, 3), 180, np.uint8)  # skin-like grey
+    r0, r1, c0 = int(ROWS[0] * 96), int(ROWS[1] * 96), int(COLS[0] * 96)
+    for i, o in enumerate(track):  # a cavity whose height follows the track
+        h = round(o * (r1 - r0))
+        frames[i, r0 : r0 + h, c0 : c0 + 20] = CAVITY_RGB
+    vals = frame_openness(frames)
+    assert vals[0] == 0.0 and np.corrcoef(vals, track)[0, 1] > 0.99
+    es = SimpleNamespace(root=tmp_path / "preprocessed", clips=[{"name": "s/00000", "n_frames": len(track)}])
+    m = OpennessMetric()
+    m.setup(es, None)
+    fakes = torch.from_numpy(frames.transpose(0, 3, 1, 2).copy())
+    out = m.score(fakes, None)["openness"]
+    assert out["r"] > 0.99 and out["clips"][0]["n_frames"] == len(track)
+    # a frame that never changes (copying one reference) has no correlation: not scored
+    assert m.score(fakes[:1].expand(len(track), -1, -1, -1), None)["openness"] is None
+    # outside the demo (no manifest): None
+    m.setup(SimpleNamespace(root=tmp_path / "elsewhere" / "x", clips=es.clips), None)
+    assert m.score(fakes, None)["openness"] is None
+
+
+# --- the reference training set's sampling (wav2lip_train.py / color_syncnet_train.py) -------------
+
+
+@pytest.fixture(scope="module")
+def short_clips(tmp_path_factory):
+    """Two preprocessed clips of 15 and 16 frames (120 x 100 crops, distinct noise) with audio."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("short")
+    rng = np.random.default_rng(0)
+    for name, n in (("s/fifteen", 15), ("s/sixteen", 16)):
+        d = root / name
+        d.mkdir(parents=True)
+        for i in range(n):
+            cv2.imwrite(str(d / f"{i}.jpg"), rng.integers(0, 256, (120, 100, 3), dtype=np.uint8))
+        M.write_wav(d / "audio.wav", (0.1 * rng.standard_normal(n * 640 + 3200)).astype(np.float32), 16000)
+    (root / "train.txt").write_text("s/fifteen\ns/sixteen\n")
+    return root
+
+
+def test_clips_need_more_than_three_windows_of_frames(short_clips):
+    ds = datasets.TalkingFaceDataset(short_clips, "train", mode="generator")
+    assert {ds.clips[ci] for ci, _ in ds.index} == {"s/sixteen"}  # 15 frames = 3 T: skipped
+
+
+def test_off_sync_window_is_any_other_window(short_clips):
+    ds = datasets.TalkingFaceDataset(short_clips, "train", mode="expert")
+    ci = ds.clips.index("s/sixteen")
+    seen = {ds._wrong_start(ci, 5, np.random.default_rng(k)) for k in range(400)}
+    assert seen == set(range(12)) - {5}  # every other start of the 16 - 5 + 1 windows, 4 and 6 included
+    wide = datasets.TalkingFaceDataset(short_clips, "train", mode="expert", min_offset=5)
+    assert {wide._wrong_start(ci, 5, np.random.default_rng(k)) for k in range(400)} == {0, 10, 11}
+
+
+def test_crops_are_resized_bilinearly_as_the_reference(short_clips):
+    import cv2
+
+    ds = datasets.TalkingFaceDataset(short_clips, "train", mode="generator")
+    ci = ds.clips.index("s/sixteen")
+    win = ds._window(ci, 3)
+    im = cv2.imread(str(short_clips / "s" / "sixteen" / "4.jpg"))
+    assert np.array_equal(win[1], cv2.resize(im, (96, 96)).astype(np.float32) / 255.0)
+    assert not np.array_equal(win[1], cv2.resize(im, (96, 96), interpolation=cv2.INTER_AREA) / 255.0)
+
+
+def test_reference_preprocessing_writes_raw_boxes_and_skips_faceless_frames(tmp_path):
+    """``reference=True`` (``preprocess-lrs2 --reference``): the detector's boxes as they are, and no
+    file for a frame without a face, as the reference preprocess.py; the default pads and fills."""
+    import json as _json
+
+    import cv2
+
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, (8, 120, 160, 3), dtype=np.uint8)
+    M.write_wav(tmp_path / "a.wav", (0.1 * rng.standard_normal(8 * 640)).astype(np.float32), 16000)
+    M.encode_mp4(tmp_path / "v.mp4", frames, 25, tmp_path / "a.wav")
+
+    class Stub:
+        name = "stub"
+
+        def detect(self, fr):
+            return [None if i == 2 else (20 + i, 10, 80 + i, 90) for i in range(len(fr))]
+
+    ref = lrs2.preprocess_clip(tmp_path / "v.mp4", tmp_path / "out" / "s" / "ref", Stub(), reference=True)
+    d = tmp_path / "out" / "s" / "ref"
+    assert ref.status == "done" and sorted(p.name for p in d.glob("*.jpg")) == [
+        f"{i}.jpg" for i in (0, 1, 3, 4, 5, 6, 7)
+    ]
+    assert cv2.imread(str(d / "5.jpg")).shape == (80, 60, 3)  # y 10..90, x 25..85: the raw box
+    meta = _json.loads((d / ".done").read_text())
+    assert meta["mode"] == "reference" and meta["frames_without_face"] == [2] and meta["pads"] == [0, 0, 0, 0]
+    lrs2.preprocess_clip(tmp_path / "v.mp4", tmp_path / "out" / "s" / "inf", Stub())
+    d2 = tmp_path / "out" / "s" / "inf"
+    assert len(list(d2.glob("*.jpg"))) == 8  # filled
+    assert cv2.imread(str(d2 / "0.jpg")).shape[0] == 90  # bottom pad 10 (smoothed boxes, same height)

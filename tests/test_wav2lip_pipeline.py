@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from unetprune import pipeline
 from unetprune.checkpoint import generator_from_checkpoint, load_checkpoint, save_generator
@@ -308,9 +309,11 @@ def test_wav2lip_demo_dry_run(wf):
         "lse_standin": 1,
         "evaluate_original": 1,
         "sensitivity_layer": 14,
-        "prune_variant": 9,
-        "finetune_variant": 9,
-        "evaluate_variant": 18,
+        "prune_variant": 11,  # 3 variants + 2 baselines each, plan at cut-k2's budget, inner-kd
+        "finetune_variant": 11,
+        "evaluate_variant": 22,
+        "export_original": 1,  # ONNX: the original and every variant at its final stage
+        "export_variant": 11,
         "sample_video": 1,
         "report": 1,
         "track": 1,
@@ -326,6 +329,67 @@ def test_wav2lip_lrs2_dry_runs_locally_and_with_slurm(wf):
 
     p = smk(wf, "-n", "--profile", "profiles/slurm", "--configfile", "config/experiments/wav2lip_lrs2.yaml")
     assert "gpu=1" in p.stdout and "rule train_expert" in p.stdout
+
+
+def _placeholder_weights(wf, cfg_path):
+    """Empty files where a config's released weights are expected (a dry run does not read them)."""
+    m = yaml.safe_load((wf / cfg_path).read_text())["model"]["wav2lip"]
+    for key in ("init_weights", "expert_init_weights", "disc_init_weights"):
+        f = wf / m[key]
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"")
+
+
+def test_wav2lip_lrs2_released_dry_runs_locally_and_with_slurm(wf):
+    """The released generator and expert are imported (no training job), then the whole paper
+    DAG: 14-layer sweep, 15 variants fine-tuned and evaluated."""
+    from test_workflow import smk
+
+    cfg = "config/experiments/wav2lip_lrs2_released.yaml"
+    _placeholder_weights(wf, cfg)
+    p = smk(wf, "-n", "--cores", "16", "--configfile", cfg)
+    stats = _dry(wf, "--cores", "16", "--configfile", cfg)
+    assert stats["train_original"] == 1 and stats["train_expert"] == 1 and "lse_standin" not in stats
+    assert stats["sensitivity_layer"] == 14 and stats["prune_variant"] == stats["finetune_variant"] == 15
+    trains = [line for line in p.stdout.splitlines() if "unetprune train " in line]
+    assert len(trains) == 15 and all("--finetune" in line for line in trains)  # fine-tuning only
+    assert "--family wav2lip-expert --from weights/lipsync_expert.pth" in p.stdout
+    assert "--from weights/wav2lip_gan.pth" in p.stdout
+    p = smk(wf, "-n", "--profile", "profiles/slurm", "--configfile", cfg)
+    assert "gpu=1" in p.stdout and "rule train_original" in p.stdout and "unetprune import" in p.stdout
+
+
+def test_lrs2_configs_keep_the_reference_recipe():
+    """The released experiment fine-tunes with hq_wav2lip_train.py's values, the LRS2 experiment
+    from scratch trains with wav2lip_train.py's."""
+    cfg = load_config(REPO / "config" / "experiments" / "wav2lip_lrs2_released.yaml")
+    t = cfg["train"]
+    assert (t["syncnet_wt"], t["disc_wt"], t["beta1"], t["beta2"], t["lr"], t["batch_size"]) == (
+        0.03,
+        0.07,
+        0.5,
+        0.999,
+        0.0001,
+        16,
+    )
+    assert cfg["model"]["wav2lip"]["hq"] is True and t["sync_threshold"] == 0.75
+    ev = cfg["evaluate"]
+    assert (ev["lse_protocol"], ev["lse_backend"], ev["fid_backend"]) == (
+        "published",
+        "standard",
+        "pytorch-fid-compat",
+    )
+    assert t["expert_mode"] == "train" and t["sync_check_every"] == 3000
+    plain = load_config(LRS2)  # wav2lip_train.py: no quality discriminator
+    t = plain["train"]
+    assert plain["model"]["wav2lip"]["hq"] is False and t["expert_mode"] == "train"
+    assert (t["syncnet_wt"], t["beta1"], t["beta2"], t["lr"], t["batch_size"]) == (
+        0.01,
+        0.9,
+        0.999,
+        0.0001,
+        16,
+    )
 
 
 def test_lip_sync_verdict_metric_is_wav2lip_only():
@@ -433,6 +497,69 @@ def test_wav2lip_tiny_end_to_end(tmp_path):
     with generation_mode(G, cfg["evaluate"]["mode"], cfg["seed"]):
         want = G(face, mel).numpy()
     assert np.array_equal(np.asarray(got), want)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # the whole tiny DAG (about 40 jobs); minutes on 2 shared cores
+def test_wav2lip_tiny_dag_starts_from_released_files(tmp_path):
+    """config/wav2lip_tiny.yaml with model.wav2lip.init_weights / expert_init_weights at files in the
+    released layouts (seeded weights): no training job, the generator and expert are imported, and
+    the sweep, variants, fine-tuning, evaluation, report and MLflow run from them."""
+    import csv
+
+    from released_wav2lip import RefWav2Lip, randomise, save_released, syncnet_reference_sd
+    from test_workflow import copy_env, workflow_copy
+
+    from unetprune.families.wav2lip.syncnet import SyncNetColor, SyncNetSpec
+    from unetprune.fileio import sha256_file
+    from unetprune.layout import FINETUNED, ORIGINAL
+
+    wf = workflow_copy(tmp_path / "wf")
+    (wf / "weights").mkdir()
+    ref = randomise(RefWav2Lip(0.125), seed=1)
+    g_file = save_released(wf / "weights" / "wav2lip_gan.pth", ref.state_dict())
+    expert = randomise(SyncNetColor(SyncNetSpec.reference(0.125)), seed=2)
+    e_file = save_released(wf / "weights" / "lipsync_expert.pth", syncnet_reference_sd(expert))
+    cfg = yaml.safe_load((wf / "config" / "wav2lip_tiny.yaml").read_text())
+    cfg["experiment"] = "wav2lip-tiny-released"
+    cfg["model"]["wav2lip"].update(
+        {"init_weights": "weights/wav2lip_gan.pth", "expert_init_weights": "weights/lipsync_expert.pth"}
+    )
+    (wf / "config" / "released.yaml").write_text(yaml.safe_dump(cfg))
+    p = subprocess.run(
+        [str(BIN / "snakemake"), "--cores", "2", "-p", "--configfile", "config/released.yaml"],
+        cwd=wf,
+        env=copy_env(wf),
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
+    shown = p.stdout + p.stderr
+    assert "unetprune train --expert" not in shown and "--family wav2lip-expert --from" in shown
+    before_prune = shown.split("rule prune")[0]
+    assert "unetprune import --config" in before_prune and "unetprune train --config" not in before_prune
+    c = load_config(wf / "config" / "released.yaml")
+    lay = Layout.from_config(c, wf / "results")
+    log = json.loads(lay.train_log(ORIGINAL).read_text())
+    assert log["imported"] is True and log["sha256"] == sha256_file(g_file) and log["epochs"] == []
+    assert log["expert"]["path"].endswith("expert/checkpoint.pt")
+    G = generator_from_checkpoint(lay.checkpoint(ORIGINAL))
+    gen = torch.Generator().manual_seed(0)
+    face, mel = torch.rand(2, 6, 96, 96, generator=gen), torch.randn(2, 1, 80, 16, generator=gen)
+    with torch.no_grad():
+        assert (G.eval()(face, mel) - ref(mel, face)).abs().max().item() <= 1e-6
+    assert load_checkpoint(lay.expert_checkpoint)["meta"]["sha256"] == sha256_file(e_file)
+    with open(lay.table("main")) as f:
+        rows = list(csv.DictReader(f))
+    variants = list(pipeline.all_variants(c))
+    assert {(r["variant"], r["stage"]) for r in rows} == {(ORIGINAL, ORIGINAL)} | {
+        (v, s) for v in variants for s in ("pruned", "finetuned")
+    }
+    assert all(np.isfinite(float(r["lse_d"])) and np.isfinite(float(r["fid"])) for r in rows)
+    ft = load_checkpoint(lay.checkpoint("cut-k1", FINETUNED))
+    assert ft["meta"]["discriminator_from"].endswith(str(lay.checkpoint(ORIGINAL).relative_to(wf)))
+    for f in (lay.mlflow_json, lay.video("samples"), *lay.report_outputs()):
+        assert Path(f).stat().st_size > 0, f
 
 
 def test_sample_video_tiles_every_model_with_the_clip_audio(talking, tmp_path):

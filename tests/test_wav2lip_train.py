@@ -143,7 +143,7 @@ def test_generator_run_with_frozen_expert_and_hq(talking, expert_ckpt, tmp_path)
     cfg = load_config(
         None,
         {
-            **w2l_cfg(talking, sync_threshold=10.0),
+            **w2l_cfg(talking, sync_threshold=10.0, expert_mode="eval"),
             "model": {
                 "family": "wav2lip",
                 "wav2lip": {"width_mult": 0.125, "hq": True, "expert_checkpoint": str(expert_ckpt)},
@@ -158,7 +158,9 @@ def test_generator_run_with_frozen_expert_and_hq(talking, expert_ckpt, tmp_path)
     assert {"L1", "sync", "loss", "G_disc", "D_real", "D_fake"} <= set(e2)
     assert e2["loss"] == pytest.approx(0.03 * e2["sync"] + 0.07 * e2["G_disc"] + 0.9 * e2["L1"], rel=1e-5)
     ckpt = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
-    assert ckpt["family"] == "wav2lip" and ckpt["wav2lip"] == {"syncnet_wt": 0.03, "sync_on_epoch": 1}
+    st = ckpt["wav2lip"]
+    assert ckpt["family"] == "wav2lip" and (st["syncnet_wt"], st["sync_on_epoch"]) == (0.03, 1)
+    assert "sync_on_step" not in st and st["global_step"] == len(log["steps"])  # log_every 1
     arch = ckpt["discriminator"]["arch"]
     assert arch["expert_source"]["kind"] == "wav2lip-expert" and arch["qual_widths"][0] == 4
     sd = ckpt["discriminator"]["state_dict"]
@@ -171,6 +173,64 @@ def test_generator_run_with_frozen_expert_and_hq(talking, expert_ckpt, tmp_path)
     assert Image.open(tmp_path / SAMPLES_NAME).size == (4 * 96, 2 * 96)  # ref | masked | generated | target
     D = get_family("wav2lip").discriminator_from_entry(ckpt["discriminator"])
     assert D.expert is not None and not any(p.requires_grad for p in D.expert.parameters())
+
+
+def test_expert_runs_in_train_mode_as_the_reference(talking, expert_ckpt, tmp_path):
+    """train.expert_mode train (the default, as the reference): the frozen expert's weights do not
+    move, its BatchNorm running statistics do (batch statistics in the loss); eval keeps both."""
+    over = {"family": "wav2lip", "wav2lip": {"width_mult": 0.125, "expert_checkpoint": str(expert_ckpt)}}
+    cfg = load_config(None, {**w2l_cfg(talking, sync_threshold=10.0, n_epochs=1), "model": over})
+    assert cfg["train"]["expert_mode"] == "train"
+    frozen = load_checkpoint(expert_ckpt)["generator"]["state_dict"]
+    train(cfg, tmp_path / "train", progress=False)
+    sd = load_checkpoint(tmp_path / "train" / CHECKPOINT_NAME)["discriminator"]["state_dict"]
+    weights = [k for k in frozen if k.endswith(("conv.weight", "bn.weight", "bn.bias"))]
+    stats = [k for k in frozen if k.endswith("running_mean")]
+    assert weights and stats
+    assert all(torch.equal(sd[f"expert.{k}"], frozen[k]) for k in weights)
+    assert any(not torch.equal(sd[f"expert.{k}"], frozen[k]) for k in stats)  # the val check moved them
+
+    from unetprune.families.wav2lip.train import Wav2LipCritics
+
+    D = get_family("wav2lip").discriminator_from_entry(
+        load_checkpoint(tmp_path / "train" / CHECKPOINT_NAME)["discriminator"]
+    )
+    assert isinstance(D, Wav2LipCritics)
+    D.set_expert_mode("train")
+    D.eval()
+    assert D.expert.training  # whatever mode the critics are put in
+    D.set_expert_mode("eval")
+    D.train()
+    assert not D.expert.training
+
+
+def test_sync_switch_is_checked_every_n_steps_mid_epoch(talking, expert_ckpt):
+    """train.sync_check_every: with the run's config bound, the validation sync loss is checked
+    after every N-th step, so the sync loss switches on inside an epoch (the reference: every
+    3000 steps); unbound, only epoch ends check it."""
+    from torch.utils.data import DataLoader
+
+    over = {"family": "wav2lip", "wav2lip": {"width_mult": 0.125, "expert_checkpoint": str(expert_ckpt)}}
+    cfg = load_config(None, {**w2l_cfg(talking, sync_threshold=10.0, sync_check_every=2), "model": over})
+    assert load_config(None, w2l_cfg(talking))["train"]["sync_check_every"] == 3000  # the reference's
+    fam = get_family("wav2lip")
+    batches = list(DataLoader(fam.train_dataset(cfg), batch_size=2, shuffle=False))
+    assert len(batches) >= 4  # one epoch of at least 4 steps
+    runs = {}
+    for bound in (True, False):
+        torch.manual_seed(0)
+        G = fam.build(fam.spec_from_config(cfg))
+        tr = fam.trainer(G, fam.build_discriminator(cfg, G), cfg["train"], torch.device("cpu"))
+        if bound:
+            tr.bind(cfg)
+        runs[bound] = [float(tr.step(b)["sync"]) for b in batches[:4]]
+        if bound:
+            assert tr.sync_on_step == 2 and tr.syncnet_wt == 0.03 and tr.global_step == 4
+            assert tr.extra_state()["wav2lip"]["sync_on_step"] == 2
+        else:
+            assert tr.sync_on_step is None and tr.syncnet_wt == 0.0
+    assert runs[True][:2] == [0.0, 0.0] and all(v > 0 for v in runs[True][2:])  # on from step 3
+    assert runs[False] == [0.0] * 4
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(talking, tmp_path, monkeypatch):

@@ -81,9 +81,11 @@ def test_demo_dry_run_has_the_whole_dag(wf):
         "train_original": 1,
         "evaluate_original": 1,
         "sensitivity_layer": 11,
-        "prune_variant": 6,
-        "finetune_variant": 6,
-        "evaluate_variant": 12,
+        "prune_variant": 8,  # inner, cut, plan, inner-kd and 2 baselines of inner and of cut
+        "finetune_variant": 8,
+        "evaluate_variant": 16,
+        "export_original": 1,  # ONNX: the original and every variant at its final stage
+        "export_variant": 8,
         "report": 1,
         "track": 1,
         "all": 1,
@@ -108,12 +110,14 @@ def test_rules_carry_the_digest_of_the_code_they_run():
         return any(m.startswith("unetprune.pruning") for m in code_modules(f"unetprune.commands.{cmd}"))
 
     assert {
-        c: has_pruning(c) for c in ("demo", "data", "train", "evaluate", "prune", "sweep", "report", "track")
+        c: has_pruning(c)
+        for c in ("demo", "data", "train", "evaluate", "export", "prune", "sweep", "report", "track")
     } == {
         "demo": False,
         "data": False,
         "train": False,
         "evaluate": False,
+        "export": False,
         "prune": True,
         "sweep": True,
         "report": False,
@@ -209,6 +213,8 @@ def test_tiny_end_to_end_dvc_and_mlflow(tmp_path):
     variants = [
         "inner-l5-r0.5",
         "cut-k1",
+        "plan-match-inner-l5-r0.5",
+        "inner-l5-r0.5-kd",
         "global-uniform-match-inner-l5-r0.5",
         "global-threshold-match-inner-l5-r0.5",
         "global-uniform-match-cut-k1",
@@ -220,6 +226,13 @@ def test_tiny_end_to_end_dvc_and_mlflow(tmp_path):
         assert float(r["params"]) > 0 and float(r["macs_physical"]) > 0 and r["fid_backend"] == "standin"
     for f in (*lay.report_outputs(), lay.mlflow_json, lay.config_file, lay.checkpoint("cut-k1", FINETUNED)):
         assert f.stat().st_size > 0, f
+    # the plan lands at (within 1% below) inner-l5-r0.5's parameters; the -kd fine-tune distilled
+    plan = json.loads(lay.prune_json("plan-match-inner-l5-r0.5").read_text())["info"]["plan"]
+    assert plan["metric"] == "params" and -0.01 <= plan["rel_error"] <= 0
+    kd = json.loads(lay.train_log("inner-l5-r0.5-kd", FINETUNED).read_text())
+    assert kd["distill"]["features"] == ["down5"] and all(e["KD"] > 0 for e in kd["epochs"])
+    report = lay.report_md.read_text()
+    assert "beat inner/cut/global pruning at the same budget" in report and "Did distillation help" in report
     # a second run has nothing to do
     assert "Nothing to be done" in run("-n", "--cores", "2", "--configfile", "config/tiny.yaml").stdout
 
@@ -230,9 +243,10 @@ def test_tiny_end_to_end_dvc_and_mlflow(tmp_path):
     stats = job_stats(run("-n", "--cores", "2", "--configfile", "config/tiny.yaml").stdout)
     assert stats == {
         "sensitivity_layer": 4,
-        "prune_variant": 6,
-        "finetune_variant": 6,
-        "evaluate_variant": 12,
+        "prune_variant": 8,  # inner, cut, plan, inner-kd and 2 baselines of inner and of cut
+        "finetune_variant": 8,
+        "evaluate_variant": 16,
+        "export_variant": 8,
         "report": 1,
         "track": 1,
         "all": 1,
@@ -240,16 +254,18 @@ def test_tiny_end_to_end_dvc_and_mlflow(tmp_path):
     surgery.write_text(original_code)
     assert "Nothing to be done" in run("-n", "--cores", "2", "--configfile", "config/tiny.yaml").stdout
 
-    # changing the baselines' budget reruns only the baselines (and what reads them)
+    # changing the baselines' budget reruns only the baselines and the plan built to a variant's
+    # budget (baselines.match is its budget too), and what reads them
     raw = yaml.safe_load((wf / "config" / "tiny.yaml").read_text())
     raw["baselines"] = {"match": "macs_physical"}
     (wf / "config" / "tiny2.yaml").write_text(yaml.safe_dump(raw))
     stats = job_stats(run("-n", "--cores", "2", "--configfile", "config/tiny2.yaml").stdout)
     assert stats == {
         "resolve_config": 1,
-        "prune_variant": 4,
-        "finetune_variant": 4,
-        "evaluate_variant": 8,
+        "prune_variant": 5,
+        "finetune_variant": 5,
+        "evaluate_variant": 10,
+        "export_variant": 5,
         "report": 1,
         "track": 1,
         "all": 1,

@@ -5,6 +5,12 @@ Errors that a user can fix (bad config key, missing checkpoint, corrupt image, .
 are raised as ``UserFacingError`` subclasses and printed as one line, exit status 2.
 Operating-system errors a user can fix too (permission denied, disk full, a path that is a
 folder, a read-only file system, ...) are printed the same way, naming the file.
+
+A command declared in the entry-point group :data:`COMMAND_ENTRY_POINTS` (``name = module``)
+is parsed by a parser holding only its own module: no model family (and so no torch) is
+loaded before the command runs, so a command can refuse a bad input (a 10-hour media file)
+in a few MB.  Every other command, ``--help`` and an unknown name go through the full parser
+(:func:`build_parser`).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ COMMAND_MODULES = [
     "prune",
     "sweep",
     "evaluate",
+    "export",
     "report",
     "track",
 ]
@@ -43,13 +50,22 @@ def command_modules() -> list[str]:
     return mods
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-    from .data.aligned import DataError
-    from .errors import UserFacingError
+# errors a user can fix that are not UserFacingError: (module, class); a module that was never
+# imported cannot have raised its error, so it is not imported to catch it (it may import torch)
+_USER_ERROR_CLASSES = (
+    ("unetprune.errors", "ConfigError"),
+    ("unetprune.errors", "UserFacingError"),
+    ("unetprune.data.aligned", "DataError"),
+    ("unetprune.checkpoint", "CheckpointError"),
+)
 
-    return (ConfigError, DataError, CheckpointError, UserFacingError)
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exception classes printed as one line: those of the modules imported so far."""
+    from . import errors  # noqa: F401
+
+    mods = (sys.modules.get(m) for m, _ in _USER_ERROR_CLASSES)
+    return tuple(getattr(mod, cls) for mod, (_, cls) in zip(mods, _USER_ERROR_CLASSES) if mod is not None)
 
 
 # errno -> what to tell the user (the OS's own text is added)
@@ -117,8 +133,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+COMMAND_ENTRY_POINTS = "unetprune.commands"
+
+
+def declared_command_module(name: str) -> str | None:
+    """The module that the entry-point group :data:`COMMAND_ENTRY_POINTS` declares for the
+    command ``name``, or None."""
+    import importlib.metadata
+
+    eps = importlib.metadata.entry_points(group=COMMAND_ENTRY_POINTS)
+    return next((ep.value.strip() for ep in eps if ep.name == name), None)
+
+
+def command_parser(argv: list[str]) -> argparse.ArgumentParser | None:
+    """A parser holding only the module declared for ``argv``'s command (see the module doc),
+    or None when the command is not declared (or its module does not register it)."""
+    name = argv[0] if argv and not argv[0].startswith("-") else None
+    module = declared_command_module(name) if name else None
+    if module is None:
+        return None
+    parser = argparse.ArgumentParser(prog="unetprune")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    importlib.import_module(module).register(sub)
+    return parser if name in sub.choices else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = command_parser(argv) or build_parser()
     args = parser.parse_args(argv)
     try:
         rc = args.func(args)

@@ -391,7 +391,13 @@ class Evaluator:
     ) -> dict:
         """The ``noise`` block of the images ``fakes`` (generated in ``mode`` with the config seed)
         whose metrics are ``first``: bootstrap of those images, then repeats over seeds."""
-        from .metrics.noise import clip_replicates, generation_is_stochastic, noise_block, resample_counts
+        from .metrics.noise import (
+            clip_replicates,
+            generation_is_stochastic,
+            noise_block,
+            openness_replicates,
+            resample_counts,
+        )
 
         stochastic = generation_is_stochastic(generator, mode)
         replicates: dict = {}
@@ -400,6 +406,8 @@ class Evaluator:
             for plugin in self.metrics.values():
                 replicates.update(plugin.bootstrap(fakes, counts))
             replicates.update(clip_replicates(first.get("lse"), n_boot, self.seed))
+            replicates.update(openness_replicates(first.get("openness"), n_boot, self.seed))
+        scaling = self._noise_scaling(fakes, first, n_boot, replicates) if n_boot >= 2 else {}
         base = self.seed
         seeds = [base + i for i in range(max(1, n_seeds))] if stochastic else [base]
         runs = [first]
@@ -407,7 +415,36 @@ class Evaluator:
             with self._generation(mode, s):
                 again = self.generate(generator)
             runs.append(self._rescore(again, generator))
-        return noise_block(seeds, n_boot, runs, replicates, stochastic)
+        block = noise_block(seeds, n_boot, runs, replicates, stochastic)
+        if scaling:
+            block["scaling"] = scaling
+        return block
+
+    def _noise_scaling(self, fakes: torch.Tensor, first: dict, n_boot: int, replicates: dict) -> dict:
+        """How each metric's test-set noise scales with the number of images (clips for LSE):
+        :mod:`unetprune.metrics.scaling`."""
+        from .metrics.scaling import measure_scaling
+
+        clip_keys = ("lse_d", "lse_c")
+        images = {k: v for k, v in replicates.items() if k not in (*clip_keys, "openness")}
+
+        def by_images(counts):
+            out: dict = {}
+            for plugin in self.metrics.values():
+                out.update(plugin.bootstrap(fakes, counts))
+            return {k: v for k, v in out.items() if k in images}
+
+        scaling = measure_scaling(len(fakes), n_boot, self.seed, by_images, images)
+        clips = (first.get("lse") or {}).get("clips") if isinstance(first.get("lse"), dict) else None
+        by_clip = {k: v for k, v in replicates.items() if k in clip_keys}
+        if clips and by_clip:
+            from .metrics.noise import mean_replicates
+
+            def clip_fn(counts):
+                return {k: mean_replicates([c.get(k) for c in clips], counts) for k in by_clip}
+
+            scaling.update(measure_scaling(len(clips), n_boot, self.seed, clip_fn, by_clip))
+        return scaling
 
     def _score_mode(self, generator: torch.nn.Module, mode: str, n_seeds: int, n_boot: int) -> dict:
         """The image metrics (and their noise) of ``generator`` generated in another ``mode``."""
@@ -443,17 +480,23 @@ def evaluate_checkpoint(
     cache_dir: Path | str | None = DEFAULT_CACHE_DIR,
     data_root: Path | str | None = None,
     latency: bool = True,
+    sanity: bool = False,
 ) -> dict:
-    """Score the generator of checkpoint ``path``; write the JSON to ``out`` if given."""
+    """Score the generator of checkpoint ``path``; write the JSON to ``out`` if given.  With
+    ``sanity``, the result also carries the scores of the family's trivial generators (the
+    ``sanity`` block of :mod:`unetprune.sanity`)."""
     from .fileio import atomic_write_text
     from .checkpoint import generator_from_checkpoint, load_checkpoint
 
     ckpt = load_checkpoint(path)
     cfg = config_for_checkpoint(ckpt, cfg, overrides)
     generator = generator_from_checkpoint(ckpt)
-    result = Evaluator(cfg, split, cache_dir=cache_dir, data_root=data_root, latency=latency).score(
-        generator, checkpoint=path
-    )
+    evaluator = Evaluator(cfg, split, cache_dir=cache_dir, data_root=data_root, latency=latency)
+    result = evaluator.score(generator, checkpoint=path)
+    if sanity:
+        from .sanity import score_trivial
+
+        result["sanity"] = score_trivial(evaluator, cfg, generator)
     result["experiment"] = cfg.get("experiment")
     if out is not None:
         atomic_write_text(out, json.dumps(result, indent=2, allow_nan=False) + "\n")

@@ -21,7 +21,8 @@ A family answers, for its models:
   ``model.<name>`` and semantic checks (``schema_fragment``, ``check_config``), its own
   commands (``command_modules``), extra Snakemake jobs and inputs (``workflow_rules``,
   ``job_inputs``, ``final_outputs``, ``data_marker``), the report's wording and published
-  results (``report_text``, ``comparability_rows``), the logged model's inputs (``pyfunc_inputs``).
+  results (``report_text``, ``comparability_rows``), the logged and exported model's inputs
+  (``pyfunc_inputs``, ``export_inputs``).
 
 Families are found through the entry-point group :data:`ENTRY_POINT_GROUP`
 (``unetprune.families``): each entry point names a :class:`ModelFamily` instance (or class)
@@ -93,6 +94,25 @@ class ModelFamily(ABC):
     def register_metrics(self) -> None:
         """Register the metric plug-ins this family brings (those of :attr:`metrics` that are not
         built in); called before the evaluator builds its metrics."""
+
+    def trivial_generators(self, cfg: dict, generator: nn.Module, root) -> dict[str, tuple[nn.Module, str]]:
+        """The trivial generators of this family's task that the sanity gate
+        (:mod:`unetprune.sanity`) scores the original against: ``{name: (module, what it does)}``,
+        each module taking the generator's inputs (the batches of :meth:`eval_set`) and returning
+        outputs of the generator's range.  ``root`` = the dataset folder.  Default: ``untrained``,
+        the original's architecture freshly initialised (the config seed + 1)."""
+        seed = int(cfg.get("seed", 0)) + 1
+        return {
+            "untrained": (
+                self.build(generator.spec, init=True, seed=seed),
+                f"the original's architecture, freshly initialised (seed {seed}), never trained",
+            )
+        }
+
+    def sanity_metrics(self, cfg: dict) -> list[str]:
+        """Metrics the sanity gate checks besides the verdict metric (``report.quality_metric``),
+        e.g. a lip-sync score; keys of :data:`unetprune.report.verdicts.METRICS`.  Default: none."""
+        return []
 
     def owns(self, obj) -> bool:
         """Whether ``obj`` (a spec or a generator with ``.spec``) belongs to this family:
@@ -207,6 +227,28 @@ class ModelFamily(ABC):
         ``{input name: (path, config key the path is passed as with --set, or None)}``."""
         return {}
 
+    def import_released(
+        self,
+        source: Path | str,
+        *,
+        cfg: dict | None = None,
+        discriminator: Path | str | None = None,
+        expert: Path | str | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> tuple[dict, dict]:
+        """``unetprune import --family <name>``: the released weights file ``source`` of this
+        family's reference code as a unetprune checkpoint dict, and its import record (a JSON
+        dict with at least ``sha256`` and ``summary``, one line for the user).  ``cfg`` (validated)
+        states what the file must be; ``discriminator`` and ``expert`` are further released files
+        the checkpoint carries; ``options`` the family's own expectations (e.g. a depth).  Files
+        are read with ``torch.load(weights_only=True)`` only; anything else is refused with a
+        one-line :class:`~unetprune.errors.UserFacingError`.  Default: this family imports nothing."""
+        from .errors import UserFacingError
+
+        raise UserFacingError(
+            f"model family {self.name!r} cannot import released weights (unetprune import --family)"
+        )
+
     def final_outputs(self, layout, cfg: dict) -> list[Path]:
         """Files this family adds to the workflow's final targets (e.g. a sample video)."""
         return []
@@ -269,6 +311,19 @@ class ModelFamily(ABC):
         the logged MLflow model at ``image_size`` (float32 batches; a single input is passed as a
         plain array, several as a dict by name): one ``(3, size, size)`` image by default."""
         return [("input", (3, image_size, image_size))]
+
+    def export_inputs(self, generator, image_size: int | None = None) -> list[tuple[str, tuple[int, ...]]]:
+        """``(name, batch-1 shape)`` of each of ``generator``'s forward arguments, in order, for its
+        ONNX export at ``image_size`` (:mod:`unetprune.export`): the shapes of
+        :meth:`input_shapes` at :meth:`counting_shape`, named as :meth:`pyfunc_inputs` names them."""
+        shapes = self.input_shapes(generator, self.counting_shape(generator, image_size))
+        names = [n for n, _ in self.pyfunc_inputs(int(shapes[0][-1]))]
+        if len(names) != len(shapes):
+            raise TypeError(
+                f"model family {self.name!r} names {len(names)} input(s) but its generator takes "
+                f"{len(shapes)}: override export_inputs"
+            )
+        return [(n, tuple(int(x) for x in s)) for n, s in zip(names, shapes)]
 
 
 ENTRY_POINT_GROUP = "unetprune.families"

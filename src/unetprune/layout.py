@@ -28,9 +28,11 @@ Layout::
         expert/checkpoint.pt train.json   lip-sync expert of the generator's sync loss
         lse/standin.pt                    stand-in LSE network (evaluate.lse_backend standin)
       sensitivity/<layer>.json          one per prunable layer, every ratio inside
+      sensitivity/latency-<device>-t<threads>.json   a latency plan's per-layer latency table
       variants/<v>/pruned.pt prune.json
       variants/<v>/finetuned/checkpoint.pt train.json samples.png
       eval/original.json eval/<v>__pruned.json eval/<v>__finetuned.json
+      onnx/original.onnx onnx/<v>__<final stage>.onnx   the original and each variant in ONNX
       fid_stats/                        cached real-image statistics, stand-in weights
       tables/<name>.csv|md              the paper's tables
       figures/<name>.png                sensitivity curves, trade-offs, sample grids
@@ -165,6 +167,11 @@ class Layout:
     def sensitivity_json(self, layer: str) -> Path:
         return self.sensitivity_dir / f"{layer}.json"
 
+    def latency_table(self, device: str, threads: int | None) -> Path:
+        """The plan's latency table measured on ``device`` at ``threads`` CPU threads, cached with
+        the sweep: ``latency-<device>-t<threads>.json`` (``-tna`` on CUDA, where threads do not apply)."""
+        return self.sensitivity_dir / f"latency-{device}-t{threads if threads else 'na'}.json"
+
     # --- variants --------------------------------------------------------------------
     @property
     def variants_dir(self) -> Path:
@@ -219,6 +226,15 @@ class Layout:
 
     def eval_json(self, model: str, stage: str | None = None) -> Path:
         return self.eval_dir / f"{self.eval_name(model, stage)}.json"
+
+    # --- export ----------------------------------------------------------------------
+    @property
+    def onnx_dir(self) -> Path:
+        return self.root / "onnx"
+
+    def onnx_model(self, model: str, stage: str | None = None) -> Path:
+        """The ONNX export of a model (``unetprune export``), named like its evaluation."""
+        return self.onnx_dir / f"{self.eval_name(model, stage)}.onnx"
 
     # --- report ----------------------------------------------------------------------
     @property

@@ -10,6 +10,9 @@ Variant names say what they are:
 * ``cut-k2`` — the 2 innermost levels removed;
 * ``cut-res-l5-6`` — the residual blocks of levels 5..6 removed (families with residual
   blocks: Wav2Lip);
+* ``plan-params0.5`` / ``plan-macs0.5`` / ``plan-lat20ms-cpu-t1`` / ``plan-match-cut-k2`` — the
+  sensitivity-guided plan to a budget: half the parameters, half the MACs, 20 ms on one CPU
+  thread, ``cut-k2``'s size (docs/plan.md);
 * ``global-uniform-match-cut-k2`` / ``global-threshold-match-cut-k2`` — global baselines
   matched to ``cut-k2``'s size (the threshold on layer-normalised importance with a
   per-layer cap; ``global-threshold-raw-…`` when ``baselines.normalize`` is false).
@@ -98,7 +101,13 @@ def primary_variants(cfg: dict) -> dict[str, dict]:
     for i, v in enumerate(cfg["variants"]):
         where = f"variants[{i}]"
         unit = v.get("unit", "levels")
-        if v["strategy"] == "inner":
+        if v["strategy"] != "plan":
+            extra = [k for k in ("target", "match") if k in v]
+            if extra:
+                raise ConfigError(f"config error at '{where}.{extra[0]}': applies to plan variants only")
+        if v["strategy"] == "plan":
+            name, args = _plan_variant(cfg, v, where)
+        elif v["strategy"] == "inner":
             if "ratio" not in v:
                 raise ConfigError(f"config error at '{where}.ratio': an inner variant needs a ratio")
             if "k" in v or "unit" in v:
@@ -144,17 +153,128 @@ def primary_variants(cfg: dict) -> dict[str, dict]:
                 )
             name = f"cut-k{v['k']}"
             args = {"strategy": "cut", "k": v["k"]}
+        if v.get("distill"):
+            name, args = f"{name}{DISTILLED_SUFFIX}", {**args, "distill": True}
         if name in out:
             raise ConfigError(f"config error at '{where}': duplicate variant {name}")
         out[name] = args
+    for i, (name, args) in enumerate(out.items()):
+        ref = args.get("match")
+        if ref is not None and (ref not in out or out[ref]["strategy"] == "plan"):
+            others = [n for n, a in out.items() if a["strategy"] != "plan"]
+            raise ConfigError(
+                f"config error at 'variants[{i}].match': {ref!r} is not an inner or cut variant of this "
+                f"config (one of: {', '.join(others) or 'none'})"
+            )
     return out
+
+
+#: the name suffix of a variant fine-tuned with distillation (variants[].distill)
+DISTILLED_SUFFIX = "-kd"
+
+
+def distilled_pairs(cfg: dict) -> dict[str, str]:
+    """``{distilled variant: the same variant without distillation}`` for every configured pair."""
+    prim = primary_variants(cfg)
+    return {
+        n: n[: -len(DISTILLED_SUFFIX)]
+        for n, a in prim.items()
+        if a.get("distill") and n[: -len(DISTILLED_SUFFIX)] in prim
+    }
+
+
+def finetune_cli_args(cfg: dict, name: str, base: Path | str = DEFAULT_BASE) -> list[str]:
+    """Extra arguments of `unetprune train --finetune` for variant ``name``: the teacher of a
+    distilled variant (``--distill-from`` the original), none otherwise."""
+    if not all_variants(cfg)[name].get("distill"):
+        return []
+    return ["--distill-from", str(Layout.from_config(cfg, base).checkpoint(ORIGINAL))]
+
+
+#: a plan's budget keys (variants[].target) -> the budget metric it targets
+PLAN_TARGETS = {
+    "params": "params",
+    "macs": "macs_physical",
+    "macs_output": "macs_output",
+    "latency_ms": "latency_ms",
+}
+
+
+def _plan_variant(cfg: dict, v: dict, where: str) -> tuple[str, dict]:
+    """The name and prune arguments of a plan variant (``{strategy: plan, target: {...}}`` or
+    ``{strategy: plan, match: <variant>}``)."""
+    for key in ("ratio", "k", "levels", "unit"):
+        if key in v:
+            raise ConfigError(
+                f"config error at '{where}.{key}': a plan variant takes target or match, not {key}"
+            )
+    if ("target" in v) == ("match" in v):
+        raise ConfigError(f"config error at '{where}': a plan variant needs exactly one of target and match")
+    if "match" in v:
+        return f"plan-match-{v['match']}", {"strategy": "plan", "match": v["match"]}
+    t = dict(v["target"])
+    budgets = [k for k in PLAN_TARGETS if k in t]
+    if len(budgets) != 1:
+        raise ConfigError(
+            f"config error at '{where}.target': give exactly one of {', '.join(PLAN_TARGETS)} "
+            f"(got {', '.join(budgets) or 'none'})"
+        )
+    key = budgets[0]
+    if key != "latency_ms":
+        extra = [k for k in ("device", "threads") if k in t]
+        if extra:
+            raise ConfigError(
+                f"config error at '{where}.target.{extra[0]}': applies to latency_ms targets only"
+            )
+        tag = key.replace("_", "-")
+        return f"plan-{tag}{_fmt_ratio(t[key])}", {
+            "strategy": "plan",
+            "budget": PLAN_TARGETS[key],
+            "target": t[key],
+        }
+    device, threads = t.get("device", "cpu"), int(t.get("threads", 1))
+    threads_tag = threads if device == "cpu" else None
+    name = f"plan-lat{_fmt_ratio(t[key])}ms-{device}" + (f"-t{threads}" if device == "cpu" else "")
+    return name, {
+        "strategy": "plan",
+        "budget": "latency_ms",
+        "target": t[key],
+        "device": device,
+        "threads": threads_tag,
+    }
+
+
+def latency_tables(cfg: dict) -> list[tuple[str, int | None]]:
+    """(device, threads) of every latency table the configured plan variants need."""
+    out = []
+    for args in primary_variants(cfg).values():
+        if args.get("budget") == "latency_ms" and (args["device"], args["threads"]) not in out:
+            out.append((args["device"], args["threads"]))
+    return out
+
+
+def plan_inputs(cfg: dict, name: str, base: Path | str = DEFAULT_BASE) -> list[Path]:
+    """The files a plan variant's prune job reads besides the original: the sweep's result of
+    every swept layer and, for a latency target, its latency table (none for other variants)."""
+    v = all_variants(cfg)[name]
+    if v["strategy"] != "plan":
+        return []
+    lay = Layout.from_config(cfg, base)
+    files = [lay.sensitivity_json(layer) for layer in sensitivity_layers(cfg)]
+    if v.get("budget") == "latency_ms":
+        files.append(lay.latency_table(v["device"], v["threads"]))
+    return files
 
 
 def baseline_variants(cfg: dict) -> dict[str, dict]:
     """name → prune arguments of the global baselines matched to each primary variant."""
     b = cfg["baselines"]
     out = {}
-    for ref in primary_variants(cfg):
+    for ref, args in primary_variants(cfg).items():
+        # a distilled variant is its twin's pruned model, a `match` plan has its match's budget:
+        # the baselines of that budget are the twin's / the match's
+        if args.get("distill") or args.get("match"):
+            continue
         for strat in b["strategies"]:
             thr = strat == "global-threshold"
             tag = strat + ("-raw" if thr and not b["normalize"] else "")
@@ -192,6 +312,8 @@ def prune_cli_args(cfg: dict, name: str, base: Path | str = DEFAULT_BASE) -> lis
         return ["--strategy", "cut", "--unit", "residual", "--levels", *map(str, v["levels"])]
     if s == "cut":
         return ["--strategy", "cut", "--k", str(v["k"])]
+    if s == "plan":
+        return _plan_cli_args(cfg, v, base)
     ref = str(Layout.from_config(cfg, base).pruned_checkpoint(v["reference"]))
     args = ["--strategy", s, "--importance", v["importance"]]
     if v["match"] == "params":
@@ -207,8 +329,33 @@ def prune_cli_args(cfg: dict, name: str, base: Path | str = DEFAULT_BASE) -> lis
     return args
 
 
+def _plan_cli_args(cfg: dict, v: dict, base) -> list[str]:
+    from .report.verdicts import better
+
+    lay = Layout.from_config(cfg, base)
+    metric = cfg["report"]["quality_metric"]
+    args = ["--strategy", "plan", "--sensitivity-dir", str(lay.sensitivity_dir)]
+    args += ["--layers", *sensitivity_layers(cfg), "--verdict-metric", metric]
+    if better(metric) == "higher":
+        args.append("--higher-is-better")
+    if "match" in v:
+        ref = str(lay.pruned_checkpoint(v["match"]))
+        match = cfg["baselines"]["match"]
+        if match == "params":
+            return args + ["--match-params", ref]
+        return args + ["--match-macs", ref, "--macs-convention", match.split("_")[1]]
+    if v["budget"] == "params":
+        return args + ["--target-params", str(v["target"])]
+    if v["budget"] == "latency_ms":
+        table = str(lay.latency_table(v["device"], v["threads"]))
+        return args + ["--target-latency-ms", str(v["target"]), "--latency-table", table]
+    return args + ["--target-macs", str(v["target"]), "--macs-convention", v["budget"].split("_")[1]]
+
+
 def variant_reference(cfg: dict, name: str) -> str | None:
-    return all_variants(cfg)[name].get("reference")
+    """The variant whose pruned model ``name`` is built against (a baseline's or a plan's match)."""
+    v = all_variants(cfg)[name]
+    return v.get("reference") or v.get("match")
 
 
 def stages(cfg: dict) -> list[str]:

@@ -14,7 +14,9 @@ writes them into the MLflow experiment of the same name:
   sha256, the eval/prune/train JSON, the model's samples, the tables) and its generator as a
   loadable pyfunc model ``generator`` (its code: :mod:`unetprune.tracking_model`; its inputs: the
   family's ``pyfunc_inputs``; registered as one version of
-  ``<experiment>-generator``);
+  ``<experiment>-generator``) and, for the original and each variant at its final stage, its
+  ONNX export (``onnx/<model>.onnx`` of ``unetprune export``) beside it as the ONNX model
+  ``generator_onnx`` (inputs named as in the file; eval mode);
 * the sensitivity sweep as a parent run with one child run per layer (metrics per ratio as
   ``fid_r0.5`` and as ``fid`` with ``step`` = ratio index);
 * a ``report`` run with every table (``mlflow.log_table``), the figures and report.md.
@@ -22,7 +24,13 @@ writes them into the MLflow experiment of the same name:
 Run start and end times are the jobs' (the files' own ``started_at``/``finished_at`` where
 recorded, else the file's time minus the durations the job recorded: epoch seconds,
 evaluation timings), not the sync's.  Tags: git commit, config digest, backends (FID, KID,
-segmentation, device), package versions.
+segmentation, device), package versions.  The experiment is tagged as a model-training
+experiment (``mlflow.experimentKind`` = ``custom_model_development``) whose primary metric is the
+verdict metric (``report.quality_metric``, with whether greater is better).  MLflow 3.17's UI
+chooses between its GenAI and model-training views by its own switch (``workflowType``, kept in
+the browser; GenAI by default) rather than by that tag, so the sync also records (``ui_path`` in
+``mlflow.json``) and prints the experiment's address in the model-training view,
+``#/experiments/<id>?workflowType=machine_learning``, which opens on the runs.
 
 Artifacts of a local store (sqlite/file URI) go to an artifact root folder (``tracking.artifact_root``,
 default ``mlartifacts/`` next to the sqlite database) and are recorded as
@@ -69,9 +77,15 @@ KEY_TAG = "unetprune.key"
 HASH_TAG = "unetprune.sha256"
 PARENT_TAG = "mlflow.parentRunId"
 QUALITY = ("fid", "kid", "miou", "l1", "psnr", "ssim", "lse_d", "lse_c")
-SYNC_FORMAT = 2  # part of every run's digest: runs logged by an older sync are logged again
+SYNC_FORMAT = 3  # part of every run's digest: runs logged by an older sync are logged again
 ARTIFACTS_SCHEME = "mlflow-artifacts"
 MODEL_NAME = "generator"  # the logged model's name in each model run
+ONNX_MODEL_NAME = "generator_onnx"  # the logged ONNX export beside it
+# experiment tags read by MLflow's UI (mlflow/utils/mlflow_tags.py and the UI's experiment kinds)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"  # MLflow's kind of a model-training experiment
+PRIMARY_METRIC_TAG = "mlflow.experiment.primaryMetric.name"
+PRIMARY_METRIC_GREATER_TAG = "mlflow.experiment.primaryMetric.greaterIsBetter"
 
 
 class TrackingError(UserFacingError):
@@ -303,7 +317,8 @@ class _Run:
             json.dumps(
                 {
                     "format": SYNC_FORMAT,
-                    "model": self.model and {k: v for k, v in self.model.items() if k != "checkpoint"},
+                    "model": self.model
+                    and {k: v for k, v in self.model.items() if k not in ("checkpoint", "onnx")},
                     "params": self.params,
                     "metrics": self.metrics,
                     "steps": self.steps,
@@ -386,6 +401,15 @@ def _variant_runs(cfg: dict, base, tables: dict, cfg_file: Path) -> list[_Run]:
             r.param("collapsed", bool(collapsed))
             r.metric("collapsed", 1.0 if bool(collapsed) else 0.0)
             r.param("collapse_threshold", cfg["evaluate"].get("collapse_threshold"))
+        if v == ORIGINAL:  # the sanity gate (unetprune.sanity): does the original beat trivial generators?
+            from .report.verdicts import sanity_gate
+            from .sanity import gate_metrics
+
+            gate = sanity_gate(ev, gate_metrics(cfg))
+            if gate is not None and gate["passed"] is not None:
+                r.param("sanity_passed", bool(gate["passed"]))
+                r.param("sanity_failed", ", ".join(gate["failed"]) or "none")
+                r.metric("sanity_passed", 1.0 if gate["passed"] else 0.0)
         if v != ORIGINAL:
             a = allv[v]
             pj = load_prune(cfg, base, v)
@@ -427,6 +451,7 @@ def _variant_runs(cfg: dict, base, tables: dict, cfg_file: Path) -> list[_Run]:
             "macs_physical",
             "macs_output",
             "latency_ms",
+            "latency_ort_ms",
             *QUALITY,
             "diversity",
             "params_fraction",
@@ -476,6 +501,10 @@ def _variant_runs(cfg: dict, base, tables: dict, cfg_file: Path) -> list[_Run]:
                     "train_bn = batch statistics and seeded dropout, eval = running statistics)",
                 },
             }
+            onnx_file = lay.onnx_model(v, s)
+            if onnx_file.is_file():  # the workflow exports the original and the final stage (export.smk)
+                r.model["onnx"] = onnx_file
+                r.model["onnx_sha256"] = file_sha256(onnx_file)
         r.tags.update({"unetprune.variant": v, "unetprune.stage": s, "unetprune.group": str(row["group"])})
         r.tables["tables/main_row.json"] = tables["main"][
             (tables["main"].variant == v) & (tables["main"].stage == s)
@@ -623,6 +652,25 @@ def _client(uri: str):
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
+
+
+def experiment_tags(cfg: dict) -> dict[str, str]:
+    """The experiment's tags for MLflow's UI: a model-training experiment whose primary metric is
+    the verdict metric (``report.quality_metric``) with whether greater is better."""
+    from .report.verdicts import better
+
+    metric = cfg["report"]["quality_metric"]
+    return {
+        EXPERIMENT_KIND_TAG: EXPERIMENT_KIND,
+        PRIMARY_METRIC_TAG: metric,
+        PRIMARY_METRIC_GREATER_TAG: str(better(metric) == "higher"),  # "True"/"False", as MLflow writes it
+    }
+
+
+def ui_path(experiment_id: str) -> str:
+    """The address (after the server's URL) at which MLflow's UI shows the experiment's runs: its
+    page in the model-training view (``workflowType=machine_learning``)."""
+    return f"#/experiments/{experiment_id}?workflowType=machine_learning"
 
 
 def _experiment_id(client, name: str, artifact_location: str | None) -> str:
@@ -807,6 +855,8 @@ def _log_model(client, rid: str, run: _Run) -> None:
                     registered_model_name=spec["registered_model"],
                     await_registration_for=60,
                 )
+            if spec.get("onnx"):
+                _log_onnx(rid, spec)
         finally:
             mlflow.set_tracking_uri(previous)
     version = getattr(info, "registered_model_version", None)
@@ -822,6 +872,62 @@ def _log_model(client, rid: str, run: _Run) -> None:
             str(version),
             description=f"{meta['variant']} ({meta['stage']}): {meta['strategy']}, "
             f"{meta['params']:.0f} parameters, {meta['macs_physical']:.4g} MACs (physical)",
+        )
+
+
+def _log_onnx(rid: str, spec: dict) -> None:
+    """Log the ONNX export ``spec["onnx"]`` as the ONNX model ``generator_onnx`` of run ``rid`` (the
+    tracking URI already set), its signature from the file's own named inputs and output."""
+    import mlflow
+    import mlflow.onnx
+    import numpy as np
+    import onnx
+    import onnxruntime
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    from .export import read_metadata
+
+    path = Path(spec["onnx"])
+    proto = onnx.load(str(path))
+    meta = read_metadata(path)
+
+    def specs(values) -> Schema:
+        return Schema(
+            [
+                TensorSpec(
+                    np.dtype(np.float32), tuple(-1 if not isinstance(d, int) else d for d in shape), name
+                )
+                for name, shape in values
+            ]
+        )
+
+    sess = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    signature = ModelSignature(
+        inputs=specs((i.name, i.shape) for i in sess.get_inputs()),
+        outputs=specs((o.name, o.shape) for o in sess.get_outputs()),
+    )
+    with warnings.catch_warnings(), mlflow.start_run(run_id=rid):
+        warnings.simplefilter("ignore")
+        mlflow.onnx.log_model(
+            proto,
+            name=ONNX_MODEL_NAME,
+            signature=signature,
+            pip_requirements=[
+                f"onnx=={onnx.__version__}",
+                f"onnxruntime=={onnxruntime.__version__}",
+                f"mlflow=={mlflow.__version__}",
+            ],
+            metadata={
+                "unetprune": {
+                    **spec["metadata"],
+                    "onnx_file": str(path),
+                    "onnx_sha256": spec["onnx_sha256"],
+                    "opset": meta.get("unetprune.opset"),
+                    "mode": meta.get("unetprune.mode"),
+                }
+            },
+            save_as_external_data=False,
         )
 
 
@@ -909,6 +1015,8 @@ def _sync_locked(cfg: dict, base, uri: str, artifact_location: str | None, root:
 
         client = _client(uri)
         exp_id = _experiment_id(client, name, artifact_location or default_artifact_location(uri, name))
+        for tag, value in experiment_tags(cfg).items():
+            client.set_experiment_tag(exp_id, tag, value)
         existing = _existing_runs(client, exp_id, name)
         from .evaluate import versions
 
@@ -958,6 +1066,7 @@ def _sync_locked(cfg: dict, base, uri: str, artifact_location: str | None, root:
         "experiment_id": exp_id,
         "artifact_location": artifact_location,
         "registered_model": registered_model_name(cfg) if cfg["tracking"].get("log_models", True) else None,
+        "ui_path": ui_path(exp_id),
         "runs": ids,
         "sensitivity_parent": pid,
     }

@@ -116,6 +116,32 @@ def _compatible(saved: dict, cfg: dict, path: Path, extra_keys: tuple[str, ...] 
             )
 
 
+def _distillation(cfg: dict, family: ModelFamily, trainer, teacher_path, device):
+    """The :class:`~unetprune.trainer.Distillation` of a fine-tuning run: the teacher's generator
+    from ``teacher_path`` (of the run's family), frozen; ``finetune.distill``'s weight and features
+    (each a prunable group of the teacher); the teacher's mode follows ``evaluate.mode``."""
+    from .checkpoint import generator_from_checkpoint
+    from .trainer import Distillation
+
+    teacher = generator_from_checkpoint(teacher_path)
+    if family_of(teacher).name != family.name:
+        raise UserFacingError(
+            f"{teacher_path} holds a {family_of(teacher).name!r} generator; the teacher of a "
+            f"{family.name!r} run must be one too"
+        )
+    d = cfg["finetune"]["distill"]
+    groups = family.groups(teacher)
+    bad = [f for f in d["features"] if f not in groups]
+    if bad:
+        raise UserFacingError(
+            f"config error at 'finetune.distill.features': {', '.join(bad)} are not prunable groups "
+            f"of the teacher (one of {', '.join(groups)})"
+        )
+    return Distillation(
+        trainer.G, teacher, family, d["weight"], d["features"], cfg["train"], device, cfg["evaluate"]["mode"]
+    )
+
+
 def finetune_config(cfg: dict) -> dict:
     """The training config of a fine-tuning run: finetune.{n_epochs, n_epochs_decay, lr}."""
     f = cfg["finetune"]
@@ -189,8 +215,14 @@ def train(
     stop_after_epochs: int | None = None,
     init_discriminator_from: Path | str | None = None,
     log_epochs: bool = False,
+    distill_from: Path | str | None = None,
 ) -> dict:
     """Train (or fine-tune, with ``init_from``) and return the log dict written to train.json.
+
+    ``distill_from``: a checkpoint of the teacher (the unpruned original) to distil from with
+    ``finetune.distill``'s weight and features (:class:`unetprune.trainer.Distillation`); the
+    distillation terms join the logged losses and ``train.json`` records its setup under ``distill``.
+    A distilled step is not captured as a CUDA graph (``train.cuda_graph`` auto runs it eagerly).
 
     ``progress`` shows tqdm bars; ``log_epochs`` prints one line per epoch without them
     (for log files).  ``stop_after_epochs`` ends the call early after that many epochs of *this* call (the
@@ -211,6 +243,21 @@ def train(
     remove_stale_temps(out_dir, (RESUME_NAME, CHECKPOINT_NAME, LOG_NAME, SAMPLES_NAME))
 
     family = training_family(cfg)
+    if distill_from is not None:  # a resumed run must distil the same way
+        from .cuda_graph import normalise_setting
+
+        d = cfg["finetune"]["distill"]
+        over: dict = {"distill": {"weight": d["weight"], "features": list(d["features"])}}
+        setting = normalise_setting(tcfg.get("cuda_graph", "auto"))
+        if setting == "on":
+            raise UserFacingError(
+                "config error at 'train.cuda_graph': on cannot capture a distilled fine-tune (its adapters "
+                "step outside the captured step); set it to auto or off"
+            )
+        if setting == "auto":  # distilled steps run eagerly
+            over["cuda_graph"] = "off"
+        cfg = deep_merge(cfg, {"train": over})
+        tcfg = cfg["train"]
     G, D, info = build_models(cfg, init_from, init_discriminator_from, family=family)
     # the weights the run starts from (fresh init or init_from; a resumed run rebuilds the same):
     # train.json records how far training moved them (weight_change)
@@ -225,6 +272,14 @@ def train(
         **info,
     }
     trainer = family.trainer(G, D, tcfg, device)
+    if distill_from is not None:
+        if not hasattr(trainer, "enable_distillation"):
+            raise UserFacingError(
+                f"model family {family.name!r} has a trainer without distillation (unetprune.trainer.Trainer); "
+                f"fine-tune its variants without distill"
+            )
+        trainer.enable_distillation(_distillation(cfg, family, trainer, distill_from, device))
+        log["distill"] = {**trainer.distill.record(), "teacher": str(distill_from)}
     step_mode = getattr(trainer, "step_mode", None)  # CUDA-graph or eager steps, and why (cuda_graph.py)
     if step_mode is not None and (progress or log_epochs):
         step_mode.report_to(tqdm.write)  # one line now, one per later eager fallback
@@ -237,7 +292,9 @@ def train(
                 f"cannot resume from {state_path}: it holds a {family_of(state).name!r} run, "
                 f"this run trains {family.name!r}; choose another --out"
             )
-        _compatible(state["config"], cfg, state_path, getattr(trainer, "resume_keys", ()))
+        _compatible(
+            state["config"], cfg, state_path, tuple(getattr(trainer, "resume_keys", ())) + ("distill",)
+        )
         trainer.load_state(state)
         start_epoch = int(state["epoch"])
         log = json.loads(state["log"])
@@ -308,7 +365,16 @@ def train(
         n_steps, n_images, t0 = 0, 0, time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}", disable=not progress, leave=False)
         for batch in bar:
+            if getattr(trainer, "distill", None) is not None:
+                trainer.distill.zero_grad()
             losses = trainer.step(batch)
+            if getattr(trainer, "distill", None) is not None:  # the adapters learn from the same backward
+                if "KD" not in losses:
+                    raise UserFacingError(
+                        f"model family {family.name!r}: its trainer's step ignores distillation "
+                        f"(no KD loss); fine-tune its variants without distill"
+                    )
+                trainer.distill.step()
             for k, v in losses.items():
                 sums[k] += v.float()
             n_steps += 1

@@ -15,7 +15,12 @@ The checkpoint entries it writes beside the generator are::
 
     "discriminator": {"arch": D.config, "state_dict": {...}}   # when the trainer has a D
     "optimizers": {name: optimiser state dict, ...}            # in optimizers() order
+    "distill": {"adapters": {...}, "optimizer": {...}}         # with distillation only
     ...extra_state()
+
+Distillation (``finetune.distill``, :class:`Distillation`): :meth:`Trainer.enable_distillation`
+attaches a frozen teacher; a family's step adds ``self.distill_terms(inputs, output)["KD"]`` to
+its generator loss (an empty dict without distillation) and returns the terms with its losses.
 """
 
 from __future__ import annotations
@@ -24,6 +29,138 @@ import torch
 from torch import nn
 
 from . import cuda_graph
+
+
+#: the loss names distillation adds to a trainer's ``losses``
+DISTILL_LOSSES = ("KD", "KD_out", "KD_feat")
+
+
+class Distillation:
+    """Knowledge distillation from a frozen teacher (the unpruned original) into a pruned student.
+
+    ``KD = weight * (KD_out + KD_feat)``: ``KD_out`` is the L1 distance between the two
+    generators' outputs on the same inputs; ``KD_feat`` the mean, over ``features`` (prunable
+    groups of the family: the output of the group's normalisation, else of its conv, as
+    ``ModelFamily.layer_filters`` names them), of the L1 distance between the teacher's feature
+    and the student's mapped by a learned 1x1 conv (an *adapter*; none where the widths agree).
+    Groups the student no longer has (a cut removed them) are skipped and listed in ``skipped``.
+
+    The teacher never learns: its parameters do not require gradients and it runs under
+    ``torch.no_grad``.  With ``train_bn`` evaluation its BatchNorm layers use the batch's
+    statistics without touching their running buffers and its dropout is off; with
+    ``eval`` it runs in eval mode.  The adapters have their own Adam (the generator's lr and
+    betas), stepped after each generator update; they live only in the training checkpoint, never
+    in the exported generator."""
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        family,
+        weight: float,
+        features,
+        tcfg: dict,
+        device: torch.device,
+        mode: str = "eval",
+    ):
+        self.weight = float(weight)
+        self.teacher = teacher.to(device)
+        self.teacher.requires_grad_(False)
+        self.mode = mode
+        self.features: list[str] = []
+        self.skipped: list[str] = []
+        student_groups = set(family.groups(student))
+        adapters = {}
+        self._hooks = []
+        self._student_feats: dict[str, torch.Tensor] = {}
+        self._teacher_feats: dict[str, torch.Tensor] = {}
+        for name in features:
+            if name not in student_groups:
+                self.skipped.append(name)
+                continue
+            self.features.append(name)
+            ws, wt = family.layer_width(student, name), family.layer_width(teacher, name)
+            if ws != wt:
+                adapters[name] = nn.Conv2d(ws, wt, 1, bias=False)
+            self._hook(family, student, name, self._student_feats)
+            self._hook(family, self.teacher, name, self._teacher_feats)
+        self.adapters = nn.ModuleDict(adapters).to(device)
+        params = list(self.adapters.parameters())
+        self.opt = (
+            torch.optim.Adam(params, lr=tcfg["lr"], betas=(tcfg["beta1"], tcfg["beta2"])) if params else None
+        )
+        self.set_teacher_mode()
+
+    def _hook(self, family, model: nn.Module, name: str, store: dict) -> None:
+        conv, norm = family.layer_filters(model, name)
+        module = norm if norm is not None else conv
+
+        def grab(_mod, _args, out, _name=name):
+            store[_name] = out
+
+        self._hooks.append(module.register_forward_hook(grab))
+
+    def set_teacher_mode(self) -> None:
+        if self.mode == "train_bn":
+            self.teacher.train()
+            for m in self.teacher.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.track_running_stats = False  # batch statistics; running buffers untouched
+                elif isinstance(m, nn.modules.dropout._DropoutNd):
+                    m.eval()
+        else:
+            self.teacher.eval()
+
+    def terms(self, inputs: tuple, output: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The distillation terms of the student's ``output`` on ``inputs`` (its features were
+        captured by that forward pass): ``{"KD", "KD_out", "KD_feat"}``, ``KD`` with gradients."""
+        import torch.nn.functional as F
+
+        with torch.no_grad():
+            target = self.teacher(*inputs)
+        kd_out = F.l1_loss(output.float(), target.float())
+        if self.features:
+            per = []
+            for name in self.features:
+                s = self._student_feats[name]
+                if name in self.adapters:
+                    s = self.adapters[name](s.float())
+                per.append(F.l1_loss(s.float(), self._teacher_feats[name].float()))
+            kd_feat = torch.stack(per).mean()
+        else:
+            kd_feat = torch.zeros((), device=output.device)
+        return {"KD": self.weight * (kd_out + kd_feat), "KD_out": kd_out, "KD_feat": kd_feat}
+
+    def zero_grad(self) -> None:
+        if self.opt is not None:
+            self.opt.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        if self.opt is not None:
+            self.opt.step()
+
+    def state(self) -> dict:
+        return {
+            "adapters": {k: v.detach().cpu() for k, v in self.adapters.state_dict().items()},
+            "optimizer": self.opt.state_dict() if self.opt is not None else None,
+        }
+
+    def load_state(self, entry: dict) -> None:
+        self.adapters.load_state_dict(entry["adapters"])
+        if self.opt is not None:
+            self.opt.load_state_dict(entry["optimizer"])
+
+    def record(self) -> dict:
+        """What train.json records about the distillation."""
+        return {
+            "weight": self.weight,
+            "features": list(self.features),
+            "skipped_features": list(self.skipped),
+            "adapters": {
+                k: [m.in_channels, m.out_channels] for k, m in self.adapters.items()
+            },  # student -> teacher
+            "teacher_mode": self.mode,
+        }
 
 
 class Trainer:
@@ -35,6 +172,7 @@ class Trainer:
     losses: tuple[str, ...] = ()
     resume_keys: tuple[str, ...] = ()
     step_mode: cuda_graph.StepMode | None = None
+    distill: Distillation | None = None
 
     def __init__(
         self,
@@ -71,16 +209,32 @@ class Trainer:
     def after_load(self, ckpt: dict) -> None:
         """Run by :meth:`load_state` once the weights and optimiser states are in (default: nothing)."""
 
+    # --- distillation ----------------------------------------------------------------------------
+    def enable_distillation(self, distill: Distillation) -> None:
+        """Distil from ``distill``'s teacher: its terms join :attr:`losses` and the checkpoint."""
+        self.distill = distill
+        self.losses = tuple(self.losses) + DISTILL_LOSSES
+
+    def distill_terms(self, inputs: tuple, output: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The distillation terms of the generator's ``output`` on ``inputs`` (:meth:`Distillation.terms`);
+        ``{}`` without distillation, so a step adds ``KD`` to its generator loss only when present."""
+        return {} if self.distill is None else self.distill.terms(inputs, output)
+
     # --- the protocol ---------------------------------------------------------------------------
     def set_lr(self, lr: float) -> None:
         """Every optimiser's learning rate (a device-tensor lr is filled in place)."""
         for opt in self.optimizers().values():
             cuda_graph.set_lr(opt, lr)
+        if self.distill is not None and self.distill.opt is not None:
+            cuda_graph.set_lr(self.distill.opt, lr)
 
     def set_train_mode(self) -> None:
         self.G.train()
         if self.D is not None:
             self.D.train()
+        if self.distill is not None:
+            self.distill.adapters.train()
+            self.distill.set_teacher_mode()
 
     def state(self) -> dict:
         """The checkpoint entries besides the generator (see the module doc)."""
@@ -91,6 +245,8 @@ class Trainer:
                 "state_dict": {k: v.detach().cpu() for k, v in self.D.state_dict().items()},
             }
         out["optimizers"] = {name: self.optimizer_state(opt) for name, opt in self.optimizers().items()}
+        if self.distill is not None:
+            out["distill"] = self.distill.state()
         out.update(self.extra_state())
         return out
 
@@ -101,4 +257,6 @@ class Trainer:
             self.D.load_state_dict(ckpt["discriminator"]["state_dict"])
         for name, opt in self.optimizers().items():
             opt.load_state_dict(ckpt["optimizers"][name])
+        if self.distill is not None:
+            self.distill.load_state(ckpt["distill"])
         self.after_load(ckpt)

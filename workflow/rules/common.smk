@@ -143,6 +143,9 @@ def get_prune_inputs(wildcards):
     ins = {"ckpt": str(LAYOUT.checkpoint(ORIGINAL))}
     if ref:
         ins["ref"] = str(LAYOUT.pruned_checkpoint(ref))
+    plan = pipeline.plan_inputs(config, wildcards.variant)  # a plan reads the sweep (and latency table)
+    if plan:
+        ins["plan"] = [str(p) for p in plan]
     return ins
 
 
@@ -154,8 +157,16 @@ def get_report_outputs():
     return [str(p) for p in LAYOUT.report_outputs()]
 
 
+def get_onnx_outputs():
+    """The ONNX files of export.smk: the original and every variant at the final stage."""
+    from unetprune.export import onnx_files
+
+    return [str(p) for p in onnx_files(config, LAYOUT)]
+
+
 def get_final_outputs():
     outs = get_report_outputs() + [CFG] + [str(p) for p in FAMILY.final_outputs(LAYOUT, config)]
+    outs += get_onnx_outputs()  # export.smk
     if config["tracking"]["enabled"]:
         outs.append(str(LAYOUT.mlflow_json))
     return outs

@@ -15,6 +15,8 @@ rule evaluate_original:
         code=code("evaluate"),
         cache=str(LAYOUT.fid_cache),
         split=config["evaluate"]["split"],
+        # the original's evaluation also scores the trivial generators (the sanity gate)
+        sanity=lambda wildcards: "" if "variant" in wildcards.keys() else "--sanity",
     log:
         log("evaluate_original"),
     threads: config["workflow"]["eval_threads"]
@@ -25,7 +27,7 @@ rule evaluate_original:
         CONDA_ENV
     shell:
         "OMP_NUM_THREADS={threads} unetprune evaluate {params.config:q} --checkpoint {input.ckpt:q} "
-        "--split {params.split:q} --cache-dir {params.cache:q} --out {output:q} > {log:q} 2>&1"
+        "--split {params.split:q} --cache-dir {params.cache:q} {params.sanity} --out {output:q} > {log:q} 2>&1"
 
 
 # a pruned or fine-tuned variant: the same job, after the original's (its real statistics)

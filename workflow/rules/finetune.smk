@@ -15,6 +15,7 @@ rule finetune_variant:
         cfg=sections("seed", "data", "train", "finetune"),
         code=code("train"),
         family=family_args("finetune"),
+        distill=lambda wc: pipeline.finetune_cli_args(config, wc.variant),
         out=lambda wc, output: os.path.dirname(output.ckpt),
     log:
         log("finetune_{variant}"),
@@ -25,6 +26,6 @@ rule finetune_variant:
     conda:
         CONDA_ENV
     shell:
-        "unetprune train {params.config:q} {params.family:q} --finetune --init-from {input.pruned:q} "
+        "unetprune train {params.config:q} {params.family:q} {params.distill:q} --finetune --init-from {input.pruned:q} "
         "--init-discriminator-from {input.original:q} --out {params.out:q} --resume --quiet "
         "--set train.threads={threads} > {log:q} 2>&1"

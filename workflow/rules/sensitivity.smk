@@ -26,3 +26,31 @@ rule sensitivity_layer:
     shell:
         "OMP_NUM_THREADS={threads} unetprune sweep {params.config:q} --checkpoint {input.ckpt:q} "
         "--layer {wildcards.layer} --cache-dir {params.cache:q} > {log:q} 2>&1"
+
+
+# The latency table of a latency plan (docs/plan.md): each swept layer alone at each ratio's width,
+# timed on the plan's device at its threads and the experiment's input size, cached with the sweep.
+rule latency_table:
+    wildcard_constraints:
+        device="cpu|cuda",
+        threads=r"[0-9]+|na",
+    input:
+        ckpt=str(LAYOUT.checkpoint(ORIGINAL)),
+    output:
+        str(LAYOUT.sensitivity_dir / "latency-{device}-t{threads}.json"),
+    params:
+        config=config_args,
+        cfg=sections("data", "sensitivity"),
+        code=code("sweep"),
+        threads=lambda wc: wc.threads if wc.threads != "na" else "1",
+    log:
+        log("latency_{device}_t{threads}"),
+    threads: lambda wc: int(wc.threads) if wc.threads != "na" else 1
+    resources:
+        mem_mb=config["workflow"]["mem_mb"],
+        gpu=lambda wc: 1 if wc.device == "cuda" else 0,
+    conda:
+        CONDA_ENV
+    shell:
+        "unetprune sweep {params.config:q} --checkpoint {input.ckpt:q} --latency {wildcards.device} "
+        "--latency-threads {params.threads} --latency-out {output:q} > {log:q} 2>&1"

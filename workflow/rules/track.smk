@@ -8,6 +8,7 @@
 rule track:
     input:
         report=get_report_outputs(),
+        onnx=get_onnx_outputs(),  # export.smk: logged beside each PyTorch model
     output:
         str(LAYOUT.mlflow_json),
     params:

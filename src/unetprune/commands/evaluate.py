@@ -40,6 +40,11 @@ def register(subparsers) -> None:
         "--data-root", default=None, help="dataset folder (default: data.root or the experiment's data/)"
     )
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    p.add_argument(
+        "--sanity",
+        action="store_true",
+        help="also score the family's trivial generators (copy the input, ...: the sanity gate)",
+    )
     p.set_defaults(func=run)
 
 
@@ -55,6 +60,7 @@ def run(args) -> int:
         cache_dir=args.cache_dir or DEFAULT_CACHE_DIR,
         data_root=args.data_root,
         latency=not args.no_latency,
+        sanity=args.sanity,
     )
     fid = result["fid"]
     seg = result.get("segmentation") or {}

@@ -4,6 +4,10 @@
     unetprune prune --checkpoint IN.pt --strategy cut --k 2 --out OUT.pt
     unetprune prune --checkpoint W2L.pt --strategy cut --unit residual --levels 5 6 --out OUT.pt
     unetprune prune --checkpoint IN.pt --strategy global-uniform --match-params CUT.pt --out OUT.pt
+    unetprune prune --checkpoint IN.pt --strategy plan --sensitivity-dir SWEEP/ --target-params 0.5 --out OUT.pt
+    unetprune prune --checkpoint IN.pt --strategy plan --sensitivity-dir SWEEP/ --match-macs CUT.pt --out OUT.pt
+    unetprune prune --checkpoint IN.pt --strategy plan --sensitivity-dir SWEEP/ --target-latency-ms 20 \
+        --latency-table SWEEP/latency-cpu-t1.json --out OUT.pt
 
 Writes an ordinary generator checkpoint (fine-tune it with ``unetprune train --init-from``)
 whose ``meta.pruning`` records the strategy, its parameters and the kept indices, and a
@@ -72,6 +76,37 @@ def register(sub) -> None:
         default="physical",
         help="MAC convention for --match-macs (default physical)",
     )
+    t = p.add_argument_group("plan (a budget instead of layers; docs/plan.md)")
+    t.add_argument("--sensitivity-dir", help="plan: the folder of the sweep's <layer>.json results")
+    t.add_argument(
+        "--layers", nargs="+", help="plan: the swept layers to plan over (default: every <layer>.json there)"
+    )
+    t.add_argument(
+        "--target-params", type=float, metavar="FRACTION", help="plan: parameters, a fraction of the original"
+    )
+    t.add_argument(
+        "--target-macs",
+        type=float,
+        metavar="FRACTION",
+        help="plan: MACs (--macs-convention), a fraction of the original",
+    )
+    t.add_argument(
+        "--target-latency-ms",
+        type=float,
+        metavar="MS",
+        help="plan: batch-1 latency in ms (needs --latency-table)",
+    )
+    t.add_argument("--latency-table", help="plan: the latency table of `unetprune sweep --latency DEVICE`")
+    t.add_argument(
+        "--verdict-metric",
+        default="fid",
+        help="plan: the metric whose summed degradation is minimised (default fid)",
+    )
+    t.add_argument(
+        "--higher-is-better",
+        action="store_true",
+        help="plan: the verdict metric improves upwards (mIoU, PSNR, SSIM, LSE-C); default: lower is better",
+    )
     p.add_argument("--tol", type=float, default=0.01, help="budget tolerance (default 0.01 = 1%%)")
     p.add_argument(
         "--input-size",
@@ -128,9 +163,14 @@ def run(args) -> int:
         ref_g = generator_from_checkpoint(ref)
         kw["match_model"] = ref_g
         kw["match_metric"] = "params" if args.match_params else f"macs_{args.macs_convention}"
+    latency = None
+    if args.strategy == "plan":
+        latency = _plan_args(args, g, shape, kw)
     new, info = prune(g, args.strategy, **kw)
-    if ref:
+    if ref and "budget" in info:
         info["budget"]["reference"] = str(ref)
+    if args.strategy == "plan":
+        _record_plan(info, new, shape, latency, ref)
 
     counts = count_all(new, shape)
     before = count_all(g, shape)
@@ -174,3 +214,80 @@ def run(args) -> int:
         f"at {side}x{side}; wrote {args.out} and {out_json}"
     )
     return 0
+
+
+def _plan_args(args, g, shape, kw: dict) -> dict | None:
+    """The plan's keyword arguments of :func:`unetprune.pruning.prune` from the flags: the sweep's
+    results, the budget and, for a latency target, the latency table."""
+    from ..pruning import PruningError, model_budget
+    from ..pruning.sensitivity import load_sweep
+
+    targets = [x for x in (args.target_params, args.target_macs, args.target_latency_ms) if x is not None]
+    if len(targets) + bool(kw.get("match_model")) != 1:
+        raise PruningError(
+            "strategy plan needs exactly one budget: --target-params, --target-macs, --target-latency-ms, "
+            "--match-params or --match-macs"
+        )
+    if not args.sensitivity_dir:
+        raise PruningError("strategy plan needs --sensitivity-dir (the folder of the sweep's <layer>.json)")
+    folder = Path(args.sensitivity_dir)
+    layers = args.layers or sorted(p.stem for p in folder.glob("*.json") if not p.stem.startswith("latency-"))
+    kw["sweep"] = load_sweep(folder, layers)
+    kw["verdict_metric"] = args.verdict_metric
+    kw["higher_is_better"] = args.higher_is_better
+    for name, frac in (("--target-params", args.target_params), ("--target-macs", args.target_macs)):
+        if frac is not None and not 0 < frac <= 1:
+            raise PruningError(f"{name} is a fraction of the original in (0, 1], got {frac}")
+    if args.target_params is not None:
+        kw["match_metric"] = "params"
+        kw["match_target"] = args.target_params * model_budget(g, "params", shape)
+    elif args.target_macs is not None:
+        kw["match_metric"] = f"macs_{args.macs_convention}"
+        kw["match_target"] = args.target_macs * model_budget(g, kw["match_metric"], shape)
+    elif args.target_latency_ms is not None:
+        if not args.latency_table:
+            raise PruningError(
+                "--target-latency-ms needs --latency-table (made by `unetprune sweep --latency DEVICE`)"
+            )
+        try:
+            table = json.loads(Path(args.latency_table).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise PruningError(f"cannot read the latency table {args.latency_table} ({e})") from e
+        if [int(s) for s in table.get("input_shape", [])] != [int(s) for s in shape]:
+            raise PruningError(
+                f"the latency table {args.latency_table} was measured at input {table.get('input_shape')}, "
+                f"this plan counts at {list(shape)}; rebuild it at the experiment's input size"
+            )
+        kw["match_metric"] = "latency_ms"
+        kw["match_target"] = args.target_latency_ms
+        kw["latency"] = table
+        return table
+    return None
+
+
+def _record_plan(info: dict, new, shape, latency: dict | None, ref) -> None:
+    """The plan's measured cost on the pruned model beside its prediction (for a latency plan:
+    measured on the table's device at its threads)."""
+    from ..pruning import model_budget
+
+    plan = info["plan"]
+    if ref:
+        plan["reference"] = str(ref)
+    if latency is None:
+        achieved = model_budget(new, plan["metric"], shape)
+        plan["achieved"] = int(achieved)
+        plan["rel_error"] = (achieved - plan["target"]) / plan["target"]
+        return
+    from ..metrics.complexity import measure_latency
+
+    lat = measure_latency(
+        new, list(shape), latency["device"], threads=latency["threads"], iters=latency.get("iters", 20)
+    )  # the table's statistic: the fastest run
+    plan["latency"] = {
+        "device": latency["device"],
+        "device_name": latency["device_name"],
+        "threads": latency["threads"],
+        "predicted_ms": plan["measured"],
+        "measured_ms": lat[latency.get("statistic", "min_ms")],
+        "full_ms_table": latency["full_ms"],
+    }

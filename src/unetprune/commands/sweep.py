@@ -40,6 +40,17 @@ def register(sub) -> None:
     p.add_argument(
         "--cache-dir", default=None, help="FID statistics cache (default: the experiment's fid_stats/)"
     )
+    p.add_argument(
+        "--latency",
+        choices=["cpu", "cuda"],
+        help="instead of scoring: measure the plan's latency table on this device (each swept layer "
+        "alone at each ratio's width) and write it to --latency-out",
+    )
+    p.add_argument("--latency-threads", type=int, default=1, help="CPU threads of --latency (default 1)")
+    p.add_argument(
+        "--latency-out",
+        help="the latency table (default: <sensitivity dir>/latency-<device>-t<threads>.json)",
+    )
     p.set_defaults(func=run)
 
 
@@ -158,8 +169,38 @@ def run_sweep(
     )
 
 
+def run_latency(cfg: dict, checkpoint: str, device: str, threads: int, out: str | None) -> dict:
+    """Measure and write the latency table of the configured sweep's layers and ratios at the
+    experiment's input size (:func:`unetprune.pruning.sensitivity.latency_table`)."""
+    from ..checkpoint import generator_from_checkpoint
+    from ..family import family_of
+    from ..pipeline import sensitivity_layers
+    from ..pruning.sensitivity import latency_table
+
+    G = generator_from_checkpoint(checkpoint)
+    shape = family_of(G).counting_shape(G, cfg["data"]["crop_size"])
+    table = latency_table(
+        G,
+        sensitivity_layers(cfg),
+        cfg["sensitivity"]["ratios"],
+        shape,
+        device,
+        threads if device == "cpu" else None,
+    )
+    path = out or Layout.from_config(cfg).latency_table(device, table["threads"])
+    atomic_write_text(path, json.dumps(table, indent=2) + "\n")
+    print(
+        f"latency table on {table['device_name']} ({device}, threads {table['threads']}): "
+        f"full {table['full_ms']:.2f} ms; wrote {path}"
+    )
+    return table
+
+
 def run(args) -> int:
     cfg = config_from_args(args)
+    if args.latency:
+        run_latency(cfg, args.checkpoint, args.latency, args.latency_threads, args.latency_out)
+        return 0
     res = run_sweep(cfg, args.checkpoint, args.layer or None, args.out_dir, args.cache_dir)
     for layer, r in res.items():
         q = ", ".join(

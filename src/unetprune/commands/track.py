@@ -68,6 +68,7 @@ def run(args) -> int:
     where = f", artifacts in {out['artifact_root']}" if out.get("artifact_root") else ""
     print(
         f"MLflow experiment '{out['experiment']}' ({out['tracking_uri']}{where}): {len(out['runs'])} runs, "
-        f"{out['logged']} (re)logged, {out['unchanged']} unchanged"
+        f"{out['logged']} (re)logged, {out['unchanged']} unchanged; in `mlflow ui`, open "
+        f"<server URL>/{out['ui_path']} (the runs, in the model-training view)"
     )
     return 0

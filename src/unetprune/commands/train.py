@@ -31,6 +31,11 @@ def register(sub) -> None:
         help="train the family's lip-sync expert (train.target=expert, train.expert's epochs, batch, "
         "lr; Wav2Lip: a generator config names its checkpoint as model.wav2lip.expert_checkpoint)",
     )
+    p.add_argument(
+        "--distill-from",
+        help="distil from this teacher checkpoint (the unpruned original) with finetune.distill's "
+        "weight and features: frozen teacher, learned 1x1 adapters where widths differ",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch instead)")
     p.set_defaults(func=run)
 
@@ -52,6 +57,7 @@ def run(args) -> int:
         progress=not args.quiet,
         init_discriminator_from=args.init_discriminator_from,
         log_epochs=args.quiet,
+        distill_from=args.distill_from,
     )
     ev = log.get("eval", {})
     if "l1_final" in ev:

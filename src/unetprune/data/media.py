@@ -1,10 +1,13 @@
 """Audio/video files through ffmpeg-python: probe, extract audio, decode frames, encode mp4.
 
-Every ffmpeg call goes through ``ffmpeg-python`` (``stream.run(cmd=ffmpeg_exe())``).  The
-binary is ``ffmpeg`` on ``PATH`` when there is one, else the one that the ``imageio-ffmpeg``
-wheel ships (so a clean ``pip install`` needs no system package).  There is no ``ffprobe``
-in that wheel: :func:`probe` parses what ``ffmpeg -i FILE`` prints (streams, duration, fps)
-and checks that the file is usable.
+Every ffmpeg command line is built by ``ffmpeg-python`` and run as
+``stream.run(cmd=ffmpeg_exe())`` or, for the streaming reader and writer (:func:`iter_frames`,
+:class:`Mp4Writer`: frames in bounded chunks through pipes, ffmpeg working beside the
+caller), compiled and started as a subprocess.  The binary is ``ffmpeg`` on ``PATH`` when
+there is one, else the one that the ``imageio-ffmpeg`` wheel ships (so a clean ``pip
+install`` needs no system package).  There is no ``ffprobe`` in that wheel: :func:`probe`
+parses what ``ffmpeg -i FILE`` prints (streams, duration, fps) and checks that the file is
+usable.
 
 Failures a user can fix are :class:`MediaError` (a ``UserFacingError``): one line that names
 the file — a truncated mp4, a text file renamed ``.mp4``, a video without an audio stream
@@ -501,3 +504,305 @@ def mux_audio(video: Path | str, wav: Path | str, dest: Path | str, *, offset_s:
         return ffmpeg.output(v, a, tmp, vcodec="copy", acodec="aac", format="mp4", shortest=None)
 
     return _run_atomic(build, Path(dest), "mux the audio", video)
+
+
+# ------------------------------------------------------------------------------------------
+# streaming: frames in bounded chunks, an encoder fed chunk by chunk
+# ------------------------------------------------------------------------------------------
+
+_CORRUPT_MARKS = ("invalid nal", "error while decoding", "partial file", "corrupt", "truncat")
+
+
+class _Pump:
+    """A background thread that moves items between a subprocess pipe and a bounded queue, so
+    ffmpeg works while the caller computes; ``seconds`` is the time it spent in the pipe."""
+
+    def __init__(self, target, depth: int):
+        import queue
+        import threading
+
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+        self.thread = threading.Thread(target=self._run, args=(target,), daemon=True)
+
+    def start(self) -> _Pump:
+        self.thread.start()
+        return self
+
+    def _run(self, target) -> None:
+        try:
+            target()
+        except BaseException as e:  # noqa: BLE001 — handed to the caller's thread
+            self.error = e
+
+
+def iter_frames(
+    path: Path | str,
+    *,
+    fps: float | None = None,
+    chunk: int = 16,
+    info: MediaInfo | None = None,
+    limits: MediaLimits = DEFAULT_LIMITS,
+    prefetch: int = 2,
+    timing: dict | None = None,
+):
+    """The frames of ``path`` as uint8 RGB chunks ``(k <= chunk, H, W, 3)``, in order, decoded by
+    one ffmpeg process that runs ahead of the caller by at most ``prefetch`` chunks (memory
+    does not grow with the video's length).  ``path`` is probed against ``limits`` (unless its
+    probe ``info`` is given), ffmpeg stops after ``limits.max_seconds`` and
+    ``limits.max_frames`` (+1) frames, and a video that decodes to clearly fewer frames than
+    its header promises, or with decoder errors, raises :class:`MediaError` after its last
+    chunk, as :func:`decode_frames` does.  ``timing["decode"]`` accumulates the seconds spent
+    waiting on ffmpeg's output."""
+    import queue
+    import subprocess
+    import time
+
+    path = Path(path)
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1, got {chunk}")
+    if info is None:
+        info = probe(path, require_video=True, limits=limits)
+    v = info.video
+    if v is None or not v.width or not v.height:
+        raise MediaError(f"{path}: could not read the frame size of its video stream")
+    w, h = v.width, v.height
+    stream = _input(path, t=limits.max_seconds + 1)
+    if fps:
+        stream = stream.filter("fps", fps=fps)
+    stream = stream.output(
+        "pipe:", format="rawvideo", pix_fmt="rgb24", **{"frames:v": limits.max_frames + 1}
+    ).global_args("-hide_banner", "-nostdin", "-loglevel", "error")
+    args = stream.compile(cmd=ffmpeg_exe())
+    frame_bytes = w * h * 3
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        done = object()
+
+        def read() -> None:
+            while True:
+                t0 = time.perf_counter()
+                buf = bytearray(chunk * frame_bytes)
+                view, got = memoryview(buf), 0
+                while got < len(buf):
+                    k = proc.stdout.readinto(view[got:])
+                    if not k:
+                        break
+                    got += k
+                pump.seconds += time.perf_counter() - t0
+                n = got // frame_bytes
+                if n:
+                    pump.queue.put(np.frombuffer(buf, np.uint8, n * frame_bytes).reshape(n, h, w, 3))
+                if got < len(buf):
+                    pump.queue.put(done)
+                    return
+
+        pump = _Pump(read, prefetch).start()
+        n = 0
+        try:
+            while True:
+                item = pump.queue.get()
+                if item is done:
+                    break
+                n += len(item)
+                if n > limits.max_frames:
+                    limits.refuse(
+                        path,
+                        "frames",
+                        f"decodes to more than {limits.max_frames} frames (its header said less)",
+                    )
+                yield item
+            pump.thread.join()
+            if pump.error is not None:
+                raise pump.error
+            rc = proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                while pump.thread.is_alive():  # let the reader see the end of the pipe
+                    try:
+                        pump.queue.get(timeout=0.1)
+                    except queue.Empty:
+                        pass
+                proc.wait()
+            proc.stdout.close()
+            if timing is not None:
+                timing["decode"] = timing.get("decode", 0.0) + pump.seconds
+        err.seek(0)
+        errs = err.read().decode("utf-8", "replace").strip()
+    if rc != 0:
+        raise MediaError(f"{path}: ffmpeg could not decode its video ({_last_lines(errs)})")
+    if n == 0:
+        raise MediaError(f"{path}: no video frame could be decoded")
+    expected = round(info.duration * (fps or v.fps or 0)) if info.duration else 0
+    if expected and n < 0.9 * expected - 1:
+        raise MediaError(
+            f"{path}: truncated or corrupt video: {n} frames decoded, {expected} expected from its header"
+        )
+    if errs and any(k in errs.lower() for k in _CORRUPT_MARKS):
+        raise MediaError(f"{path}: corrupt video stream ({_last_lines(errs, 1)})")
+
+
+class Mp4Writer:
+    """An H.264 yuv420p (+ AAC) mp4 written chunk by chunk (atomic): :meth:`write` hands uint8
+    RGB frames ``(k, H, W, 3)`` to one ffmpeg process through a queue of at most ``depth``
+    chunks (encoding overlaps the caller's work, memory stays bounded); :meth:`close`
+    finishes the file and renames it over ``dest``; :meth:`abort` (or an exception inside a
+    ``with`` block) kills ffmpeg and leaves nothing.  The audio ``wav`` is muxed whole: the
+    file lasts as long as the longer of the two streams (no ``-shortest``).
+    ``seconds`` is the time spent handing frames to ffmpeg and waiting for it to finish."""
+
+    def __init__(
+        self,
+        dest: Path | str,
+        width: int,
+        height: int,
+        fps: float,
+        wav: Path | str | None = None,
+        *,
+        crf: int = 20,
+        audio_bitrate: str = "96k",
+        depth: int = 2,
+    ):
+        import subprocess
+
+        if width % 2 or height % 2 or width < 2 or height < 2:
+            raise ValueError(f"H.264 yuv420p needs even sides, got {width}x{height}")
+        if wav is not None:
+            probe(wav, require_audio=True, limits=None)
+        ffmpeg = _ffmpeg()
+        self.dest, self.size, self.seconds, self.frames = Path(dest), (height, width), 0.0, 0
+        self.tmp = _temp_beside(self.dest)
+        video = ffmpeg.input(
+            "pipe:",
+            format="rawvideo",
+            pix_fmt="rgb24",
+            s=f"{width}x{height}",
+            r=fps,
+            protocol_whitelist="pipe",
+        )
+        kw = {
+            "vcodec": "libx264",
+            "pix_fmt": "yuv420p",
+            "crf": crf,
+            "preset": "veryfast",
+            "r": fps,
+            "movflags": "+faststart",
+            "format": "mp4",
+        }
+        tmp = file_url(self.tmp)
+        if wav is not None:
+            out = ffmpeg.output(video, _input(wav), tmp, acodec="aac", audio_bitrate=audio_bitrate, **kw)
+        else:
+            out = ffmpeg.output(video, tmp, **kw)
+        args = out.global_args("-hide_banner", "-nostdin", "-loglevel", "error").compile(
+            cmd=ffmpeg_exe(), overwrite_output=True
+        )
+        self._err = tempfile.TemporaryFile()
+        try:
+            self.proc = subprocess.Popen(
+                args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._err
+            )
+        except BaseException:
+            self._err.close()
+            self.tmp.unlink(missing_ok=True)
+            raise
+        self._closed = False
+        self._pump = _Pump(self._feed, depth)
+        self._pump.start()
+
+    def _feed(self) -> None:
+        import time
+
+        while True:
+            item = self._pump.queue.get()
+            if item is None:
+                return
+            t0 = time.perf_counter()
+            try:
+                self.proc.stdin.write(item)
+            except BrokenPipeError:  # ffmpeg ended early: its error is read in close()
+                return
+            finally:
+                self._pump.seconds += time.perf_counter() - t0
+
+    def write(self, frames: np.ndarray) -> None:
+        """Queue uint8 RGB ``frames`` (k, H, W, 3) of this writer's size for encoding."""
+        frames = np.ascontiguousarray(np.asarray(frames, dtype=np.uint8))
+        if frames.ndim != 4 or frames.shape[1:] != (*self.size, 3):
+            raise ValueError(f"frames must be (k, {self.size[0]}, {self.size[1]}, 3), got {frames.shape}")
+        if self._pump.error is not None:
+            raise self._pump.error
+        if not self._pump.thread.is_alive():
+            self.close()  # ffmpeg stopped: raises its error
+        self._pump.queue.put(memoryview(frames).cast("B"))
+        self.frames += len(frames)
+
+    def close(self) -> Path:
+        """Finish the file (atomic rename over ``dest``); raises :class:`MediaError` when ffmpeg failed."""
+        import time
+
+        if self._closed:
+            raise ValueError(f"{self.dest}: the writer is closed")
+        self._closed = True
+        try:
+            t0 = time.perf_counter()
+            if self._pump.thread.is_alive():
+                self._pump.queue.put(None)
+            self._pump.thread.join()
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            rc = self.proc.wait()
+            self.seconds = self._pump.seconds + (time.perf_counter() - t0)
+            if self._pump.error is not None:
+                raise self._pump.error
+            self._err.seek(0)
+            errs = self._err.read().decode("utf-8", "replace")
+            if rc != 0:
+                raise MediaError(f"{self.dest}: ffmpeg could not encode the mp4 ({_last_lines(errs)})")
+            if self.frames == 0 or not self.tmp.exists() or self.tmp.stat().st_size == 0:
+                raise MediaError(f"{self.dest}: ffmpeg wrote nothing while trying to encode the mp4")
+            os.replace(self.tmp, self.dest)
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
+        finally:
+            self._err.close()
+        return self.dest
+
+    def abort(self) -> None:
+        """Stop ffmpeg and remove the temporary file (nothing is written to ``dest``)."""
+        if self._closed:
+            return
+        import queue
+
+        self._closed = True
+        self.proc.kill()
+        while self._pump.thread.is_alive():  # wake the feeder: it ends on None or a broken pipe
+            try:
+                self._pump.queue.put_nowait(None)
+            except queue.Full:
+                try:
+                    self._pump.queue.get_nowait()
+                except queue.Empty:
+                    pass
+            self._pump.thread.join(0.05)
+        try:
+            self.proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        self.proc.wait()
+        self._err.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> Mp4Writer:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._closed:
+            self.close()

@@ -26,7 +26,9 @@ Latency
 Batch-1 forward latency in eval mode under ``torch.inference_mode``; median over
 ``iters`` timed runs after ``warmup`` runs.  On CPU the thread count is set for the
 measurement and reported; on CUDA both eager execution and CUDA-graph replay are
-offered.  Every entry says which device, mode, threads and batch produced it.
+offered.  On CPU the same generator exported to ONNX (:mod:`unetprune.export`, eval mode) is
+also timed in ONNX Runtime (mode ``onnxruntime``) at the same thread count.  Every entry says
+which device, mode, runtime, threads and batch produced it.
 """
 
 from __future__ import annotations
@@ -275,6 +277,74 @@ def measure_latency(
     }
 
 
+def measure_ort_latency(
+    model: nn.Module,
+    input_shape=(1, 3, 256, 256),
+    threads: int | None = None,
+    warmup: int = 3,
+    iters: int = 10,
+    opset: int | None = None,
+) -> dict:
+    """Forward latency of ``model`` exported to ONNX (eval mode) in ONNX Runtime on the CPU.
+
+    The inputs are the family's named forward arguments for a batch whose first input has
+    ``input_shape``; ``threads`` intra-op threads (default: torch's current setting, so the
+    entry is comparable with :func:`measure_latency`'s CPU entry).  Returns the keys of
+    :func:`measure_latency` with ``mode`` ``"onnxruntime"``, plus ``runtime`` (ONNX Runtime's
+    version) and ``opset``.  ``model`` is not changed.
+    """
+    import onnxruntime
+
+    from ..export import DEFAULT_OPSET, onnx_bytes, ort_session
+
+    iters, warmup = max(1, int(iters)), max(0, int(warmup))
+    shapes = input_shapes(model, input_shape)
+    names = _input_names(model, input_shape, len(shapes))
+    exported = onnx_bytes(
+        model, inputs=list(zip(names, shapes)), opset=DEFAULT_OPSET if opset is None else int(opset)
+    )
+    threads_used = int(threads) if threads is not None else torch.get_num_threads()
+    sess = ort_session(exported.model, threads_used)
+    gen = torch.Generator().manual_seed(0)
+    feeds = {n: torch.randn(s, generator=gen).numpy() for n, s in zip(names, shapes)}
+    out = [exported.output]
+    for _ in range(warmup):
+        sess.run(out, feeds)
+    times: list[float] = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        sess.run(out, feeds)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return {
+        "device": "cpu",
+        "device_name": platform.processor() or platform.machine(),
+        "mode": "onnxruntime",
+        "runtime": f"onnxruntime {onnxruntime.__version__}",
+        "opset": exported.opset,
+        "threads": threads_used,
+        "batch": int(input_shape[0]),
+        "input_shape": [int(s) for s in input_shape],
+        "warmup": warmup,
+        "iters": iters,
+        **_summary(times),
+    }
+
+
+def _input_names(model: nn.Module, input_shape, n: int) -> list[str]:
+    """The graph input names of ``model``'s ``n`` forward arguments: its family's, else
+    ``input`` / ``input0``, ``input1``, ..."""
+    from ..family import family_of
+
+    if getattr(model, "spec", None) is not None:
+        try:
+            named = family_of(model).export_inputs(model, int(input_shape[-1]))
+        except TypeError:
+            named = None
+        if named is not None and len(named) == n:
+            return [str(name) for name, _ in named]
+    return ["input"] if n == 1 else [f"input{i}" for i in range(n)]
+
+
 def complexity_report(
     model: nn.Module,
     input_shape=(1, 3, 256, 256),
@@ -282,11 +352,13 @@ def complexity_report(
     threads: int | None = None,
     warmup: int = 3,
     iters: int = 10,
+    onnx: bool = True,
 ) -> dict:
     """Parameters, MACs in both conventions and (optionally) latency entries.
 
-    ``latency`` entries: CPU eager at ``threads`` (default: torch's current setting); when
-    CUDA is available also CUDA eager and CUDA-graph replay.  Each entry carries its own
+    ``latency`` entries: CPU eager at ``threads`` (default: torch's current setting) and, with
+    ``onnx``, ONNX Runtime on the CPU at the same thread count (:func:`measure_ort_latency`);
+    when CUDA is available also CUDA eager and CUDA-graph replay.  Each entry carries its own
     ``device``/``mode``/``threads``/``batch`` labels.
     """
     shape = [int(s) for s in input_shape]
@@ -301,6 +373,10 @@ def complexity_report(
         rep["latency"].append(
             measure_latency(model, shape, "cpu", threads=threads, warmup=warmup, iters=iters)
         )
+        if onnx:
+            rep["latency"].append(
+                measure_ort_latency(model, shape, threads=threads, warmup=warmup, iters=iters)
+            )
         if torch.cuda.is_available():
             rep["latency"].append(measure_latency(model, shape, "cuda", warmup=warmup, iters=iters))
             rep["latency"].append(

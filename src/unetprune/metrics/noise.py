@@ -41,7 +41,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 #: the scalar quality metrics that get a noise level, in result order
-NOISE_METRICS = ("fid", "kid", "miou", "l1", "psnr", "ssim", "lse_d", "lse_c")
+NOISE_METRICS = ("fid", "kid", "miou", "l1", "psnr", "ssim", "lse_d", "lse_c", "openness")
 Z95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
 FEATURE_BOOTSTRAP_MAX = 1000  # FID/KID are bootstrapped on splits of at most this many images
 
@@ -97,6 +97,10 @@ def scalar_metrics(result: Mapping) -> dict[str, float]:
         "ssim": result.get("ssim"),
         "lse_d": lse.get("lse_d") if isinstance(lse, Mapping) else None,
         "lse_c": lse.get("lse_c") if isinstance(lse, Mapping) else None,
+        # Wav2Lip demo: the mean per-clip openness correlation (families/wav2lip/openness.py)
+        "openness": (result.get("openness") or {}).get("r")
+        if isinstance(result.get("openness"), Mapping)
+        else None,
     }
     return {k: num(raw[k]) for k in NOISE_METRICS if num(raw[k]) is not None}
 
@@ -120,12 +124,13 @@ def resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
 
 
 def mean_replicates(values: Sequence[float] | np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Bootstrap replicates of a mean over items: ``counts @ values / n`` (one per resample)."""
+    """Bootstrap replicates of a mean over items: ``counts @ values / counts.sum()`` per resample
+    (a resample may draw fewer or more items than there are)."""
     v = np.asarray(values, dtype=np.float64)
     c = np.asarray(counts, dtype=np.float64)
     if c.shape[-1] != len(v):
         raise ValueError(f"{len(v)} values but resamples of {c.shape[-1]} items")
-    return c @ v / len(v)
+    return c @ v / np.maximum(c.sum(-1), 1.0)
 
 
 def miou_replicates(confusions: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -285,3 +290,13 @@ def clip_replicates(lse: Mapping | None, n_boot: int, seed: int) -> dict[str, np
         if all(isinstance(v, (int, float)) for v in vals):
             out[key] = mean_replicates(vals, counts)
     return out
+
+
+def openness_replicates(openness: Mapping | None, n_boot: int, seed: int) -> dict[str, np.ndarray]:
+    """Replicates of the mean per-clip openness correlation (``openness.clips[*].r``, the Wav2Lip
+    demo's lip-sync score), resampling clips; {} without per-clip values."""
+    clips = (openness or {}).get("clips") if isinstance(openness, Mapping) else None
+    rs = [c.get("r") for c in clips or [] if isinstance(c.get("r"), (int, float))]
+    if not rs or n_boot < 2:
+        return {}
+    return {"openness": mean_replicates(rs, resample_counts(len(rs), n_boot, seed))}

@@ -28,6 +28,7 @@ from .strategies import (
     prune_global_uniform,
     prune_inner,
     prune_layers,
+    prune_plan,
     prune_single,
 )
 from .surgery import PruningError, check_ratio
@@ -53,6 +54,10 @@ def prune(
     strict: bool = True,
     max_layer_ratio: float | None = DEFAULT_MAX_LAYER_RATIO,
     unit: str = "levels",
+    sweep: dict | None = None,
+    verdict_metric: str = "fid",
+    higher_is_better: bool = False,
+    latency: dict | None = None,
 ):
     """Apply ``strategy`` (one of :data:`STRATEGIES`; ``_`` may replace ``-``).
 
@@ -65,6 +70,10 @@ def prune(
       ``max_layer_ratio`` of its filters (``None``: only its best filter is kept);
     * budget: ``match_target`` (a number) or ``match_model`` (a generator whose budget is
       used) with ``match_metric`` in :data:`METRICS` at ``input_shape``, within ``tol``.
+    * ``plan``: a budget (``match_target``/``match_model`` with ``match_metric`` in
+      :data:`METRICS` or ``"latency_ms"``, then ``match_target`` in ms and ``latency`` the
+      latency table), the sweep's results ``sweep`` and the ``verdict_metric`` whose summed
+      degradation is minimised (``higher_is_better``); see :func:`prune_plan`.
 
     ``importance`` is ``"l1"`` (default), ``"l2"``, ``"random"`` (seeded by ``seed``),
     ``"bn"`` or a callable ``f(generator, layer) -> scores``.
@@ -74,6 +83,27 @@ def prune(
     if s not in STRATEGIES:
         raise PruningError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     budget = match_target is not None or match_model is not None
+    if s == "plan":
+        if not budget:
+            raise PruningError("strategy 'plan' needs a budget (a target or a model to match)")
+        if sweep is None:
+            raise PruningError("strategy 'plan' needs the sensitivity sweep's results")
+        if match_metric == "latency_ms" and match_model is not None:
+            raise PruningError("a latency plan takes a target in ms, not a model to match")
+        target = (
+            match_target if match_target is not None else model_budget(match_model, match_metric, input_shape)
+        )
+        return prune_plan(
+            generator,
+            sweep,
+            verdict_metric,
+            higher_is_better,
+            target,
+            match_metric,
+            input_shape,
+            tol,
+            latency,
+        )
     if budget:
         if s not in ("global-uniform", "global-threshold"):
             raise PruningError(f"budget matching applies to the global strategies, not {s!r}")
@@ -145,6 +175,7 @@ __all__ = [
     "prune_global_uniform",
     "prune_inner",
     "prune_layers",
+    "prune_plan",
     "prune_single",
     "sensitivity_sweep",
     "spec_budget",

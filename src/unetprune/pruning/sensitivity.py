@@ -11,6 +11,11 @@ as soon as its ratios are done (the CLI writes it where the results layout says)
      "params_full": ..., "metrics_full": {...} (only with include_full=True)}
 
 Lists are aligned with ``ratios``.
+
+:func:`load_sweep` reads those files back (a plan's input, :func:`.strategies.prune_plan`);
+:func:`latency_table` measures, on one device at one thread count, the latency of the model
+with each group alone at each swept width (NetAdapt's per-layer latency table), the cost
+model of latency plans.
 """
 
 from __future__ import annotations
@@ -89,6 +94,85 @@ def sensitivity_sweep(
         if on_layer is not None:
             on_layer(name, res)
     return results
+
+
+def load_sweep(folder, layers: Iterable[str]) -> dict[str, dict]:
+    """The sweep's result of every layer in ``layers`` from ``folder/<layer>.json``; a missing or
+    unreadable file is one :class:`PruningError` naming it."""
+    import json
+    from pathlib import Path
+
+    from .surgery import PruningError
+
+    out = {}
+    for name in layers:
+        path = Path(folder) / f"{name}.json"
+        try:
+            out[name] = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise PruningError(
+                f"missing sweep result {path}: run `unetprune sweep --layer {name}` first"
+            ) from None
+        except (OSError, json.JSONDecodeError) as e:
+            raise PruningError(
+                f"cannot read the sweep result {path} ({e}); rerun `unetprune sweep --layer {name}`"
+            ) from e
+        if out[name].get("layer") != name:
+            raise PruningError(f"{path} holds the sweep of {out[name].get('layer')!r}, not {name!r}")
+    return out
+
+
+def latency_table(
+    generator,
+    layers: Iterable[str],
+    ratios: Iterable[float],
+    input_shape=None,
+    device: str = "cpu",
+    threads: int | None = 1,
+    warmup: int = 3,
+    iters: int = 20,
+) -> dict:
+    """Batch-1 latency of ``generator`` whole and with each group of ``layers`` alone at each
+    width the ratios give (:func:`.importance.n_keep`), measured on ``device`` at ``threads`` CPU
+    threads with :func:`unetprune.metrics.complexity.measure_latency`: the fastest of ``iters``
+    runs (``min_ms``, the least disturbed by other load on the machine).  Latency depends on the
+    widths only, so each group keeps its first filters.
+
+    Returns ``{"device", "device_name", "threads", "input_shape", "warmup", "iters", "full_ms",
+    "statistic": "min_ms", "groups": {group: {"width", "by_width": {str(width): ms}}}}``."""
+    from ..metrics.complexity import measure_latency
+    from .importance import n_keep
+
+    fam, ops = family_of(generator), pruning_ops(generator)
+    if input_shape is None:
+        input_shape = fam.input_shape(generator)
+    shape = [int(s) for s in input_shape]
+    full = measure_latency(generator, shape, device, threads=threads, warmup=warmup, iters=iters)
+    groups: dict[str, dict] = {}
+    for name in layers:
+        ops.check_layer(generator, name)
+        n = fam.layer_width(generator, name)
+        by_width: dict[str, float] = {}
+        for r in ratios:
+            w = n_keep(n, check_ratio(r))
+            if str(w) in by_width or w == n:
+                continue
+            pruned = ops.prune_channels(generator, {name: list(range(w))})
+            lat = measure_latency(pruned, shape, device, threads=threads, warmup=warmup, iters=iters)
+            by_width[str(w)] = lat["min_ms"]
+            del pruned
+        groups[name] = {"width": n, "by_width": by_width}
+    return {
+        "device": full["device"],
+        "device_name": full["device_name"],
+        "threads": full["threads"],
+        "input_shape": shape,
+        "warmup": warmup,
+        "iters": iters,
+        "full_ms": full["min_ms"],
+        "statistic": "min_ms",
+        "groups": groups,
+    }
 
 
 def _as_floats(d) -> dict:

@@ -5,6 +5,8 @@
   (default: :func:`default_inner_levels`, levels 5–8 for ``unet_256``).
 * :func:`prune_cut` — remove the innermost ``k`` levels (a ``num_downs = N - k`` U-Net).
 * :func:`prune_global_uniform` — the same ratio in every prunable layer (baseline G1).
+* :func:`prune_plan` — one ratio per prunable group, chosen from the sensitivity sweep so
+  that the model fits a budget with the least summed degradation (:mod:`.plan`).
 * :func:`prune_global_threshold` — one importance threshold across all prunable layers
   (baseline G2).  By default the scores are layer-normalised (each divided by its layer's
   mean, Torch-Pruning's default normaliser) and no layer loses more than
@@ -33,7 +35,7 @@ from .importance import IMPORTANCES, filter_importance, floor_fraction, keep_by_
 from .ops import pruning_ops
 from .surgery import PruningError, check_ratio
 
-STRATEGIES = ("single", "inner", "cut", "global-uniform", "global-threshold")
+STRATEGIES = ("single", "inner", "cut", "global-uniform", "global-threshold", "plan")
 
 #: default per-layer cap of global-threshold: no layer loses more than this fraction of its filters
 DEFAULT_MAX_LAYER_RATIO = 0.9
@@ -320,4 +322,94 @@ def prune_global_threshold(
         threshold=float(threshold),
         n_removed=m,
         fraction_removed=m / total,
+    )
+
+
+def prune_plan(
+    generator: nn.Module,
+    sweep: dict[str, dict],
+    metric: str,
+    higher_is_better: bool,
+    target: float,
+    budget: str = "params",
+    input_shape=None,
+    tol: float = 0.01,
+    latency: dict | None = None,
+):
+    """Prune to a budget with the sensitivity-guided plan of :func:`.plan.plan_widths`.
+
+    ``sweep``: the sweep's result per group (``{group: result}``, as :func:`.sensitivity_sweep`
+    writes them); ``metric`` the verdict metric whose degradation is minimised
+    (``higher_is_better`` gives its direction); ``target`` the absolute budget of ``budget``
+    (``params``, ``macs_physical``, ``macs_output``: counts at ``input_shape``; ``latency_ms``:
+    milliseconds, predicted from the latency table ``latency`` of
+    :func:`.sensitivity.latency_table`).  Filters are ranked by the importance and seed the sweep
+    used, so each group's kept filters are the ones the sweep scored.  ``info["plan"]`` records
+    the chosen ratios and widths, the predicted and the measured cost and the knapsack's grid."""
+    from .importance import top_k_indices
+    from .plan import TARGETS, degradations, plan_widths
+
+    if budget not in TARGETS:
+        raise PruningError(f"unknown plan target {budget!r}; choose one of {', '.join(TARGETS)}")
+    if not sweep:
+        raise PruningError("a plan needs the sensitivity sweep's results of at least one layer")
+    fam, ops = family_of(generator), pruning_ops(generator)
+    groups = fam.groups(generator)
+    for name in sweep:
+        ops.check_layer(generator, name)
+    names = [g for g in groups if g in sweep]
+    imps = {sweep[g].get("importance", "l1") for g in names}
+    seeds = {int(sweep[g].get("seed", 0)) for g in names}
+    if len(imps) != 1 or len(seeds) != 1:
+        raise PruningError(
+            f"the sweep's layers were scored with different importances/seeds ({sorted(imps)}, "
+            f"{sorted(seeds)}); rerun the sweep with one sensitivity.importance"
+        )
+    importance, seed = imps.pop(), seeds.pop()
+    if input_shape is None:
+        input_shape = fam.input_shape(generator)
+    options = {g: degradations(sweep[g], metric, higher_is_better) for g in names}
+    base = {g: fam.layer_width(generator, g) for g in names}
+    if budget == "latency_ms":
+        if latency is None:
+            raise PruningError(
+                "a latency plan needs a latency table (unetprune.pruning.sensitivity.latency_table)"
+            )
+        full_ms = float(latency["full_ms"])
+
+        def group_cost(g: str, w: int) -> float:
+            if w == base[g]:
+                return full_ms
+            entry = (latency["groups"].get(g) or {}).get("by_width") or {}
+            if str(w) not in entry:
+                raise PruningError(
+                    f"the latency table has no entry for {g} at width {w}; rebuild it for the sweep's ratios"
+                )
+            return float(entry[str(w)])
+
+        def cost(widths) -> float:
+            return full_ms - sum(full_ms - group_cost(g, w) for g, w in widths.items())
+
+        plan = plan_widths(options, base, cost, float(target), budget, tol, fill=False, group_cost=group_cost)
+    else:
+        width_cost = ops.width_cost(generator, input_shape)
+
+        def cost(widths) -> float:
+            return width_cost(dict(widths))[budget]
+
+        plan = plan_widths(options, base, cost, float(target), budget, tol)
+    keep, used = {}, {}
+    for g, w in plan.widths.items():
+        scores, used[g] = filter_importance(generator, g, importance, seed)
+        keep[g] = top_k_indices(scores, w)
+    new = ops.prune_channels(generator, keep) if keep else ops.prune_channels(generator, {})
+    return _finish(
+        generator,
+        new,
+        "plan",
+        keep,
+        used,
+        importance,
+        seed=seed,
+        plan={**plan.as_dict(), "verdict_metric": metric, "input_shape": [int(s) for s in input_shape]},
     )

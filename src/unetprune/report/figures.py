@@ -130,11 +130,19 @@ def sensitivity_figure(df: pd.DataFrame, path: Path | str, title: str = "") -> P
     return _save(fig, path)
 
 
-_MARKERS = {"none": "*", "inner": "o", "cut": "s", "global-uniform": "^", "global-threshold": "v"}
+_MARKERS = {
+    "none": "*",
+    "inner": "o",
+    "cut": "s",
+    "plan": "D",
+    "global-uniform": "^",
+    "global-threshold": "v",
+}
 _COLORS = {
     "none": "black",
     "inner": "tab:blue",
     "cut": "tab:orange",
+    "plan": "tab:green",
     "global-uniform": "tab:gray",
     "global-threshold": "tab:red",
 }
@@ -142,6 +150,7 @@ _LABELS = {
     "none": "original",
     "inner": "inner pruning",
     "cut": "cut inner layers",
+    "plan": "sensitivity-guided plan",
     "global-uniform": "global uniform (baseline)",
     "global-threshold": "global threshold (baseline)",
 }

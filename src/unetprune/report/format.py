@@ -59,6 +59,7 @@ FORMATS = {
     "budget_gap": _fmt_pct,
     "params_fraction": lambda x: f"{100 * x:.1f}%",
     "latency_ms": lambda x: _fmt_float(x, 3),
+    "latency_ort_ms": lambda x: _fmt_float(x, 3),
     "collapsed": _fmt_flag,
     "variant_collapsed": _fmt_flag,
     "baseline_collapsed": _fmt_flag,

@@ -91,6 +91,15 @@ def cpu_latency_ms(result: dict) -> float:
     return float("nan")
 
 
+def ort_latency_ms(result: dict) -> float:
+    """Median batch-1 CPU latency of an evaluation result's generator exported to ONNX and run in
+    ONNX Runtime (NaN when not measured)."""
+    for e in (result.get("complexity") or {}).get("latency") or []:
+        if e.get("device") == "cpu" and e.get("mode") == "onnxruntime":
+            return float(e["median_ms"])
+    return float("nan")
+
+
 def noise_setup(result: dict) -> dict | None:
     """``{"seeds": n, "bootstrap": b}`` of an evaluation's noise block, or None when it has none
     or measured nothing (one generation seed and no bootstrap)."""
@@ -147,6 +156,7 @@ def eval_numbers(result: dict, collapse_threshold: float | None = None) -> dict:
         "macs_physical": int(c["macs_physical"]),
         "macs_output": int(c["macs_output"]),
         "latency_ms": cpu_latency_ms(result),
+        "latency_ort_ms": ort_latency_ms(result),
         "fid": _num(result["fid"]["value"]),
         "fid_backend": result["fid"].get("backend", "unknown"),
         "kid": _num(kid.get("mean")),

@@ -15,6 +15,7 @@ from ..family import family_for_config, get_family
 from ..fileio import atomic_write_text
 from ..layout import DEFAULT_BASE, FINETUNED, ORIGINAL, PRUNED, Layout
 from . import figures
+from .beyond import beyond_sections
 from .comparability import comparability_section
 from .format import metric_label, to_markdown, with_noise_markdown
 from .load import ReportError, _cmd_hint, load_eval, noise_setup
@@ -30,6 +31,7 @@ from .tables import (
 from ..report_text import method_ref, report_text
 from .verdicts import (
     AGAINST,
+    EXTRA_METRICS,
     METRICS,
     NO_EFFECT,
     NOT_RESOLVED,
@@ -40,7 +42,12 @@ from .verdicts import (
     collapse_threshold,
     flag,
     pattern_finding,
+    position_table,
+    power,
+    sanity_gate,
+    unresolved_parts,
 )
+from ..sanity import gate_metrics
 
 
 def _f(x, digits: int = 4) -> str:
@@ -56,6 +63,50 @@ def _signed(x, digits: int = 4) -> str:
 def _pm(std, digits: int = 2) -> str:
     """`` ± 0.012`` (nothing when the noise is unknown)."""
     return f" ± {std:.{digits}g}" if _finite(std) else ""
+
+
+def _power_clause(what: str, value, std, n, exponent, z: float, unit: str = "images", sizes=None) -> str:
+    """The power statement of one number within its noise: ``what value ± std is within 2σ = r
+    (the smallest difference resolvable at this noise); about N images would resolve it (noise ∝
+    n^-a, measured ...)``.  Nothing when the number is beyond its noise or the noise is unknown."""
+    if not (_finite(std) and _finite(value)) or abs(float(value)) > z * float(std):
+        return ""
+    p = power(value, std, n, exponent, z)
+    text = (
+        f"{what} {_signed(float(value), 3)} ± {float(std):.2g} is within {z:g}σ = {p['resolvable']:.3g}, the "
+        "smallest difference resolvable at this noise"
+    )
+    if float(value) == 0.0:
+        return text + "; a zero difference is resolved by no number of " + unit
+    if p["n_needed"] is None:
+        return (
+            text + f"; how many {unit} would resolve it is unknown (no measured scaling of the noise with n)"
+        )
+    law = f"noise ∝ n^-{float(exponent):.2f}, measured by resampling" + (
+        f" {min(sizes)}–{max(sizes)} {unit}" if sizes else ""
+    )
+    return text + f"; about {p['n_needed']:,} {unit} (now {n}) would resolve it ({law})"
+
+
+def _decided(parts: dict, z: float) -> str:
+    """Which parts of a pattern test decided it: ``the difference is beyond 2σ; the outer layers'
+    degradation is within 2σ``.  Only the parts that the direction of the point values tests are
+    named: the outer layers' degradation when it is the larger, else the inner layers'."""
+    parts = dict(parts)
+    parts.pop("inner" if parts.pop("_outer_larger", True) else "outer", None)
+    names = {
+        "difference": "the difference",
+        "outer": "the outer layers' degradation",
+        "inner": "the inner layers' degradation",
+    }
+    beyond = [names[k] for k in ("difference", "outer", "inner") if parts.get(k) is True]
+    within = [names[k] for k in ("difference", "outer", "inner") if parts.get(k) is False]
+    out = []
+    if beyond:
+        out.append(f"{' and '.join(beyond)} {'is' if len(beyond) == 1 else 'are'} beyond {z:g}σ")
+    if within:
+        out.append(f"{' and '.join(within)} {'is' if len(within) == 1 else 'are'} within {z:g}σ")
+    return "; ".join(out)
 
 
 def _noise_clause(difference, std, z: float) -> str:
@@ -76,7 +127,7 @@ PAIRED = ("l1", "psnr", "ssim")
 
 def _short(metric: str) -> str:
     """``PSNR`` for ``PSNR (dB)``: a metric's name in a sentence."""
-    return METRICS[metric][0].split(" (")[0]
+    return (METRICS.get(metric) or EXTRA_METRICS[metric])[0].split(" (")[0]
 
 
 def _names(metrics, verb: str | None = None) -> str:
@@ -177,6 +228,7 @@ def sensitivity_findings(summary: pd.DataFrame) -> tuple[str, list[str]]:
             f"{_OUTCOME_LABEL.get(finding, finding)} — {_outcome(finding, z)} (difference outer − inner "
             f"{_signed(r.difference)}"
             f"{_pm(std_d) if known else ''}{noise}).{others}"
+            + _sensitivity_power(r, finding, known, summary.attrs, z)
         )
     n = len(findings)
     support = [x for x, f in findings.items() if f == SUPPORT]
@@ -262,6 +314,152 @@ def sensitivity_findings(summary: pd.DataFrame) -> tuple[str, list[str]]:
     return verdict, lines
 
 
+def _sensitivity_power(r, finding: str, known: bool, attrs: dict, z: float) -> str:
+    """`` Decided by: ...; <power statements>.`` for a ratio that is not resolved (nothing else)."""
+    if finding != NOT_RESOLVED or not known:
+        return ""
+    inner, outer = float(r.mean_degradation_inner), float(r.mean_degradation_outer)
+    std_i, std_o, std_d = r.get("std_inner"), r.get("std_outer"), r.get("std_difference")
+    parts = {**unresolved_parts(inner, outer, std_i, std_o, std_d, z), "_outer_larger": outer >= inner}
+    n, a, sizes = attrs.get("n_images"), attrs.get("scaling_exponent"), attrs.get("scaling_sizes")
+    clauses = [
+        _power_clause("the difference outer − inner", outer - inner, std_d, n, a, z, sizes=sizes),
+        _power_clause("the outer layers' degradation", outer, std_o, n, a, z, sizes=sizes)
+        if outer > 0 and parts["outer"] is False
+        else "",
+    ]
+    clauses = [c for c in clauses if c]
+    text = f" Decided by: {_decided(parts, z)}."
+    if clauses:
+        text += " Power: " + "; ".join(clauses) + "."
+    return text
+
+
+def position_findings(pos: pd.DataFrame, attrs: dict | None = None) -> tuple[str, list[str]]:
+    """(summary sentence, one sentence per ratio) of the per-layer-position test: every outer
+    layer's degradation against the inner layers' mean (:func:`~.verdicts.position_table`), with
+    the part that decided each outcome and, for every unresolved one, its power statement."""
+    if pos.empty:
+        return "", []
+    attrs = {**pos.attrs, **(attrs or {})}
+    z = float(attrs.get("z", SIGNIFICANCE_Z))
+    metric = attrs.get("metric", "fid")
+    label = METRICS[metric][0]
+    n, a, sizes = attrs.get("n_images"), attrs.get("scaling_exponent"), attrs.get("scaling_sizes")
+    lines, support, against = [], [], []
+    for r, g in pos.groupby("ratio", sort=True):
+        cells = []
+        for _, p in g.sort_values("position").iterrows():
+            f = p.finding
+            if f == SUPPORT:
+                support.append((r, p.layer))
+            elif f == AGAINST:
+                against.append((r, p.layer))
+            known = _finite(p.std_difference)
+            cell = (
+                f"{p.layer} {_signed(p.degradation, 3)}{_pm(p['std'])}: {_OUTCOME_LABEL.get(f, f)} "
+                f"(difference {_signed(p.difference, 3)}{_pm(p.std_difference)}, "
+                f"{_noise_clause(p.difference, p.std_difference, z) if known else 'noise level unknown'}"
+            )
+            if f == NOT_RESOLVED:
+                parts = {
+                    **unresolved_parts(
+                        p.inner_mean, p.degradation, p.std_inner, p["std"], p.std_difference, z
+                    ),
+                    "_outer_larger": p.degradation >= p.inner_mean,
+                }
+                cell += f"; {_decided(parts, z)}"
+                pw = _power_clause("the difference", p.difference, p.std_difference, n, a, z, sizes=sizes)
+                if pw:
+                    cell += f"; {pw}"
+            if f == NO_EFFECT:  # neither this layer nor the inner ones worsened the score
+                cells.append(f"{p.layer} {_signed(p.degradation, 3)}{_pm(p['std'])}: {f}")
+            else:
+                cells.append(cell + ")")
+        g0 = g.iloc[0]
+        lines.append(
+            f"At ratio {r:g}, against the inner layers' mean degradation {_signed(g0.inner_mean, 3)}"
+            f"{_pm(g0.std_inner)}: " + "; ".join(cells) + "."
+        )
+    pairs = lambda xs: ", ".join(f"{layer} at {r:g}" for r, layer in xs)  # noqa: E731
+    if support and not against:
+        head = "**Yes, per layer position**"
+    elif against and not support:
+        head = "**No, per layer position**"
+    elif support and against:
+        head = "**Mixed, per layer position**"
+    else:
+        head = "**Not resolved per layer position**"
+    sentence = f"{head}: each outer layer tested alone against the inner layers' mean ({label}): "
+    if support:
+        sentence += f"more sensitive than the inner layers beyond the noise: {pairs(support)}"
+    if against:
+        sentence += (
+            "; " if support else ""
+        ) + f"less sensitive than the inner layers beyond the noise: {pairs(against)}"
+    if not (support or against):
+        sentence += "no outer layer position differs from the inner layers beyond the noise"
+    n_unres = int((pos.finding == NOT_RESOLVED).sum())
+    sentence += f" ({n_unres} of {len(pos)} position tests not resolved)."
+    return sentence, lines
+
+
+def sanity_findings(gate: dict | None, original_eval: dict, z: float = SIGNIFICANCE_Z) -> str:
+    """The report's first finding: whether the original beats the trivial generators of its task
+    beyond the noise (:func:`~.verdicts.sanity_gate`), each check with its numbers and, where the
+    original is better but within the noise, its power statement."""
+    if gate is None:
+        return (
+            "The original's evaluation scored no trivial generator (`unetprune evaluate --sanity`), so "
+            "whether it does its task better than copying its input is not checked."
+        )
+    gens = ((original_eval.get("sanity") or {}).get("generators")) or {}
+    desc = "; ".join(f"{n}: {g.get('description', '')}" for n, g in gens.items())
+    parts = []
+    for c in gate["checks"]:
+        std = c.get("std")
+        better_word = "better" if c["advantage"] > 0 else "worse"
+        pa = power_attrs(original_eval, c["metric"], original_eval.get("n_images"))
+        pw = (
+            _power_clause(
+                "the difference",
+                c["advantage"],
+                std,
+                pa["n_images"],
+                pa["scaling_exponent"],
+                z,
+                sizes=pa["scaling_sizes"],
+            )
+            if c["advantage"] > 0
+            else ""
+        )
+        parts.append(
+            f"{_short(c['metric'])} {_f(c['original'])} vs {c['trivial']} {_f(c['trivial_value'])}: the original "
+            f"is {better_word} by {abs(c['advantage']):.3g}"
+            + (f" ({_noise_clause(c['advantage'], std, z)})" if _finite(std) else " (noise level unknown)")
+            + (f" — {pw}" if pw else "")
+        )
+    checks = "; ".join(parts)
+    names = _names(gate["metrics"]) if gate["metrics"] else "no metric"
+    if gate["passed"] is None:
+        return f"**Sanity gate not checked**: no checked metric ({names}) was recorded for the trivial generators ({desc})."
+    if gate["passed"]:
+        return (
+            f"**Sanity gate passed**: the original beats every trivial generator of its task beyond the noise on "
+            f"{names} ({desc}). {checks}."
+        )
+    return (
+        "**Sanity gate failed — the original does not do its task**: it does not beat "
+        + ", ".join(f"{c['trivial']} on {_short(c['metric'])}" for c in gate["checks"] if not c["beats"])
+        + f" beyond {z:g} standard deviations of the noise ({desc}). {checks}. "
+        "**Every pruning finding below rests on a generator that does not do its task.**"
+    )
+
+
+#: the mark every pruning finding carries when the original fails the sanity gate
+SANITY_MARK = "*(Rests on an original that fails the sanity gate: see above.)* "
+
+
 def _collapse_note(model: str, value, threshold) -> str:
     div = "n/a" if value is None or not math.isfinite(float(value)) else f"{float(value):.3g}"
     return f"{model} is **collapsed** (output diversity {div} < {threshold:g} of the real images')"
@@ -332,7 +530,7 @@ def comparison_findings(comp: pd.DataFrame, diversity: dict | None = None) -> tu
             f"{_pm(r.get('variant_std')) if known else ''} vs {_f(r.baseline_value)}"
             f"{_pm(r.get('baseline_std')) if known else ''} ({r.better} is better): {res}{notes}; budgets "
             f"({r.budget_metric}) {r.variant_budget:,} vs {r.baseline_budget:,} (baseline "
-            f"{100 * r.budget_gap:+.2f}%).{others}"
+            f"{100 * r.budget_gap:+.2f}%).{others}" + _comparison_power(r, comp.attrs, z)
         )
     wins = int((comp.winner == comp.variant).sum())
     unres = int((comp.winner == NOT_RESOLVED).sum())
@@ -413,6 +611,22 @@ def comparison_findings(comp: pd.DataFrame, diversity: dict | None = None) -> tu
             "so these differences are not tested against it."
         )
     return verdict, lines
+
+
+def _comparison_power(r, attrs: dict, z: float) -> str:
+    """`` Power: ...`` for a comparison that is not resolved at this noise level (nothing else)."""
+    if r.winner != NOT_RESOLVED:
+        return ""
+    clause = _power_clause(
+        "the difference",
+        r.advantage,
+        r.get("difference_std"),
+        attrs.get("n_images"),
+        attrs.get("scaling_exponent"),
+        z,
+        sizes=attrs.get("scaling_sizes"),
+    )
+    return f" Power: {clause}." if clause else ""
 
 
 def noise_text(original_eval: dict, z: float = SIGNIFICANCE_Z) -> str:
@@ -607,6 +821,12 @@ def assumptions(cfg: dict, original_eval: dict, prune_tol: float | None = None) 
             f"**Latency**: CPU, eager, batch 1, {x.get('threads')} thread(s), median of {x.get('iters')} "
             f"runs after {x.get('warmup')} warm-up runs ({x.get('device_name')})."
         )
+        ort = [e for e in lat if e.get("mode") == "onnxruntime"]
+        if ort:
+            latency += (
+                f" `latency_ort_ms`: the same generator exported to ONNX (opset {ort[0].get('opset')}, eval "
+                f"mode) in {ort[0].get('runtime')} on the CPU, batch 1, {ort[0].get('threads')} thread(s)."
+            )
     else:
         latency = "**Latency**: not measured (evaluate ran with --no-latency / report.latency false)."
     out = [
@@ -745,6 +965,32 @@ def main_markdown_frame(main: pd.DataFrame) -> pd.DataFrame:
     return df.drop(columns=empty)
 
 
+def power_attrs(original_eval: dict, metric: str, n_images) -> dict:
+    """``{"n_images", "scaling_exponent", "scaling_sizes"}`` of the power statements on ``metric``:
+    how its noise scales with the number of images, as measured on the original's evaluation
+    (the ``scaling`` of its noise block, :mod:`unetprune.metrics.scaling`; None: not measured)."""
+    sc = (((original_eval.get("noise") or {}).get("scaling") or {}).get(metric)) or {}
+    return {
+        "n_images": int(n_images) if _finite(n_images) else None,
+        "scaling_exponent": sc.get("exponent") if _finite(sc.get("exponent")) else None,
+        "scaling_sizes": [int(m) for m in sc.get("sizes") or []] or None,
+    }
+
+
+def _sweep_images(cfg: dict, lay: Layout, original_eval: dict):
+    """The number of images each sensitivity point was scored on (the sweep JSON's record)."""
+    for layer in pipeline.sensitivity_layers(cfg):
+        path = lay.sensitivity_json(layer)
+        if path.is_file():
+            try:
+                n = json.loads(path.read_text()).get("n_images")
+            except json.JSONDecodeError:
+                n = None
+            if _finite(n):
+                return int(n)
+    return original_eval.get("n_images")
+
+
 def render_report(
     cfg: dict,
     tables: dict,
@@ -757,9 +1003,25 @@ def render_report(
     main = tables["main"]
     final = pipeline.final_stage(cfg)
     diversity = {v: d for v, s, d in zip(main.variant, main.stage, main.diversity) if s == final}
-    sens_verdict, sens_lines = sensitivity_findings(tables["sensitivity_summary"])
-    comp_verdict, comp_lines = comparison_findings(tables["comparison"], diversity)
     q = cfg["report"]["quality_metric"]
+    sens_n = _sweep_images(cfg, lay, original_eval)
+    tables["sensitivity_summary"].attrs.update(power_attrs(original_eval, q, sens_n))
+    tables["comparison"].attrs.update(power_attrs(original_eval, q, original_eval.get("n_images")))
+    sens_verdict, sens_lines = sensitivity_findings(tables["sensitivity_summary"])
+    pos_verdict, pos_lines = position_findings(
+        position_table(
+            tables["sensitivity"], float(tables["sensitivity_summary"].attrs.get("z", SIGNIFICANCE_Z))
+        ),
+        power_attrs(original_eval, q, sens_n),
+    )
+    comp_verdict, comp_lines = comparison_findings(tables["comparison"], diversity)
+    gate = sanity_gate(
+        original_eval, gate_metrics(cfg), float(tables["comparison"].attrs.get("z", SIGNIFICANCE_Z))
+    )
+    gate_text = sanity_findings(gate, original_eval)
+    if gate is not None and gate["passed"] is False:
+        sens_verdict, comp_verdict = SANITY_MARK + sens_verdict, SANITY_MARK + comp_verdict
+        pos_verdict = SANITY_MARK + pos_verdict if pos_verdict else pos_verdict
     n_layers = tables["sensitivity"].layer.nunique()
     n_ratios = tables["sensitivity"].ratio.nunique()
     exp = lay.root
@@ -800,20 +1062,24 @@ def render_report(
         learning_summary(train_log) + "\n",
         f"![learning curve]({rel['learning_curve_png']})\n" if "learning_curve_png" in rel else "",
         "## Findings\n",
+        "### Does the original do its task? (sanity gate)\n",
+        gate_text + "\n",
         "### Are the inner layers the prunable ones?\n",
         sens_verdict + "\n",
         *[f"* {x}" for x in sens_lines],
         "",
+        *([pos_verdict + "\n", *[f"* {x}" for x in pos_lines], ""] if pos_verdict else []),
         "### Do inner/cut variants beat the matched global baselines?\n",
         comp_verdict + "\n",
         *[f"* {x}" for x in comp_lines],
         "",
+        *beyond_sections(cfg, main, lay),  # the plan at equal budget; distillation (report/beyond.py)
         caveat(original_eval, q) + "\n",
         "## Main comparison\n",
         (
             f"Original, inner-pruned, cut and matched global baselines, before (`{pipeline.PRUNED}`) and "
             f"after (`{pipeline.FINETUNED}`) fine-tuning. MACs in millions in both conventions; latency = "
-            f"CPU batch 1 median, measured by each evaluation job beside the others (the lower of a variant's "
+            f"CPU batch 1 median (`latency_ms` PyTorch eager, `latency_ort_ms` ONNX Runtime), measured by each evaluation job beside the others (the lower of a variant's "
             f"two stages, which share the architecture; `benchmarks/latency.py` measures side by side on a "
             f"quiet machine); `budget_gap` = a baseline's {cfg['baselines']['match']} relative to the "
             f"variant it is matched to; `diversity` = output diversity relative to the real images and "
@@ -879,6 +1145,19 @@ def render_report(
     return "\n".join(parts) + "\n"
 
 
+def _flag_sanity(cfg: dict, lay: Layout, original_eval: dict) -> None:
+    """``sanity_passed`` (the sanity gate's outcome) on the original's entry of ``metrics.json``
+    (left out when the original's evaluation scored no trivial generator)."""
+    gate = sanity_gate(original_eval, gate_metrics(cfg))
+    path = lay.metrics_json
+    if gate is None or gate["passed"] is None or not path.is_file():
+        return
+    metrics = json.loads(path.read_text())
+    entry = metrics.setdefault(ORIGINAL, {})
+    entry["sanity_passed"] = bool(gate["passed"])
+    atomic_write_text(path, json.dumps(metrics, indent=2) + "\n")
+
+
 def build_report(cfg: dict, base: Path | str = DEFAULT_BASE) -> dict[str, Path]:
     """Tables, figures and report.md of one experiment; returns ``{name: written path}``, which
     holds every file of :meth:`unetprune.layout.Layout.report_outputs`.
@@ -912,6 +1191,7 @@ def build_report(cfg: dict, base: Path | str = DEFAULT_BASE) -> dict[str, Path]:
             raise ReportError(f"missing {ck}: {_cmd_hint(cfg, base, 'checkpoint', v, s)}")
 
     written = write_tables(cfg, base, tables)
+    _flag_sanity(cfg, lay, original_eval)
     title = f"{cfg['experiment']}: "
     figs = {
         "sensitivity_png": figures.sensitivity_figure(

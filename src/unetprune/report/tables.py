@@ -72,6 +72,7 @@ MAIN_COLUMNS = [
     "macs_physical",
     "macs_output",
     "latency_ms",
+    "latency_ort_ms",
     "fid",
     "fid_backend",
     "kid",
@@ -367,7 +368,7 @@ def main_table(cfg: dict, base: Path | str = DEFAULT_BASE, evals: dict | None = 
             }
         else:
             a = allv[v]
-            ref = a.get("reference")
+            ref = a.get("reference") or a.get("match")  # a baseline's or a plan's equal-budget model
             meta = {
                 "group": "primary" if v in prim else "baseline",
                 "strategy": a["strategy"],
@@ -382,8 +383,10 @@ def main_table(cfg: dict, base: Path | str = DEFAULT_BASE, evals: dict | None = 
     df = pd.DataFrame(rows, columns=MAIN_COLUMNS)
     # one latency per architecture: a variant's pruned and fine-tuned models share theirs, and the
     # evaluation jobs that measured them ran beside other jobs, whose load only adds time; so both
-    # rows show the lower of the two medians (benchmarks/latency.py measures side by side)
-    df["latency_ms"] = df.groupby("variant")["latency_ms"].transform("min")
+    # rows show the lower of the two medians (benchmarks/latency.py measures side by side); the same
+    # for PyTorch eager (latency_ms) and ONNX Runtime (latency_ort_ms)
+    for col in ("latency_ms", "latency_ort_ms"):
+        df[col] = df.groupby("variant")[col].transform("min")
     df.attrs.update(
         metric=_quality_metric(cfg), fid_backend=orig["fid_backend"], collapse_threshold=threshold
     )
@@ -603,6 +606,7 @@ def main_metrics(main: pd.DataFrame) -> dict:
         "macs_physical",
         "macs_output",
         "latency_ms",
+        "latency_ort_ms",
         *QUALITY_COLUMNS,
         *[f"{m}_std" for m in QUALITY_COLUMNS],
         "diversity",

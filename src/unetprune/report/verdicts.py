@@ -39,6 +39,11 @@ METRICS: dict[str, tuple[str, str]] = {
     "lse_c": ("LSE-C", "higher"),  # Wav2Lip: lip-sync confidence
 }
 QUALITY_COLUMNS = list(METRICS)
+#: metrics of a family's plug-in that verdict checks (the sanity gate) compare but the tables do
+#: not show as columns: metric -> (label, which direction is better)
+EXTRA_METRICS: dict[str, tuple[str, str]] = {
+    "openness": ("mouth-openness r", "higher"),  # Wav2Lip demo: families/wav2lip/openness.py
+}
 #: the noise of every quality column: standard deviation and 95% interval (NaN: not measured)
 NOISE_SUFFIXES = ("std", "ci95_lo", "ci95_hi")
 NOISE_COLUMNS = [f"{m}_{x}" for m in QUALITY_COLUMNS for x in NOISE_SUFFIXES]
@@ -93,7 +98,7 @@ def beyond_noise(difference: float, std: float, z: float = SIGNIFICANCE_Z) -> bo
 
 
 def better(metric: str) -> str:
-    return METRICS[metric][1]
+    return (METRICS.get(metric) or EXTRA_METRICS[metric])[1]
 
 
 def degradation(metric: str, value: float, reference: float) -> float:
@@ -205,4 +210,182 @@ def group_outcome(
         "std_difference": std_d,
         "point": point,
         "finding": finding,
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# statistical power and per-layer-position tests
+# ------------------------------------------------------------------------------------------
+
+
+def resolvable_difference(std: float | None, z: float = SIGNIFICANCE_Z) -> float:
+    """The smallest difference resolvable at a noise of ``std``: ``z · std`` (NaN: unknown)."""
+    return z * float(std) if _finite(std) else float("nan")
+
+
+def power(
+    difference: float | None,
+    std: float | None,
+    n: int | None,
+    exponent: float | None,
+    z: float = SIGNIFICANCE_Z,
+) -> dict:
+    """The power statement of one difference measured with noise ``std`` on ``n`` images:
+    ``resolvable`` = :func:`resolvable_difference`; ``n_needed`` = the number of images at which
+    ``|difference|`` would exceed ``z`` standard deviations, with the noise scaling as
+    ``std · (n / m)^exponent`` (:mod:`unetprune.metrics.scaling`; None when the difference is
+    zero or the scaling is unknown); ``resolved`` = :func:`beyond_noise`."""
+    from ..metrics.scaling import images_for_noise
+
+    res = resolvable_difference(std, z)
+    needed = None
+    if _finite(difference) and float(difference) != 0.0 and _finite(std) and n:
+        needed = images_for_noise(float(std), int(n), exponent, abs(float(difference)) / z)
+    return {
+        "resolvable": res,
+        "n_needed": needed,
+        "resolved": beyond_noise(difference, std, z) if _finite(difference) else None,
+        "n": n,
+        "exponent": exponent,
+    }
+
+
+def position_outcome(
+    degradation_layer: float,
+    std_layer: float | None,
+    degradation_inner: float,
+    std_inner: float | None,
+    std_difference: float | None,
+    z: float = SIGNIFICANCE_Z,
+) -> str | None:
+    """Whether one outer layer position is more sensitive than the inner layers (their mean):
+    :func:`pattern_finding` with that layer alone as the outer group."""
+    return pattern_finding(degradation_inner, degradation_layer, std_inner, std_layer, std_difference, z)
+
+
+def position_table(sens: pd.DataFrame, z: float = SIGNIFICANCE_Z) -> pd.DataFrame:
+    """Per ratio and outer layer position: its degradation against the inner layers' mean one.
+
+    The unpruned value is common to both, so it cancels in their difference, whose std is
+    sqrt(std_layer² + std_inner_mean²) (std of the pruned scores only); each degradation
+    itself carries the unpruned value's std.  ``finding`` as :func:`position_outcome`."""
+    rows = []
+    for r, g in sens.groupby("ratio", sort=True):
+        inner = g[g.inner.astype(bool)]
+        if not len(inner):
+            continue
+        qs = g["quality_std"] if "quality_std" in g.columns else pd.Series(float("nan"), index=g.index)
+        fs = (
+            g["quality_full_std"]
+            if "quality_full_std" in g.columns
+            else pd.Series(float("nan"), index=g.index)
+        )
+        full_std = float(fs.iloc[0]) if len(fs) and _finite(fs.iloc[0]) else float("nan")
+        mi = float(inner.degradation.mean())
+        si_mean = _mean_std(qs[inner.index])
+        std_i = combined_std(si_mean, full_std)
+        for idx, row in g[~g.inner.astype(bool)].iterrows():
+            s_layer = float(qs[idx]) if _finite(qs[idx]) else float("nan")
+            std_l = combined_std(s_layer, full_std)
+            std_d = combined_std(s_layer, si_mean)
+            rows.append(
+                {
+                    "ratio": float(r),
+                    "layer": row.layer,
+                    "position": int(row.position),
+                    "degradation": float(row.degradation),
+                    "std": std_l,
+                    "inner_mean": mi,
+                    "std_inner": std_i,
+                    "difference": float(row.degradation) - mi,
+                    "std_difference": std_d,
+                    "finding": position_outcome(float(row.degradation), std_l, mi, std_i, std_d, z),
+                }
+            )
+    cols = [
+        "ratio",
+        "layer",
+        "position",
+        "degradation",
+        "std",
+        "inner_mean",
+        "std_inner",
+        "difference",
+        "std_difference",
+        "finding",
+    ]
+    out = pd.DataFrame(rows, columns=cols)
+    out.attrs.update(sens.attrs)
+    out.attrs["z"] = z
+    return out
+
+
+def unresolved_parts(
+    inner: float,
+    outer: float,
+    std_inner: float | None,
+    std_outer: float | None,
+    std_difference: float | None,
+    z: float = SIGNIFICANCE_Z,
+) -> dict[str, bool | None]:
+    """Which parts of a :func:`pattern_finding` test are beyond the noise: ``{"inner", "outer",
+    "difference"}`` → True (beyond ``z`` std) / False (within) / None (noise unknown)."""
+    return {
+        "inner": beyond_noise(inner, std_inner, z),
+        "outer": beyond_noise(outer, std_outer, z),
+        "difference": beyond_noise(outer - inner, std_difference, z),
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# the sanity gate
+# ------------------------------------------------------------------------------------------
+
+
+def sanity_gate(original_eval: dict, metrics, z: float = SIGNIFICANCE_Z) -> dict | None:
+    """The sanity gate (:mod:`unetprune.sanity`): the outcome from the original's evaluation (None: it has no ``sanity`` block).
+
+    ``{"passed": bool | None, "metrics": [...], "checks": [{"trivial", "metric", "original",
+    "trivial_value", "advantage", "std", "beats"}], "failed": ["<trivial> on <metric>", ...]}``;
+    ``advantage`` > 0 = the original is better; ``passed`` None when no metric could be checked."""
+    from ..metrics.noise import scalar_metrics
+
+    block = original_eval.get("sanity")
+    if not isinstance(block, dict) or not block.get("generators"):
+        return None
+    orig = scalar_metrics(original_eval)
+    orig_std = {
+        m: e.get("std") for m, e in (((original_eval.get("noise") or {}).get("metrics")) or {}).items()
+    }
+    checks = []
+    for name, t in block["generators"].items():
+        for m in metrics:
+            if (
+                (m not in METRICS and m not in EXTRA_METRICS)
+                or m not in orig
+                or not _finite((t.get("metrics") or {}).get(m))
+            ):
+                continue
+            tv = float(t["metrics"][m])
+            adv = degradation(m, tv, orig[m])
+            std = combined_std(orig_std.get(m), (t.get("std") or {}).get(m))
+            beats = bool(adv > z * std) if _finite(std) else bool(adv > 0)
+            checks.append(
+                {
+                    "trivial": name,
+                    "metric": m,
+                    "original": orig[m],
+                    "trivial_value": tv,
+                    "advantage": adv,
+                    "std": std if _finite(std) else None,
+                    "beats": beats,
+                }
+            )
+    failed = [f"{c['trivial']} on {c['metric']}" for c in checks if not c["beats"]]
+    return {
+        "passed": (not failed) if checks else None,
+        "metrics": [m for m in metrics if any(c["metric"] == m for c in checks)],
+        "checks": checks,
+        "failed": failed,
+        "z": z,
     }

@@ -84,6 +84,20 @@ class Pix2PixFamily(ModelFamily):
 
         return EvalSet.load(cfg, split, root)
 
+    def trivial_generators(self, cfg: dict, generator, root) -> dict:
+        """Copy the input, the per-pixel mean of the training targets, and the untrained generator."""
+        from .trivial import ConstantImage, CopyInput, mean_target
+
+        train = self.eval_set(cfg, "train", root)
+        return {
+            "copy-input": (CopyInput(generator.spec.output_nc), "outputs its input (the label map)"),
+            "mean-target": (
+                ConstantImage(mean_target(train.targets)),
+                f"the per-pixel mean of the {train.n} training targets, for every input",
+            ),
+            **super().trivial_generators(cfg, generator, root),
+        }
+
     # --- channel groups: one per encoder/decoder conv, up1 (the RGB output) excluded ---
     def groups(self, spec_or_generator) -> list[str]:
         return unet.unet_prunable_layers(spec_or_generator)
@@ -219,6 +233,12 @@ class Pix2PixFamily(ModelFamily):
         """``unetprune import``: a released pix2pix generator as a unetprune checkpoint (the
         ``train_original`` job's command when ``model.pix2pix.init_weights`` is set)."""
         return [f"{__package__}.commands.import_"]
+
+    def import_released(self, source, *, cfg=None, discriminator=None, expert=None, options=None):
+        """A released ``latest_net_G.pth`` (+ ``latest_net_D.pth``): ``commands.import_.import_released``."""
+        from .commands.import_ import import_released
+
+        return import_released(source, cfg=cfg, discriminator=discriminator, expert=expert, options=options)
 
     # --- report and tracking ----------------------------------------------------------
     def comparability_rows(self, cfg: dict) -> list:

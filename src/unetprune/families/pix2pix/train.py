@@ -149,6 +149,9 @@ class Pix2PixTrainer(Trainer):
             loss_G_GAN = self.bce(pred, torch.ones_like(pred))
             loss_G_L1 = self.l1(fake_B.float(), real_B.float()) * self.lambda_l1
             loss_G = loss_G_GAN + loss_G_L1
+            kd = self.distill_terms((real_A,), fake_B)  # {} unless distilling (unetprune.trainer)
+            if kd:
+                loss_G = loss_G + kd["KD"]
         loss_G.backward()
         self.opt_G.step()
         return {
@@ -156,4 +159,5 @@ class Pix2PixTrainer(Trainer):
             "G_L1": loss_G_L1.detach(),
             "D_real": loss_D_real.detach(),
             "D_fake": loss_D_fake.detach(),
+            **{k: v.detach() for k, v in kd.items()},
         }

@@ -29,10 +29,12 @@ class TalkingFaceDataset:
 
     An index is one valid (clip, start frame) pair: frames ``start .. start+T-1`` exist, the
     expert's mel window for ``start`` fits and the generator's per-frame windows exist
-    (``start >= 1``).  A second window (``wrong``) of the same clip is drawn at least
-    ``min_offset`` frames away (the reference accepts any other frame; 5 keeps the off-sync
-    label unambiguous).  Frames are read with cv2 (BGR, as the reference), resized to
-    ``img_size`` and scaled to [0, 1].
+    (``start >= 1``); clips of at most ``3 T`` frames are skipped (as the reference: at least 16
+    for ``T = 5``).  A second window (``wrong``) of the same clip is drawn at least
+    ``min_offset`` frames away (default 1: any other window, as the reference; a larger value
+    keeps the off-sync label unambiguous).  Frames are read with cv2 (BGR, as the reference),
+    resized to ``img_size`` with cv2's default bilinear filter (``INTER_LINEAR``, as the
+    reference) and scaled to [0, 1].
 
     ``mode="generator"`` → dict ``face`` (6, T, S, S): the target window with its lower half
     zeroed, then the wrong window as the identity reference; ``target`` (3, T, S, S);
@@ -54,7 +56,7 @@ class TalkingFaceDataset:
         T: int = 5,
         img_size: int = 96,
         seed: int = 0,
-        min_offset: int = 5,
+        min_offset: int = 1,
         max_windows_per_clip: int | None = None,
     ):
         from ... import audio as A
@@ -75,7 +77,7 @@ class TalkingFaceDataset:
             d = self.root / c
             n = list_frames(d)
             self.n_frames.append(n)
-            if n < 3 * T or not (d / "audio.wav").is_file():  # the reference skips <= 3T frames
+            if n <= 3 * T or not (d / "audio.wav").is_file():  # the reference skips <= 3T frames
                 continue
             mel_len = self._mel_len(d)
             starts = [
@@ -122,7 +124,7 @@ class TalkingFaceDataset:
             im = cv2.imread(str(p))
             if im is None:
                 raise DataError(f"{p}: unreadable face frame")
-            out.append(cv2.resize(im, (self.img_size, self.img_size), interpolation=cv2.INTER_AREA))
+            out.append(cv2.resize(im, (self.img_size, self.img_size), interpolation=cv2.INTER_LINEAR))
         return np.stack(out).astype(np.float32) / 255.0  # (T, S, S, 3) BGR
 
     def _wrong_start(self, ci: int, start: int, rng: np.random.Generator) -> int:
@@ -286,7 +288,7 @@ class TalkingEvalSet:
                 im = cv2.imread(str(p))
                 if im is None:
                     raise DataError(f"{p}: unreadable face frame")
-                frames.append(cv2.resize(im, (img_size, img_size), interpolation=cv2.INTER_AREA))
+                frames.append(cv2.resize(im, (img_size, img_size), interpolation=cv2.INTER_LINEAR))
             mel = A.melspectrogram(A.read_wav(wav, SAMPLE_RATE))
             base = len(faces) + take  # the clip's frames past `take` are stored after them (references)
             idx_of = {f: len(faces) + f if f < take else None for f in range(n)}

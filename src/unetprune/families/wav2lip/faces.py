@@ -31,18 +31,10 @@ class FaceDetector(Protocol):
     """Anything with ``detect(frames) -> boxes``: ``frames`` uint8 RGB ``(N, H, W, 3)``, one
     ``(x1, y1, x2, y2)`` box or ``None`` per frame (the most prominent face).
 
-    An S3FD with user weights plugs in as a small module, e.g. ``my_s3fd.py``::
-
-        class S3FD:
-            def __init__(self, weights):            # the reference s3fd.pth
-                from face_detection import FaceAlignment, LandmarksType   # Wav2Lip's package
-                self.fa = FaceAlignment(LandmarksType._2D, flip_input=False, device="cuda",
-                                        path_to_detector=weights)
-            def detect(self, frames):
-                return self.fa.get_detections_for_batch(frames[..., ::-1].copy())  # it wants BGR
-
-    and is chosen with ``--detector my_s3fd:S3FD --detector-weights s3fd.pth`` (or by passing
-    an instance to :func:`preprocess_lrs2`).
+    The reference S3FD is built in (:mod:`.s3fd`: ``--detector s3fd --detector-weights
+    s3fd.pth``); another detector plugs in as a small module with a class or factory taking the
+    weights path, chosen with ``--detector my_module:MyDetector --detector-weights FILE`` (or
+    by passing an instance to :func:`preprocess_lrs2`).
     """
 
     def detect(self, frames: np.ndarray) -> list[Box | None]: ...
@@ -91,11 +83,18 @@ class HaarDetector:
 
 
 def load_detector(spec: str = "haar", weights: str | None = None) -> FaceDetector:
-    """``"haar"`` or ``"module:factory"`` (imported; called with ``weights`` when given)."""
+    """``"haar"``, ``"s3fd"`` (the reference detector, :mod:`.s3fd`, with ``weights`` = the
+    reference ``s3fd.pth``) or ``"module:factory"`` (imported; called with ``weights`` when given)."""
     if spec == "haar":
         return HaarDetector()
+    if spec == "s3fd":
+        if not weights:
+            raise DataError("--detector s3fd needs --detector-weights s3fd.pth (the reference S3FD weights)")
+        from .s3fd import S3FDDetector
+
+        return S3FDDetector(weights)
     if ":" not in spec:
-        raise DataError(f"--detector {spec!r}: use 'haar' or 'module:factory' (e.g. my_s3fd:S3FD)")
+        raise DataError(f"--detector {spec!r}: use 'haar', 's3fd' or 'module:factory' (e.g. my_s3fd:S3FD)")
     import importlib
 
     mod, attr = spec.split(":", 1)

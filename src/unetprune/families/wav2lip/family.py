@@ -52,7 +52,7 @@ class Wav2LipFamily(ModelFamily):
 
     name = "wav2lip"
     # FID/KID on the generated faces, lower-half L1/PSNR/SSIM, the collapse check, size, LSE-D/LSE-C
-    metrics: tuple[str, ...] = ("fid", "kid", "paired", "diversity", "complexity", "lse")
+    metrics: tuple[str, ...] = ("fid", "kid", "paired", "diversity", "complexity", "lse", "openness")
     spec_type = Wav2LipSpec
 
     def pruning_ops(self):
@@ -62,6 +62,7 @@ class Wav2LipFamily(ModelFamily):
 
     def register_metrics(self) -> None:
         from . import lse  # noqa: F401  (registers the LSE-D/LSE-C plug-in)
+        from . import openness  # noqa: F401  (registers the demo's mouth-openness correlation)
 
     # --- build ------------------------------------------------------------------------
     def spec_from_config(self, cfg: dict) -> Wav2LipSpec:
@@ -120,6 +121,23 @@ class Wav2LipFamily(ModelFamily):
         from .datasets import TalkingEvalSet
 
         return TalkingEvalSet.load(cfg, split, root)
+
+    def trivial_generators(self, cfg: dict, generator, root) -> dict:
+        """Copy the reference frame, and the untrained generator."""
+        from .trivial import CopyReference
+
+        return {
+            "copy-reference": (
+                CopyReference(),
+                "outputs the identity reference frame it is given, ignoring the audio",
+            ),
+            **super().trivial_generators(cfg, generator, root),
+        }
+
+    def sanity_metrics(self, cfg: dict) -> list[str]:
+        """Lip-sync: LSE-C (the confidence of the lip-sync network) and, on the demo, the
+        mouth-openness correlation with the recorded track (:mod:`.openness`)."""
+        return ["lse_c", "openness"]
 
     # --- channel groups -------------------------------------------------------------------
     def groups(self, spec_or_generator) -> list[str]:
@@ -228,6 +246,17 @@ class Wav2LipFamily(ModelFamily):
                 "config error at 'evaluate.lse_weights': lse_backend standard needs the SyncNet v2 "
                 "weights (syncnet_v2.model from syncnet_python) at evaluate.lse_weights"
             )
+        ev = cfg["evaluate"]
+        if ev.get("lse_protocol") == "published" and not ev.get("lse_filelist"):
+            raise ConfigError(
+                "config error at 'evaluate.lse_filelist': lse_protocol published needs the filelist of "
+                "pairs ('AUDIO_SOURCE VIDEO' per line, the reference's test_filelists/lrs2.txt)"
+            )
+        if ev.get("lse_protocol") == "published" and not (ev.get("lse_video_root") or d["source"]):
+            raise ConfigError(
+                "config error at 'evaluate.lse_video_root': lse_protocol published needs the folder of "
+                "the filelist's videos (or data.source)"
+            )
         if d["dataset"] == "folder" and not d["root"]:
             raise ConfigError(
                 "config error at 'data.root': data.dataset 'folder' needs data.root (a preprocessed "
@@ -244,6 +273,13 @@ class Wav2LipFamily(ModelFamily):
     def command_modules(self) -> list[str]:
         """demo-talking + data preprocess-lrs2, lipsync, train-lse-standin + lse, sample-video."""
         return [f"{__package__}.commands.{m}" for m in ("talking", "lipsync", "lse", "video")]
+
+    def import_released(self, source, *, cfg=None, discriminator=None, expert=None, options=None):
+        """A released ``wav2lip.pth``/``wav2lip_gan.pth`` (+ ``lipsync_expert.pth``,
+        ``visual_quality_disc.pth``): :func:`.released.import_generator`."""
+        from .released import import_generator
+
+        return import_generator(source, cfg=cfg, discriminator=discriminator, expert=expert, options=options)
 
     def workflow_rules(self) -> list[Path]:
         """The expert, the LSE stand-in, the sample video and LRS2 preprocessing (``wav2lip.smk``)."""
@@ -346,6 +382,12 @@ class Wav2LipExpertFamily(ModelFamily):
         halves ``input_shape`` (B, 15, 48, 96)."""
         face = tuple(int(s) for s in input_shape)
         return [(face[0], 1, *MEL_SHAPE), face]
+
+    def import_released(self, source, *, cfg=None, discriminator=None, expert=None, options=None):
+        """A released ``lipsync_expert.pth``: :func:`.released.import_expert`."""
+        from .released import import_expert
+
+        return import_expert(source, cfg=cfg, discriminator=discriminator, expert=expert, options=options)
 
     def _not_prunable(self, *a, **k):
         raise NotImplementedError("the lip-sync expert is not a prunable generator")

@@ -20,9 +20,13 @@ reference ``inference.py`` does (``pads = 0, 10, 0, 0`` = top, bottom, left, rig
 bottom pad keeps the chin; then ``get_smoothened_boxes`` with T = 5: each box becomes the
 mean of itself and the next 4, the last T of the clip the mean of the last window, on
 integer boxes).  The reference ``preprocess.py`` itself crops the raw S3FD boxes and leaves a
-gap in the frame numbering where no face was found; this module instead gives such a frame
-the nearest detected box (a Haar cascade misses single frames that S3FD would not), and a
-clip with faces in fewer than ``min_face_fraction`` of its frames is skipped as face-less.
+gap in the frame numbering where no face was found; by default this module instead gives such
+a frame the nearest detected box (a Haar cascade misses single frames that S3FD would not),
+and a clip with faces in fewer than ``min_face_fraction`` of its frames is skipped as
+face-less.  ``reference=True`` (``data preprocess-lrs2 --reference``, best with ``--detector
+s3fd``) writes what ``preprocess.py`` writes: raw boxes, no file for a frame without a face.
+(The training windows of :mod:`.datasets` are the frames numbered consecutively from 0, so a
+gap ends a clip's usable frames there; the reference instead skips the windows that cross it.)
 
 Filelist entries are ``<speaker>/<clip>`` (two plain names) and must stay inside their root
 once links are resolved (:func:`clip_entries`: a ``../x`` entry, an absolute one or one
@@ -125,18 +129,31 @@ def preprocess_clip(
     min_face_fraction: float = 0.5,
     fps: float = FPS,
     limits: MediaLimits = DEFAULT_LIMITS,
+    reference: bool = False,
 ) -> ClipResult:
     """One clip → ``dest/`` (``0.jpg …``, ``audio.wav``, ``.done``), built in a temporary
     folder and renamed into place.  Raises MediaError / DataError naming the clip (one over
-    ``limits`` before it is decoded)."""
+    ``limits`` before it is decoded).  ``reference``: what the reference ``preprocess.py``
+    writes: the detector's raw boxes (no padding, no smoothing, ``pads``/``smooth_T`` unused)
+    and no file for a frame without a face (a gap in the numbering); a clip without any face
+    is refused."""
     import cv2
 
     name = f"{dest.parent.name}/{dest.name}"
     info = probe(video, require_video=True, require_audio=True, limits=limits)
     resample = info.fps is None or abs(info.fps - fps) > 0.01
     frames, _ = decode_frames(video, fps=fps if resample else None, limits=limits)
-    track = track_faces(frames, detector, pads=pads, smooth_T=smooth_T, where=str(video))
-    found, filled, boxes = track.found, track.filled, track.boxes
+    if reference:
+        boxes = list(detector.detect(frames))
+        if len(boxes) != len(frames):
+            raise DataError(
+                f"{video}: the face detector returned {len(boxes)} boxes for {len(frames)} frames"
+            )
+        found, filled = sum(b is not None for b in boxes), 0
+        pads, smooth_T, min_face_fraction = (0, 0, 0, 0), 1, 0.0
+    else:
+        track = track_faces(frames, detector, pads=pads, smooth_T=smooth_T, where=str(video))
+        found, filled, boxes = track.found, track.filled, track.boxes
     if found < max(1, math.ceil(min_face_fraction * len(frames))):
         raise DataError(
             f"{video}: no face found in {len(frames) - found} of {len(frames)} frames (face-less clip)"
@@ -146,7 +163,10 @@ def preprocess_clip(
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
     try:
         extract_audio(video, tmp / "audio.wav", sr=SAMPLE_RATE, limits=limits)
-        for i, (fr, (x1, y1, x2, y2)) in enumerate(zip(frames, boxes)):
+        for i, (fr, box) in enumerate(zip(frames, boxes)):
+            if box is None:  # reference mode: no face, no file
+                continue
+            x1, y1, x2, y2 = (int(v) for v in box)
             crop = fr[y1:y2, x1:x2]
             if crop.size == 0:
                 raise DataError(f"{video}: empty face box {x1, y1, x2, y2} at frame {i}")
@@ -162,6 +182,8 @@ def preprocess_clip(
             "boxes_filled": filled,
             "pads": list(pads),
             "smooth_T": smooth_T,
+            "mode": "reference" if reference else "inference",
+            "frames_without_face": [i for i, b in enumerate(boxes) if b is None],
         }
         (tmp / DONE).write_text(json.dumps(meta, indent=1))
         if dest.exists():  # an earlier incomplete attempt (no .done)
@@ -190,9 +212,11 @@ def preprocess_lrs2(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     limits: MediaLimits = DEFAULT_LIMITS,
+    reference: bool = False,
 ) -> dict:
     """Preprocess every clip of the filelists (resumable; failures skipped and reported, a
-    clip over ``limits`` too).  A filelist entry that leaves ``root`` (or whose output would
+    clip over ``limits`` too); ``reference``: as the reference ``preprocess.py``
+    (:func:`preprocess_clip`).  A filelist entry that leaves ``root`` (or whose output would
     leave ``out``) and an ``out`` whose filelists would replace ``root``'s are refused before
     anything is written.  Returns (and writes to ``OUT/preprocess.json``) the summary."""
     from tqdm import tqdm
@@ -241,6 +265,7 @@ def preprocess_lrs2(
                 smooth_T=smooth_T,
                 min_face_fraction=min_face_fraction,
                 limits=limits,
+                reference=reference,
             )
         except (MediaError, DataError) as e:
             results[clip] = ClipResult(clip, "failed", str(e))
@@ -254,8 +279,9 @@ def preprocess_lrs2(
         "root": str(root),
         "out": str(out),
         "detector": getattr(detector, "name", type(detector).__name__),
-        "pads": list(pads),
-        "smooth_T": smooth_T,
+        "pads": [0, 0, 0, 0] if reference else list(pads),
+        "smooth_T": 1 if reference else smooth_T,
+        "mode": "reference" if reference else "inference",
         "seconds": round(time.time() - t0, 2),
         "processed": sorted(c for c, r in results.items() if r.status == "done"),
         "already_done": sorted(c for c, r in results.items() if r.status == "skipped"),

@@ -415,6 +415,133 @@ def split_clips(data: Path | str, split: str) -> tuple[Path, list[str]]:
 
 
 # ------------------------------------------------------------------------------------------
+# the protocols: own audio (in memory) and the Wav2Lip repository's published evaluation
+# ------------------------------------------------------------------------------------------
+
+OWN_AUDIO, PUBLISHED = "own-audio", "published"
+PROTOCOLS = (OWN_AUDIO, PUBLISHED)
+PUBLISHED_PADS = (0, 0, 0, 0)  # gen_videos_from_filelist.py's --pads default
+
+#: the steps of ``own-audio`` that differ from the published evaluation
+OWN_AUDIO_DIFFERENCES = (
+    "audio: each clip's own audio (published: another clip's audio, the filelist's pairs)",
+    "identity reference: the frame half a clip away (published: the same frame, as inference.py)",
+    "face boxes: the preprocessing's crops, padded 0 10 0 0 (published: S3FD boxes, no padding)",
+    "frames scored: the 96x96 generated crops in memory, resized to 224 (published: the whole "
+    "frames of the written mp4, resized to 224)",
+    "no video written (published: an mp4 per pair, encoded by ffmpeg)",
+)
+
+
+def published_differences(detector_name: str | None) -> list[str]:
+    """The steps of this project's ``published`` protocol that still differ from the reference's."""
+    out = [
+        "video encoding: H.264 + AAC by the bundled ffmpeg (published: DIVX AVI, then ffmpeg's default "
+        "mp4 encoder at -q:v 1)",
+        "a face video shorter than its audio source is looped (published: the pair is skipped)",
+        "FID: on the evaluation set's generated crops (published: pytorch-fid over every written frame)",
+    ]
+    if detector_name != "s3fd":
+        out.insert(
+            0,
+            f"face detector: {detector_name or 'haar'} (published: S3FD; set evaluate.lse_detector_weights)",
+        )
+    return out
+
+
+def read_pairs(filelist: Path | str, root: Path | str) -> list[tuple[str, Path, Path]]:
+    """``(line, audio source mp4, video mp4)`` of each line ``AUDIO_SOURCE VIDEO`` of a filelist in
+    the reference's ``lrs2.txt`` format (names relative to ``root``, without ``.mp4``).  Names
+    that leave ``root``, missing files and malformed lines are one-line :class:`LSEError` errors."""
+    filelist, root = Path(filelist), Path(root)
+    if not filelist.is_file():
+        raise LSEError(f"evaluate.lse_filelist {filelist}: no such file (lines 'AUDIO_SOURCE VIDEO')")
+    base = root.resolve()
+    pairs = []
+    for i, line in enumerate(filelist.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise LSEError(f"{filelist}:{i}: expected 'AUDIO_SOURCE VIDEO', got {line.strip()!r}")
+        files = []
+        for name in parts:
+            f = (root / f"{name}.mp4").resolve()
+            if not f.is_relative_to(base):
+                raise LSEError(f"{filelist}:{i}: {name!r} leaves the video root {root}")
+            if not f.is_file():
+                raise LSEError(f"{filelist}:{i}: {root / (name + '.mp4')} does not exist")
+            files.append(f)
+        pairs.append((" ".join(parts), files[0], files[1]))
+    if not pairs:
+        raise LSEError(f"{filelist}: lists no pair")
+    return pairs
+
+
+def written_video(video: Path | str) -> tuple[np.ndarray, np.ndarray]:
+    """A written mp4 as the published scoring reads it: every whole frame (25 fps), BGR, resized to
+    224 x 224, and its audio as int16 16 kHz."""
+    from ...data.media import decode_frames
+
+    frames, _ = decode_frames(video)
+    return to_s_frames(frames, bgr=False), audio_of_video(video)
+
+
+def published_lse(
+    scorer: LSEScorer,
+    checkpoint: Path | str,
+    pairs: Sequence[tuple[str, Path, Path]],
+    workdir: Path | str,
+    *,
+    detector=None,
+    device: str | None = None,
+) -> dict:
+    """The published evaluation of the generator in ``checkpoint``: per pair, ``VIDEO`` lip-synced
+    to ``AUDIO_SOURCE``'s audio (:func:`~.lipsync.lipsync`: the same frame as reference, boxes of
+    ``detector`` without padding, smoothed over 5 frames, the whole face box pasted) written to
+    ``workdir/<i>.mp4``, whose whole frames are scored.  A pair the generator cannot be run on
+    (no face, unreadable media) is skipped and recorded, as the reference skips it."""
+    from .lipsync import lipsync
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    per, skipped = [], []
+    for i, (name, audio_src, video) in enumerate(pairs):
+        out = workdir / f"{i}.mp4"
+        try:
+            lipsync(
+                checkpoint,
+                video,
+                audio_src,
+                out,
+                detector=detector,
+                pads=PUBLISHED_PADS,
+                smooth=True,
+                paste="face",
+                device=device,
+            )
+        except UserFacingError as e:  # no face, unreadable media: the reference skips the pair
+            skipped.append({"pair": name, "reason": str(e).splitlines()[0]})
+            continue
+        frames, wav = written_video(out)
+        per.append({**public(scorer.score(frames, wav, name)), "video": str(out)})
+    if not per:
+        raise LSEError(
+            f"no pair of the filelist could be generated ({skipped[0]['reason'] if skipped else 'none'})"
+        )
+    det = getattr(detector, "name", None) if detector is not None else "haar"
+    return {
+        **aggregate(per),
+        **scorer.describe(),
+        "protocol": PUBLISHED,
+        "detector": det,
+        "differs_from_published": published_differences(det),
+        "clips": per,
+        "skipped": skipped,
+    }
+
+
+# ------------------------------------------------------------------------------------------
 # the stand-in
 # ------------------------------------------------------------------------------------------
 
@@ -686,6 +813,10 @@ class LSEMetric(plugins.Metric):
     ``fakes`` holds the generated face frames of all clips in order (uint8 (N, 3, H, W), RGB).
     Config: ``ctx.ev["lse_backend"]`` (``standin`` | ``standard``) and ``ctx.ev["lse_weights"]``
     (the stand-in checkpoint or ``syncnet_v2.model``).  ``lse`` is None when no weights are set.
+    ``ctx.ev["lse_protocol"]``: ``own-audio`` scores ``fakes`` with each clip's own audio;
+    ``published`` ignores ``fakes`` and runs :func:`published_lse` on the generator over the
+    pairs of ``evaluate.lse_filelist`` (videos under ``evaluate.lse_video_root``, default
+    ``data.source``).  Every result records its ``protocol`` and ``differs_from_published``.
     """
 
     name, keys = "lse", ("lse",)
@@ -716,18 +847,64 @@ class LSEMetric(plugins.Metric):
             self.scorer = LSEScorer.load(
                 ev.get("lse_backend", STANDIN), weights, device=getattr(ctx, "device", "cpu")
             )
-        self.wavs = [read_int16_wav(c["audio"]) for c in eval_set.clips] if self.scorer else []
+        self.protocol = ev.get("lse_protocol", OWN_AUDIO)
+        if self.protocol not in PROTOCOLS:
+            raise LSEError(f"evaluate.lse_protocol {self.protocol!r}: use one of {', '.join(PROTOCOLS)}")
+        self.pairs, self.detector = [], None
+        if self.scorer is not None and self.protocol == PUBLISHED:
+            root = ev.get("lse_video_root") or ((cfg or {}).get("data") or {}).get("source")
+            if not ev.get("lse_filelist") or not root:
+                raise LSEError(
+                    "evaluate.lse_protocol published needs evaluate.lse_filelist (lrs2.txt format) and "
+                    "evaluate.lse_video_root (or data.source)"
+                )
+            self.pairs = read_pairs(ev["lse_filelist"], root)
+            if ev.get("lse_detector_weights"):
+                from .faces import load_detector
+
+                self.detector = load_detector("s3fd", ev["lse_detector_weights"])
+        self.wavs = (
+            [read_int16_wav(c["audio"]) for c in eval_set.clips]
+            if self.scorer and self.protocol == OWN_AUDIO
+            else []
+        )
 
     def score(self, fakes, generator):
         if self.scorer is None:
             return {"lse": None}
+        if self.protocol == PUBLISHED:
+            import tempfile
+
+            from ...checkpoint import save_generator
+
+            with tempfile.TemporaryDirectory(prefix="lse-published.") as td:
+                save_generator(Path(td) / "G.pt", generator)
+                res = published_lse(
+                    self.scorer,
+                    Path(td) / "G.pt",
+                    self.pairs,
+                    Path(td) / "videos",
+                    detector=self.detector,
+                    device=str(getattr(self.ctx, "device", "cpu")),
+                )
+            for c in res["clips"]:
+                c.pop("video", None)  # the temporary files are gone
+            return {"lse": res}
         x = fakes.detach().cpu().numpy().transpose(0, 2, 3, 1)[..., ::-1]  # RGB → BGR, (N, H, W, 3)
         per, i = [], 0
         for c, wav in zip(self.eval_set.clips, self.wavs):
             n = int(c["n_frames"])
             per.append(public(self.scorer.score(x[i : i + n], wav, c["name"])))
             i += n
-        return {"lse": {**aggregate(per), **self.scorer.describe(), "clips": per}}
+        return {
+            "lse": {
+                **aggregate(per),
+                **self.scorer.describe(),
+                "protocol": OWN_AUDIO,
+                "differs_from_published": list(OWN_AUDIO_DIFFERENCES),
+                "clips": per,
+            }
+        }
 
 
 plugins.register_metric(LSEMetric)

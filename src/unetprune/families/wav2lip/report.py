@@ -118,7 +118,7 @@ class Wav2LipReportText(ReportText):
         e = cfg["evaluate"]
         return (
             f"mode {e['mode']}, FID backend {e['fid_backend']}, LSE backend {e['lse_backend']}, "
-            f"max_images {e['max_images']} (frames)"
+            f"LSE protocol {e.get('lse_protocol', 'own-audio')}, max_images {e['max_images']} (frames)"
         )
 
     def evaluation_mode(self, cfg: dict) -> str:
@@ -130,8 +130,23 @@ class Wav2LipReportText(ReportText):
             )
             + "; each frame generated from its lower-half-masked self, the frame half a clip away as identity "
             "reference and its mel window (docs/method.md, Wav2Lip evaluation protocol); L1/PSNR/SSIM on the "
-            "lower half, LSE-D/LSE-C with syncnet_python's protocol"
+            "lower half, LSE-D/LSE-C with syncnet_python's protocol" + self.lse_protocol_text(cfg)
         )
+
+    def lse_protocol_text(self, cfg: dict) -> str:
+        """The LSE protocol in use and every step of it that differs from the published one."""
+        from .lse import OWN_AUDIO_DIFFERENCES, PUBLISHED, published_differences
+
+        e = cfg["evaluate"]
+        if e.get("lse_protocol") == PUBLISHED:
+            det = "s3fd" if e.get("lse_detector_weights") else "haar"
+            head, diffs = (
+                "published (the Wav2Lip repository's filelist evaluation)",
+                published_differences(det),
+            )
+        else:
+            head, diffs = "own-audio", list(OWN_AUDIO_DIFFERENCES)
+        return f". LSE protocol: {head}; differs from the published evaluation in: " + "; ".join(diffs)
 
     def inner_levels(self, cfg: dict, levels: str, layers: str, variants: str) -> str:
         return (

@@ -26,10 +26,11 @@ from ...trainer import Trainer
 #   batch 64 (``train.expert``);
 # * generator: loss = syncnet_wt · sync + disc_wt · perceptual + (1 − syncnet_wt − disc_wt) · L1,
 #   L1 on the whole generated frames (B, 3, T, 96, 96) vs the targets; sync = BCE(cos(expert(mel,
-#   lower halves of G's 5 frames)), 1) with the expert frozen (``requires_grad`` off and in eval
-#   mode: its BatchNorm statistics never move); ``syncnet_wt`` is 0 until the validation sync
-#   loss falls below ``train.sync_threshold`` (0.75), then ``train.syncnet_wt`` (0.03) for the
-#   rest of the run (checked after every epoch, the reference every 3000 steps); perceptual =
+#   lower halves of G's 5 frames)), 1) with the expert frozen (``requires_grad`` off) in
+#   ``train.expert_mode`` (train, as the reference: batch statistics; or eval); ``syncnet_wt`` is
+#   0 until the validation sync loss falls below ``train.sync_threshold`` (0.75), then
+#   ``train.syncnet_wt`` (0.01 in wav2lip_train.py, 0.03 in hq_wav2lip_train.py) for the rest
+#   of the run (checked after every epoch, the reference every 3000 steps); perceptual =
 #   BCE(qual(G lower halves), 1) with the HQ quality discriminator (``model.hq``; ``disc_wt`` 0.07,
 #   0 without it), which is trained on real → 1, generated → 0 with its own Adam (train.lr).
 #
@@ -58,21 +59,36 @@ class Wav2LipCritics(nn.Module):
     """The non-generator models of a Wav2Lip generator run (the trainer's "discriminator" slot):
     ``expert`` (frozen :class:`~unetprune.families.wav2lip.syncnet.SyncNetColor`, or ``None`` = no sync
     loss) and ``qual`` (the HQ :class:`~unetprune.families.wav2lip.syncnet.Wav2LipDiscQual`, or ``None``).
-    ``config`` is the checkpoint's ``discriminator.arch``: enough to rebuild both."""
+    ``config`` is the checkpoint's ``discriminator.arch``: enough to rebuild both.
 
-    def __init__(self, expert: nn.Module | None, qual: nn.Module | None, config: dict):
+    The expert's weights never receive gradients; ``expert_mode`` (``train.expert_mode``, set by
+    the trainer) is the module mode it runs in whatever mode the critics are put in: ``"eval"``
+    (its BatchNorm statistics stay as stored) or ``"train"`` (the reference: batch statistics,
+    running statistics updated)."""
+
+    def __init__(
+        self, expert: nn.Module | None, qual: nn.Module | None, config: dict, expert_mode: str = "eval"
+    ):
         super().__init__()
         self.expert = expert
         self.qual = qual
         self.config = config
+        self.expert_mode = expert_mode
         if expert is not None:
             expert.requires_grad_(False)
-            expert.eval()
+            expert.train(expert_mode == "train")
+
+    def set_expert_mode(self, mode: str) -> None:
+        if mode not in ("train", "eval"):
+            raise ValueError(f"expert mode must be 'train' or 'eval', got {mode!r}")
+        self.expert_mode = mode
+        if self.expert is not None:
+            self.expert.train(mode == "train")
 
     def train(self, mode: bool = True):
         super().train(mode)
         if self.expert is not None:
-            self.expert.eval()  # frozen, BatchNorm statistics included
+            self.expert.train(self.expert_mode == "train")  # frozen weights; the configured mode
         return self
 
 
@@ -200,15 +216,22 @@ def generated_lower_half_l1(G: nn.Module, dataset, mode: str = "eval", seed: int
 
 
 def expert_sync_loss(
-    expert: nn.Module, dataset, G: nn.Module | None = None, mode: str = "eval", seed: int = 0
+    expert: nn.Module,
+    dataset,
+    G: nn.Module | None = None,
+    mode: str = "eval",
+    seed: int = 0,
+    expert_mode: str = "eval",
 ) -> float:
-    """Mean expert sync loss over ``dataset``: of ``G``'s frames against their audio (label 1,
-    a generator-mode dataset), or with ``G=None`` of an expert-mode dataset's own labelled windows."""
+    """Mean expert sync loss over ``dataset``: of ``G``'s frames (generated in ``mode``) against
+    their audio (label 1, a generator-mode dataset), or with ``G=None`` of an expert-mode
+    dataset's own labelled windows; the expert runs in ``expert_mode`` (``"train"``: batch
+    statistics, as the reference's frozen expert)."""
     from ...translate import generation_mode
 
     device = next(expert.parameters()).device
     was = expert.training
-    expert.eval()
+    expert.train(expert_mode == "train")
     tot, n = 0.0, 0
     ctx = generation_mode(G, mode, seed) if G is not None else torch.no_grad()
     try:
@@ -265,6 +288,8 @@ class Wav2LipTrainer(Trainer):
         )
         self.expert = self.D.expert
         self.qual = self.D.qual
+        self.expert_mode = str(tcfg.get("expert_mode", "train"))
+        self.D.set_expert_mode(self.expert_mode)
         self.opt_D = (
             torch.optim.Adam(self.qual.parameters(), lr=tcfg["lr"], betas=betas)
             if self.qual is not None
@@ -273,6 +298,10 @@ class Wav2LipTrainer(Trainer):
         self.disc_wt = float(tcfg["disc_wt"]) if self.qual is not None else 0.0
         self.syncnet_wt = 0.0
         self.sync_on_epoch: int | None = None
+        self.sync_on_step: int | None = None
+        self.sync_check_every = int(tcfg.get("sync_check_every", 0) or 0)
+        self.global_step = 0
+        self._run_cfg: dict | None = None
         self.losses = ("L1", "sync", "loss") + (
             ("G_disc", "D_real", "D_fake") if self.qual is not None else ()
         )
@@ -281,7 +310,7 @@ class Wav2LipTrainer(Trainer):
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """G's Adam, and the quality discriminator's when there is one (the expert stays frozen,
-        in eval mode, whatever ``set_train_mode`` does: :class:`Wav2LipCritics`)."""
+        in ``train.expert_mode``, whatever ``set_train_mode`` does: :class:`Wav2LipCritics`)."""
         return {"G": self.opt_G, **({"D": self.opt_D} if self.opt_D is not None else {})}
 
     def sync_loss(self, mel: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
@@ -307,10 +336,15 @@ class Wav2LipTrainer(Trainer):
         loss = (
             self.syncnet_wt * sync + self.disc_wt * perceptual + (1.0 - self.syncnet_wt - self.disc_wt) * l1
         )
+        kd = self.distill_terms((x, indiv), g)  # {} unless distilling (unetprune.trainer)
+        if kd:
+            loss = loss + kd["KD"]
         self.opt_G.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_G.step()
         out = {"L1": l1.detach(), "sync": sync.detach(), "loss": loss.detach()}
+        self.global_step += 1
+        out.update({k: v.detach() for k, v in kd.items()})
         if self.qual is not None:
             self.qual.requires_grad_(True)
             self.opt_D.zero_grad(set_to_none=True)
@@ -321,29 +355,61 @@ class Wav2LipTrainer(Trainer):
             (d_real + d_fake).backward()
             self.opt_D.step()
             out.update(G_disc=perceptual.detach(), D_real=d_real.detach(), D_fake=d_fake.detach())
+        if (
+            self._run_cfg is not None
+            and self.sync_check_every
+            and self.global_step % self.sync_check_every == 0
+            and self.expert is not None
+            and self.syncnet_wt == 0
+        ):
+            was = self.G.training
+            self.sync_check(self._run_cfg)
+            self.G.train(was)
+            if self.syncnet_wt > 0:
+                self.sync_on_step = self.global_step
         return out
 
-    def end_epoch(self, epoch: int, cfg: dict) -> dict:
-        """The reference's switch: while the sync loss is off, measure the validation sync loss
-        of G's frames with the frozen expert; below ``sync_threshold`` it is on from the next epoch."""
-        if self.expert is None or self.syncnet_wt > 0:
-            return {"syncnet_wt": self.syncnet_wt}
+    def bind(self, cfg: dict) -> None:
+        """The run's whole config (its validation windows), for the sync check every
+        ``train.sync_check_every`` steps; unbound, the check runs at epoch ends only."""
+        self._run_cfg = cfg
+
+    def sync_check(self, cfg: dict) -> float:
+        """While the sync loss is off: the validation sync loss of G's frames with the frozen
+        expert (in ``train.expert_mode``); below ``sync_threshold`` the sync loss is on from the
+        next step.  Returns the loss."""
         if self._val is None:
             self._val = talking_dataset(cfg, "val", "generator", max(cfg["train"]["eval_images"], 1))
-        val = expert_sync_loss(self.expert, self._val, self.G, "eval", cfg["seed"])
+        val = expert_sync_loss(self.expert, self._val, self.G, "eval", cfg["seed"], self.expert_mode)
         if val < self.cfg["sync_threshold"]:
             self.syncnet_wt = float(self.cfg["syncnet_wt"])
+        return val
+
+    def end_epoch(self, epoch: int, cfg: dict) -> dict:
+        """The reference's switch, also at every epoch end (:meth:`sync_check`)."""
+        if self.expert is None or self.syncnet_wt > 0:
+            return {"syncnet_wt": self.syncnet_wt}
+        val = self.sync_check(cfg)
+        if self.syncnet_wt > 0:
             self.sync_on_epoch = epoch + 1
         return {"val_sync": val, "syncnet_wt": self.syncnet_wt}
 
     def extra_state(self) -> dict:
-        """The sync-loss switch: its current weight and the epoch it was turned on."""
-        return {"wav2lip": {"syncnet_wt": self.syncnet_wt, "sync_on_epoch": self.sync_on_epoch}}
+        """The sync-loss switch: its current weight, the epoch (or step) it was turned on, and
+        the generator steps taken."""
+        st = {"syncnet_wt": self.syncnet_wt, "sync_on_epoch": self.sync_on_epoch}
+        if self.sync_on_step is not None:
+            st["sync_on_step"] = self.sync_on_step
+        if self.global_step:
+            st["global_step"] = self.global_step
+        return {"wav2lip": st}
 
     def after_load(self, ckpt: dict) -> None:
         st = ckpt.get("wav2lip") or {}
         self.syncnet_wt = float(st.get("syncnet_wt", 0.0))
         self.sync_on_epoch = st.get("sync_on_epoch")
+        self.sync_on_step = st.get("sync_on_step")
+        self.global_step = int(st.get("global_step", 0))
 
 
 class SyncNetTrainer(Trainer):

@@ -5,16 +5,32 @@
 
 
 # Wav2Lip's lip-sync expert (SyncNet on lower halves + mel windows), trained first and then
-# frozen inside the generator's loss (train.syncnet_wt); resumable like the generator.
+# frozen inside the generator's loss (train.syncnet_wt); resumable like the generator.  With
+# model.wav2lip.expert_init_weights (a released lipsync_expert.pth) the job imports that file
+# instead of training.
+EXPERT_INIT = (config["model"].get(FAMILY.name) or {}).get("expert_init_weights")
+if EXPERT_INIT:
+    TRAIN_EXPERT = (
+        "unetprune import {params.config:q} --family wav2lip-expert --from {input.init:q} "
+        "--out {output.ckpt:q} > {log:q} 2>&1"
+    )
+else:
+    TRAIN_EXPERT = (
+        "unetprune train --expert {params.config:q} --out {params.out:q} --resume --quiet "
+        "--set train.threads={threads} > {log:q} 2>&1"
+    )
+
+
 rule train_expert:
     input:
         data=get_data_marker(),
+        init=EXPERT_INIT or [],
     output:
         ckpt=str(LAYOUT.expert_checkpoint),
     params:
         config=config_args,
         cfg=sections("seed", "data", "demo", "model", "train"),
-        code=code("train"),
+        code=import_code() if EXPERT_INIT else code("train"),
         out=lambda wc, output: os.path.dirname(output.ckpt),
     log:
         log("train_expert"),
@@ -25,8 +41,7 @@ rule train_expert:
     conda:
         CONDA_ENV
     shell:
-        "unetprune train --expert {params.config:q} --out {params.out:q} --resume --quiet "
-        "--set train.threads={threads} > {log:q} 2>&1"
+        TRAIN_EXPERT
 
 
 if "lse" in family_inputs("evaluate"):

@@ -1,19 +1,23 @@
-"""`unetprune import`: a released pix2pix generator (junyanz/pytorch-CycleGAN-and-pix2pix) as a
-self-describing unetprune checkpoint, ready to evaluate, prune and fine-tune.
+"""`unetprune import`: released weights of a model family's reference code as a self-describing
+unetprune checkpoint, ready to evaluate, prune and fine-tune.  The command reads its arguments
+and hands the files to the family's :meth:`~unetprune.family.ModelFamily.import_released`
+(``--family``; default: ``--config``'s ``model.family``, else pix2pix).
 
     unetprune import --from latest_net_G.pth --out facades.pt
     unetprune import --from latest_net_G.pth --discriminator latest_net_D.pth --out facades.pt
     unetprune import --config CFG --from latest_net_G.pth --out OUT.pt --record TRAIN_JSON
+    unetprune import --family wav2lip --from wav2lip_gan.pth --expert lipsync_expert.pth --out G.pt
 
-The file is read with ``torch.load(weights_only=True)`` only (never unpickled code); its
-``model.model.1.model…`` names are mapped by :mod:`unetprune.families.pix2pix.reference` and every
-key and shape is checked (``bias_mode="reference"``: the official code's biases).  Depth,
-width, norm and the in/out channels come from the file; ``--num-downs``/``--ngf``/``--norm``
-(or ``--config``'s ``model.pix2pix`` section) state what it must be.  Fine-tuning needs a
-discriminator: ``--discriminator`` maps a released ``latest_net_D.pth``; without it the
-checkpoint gets a freshly initialised PatchGAN (pix2pix init, seeded), and says so.
-``--record`` writes the run record the workflow's ``train_original`` job leaves (no
-training: ``imported`` with the file's sha256).
+pix2pix (junyanz/pytorch-CycleGAN-and-pix2pix): the file is read with
+``torch.load(weights_only=True)`` only (never unpickled code); its ``model.model.1.model…``
+names are mapped by :mod:`unetprune.families.pix2pix.reference` and every key and shape is
+checked (``bias_mode="reference"``: the official code's biases).  Depth, width, norm and the
+in/out channels come from the file; ``--num-downs``/``--ngf``/``--norm`` (or ``--config``'s
+``model.pix2pix`` section) state what it must be.  Fine-tuning needs a discriminator:
+``--discriminator`` maps a released ``latest_net_D.pth``; without it the checkpoint gets a
+freshly initialised PatchGAN (pix2pix init, seeded), and says so.  ``--record`` writes the run
+record the workflow's ``train_original`` job leaves (no training: ``imported`` with the file's
+sha256).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 def register(sub) -> None:
     p = sub.add_parser(
         "import",
-        help="import a released pix2pix generator (reference state dict)",
+        help="import released weights (pix2pix latest_net_G.pth, wav2lip_gan.pth, ...)",
         description=__doc__.split("\n\n")[0],
     )
     p.add_argument(
@@ -33,18 +37,29 @@ def register(sub) -> None:
         dest="source",
         required=True,
         metavar="REF.pth",
-        help="reference UnetGenerator state dict (e.g. latest_net_G.pth)",
+        help="the released file (e.g. latest_net_G.pth, wav2lip_gan.pth, lipsync_expert.pth)",
+    )
+    p.add_argument(
+        "--family",
+        help="model family of the file (default: --config's model.family, else pix2pix); "
+        "e.g. wav2lip, wav2lip-expert",
+    )
+    p.add_argument(
+        "--expert",
+        metavar="EXPERT.pth",
+        help="a released lip-sync expert carried by the checkpoint (families with one, e.g. wav2lip)",
     )
     p.add_argument("--out", required=True, metavar="OUT.pt", help="unetprune checkpoint to write")
     p.add_argument(
         "--discriminator",
         metavar="D.pth",
-        help="reference NLayerDiscriminator state dict (default: a fresh PatchGAN)",
+        help="the released discriminator (pix2pix latest_net_D.pth, default a fresh PatchGAN; "
+        "wav2lip visual_quality_disc.pth)",
     )
     p.add_argument(
         "--config",
-        help="experiment config: its model.pix2pix section must describe the file; "
-        "recorded in the checkpoint (seed, ndf, n_layers_d for a fresh D)",
+        help="experiment config: its model section must describe the file; recorded in the "
+        "checkpoint (pix2pix: seed, ndf, n_layers_d for a fresh D)",
     )
     p.add_argument(
         "--set",
@@ -66,6 +81,15 @@ def register(sub) -> None:
         "--record", metavar="JSON", help="also write the import record (train.json of the original)"
     )
     p.set_defaults(func=run)
+
+
+SECTION = "pix2pix"  # the family's config section, model.pix2pix
+
+
+def model_options(cfg: dict) -> dict:
+    """``model.pix2pix`` of a config (read here, not through the family module, which imports
+    this one for its import hook)."""
+    return ((cfg.get("model") or {}).get(SECTION)) or {}
 
 
 def _error(msg: str):
@@ -98,7 +122,6 @@ def load_state_dict(path: Path | str, what: str) -> dict:
 def _check_config(cfg: dict, spec, path: Path) -> None:
     """The config's ``model.pix2pix`` section must describe the imported generator."""
     from ....family import family_for_config
-    from ..family import SECTION, model_options
 
     family = cfg["model"].get("family", SECTION)
     if family != SECTION:
@@ -142,7 +165,6 @@ def import_reference(
     from ....fileio import sha256_file
     from ....metrics.complexity import count_parameters
     from ....family import get_family
-    from ..family import model_options
     from ..patchgan import build_discriminator
     from ..reference import ReferenceFormatError, discriminator_from_reference, generator_from_reference
     from ..unet import init_weights
@@ -217,33 +239,59 @@ def import_reference(
     return ckpt, record
 
 
+def import_released(
+    source: Path | str,
+    *,
+    cfg: dict | None = None,
+    discriminator: Path | str | None = None,
+    expert: Path | str | None = None,
+    options: dict | None = None,
+) -> tuple[dict, dict]:
+    """The pix2pix family's :meth:`~unetprune.family.ModelFamily.import_released`:
+    :func:`import_reference` with ``options`` ``num_downs``/``ngf``/``norm``/``use_dropout``."""
+    if expert:
+        raise _error(f"--expert {expert}: a pix2pix generator has no lip-sync expert")
+    o = dict(options or {})
+    ckpt, record = import_reference(
+        source,
+        cfg=cfg,
+        discriminator=discriminator,
+        num_downs=o.get("num_downs"),
+        ngf=o.get("ngf"),
+        norm=o.get("norm"),
+        use_dropout=o.get("use_dropout", True),
+    )
+    d, a = record["discriminator"], record["arch"]
+    record["summary"] = (
+        f"imported {source} (unet_{2 ** len(a['enc_widths'])}, ngf {a['enc_widths'][0]}, "
+        f"{a['norm']} norm, {record['params_G']:,} params, bias_mode reference); discriminator: "
+        f"{'fresh PatchGAN' if d['fresh'] else d['source']}"
+    )
+    return ckpt, record
+
+
 def run(args) -> int:
     from ....config import load_config
+    from ....family import get_family
     from ....fileio import atomic_torch_save, atomic_write_text
 
     if args.overrides and not args.config:
         raise _error("--set needs --config")
     cfg = load_config(args.config, args.overrides) if args.config else None
-    if cfg is not None and any(v is not None for v in (args.num_downs, args.ngf, args.norm)):
+    expectations = {"num_downs": args.num_downs, "ngf": args.ngf, "norm": args.norm}
+    if cfg is not None and any(v is not None for v in expectations.values()):
         raise _error("give the expected architecture either by --config or by --num-downs/--ngf/--norm")
-    ckpt, record = import_reference(
-        args.source,
-        cfg=cfg,
-        discriminator=args.discriminator,
-        num_downs=args.num_downs,
-        ngf=args.ngf,
-        norm=args.norm,
-        use_dropout=not args.no_dropout,
+    name = args.family or (cfg["model"].get("family") if cfg is not None else None)
+    family = get_family(name)
+    options = {k: v for k, v in expectations.items() if v is not None}
+    if args.no_dropout:
+        options["use_dropout"] = False
+    ckpt, record = family.import_released(
+        args.source, cfg=cfg, discriminator=args.discriminator, expert=args.expert, options=options
     )
     atomic_torch_save(ckpt, args.out)
     if args.record:
         log = {**record, "config": cfg or {}, "epochs": [], "steps": [], "complete": True}
         atomic_write_text(args.record, json.dumps(log, indent=2))
-    d = record["discriminator"]
-    a = record["arch"]
-    print(
-        f"{args.out}: imported {args.source} (unet_{2 ** len(a['enc_widths'])}, ngf {a['enc_widths'][0]}, "
-        f"{a['norm']} norm, {record['params_G']:,} params, bias_mode reference); discriminator: "
-        f"{'fresh PatchGAN' if d['fresh'] else d['source']}"
-    )
+    print(f"{args.out}: {record['summary']}")
     return 0

@@ -4,9 +4,12 @@ unetprune lipsync --checkpoint G.pt --face VIDEO_OR_IMAGE --audio AUDIO_OR_VIDEO
                   [--batch-size 32] [--device cpu|cuda] [--detector haar|module:factory]
                   [--detector-weights FILE] [--pads T B L R] [--nosmooth] [--paste lower|face]
                   [--max-seconds 600] [--max-frames 30000] [--max-pixels 8294400]
+                  [--onnx MODEL.onnx] [--stats]
 
-Inputs over the media limits are refused before they are decoded; ``--out`` must not be one
-of the inputs (or a link to one).
+Inputs over the media limits are refused before they are decoded, and before torch or a
+model family is imported (the command is declared in the ``unetprune.commands`` entry
+points); ``--out`` must not be one of the inputs (or a link to one).  ``--stats`` prints
+frames/s per stage (decode, detect, mel, generate, paste, encode) and end to end.
 """
 
 from __future__ import annotations
@@ -44,18 +47,31 @@ def register(sub) -> None:
         default="lower",
         help="paste back the generated lower half (default) or the whole face box (reference)",
     )
+    p.add_argument("--onnx", help="run the generator through ONNX Runtime from this export of the checkpoint")
+    p.add_argument("--stats", action="store_true", help="print frames/s per stage and end to end")
     p.add_argument("--no-progress", action="store_true")
     add_media_limit_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    import tempfile
+
+    from ..lipsync import check_inputs, format_stats, lipsync
+
+    limits = media_limits(args)
+    # refuse what the headers already refuse before torch and the detector are imported
+    check_inputs(args.checkpoint, args.face, args.audio, args.out, batch_size=args.batch_size, limits=limits)
     from ..faces import load_detector
-    from ..lipsync import lipsync
+
+    from ..released import lipsync_checkpoint
 
     det = load_detector(args.detector, args.detector_weights)
+    # a released wav2lip.pth / wav2lip_gan.pth is converted (into a folder removed on exit)
+    workdir = tempfile.TemporaryDirectory(prefix="unetprune-lipsync-")
+    checkpoint = lipsync_checkpoint(args.checkpoint, workdir.name, log=lambda m: print(m, file=sys.stderr))
     s = lipsync(
-        args.checkpoint,
+        checkpoint,
         args.face,
         args.audio,
         args.out,
@@ -66,12 +82,15 @@ def run(args) -> int:
         smooth=not args.nosmooth,
         paste=args.paste,
         progress=not args.no_progress,
-        limits=media_limits(args),
+        limits=limits,
+        onnx=args.onnx,
     )
     print(
         f"wrote {s['out']}: {s['frames']} frames at {s['fps']} fps ({s['mp4_seconds']:.2f} s; audio "
         f"{s['audio_seconds']:.2f} s) in {s['seconds']:.1f} s",
         file=sys.stderr,
     )
+    if args.stats:
+        print(format_stats({**s, "fps": s["frames_per_second"]}), file=sys.stderr)
     print(json.dumps(s))
     return 0

@@ -3,12 +3,14 @@
     unetprune train-lse-standin --data DIR --out FILE [--steps 300 --batch 16 --negatives 10 --lr 1e-3
                                 --seed 0 --threads N]
     unetprune lse --backend standin|standard --weights FILE (--data DIR [--split test] | --video MP4 ...)
-                  [--out RESULT.json]
+                  [--out RESULT.json] [--max-seconds 600] [--max-frames 30000] [--max-pixels 8294400]
 
 ``--data`` is a preprocessed talking-face folder (or the `unetprune demo-talking` folder);
 ``--video`` scores mp4 files (faces detected and cropped as the preprocessing does).  The
 result (per clip and averaged, with the backend and the weights' sha256) is printed as JSON
-and written to ``--out`` when given.
+and written to ``--out`` when given.  Each ``--video`` is probed against the media limits
+before anything is decoded (or torch imported); an ``--out`` that is (or leads through a link
+to) one of the command's inputs (the weights, a video, a file of ``--data``) is refused.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from ....commands._common import learning_rate, positive_int
+from ....commands._common import add_media_limit_args, learning_rate, media_limits, positive_int
 
 
 def register(sub) -> None:
@@ -53,11 +55,34 @@ def register(sub) -> None:
     src.add_argument("--video", nargs="+", help="mp4 files to score (their own audio)")
     q.add_argument("--split", default="test")
     q.add_argument("--device", default="cpu")
-    q.add_argument("--out", help="write the result JSON here")
+    q.add_argument("--out", help="write the result JSON here (not one of the inputs)")
+    add_media_limit_args(q)
     q.set_defaults(func=run_lse)
 
 
+def refuse_replacing_inputs(out: str | None, files=(), folders=()) -> None:
+    """Raise a one-line error when writing ``out`` would replace one of ``files`` or a file
+    inside one of ``folders`` (the same file, through a link, or a hard link)."""
+    from ....errors import UserFacingError
+    from ....fileio import clashing_input
+
+    if out is None:
+        return
+    inputs = [Path(f) for f in files]
+    o = Path(out).resolve()
+    for d in map(Path, folders):
+        if d.is_dir() and (o == d.resolve() or d.resolve() in o.parents) and o.exists():
+            inputs.append(o)  # an existing file of an input folder
+    clash = clashing_input([Path(out)], inputs)
+    if clash is not None:
+        raise UserFacingError(
+            f"--out {out} is the input {clash[1]} (the same file, or a link to it): it would be "
+            f"replaced; choose another output file"
+        )
+
+
 def run_train(args) -> int:
+    refuse_replacing_inputs(args.out, folders=[args.data])
     from ..lse import train_lse_standin
 
     info = train_lse_standin(
@@ -82,6 +107,13 @@ def run_train(args) -> int:
 
 
 def run_lse(args) -> int:
+    from ....data.media import probe
+
+    refuse_replacing_inputs(
+        args.out, files=[args.weights, *(args.video or [])], folders=[args.data] if args.data else []
+    )
+    for v in args.video or []:
+        probe(v, require_video=True, require_audio=True, limits=media_limits(args))
     from ....fileio import atomic_write_text
     from ..lse import LSEScorer, aggregate, evaluate_clips, public, split_clips
 

@@ -1,7 +1,7 @@
 """Talking-face (Wav2Lip) data commands.
 
     unetprune demo-talking --out DIR [--train N --val N --test N --side PX --seed S --force]
-    unetprune data preprocess-lrs2 --root RAW --out DIR [--detector haar|module:factory]
+    unetprune data preprocess-lrs2 --root RAW --out DIR [--detector haar|s3fd|module:factory] [--reference]
                                    [--detector-weights FILE] [--pads T B L R] [--smooth-t T | --nosmooth]
                                    [--max-seconds S --max-frames N --max-pixels P]
 
@@ -67,7 +67,8 @@ def register(sub) -> None:
     q.add_argument(
         "--detector",
         default="haar",
-        help="'haar' (OpenCV, default) or module:factory returning an object with detect(frames)",
+        help="'haar' (OpenCV, default), 's3fd' (with --detector-weights s3fd.pth) or module:factory "
+        "returning an object with detect(frames)",
     )
     q.add_argument("--detector-weights", help="passed to the detector factory (e.g. s3fd.pth)")
     q.add_argument(
@@ -85,6 +86,12 @@ def register(sub) -> None:
         type=float,
         default=0.5,
         help="skip a clip with faces in fewer of its frames (default 0.5)",
+    )
+    q.add_argument(
+        "--reference",
+        action="store_true",
+        help="write what the reference preprocess.py writes: the detector's raw boxes (no padding or "
+        "smoothing), no file for a frame without a face (use with --detector s3fd)",
     )
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_media_limit_args(q)
@@ -131,6 +138,7 @@ def run_preprocess(args) -> int:
         progress=not args.no_progress,
         log=_log,
         limits=media_limits(args),
+        reference=args.reference,
     )
     done, old, failed = len(s["processed"]), len(s["already_done"]), s["failed"]
     print(
