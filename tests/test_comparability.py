@@ -151,3 +151,22 @@ def test_section_markdown(tmp_path):
     assert "No quoted published number is on this run's dataset and split (`demo` test)" in demo
     assert "###" not in demo
     assert "No evaluation found" in comparability_section(cfg, {})
+
+
+def test_lse_implementation_row_lists_the_protocol_steps_that_differ():
+    cfg = load_config("config/experiments/wav2lip_lrs2.yaml")
+    pub = _pub("wav2lip-lrs2-lse")
+    own = {"lse": {"backend": "standard", "protocol": "own-audio", "differs_from_published": ["audio: own"]}}
+    text, status = _row(pub, cfg, own)
+    assert status == DIFFERS and text.endswith("protocol own-audio; differs in: audio: own")
+    same = {"lse": {"backend": "standard", "protocol": "published", "differs_from_published": []}}
+    assert _row(pub, cfg, same) == ("LSE backend standard, protocol published; every step as published", SAME)
+    standin = {"lse": {**same["lse"], "backend": "standin"}}
+    assert _row(pub, cfg, standin)[1] == DIFFERS
+    old = {"lse": {"backend": "standard"}}  # an eval JSON without the protocol record
+    assert _row(pub, cfg, old) == ("LSE backend standard, protocol not recorded", DIFFERS)
+
+
+def _row(pub, cfg, ev):
+    rows = {r[0]: r[1:] for r in protocol_rows(pub, cfg, ev)}
+    return rows["metric implementation"][1:]

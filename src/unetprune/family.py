@@ -176,7 +176,8 @@ class ModelFamily(ABC):
     def trainer(self, generator: nn.Module, discriminator: nn.Module, tcfg: dict, device: torch.device):
         """The trainer: ``.G``, ``.losses`` (names), ``set_lr``, ``set_train_mode``,
         ``step(batch) -> {loss: detached tensor}``, ``state()``/``load_state(ckpt)`` (the
-        non-generator checkpoint entries: discriminator, optimizers)."""
+        non-generator checkpoint entries: discriminator, optimizers); optionally ``bind(cfg)``,
+        called once with the run's whole config before training starts."""
 
     @abstractmethod
     def train_dataset(self, cfg: dict):

@@ -272,6 +272,8 @@ def train(
         **info,
     }
     trainer = family.trainer(G, D, tcfg, device)
+    if hasattr(trainer, "bind"):  # optional: trainers that need the run's whole config
+        trainer.bind(cfg)
     if distill_from is not None:
         if not hasattr(trainer, "enable_distillation"):
             raise UserFacingError(

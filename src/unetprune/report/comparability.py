@@ -85,14 +85,14 @@ def _implementation(pub: Published, cfg: dict, ev: dict) -> tuple[str, str]:
     if not lse:
         return "no LSE score", DIFFERS
     backend = lse.get("backend")
-    # the published LSE runs syncnet_python's pipeline on written videos; ours scores generated crops
-    return (
-        (
-            f"LSE backend {backend} on the generated face crops in memory (no video encoding, no face "
-            f"re-detection)"
-        ),
-        DIFFERS,
-    )
+    steps = lse.get("differs_from_published")
+    if steps is None:  # an eval JSON from before the protocol was recorded: crops scored in memory
+        return f"LSE backend {backend}, protocol not recorded", DIFFERS
+    what = f"LSE backend {backend}, protocol {lse.get('protocol')}"
+    if not steps:
+        # the published numbers were measured with syncnet_python's released weights
+        return what + "; every step as published", SAME if backend == "standard" else DIFFERS
+    return what + "; differs in: " + "; ".join(str(s) for s in steps), DIFFERS
 
 
 def _count(pub: Published, ev: dict) -> tuple[str, str]:
