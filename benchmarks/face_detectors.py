@@ -13,10 +13,14 @@ The frames (all offline, from packages' sample data):
   each at 5 scales (face height 60 to 200 px) and 4 brightness levels in a 480 x 360 frame.
 
 Detectors: OpenCV's Haar cascade (the default), the built-in S3FD with ``--s3fd-weights``
-(the reference ``s3fd.pth``; ``seeded`` = seeded random weights, for its frames/s only: its
-detection columns then mean nothing), and MediaPipe's BlazeFace (``mp.solutions``, whose model
-older ``mediapipe`` wheels shipped) when that is importable.  Frames/s are on this machine's CPU with
-the thread count given (``--threads``), every detector in this one run.
+(the reference ``s3fd.pth``), and MediaPipe's BlazeFace (``mp.solutions``, whose model older
+``mediapipe`` wheels shipped) when that is importable.  ``--s3fd-weights seeded`` times S3FD's
+network forward alone with seeded random weights (``s3fd-net-seeded``; the same convolutions
+as with the reference weights, but random weights find no faces, so its detection columns are
+``n/a``, and the decoding is left out because random scores would flood the non-maximum
+suppression with candidates the real weights never give).  Frames/s are on this machine's CPU
+with the thread count given (``--threads``), every detector in this one run, timed on the same
+frames (``--speed-frames N``: N evenly spaced frames of all sets, default all).
 """
 
 from __future__ import annotations
@@ -86,6 +90,26 @@ def frames() -> dict[str, tuple[list[np.ndarray], list[tuple[float, float] | Non
     return sets
 
 
+class _NetworkOnly:
+    """S3FD's network forward on each frame (mean subtracted as the detector does), no decoding;
+    ``detect`` returns no box (the frames/s of the convolutions only)."""
+
+    def __init__(self, net):
+        self.net = net.eval()
+
+    def detect(self, frames):
+        import torch
+
+        from unetprune.families.wav2lip.s3fd import MEAN
+
+        mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+        with torch.no_grad():
+            for f in np.asarray(frames):
+                x = torch.from_numpy(np.ascontiguousarray(f[None])).permute(0, 3, 1, 2).float() - mean
+                self.net(x)
+        return [None] * len(frames)
+
+
 def _detectors(s3fd_weights: str | None):
     from unetprune.families.wav2lip.faces import HaarDetector
 
@@ -97,7 +121,7 @@ def _detectors(s3fd_weights: str | None):
             import torch
 
             torch.manual_seed(0)
-            out["s3fd-seeded"] = S3FDDetector(S3FDNet(), device="cpu", batch_size=4)
+            out["s3fd-net-seeded"] = _NetworkOnly(S3FDNet())
         else:
             out["s3fd"] = S3FDDetector(s3fd_weights, device="cpu", batch_size=4)
     try:
@@ -143,6 +167,9 @@ def main() -> int:
     )
     ap.add_argument("--repeat", type=int, default=3, help="timed passes (the best is kept)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--speed-frames", type=int, default=0, help="time on N evenly spaced frames of all sets (0: all)"
+    )
     args = ap.parse_args()
     import cv2
     import torch
@@ -151,11 +178,19 @@ def main() -> int:
     cv2.setNumThreads(args.threads)
     sets = frames()
     dets = _detectors(args.s3fd_weights)
+    every = [f for fr, _c in sets.values() for f in fr]
+    if 0 < args.speed_frames < len(every):
+        timed = [every[int(i)] for i in np.linspace(0, len(every) - 1, args.speed_frames)]
+    else:
+        timed = every
     rows = {}
     for name, det in dets.items():
         r = {}
-        n_frames, best = 0, float("inf")
+        best = float("inf")
         for key, (fr, centres) in sets.items():
+            if isinstance(det, _NetworkOnly):
+                r[key] = None  # random weights: no detection rate
+                continue
             boxes = det.detect(np.stack(fr)) if key != "photos" else [det.detect(f[None])[0] for f in fr]
             if centres[0] is None:
                 r[key] = sum(b is not None for b in boxes) / len(boxes)
@@ -165,26 +200,29 @@ def main() -> int:
                     for b, c in zip(boxes, centres)
                 ]
                 r[key] = sum(hit) / len(hit)
-            n_frames += len(fr)
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            for key, (fr, _c) in sets.items():
-                for f in fr:
-                    det.detect(f[None])
+            for f in timed:
+                det.detect(f[None])
             best = min(best, time.perf_counter() - t0)
-        r["fps"] = n_frames / best
+        r["fps"] = len(timed) / best
         rows[name] = r
     print(
-        f"{sum(len(v[0]) for v in sets.values())} frames: "
+        f"{len(every)} frames: "
         + ", ".join(f"{k} {len(v[0])}" for k, v in sets.items())
+        + f"; timed on {len(timed)} frames, best of {args.repeat}, {args.threads} threads"
     )
     print(
-        f"{'detector':<12} {'faces found (lfw)':>18} {'faces found (photos)':>21} {'false (non-faces)':>18} {'frames/s':>9} {'x haar':>7}"
+        f"{'detector':<16} {'faces found (lfw)':>18} {'faces found (photos)':>21} {'false (non-faces)':>18} {'frames/s':>9} {'x haar':>7}"
     )
+
+    def pct(v):
+        return "n/a" if v is None else f"{v:.1%}"
+
     for name, r in rows.items():
         print(
-            f"{name:<12} {r['lfw-faces']:>18.1%} {r['photos']:>21.1%} {r['lfw-nonfaces']:>18.1%} "
-            f"{r['fps']:>9.1f} {r['fps'] / rows['haar']['fps']:>7.2f}"
+            f"{name:<16} {pct(r['lfw-faces']):>18} {pct(r['photos']):>21} {pct(r['lfw-nonfaces']):>18} "
+            f"{r['fps']:>9.2f} {r['fps'] / rows['haar']['fps']:>7.3f}"
         )
     return 0
 

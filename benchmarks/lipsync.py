@@ -9,12 +9,22 @@ variants, with each stage's share, in one run; and a streaming memory check.
 astronaut portrait's head, drifting a few pixels per frame so every frame is detected anew) with
 synthesised speech, lip-synced by the reference 96-px Wav2Lip at width 1 (random weights:
 speed does not depend on values) and by its variants built with the family's pruning
-operations (cut-k1, cut-k2, cut-res, inner at ratio 0.75), each through
+operations (cut-k1, cut-k2, cut-res, inner at ratio 0.75, and global uniform pruning keeping
+0.5 and 0.25 of every prunable layer's filters, by L1 norm), each through
 :func:`unetprune.families.wav2lip.lipsync.lipsync` with ``--threads`` torch threads (the
-ffmpeg decoder and encoder run beside it with ffmpeg's default threads).  Printed per model:
-end-to-end frames/s, its ratio to the full model's, whether it reaches ``--target`` frames/s
-(real time: 25), and each stage's frames/s and share of the stage time (decode, detect, mel,
-generate, paste, encode).  Models run interleaved ``--reps`` times; medians are reported.
+ffmpeg decoder and encoder run beside it with ffmpeg's default threads), once with the
+PyTorch generator and once (unless ``--no-onnx``) with the generator exported by
+:func:`unetprune.export.export_onnx` (checked against PyTorch within 1e-4) and run by ONNX
+Runtime with ``--threads`` intra-op threads.  Printed per model and backend: end-to-end
+frames/s, its ratio to the full model's on the same backend and ONNX Runtime's to PyTorch's
+for the same model, generator ms per frame, whether it reaches ``--target`` frames/s (real
+time: 25; if not, the fraction reached), the frames/s the run would reach at most if the
+generator took no time (frames over the run's wall time less the generator's: what the other
+stages cap it at), and each stage's frames/s and share of the summed stage time (decode,
+detect, mel, generate, paste, encode; encoding and part of decoding run in ffmpeg beside the
+generator, so the summed stage time exceeds the wall time).  Every (model, backend) run is
+interleaved, ``--reps`` times; medians are reported.  The load average at the start and at
+the end is printed: on a shared machine the absolute rates are only valid at that load.
 
 **Memory** (``--memory-check``): a ``--memory-minutes`` video at ``--memory-size`` made from
 the still face (every frame the same picture) with as long a synthesised speech track,
@@ -105,28 +115,46 @@ def still_video(folder: Path, minutes: float, width: int, height: int) -> tuple[
     return video, wav
 
 
-def variants(folder: Path, width_mult: float = 1.0) -> list[tuple[str, Path]]:
+def variants(folder: Path, width_mult: float = 1.0, names=None) -> list[dict]:
     """Checkpoints of the reference Wav2Lip at ``width_mult`` (1: full width; seeded random
-    weights) and its variants made by the family's pruning operations."""
+    weights) and its variants made by the family's pruning operations (only ``names`` when
+    given), each ``{"name", "path", "params", "model"}``; ``uniform-keepX`` keeps the fraction
+    ``X`` of every prunable layer's filters (global uniform pruning at ratio ``1 - X``)."""
     from unetprune.checkpoint import save_generator
     from unetprune.family import get_family
     from unetprune.families.wav2lip.networks import Wav2LipSpec
     from unetprune.pruning import prune
 
     g = get_family("wav2lip").build(Wav2LipSpec.reference(width_mult), seed=0).eval()
-    models = [
-        ("full", g),
-        ("cut-k1", prune(g, "cut", k=1)[0]),
-        ("cut-k2", prune(g, "cut", k=2)[0]),
-        ("cut-res", prune(g, "cut", k=None, unit="residual")[0]),
-        ("inner-r0.75", prune(g, "inner", ratio=0.75)[0]),
-    ]
+    makers = {
+        "full": lambda: g,
+        "cut-k1": lambda: prune(g, "cut", k=1)[0],
+        "cut-k2": lambda: prune(g, "cut", k=2)[0],
+        "cut-res": lambda: prune(g, "cut", k=None, unit="residual")[0],
+        "inner-r0.75": lambda: prune(g, "inner", ratio=0.75)[0],
+        "uniform-keep0.5": lambda: prune(g, "global-uniform", ratio=0.5)[0],
+        "uniform-keep0.25": lambda: prune(g, "global-uniform", ratio=0.75)[0],
+    }
     out = []
-    for name, m in models:
+    for name, make in makers.items():
+        if names is not None and name not in names:
+            continue
+        m = make().eval()
         path = folder / f"{name}_w{width_mult:g}.pt"
-        save_generator(path, m.eval())
-        out.append((name, path))
+        save_generator(path, m)
+        out.append({"name": name, "path": path, "params": sum(p.numel() for p in m.parameters()), "model": m})
     return out
+
+
+def export_variants(models: list[dict], folder: Path) -> None:
+    """Export each model of :func:`variants` to ONNX (checked against PyTorch within 1e-4 by
+    :func:`unetprune.export.export_onnx`); adds ``"onnx"`` (path) and ``"onnx_max_abs_diff"``."""
+    from unetprune.export import export_onnx
+
+    for m in models:
+        path = folder / f"{m['path'].stem}.onnx"
+        info = export_onnx(m["model"], path)
+        m["onnx"], m["onnx_max_abs_diff"] = path, info["max_abs_diff"]
 
 
 def speed(args, folder: Path) -> dict:
@@ -137,53 +165,104 @@ def speed(args, folder: Path) -> dict:
     torch.set_num_threads(args.threads)
     w, h = map(int, args.size.split("x"))
     video, wav = make_clip(folder, args.seconds, w, h)
-    models = variants(folder)
-    runs: dict[str, list[dict]] = {name: [] for name, _ in models}
+    models = variants(folder, names=args.models.split(",") if args.models else None)
+    backends = ["torch"] if args.no_onnx else ["torch", "onnxruntime"]
+    if not args.no_onnx:
+        export_variants(models, folder)
+    runs: dict[tuple[str, str], list[dict]] = {(m["name"], b): [] for m in models for b in backends}
     for rep in range(args.reps):
-        for name, ckpt in models:
-            s = lipsync(
-                ckpt,
-                video,
-                wav,
-                folder / f"out_{name}.mp4",
-                device="cpu",
-                batch_size=args.batch_size,
-                paste="lower",
-            )
-            runs[name].append(s)
-            print(
-                f"  rep {rep + 1}/{args.reps} {name}: {s['frames_per_second']:.1f} frames/s", file=sys.stderr
-            )
+        for m in models:
+            for b in backends:
+                s = lipsync(
+                    m["path"],
+                    video,
+                    wav,
+                    folder / f"out_{m['name']}_{b}.mp4",
+                    device="cpu",
+                    batch_size=args.batch_size,
+                    paste="lower",
+                    onnx=m["onnx"] if b == "onnxruntime" else None,
+                )
+                runs[m["name"], b].append(s)
+                print(
+                    f"  rep {rep + 1}/{args.reps} {m['name']} {b}: {s['frames_per_second']:.1f} frames/s "
+                    f"(load {os.getloadavg()[0]:.1f})",
+                    file=sys.stderr,
+                )
+    info = {m["name"]: m for m in models}
     rows = []
-    for name, rs in runs.items():
-        fps = statistics.median(r["frames_per_second"] for r in rs)
+    for (name, backend), rs in runs.items():
+        frames = rs[0]["frames"]
         stages = {
             st: {
                 "fps": statistics.median(r["stages"][st]["fps"] or 0.0 for r in rs),
                 "share": statistics.median(r["stages"][st]["share"] for r in rs),
+                "seconds": statistics.median(r["stages"][st]["seconds"] for r in rs),
             }
             for st in STAGES
         }
-        rows.append({"model": name, "fps": fps, "frames": rs[0]["frames"], "stages": stages})
-    return {"video": f"{w}x{h}", "seconds": args.seconds, "rows": rows}
+        # what the run would reach if the generator took no time: frames over the rest of the run
+        rest = statistics.median(r["seconds"] - r["stages"]["generate"]["seconds"] for r in rs)
+        rows.append(
+            {
+                "model": name,
+                "backend": backend,
+                "params": info[name]["params"],
+                "onnx_max_abs_diff": info[name].get("onnx_max_abs_diff"),
+                "fps": statistics.median(r["frames_per_second"] for r in rs),
+                "seconds": statistics.median(r["seconds"] for r in rs),
+                "frames": frames,
+                "generator_ms_per_frame": 1000 * stages["generate"]["seconds"] / frames,
+                "fps_without_generator": frames / rest if rest > 0 else None,
+                "stages": stages,
+            }
+        )
+    return {"video": f"{w}x{h}", "seconds": args.seconds, "backends": backends, "rows": rows}
 
 
 def print_speed(res: dict, args) -> None:
-    full = res["rows"][0]["fps"]
+    full = {r["backend"]: r["fps"] for r in res["rows"] if r["model"] == "full"}
+    torch_fps = {r["model"]: r["fps"] for r in res["rows"] if r["backend"] == "torch"}
     print(
         f"## lipsync end to end: {res['seconds']:g} s clip at {res['video']}, full-width Wav2Lip (random "
         f"weights), {args.threads} CPU threads, batch {args.batch_size}, median of {args.reps}"
     )
-    head = f"| model | frames/s | vs full | >= {args.target:g} fps |"
+    head = (
+        f"| model | params | generator | frames/s | vs full | vs torch | generator ms/frame | "
+        f">= {args.target:g} fps | frames/s if generator free |"
+    )
     head += "".join(f" {s} fps (share) |" for s in STAGES)
     print(head)
-    print("|" + "---|" * (4 + len(STAGES)))
+    print("|" + "---|" * (9 + len(STAGES)))
     for r in res["rows"]:
         ok = "yes" if r["fps"] >= args.target else f"no ({r['fps'] / args.target:.0%})"
+        vs_full = f"{r['fps'] / full[r['backend']]:.2f}x" if r["backend"] in full else "-"
+        vs_torch = f"{r['fps'] / torch_fps[r['model']]:.2f}x" if r["model"] in torch_fps else "-"
+        cap = f"{r['fps_without_generator']:.1f}" if r["fps_without_generator"] else "-"
         cells = "".join(
             f" {r['stages'][s]['fps']:.0f} ({100 * r['stages'][s]['share']:.0f} %) |" for s in STAGES
         )
-        print(f"| {r['model']} | {r['fps']:.1f} | {r['fps'] / full:.2f}x | {ok} |{cells}")
+        print(
+            f"| {r['model']} | {r['params'] / 1e6:.2f} M | {r['backend']} | {r['fps']:.2f} | {vs_full} | "
+            f"{vs_torch} | {r['generator_ms_per_frame']:.0f} | {ok} | {cap} |{cells}"
+        )
+    diffs = [r["onnx_max_abs_diff"] for r in res["rows"] if r["onnx_max_abs_diff"] is not None]
+    if diffs:
+        print(
+            f"(ONNX Runtime vs PyTorch on random inputs: max abs difference <= {max(diffs):.2g} for every model)"
+        )
+    best = max(res["rows"], key=lambda r: r["fps"])
+    if best["fps"] >= args.target:
+        reach = [f"{r['model']} ({r['backend']})" for r in res["rows"] if r["fps"] >= args.target]
+        print(f"reaches {args.target:g} frames/s: {', '.join(reach)}")
+    else:
+        top = max(STAGES, key=lambda s: best["stages"][s]["share"])
+        print(
+            f"no model reaches {args.target:g} frames/s; the fastest, {best['model']} ({best['backend']}), "
+            f"is at {best['fps']:.2f} ({best['fps'] / args.target:.0%}), its largest stage is {top} "
+            f"({100 * best['stages'][top]['share']:.0f} %), and with a generator that took no time this "
+            f"run would reach at most {best['fps_without_generator'] or 0:.1f} frames/s"
+        )
 
 
 def _tree_rss_mb(pid: int) -> float:
@@ -225,7 +304,7 @@ def memory(args, folder: Path) -> dict:
     t0 = time.perf_counter()
     video, wav = still_video(folder, args.memory_minutes, w, h)
     made = time.perf_counter() - t0
-    ckpt = dict(variants(folder, args.memory_width_mult))["cut-k2"]
+    ckpt = variants(folder, args.memory_width_mult, names=["cut-k2"])[0]["path"]
     peak_file = folder / "peak.txt"
     argv = ["lipsync", "--checkpoint", str(ckpt), "--face", str(video), "--audio", str(wav)]
     argv += [
@@ -283,6 +362,12 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--target", type=float, default=25.0, help="real-time frames/s")
     ap.add_argument("--no-speed", action="store_true", help="skip the speed run")
+    ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime runs")
+    ap.add_argument(
+        "--models",
+        help="comma-separated subset of full,cut-k1,cut-k2,cut-res,inner-r0.75,uniform-keep0.5,"
+        "uniform-keep0.25 (default: all)",
+    )
     ap.add_argument("--memory-check", action="store_true", help="also run the streaming memory check")
     ap.add_argument("--memory-minutes", type=float, default=10.0)
     ap.add_argument("--memory-size", default="1920x1080")
@@ -296,10 +381,12 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--json", help="write every figure here")
     args = ap.parse_args(argv)
+    load0 = os.getloadavg()
     print(
-        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, {args.threads} threads"
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, {args.threads} threads, "
+        f"nice {os.nice(0)}; load average at start {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}"
     )
-    result: dict = {"threads": args.threads}
+    result: dict = {"threads": args.threads, "cpus": os.cpu_count(), "nice": os.nice(0), "load_start": load0}
     with tempfile.TemporaryDirectory(prefix="lipsync-bench-") as td:
         folder = Path(td)
         if not args.no_speed:
@@ -316,8 +403,13 @@ def main(argv=None) -> int:
                 f"alone {m['peak_process_mb']:.0f} MB), {verdict} the {m['limit_mb']:.0f} MB limit"
             )
             print(m["stats"])
+    load1 = os.getloadavg()
+    result["load_end"] = load1
+    print(f"# load average at end {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        from unetprune.fileio import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(result, indent=1))
     return 0
 
 

@@ -374,3 +374,161 @@ def test_metric_runs_the_published_protocol_on_the_generator(published_set, tmp_
             SimpleNamespace(clips=[]), SimpleNamespace(ev={**ev, "lse_filelist": None}, device="cpu")
         )
     assert any("own audio" in x for x in L.OWN_AUDIO_DIFFERENCES)
+
+
+def _ramp_video(d: Path, n: int = 12, fps: int = 25) -> Path:
+    """A face video whose frames differ in brightness (+6 per frame) with speech-like audio."""
+    import cv2
+    from skimage import data as skdata
+
+    from unetprune.data import media as M
+
+    face = cv2.resize(skdata.astronaut()[:300, 100:400], (150, 150), interpolation=cv2.INTER_AREA)
+    frames = np.stack([np.clip(face.astype(int) - 40 + 6 * i, 0, 255).astype(np.uint8) for i in range(n)])
+    t = np.arange(round(n / fps * 16000)) / 16000
+    M.write_wav(d / "ramp.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
+    return M.encode_mp4(d / "ramp.mp4", frames, fps, d / "ramp.wav")
+
+
+def test_published_protocol_feeds_the_same_frame_as_identity_reference(tmp_path, monkeypatch):
+    """The generator's inputs in the published protocol: for output frame k, the identity half is
+    the unmasked crop of video frame k itself (as inference.py), the masked half the same crop
+    with its lower half zeroed."""
+    from unetprune.checkpoint import save_generator
+    from unetprune.families.wav2lip import lipsync as LS
+    from unetprune.families.wav2lip.faces import HaarDetector
+    from unetprune.families.wav2lip.networks import Wav2LipSpec, build_wav2lip
+
+    video = _ramp_video(tmp_path)
+    save_generator(tmp_path / "G.pt", build_wav2lip(Wav2LipSpec.reference(0.125), seed=0))
+    fed = []
+    real_load = LS.load_generator
+
+    def recording_load(checkpoint, device="cpu"):
+        g = real_load(checkpoint, device)
+
+        class Recorder(torch.nn.Module):
+            def forward(self, faces, mels):
+                fed.append(faces.detach().cpu().numpy().copy())
+                return g(faces, mels)
+
+        return Recorder()
+
+    monkeypatch.setattr(LS, "load_generator", recording_load)
+    res = L.published_lse(
+        L.LSEScorer(_random_s(), "standin"),
+        tmp_path / "G.pt",
+        [("ramp ramp", video, video)],
+        tmp_path / "out",
+    )
+    assert res["n_clips"] == 1 and res["skipped"] == []
+    x = np.concatenate(fed)  # (n_out, 6, 96, 96): masked crop, reference crop
+    frames, _ = LS.read_face_input(video)
+    boxes = LS.face_boxes(frames, HaarDetector(), pads=L.PUBLISHED_PADS, smooth=True)
+    crops = np.stack([LS._crop96(f, b) for f, b in zip(frames, boxes)]).astype(np.float32) / 255.0
+    crops = crops.transpose(0, 3, 1, 2)
+    assert len(x) == len(frames) == 12
+    ref, masked = x[:, 3:], x[:, :3]
+    np.testing.assert_array_equal(ref, crops)  # the identity reference of frame k is frame k's crop
+    np.testing.assert_array_equal(masked[:, :, :48], crops[:, :, :48])
+    assert (masked[:, :, 48:] == 0).all()
+    # and no other frame: the frames differ (brightness ramp), so a shifted reference would not match
+    for k in range(len(x)):
+        others = [j for j in range(len(crops)) if j != k]
+        assert min(np.abs(ref[k] - crops[j]).mean() for j in others) > 0.01
+
+
+def test_published_protocol_fid_over_every_written_frame(published_set, tmp_path):
+    """The published protocol's FID: every frame of the written mp4s against every frame of the
+    pairs' face videos (each once), whole, through the FID backend's extractor."""
+    from unetprune.data.media import decode_frames
+    from unetprune.metrics import fid as F
+
+    d = published_set
+    pairs = L.read_pairs(d / "lrs2.txt", d / "videos")
+    ext = F.get_extractor("standin", seed=0, cache_dir=tmp_path / "cache")
+    scorer = L.LSEScorer(_random_s(), "standin")
+    res = L.published_lse(scorer, d / "G.pt", pairs, tmp_path / "v", fid_extractor=ext)
+    fid = res["fid"]
+    written = [decode_frames(tmp_path / "v" / f"{i}.mp4")[0] for i in range(2)]
+    real = decode_frames(d / "videos" / "spk" / "a.mp4")[0]  # a.mp4 is the face video of both pairs
+    assert fid["n_generated_frames"] == sum(len(w) for w in written) == 40
+    assert fid["n_real_frames"] == len(real) == 20
+    expect = F.fid_from_stats(
+        F.FeatureStats.from_features(np.concatenate([L.frame_features(w, ext) for w in written])),
+        F.FeatureStats.from_features(L.frame_features(real, ext)),
+    )
+    assert fid["value"] == pytest.approx(expect, rel=1e-9) and fid["value"] > 0
+    assert fid["backend"] == "standin"
+    # a backend other than pytorch-fid's is a listed difference; pytorch-fid-compat is none
+    assert any("standin backend" in x for x in res["differs_from_published"])
+    assert not any("FID" in x for x in L.published_differences("s3fd", "pytorch-fid-compat"))
+    assert any("FID: not computed" in x for x in L.published_differences("s3fd", None))
+    no_fid = L.published_lse(scorer, d / "G.pt", pairs[:1], tmp_path / "w")
+    assert no_fid["fid"] is None and any("FID: not computed" in x for x in no_fid["differs_from_published"])
+
+
+def test_lse_video_decodes_within_the_media_flags(tmp_path, monkeypatch, capsys):
+    """`unetprune lse --video` with --max-* flags: the decoding and the audio extraction get the
+    flags' limits, not the defaults (a 10 fps clip of 12 frames passes the probe with
+    --max-frames 20 but decodes to 30 frames at 25 fps, which the decoder then refuses)."""
+    from unetprune.cli import main
+    from unetprune.data import media as M
+
+    video = _ramp_video(tmp_path, n=12, fps=10)
+    w = _standin_file(tmp_path / "standin.pt")
+    seen = []
+    real_decode, real_extract = M.decode_frames, M.extract_audio
+
+    def decode(path, **kw):
+        seen.append(("decode", kw["limits"]))
+        return real_decode(path, **kw)
+
+    def extract(src, dest, sr=16000, **kw):
+        seen.append(("audio", kw["limits"]))
+        return real_extract(src, dest, sr, **kw)
+
+    monkeypatch.setattr(M, "decode_frames", decode)
+    monkeypatch.setattr(M, "extract_audio", extract)
+    raised = M.MediaLimits(max_seconds=700.0, max_frames=40000, max_pixels=9_000_000)
+    flags = ["--max-seconds", "700", "--max-frames", "40000", "--max-pixels", "9000000"]
+    base = ["lse", "--backend", "standin", "--weights", str(w), "--video", str(video)]
+    assert main([*base, *flags, "--out", str(tmp_path / "r.json")]) == 0
+    assert {k for k, _ in seen} == {"decode", "audio"} and all(lim == raised for _, lim in seen)
+    assert json.loads((tmp_path / "r.json").read_text())["n_clips"] == 1
+    capsys.readouterr()
+    assert main([*base, "--max-frames", "20"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "decodes to more than 20 frames" in err and "--max-frames" in err and "\n" not in err
+
+
+def test_metric_published_fid_and_media_limits_come_from_the_evaluation(published_set, tmp_path):
+    """In the Evaluator the published protocol takes the fid plug-in's extractor (FID over every
+    written frame) and reads the media within the config's data.media limits."""
+    from types import SimpleNamespace
+
+    from unetprune.checkpoint import generator_from_checkpoint
+    from unetprune.metrics import fid as F
+
+    d = published_set
+    ev = {
+        "lse_backend": "standin",
+        "lse_weights": str(_standin_file(tmp_path / "standin.pt")),
+        "lse_protocol": "published",
+        "lse_filelist": str(d / "lrs2.txt"),
+        "lse_video_root": str(d / "videos"),
+    }
+    ext = F.get_extractor("standin", seed=0, cache_dir=tmp_path / "cache")
+    fid_plugin = SimpleNamespace(extractor=ext, batch_size=8)
+    G = generator_from_checkpoint(d / "G.pt")
+    m = L.LSEMetric()
+    m.setup(SimpleNamespace(clips=[]), SimpleNamespace(ev=ev, device="cpu", metrics={"fid": fid_plugin}))
+    out = m.score(None, G)["lse"]
+    assert out["fid"]["backend"] == "standin" and out["fid"]["n_generated_frames"] == 40
+    assert out["fid"]["n_real_frames"] == 20 and out["fid"]["value"] > 0
+    assert any("standin backend" in x for x in out["differs_from_published"])
+    cfg = {"data": {"media": {"max_seconds": 600, "max_frames": 5, "max_pixels": 8294400}}}
+    m2 = L.LSEMetric()
+    m2.setup(SimpleNamespace(clips=[]), SimpleNamespace(ev=ev, device="cpu", cfg=cfg))
+    with pytest.raises(L.LSEError, match="over the limit of 5 frames"):
+        m2.score(None, G)

@@ -285,7 +285,7 @@ def test_tiny_end_to_end_dvc_and_mlflow(tmp_path):
         capture_output=True,
     )
     n2 = len(mlflow.search_runs([exp.experiment_id], output_format="list"))
-    assert n1 == n2 == 1 + 12 + 1 + 1 + 4  # original, 6x2 variants, report, sweep parent + 4 layers
+    assert n1 == n2 == 1 + 16 + 1 + 1 + 4  # original, 8x2 variants, report, sweep parent + 4 layers
 
     # DVC: one stage per registered experiment runs the Snakemake DAG; the tiny experiment is
     # registered next to the demo; Snakemake finds nothing to do, a second repro skips,

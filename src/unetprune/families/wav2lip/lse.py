@@ -213,18 +213,28 @@ def load_clip_dir(clip_dir: Path | str) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(frames), read_int16_wav(d / "audio.wav")
 
 
-def face_crops_of_video(video: Path | str, detector=None) -> np.ndarray:
+def frames_at_25fps(video: Path | str, limits=None) -> np.ndarray:
+    """Every frame of a video as uint8 RGB (N, H, W, 3), resampled to 25 fps when its rate
+    differs (as :func:`~.lipsync.lipsync` reads a face video); probed and decoded within
+    ``limits`` (:class:`unetprune.data.media.MediaLimits`, default the defaults)."""
+    from ...data.media import DEFAULT_LIMITS, decode_frames, probe
+    from . import faces as T
+
+    limits = limits or DEFAULT_LIMITS
+    info = probe(video, require_video=True, limits=limits)
+    resample = info.fps is None or abs(info.fps - T.FPS) > 0.01
+    return decode_frames(video, fps=T.FPS if resample else None, limits=limits)[0]
+
+
+def face_crops_of_video(video: Path | str, detector=None, limits=None) -> np.ndarray:
     """An mp4's frames at 25 fps → face crops (N, 224, 224, 3) BGR, cropped as the preprocessing
-    crops (detector, reference padding, box smoothing)."""
+    crops (detector, reference padding, box smoothing); decoded within ``limits``."""
     import cv2
 
-    from ...data.media import decode_frames, probe
     from . import faces as T
 
     video = Path(video)
-    info = probe(video, require_video=True)
-    resample = info.fps is None or abs(info.fps - T.FPS) > 0.01
-    frames, _ = decode_frames(video, fps=T.FPS if resample else None)
+    frames = frames_at_25fps(video, limits)
     track = T.track_faces(frames, detector, where=str(video))
     if not track.found:
         raise LSEError(f"{video}: no face found in any of its {len(frames)} frames")
@@ -235,14 +245,14 @@ def face_crops_of_video(video: Path | str, detector=None) -> np.ndarray:
     return np.stack(out)
 
 
-def audio_of_video(video: Path | str) -> np.ndarray:
-    """An mp4's audio as int16 16 kHz mono (extracted by ffmpeg-python)."""
+def audio_of_video(video: Path | str, limits=None) -> np.ndarray:
+    """An mp4's audio as int16 16 kHz mono (extracted by ffmpeg-python within ``limits``)."""
     import tempfile
 
-    from ...data.media import extract_audio
+    from ...data.media import DEFAULT_LIMITS, extract_audio
 
     with tempfile.TemporaryDirectory(prefix="lse-audio.") as td:
-        wav = extract_audio(video, Path(td) / "audio.wav", sr=16000)
+        wav = extract_audio(video, Path(td) / "audio.wav", sr=16000, limits=limits or DEFAULT_LIMITS)
         return read_int16_wav(wav)
 
 
@@ -368,15 +378,23 @@ class LSEScorer:
         frames, wav = load_clip_dir(clip_dir)
         return self.score(frames, wav, name or Path(clip_dir).name)
 
-    def score_video(self, video: Path | str, audio: Path | str | None = None, detector=None) -> dict:
-        """An mp4 (its own audio, or ``audio``: a WAV or a media file with audio)."""
-        frames = face_crops_of_video(video, detector)
+    def score_video(
+        self, video: Path | str, audio: Path | str | None = None, detector=None, limits=None
+    ) -> dict:
+        """An mp4 (its own audio, or ``audio``: a WAV or a media file with audio).  Every input is
+        probed and decoded within ``limits`` (:class:`unetprune.data.media.MediaLimits`; default
+        the defaults), the limits of the ``--max-*`` flags of ``unetprune lse``."""
+        from ...data.media import DEFAULT_LIMITS, probe
+
+        limits = limits or DEFAULT_LIMITS
+        frames = face_crops_of_video(video, detector, limits)
         if audio is None:
-            wav = audio_of_video(video)
+            wav = audio_of_video(video, limits)
         elif Path(audio).suffix.lower() == ".wav":
+            probe(audio, require_audio=True, limits=limits)
             wav = read_int16_wav(audio)
         else:
-            wav = audio_of_video(audio)
+            wav = audio_of_video(audio, limits)
         return self.score(frames, wav, str(video))
 
 
@@ -433,14 +451,29 @@ OWN_AUDIO_DIFFERENCES = (
 )
 
 
-def published_differences(detector_name: str | None) -> list[str]:
-    """The steps of this project's ``published`` protocol that still differ from the reference's."""
+#: the FID backend whose preprocessing and weights are pytorch-fid's (the published FID's)
+PUBLISHED_FID_BACKEND = "pytorch-fid-compat"
+
+
+def published_differences(detector_name: str | None, fid_backend: str | None = None) -> list[str]:
+    """The steps of this project's ``published`` protocol that still differ from the reference's,
+    with the face detector ``detector_name`` and the FID over the written frames computed with
+    ``fid_backend`` (None: no FID over the written frames)."""
     out = [
         "video encoding: H.264 + AAC by the bundled ffmpeg (published: DIVX AVI, then ffmpeg's default "
         "mp4 encoder at -q:v 1)",
         "a face video shorter than its audio source is looped (published: the pair is skipped)",
-        "FID: on the evaluation set's generated crops (published: pytorch-fid over every written frame)",
     ]
+    if fid_backend is None:
+        out.append(
+            "FID: not computed over the written frames (published: pytorch-fid over every written "
+            "frame; evaluate the fid metric beside lse)"
+        )
+    elif fid_backend != PUBLISHED_FID_BACKEND:
+        out.append(
+            f"FID over the written frames with the {fid_backend} backend (published: pytorch-fid; set "
+            f"evaluate.fid_backend {PUBLISHED_FID_BACKEND})"
+        )
     if detector_name != "s3fd":
         out.insert(
             0,
@@ -478,13 +511,47 @@ def read_pairs(filelist: Path | str, root: Path | str) -> list[tuple[str, Path, 
     return pairs
 
 
-def written_video(video: Path | str) -> tuple[np.ndarray, np.ndarray]:
+def written_video(video: Path | str, limits=None) -> tuple[np.ndarray, np.ndarray]:
     """A written mp4 as the published scoring reads it: every whole frame (25 fps), BGR, resized to
-    224 x 224, and its audio as int16 16 kHz."""
-    from ...data.media import decode_frames
+    224 x 224, and its audio as int16 16 kHz (decoded within ``limits``)."""
+    frames, wav = _written_frames(video, limits)
+    return to_s_frames(frames, bgr=False), wav
 
-    frames, _ = decode_frames(video)
-    return to_s_frames(frames, bgr=False), audio_of_video(video)
+
+def _written_frames(video: Path | str, limits=None) -> tuple[np.ndarray, np.ndarray]:
+    """Every whole frame of a written mp4 (uint8 RGB) and its audio (int16 16 kHz)."""
+    from ...data.media import DEFAULT_LIMITS, decode_frames
+
+    frames, _ = decode_frames(video, limits=limits or DEFAULT_LIMITS)
+    return frames, audio_of_video(video, limits)
+
+
+def frame_features(frames: np.ndarray, extractor, batch_size: int = 32) -> np.ndarray:
+    """FID features (N, D) of uint8 RGB frames (N, H, W, 3), whole, through ``extractor``
+    (:func:`unetprune.metrics.fid.get_extractor`; it resizes to its input size)."""
+    from ...metrics.fid import features_from_uint8
+
+    x = torch.from_numpy(np.require(frames, np.uint8, ["C", "W"])).permute(0, 3, 1, 2)  # copied if read-only
+    return features_from_uint8(
+        (x[i : i + batch_size] for i in range(0, len(x), batch_size)), extractor, batch_size
+    )
+
+
+def written_frames_fid(generated: Sequence[np.ndarray], real: Sequence[np.ndarray], extractor) -> dict:
+    """FID between the features of every written frame (``generated``: one (N, D) array per
+    written mp4) and of every frame of the real face videos (``real``: one array per video)."""
+    from ...metrics.fid import FeatureStats, fid_from_stats
+
+    g, r = np.concatenate(list(generated)), np.concatenate(list(real))
+    return {
+        "value": fid_from_stats(FeatureStats.from_features(g), FeatureStats.from_features(r)),
+        "backend": extractor.backend,
+        "extractor": extractor.describe(),
+        "n_generated_frames": int(len(g)),
+        "n_real_frames": int(len(r)),
+        "generated": "every frame of every written mp4, whole",
+        "real": "every frame (25 fps) of each face video of the filelist, once per video, whole",
+    }
 
 
 def published_lse(
@@ -495,17 +562,28 @@ def published_lse(
     *,
     detector=None,
     device: str | None = None,
+    fid_extractor=None,
+    fid_batch_size: int = 32,
+    limits=None,
 ) -> dict:
     """The published evaluation of the generator in ``checkpoint``: per pair, ``VIDEO`` lip-synced
     to ``AUDIO_SOURCE``'s audio (:func:`~.lipsync.lipsync`: the same frame as reference, boxes of
     ``detector`` without padding, smoothed over 5 frames, the whole face box pasted) written to
     ``workdir/<i>.mp4``, whose whole frames are scored.  A pair the generator cannot be run on
-    (no face, unreadable media) is skipped and recorded, as the reference skips it."""
+    (no face, unreadable media) is skipped and recorded, as the reference skips it.
+
+    With ``fid_extractor`` (:func:`unetprune.metrics.fid.get_extractor`) the result's ``fid`` is
+    the FID of every written frame against every frame of the pairs' face videos (each video
+    once), whole frames through the extractor (:func:`written_frames_fid`); ``fid`` is None
+    without it.  Every media input and written file is read within ``limits``."""
+    from ...data.media import DEFAULT_LIMITS
     from .lipsync import lipsync
 
+    limits = limits or DEFAULT_LIMITS
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     per, skipped = [], []
+    fake_feats, real_feats = [], {}
     for i, (name, audio_src, video) in enumerate(pairs):
         out = workdir / f"{i}.mp4"
         try:
@@ -519,23 +597,33 @@ def published_lse(
                 smooth=True,
                 paste="face",
                 device=device,
+                limits=limits,
             )
         except UserFacingError as e:  # no face, unreadable media: the reference skips the pair
             skipped.append({"pair": name, "reason": str(e).splitlines()[0]})
             continue
-        frames, wav = written_video(out)
+        frames, wav = _written_frames(out, limits)
+        if fid_extractor is not None:
+            fake_feats.append(frame_features(frames, fid_extractor, fid_batch_size))
+            if video not in real_feats:
+                real_feats[video] = frame_features(
+                    frames_at_25fps(video, limits), fid_extractor, fid_batch_size
+                )
+        frames = to_s_frames(frames, bgr=False)
         per.append({**public(scorer.score(frames, wav, name)), "video": str(out)})
     if not per:
         raise LSEError(
             f"no pair of the filelist could be generated ({skipped[0]['reason'] if skipped else 'none'})"
         )
     det = getattr(detector, "name", None) if detector is not None else "haar"
+    fid = written_frames_fid(fake_feats, real_feats.values(), fid_extractor) if fake_feats else None
     return {
         **aggregate(per),
         **scorer.describe(),
         "protocol": PUBLISHED,
         "detector": det,
-        "differs_from_published": published_differences(det),
+        "fid": fid,
+        "differs_from_published": published_differences(det, fid["backend"] if fid else None),
         "clips": per,
         "skipped": skipped,
     }
@@ -816,7 +904,9 @@ class LSEMetric(plugins.Metric):
     ``ctx.ev["lse_protocol"]``: ``own-audio`` scores ``fakes`` with each clip's own audio;
     ``published`` ignores ``fakes`` and runs :func:`published_lse` on the generator over the
     pairs of ``evaluate.lse_filelist`` (videos under ``evaluate.lse_video_root``, default
-    ``data.source``).  Every result records its ``protocol`` and ``differs_from_published``.
+    ``data.source``), reading the media within ``data.media``'s limits; when the Evaluator also
+    runs the ``fid`` plug-in, its extractor gives the result's ``fid`` over every written frame
+    (None otherwise).  Every result records its ``protocol`` and ``differs_from_published``.
     """
 
     name, keys = "lse", ("lse",)
@@ -869,6 +959,18 @@ class LSEMetric(plugins.Metric):
             else []
         )
 
+    def _media_limits(self):
+        """The limits of the config's ``data.media`` (the defaults without a config)."""
+        from ...data.media import DEFAULT_LIMITS, MediaLimits
+
+        cfg = getattr(self.ctx, "cfg", None) or {}
+        media = (cfg.get("data") or {}).get("media") or {}
+        return (
+            MediaLimits(**{k: media[k] for k in ("max_seconds", "max_frames", "max_pixels") if k in media})
+            if media
+            else DEFAULT_LIMITS
+        )
+
     def score(self, fakes, generator):
         if self.scorer is None:
             return {"lse": None}
@@ -877,6 +979,7 @@ class LSEMetric(plugins.Metric):
 
             from ...checkpoint import save_generator
 
+            fid = (getattr(self.ctx, "metrics", None) or {}).get("fid")
             with tempfile.TemporaryDirectory(prefix="lse-published.") as td:
                 save_generator(Path(td) / "G.pt", generator)
                 res = published_lse(
@@ -886,6 +989,9 @@ class LSEMetric(plugins.Metric):
                     Path(td) / "videos",
                     detector=self.detector,
                     device=str(getattr(self.ctx, "device", "cpu")),
+                    fid_extractor=getattr(fid, "extractor", None),
+                    fid_batch_size=int(getattr(fid, "batch_size", 32)),
+                    limits=self._media_limits(),
                 )
             for c in res["clips"]:
                 c.pop("video", None)  # the temporary files are gone

@@ -142,7 +142,7 @@ class Wav2LipReportText(ReportText):
             det = "s3fd" if e.get("lse_detector_weights") else "haar"
             head, diffs = (
                 "published (the Wav2Lip repository's filelist evaluation)",
-                published_differences(det),
+                published_differences(det, e.get("fid_backend")),  # the fid plug-in scores the written frames
             )
         else:
             head, diffs = "own-audio", list(OWN_AUDIO_DIFFERENCES)

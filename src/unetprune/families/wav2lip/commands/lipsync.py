@@ -24,7 +24,12 @@ def register(sub) -> None:
     p = sub.add_parser(
         "lipsync", help="lip-sync a face video/image to speech with a Wav2Lip generator (mp4 out)"
     )
-    p.add_argument("--checkpoint", required=True, help="a Wav2Lip generator checkpoint (unetprune format)")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a Wav2Lip generator: a unetprune checkpoint, or a released wav2lip_gan.pth / wav2lip.pth "
+        "(read with weights_only=True and converted on the fly, which is said on stderr)",
+    )
     p.add_argument("--face", required=True, help="video or still image with a face")
     p.add_argument("--audio", required=True, help="WAV file, or any media file with an audio stream")
     p.add_argument("--out", required=True, help="output mp4 (H.264 + AAC; not one of the inputs)")

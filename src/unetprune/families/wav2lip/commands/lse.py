@@ -9,7 +9,8 @@
 ``--video`` scores mp4 files (faces detected and cropped as the preprocessing does).  The
 result (per clip and averaged, with the backend and the weights' sha256) is printed as JSON
 and written to ``--out`` when given.  Each ``--video`` is probed against the media limits
-before anything is decoded (or torch imported); an ``--out`` that is (or leads through a link
+(``--max-*``) before anything is decoded (or torch imported), and decoded within the same
+limits (its frames resampled to 25 fps count against ``--max-frames``); an ``--out`` that is (or leads through a link
 to) one of the command's inputs (the weights, a video, a file of ``--data``) is refused.
 """
 
@@ -112,8 +113,9 @@ def run_lse(args) -> int:
     refuse_replacing_inputs(
         args.out, files=[args.weights, *(args.video or [])], folders=[args.data] if args.data else []
     )
+    limits = media_limits(args)
     for v in args.video or []:
-        probe(v, require_video=True, require_audio=True, limits=media_limits(args))
+        probe(v, require_video=True, require_audio=True, limits=limits)
     from ....fileio import atomic_write_text
     from ..lse import LSEScorer, aggregate, evaluate_clips, public, split_clips
 
@@ -123,7 +125,7 @@ def run_lse(args) -> int:
         res = evaluate_clips(scorer, [root / c for c in clips], clips)
         res["split"] = args.split
     else:
-        per = [public(scorer.score_video(v)) for v in args.video]
+        per = [public(scorer.score_video(v, limits=limits)) for v in args.video]
         res = {**aggregate(per), **scorer.describe(), "clips": per}
     text = json.dumps(res, indent=1)
     if args.out:
