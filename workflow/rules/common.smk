@@ -69,12 +69,13 @@ FAMILY = family_for_config(config)   # the model family: its extra jobs, inputs 
 
 
 def _command_module(command):
-    """The module of `unetprune <command>`: the core's, or one of the model family's commands."""
-    core = f"unetprune.commands.{command}"
-    if importlib.util.find_spec(core) is not None:
-        return core
-    for module in FAMILY.command_modules():
-        if module.rsplit(".", 1)[-1] == command:
+    """The module of `unetprune <command>`: the core's, this model family's, or another installed
+    family's (e.g. `import`, which dispatches to the family named by --family)."""
+    from unetprune.cli import command_modules
+
+    mods = [f"unetprune.commands.{command}", *FAMILY.command_modules(), *command_modules()]
+    for module in mods:
+        if module.rsplit(".", 1)[-1] == command and importlib.util.find_spec(module) is not None:
             return module
     raise ValueError(f"model family {FAMILY.name} has no `unetprune {command}` command (model.family)")
 

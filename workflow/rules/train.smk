@@ -6,16 +6,6 @@
 # command of the families that import released weights; train.json records the file's sha256).
 INIT_WEIGHTS = (config["model"].get(FAMILY.name) or {}).get("init_weights")
 
-
-def import_code():
-    """Digest of `unetprune import` (the module that registers it, whichever family ships it)
-    with this family's code (its import hook is reached through the family module)."""
-    from unetprune.cli import command_modules
-
-    entry = next(m for m in command_modules() if m.rsplit(".", 1)[-1] == "import_")
-    return code_digest(entry, extra=family_modules(type(FAMILY).__module__))
-
-
 if INIT_WEIGHTS:
     TRAIN_ORIGINAL = (
         "unetprune import {params.config:q} {params.family:q} --from {input.init:q} --out {output.ckpt:q} "
@@ -38,7 +28,7 @@ rule train_original:
     params:
         config=config_args,
         cfg=sections("seed", "data", "demo", "model", "train"),
-        code=import_code() if INIT_WEIGHTS else code("train"),
+        code=code("import_" if INIT_WEIGHTS else "train"),
         family=family_args("train"),
         out=lambda wc, output: os.path.dirname(output.ckpt),
     log:

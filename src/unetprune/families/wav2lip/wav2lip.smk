@@ -30,7 +30,7 @@ rule train_expert:
     params:
         config=config_args,
         cfg=sections("seed", "data", "demo", "model", "train"),
-        code=import_code() if EXPERT_INIT else code("train"),
+        code=code("import_") if EXPERT_INIT else code("train"),
         out=lambda wc, output: os.path.dirname(output.ckpt),
     log:
         log("train_expert"),
