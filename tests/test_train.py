@@ -397,3 +397,31 @@ def test_per_epoch_checks_do_not_change_the_training(tiny_demo, tmp_path):
     sb = load_checkpoint(tmp_path / "never" / CHECKPOINT_NAME)["generator"]["state_dict"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert a["eval"]["l1_final"] == b["eval"]["l1_final"]
+
+
+def test_checks_every_n_steps_leave_the_training_unchanged_and_survive_a_resume(tiny_demo, tmp_path):
+    """train.check_every_steps: the learning check after every N training steps over the whole run
+    (mid-epoch too), in eval.curve_steps; the weights equal a run without the checks, and a run
+    stopped after an epoch and resumed records the same checks and ends with the same weights."""
+    every = load_config(
+        None, tiny_cfg(tiny_demo, n_epochs=2, n_epochs_decay=1, check_every=0, check_every_steps=4)
+    )
+    never = load_config(None, tiny_cfg(tiny_demo, n_epochs=2, n_epochs_decay=1, check_every=0))
+    a = train(every, tmp_path / "every", progress=False)
+    b = train(never, tmp_path / "never", progress=False)
+    n = a["global_step"]
+    per_epoch = n // 3
+    assert n == b["global_step"] == 3 * per_epoch and per_epoch % 4  # some checks fall mid-epoch
+    steps = a["eval"]["curve_steps"]
+    assert [c["step"] for c in steps] == list(range(4, n + 1, 4))
+    assert [c["epoch"] for c in steps] == [-(-c["step"] // per_epoch) for c in steps]
+    assert all(c["score"] > 0 and c["weights_rel_l2"] > 0 for c in steps)
+    assert a["eval"]["check_every_steps"] == 4 and b["eval"]["curve_steps"] == []
+    sa = load_checkpoint(tmp_path / "every" / CHECKPOINT_NAME)["generator"]["state_dict"]
+    sb = load_checkpoint(tmp_path / "never" / CHECKPOINT_NAME)["generator"]["state_dict"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    train(every, tmp_path / "cut", progress=False, stop_after_epochs=1)
+    resumed = train(every, tmp_path / "cut", progress=False, resume=True)
+    assert resumed["eval"]["curve_steps"] == steps and resumed["global_step"] == n
+    sr = load_checkpoint(tmp_path / "cut" / CHECKPOINT_NAME)["generator"]["state_dict"]
+    assert all(torch.equal(sa[k], sr[k]) for k in sa)

@@ -373,3 +373,27 @@ def test_demo_generator_beats_the_untrained_generator(demo_run):
     assert c["recomputed"] == pytest.approx(c["trained"], rel=1e-5)
     assert c["trained"] < 0.9 * c["untrained"]
     assert demo_run["l1"]["trained"] < 0.9 * demo_run["l1"]["untrained"]
+
+
+def test_generator_checks_every_n_steps_leave_the_training_unchanged(talking, expert_ckpt, tmp_path):
+    """train.check_every_steps on the Wav2Lip generator (HQ, expert in train mode): the checks after
+    every step, mid-epoch too, are recorded in eval.curve_steps and leave the weights as a run
+    without them."""
+    runs = {}
+    for n in (0, 1):
+        cfg = {
+            **w2l_cfg(talking, n_epochs=2, check_every=0, check_every_steps=n, sync_threshold=10.0),
+            "model": {
+                "family": "wav2lip",
+                "wav2lip": {"width_mult": 0.125, "hq": True, "expert_checkpoint": str(expert_ckpt)},
+            },
+        }
+        runs[n] = train(load_config(None, cfg), tmp_path / str(n), progress=False)
+    steps = runs[1]["eval"]["curve_steps"]
+    total = runs[1]["global_step"]
+    assert total == runs[0]["global_step"] >= 4 and runs[0]["eval"]["curve_steps"] == []
+    assert [c["step"] for c in steps] == list(range(1, total + 1)) and all(c["score"] > 0 for c in steps)
+    a = load_checkpoint(tmp_path / "0" / CHECKPOINT_NAME)
+    b = load_checkpoint(tmp_path / "1" / CHECKPOINT_NAME)
+    for part in ("generator", "discriminator"):
+        assert_equal_tensors(a[part]["state_dict"], b[part]["state_dict"], part)

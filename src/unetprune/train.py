@@ -27,6 +27,8 @@ survives a killed job.  A NaN/inf loss stops the run with
 Learning curve (``train.json``): ``eval.curve`` holds the family's check score on
 ``train.eval_split`` before training (epoch 0) and after every ``train.check_every`` epochs
 (and the last), each with the generator's relative L2 distance from its initial weights;
+``eval.curve_steps`` the same check after every ``train.check_every_steps`` training steps
+(counted over the whole run, as the reference Wav2Lip scripts' ``eval_interval``; 0 = none);
 ``weights`` gives that distance at the end, overall and per weight tensor
 (:func:`weight_change`).  The checks run in the evaluation mode with a forked RNG and
 restored BatchNorm buffers, so they do not change the training.
@@ -347,7 +349,12 @@ def train(
         # the learning curve: the check score every train.check_every epochs (epoch 0 = before training)
         log["eval"]["check_every"] = int(tcfg.get("check_every", 1))
         log["eval"]["curve"] = [{"epoch": 0, "score": log["eval"]["l1_init"], "weights_rel_l2": 0.0}]
+        # and every train.check_every_steps training steps, counted over the whole run
+        log["eval"]["check_every_steps"] = int(tcfg.get("check_every_steps") or 0)
+        log["eval"]["curve_steps"] = []
     check_every = int(tcfg.get("check_every", 1))
+    check_every_steps = int(tcfg.get("check_every_steps") or 0)
+    global_step = int(log.get("global_step", 0))  # steps of the finished epochs (a resume restarts an epoch)
 
     epochs_this_call = 0
     if start_epoch == total_epochs and ckpt_path.exists():
@@ -380,7 +387,20 @@ def train(
             for k, v in losses.items():
                 sums[k] += v.float()
             n_steps += 1
+            global_step += 1
             n_images += len(next(iter(batch.values())))  # a batch: dict, first entry one row per sample
+            steps_curve = (log.get("eval") or {}).get("curve_steps")
+            if eval_set is not None and steps_curve is not None and check_every_steps:
+                if global_step % check_every_steps == 0:
+                    steps_curve.append(
+                        {
+                            "step": global_step,
+                            "epoch": epoch + 1,
+                            "score": family.check_score(trainer.G, eval_set, cfg),
+                            "weights_rel_l2": weight_change(initial, trainer.G)["rel_l2"],
+                        }
+                    )
+                    trainer.set_train_mode()  # the check ran in the evaluation mode
             if n_steps % tcfg["log_every"] == 0:
                 _check_finite(sums, epoch, n_steps)
                 means = {k: float(v) / n_steps for k, v in sums.items()}
@@ -410,6 +430,7 @@ def train(
             tqdm.write(f"epoch {epoch + 1}/{total_epochs}  lr {lr:.2e}  {parts}{e['images_per_s']:.1f} img/s")
         epochs_this_call += 1
         done = epoch + 1
+        log["global_step"] = global_step
         curve = (log.get("eval") or {}).get("curve")
         if (
             eval_set is not None
