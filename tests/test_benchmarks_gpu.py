@@ -256,7 +256,7 @@ def test_gpu_check_cpu_run_plans_the_dags(tmp_path):
     deps = rep["steps"]["env"]["result"]["dependencies"]
     assert not [m for m, v in deps.items() if str(v).startswith("MISSING")]
     for name in ("dag", "dag_slots"):
-        assert rep["steps"][name]["result"]["jobs_planned"] == 34, rep["steps"][name]  # 33 jobs + all
+        assert rep["steps"][name]["result"]["jobs_planned"] == 51, rep["steps"][name]  # 50 jobs + all
     assert "--resources gpu=1" in rep["steps"]["dag"]["cmd"]
     assert "--workflow-profile profiles/gpu" in rep["steps"]["dag_slots"]["cmd"]
 

@@ -192,6 +192,7 @@ def copy_env(wf: Path) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the whole tiny DAG, twice, with dvc and MLflow; minutes on 2 cores
 def test_tiny_end_to_end_dvc_and_mlflow(tmp_path):
     wf = workflow_copy(tmp_path / "wf")
     env = copy_env(wf)

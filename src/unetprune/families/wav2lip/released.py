@@ -81,44 +81,56 @@ def _refuse(path, what: str, e: Exception, obj=None) -> UserFacingError:
     return UserFacingError(f"{path} is not {what}{hint}: {e}")
 
 
-def generator_state(path: Path | str, cfg: dict | None = None) -> tuple[Wav2LipSpec, dict]:
-    """``(spec, state dict under our names)`` of a released generator file; ``cfg``'s
-    ``model.wav2lip.width_mult`` must describe it when given."""
-    what = "a released Wav2Lip generator (wav2lip.pth / wav2lip_gan.pth)"
+def _network_state(path, cfg, what, noun, probe, ref_width, width_key, spec_cls, load):
+    """``(spec, state dict under our names)`` of the released file ``path`` of one network: its
+    width read from the ``probe`` weight against the reference's ``ref_width``, or ``cfg``'s
+    ``model.wav2lip.<width_key>`` (which must then describe the file)."""
     sd = read_released(path, what)
-    found = _ratio(sd, "face_encoder_blocks.0.0.conv_block.0.weight", REF_FE_WIDTHS[0])
-    mult = float(_options(cfg).get("width_mult", 1.0)) if cfg is not None else (found or 1.0)
-    spec = Wav2LipSpec.reference(mult)
+    found = _ratio(sd, probe, ref_width)
+    mult = float(_options(cfg).get(width_key, 1.0)) if cfg is not None else (found or 1.0)
+    spec = spec_cls.reference(mult)
     try:
-        state = load_reference_wav2lip_state_dict(sd, spec)
+        state = load(sd, spec)
     except ValueError as e:
         if cfg is not None and found and found != mult:
             raise UserFacingError(
-                f"{path}: the config does not describe this generator: model.{SECTION}.width_mult is "
+                f"{path}: the config does not describe this {noun}: model.{SECTION}.{width_key} is "
                 f"{mult:g}, the file has {found:g}"
             ) from None
         raise _refuse(path, what, e, sd) from None
     return spec, state
+
+
+def generator_state(path: Path | str, cfg: dict | None = None) -> tuple[Wav2LipSpec, dict]:
+    """``(spec, state dict under our names)`` of a released generator file; ``cfg``'s
+    ``model.wav2lip.width_mult`` must describe it when given."""
+    return _network_state(
+        path,
+        cfg,
+        "a released Wav2Lip generator (wav2lip.pth / wav2lip_gan.pth)",
+        "generator",
+        "face_encoder_blocks.0.0.conv_block.0.weight",
+        REF_FE_WIDTHS[0],
+        "width_mult",
+        Wav2LipSpec,
+        load_reference_wav2lip_state_dict,
+    )
 
 
 def expert_state(path: Path | str, cfg: dict | None = None) -> tuple[SyncNetSpec, dict]:
     """``(spec, state dict under our names)`` of a released ``lipsync_expert.pth``; ``cfg``'s
     ``model.wav2lip.expert_width_mult`` must describe it when given."""
-    what = "a released Wav2Lip lip-sync expert (lipsync_expert.pth, SyncNet_color)"
-    sd = read_released(path, what)
-    found = _ratio(sd, "face_encoder.0.conv_block.0.weight", REF_SYNC_FACE_WIDTHS[0])
-    mult = float(_options(cfg).get("expert_width_mult", 1.0)) if cfg is not None else (found or 1.0)
-    spec = SyncNetSpec.reference(mult)
-    try:
-        state = load_reference_syncnet_color_state_dict(sd, spec)
-    except ValueError as e:
-        if cfg is not None and found and found != mult:
-            raise UserFacingError(
-                f"{path}: the config does not describe this expert: model.{SECTION}.expert_width_mult is "
-                f"{mult:g}, the file has {found:g}"
-            ) from None
-        raise _refuse(path, what, e, sd) from None
-    return spec, state
+    return _network_state(
+        path,
+        cfg,
+        "a released Wav2Lip lip-sync expert (lipsync_expert.pth, SyncNet_color)",
+        "expert",
+        "face_encoder.0.conv_block.0.weight",
+        REF_SYNC_FACE_WIDTHS[0],
+        "expert_width_mult",
+        SyncNetSpec,
+        load_reference_syncnet_color_state_dict,
+    )
 
 
 def disc_qual_state(path: Path | str) -> tuple[list[int], dict]:
