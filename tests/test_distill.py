@@ -12,7 +12,7 @@ from unetprune.checkpoint import generator_from_checkpoint, load_checkpoint, sav
 from unetprune.config import load_config
 from unetprune.errors import UserFacingError
 from unetprune.family import family_of
-from unetprune.layout import CHECKPOINT_NAME, TRAIN_LOG_NAME
+from unetprune.layout import CHECKPOINT_NAME, ORIGINAL, TRAIN_LOG_NAME, Layout
 from unetprune.pruning import prune
 from unetprune.train import build_models, finetune_config, train
 from unetprune.trainer import DISTILL_LOSSES, Distillation
@@ -49,7 +49,7 @@ def teacher_and_student(tiny_demo, tmp_path_factory):
     original = root / "original" / CHECKPOINT_NAME
     g = generator_from_checkpoint(original)
     new, info = prune(g, "inner", ratio=0.5, levels=[4, 5])
-    pruned = root / "pruned.pt"
+    pruned = root / "student.pt"
     save_generator(pruned, new, config=cfg, meta={"pruning": info})
     return original, pruned
 
@@ -236,7 +236,7 @@ def test_distilled_variants_in_the_config(tiny_demo):
     assert pipeline.finetune_cli_args(cfg, "cut-k1") == []
     assert pipeline.finetune_cli_args(cfg, "cut-k1-kd") == [
         "--distill-from",
-        "results/kd/original/checkpoint.pt",
+        str(Layout.from_config(cfg).checkpoint(ORIGINAL)),
     ]
 
 

@@ -328,7 +328,9 @@ def test_plan_variants_in_the_config():
         "plan-lat12.5ms-cpu-t2",
     }  # a match plan shares cut-k2's
     args = pipeline.prune_cli_args(cfg, "plan-match-cut-k2")
-    assert args[-2:] == ["--match-params", "results/demo/variants/cut-k2/pruned.pt"]
+    from unetprune.layout import Layout
+
+    assert args[-2:] == ["--match-params", str(Layout.from_config(cfg).pruned_checkpoint("cut-k2"))]
     assert ["--layers", "down5", "up5"] == args[4:7]
     assert pipeline.latency_tables(cfg) == [("cpu", 2)]
     assert pipeline.plan_inputs(cfg, "plan-lat12.5ms-cpu-t2")[-1].name == "latency-cpu-t2.json"

@@ -21,6 +21,7 @@ from released_wav2lip import (
 from unetprune.checkpoint import generator_from_checkpoint, load_checkpoint
 from unetprune.cli import main
 from unetprune.fileio import sha256_file
+from unetprune.layout import TRAIN_LOG_NAME
 from unetprune.families.wav2lip.syncnet import SyncNetColor, SyncNetSpec, Wav2LipDiscQual
 from unetprune.families.wav2lip.train import load_expert
 
@@ -102,7 +103,7 @@ def test_expert_and_discriminator_travel_in_the_checkpoint(tmp_path, capsys, rel
         "--out",
         out,
         "--record",
-        tmp_path / "train.json",
+        tmp_path / TRAIN_LOG_NAME,
     )
     assert rc == 0, err
     assert str(released["E"]) in stdout and str(released["D"]) in stdout
@@ -117,7 +118,7 @@ def test_expert_and_discriminator_travel_in_the_checkpoint(tmp_path, capsys, rel
     assert ckpt["meta"]["expert"]["sha256"] == sha256_file(released["E"])
     import json
 
-    log = json.loads((tmp_path / "train.json").read_text())
+    log = json.loads((tmp_path / TRAIN_LOG_NAME).read_text())
     assert log["imported"] is True and log["sha256"] == sha256_file(released["G"]) and log["epochs"] == []
 
 
