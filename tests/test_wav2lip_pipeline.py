@@ -43,8 +43,16 @@ def w2l_cfg(**over):
 def test_demo_variants_and_prune_arguments():
     cfg = w2l_cfg()
     v = pipeline.all_variants(cfg)
-    assert list(pipeline.primary_variants(cfg)) == ["inner-l5-6-r0.75", "cut-k2", "cut-res-l5-6"]
-    assert len(v) == 9  # 3 primaries + 2 matched baselines each
+    assert list(pipeline.primary_variants(cfg)) == [
+        "inner-l5-6-r0.75",
+        "cut-k2",
+        "cut-res-l5-6",
+        "plan-match-cut-k2",
+        "inner-l5-6-r0.75-kd",
+    ]
+    # 3 primaries with 2 matched baselines each; the plan shares cut-k2's budget (and baselines),
+    # the distilled fine-tune its base variant's pruned model
+    assert len(v) == 11
     assert pipeline.prune_cli_args(cfg, "cut-res-l5-6") == [
         "--strategy",
         "cut",
