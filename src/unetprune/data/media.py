@@ -88,6 +88,20 @@ DEFAULT_LIMITS = MediaLimits()
 _PROTOCOL = re.compile(r"^[A-Za-z0-9+.-]+[:,]")
 
 
+def _mp4_options(crf, fps) -> dict:
+    """ffmpeg output options of every mp4 the project writes: H.264 (yuv420p) at ``crf`` and
+    ``fps``, index at the front."""
+    return {
+        "vcodec": "libx264",
+        "pix_fmt": "yuv420p",
+        "crf": crf,
+        "preset": "veryfast",
+        "r": fps,
+        "movflags": "+faststart",
+        "format": "mp4",
+    }
+
+
 def local_file(path: Path | str, what: str = "media file") -> Path:
     """``path`` as an absolute local path, after refusing a name that ffmpeg would read as a
     protocol or URL (see the module doc) and anything but an existing regular file."""
@@ -464,15 +478,7 @@ def encode_mp4(
         video = ffmpeg.input(
             "pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}", r=fps, protocol_whitelist="pipe"
         )
-        kw = {
-            "vcodec": "libx264",
-            "pix_fmt": "yuv420p",
-            "crf": crf,
-            "preset": "veryfast",
-            "r": fps,
-            "movflags": "+faststart",
-            "format": "mp4",
-        }
+        kw = _mp4_options(crf, fps)
         if wav is not None:
             audio = _input(wav)
             return ffmpeg.output(
@@ -682,15 +688,7 @@ class Mp4Writer:
             r=fps,
             protocol_whitelist="pipe",
         )
-        kw = {
-            "vcodec": "libx264",
-            "pix_fmt": "yuv420p",
-            "crf": crf,
-            "preset": "veryfast",
-            "r": fps,
-            "movflags": "+faststart",
-            "format": "mp4",
-        }
+        kw = _mp4_options(crf, fps)
         tmp = file_url(self.tmp)
         if wav is not None:
             out = ffmpeg.output(video, _input(wav), tmp, acodec="aac", audio_bitrate=audio_bitrate, **kw)
