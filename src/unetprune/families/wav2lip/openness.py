@@ -2,13 +2,22 @@
 
 The offline talking-face demo (:mod:`.demo`) opens each face's mouth by a recorded amount per
 frame (``openness`` of every clip in ``demo_talking.json``): the jaw is displaced down and the
-gap painted as a dark cavity of colour :data:`CAVITY_RGB` (with a hint of teeth).  A frame's
-**pixel-read openness** (:func:`frame_openness`) is the mean, over the mouth region of the
-96 x 96 face crop (rows :data:`ROWS`, columns :data:`COLS` as fractions of the side), of each
-pixel's closeness to the cavity colour ``max(0, 1 - ||rgb - CAVITY_RGB|| / RADIUS)``: it grows
-with the area of painted cavity, so with the opening.  Region and radius were chosen on the
-*training* clips of the demo (mean per-clip correlation with the recorded track 0.86) and are
-fixed constants; ``tests/test_talking.py`` checks them on the test clips.
+gap painted as a dark cavity of colour :data:`CAVITY_RGB`, whose upper part shows teeth of colour
+:data:`TOOTH_RGB` once the mouth is more than 0.3 open.  A frame's **pixel-read openness**
+(:func:`frame_openness`) is the share of the mouth region of the 96 x 96 face crop (rows
+:data:`ROWS`, columns :data:`COLS` as fractions of the side) that shows the painted mouth
+(cavity or teeth).  Each pixel of the region is unmixed against the face's own skin: with
+``skin`` the median colour (per channel) of the lower face (rows :data:`SKIN_ROWS`, columns
+:data:`SKIN_COLS`), ``rgb - skin`` is written as ``a (CAVITY_RGB - skin) + b (TOOTH_RGB -
+skin)`` by least squares (the pseudo-inverse, defined for any skin colour); the pixel's mouth
+fraction is ``m = min(1, max(a, 0) + max(b, 0))``, kept only where it exceeds
+:data:`THRESHOLD` (shading, lips and skin texture make small fractions) and 0 elsewhere, and
+the openness is the mean of ``m`` over the region.  Counting the teeth with the cavity makes it
+follow the whole opening (the dark cavity alone shrinks when the teeth appear), and taking the
+skin colour from the frame itself adapts it to each face's tone and lighting.  Region, skin
+area and threshold were chosen on the *training* clips of the demo (mean per-clip correlation
+with the recorded track 0.93) and are fixed constants; ``tests/test_talking.py`` checks them
+on the test clips.
 
 The **openness correlation** of generated frames (:class:`OpennessMetric`, result key
 ``openness``) is, per test clip, the Pearson correlation of the generated frames' pixel-read
@@ -29,31 +38,49 @@ from ...metrics import plugins
 
 #: the painted cavity colour of the demo renderer (RGB)
 CAVITY_RGB = (45.0, 12.0, 18.0)
+#: the painted teeth colour of the demo renderer (RGB)
+TOOTH_RGB = (215.0, 210.0, 200.0)
 #: the mouth region, as fractions of the face crop's side (rows from the top, columns from the left)
-ROWS = (0.6, 0.85)
+ROWS = (0.65, 0.85)
 COLS = (0.3, 0.75)
-#: distance in RGB units at which a pixel stops counting as cavity
-RADIUS = 100.0
+#: where the skin colour is read (its per-channel median), as fractions of the side: the lower face
+SKIN_ROWS = (0.5, 1.0)
+SKIN_COLS = (0.2, 0.8)
+#: a pixel's mouth fraction (cavity + teeth) counts only above this
+THRESHOLD = 0.3
 #: the manifest of the demo's clips, beside the ``preprocessed/`` folder
 MANIFEST = "demo_talking.json"
 DEFINITION = (
-    "per test clip, the Pearson correlation of the generated frames' pixel-read mouth openness (mean "
-    f"closeness to the demo's cavity colour over rows {ROWS[0]:g}-{ROWS[1]:g} and columns "
-    f"{COLS[0]:g}-{COLS[1]:g} of the face) with the clip's recorded openness track; mean over clips"
+    "per test clip, the Pearson correlation of the generated frames' pixel-read mouth openness (the "
+    f"mean over rows {ROWS[0]:g}-{ROWS[1]:g} and columns {COLS[0]:g}-{COLS[1]:g} of the face of each "
+    "pixel's fraction of the demo's cavity plus teeth colours, unmixed by least squares against the "
+    f"median skin colour of rows {SKIN_ROWS[0]:g}-{SKIN_ROWS[1]:g} and columns {SKIN_COLS[0]:g}-"
+    f"{SKIN_COLS[1]:g}, capped at 1 and counted above {THRESHOLD:g}) with the clip's recorded openness "
+    "track; mean over clips"
 )
 
 
+def _band(x: np.ndarray, rows: tuple[float, float], cols: tuple[float, float]) -> np.ndarray:
+    """The pixels of (N, S, S, 3) frames in a band of rows and columns (fractions of the side),
+    flattened to (N, P, 3)."""
+    s = x.shape[1]
+    band = x[:, int(rows[0] * s) : int(rows[1] * s), int(cols[0] * s) : int(cols[1] * s)]
+    return band.reshape(len(x), band.shape[1] * band.shape[2], 3)
+
+
 def frame_openness(frames: np.ndarray) -> np.ndarray:
-    """(N,) pixel-read openness of RGB uint8 face frames (N, 3, S, S) or (N, S, S, 3)."""
+    """(N,) pixel-read openness (module docstring) of RGB uint8 face frames (N, 3, S, S) or (N, S, S, 3)."""
     x = np.asarray(frames)
     if x.ndim != 4:
         raise ValueError(f"expected a batch of RGB frames (N, 3, S, S) or (N, S, S, 3), got {x.shape}")
     if x.shape[1] == 3 and x.shape[-1] != 3:
         x = x.transpose(0, 2, 3, 1)
-    s = x.shape[1]
-    reg = x[:, int(ROWS[0] * s) : int(ROWS[1] * s), int(COLS[0] * s) : int(COLS[1] * s)].astype(np.float64)
-    dist = np.sqrt(((reg - np.asarray(CAVITY_RGB)) ** 2).sum(-1))
-    return np.clip(1.0 - dist / RADIUS, 0.0, None).mean((1, 2))
+    x = x.astype(np.float64)
+    skin = np.median(_band(x, SKIN_ROWS, SKIN_COLS), axis=1)  # (N, 3)
+    basis = np.stack([np.asarray(CAVITY_RGB) - skin, np.asarray(TOOTH_RGB) - skin], axis=2)  # (N, 3, 2)
+    ab = np.einsum("nkc,npc->npk", np.linalg.pinv(basis), _band(x, ROWS, COLS) - skin[:, None])
+    m = np.minimum(np.clip(ab, 0.0, None).sum(-1), 1.0)
+    return np.where(m > THRESHOLD, m, 0.0).mean(1)
 
 
 def pearson(a, b) -> float | None:
