@@ -42,11 +42,13 @@ def run_cli_train(cfg_path: Path, out: Path, *extra: str) -> subprocess.Popen:
 
 
 def kill_and_resume(
-    cfg: dict, tmp_path: Path, n_epochs: int, *extra: str, timeout: float = 600
+    cfg: dict, tmp_path: Path, n_epochs: int, *extra: str, timeout: float = 600, mid_epoch: bool = False
 ) -> tuple[dict, dict]:
     """(the uninterrupted run's final checkpoint, the killed-and-resumed run's).  Checks that the
     kill came after a checkpoint and before the end, that the resumed run finished all
-    ``n_epochs`` and recorded the resume, and that no resume state or temporary file is left."""
+    ``n_epochs`` and recorded the resume, and that no resume state or temporary file is left.
+    ``mid_epoch``: kill once the resume state is one written inside an epoch
+    (``train.save_every_steps``), and check that the run resumed at its step."""
     cfg_path = tmp_path / "cfg.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     full, killed = tmp_path / "full", tmp_path / "killed"
@@ -56,20 +58,39 @@ def kill_and_resume(
     p = run_cli_train(cfg_path, killed, *extra)
     ckpt = killed / RESUME_NAME
     deadline = time.time() + timeout
-    while not ckpt.exists() and time.time() < deadline and p.poll() is None:
+
+    def ready() -> bool:
+        if not ckpt.exists():
+            return False
+        return not mid_epoch or load_checkpoint(ckpt).get("epoch_progress") is not None
+
+    while not ready() and time.time() < deadline and p.poll() is None:
         time.sleep(0.05)
     assert p.poll() is None, "run finished before it could be killed"
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
-    epoch_at_kill = load_checkpoint(ckpt)["epoch"]
-    assert 1 <= epoch_at_kill < n_epochs
+    state = load_checkpoint(ckpt)
+    epoch_at_kill = state["epoch"]
+    if mid_epoch:
+        assert state.get("epoch_progress") is not None and 0 <= epoch_at_kill < n_epochs
+        step_at_kill = json.loads(state["log"])["global_step"]
+    else:
+        assert 1 <= epoch_at_kill < n_epochs
 
     p = run_cli_train(cfg_path, killed, "--resume", *extra)
     assert p.wait(timeout=timeout) == 0, p.stderr.read().decode()
     assert not ckpt.exists()  # renamed to checkpoint.pt at the end
     assert not [f for f in killed.iterdir() if f.name.endswith(".tmp")]  # no temporaries of the atomic writes
     a, b = load_checkpoint(full / CHECKPOINT_NAME), load_checkpoint(killed / CHECKPOINT_NAME)
-    assert b["epoch"] == n_epochs and json.loads(b["log"])["resumed_at_epoch"] == [epoch_at_kill]
+    log_b = json.loads(b["log"])
+    assert b["epoch"] == n_epochs and log_b["resumed_at_epoch"] == [epoch_at_kill]
+    assert "epoch_progress" not in b  # a finished run's checkpoint is an epoch-end state
+    if mid_epoch:
+        assert log_b["resumed_at_step"] == [step_at_kill]
+        assert json.loads(a["log"])["epochs"] == [
+            {**e, "seconds": a_e["seconds"], "images_per_s": a_e["images_per_s"]}
+            for e, a_e in zip(log_b["epochs"], json.loads(a["log"])["epochs"])
+        ]  # the interrupted epoch's mean losses and image count continue where they were
     return a, b
 
 

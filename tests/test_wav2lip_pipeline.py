@@ -388,10 +388,11 @@ def test_lrs2_configs_keep_the_reference_recipe():
         "pytorch-fid-compat",
     )
     assert t["expert_mode"] == "train" and t["sync_check_every"] == 3000 == t["check_every_steps"]
+    assert t["save_every_steps"] == 3000  # the reference's checkpoint_interval
     plain = load_config(LRS2)  # wav2lip_train.py: no quality discriminator
     t = plain["train"]
     assert plain["model"]["wav2lip"]["hq"] is False and t["expert_mode"] == "train"
-    assert t["check_every_steps"] == 3000
+    assert t["check_every_steps"] == 3000 == t["save_every_steps"]
     assert (t["syncnet_wt"], t["beta1"], t["beta2"], t["lr"], t["batch_size"]) == (
         0.01,
         0.9,

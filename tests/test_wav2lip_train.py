@@ -292,6 +292,32 @@ def test_generator_sigkill_and_resume_gives_identical_weights(talking, expert_ck
     assert a["wav2lip"] == b["wav2lip"] and b["wav2lip"]["syncnet_wt"] == 0.03
 
 
+def test_generator_sigkill_mid_epoch_and_resume_gives_identical_weights(talking, expert_ckpt, tmp_path):
+    """The LRS2 configs' checkpoints by steps (train.save_every_steps): killed after a state
+    written inside an epoch, with the sync switch checked by steps too, the resumed generator
+    run ends bitwise equal to an uninterrupted one."""
+    cfg = {
+        **w2l_cfg(
+            talking,
+            n_epochs=2,
+            batch_size=2,  # 4 steps an epoch: the switch at step 3 falls inside the first
+            save_every=100,
+            save_every_steps=1,
+            sync_check_every=3,
+            sync_threshold=10.0,
+        ),
+        "model": {
+            "family": "wav2lip",
+            "wav2lip": {"width_mult": 0.125, "hq": True, "expert_checkpoint": str(expert_ckpt)},
+        },
+    }
+    a, b = kill_and_resume(cfg, tmp_path, 2, mid_epoch=True)
+    for part in ("generator", "discriminator"):
+        assert_equal_tensors(a[part]["state_dict"], b[part]["state_dict"], part)
+    assert_equal_tensors(a["optimizers"], b["optimizers"], "optimizers")
+    assert a["wav2lip"] == b["wav2lip"] and b["wav2lip"]["sync_on_step"] == 3
+
+
 # ------------------------------------------------------------------------------------------
 # the learning check on the demo (minutes on 2 cores)
 # ------------------------------------------------------------------------------------------

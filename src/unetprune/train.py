@@ -16,9 +16,12 @@ reference's ``lambda_rule``, :func:`lr_factor`).
 
 Reproducibility and resume: everything random in epoch ``e`` (data order, crops,
 flips, dropout) is seeded from ``(seed, e)``; the resumable state (``resume.pt``: G, D,
-optimisers, epoch, log) is written atomically every ``save_every`` epochs, so a run
-killed at any point and resumed with ``--resume`` ends with the same weights as an
-uninterrupted run (on CPU, same thread count).  When the last epoch is done the state
+optimisers, epoch, log) is written atomically every ``save_every`` epochs and, with
+``save_every_steps``, every that many training steps (counted over the whole run) inside an
+epoch too, with the position in the epoch, the epoch's running loss sums and the RNG state
+(``epoch_progress``); so a run killed at any point and resumed with ``--resume`` continues
+from the last state written and ends with the same weights as an uninterrupted run (on CPU,
+same thread count).  When the last epoch is done the state
 is renamed to ``checkpoint.pt`` (atomic, no copy): ``checkpoint.pt`` exists only for
 finished runs, so a workflow can treat it as the job's output while ``resume.pt``
 survives a killed job.  A NaN/inf loss stops the run with
@@ -68,6 +71,30 @@ def lr_factor(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
 
 def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
+
+
+def epoch_batches(n: int, batch_size: int, order: torch.Generator) -> list[list[int]]:
+    """The index batches of one shuffled epoch of ``n`` items, in the order ``DataLoader(...,
+    batch_size, shuffle=True, generator=order, drop_last=False)`` draws them from ``order``'s
+    current state (its base seed first, then the permutation); ``order`` itself is not advanced."""
+    g = torch.Generator()
+    g.set_state(order.get_state())
+    torch.empty((), dtype=torch.int64).random_(generator=g)  # the loader's base-seed draw
+    perm = torch.randperm(n, generator=g).tolist()
+    return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def _rng_state(device: torch.device) -> dict:
+    st = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        st["cuda"] = torch.cuda.get_rng_state(device)
+    return st
+
+
+def _set_rng_state(st: dict, device: torch.device) -> None:
+    torch.set_rng_state(st["cpu"])
+    if device.type == "cuda" and "cuda" in st:
+        torch.cuda.set_rng_state(st["cuda"], device)
 
 
 def weight_change(initial: dict[str, torch.Tensor], G: nn.Module) -> dict:
@@ -288,6 +315,7 @@ def train(
     if step_mode is not None and (progress or log_epochs):
         step_mode.report_to(tqdm.write)  # one line now, one per later eager fallback
     start_epoch = 0
+    progress_at: dict | None = None  # where inside start_epoch a mid-epoch state left off
     state_path = ckpt_path if ckpt_path.exists() else resume_path
     if resume and state_path.exists():
         state = load_checkpoint(state_path, map_location=device)
@@ -301,8 +329,11 @@ def train(
         )
         trainer.load_state(state)
         start_epoch = int(state["epoch"])
+        progress_at = state.get("epoch_progress")
         log = json.loads(state["log"])
         log["resumed_at_epoch"] = log.get("resumed_at_epoch", []) + [start_epoch]
+        if progress_at is not None:
+            log["resumed_at_step"] = log.get("resumed_at_step", []) + [int(log["global_step"])]
     elif state_path.exists() and not resume:
         raise UserFacingError(
             f"{state_path} exists: pass --resume to continue that run, or choose another --out"
@@ -310,21 +341,22 @@ def train(
 
     dataset = family.train_dataset(cfg)
     order = torch.Generator()
-    if hasattr(dataset, "batch_loader"):  # device-resident data batches itself (data/gpu_data.py), same order
-        loader = dataset.batch_loader(tcfg["batch_size"], order)
-    else:
-        loader = DataLoader(
+
+    def epoch_loader(batches: list[list[int]]):
+        """The epoch's batches (the shuffled order of :func:`epoch_batches`, from a resumed step on)."""
+        if hasattr(dataset, "batch_loader"):  # device-resident data batches itself (data/gpu_data.py)
+            return dataset.batch_loader(tcfg["batch_size"], order, batches)
+        return DataLoader(
             dataset,
-            batch_size=tcfg["batch_size"],
-            shuffle=True,
-            generator=order,
+            batch_sampler=batches,
+            generator=order,  # the workers' base seed, as a shuffling loader draws it
             num_workers=dcfg["num_workers"],
             pin_memory=device.type == "cuda",
             persistent_workers=False,
-            drop_last=False,
         )
 
-    def save(epoch_done: int, final: bool) -> None:
+    def save(epoch_done: int, final: bool, progress_in: dict | None = None) -> None:
+        extra = {} if progress_in is None else {"epoch_progress": progress_in}
         state = make_checkpoint(
             trainer.G,
             cfg,
@@ -333,6 +365,7 @@ def train(
             epoch=epoch_done,
             total_epochs=total_epochs,
             log=json.dumps(log),
+            **extra,
         )
         atomic_torch_save(state, resume_path)
         if final:
@@ -354,7 +387,8 @@ def train(
         log["eval"]["curve_steps"] = []
     check_every = int(tcfg.get("check_every", 1))
     check_every_steps = int(tcfg.get("check_every_steps") or 0)
-    global_step = int(log.get("global_step", 0))  # steps of the finished epochs (a resume restarts an epoch)
+    save_every_steps = int(tcfg.get("save_every_steps") or 0)
+    global_step = int(log.get("global_step", 0))  # steps taken up to the state resumed from
 
     epochs_this_call = 0
     if start_epoch == total_epochs and ckpt_path.exists():
@@ -370,9 +404,24 @@ def train(
         dataset.set_epoch(epoch)
         order.manual_seed(epoch_seed(cfg["seed"], epoch))
         torch.manual_seed(epoch_seed(cfg["seed"] + 1, epoch))  # dropout
+        batches = epoch_batches(len(dataset), tcfg["batch_size"], order)
         sums = {k: torch.zeros((), device=device) for k in trainer.losses}
         n_steps, n_images, t0 = 0, 0, time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}", disable=not progress, leave=False)
+        if progress_at is not None:  # continue the epoch where the mid-epoch state left off
+            n_steps, n_images = int(progress_at["step"]), int(progress_at["images"])
+            for k in sums:
+                sums[k] += float(progress_at["sums"][k])
+            t0 -= float(progress_at["seconds"])
+            _set_rng_state(progress_at["rng"], device)
+            progress_at = None
+        bar = tqdm(
+            epoch_loader(batches[n_steps:]),
+            desc=f"epoch {epoch + 1}/{total_epochs}",
+            disable=not progress,
+            leave=False,
+            initial=n_steps,
+            total=len(batches),
+        )
         for batch in bar:
             if getattr(trainer, "distill", None) is not None:
                 trainer.distill.zero_grad()
@@ -406,6 +455,20 @@ def train(
                 means = {k: float(v) / n_steps for k, v in sums.items()}
                 log["steps"].append({"epoch": epoch + 1, "step": n_steps, **means})
                 bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()})
+            if save_every_steps and global_step % save_every_steps == 0 and n_steps < len(batches):
+                _check_finite(sums, epoch, n_steps)
+                log["global_step"] = global_step
+                save(
+                    epoch,
+                    final=False,
+                    progress_in={
+                        "step": n_steps,
+                        "images": n_images,
+                        "sums": {k: float(v) for k, v in sums.items()},
+                        "seconds": time.perf_counter() - t0,
+                        "rng": _rng_state(device),
+                    },
+                )
         _check_finite(sums, epoch, n_steps)
         if device.type == "cuda":
             torch.cuda.synchronize()

@@ -137,12 +137,19 @@ class DeviceAlignedDataset:
         a, b = self.pair_uint8(indices)
         return {"A": from_uint8(a), "B": from_uint8(b), "path": [str(self.files[i]) for i in indices]}
 
-    def batch_loader(self, batch_size: int, generator: torch.Generator) -> DataLoader:
+    def batch_loader(
+        self, batch_size: int, generator: torch.Generator, batches: list[list[int]] | None = None
+    ) -> DataLoader:
         """Batches in the order of ``DataLoader(self.base, batch_size, shuffle=True,
         generator=generator, drop_last=False)``: the same samplers over the same generator (drawn
-        when iteration starts, like the CPU loader), each batch made on the device in one call."""
-        sampler = BatchSampler(
-            RandomSampler(range(len(self)), generator=generator), batch_size, drop_last=False
+        when iteration starts, like the CPU loader), each batch made on the device in one call.
+        ``batches``: these index batches instead (the rest of an epoch, when a run resumes mid-epoch)."""
+        sampler = (
+            batches
+            if batches is not None
+            else BatchSampler(
+                RandomSampler(range(len(self)), generator=generator), batch_size, drop_last=False
+            )
         )
         # generator= too: each iteration draws its base seed from it, as the CPU loader's does
         return DataLoader(
