@@ -137,10 +137,18 @@ def build_tree(root: Path) -> tuple[dict, Path, Path]:
             progress=False,
         )
 
-    # evaluate_original + evaluate_variant (with CPU latency, as the evaluate rules do)
+    # export_* + evaluate_original + evaluate_variant (with CPU latency, as the evaluate rules do:
+    # ONNX Runtime times the exported stage's file, the other stages skip it)
+    from unetprune.export import export_checkpoint, exported_models
+
+    exported = set(exported_models(cfg))
+    for model, stage in exported:
+        export_checkpoint(lay.checkpoint(model, stage), lay.onnx_model(model, stage))
     ev = Evaluator(cfg, "test", cache_dir=lay.fid_cache, latency=True)
     for model, stage in pipeline.models(cfg):
         ckpt = lay.checkpoint(model, stage)
+        ev.ctx.ort = (model, stage) in exported
+        ev.ctx.onnx_file = lay.onnx_model(model, stage) if ev.ctx.ort else None
         r = ev.score(generator_from_checkpoint(ckpt), checkpoint=ckpt)
         r["experiment"] = cfg["experiment"]
         atomic_write_text(lay.eval_json(model, stage), json.dumps(r, indent=2))

@@ -213,6 +213,30 @@ def test_ort_latency_entry_beside_the_eager_one():
     }
 
 
+def test_ort_latency_times_the_exported_file_and_refuses_another_generators(tmp_path):
+    """The evaluation times the export job's file instead of exporting again; a file exported from
+    a different generator (another spec) is refused with a one-line error naming the file."""
+    from unetprune.metrics.complexity import complexity_report, measure_ort_latency
+
+    cfg = load_config(TINY["wav2lip"])
+    fam = family_for_config(cfg)
+    g = fam.build(fam.spec_from_config(cfg), seed=0)
+    shape = fam.counting_shape(g)
+    out = tmp_path / "g.onnx"
+    export_onnx(g, out)
+    e = measure_ort_latency(g, shape, threads=1, warmup=1, iters=2, onnx_file=out)
+    assert e["source"] == str(out) and e["opset"] == DEFAULT_OPSET and e["median_ms"] > 0
+    assert measure_ort_latency(g, shape, threads=1, warmup=0, iters=1)["source"] == "exported here"
+    rep = complexity_report(g, shape, threads=1, warmup=0, iters=1, onnx_file=out)
+    assert [x["source"] for x in rep["latency"] if x["mode"] == "onnxruntime"] == [str(out)]
+    pcfg = load_config(TINY["pix2pix"])
+    pfam = family_for_config(pcfg)
+    other = pfam.build(pfam.spec_from_config(pcfg), seed=0)
+    with pytest.raises(ExportError, match=r"g\.onnx was not exported from this generator") as err:
+        measure_ort_latency(other, pfam.counting_shape(other), threads=1, iters=1, onnx_file=out)
+    assert "\n" not in str(err.value)
+
+
 def test_ort_latency_reaches_the_main_table_numbers():
     from unetprune.report.load import cpu_latency_ms, ort_latency_ms
 

@@ -20,6 +20,7 @@ import pytest
 
 from unetprune import audio as A
 from unetprune.data import media as M
+from unetprune.data.aligned import DataError
 from unetprune.families.wav2lip import datasets, demo, faces, lrs2, speech
 
 SPF = A.HP.sample_rate // lrs2.FPS  # audio samples per video frame (640)
@@ -516,6 +517,39 @@ def test_off_sync_window_is_any_other_window(short_clips):
     assert seen == set(range(12)) - {5}  # every other start of the 16 - 5 + 1 windows, 4 and 6 included
     wide = datasets.TalkingFaceDataset(short_clips, "train", mode="expert", min_offset=5)
     assert {wide._wrong_start(ci, 5, np.random.default_rng(k)) for k in range(400)} == {0, 10, 11}
+
+
+def test_clip_window_groups_hold_distinct_windows_of_one_clip(short_clips):
+    """The expert's in-clip groups: k distinct in-sync windows of one clip per item, each face
+    the window's own lower halves and each mel its own window; reshuffled every epoch, the same
+    for the same (seed, epoch)."""
+    ds = datasets.TalkingFaceDataset(short_clips, "train", mode="expert", seed=1)
+    starts = sorted(s for _, s in ds.index)  # all of s/sixteen (s/fifteen is too short)
+    groups = datasets.ClipWindowGroups(ds, 4)
+    assert len(groups) == len(starts) // 4 == 2 and groups.samples_per_item == 4
+    ci = ds.clips.index("s/sixteen")
+    mel = A.melspectrogram(A.read_wav(short_clips / "s/sixteen" / "audio.wav"))
+    seen = []
+    for item in (groups[0], groups[1]):
+        st = item["start"].tolist()
+        assert tuple(item["faces"].shape) == (4, 15, 48, 96) and tuple(item["mel"].shape) == (4, 1, 80, 16)
+        assert item["clip"] == "s/sixteen" and len(set(st)) == 4 and set(st) <= set(starts)
+        for j, s in enumerate(st):
+            assert np.array_equal(item["faces"][j].numpy(), ds.lower_halves(ci, s))
+            assert np.array_equal(item["mel"][j, 0].numpy(), A.crop_mel_window(mel, s))
+        seen += st
+    assert len(set(seen)) == 8  # the two groups of an epoch do not overlap
+    again = datasets.ClipWindowGroups(
+        datasets.TalkingFaceDataset(short_clips, "train", mode="expert", seed=1), 4
+    )
+    assert again[0]["start"].tolist() == groups[0]["start"].tolist()
+    orders = set()
+    for epoch in range(6):
+        groups.set_epoch(epoch)
+        orders.add(tuple(groups[0]["start"].tolist()))
+    assert len(orders) > 1
+    with pytest.raises(DataError, match="windows_per_clip"):
+        datasets.ClipWindowGroups(ds, 12)
 
 
 def test_crops_are_resized_bilinearly_as_the_reference(short_clips):

@@ -195,6 +195,8 @@ class EvalContext:
     seed: int
     cache_dir: Path | None  # FID statistics and stand-in weights (None: no statistics cache)
     latency: bool  # measure latency (complexity)
+    ort: bool = True  # with latency: also time the generator in ONNX Runtime
+    onnx_file: Path | None = None  # ... this exported file of it (None: export it again)
     metrics: dict = field(default_factory=dict)  # name -> plug-in: the Evaluator's plug-ins
     timing: dict[str, float] = field(default_factory=dict)
 
@@ -234,6 +236,8 @@ class Evaluator:
         latency: bool = True,
         progress: bool = False,
         metrics: Sequence[str] | None = None,
+        ort: bool = True,
+        onnx_file: Path | str | None = None,
     ):
         from .devices import resolve_device
         from .layout import Layout
@@ -260,7 +264,15 @@ class Evaluator:
         family = family_for_config(cfg)
         family.register_metrics()
         self.eval_set = family.eval_set(cfg, split, self.root)
-        self.ctx = EvalContext(cfg, self.device, self.seed, self.cache_dir, latency)
+        self.ctx = EvalContext(
+            cfg,
+            self.device,
+            self.seed,
+            self.cache_dir,
+            latency,
+            ort=ort,
+            onnx_file=Path(onnx_file) if onnx_file is not None else None,
+        )
         self.metrics = self.ctx.metrics = build_metrics(
             metrics if metrics is not None else (family.metrics or DEFAULT_METRICS)
         )
@@ -481,17 +493,23 @@ def evaluate_checkpoint(
     data_root: Path | str | None = None,
     latency: bool = True,
     sanity: bool = False,
+    ort: bool = True,
+    onnx_file: Path | str | None = None,
 ) -> dict:
     """Score the generator of checkpoint ``path``; write the JSON to ``out`` if given.  With
     ``sanity``, the result also carries the scores of the family's trivial generators (the
-    ``sanity`` block of :mod:`unetprune.sanity`)."""
+    ``sanity`` block of :mod:`unetprune.sanity`).  ``ort``: with ``latency``, also time the
+    generator in ONNX Runtime - ``onnx_file`` (its ``unetprune export``) where given, else a
+    fresh export."""
     from .fileio import atomic_write_text
     from .checkpoint import generator_from_checkpoint, load_checkpoint
 
     ckpt = load_checkpoint(path)
     cfg = config_for_checkpoint(ckpt, cfg, overrides)
     generator = generator_from_checkpoint(ckpt)
-    evaluator = Evaluator(cfg, split, cache_dir=cache_dir, data_root=data_root, latency=latency)
+    evaluator = Evaluator(
+        cfg, split, cache_dir=cache_dir, data_root=data_root, latency=latency, ort=ort, onnx_file=onnx_file
+    )
     result = evaluator.score(generator, checkpoint=path)
     if sanity:
         from .sanity import score_trivial

@@ -184,7 +184,9 @@ def expert_config(cfg: dict) -> dict:
     """The training config of a lip-sync expert run (``unetprune train --expert``):
     ``train.target = expert`` and train.expert.{n_epochs, n_epochs_decay, batch_size, lr, beta1,
     beta2} in place of train's."""
-    return deep_merge(cfg, {"train": {**cfg["train"]["expert"], "target": "expert"}})
+    e = cfg["train"]["expert"]
+    over = {k: e[k] for k in ("n_epochs", "n_epochs_decay", "batch_size", "lr", "beta1", "beta2") if k in e}
+    return deep_merge(cfg, {"train": {**over, "target": "expert"}})
 
 
 def training_family(cfg: dict) -> ModelFamily:
@@ -340,12 +342,15 @@ def train(
         )
 
     dataset = family.train_dataset(cfg)
+    # an item may hold several samples (a group of windows): train.batch_size counts samples
+    per_item = int(getattr(dataset, "samples_per_item", 1))
+    items_per_batch = max(1, int(tcfg["batch_size"]) // per_item)
     order = torch.Generator()
 
     def epoch_loader(batches: list[list[int]]):
         """The epoch's batches (the shuffled order of :func:`epoch_batches`, from a resumed step on)."""
         if hasattr(dataset, "batch_loader"):  # device-resident data batches itself (data/gpu_data.py)
-            return dataset.batch_loader(tcfg["batch_size"], order, batches)
+            return dataset.batch_loader(items_per_batch, order, batches)
         return DataLoader(
             dataset,
             batch_sampler=batches,
@@ -404,7 +409,7 @@ def train(
         dataset.set_epoch(epoch)
         order.manual_seed(epoch_seed(cfg["seed"], epoch))
         torch.manual_seed(epoch_seed(cfg["seed"] + 1, epoch))  # dropout
-        batches = epoch_batches(len(dataset), tcfg["batch_size"], order)
+        batches = epoch_batches(len(dataset), items_per_batch, order)
         sums = {k: torch.zeros((), device=device) for k in trainer.losses}
         n_steps, n_images, t0 = 0, 0, time.perf_counter()
         if progress_at is not None:  # continue the epoch where the mid-epoch state left off
@@ -437,7 +442,9 @@ def train(
                 sums[k] += v.float()
             n_steps += 1
             global_step += 1
-            n_images += len(next(iter(batch.values())))  # a batch: dict, first entry one row per sample
+            n_images += per_item * len(
+                next(iter(batch.values()))
+            )  # a batch: dict, first entry one row per item
             steps_curve = (log.get("eval") or {}).get("curve_steps")
             if eval_set is not None and steps_curve is not None and check_every_steps:
                 if global_step % check_every_steps == 0:

@@ -5,6 +5,7 @@
 import importlib.util
 import json
 import os
+import shlex
 
 from unetprune.config import validate
 from unetprune.family import family_for_config
@@ -152,6 +153,21 @@ def get_prune_inputs(wildcards):
 
 def get_eval_checkpoint(wildcards):
     return str(LAYOUT.checkpoint(wildcards.variant, wildcards.stage))
+
+
+def get_eval_onnx(wildcards):
+    """The ONNX file export.smk writes of the evaluated model, if it writes one: the evaluation
+    times it in ONNX Runtime instead of exporting the generator again."""
+    from unetprune.export import exported_models
+
+    key = (wildcards.variant, wildcards.stage) if "variant" in wildcards.keys() else (ORIGINAL, ORIGINAL)
+    return {"onnx": str(LAYOUT.onnx_model(*key))} if key in exported_models(config) else {}
+
+
+def eval_ort_args(wildcards, input):
+    """``--onnx FILE`` where the evaluated model is exported; ``--no-ort`` for the other stages
+    (the report takes a variant's ONNX Runtime latency from its exported stage)."""
+    return f"--onnx {shlex.quote(input.onnx)}" if "onnx" in input.keys() else "--no-ort"
 
 
 def get_report_outputs():

@@ -5,6 +5,7 @@
 
 rule evaluate_original:
     input:
+        unpack(get_eval_onnx),
         ckpt=str(LAYOUT.checkpoint(ORIGINAL)),
         **family_inputs("evaluate"),
     output:
@@ -17,6 +18,8 @@ rule evaluate_original:
         split=config["evaluate"]["split"],
         # the original's evaluation also scores the trivial generators (the sanity gate)
         sanity=lambda wildcards: "" if "variant" in wildcards.keys() else "--sanity",
+        # ONNX Runtime latency: of the export job's file (export.smk), not of a second export
+        ort=eval_ort_args,
     log:
         log("evaluate_original"),
     threads: config["workflow"]["eval_threads"]
@@ -27,12 +30,14 @@ rule evaluate_original:
         CONDA_ENV
     shell:
         "OMP_NUM_THREADS={threads} unetprune evaluate {params.config:q} --checkpoint {input.ckpt:q} "
-        "--split {params.split:q} --cache-dir {params.cache:q} {params.sanity} --out {output:q} > {log:q} 2>&1"
+        "--split {params.split:q} --cache-dir {params.cache:q} {params.sanity} {params.ort} --out {output:q} "
+        "> {log:q} 2>&1"
 
 
 # a pruned or fine-tuned variant: the same job, after the original's (its real statistics)
 use rule evaluate_original as evaluate_variant with:
     input:
+        unpack(get_eval_onnx),
         ckpt=get_eval_checkpoint,
         stats=str(LAYOUT.eval_json(ORIGINAL)),
         **family_inputs("evaluate"),

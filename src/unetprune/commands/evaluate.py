@@ -41,6 +41,16 @@ def register(subparsers) -> None:
     )
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     p.add_argument(
+        "--onnx",
+        default=None,
+        metavar="FILE",
+        help="time this ONNX file of the checkpoint (its `unetprune export`) in ONNX Runtime instead "
+        "of exporting the generator again",
+    )
+    p.add_argument(
+        "--no-ort", action="store_true", help="skip the ONNX Runtime latency (PyTorch's is still measured)"
+    )
+    p.add_argument(
         "--sanity",
         action="store_true",
         help="also score the family's trivial generators (copy the input, ...: the sanity gate)",
@@ -61,6 +71,8 @@ def run(args) -> int:
         data_root=args.data_root,
         latency=not args.no_latency,
         sanity=args.sanity,
+        ort=not args.no_ort,
+        onnx_file=args.onnx,
     )
     fid = result["fid"]
     seg = result.get("segmentation") or {}

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
+from pathlib import Path
 import statistics
 import time
 from typing import Iterable
@@ -284,30 +285,51 @@ def measure_ort_latency(
     warmup: int = 3,
     iters: int = 10,
     opset: int | None = None,
+    onnx_file: str | Path | None = None,
 ) -> dict:
     """Forward latency of ``model`` exported to ONNX (eval mode) in ONNX Runtime on the CPU.
 
     The inputs are the family's named forward arguments for a batch whose first input has
     ``input_shape``; ``threads`` intra-op threads (default: torch's current setting, so the
-    entry is comparable with :func:`measure_latency`'s CPU entry).  Returns the keys of
-    :func:`measure_latency` with ``mode`` ``"onnxruntime"``, plus ``runtime`` (ONNX Runtime's
-    version) and ``opset``.  ``model`` is not changed.
+    entry is comparable with :func:`measure_latency`'s CPU entry).  ``onnx_file``: time that
+    file (``unetprune export`` of this very model: its ``unetprune.spec`` must be ``model``'s,
+    else :class:`~unetprune.export.ExportError`) instead of exporting ``model`` again.  Returns
+    the keys of :func:`measure_latency` with ``mode`` ``"onnxruntime"``, plus ``runtime`` (ONNX
+    Runtime's version), ``opset`` and ``source`` (``"exported here"`` or the file).  ``model``
+    is not changed.
     """
     import onnxruntime
 
-    from ..export import DEFAULT_OPSET, onnx_bytes, ort_session
+    from ..export import DEFAULT_OPSET, OUTPUT_NAME, ExportError, _spec_json, onnx_bytes, ort_session
+    from ..export import read_metadata
 
     iters, warmup = max(1, int(iters)), max(0, int(warmup))
     shapes = input_shapes(model, input_shape)
     names = _input_names(model, input_shape, len(shapes))
-    exported = onnx_bytes(
-        model, inputs=list(zip(names, shapes)), opset=DEFAULT_OPSET if opset is None else int(opset)
-    )
+    if onnx_file is not None:
+        onnx_model = Path(onnx_file).read_bytes()
+        meta = read_metadata(onnx_model)
+        if meta.get("unetprune.spec") != _spec_json(model):
+            raise ExportError(
+                f"{onnx_file} was not exported from this generator (its unetprune.spec differs): "
+                f"export the checkpoint again (`unetprune export`)"
+            )
+        used_opset, output, source = int(meta.get("unetprune.opset", 0)), OUTPUT_NAME, str(onnx_file)
+    else:
+        exported = onnx_bytes(
+            model, inputs=list(zip(names, shapes)), opset=DEFAULT_OPSET if opset is None else int(opset)
+        )
+        onnx_model, used_opset, output, source = (
+            exported.model,
+            exported.opset,
+            exported.output,
+            "exported here",
+        )
     threads_used = int(threads) if threads is not None else torch.get_num_threads()
-    sess = ort_session(exported.model, threads_used)
+    sess = ort_session(onnx_model, threads_used)
     gen = torch.Generator().manual_seed(0)
     feeds = {n: torch.randn(s, generator=gen).numpy() for n, s in zip(names, shapes)}
-    out = [exported.output]
+    out = [output]
     for _ in range(warmup):
         sess.run(out, feeds)
     times: list[float] = []
@@ -320,7 +342,8 @@ def measure_ort_latency(
         "device_name": platform.processor() or platform.machine(),
         "mode": "onnxruntime",
         "runtime": f"onnxruntime {onnxruntime.__version__}",
-        "opset": exported.opset,
+        "opset": used_opset,
+        "source": source,
         "threads": threads_used,
         "batch": int(input_shape[0]),
         "input_shape": [int(s) for s in input_shape],
@@ -353,11 +376,13 @@ def complexity_report(
     warmup: int = 3,
     iters: int = 10,
     onnx: bool = True,
+    onnx_file: str | Path | None = None,
 ) -> dict:
     """Parameters, MACs in both conventions and (optionally) latency entries.
 
     ``latency`` entries: CPU eager at ``threads`` (default: torch's current setting) and, with
-    ``onnx``, ONNX Runtime on the CPU at the same thread count (:func:`measure_ort_latency`);
+    ``onnx``, ONNX Runtime on the CPU at the same thread count (:func:`measure_ort_latency`, of
+    ``onnx_file`` where given, else of a fresh export);
     when CUDA is available also CUDA eager and CUDA-graph replay.  Each entry carries its own
     ``device``/``mode``/``threads``/``batch`` labels.
     """
@@ -375,7 +400,9 @@ def complexity_report(
         )
         if onnx:
             rep["latency"].append(
-                measure_ort_latency(model, shape, threads=threads, warmup=warmup, iters=iters)
+                measure_ort_latency(
+                    model, shape, threads=threads, warmup=warmup, iters=iters, onnx_file=onnx_file
+                )
             )
         if torch.cuda.is_available():
             rep["latency"].append(measure_latency(model, shape, "cuda", warmup=warmup, iters=iters))

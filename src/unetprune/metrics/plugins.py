@@ -397,4 +397,11 @@ class ComplexityMetric(Metric):
             self.input_shape = family_of(generator).counting_shape(generator, self.image_size)
         except TypeError:
             self.input_shape = self.default_shape
-        return {"complexity": complexity_report(generator, self.input_shape, latency=self.ctx.latency)}
+        report = complexity_report(
+            generator,
+            self.input_shape,
+            latency=self.ctx.latency,
+            onnx=self.ctx.ort,
+            onnx_file=self.ctx.onnx_file,
+        )
+        return {"complexity": report}

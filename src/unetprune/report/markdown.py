@@ -825,7 +825,8 @@ def assumptions(cfg: dict, original_eval: dict, prune_tol: float | None = None) 
         if ort:
             latency += (
                 f" `latency_ort_ms`: the same generator exported to ONNX (opset {ort[0].get('opset')}, eval "
-                f"mode) in {ort[0].get('runtime')} on the CPU, batch 1, {ort[0].get('threads')} thread(s)."
+                f"mode; the file of `onnx/`) in {ort[0].get('runtime')} on the CPU, batch 1, "
+                f"{ort[0].get('threads')} thread(s)."
             )
     else:
         latency = "**Latency**: not measured (evaluate ran with --no-latency / report.latency false)."
@@ -1079,8 +1080,8 @@ def render_report(
         (
             f"Original, inner-pruned, cut and matched global baselines, before (`{pipeline.PRUNED}`) and "
             f"after (`{pipeline.FINETUNED}`) fine-tuning. MACs in millions in both conventions; latency = "
-            f"CPU batch 1 median (`latency_ms` PyTorch eager, `latency_ort_ms` ONNX Runtime), measured by each evaluation job beside the others (the lower of a variant's "
-            f"two stages, which share the architecture; `benchmarks/latency.py` measures side by side on a "
+            f"CPU batch 1 median (`latency_ms` PyTorch eager, `latency_ort_ms` ONNX Runtime), measured by each evaluation job beside the others (PyTorch: the lower of a variant's "
+            f"two stages, which share the architecture; ONNX Runtime: the exported stage's file, once; `benchmarks/latency.py` measures side by side on a "
             f"quiet machine); `budget_gap` = a baseline's {cfg['baselines']['match']} relative to the "
             f"variant it is matched to; `diversity` = output diversity relative to the real images and "
             f"`collapsed` = below {collapse_threshold(cfg):g} (such a model never wins). "

@@ -383,8 +383,8 @@ def main_table(cfg: dict, base: Path | str = DEFAULT_BASE, evals: dict | None = 
     df = pd.DataFrame(rows, columns=MAIN_COLUMNS)
     # one latency per architecture: a variant's pruned and fine-tuned models share theirs, and the
     # evaluation jobs that measured them ran beside other jobs, whose load only adds time; so both
-    # rows show the lower of the two medians (benchmarks/latency.py measures side by side); the same
-    # for PyTorch eager (latency_ms) and ONNX Runtime (latency_ort_ms)
+    # rows show the lower of the two medians (benchmarks/latency.py measures side by side); ONNX
+    # Runtime (latency_ort_ms) times only the exported stage's file, whose value fills both rows
     for col in ("latency_ms", "latency_ort_ms"):
         df[col] = df.groupby("variant")[col].transform("min")
     df.attrs.update(

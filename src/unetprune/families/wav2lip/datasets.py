@@ -127,6 +127,12 @@ class TalkingFaceDataset:
             out.append(cv2.resize(im, (self.img_size, self.img_size), interpolation=cv2.INTER_LINEAR))
         return np.stack(out).astype(np.float32) / 255.0  # (T, S, S, 3) BGR
 
+    def lower_halves(self, ci: int, start: int) -> np.ndarray:
+        """The expert's input for a window: its frames' lower halves stacked on channels,
+        (3T, S/2, S) float32 BGR in [0, 1]."""
+        x = np.concatenate(list(self._window(ci, start)), axis=2).transpose(2, 0, 1)  # (3T, S, S)
+        return np.ascontiguousarray(x[:, x.shape[1] // 2 :])
+
     def _wrong_start(self, ci: int, start: int, rng: np.random.Generator) -> int:
         n = self.n_frames[ci]
         cands = [s for s in range(n - self.T + 1) if abs(s - start) >= self.min_offset]
@@ -144,11 +150,9 @@ class TalkingFaceDataset:
         m = self._A.crop_mel_window(mel, start)
         if self.mode == "expert":
             label = float(rng.integers(2))
-            win = self._window(ci, start if label == 1.0 else wrong)
-            x = np.concatenate(list(win), axis=2).transpose(2, 0, 1)  # (3T, S, S)
-            x = x[:, x.shape[1] // 2 :]
+            x = self.lower_halves(ci, start if label == 1.0 else wrong)
             return {
-                "faces": torch.from_numpy(np.ascontiguousarray(x)),
+                "faces": torch.from_numpy(x),
                 "mel": torch.from_numpy(m.copy())[None],
                 "label": torch.tensor([label]),
                 "clip": self.clips[ci],
@@ -168,6 +172,58 @@ class TalkingFaceDataset:
             "clip": self.clips[ci],
             "start": start,
             "other": wrong,
+        }
+
+
+class ClipWindowGroups:
+    """The lip-sync expert's in-clip pair sampling: item ``i`` is ``k`` in-sync windows of one
+    clip of an expert-mode :class:`TalkingFaceDataset` ``ds``.  Each epoch a clip's windows are
+    shuffled (seeded by ``(seed, epoch, clip)``) and cut into groups of ``k`` (a remainder is
+    left out that epoch), so the groups cover different windows every epoch; the number of
+    groups is fixed.  A clip with fewer than ``k`` windows contributes none.
+
+    Item: ``faces`` (k, 3T, S/2, S) (:meth:`TalkingFaceDataset.lower_halves`), ``mel``
+    (k, 1, 80, 16) (each window's own audio), ``start`` (k,) long.  Within an item, face window
+    ``j`` with audio window ``i`` is an off-sync pair when their starts differ by at least
+    ``ds.min_offset`` frames (:func:`~unetprune.families.wav2lip.train.in_clip_pair_bce`)."""
+
+    def __init__(self, ds: TalkingFaceDataset, k: int):
+        if ds.mode != "expert":
+            raise ValueError("ClipWindowGroups needs an expert-mode TalkingFaceDataset")
+        if k < 2:
+            raise ValueError(f"windows per clip must be at least 2, got {k}")
+        self.ds, self.k, self.split = ds, int(k), ds.split
+        self.samples_per_item = self.k  # train.batch_size counts windows
+        starts: dict[int, list[int]] = {}
+        for ci, s in ds.index:
+            starts.setdefault(ci, []).append(s)
+        self.starts = starts
+        self.groups = [(ci, j) for ci in sorted(starts) for j in range(len(starts[ci]) // self.k)]
+        if not self.groups:
+            raise DataError(
+                f"{ds.root}: no {ds.split} clip has {self.k} windows; lower train.expert.windows_per_clip"
+            )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.ds.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, i: int) -> dict:
+        import torch
+
+        ci, j = self.groups[i]
+        order = np.random.default_rng([self.ds.seed, self.ds.epoch, ci]).permutation(self.starts[ci])
+        starts = [int(s) for s in order[j * self.k : (j + 1) * self.k]]
+        mel = self.ds.mel(ci)
+        faces = np.stack([self.ds.lower_halves(ci, s) for s in starts])
+        mels = np.stack([self.ds._A.crop_mel_window(mel, s)[None] for s in starts])
+        return {
+            "faces": torch.from_numpy(faces),
+            "mel": torch.from_numpy(np.ascontiguousarray(mels)),
+            "start": torch.tensor(starts, dtype=torch.long),
+            "clip": self.ds.clips[ci],
         }
 
 

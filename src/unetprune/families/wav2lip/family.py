@@ -29,9 +29,11 @@ from .train import (
     _check_windows,
     _critics_from_arch,
     _save_png,
+    expert_check_windows,
     expert_sync_loss,
     generated_lower_half_l1,
     load_expert,
+    expert_train_dataset,
     talking_dataset,
 )
 
@@ -246,6 +248,12 @@ class Wav2LipFamily(ModelFamily):
                 "config error at 'evaluate.lse_weights': lse_backend standard needs the SyncNet v2 "
                 "weights (syncnet_v2.model from syncnet_python) at evaluate.lse_weights"
             )
+        e = t["expert"]
+        if e["sampling"] == "in_clip_pairs" and e["batch_size"] % e["windows_per_clip"]:
+            raise ConfigError(
+                f"config error at 'train.expert.batch_size': with sampling in_clip_pairs it must be a "
+                f"multiple of train.expert.windows_per_clip ({e['windows_per_clip']}), got {e['batch_size']}"
+            )
         ev = cfg["evaluate"]
         if ev.get("lse_protocol") == "published" and not ev.get("lse_filelist"):
             raise ConfigError(
@@ -404,10 +412,10 @@ class Wav2LipExpertFamily(ModelFamily):
         return SyncNetTrainer(generator, discriminator, tcfg, device)
 
     def train_dataset(self, cfg: dict):
-        return talking_dataset(cfg, "train", "expert", cfg["data"]["max_train_items"])
+        return expert_train_dataset(cfg)
 
     def check_dataset(self, cfg: dict):
-        return _check_windows(cfg, "expert")
+        return expert_check_windows(cfg)
 
     def check_score(self, generator, dataset, cfg: dict) -> float:
         """Mean sync BCE over the check windows (half in sync, half off; lower is better)."""

@@ -49,6 +49,32 @@ def cosine_bce(audio: torch.Tensor, face: torch.Tensor, label: torch.Tensor) -> 
     return F.binary_cross_entropy(d, label.float().view(-1, 1))
 
 
+def in_clip_pair_bce(
+    audio: torch.Tensor, face: torch.Tensor, start: torch.Tensor, min_offset: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The expert's loss on groups of windows of one clip each (``audio`` and ``face`` embeddings
+    (B, k, D), ``start`` (B, k)): the reference's BCE on the cosine similarity (clamped to
+    [0, 1]), with every in-sync pair (audio ``i``, face ``i``) as label 1 and every pair of the
+    same group whose starts differ by at least ``min_offset`` frames as label 0; the two labels
+    weigh half each, so chance scores ln 2 as the reference's balanced sampling.
+    Returns ``(loss, balanced accuracy at 0.5)``."""
+    import torch.nn.functional as F
+
+    a = F.normalize(audio.float(), dim=-1)
+    v = F.normalize(face.float(), dim=-1)
+    cos = (a @ v.transpose(1, 2)).clamp(0.0, 1.0)  # (B, k, k): audio i x face j
+    k = cos.shape[1]
+    eye = torch.eye(k, dtype=torch.bool, device=cos.device).expand_as(cos)
+    off = (start[:, :, None] - start[:, None, :]).abs() >= max(1, int(min_offset))
+    pos, neg = cos[eye], cos[off & ~eye]
+    loss = 0.5 * F.binary_cross_entropy(pos, torch.ones_like(pos))
+    acc = 0.5 * (pos.detach() > 0.5).float().mean()
+    if neg.numel():
+        loss = loss + 0.5 * F.binary_cross_entropy(neg, torch.zeros_like(neg))
+        acc = acc + 0.5 * (neg.detach() <= 0.5).float().mean()
+    return loss, acc
+
+
 def lower_halves_stacked(frames: torch.Tensor) -> torch.Tensor:
     """(B, 3, T, S, S) frames → (B, 3T, S/2, S): the expert's input (frames on channels, as the reference)."""
     g = frames[:, :, :, frames.shape[3] // 2 :]
@@ -135,6 +161,7 @@ class _Windows:
 
     def __init__(self, ds, n: int | None):
         self.ds, self.split = ds, ds.split
+        self.samples_per_item = int(getattr(ds, "samples_per_item", 1))
         total = len(ds)
         k = total if not n or n >= total else int(n)
         self.idx = [int(i * total // k) for i in range(k)]
@@ -160,7 +187,22 @@ def talking_root(cfg: dict) -> Path:
     return pre if (pre / "train.txt").is_file() else root
 
 
-def talking_dataset(cfg: dict, split: str, mode: str, n: int | None = None) -> _Windows:
+def expert_train_dataset(cfg: dict):
+    """The expert's training samples: with ``train.expert.sampling: in_clip_pairs`` groups of
+    ``train.expert.windows_per_clip`` windows of one clip
+    (:class:`~unetprune.families.wav2lip.datasets.ClipWindowGroups`; ``data.max_train_items``
+    windows per epoch, in groups), else the reference's labelled windows."""
+    from .datasets import ClipWindowGroups
+
+    e, n = cfg["train"]["expert"], cfg["data"]["max_train_items"]
+    ds = talking_dataset(cfg, "train", "expert", None, min_offset=e["min_offset"])
+    if e["sampling"] != "in_clip_pairs":
+        return _Windows(ds.ds, n)
+    k = e["windows_per_clip"]
+    return _Windows(ClipWindowGroups(ds.ds, k), max(1, n // k) if n else None)
+
+
+def talking_dataset(cfg: dict, split: str, mode: str, n: int | None = None, min_offset: int = 1) -> _Windows:
     from ...data.aligned import DataError
     from .datasets import TalkingFaceDataset
 
@@ -172,7 +214,7 @@ def talking_dataset(cfg: dict, split: str, mode: str, n: int | None = None) -> _
             else f"`unetprune data preprocess-lrs2 --out {root}`"
         )
         raise DataError(f"{root}: no talking-face {split} split ({split}.txt); build it with {hint}")
-    return _Windows(TalkingFaceDataset(root, split, mode=mode, seed=cfg["seed"]), n)
+    return _Windows(TalkingFaceDataset(root, split, mode=mode, seed=cfg["seed"], min_offset=min_offset), n)
 
 
 def _batches(dataset, batch_size: int = 8):
@@ -422,6 +464,7 @@ class SyncNetTrainer(Trainer):
     def __init__(self, G: nn.Module, D: nn.Module, tcfg: dict, device: torch.device):
         super().__init__(G, None, tcfg, device)  # the expert trains alone: no discriminator state
         self.opt = torch.optim.Adam(self.G.parameters(), lr=tcfg["lr"], betas=(tcfg["beta1"], tcfg["beta2"]))
+        self.min_offset = int(tcfg["expert"]["min_offset"])
         self.step_mode = _eager_step_mode(tcfg, device)  # train.cuda_graph: eager, with the reason
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -431,15 +474,35 @@ class SyncNetTrainer(Trainer):
         import torch.nn.functional as F
 
         faces, mel = batch["faces"].to(self.device), batch["mel"].to(self.device)
-        label = batch["label"].to(self.device).view(-1, 1)
-        a, v = self.G(mel, faces)
-        d = F.cosine_similarity(a, v).clamp(0.0, 1.0).unsqueeze(1)
-        loss = F.binary_cross_entropy(d, label)
+        if faces.dim() == 5:  # in-clip groups (ClipWindowGroups): (B, k, 3T, S/2, S)
+            b, k = faces.shape[:2]
+            a, v = self.G(mel.flatten(0, 1), faces.flatten(0, 1))
+            loss, acc = in_clip_pair_bce(
+                a.view(b, k, -1), v.view(b, k, -1), batch["start"].to(self.device), self.min_offset
+            )
+        else:
+            label = batch["label"].to(self.device).view(-1, 1)
+            a, v = self.G(mel, faces)
+            d = F.cosine_similarity(a, v).clamp(0.0, 1.0).unsqueeze(1)
+            loss = F.binary_cross_entropy(d, label)
+            acc = ((d.detach() > 0.5).float() == label).float().mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        acc = ((d.detach() > 0.5).float() == label).float().mean()
         return {"sync": loss.detach(), "acc": acc}
+
+
+def expert_check_windows(cfg: dict):
+    """The expert's check: its validation sync loss (the reference's evaluation on the val
+    split) over ``train.eval_images`` labelled windows of the val split, off-sync windows at
+    least ``train.expert.min_offset`` frames away as in training; the ``train.eval_split``
+    windows where there is no val split."""
+    n = cfg["train"]["eval_images"]
+    if not n:
+        return None
+    if (talking_root(cfg) / "val.txt").is_file():
+        return talking_dataset(cfg, "val", "expert", n, min_offset=cfg["train"]["expert"]["min_offset"])
+    return _check_windows(cfg, "expert")
 
 
 def _check_windows(cfg: dict, mode: str):
