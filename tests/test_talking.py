@@ -552,6 +552,27 @@ def test_clip_window_groups_hold_distinct_windows_of_one_clip(short_clips):
         datasets.ClipWindowGroups(ds, 12)
 
 
+def test_training_windows_rotate_over_every_window(short_clips):
+    """The generator's training set of n windows per epoch: evenly spaced, shifted by one window
+    each epoch, so a run draws on every window; the check windows (no rotation) stay put."""
+    from unetprune.families.wav2lip.train import _Windows
+
+    ds = datasets.TalkingFaceDataset(short_clips, "train", mode="generator", seed=0)
+    total = len(ds)
+    w = _Windows(ds, 3, rotate=True)
+    fixed = _Windows(ds, 3)
+    seen = set()
+    for epoch in range(total):
+        w.set_epoch(epoch)
+        fixed.set_epoch(epoch)
+        starts = [w[i]["start"] for i in range(len(w))]
+        assert starts == [ds.index[(j + epoch) % total][1] for j in w.idx]
+        assert [fixed[i]["start"] for i in range(3)] == [ds.index[j][1] for j in fixed.idx]
+        seen.update(starts)
+    assert seen == {s for _, s in ds.index} and len(w) == 3
+    assert not _Windows(ds, None, rotate=True).rotate  # all windows: nothing to rotate
+
+
 def test_crops_are_resized_bilinearly_as_the_reference(short_clips):
     import cv2
 

@@ -193,7 +193,7 @@ class Wav2LipFamily(ModelFamily):
         return Wav2LipTrainer(generator, discriminator, tcfg, device)
 
     def train_dataset(self, cfg: dict):
-        return talking_dataset(cfg, "train", "generator", cfg["data"]["max_train_items"])
+        return talking_dataset(cfg, "train", "generator", cfg["data"]["max_train_items"], rotate=True)
 
     def check_dataset(self, cfg: dict):
         return _check_windows(cfg, "generator")

@@ -157,23 +157,28 @@ def load_expert(path: Path | str):
 
 class _Windows:
     """Evenly spaced windows of a :class:`~unetprune.families.wav2lip.datasets.TalkingFaceDataset` (``n`` of
-    them, ``None`` = all), forwarding ``set_epoch``, ``split`` and ``__len__``."""
+    them, ``None`` = all), forwarding ``set_epoch``, ``split`` and ``__len__``.  ``rotate`` (the
+    training set): epoch ``e`` takes the evenly spaced windows shifted by ``e`` windows, so a run
+    of ``n`` windows per epoch draws on every window of the split instead of the same ``n``."""
 
-    def __init__(self, ds, n: int | None):
+    def __init__(self, ds, n: int | None, rotate: bool = False):
         self.ds, self.split = ds, ds.split
         self.samples_per_item = int(getattr(ds, "samples_per_item", 1))
-        total = len(ds)
-        k = total if not n or n >= total else int(n)
-        self.idx = [int(i * total // k) for i in range(k)]
+        self.total = len(ds)
+        k = self.total if not n or n >= self.total else int(n)
+        self.idx = [int(i * self.total // k) for i in range(k)]
+        self.rotate, self.shift = bool(rotate) and k < self.total, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.ds.set_epoch(epoch)
+        if self.rotate:
+            self.shift = int(epoch) % self.total
 
     def __len__(self) -> int:
         return len(self.idx)
 
     def __getitem__(self, i: int) -> dict:
-        return self.ds[self.idx[i]]
+        return self.ds[(self.idx[i] + self.shift) % self.total]
 
 
 def talking_root(cfg: dict) -> Path:
@@ -202,7 +207,9 @@ def expert_train_dataset(cfg: dict):
     return _Windows(ClipWindowGroups(ds.ds, k), max(1, n // k) if n else None)
 
 
-def talking_dataset(cfg: dict, split: str, mode: str, n: int | None = None, min_offset: int = 1) -> _Windows:
+def talking_dataset(
+    cfg: dict, split: str, mode: str, n: int | None = None, min_offset: int = 1, rotate: bool = False
+) -> _Windows:
     from ...data.aligned import DataError
     from .datasets import TalkingFaceDataset
 
@@ -214,7 +221,9 @@ def talking_dataset(cfg: dict, split: str, mode: str, n: int | None = None, min_
             else f"`unetprune data preprocess-lrs2 --out {root}`"
         )
         raise DataError(f"{root}: no talking-face {split} split ({split}.txt); build it with {hint}")
-    return _Windows(TalkingFaceDataset(root, split, mode=mode, seed=cfg["seed"], min_offset=min_offset), n)
+    return _Windows(
+        TalkingFaceDataset(root, split, mode=mode, seed=cfg["seed"], min_offset=min_offset), n, rotate
+    )
 
 
 def _batches(dataset, batch_size: int = 8):
