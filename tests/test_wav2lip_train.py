@@ -34,9 +34,6 @@ from unetprune.train import expert_config, train
 from killresume import assert_equal_tensors, kill_and_resume
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-#: the demo generator's openness correlation must reach this (docs/wav2lip.md: 0.43 and 0.57 measured
-#: for seeds 0 and 1 of the demo recipe; 0.05 for the L1-only generator)
-OPENNESS_MIN = 0.3
 
 
 @pytest.fixture(scope="module")
@@ -436,7 +433,6 @@ def demo_run(tmp_path_factory):
             "recomputed": generated_lower_half_l1(G, ds, mode, seed),
         },
         "l1": {k: es.region_l1(v) for k, v in frames.items()},
-        "openness": {k: _openness_r(es, v) for k, v in frames.items() if k != "untrained"},
         "expert_sync": {"before": elog["eval"]["l1_init"], "after": elog["eval"]["l1_final"]},
         "n_frames": es.n,
         "expert_s": t1 - t0,
@@ -447,25 +443,6 @@ def demo_run(tmp_path_factory):
         f"of training): {json.dumps({k: v for k, v in res.items() if k not in ('expert_s', 'generator_s')})}"
     )
     return res
-
-
-def _openness_r(es, frames) -> float:
-    """The openness metric of the pipeline: the mean over test clips of the correlation of the
-    frames' pixel-read mouth opening with the recorded track."""
-    from unetprune.families.wav2lip.openness import clip_correlations, recorded_tracks
-
-    x = frames.cpu().numpy() if hasattr(frames, "cpu") else np.asarray(frames)
-    rs = [c["r"] for c in clip_correlations(x, es.clips, recorded_tracks(es.root)) if c["r"] is not None]
-    assert len(rs) == len(es.clips)
-    return float(np.mean(rs))
-
-
-@pytest.mark.slow
-def test_demo_generator_lip_syncs(demo_run):
-    """The demo generator's mouth follows the audio: its frames' opening correlates with the
-    recorded track (mean over the test clips), unlike the copied reference frames'."""
-    o = demo_run["openness"]
-    assert o["trained"] >= OPENNESS_MIN and abs(o["copy_reference"]) <= 0.2
 
 
 @pytest.mark.slow
