@@ -19,14 +19,12 @@ from unetprune import pipeline
 from unetprune.layout import ORIGINAL, Layout
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-EXPORTED = (ORIGINAL, "cut-k1")  # the models this module exports (the original and one variant)
 
 
 @pytest.fixture(scope="module")
 def onnx_synced(results_tree, tmp_path_factory):
-    """The tiny results tree copied, the original and cut-k1 (final stage) exported to ONNX as the
-    workflow's export jobs do, and synced into a fresh sqlite store."""
-    from unetprune.export import export_checkpoint
+    """The tiny results tree (with the ONNX files the workflow's export jobs write: the original and
+    every variant at its final stage) copied and synced into a fresh sqlite store."""
     from unetprune.tracking import local_artifact_root, sync
 
     cfg, base, _ = results_tree
@@ -34,10 +32,6 @@ def onnx_synced(results_tree, tmp_path_factory):
     copy = d / "results"
     shutil.copytree(base, copy)
     lay = Layout.from_config(cfg, copy)
-    final = pipeline.final_stage(cfg)
-    for model in EXPORTED:
-        stage = ORIGINAL if model == ORIGINAL else final
-        export_checkpoint(lay.checkpoint(model, stage), lay.onnx_model(model, stage))
     uri = f"sqlite:///{d / 'mlflow.db'}"
     out = sync(cfg, copy, uri=uri)
     from mlflow import MlflowClient
@@ -62,6 +56,7 @@ def test_onnx_model_is_logged_beside_the_pytorch_one(onnx_synced):
     import mlflow
 
     from unetprune.checkpoint import generator_from_checkpoint
+    from unetprune.export import exported_models
 
     cfg, lay, uri, out, client, d = onnx_synced
     final = pipeline.final_stage(cfg)
@@ -75,7 +70,8 @@ def test_onnx_model_is_logged_beside_the_pytorch_one(onnx_synced):
                 experiment_ids=[out["experiment_id"]], filter_string=f"source_run_id = '{rid}'"
             )
         }
-        exported = model in EXPORTED and stage in (ORIGINAL, final)
+        exported = (model, stage) in exported_models(cfg)
+        assert exported == (stage in (ORIGINAL, final))
         assert logged == ({"generator", "generator_onnx"} if exported else {"generator"}), key
         run = client.get_run(rid)
         assert run.data.metrics["latency_ort_ms"] > 0 and run.data.metrics["latency_ms"] > 0, key
