@@ -157,6 +157,18 @@ def onnx_bytes(
     return Exported(proto.SerializeToString(), int(opset), list(named), OUTPUT_NAME, meta)
 
 
+def check_exported_from(model: bytes, generator: nn.Module, name: str) -> dict[str, str]:
+    """The metadata of the ONNX ``model`` (``name``: its file, for the message) if it was exported
+    from ``generator`` (the same ``unetprune.spec``); :class:`ExportError` in one line otherwise."""
+    meta = read_metadata(model)
+    if meta.get("unetprune.spec") != _spec_json(generator):
+        raise ExportError(
+            f"{name} was not exported from this generator (its unetprune.spec differs): "
+            f"export the checkpoint again (`unetprune export`)"
+        )
+    return meta
+
+
 def read_metadata(model: bytes | str | Path) -> dict[str, str]:
     """The ``metadata_props`` of an ONNX model (bytes or a file)."""
     import onnx
@@ -293,6 +305,7 @@ def onnx_files(cfg: dict, layout) -> list[Path]:
 __all__ = [
     "DEFAULT_OPSET",
     "ExportError",
+    "check_exported_from",
     "Exported",
     "export_checkpoint",
     "export_inputs",

@@ -300,20 +300,14 @@ def measure_ort_latency(
     """
     import onnxruntime
 
-    from ..export import DEFAULT_OPSET, OUTPUT_NAME, ExportError, _spec_json, onnx_bytes, ort_session
-    from ..export import read_metadata
+    from ..export import DEFAULT_OPSET, OUTPUT_NAME, check_exported_from, onnx_bytes, ort_session
 
     iters, warmup = max(1, int(iters)), max(0, int(warmup))
     shapes = input_shapes(model, input_shape)
     names = _input_names(model, input_shape, len(shapes))
     if onnx_file is not None:
         onnx_model = Path(onnx_file).read_bytes()
-        meta = read_metadata(onnx_model)
-        if meta.get("unetprune.spec") != _spec_json(model):
-            raise ExportError(
-                f"{onnx_file} was not exported from this generator (its unetprune.spec differs): "
-                f"export the checkpoint again (`unetprune export`)"
-            )
+        meta = check_exported_from(onnx_model, model, str(onnx_file))
         used_opset, output, source = int(meta.get("unetprune.opset", 0)), OUTPUT_NAME, str(onnx_file)
     else:
         exported = onnx_bytes(

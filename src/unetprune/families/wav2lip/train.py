@@ -200,11 +200,11 @@ def expert_train_dataset(cfg: dict):
     from .datasets import ClipWindowGroups
 
     e, n = cfg["train"]["expert"], cfg["data"]["max_train_items"]
-    ds = talking_dataset(cfg, "train", "expert", None, min_offset=e["min_offset"])
     if e["sampling"] != "in_clip_pairs":
-        return _Windows(ds.ds, n)
+        return talking_dataset(cfg, "train", "expert", n, min_offset=e["min_offset"])
     k = e["windows_per_clip"]
-    return _Windows(ClipWindowGroups(ds.ds, k), max(1, n // k) if n else None)
+    windows = talking_dataset(cfg, "train", "expert", None, min_offset=e["min_offset"]).ds
+    return _Windows(ClipWindowGroups(windows, k), max(1, n // k) if n else None)
 
 
 def talking_dataset(
