@@ -9,6 +9,7 @@ the same architecture from the same weights on the same random batch; repetition
 interleaved (A B A B ...) and medians reported, because this machine is noisy.
 
     python benchmarks/train_step.py                       # CPU, unet_256-style model at 64 px
+                                                          # (+ the demo's batch 4: contiguous vs channels-last)
     python benchmarks/train_step.py --size 256 --num-downs 8 --ngf 64   # the paper's model
 
 On a CUDA machine it also runs the trainer with its speed options (bf16 autocast,
@@ -201,6 +202,12 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gpu-batch", type=int, default=16)
+    ap.add_argument(
+        "--cpu-batch",
+        type=int,
+        default=4,
+        help="CPU: also the trainer at this batch (the demo's 4), contiguous vs channels-last (0: skip)",
+    )
     ap.add_argument("--compile", action="store_true", help="also torch.compile on GPU")
     ap.add_argument(
         "--device",
@@ -262,6 +269,16 @@ def main() -> None:
                 flush,
             ),
         }
+        if device.type == "cpu" and args.cpu_batch:  # the demo's batch, contiguous vs channels-last
+            Ac = torch.randn(args.cpu_batch, 3, args.size, args.size)
+            Bc = torch.randn(args.cpu_batch, 3, args.size, args.size)
+            for cl in (False, True):
+                c = load_config(None, {**over, "train": {**over["train"], "channels_last": cl}})
+                tr = family_for_config(c).trainer(*build_models(c)[:2], c["train"], device)
+                name = (
+                    f"unetprune trainer (b{args.cpu_batch}, fp32, {'channels-last' if cl else 'contiguous'})"
+                )
+                runs[name] = ((lambda t=tr: t.train_step(Ac, Bc)), args.cpu_batch, flush)
         if device.type == "cuda":  # ... and with its speed options
             fast = load_config(
                 None,
@@ -305,6 +322,12 @@ def main() -> None:
             base = base or ips
             report["plain"][device.type][name] = ips
             print(f"  {name:<55} {ips:9.2f} img/s   x{ips / base:5.2f} vs plain loop")
+        cl_names = [n for n in runs if n.endswith("channels-last)") and "fp32" in n and device.type == "cpu"]
+        for n in cl_names:
+            cont = n.replace("channels-last)", "contiguous)")
+            print(
+                f"  channels-last / contiguous at b{args.cpu_batch}: x{statistics.median(times[cont]) / statistics.median(times[n]):.2f}"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
 

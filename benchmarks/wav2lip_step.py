@@ -14,6 +14,7 @@
     python benchmarks/wav2lip_step.py                          # builds the demo in a temp folder
     python benchmarks/wav2lip_step.py --data data/talking      # an existing `demo-talking --out` folder
     python benchmarks/wav2lip_step.py --hq --steps 3 --batch 2 --threads 2
+    python benchmarks/wav2lip_step.py --threads 2 --memory-format 5 --skip-preprocess   # + channels-last
 
 Repetitions are timed after a warm-up step and the median is reported (this machine is shared).
 """
@@ -38,8 +39,9 @@ from unetprune.families.wav2lip.networks import count_complexity
 T = 5
 
 
-def tcfg(lr=1e-4) -> dict:
+def tcfg(lr=1e-4, channels_last="auto") -> dict:
     return {
+        "channels_last": channels_last,
         "lr": lr,
         "beta1": 0.9,
         "beta2": 0.999,
@@ -60,7 +62,9 @@ def fake_batch(b: int) -> dict:
     }
 
 
-def step_fps(width: float, device: torch.device, batch: int, steps: int, hq: bool) -> tuple[float, dict]:
+def step_fps(
+    width: float, device: torch.device, batch: int, steps: int, hq: bool, channels_last="auto"
+) -> tuple[float, dict]:
     fam = get_family("wav2lip")
     torch.manual_seed(0)
     G = fam.build(fam.spec_from_config({"model": {"wav2lip": {"width_mult": width}}}))
@@ -71,7 +75,7 @@ def step_fps(width: float, device: torch.device, batch: int, steps: int, hq: boo
 
     qual = Wav2LipDiscQual(_scaled(REF_DISC_WIDTHS, width)) if hq else None
     D = Wav2LipCritics(expert, qual, {})
-    tr = fam.trainer(G, D, tcfg(), device)
+    tr = fam.trainer(G, D, tcfg(channels_last=channels_last), device)
     tr.syncnet_wt = 0.03  # the sync loss on (after the switch): the expensive step
     tr.set_train_mode()
     b = {k: v.to(device) for k, v in fake_batch(batch).items()}
@@ -87,6 +91,23 @@ def step_fps(width: float, device: torch.device, batch: int, steps: int, hq: boo
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     return batch * T / statistics.median(times), cx
+
+
+def memory_format_rows(width: float, batch: int, steps: int, reps: int, hq: bool) -> list[tuple[str, float]]:
+    """The CPU generator step in contiguous vs channels-last memory (``train.channels_last``),
+    repetitions interleaved (A B A B ...), medians."""
+    fps: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(reps):
+        for cl in (False, True):
+            fps[cl].append(step_fps(width, torch.device("cpu"), batch, steps, hq, channels_last=cl)[0])
+    a, b = statistics.median(fps[False]), statistics.median(fps[True])
+    print(
+        f"channels-last / contiguous, CPU generator step at width {width:g}, batch {batch}x{T}: {b / a:.2f}x"
+    )
+    return [
+        (f"generator step, width {width:g}, cpu, batch {batch}x{T}, contiguous (median of {reps})", a),
+        (f"generator step, width {width:g}, cpu, batch {batch}x{T}, channels-last (median of {reps})", b),
+    ]
 
 
 def preprocess_fps(data: Path, work: Path) -> float:
@@ -137,6 +158,13 @@ def main() -> None:
     ap.add_argument("--hq", action="store_true", help="include the quality discriminator")
     ap.add_argument("--windows", type=int, default=32, help="windows loaded for the loading measurement")
     ap.add_argument("--skip-preprocess", action="store_true")
+    ap.add_argument(
+        "--memory-format",
+        type=int,
+        default=0,
+        metavar="REPS",
+        help="also time the CPU step at the demo width in contiguous vs channels-last memory, REPS interleaved",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -151,6 +179,8 @@ def main() -> None:
                 f"{cx['macs_physical'] / 1e9:.2f} G MACs/frame), {dev.type}, batch {batch}x{T}"
             )
             rows.append((name, fps))
+    if args.memory_format:
+        rows += memory_format_rows(args.demo_width, args.batch, args.steps, args.memory_format, args.hq)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(args.data) if args.data else None
         if data is None:

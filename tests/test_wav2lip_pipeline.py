@@ -46,14 +46,15 @@ def test_demo_variants_and_prune_arguments():
     assert list(pipeline.primary_variants(cfg)) == [
         "inner-l5-6-r0.75",
         "cut-k2",
-        "cut-res-l5-6",
         "plan-match-cut-k2",
         "inner-l5-6-r0.75-kd",
     ]
-    # 3 primaries with 2 matched baselines each; the plan shares cut-k2's budget (and baselines),
+    # 2 primaries with 2 matched baselines each; the plan shares cut-k2's budget (and baselines),
     # the distilled fine-tune its base variant's pruned model
-    assert len(v) == 11
-    assert pipeline.prune_cli_args(cfg, "cut-res-l5-6") == [
+    assert len(v) == 8
+    lrs2 = load_config(LRS2)  # the residual cut runs in the paper configurations
+    assert "cut-res-l5-6" in pipeline.primary_variants(lrs2)
+    assert pipeline.prune_cli_args(lrs2, "cut-res-l5-6") == [
         "--strategy",
         "cut",
         "--unit",
@@ -317,11 +318,11 @@ def test_wav2lip_demo_dry_run(wf):
         "lse_standin": 1,
         "evaluate_original": 1,
         "sensitivity_layer": 14,
-        "prune_variant": 11,  # 3 variants + 2 baselines each, plan at cut-k2's budget, inner-kd
-        "finetune_variant": 11,
-        "evaluate_variant": 22,
+        "prune_variant": 8,  # 2 variants + 2 baselines each, plan at cut-k2's budget, inner-kd
+        "finetune_variant": 8,
+        "evaluate_variant": 16,
         "export_original": 1,  # ONNX: the original and every variant at its final stage
-        "export_variant": 11,
+        "export_variant": 8,
         "sample_video": 1,
         "report": 1,
         "track": 1,

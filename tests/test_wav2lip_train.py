@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import default_collate
 
 from unetprune.checkpoint import generator_from_checkpoint, load_checkpoint
 from unetprune.config import ConfigError, load_config, validate
@@ -174,6 +175,46 @@ def test_generator_run_with_frozen_expert_and_hq(talking, expert_ckpt, tmp_path)
     assert Image.open(tmp_path / SAMPLES_NAME).size == (4 * 96, 2 * 96)  # ref | masked | generated | target
     D = get_family("wav2lip").discriminator_from_entry(ckpt["discriminator"])
     assert D.expert is not None and not any(p.requires_grad for p in D.expert.parameters())
+
+
+def test_channels_last_steps_match_the_contiguous_ones(talking, expert_ckpt):
+    """train.channels_last on the CPU (a speed option: benchmarks/wav2lip_step.py): the generator
+    and the frozen expert run in channels-last memory and the same seeded steps give the same
+    losses and weights as in contiguous memory (to float rounding)."""
+    from unetprune.train import build_models
+
+    over = {"width_mult": 0.125, "expert_checkpoint": str(expert_ckpt)}
+    runs = {}
+    for cl in (False, True):
+        cfg = load_config(
+            None,
+            {
+                **w2l_cfg(talking, channels_last=cl, expert_mode="eval"),
+                "model": {"family": "wav2lip", "wav2lip": over},
+            },
+        )
+        G, D, _ = build_models(cfg)
+        tr = Wav2LipTrainer(G, D, cfg["train"], torch.device("cpu"))
+        tr.syncnet_wt = 0.03  # the sync loss on: the expert's convolutions run too
+        ds = talking_dataset(cfg, "train", "generator", 4)
+        batch = default_collate([ds[i] for i in range(4)])
+        losses = [tr.step(batch) for _ in range(3)]
+        runs[cl] = (losses, {k: v.detach().clone() for k, v in tr.G.state_dict().items()}, tr)
+    (l0, w0, _), (l1, w1, tr1) = runs[False], runs[True]
+    conv = tr1.G.get_submodule("audio.1.conv").weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    # the first step starts from the same weights: equal to float rounding; Adam's early updates are
+    # about lr * sign(gradient), so a gradient near 0 that rounds to the other sign moves a weight
+    # up to 2 lr the other way: later steps agree to 1e-3, the weights to a few lr
+    for i, (a, b) in enumerate(zip(l0, l1)):
+        rel = 1e-5 if i == 0 else 1e-3
+        assert float(a["L1"]) == pytest.approx(float(b["L1"]), rel=rel)
+        assert float(a["sync"]) == pytest.approx(float(b["sync"]), rel=rel) and float(a["sync"]) > 0
+    lr = w2l_cfg(talking)["train"]["lr"]
+    params = {k for k, _ in tr1.G.named_parameters()}
+    assert max(float((w0[k] - w1[k]).abs().max()) for k in params) <= 2 * 3 * lr
+    # BatchNorm running statistics follow the batches' activations of those weights
+    assert all(torch.allclose(w0[k].float(), w1[k].float(), atol=0.02) for k in set(w0) - params)
 
 
 def test_expert_runs_in_train_mode_as_the_reference(talking, expert_ckpt, tmp_path):

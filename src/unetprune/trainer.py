@@ -163,6 +163,16 @@ class Distillation:
         }
 
 
+def auto_flag(value, device: torch.device) -> bool:
+    """A ``true | false | auto`` speed option of ``train``: ``auto`` is on for CUDA only."""
+    return device.type == "cuda" if value == "auto" else bool(value)
+
+
+def memory_format(tcfg: dict, device: torch.device) -> torch.memory_format | None:
+    """``torch.channels_last`` where ``train.channels_last`` asks for it on ``device``, else ``None``."""
+    return torch.channels_last if auto_flag(tcfg.get("channels_last", "auto"), device) else None
+
+
 class Trainer:
     """``G`` and the optional ``D`` on ``device`` (in ``memory_format`` when given), the train
     config ``cfg`` (``train.*``), and the state/resume protocol.  On the CPU,

@@ -17,11 +17,7 @@ import torch
 from torch import nn
 
 from ... import cuda_graph
-from ...trainer import Trainer
-
-
-def _auto(value, device: torch.device) -> bool:
-    return device.type == "cuda" if value == "auto" else bool(value)
+from ...trainer import Trainer, auto_flag
 
 
 class Pix2PixTrainer(Trainer):
@@ -31,11 +27,11 @@ class Pix2PixTrainer(Trainer):
 
     def __init__(self, G: nn.Module, D: nn.Module, tcfg: dict, device: torch.device):
         self.amp = (tcfg["amp"] == "bf16") or (tcfg["amp"] == "auto" and device.type == "cuda")
-        self.channels_last = _auto(tcfg["channels_last"], device)
+        self.channels_last = auto_flag(tcfg["channels_last"], device)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         super().__init__(G, D, tcfg, device, memory_format=fmt)
         betas = (tcfg["beta1"], tcfg["beta2"])
-        compile_on = _auto(tcfg["compile"], device)
+        compile_on = auto_flag(tcfg["compile"], device)
         if (
             tcfg["compile"] == "auto"
             and cuda_graph.normalise_setting(tcfg.get("cuda_graph", "auto")) != "off"

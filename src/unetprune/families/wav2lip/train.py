@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ...errors import UserFacingError
-from ...trainer import Trainer
+from ...trainer import Trainer, memory_format
 
 # ------------------------------------------------------------------------------------------
 # training: the expert SyncNet trainer and the generator trainer
@@ -332,7 +332,7 @@ class Wav2LipTrainer(Trainer):
     resume_keys = ("target", "syncnet_wt", "sync_threshold", "disc_wt")
 
     def __init__(self, G: nn.Module, D: Wav2LipCritics, tcfg: dict, device: torch.device):
-        super().__init__(G, D, tcfg, device)
+        super().__init__(G, D, tcfg, device, memory_format=memory_format(tcfg, device))
         betas = (tcfg["beta1"], tcfg["beta2"])
         self.opt_G = torch.optim.Adam(
             [p for p in self.G.parameters() if p.requires_grad], lr=tcfg["lr"], betas=betas
@@ -471,7 +471,8 @@ class SyncNetTrainer(Trainer):
     resume_keys = ("target",)
 
     def __init__(self, G: nn.Module, D: nn.Module, tcfg: dict, device: torch.device):
-        super().__init__(G, None, tcfg, device)  # the expert trains alone: no discriminator state
+        # the expert trains alone: no discriminator state
+        super().__init__(G, None, tcfg, device, memory_format=memory_format(tcfg, device))
         self.opt = torch.optim.Adam(self.G.parameters(), lr=tcfg["lr"], betas=(tcfg["beta1"], tcfg["beta2"]))
         self.min_offset = int(tcfg["expert"]["min_offset"])
         self.step_mode = _eager_step_mode(tcfg, device)  # train.cuda_graph: eager, with the reason
