@@ -19,7 +19,7 @@ from unetprune.report.comparability import (
     protocol_rows,
     published,
 )
-from unetprune.report_text import ReportText
+from unetprune.report_text import ReportText, report_text
 
 FULL = "gtFine trainIds (full resolution)"
 
@@ -81,6 +81,15 @@ def test_a_family_without_report_text_gets_the_generic_one():
     assert generator_description(cfg) == ("U-Net (num_downs 8, ngf 64, batch norm = unet_256)", "unet", 64)
     w2l = load_config("config/wav2lip_demo.yaml")
     assert generator_description(w2l) == ("Wav2Lip generator (width x0.25)", "wav2lip-scaled", None)
+    # the Wav2Lip training row says when the sync loss comes on (the demo: from the first check)
+    rows = dict(report_text(get_family("wav2lip")).config_rows(w2l, "24 run (20 + 4 configured)"))
+    assert rows["original training"] == (
+        "epochs 24 run (20 + 4 configured), batch 4, lr 0.002, Adam betas (0.9, 0.999), sync loss "
+        "weight 0.03 from the first check (sync_threshold 1000: above any sync loss)"
+    )
+    lrs2 = load_config("config/experiments/wav2lip_lrs2.yaml")
+    row = dict(report_text(get_family("wav2lip")).config_rows(lrs2, "x"))["original training"]
+    assert row.endswith("sync loss weight 0.01 once the generated frames' validation sync loss is below 0.75")
 
 
 def test_cityscapes_rows_from_config_and_eval():

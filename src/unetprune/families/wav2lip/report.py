@@ -109,10 +109,18 @@ class Wav2LipReportText(ReportText):
             ),
             (
                 "original training",
-                f"epochs {epochs}, batch {t['batch_size']}, lr {t['lr']}, sync loss weight "
-                f"{t['syncnet_wt']} once the expert's loss is below {t['sync_threshold']}",
+                f"epochs {epochs}, batch {t['batch_size']}, lr {t['lr']}, Adam betas ({t['beta1']}, "
+                f"{t['beta2']}), sync loss weight {t['syncnet_wt']} " + self._sync_switch(t),
             ),
         ]
+
+    @staticmethod
+    def _sync_switch(t: dict) -> str:
+        """When the sync loss comes on (``train.sync_threshold`` on the generated frames'
+        validation sync loss; a BCE is at most 100, so a threshold above it means the first check)."""
+        if t["sync_threshold"] > 100:
+            return f"from the first check (sync_threshold {t['sync_threshold']:g}: above any sync loss)"
+        return f"once the generated frames' validation sync loss is below {t['sync_threshold']:g}"
 
     def evaluation_row(self, cfg: dict) -> str:
         e = cfg["evaluate"]
