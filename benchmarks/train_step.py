@@ -322,12 +322,12 @@ def main() -> None:
             base = base or ips
             report["plain"][device.type][name] = ips
             print(f"  {name:<55} {ips:9.2f} img/s   x{ips / base:5.2f} vs plain loop")
-        cl_names = [n for n in runs if n.endswith("channels-last)") and "fp32" in n and device.type == "cpu"]
-        for n in cl_names:
-            cont = n.replace("channels-last)", "contiguous)")
-            print(
-                f"  channels-last / contiguous at b{args.cpu_batch}: x{statistics.median(times[cont]) / statistics.median(times[n]):.2f}"
+        if device.type == "cpu" and args.cpu_batch:
+            cl, cont = (
+                f"unetprune trainer (b{args.cpu_batch}, fp32, {m})" for m in ("channels-last", "contiguous")
             )
+            ratio = statistics.median(times[cont]) / statistics.median(times[cl])
+            print(f"  channels-last / contiguous at b{args.cpu_batch}: x{ratio:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
 

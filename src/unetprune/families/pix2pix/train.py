@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ... import cuda_graph
-from ...trainer import Trainer, auto_flag
+from ...trainer import Trainer, auto_flag, memory_format
 
 
 class Pix2PixTrainer(Trainer):
@@ -27,8 +27,8 @@ class Pix2PixTrainer(Trainer):
 
     def __init__(self, G: nn.Module, D: nn.Module, tcfg: dict, device: torch.device):
         self.amp = (tcfg["amp"] == "bf16") or (tcfg["amp"] == "auto" and device.type == "cuda")
-        self.channels_last = auto_flag(tcfg["channels_last"], device)
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        fmt = memory_format(tcfg, device)
+        self.channels_last = fmt is not None
         super().__init__(G, D, tcfg, device, memory_format=fmt)
         betas = (tcfg["beta1"], tcfg["beta2"])
         compile_on = auto_flag(tcfg["compile"], device)
