@@ -485,6 +485,31 @@ def test_openness_plugin_scores_the_correlation_per_clip(tmp_path):
     assert m.score(fakes, None)["openness"] is None
 
 
+def test_openness_ignores_pixels_lighter_than_the_skin():
+    """Pale lips or highlights (lighter than the skin, on the line to the teeth colour) are not
+    mouth: a pale patch growing and shrinking reads as no opening at all, a cavity beside it as
+    the cavity alone; a colour cast or a blur of the frames keeps the cavity's reading."""
+    import cv2
+
+    from unetprune.families.wav2lip.openness import CAVITY_RGB, COLS, ROWS, frame_openness
+
+    sizes = [0, 4, 12, 8, 2, 16, 6, 10]
+    frames = np.full((len(sizes), 96, 96, 3), (190, 150, 130), np.uint8)  # skin
+    r0, c0 = int(ROWS[0] * 96), int(COLS[0] * 96)
+    for i, h in enumerate(sizes):
+        frames[i, r0 : r0 + h, c0 : c0 + 30] = (235, 215, 205)  # pale, lighter than the skin
+    assert np.abs(frame_openness(frames)).max() < 1e-9
+    cavity = frames.copy()
+    for i, h in enumerate(sizes[::-1]):
+        cavity[i, r0 + 2 : r0 + 2 + h, c0 + 32 : c0 + 40] = CAVITY_RGB
+    o = frame_openness(cavity)
+    assert np.corrcoef(o, sizes[::-1])[0, 1] > 0.99
+    warm = np.clip(cavity * np.array([1.15, 0.95, 0.8]), 0, 255).astype(np.uint8)
+    soft = np.stack([cv2.GaussianBlur(f, (0, 0), 1.5) for f in cavity])
+    for x in (warm, soft):
+        assert np.corrcoef(frame_openness(x), sizes[::-1])[0, 1] > 0.98
+
+
 # --- the reference training set's sampling (wav2lip_train.py / color_syncnet_train.py) -------------
 
 

@@ -728,11 +728,24 @@ def _lip_tensor(frames: np.ndarray, starts) -> torch.Tensor:
     return torch.from_numpy(np.stack([frames[v : v + WINDOW] for v in starts])).float().permute(0, 4, 1, 2, 3)
 
 
+def _blurred_lip_tensor(frames: np.ndarray, starts, sigmas) -> torch.Tensor:
+    """:func:`_lip_tensor` of windows each Gaussian-blurred by its own sigma (pixels; 0 = sharp)."""
+    import cv2
+
+    wins = []
+    for v, s in zip(starts, sigmas):
+        w = frames[v : v + WINDOW]
+        if s > 0.05:
+            w = np.stack([cv2.GaussianBlur(f, (0, 0), float(s)) for f in w])
+        wins.append(w)
+    return torch.from_numpy(np.stack(wins)).float().permute(0, 4, 1, 2, 3)
+
+
 def train_lse_standin(
     data: Path | str,
     out: Path | str,
     *,
-    steps: int = 300,
+    steps: int = 600,
     batch: int = 16,
     negatives: int = 10,
     lr: float = 1e-3,
@@ -740,6 +753,7 @@ def train_lse_standin(
     threads: int | None = None,
     split: str = "train",
     video_stride: int = 2,
+    blur: float = 4.7,
     progress: bool = True,
     log=None,
 ) -> dict:
@@ -751,7 +765,13 @@ def train_lse_standin(
     first conv shares its weights across B, G, R: luminance only); their outputs are computed
     once (video windows every ``video_stride`` frames, every audio window, the missing-audio
     windows), and the last conv of each branch and both fully connected heads are trained on
-    them with the objective of the module notes (cross-entropy + fixed target distances)."""
+    them with the objective of the module notes (cross-entropy + fixed target distances).
+
+    ``blur`` > 0 also caches every video window Gaussian-blurred (its sigma drawn per window in
+    [0, ``blur``] pixels of the 224 px crop) and trains on either copy with even odds, so that
+    sync is read from the mouth's motion rather than from the frames' sharpness: a generator's
+    frames are softer than the crisp training frames (on the demo, real frames blurred by sigma 2
+    at 96 px scored below copying the reference with the sharp-only stand-in)."""
     import sys
 
     from tqdm import tqdm
@@ -762,6 +782,8 @@ def train_lse_standin(
 
     if steps < 1 or batch < 1 or negatives < 1 or video_stride < 1:
         raise LSEError("steps, batch, negatives and video_stride must be positive")
+    if not 0.0 <= blur <= 16.0:
+        raise LSEError(f"blur {blur}: the largest blur sigma must be in [0, 16] pixels of the 224 px crop")
     root, clips = split_clips(data, split)
     if threads:
         torch.set_num_threads(int(threads))
@@ -786,13 +808,23 @@ def train_lse_standin(
         for _, m, n, _ in set_
     ]
     _calibrate_bn(aud_lo, aud_windows)
-    lip_feats, aud_feats, starts = [], [], []
+    lip_feats, blur_feats, aud_feats, starts = [], [], [], []
     with torch.no_grad():
         for (fr, _, n, _), aw in zip(set_, aud_windows):
             st = list(range(0, n, video_stride))
             lip_feats.append(
                 torch.cat([lip_lo(_lip_tensor(fr, st[i : i + 8])) for i in range(0, len(st), 8)])
             )
+            if blur > 0:
+                sig = rng.uniform(0.0, blur, len(st))
+                blur_feats.append(
+                    torch.cat(
+                        [
+                            lip_lo(_blurred_lip_tensor(fr, st[i : i + 8], sig[i : i + 8]))
+                            for i in range(0, len(st), 8)
+                        ]
+                    )
+                )
             aud_feats.append(aud_lo(aw))
             starts.append(st)
         silent = [w for *_, ws in set_ for w in ws]
@@ -819,7 +851,7 @@ def train_lse_standin(
             v = starts[ci][j]
             offs = [d for d in range(-VSHIFT, VSHIFT + 1) if d and 0 <= v + d < n]
             neg = rng.choice(offs, size=negatives, replace=len(offs) < negatives)
-            vx.append(lip_feats[ci][j])
+            vx.append((blur_feats if blur_feats and rng.random() < 0.5 else lip_feats)[ci][j])
             ax.extend(aud_feats[ci][w] for w in [v, *(v + int(d) for d in neg)])
         vf = net.lip_fc(lip_hi(torch.stack(vx)).flatten(1))
         af = net.audio_fc(aud_hi(torch.stack(ax)).flatten(1)).view(batch, negatives + 1, -1)
@@ -859,6 +891,7 @@ def train_lse_standin(
         "lr": lr,
         "seed": seed,
         "video_stride": video_stride,
+        "blur": blur,
         "trained": f"lip_cnn[{LOWER}:], audio_cnn[{LOWER}:], lip_fc, audio_fc (the rest: seeded random "
         f"init, BatchNorm statistics of the training data)",
         "objective": "cross-entropy of the in-sync audio window among 1 + negatives windows of the same "

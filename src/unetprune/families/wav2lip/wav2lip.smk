@@ -58,6 +58,7 @@ if "lse" in family_inputs("evaluate"):
             code=code("lse"),
             data=str(LAYOUT.talking_root),
             steps=config["evaluate"]["lse_standin_steps"],
+            blur=config["evaluate"]["lse_standin_blur"],
             seed=config["seed"],
         log:
             log("lse_standin"),
@@ -68,7 +69,7 @@ if "lse" in family_inputs("evaluate"):
             CONDA_ENV
         shell:
             "unetprune train-lse-standin --data {params.data:q} --out {output:q} --steps {params.steps} "
-            "--seed {params.seed} --threads {threads} --no-progress > {log:q} 2>&1"
+            "--blur {params.blur} --seed {params.seed} --threads {threads} --no-progress > {log:q} 2>&1"
 
 
 # The same test clip through the original and every variant, side by side, with its audio

@@ -1,6 +1,6 @@
 """LSE-D / LSE-C commands.
 
-    unetprune train-lse-standin --data DIR --out FILE [--steps 300 --batch 16 --negatives 10 --lr 1e-3
+    unetprune train-lse-standin --data DIR --out FILE [--steps 600 --blur 4.7 --batch 16 --negatives 10 --lr 1e-3
                                 --seed 0 --threads N]
     unetprune lse --backend standin|standard --weights FILE (--data DIR [--split test] | --video MP4 ...)
                   [--out RESULT.json] [--max-seconds 600] [--max-frames 30000] [--max-pixels 8294400]
@@ -32,7 +32,13 @@ def register(sub) -> None:
     )
     p.add_argument("--out", required=True, help="checkpoint file to write")
     p.add_argument("--split", default="train")
-    p.add_argument("--steps", type=positive_int, default=300)
+    p.add_argument("--steps", type=positive_int, default=600)
+    p.add_argument(
+        "--blur",
+        type=float,
+        default=4.7,
+        help="largest Gaussian blur sigma (pixels of the 224 px crop) of the blurred training copies; 0 = none",
+    )
     p.add_argument("--batch", type=positive_int, default=16, help="windows per step (>= 1)")
     p.add_argument(
         "--negatives", type=positive_int, default=10, help="off-sync audio windows per video window"
@@ -96,6 +102,7 @@ def run_train(args) -> int:
         seed=args.seed,
         threads=args.threads,
         split=args.split,
+        blur=args.blur,
         progress=not args.no_progress,
         log=lambda m: print(m, file=sys.stderr, flush=True),
     )
