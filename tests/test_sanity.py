@@ -51,6 +51,22 @@ def test_gate_on_synthetic_numbers():
     )
     assert lip["passed"] is False and lip["failed"] == ["copy-reference on lse_c"]
     assert [c["beats"] for c in lip["checks"]] == [True, False]
+    # a trivial generator that outputs real frames is the FID floor: not compared on it, only on
+    # lip sync, and the gate says so
+    real = _trivial(0.0, 0.01, 1.6, 0.1)
+    real["not_compared"] = {"fid": "its outputs are real frames"}
+    floor = sanity_gate(
+        _eval(0.3, 0.05, lse_c=3.0, lse_std=0.1, sanity={"copy-reference": real}), ["fid", "lse_c"]
+    )
+    assert floor["passed"] is True and [c["metric"] for c in floor["checks"]] == ["lse_c"]
+    assert floor["not_compared"] == [
+        {"trivial": "copy-reference", "metric": "fid", "why": "its outputs are real frames"}
+    ]
+    # ... and still fails where lip sync does not beat it
+    real["metrics"]["lse_c"] = 2.9
+    assert sanity_gate(
+        _eval(0.3, 0.05, lse_c=3.0, lse_std=0.1, sanity={"copy-reference": real}), ["fid", "lse_c"]
+    )["failed"] == ["copy-reference on lse_c"]
     # no sanity block: not checked
     assert sanity_gate(_eval(0.3, 0.05), ["fid"]) is None
     # unknown noise: the point values decide
@@ -155,6 +171,8 @@ def test_trivial_generators_of_the_lip_sync_family():
     g = fam.build(fam.spec_from_config(cfg), seed=0)
     gens = fam.trivial_generators(cfg, g, None)
     assert list(gens) == ["copy-reference", "untrained"] and fam.sanity_metrics(cfg) == ["lse_c", "openness"]
+    # copying real frames is the FID/KID floor: compared on lip sync (and paired metrics) only
+    assert set(gens["copy-reference"][2]) == {"fid", "kid"} and len(gens["untrained"]) == 2
     face, mel = torch.rand(2, 6, 96, 96), torch.rand(2, 1, 80, 16)
     assert torch.equal(gens["copy-reference"][0](face, mel), face[:, 3:6])
     untrained = gens["untrained"][0].eval()
@@ -188,6 +206,12 @@ def test_first_finding_states_the_gate_with_numbers_and_power():
     assert ok.startswith("**Sanity gate passed**: the original beats every trivial generator of its task")
     assert "the original is better by 0.5 (beyond 2σ = 0.141)" in ok
     assert sanity_findings(None, ev).startswith("The original's evaluation scored no trivial generator")
+    real = _trivial(0.0, 0.01, 1.6, 0.1)
+    real["not_compared"] = {"fid": "its outputs are real frames"}
+    lip = _eval(0.3, 0.05, lse_c=3.0, lse_std=0.1, sanity={"copy-reference": real})
+    text = sanity_findings(sanity_gate(lip, ["fid", "lse_c"]), lip)
+    assert text.startswith("**Sanity gate passed**")
+    assert "copy-reference is not compared on FID: its outputs are real frames." in text
 
 
 def test_the_original_mlflow_run_carries_the_flag(untrained_tree, tmp_path):

@@ -97,9 +97,12 @@ class ModelFamily(ABC):
 
     def trivial_generators(self, cfg: dict, generator: nn.Module, root) -> dict[str, tuple[nn.Module, str]]:
         """The trivial generators of this family's task that the sanity gate
-        (:mod:`unetprune.sanity`) scores the original against: ``{name: (module, what it does)}``,
-        each module taking the generator's inputs (the batches of :meth:`eval_set`) and returning
-        outputs of the generator's range.  ``root`` = the dataset folder.  Default: ``untrained``,
+        (:mod:`unetprune.sanity`) scores the original against: ``{name: (module, what it does)}``
+        or ``{name: (module, what it does, {metric: why it is not compared})}``, each module
+        taking the generator's inputs (the batches of :meth:`eval_set`) and returning outputs of
+        the generator's range.  The optional third item names the metrics on which the trivial
+        generator is the floor by construction (e.g. FID of outputs that are real frames) and
+        so is scored but not compared.  ``root`` = the dataset folder.  Default: ``untrained``,
         the original's architecture freshly initialised (the config seed + 1)."""
         seed = int(cfg.get("seed", 0)) + 1
         return {

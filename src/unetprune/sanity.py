@@ -8,13 +8,15 @@ Wav2Lip — copy the reference frame, the untrained generator) scored by the sam
 same split, with its noise (bootstrap over the images; one generation seed)::
 
     "sanity": {"generators": {"copy-input": {"description": ..., "metrics": {"fid": v, ...},
-                                             "std": {"fid": s, ...}}, ...}}
+                                             "std": {"fid": s, ...}, "not_compared": {}}, ...}}
 
 :func:`unetprune.report.verdicts.sanity_gate` compares the original with each of them on the verdict metric
 (``report.quality_metric``) and the family's :meth:`~unetprune.family.ModelFamily.sanity_metrics`
 (e.g. lip-sync): the original *beats* a trivial generator on a metric when it is better by more
 than ``z`` combined standard deviations (sqrt(std_original² + std_trivial²); without a noise
-record, when it is better at all).  The gate passes when it beats every trivial generator on
+record, when it is better at all).  A trivial generator is not compared on the metrics its family
+names in ``not_compared`` (where it is the floor by construction: copy-reference's outputs are
+real frames, so its FID is the real-against-real floor); the report says which and why.  The gate passes when it beats every trivial generator on
 every checked metric.  The report's first finding states the outcome; ``metrics.json`` and the
 original's MLflow run carry ``sanity_passed``.
 """
@@ -48,11 +50,14 @@ def score_trivial(evaluator, cfg: dict, generator) -> dict:
     family = family_for_config(cfg)
     out = {}
     with _without(evaluator, SKIPPED_PLUGINS):
-        for name, (module, description) in family.trivial_generators(cfg, generator, evaluator.root).items():
+        for name, (module, description, *rest) in family.trivial_generators(
+            cfg, generator, evaluator.root
+        ).items():
             r = evaluator.score(module.eval(), noise_seeds=1)
             noise = (r.get("noise") or {}).get("metrics") or {}
             out[name] = {
                 "description": description,
+                "not_compared": dict(rest[0]) if rest else {},
                 "metrics": scalar_metrics(r),
                 "std": {m: e.get("std") for m, e in noise.items()},
                 "diversity": (r.get("diversity") or {}).get("ratio"),

@@ -440,6 +440,13 @@ def sanity_findings(gate: dict | None, original_eval: dict, z: float = SIGNIFICA
             + (f" — {pw}" if pw else "")
         )
     checks = "; ".join(parts)
+    by_why: dict[tuple[str, str], list[str]] = {}
+    for c in gate.get("not_compared") or []:
+        by_why.setdefault((c["trivial"], c["why"]), []).append(_short(c["metric"]))
+    if by_why:
+        checks += ". " + "; ".join(
+            f"{t} is not compared on {' or '.join(ms)}: {why}" for (t, why), ms in by_why.items()
+        )
     names = _names(gate["metrics"]) if gate["metrics"] else "no metric"
     if gate["passed"] is None:
         return f"**Sanity gate not checked**: no checked metric ({names}) was recorded for the trivial generators ({desc})."

@@ -346,8 +346,10 @@ def sanity_gate(original_eval: dict, metrics, z: float = SIGNIFICANCE_Z) -> dict
     """The sanity gate (:mod:`unetprune.sanity`): the outcome from the original's evaluation (None: it has no ``sanity`` block).
 
     ``{"passed": bool | None, "metrics": [...], "checks": [{"trivial", "metric", "original",
-    "trivial_value", "advantage", "std", "beats"}], "failed": ["<trivial> on <metric>", ...]}``;
-    ``advantage`` > 0 = the original is better; ``passed`` None when no metric could be checked."""
+    "trivial_value", "advantage", "std", "beats"}], "failed": ["<trivial> on <metric>", ...],
+    "not_compared": [{"trivial", "metric", "why"}]}``; ``advantage`` > 0 = the original is
+    better; ``passed`` None when no metric could be checked.  A trivial generator's
+    ``not_compared`` metrics (:func:`unetprune.sanity.score_trivial`) are left out of its checks."""
     from ..metrics.noise import scalar_metrics
 
     block = original_eval.get("sanity")
@@ -357,14 +359,18 @@ def sanity_gate(original_eval: dict, metrics, z: float = SIGNIFICANCE_Z) -> dict
     orig_std = {
         m: e.get("std") for m, e in (((original_eval.get("noise") or {}).get("metrics")) or {}).items()
     }
-    checks = []
+    checks, skipped = [], []
     for name, t in block["generators"].items():
+        exempt = t.get("not_compared") or {}
         for m in metrics:
             if (
                 (m not in METRICS and m not in EXTRA_METRICS)
                 or m not in orig
                 or not _finite((t.get("metrics") or {}).get(m))
             ):
+                continue
+            if m in exempt:
+                skipped.append({"trivial": name, "metric": m, "why": str(exempt[m])})
                 continue
             tv = float(t["metrics"][m])
             adv = degradation(m, tv, orig[m])
@@ -387,5 +393,6 @@ def sanity_gate(original_eval: dict, metrics, z: float = SIGNIFICANCE_Z) -> dict
         "metrics": [m for m in metrics if any(c["metric"] == m for c in checks)],
         "checks": checks,
         "failed": failed,
+        "not_compared": skipped,
         "z": z,
     }

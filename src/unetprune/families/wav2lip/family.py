@@ -45,6 +45,14 @@ def model_options(cfg: dict) -> dict:
     return ((cfg.get("model") or {}).get(SECTION)) or {}
 
 
+#: why copy-reference is not compared on FID/KID: those measure how real the frames look, and it
+#: outputs real frames of the scored clips
+REAL_FRAMES = (
+    "its outputs are real frames of the same clips, so their distance to the test frames is the "
+    "real-against-real floor that no generator can beat"
+)
+
+
 class Wav2LipFamily(ModelFamily):
     """The ``wav2lip`` model family: build, structure queries and the generator's training step
     (:class:`Wav2LipTrainer`; its lip-sync expert is the ``wav2lip-expert`` family); its pruning
@@ -125,13 +133,15 @@ class Wav2LipFamily(ModelFamily):
         return TalkingEvalSet.load(cfg, split, root)
 
     def trivial_generators(self, cfg: dict, generator, root) -> dict:
-        """Copy the reference frame, and the untrained generator."""
+        """Copy the reference frame (compared on lip sync and the paired metrics, not on FID/KID:
+        its outputs are real frames), and the untrained generator."""
         from .trivial import CopyReference
 
         return {
             "copy-reference": (
                 CopyReference(),
                 "outputs the identity reference frame it is given, ignoring the audio",
+                {m: REAL_FRAMES for m in ("fid", "kid")},
             ),
             **super().trivial_generators(cfg, generator, root),
         }

@@ -769,9 +769,8 @@ def train_lse_standin(
 
     ``blur`` > 0 also caches every video window Gaussian-blurred (its sigma drawn per window in
     [0, ``blur``] pixels of the 224 px crop) and trains on either copy with even odds, so that
-    sync is read from the mouth's motion rather than from the frames' sharpness: a generator's
-    frames are softer than the crisp training frames (on the demo, real frames blurred by sigma 2
-    at 96 px scored below copying the reference with the sharp-only stand-in)."""
+    sync is read from the mouth's motion rather than from the frames' sharpness (a generator's
+    frames are softer than the crisp training frames; docs/method.md, "Stand-in LSE network")."""
     import sys
 
     from tqdm import tqdm
