@@ -201,6 +201,22 @@ def test_saved_checkpoint_is_not_private_under_umask_022(tmp_path):
     assert p.stat().st_mode & 0o777 == 0o644
 
 
+def test_encoded_media_are_not_private_under_umask_022(tmp_path):
+    """ffmpeg's outputs (clips, extracted audio, lip-synced videos) are renamed from a temporary
+    file: they get the normal permissions, as every other output."""
+    import numpy as np
+
+    from unetprune.data.media import encode_mp4, write_wav
+
+    old = os.umask(0o022)
+    try:
+        wav = write_wav(tmp_path / "a.wav", np.zeros(3200, np.float32), 16000)
+        mp4 = encode_mp4(tmp_path / "v.mp4", np.zeros((5, 32, 32, 3), np.uint8), 25, wav)
+    finally:
+        os.umask(old)
+    assert wav.stat().st_mode & 0o777 == 0o644 and mp4.stat().st_mode & 0o777 == 0o644
+
+
 def _partial(parent: Path, root_name: str, suffix: str, owner: str | None) -> Path:
     d = parent / f".{root_name}.partial-{suffix}"
     (d / "x" / "train").mkdir(parents=True)

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 
-def _umask() -> int:
+def file_mode() -> int:
+    """The permissions a new file normally gets (``0666 & ~umask``): what every atomic write
+    gives its temporary file instead of ``mkstemp``'s private ``0600``."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 def atomic_write(path: Path | str, write: Callable[[BinaryIO], None]) -> Path:
@@ -33,7 +35,7 @@ def atomic_write(path: Path | str, write: Callable[[BinaryIO], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

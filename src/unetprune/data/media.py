@@ -312,9 +312,16 @@ def probe(
 
 
 def _temp_beside(dest: Path) -> Path:
+    """An empty temporary file beside ``dest`` with the normal permissions (not ``0600``):
+    ffmpeg writes into it and it is renamed onto ``dest``."""
+    from ..fileio import file_mode
+
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{dest.suffix}", dir=dest.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, file_mode())
+    finally:
+        os.close(fd)
     return Path(tmp)
 
 
