@@ -1,5 +1,6 @@
 """The kill/resume harness: train a config through the CLI once uninterrupted and once killed
-with SIGKILL after its first checkpoint and resumed; the caller compares the two final
+with SIGKILL after its first checkpoint (stopped with SIGSTOP the moment a new state appears, so
+the state it is killed at is the one inspected) and resumed; the caller compares the two final
 checkpoints (:func:`assert_equal_tensors`)."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from unetprune.checkpoint import load_checkpoint
+from unetprune.checkpoint import CheckpointError, load_checkpoint
 from unetprune.layout import CHECKPOINT_NAME, RESUME_NAME
 
 
@@ -58,14 +59,34 @@ def kill_and_resume(
     p = run_cli_train(cfg_path, killed, *extra)
     ckpt = killed / RESUME_NAME
     deadline = time.time() + timeout
+    seen = None  # (mtime, size) of the last resume state inspected
 
-    def ready() -> bool:
-        if not ckpt.exists():
+    def stopped_at_a_wanted_state() -> bool:
+        """Whether the run, stopped (SIGSTOP) as soon as a new resume state appears, holds one
+        to kill it at; the state cannot change while it is inspected.  Otherwise it continues."""
+        nonlocal seen
+        try:
+            st = ckpt.stat()
+        except FileNotFoundError:
             return False
-        return not mid_epoch or load_checkpoint(ckpt).get("epoch_progress") is not None
+        if (st.st_mtime_ns, st.st_size) == seen:
+            return False
+        try:
+            os.kill(p.pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            return False  # it has just ended
+        try:
+            st = ckpt.stat()
+            seen = (st.st_mtime_ns, st.st_size)
+            if not mid_epoch or load_checkpoint(ckpt).get("epoch_progress") is not None:
+                return True
+        except (OSError, CheckpointError):
+            pass  # the run ended and renamed its state between the two looks
+        os.kill(p.pid, signal.SIGCONT)
+        return False
 
-    while not ready() and time.time() < deadline and p.poll() is None:
-        time.sleep(0.05)
+    while time.time() < deadline and p.poll() is None and not stopped_at_a_wanted_state():
+        time.sleep(0.005)
     assert p.poll() is None, "run finished before it could be killed"
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
