@@ -95,7 +95,7 @@ class ModelFamily(ABC):
         """Register the metric plug-ins this family brings (those of :attr:`metrics` that are not
         built in); called before the evaluator builds its metrics."""
 
-    def trivial_generators(self, cfg: dict, generator: nn.Module, root) -> dict[str, tuple[nn.Module, str]]:
+    def trivial_generators(self, cfg: dict, generator: nn.Module, root) -> dict[str, tuple]:
         """The trivial generators of this family's task that the sanity gate
         (:mod:`unetprune.sanity`) scores the original against: ``{name: (module, what it does)}``
         or ``{name: (module, what it does, {metric: why it is not compared})}``, each module

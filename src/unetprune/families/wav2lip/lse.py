@@ -724,20 +724,17 @@ def _silent_windows(mfcc_of, wav: np.ndarray, n: int) -> list[np.ndarray]:
     return out
 
 
-def _lip_tensor(frames: np.ndarray, starts) -> torch.Tensor:
-    return torch.from_numpy(np.stack([frames[v : v + WINDOW] for v in starts])).float().permute(0, 4, 1, 2, 3)
+def _lip_tensor(frames: np.ndarray, starts, sigmas=None) -> torch.Tensor:
+    """Video windows at ``starts`` as (B, 3, WINDOW, H, W) floats; with ``sigmas``, each window
+    Gaussian-blurred by its own sigma (pixels; below 0.05 = sharp)."""
+    wins = [frames[v : v + WINDOW] for v in starts]
+    if sigmas is not None:
+        import cv2
 
-
-def _blurred_lip_tensor(frames: np.ndarray, starts, sigmas) -> torch.Tensor:
-    """:func:`_lip_tensor` of windows each Gaussian-blurred by its own sigma (pixels; 0 = sharp)."""
-    import cv2
-
-    wins = []
-    for v, s in zip(starts, sigmas):
-        w = frames[v : v + WINDOW]
-        if s > 0.05:
-            w = np.stack([cv2.GaussianBlur(f, (0, 0), float(s)) for f in w])
-        wins.append(w)
+        wins = [
+            np.stack([cv2.GaussianBlur(f, (0, 0), float(s)) for f in w]) if s > 0.05 else w
+            for w, s in zip(wins, sigmas)
+        ]
     return torch.from_numpy(np.stack(wins)).float().permute(0, 4, 1, 2, 3)
 
 
@@ -818,10 +815,7 @@ def train_lse_standin(
                 sig = rng.uniform(0.0, blur, len(st))
                 blur_feats.append(
                     torch.cat(
-                        [
-                            lip_lo(_blurred_lip_tensor(fr, st[i : i + 8], sig[i : i + 8]))
-                            for i in range(0, len(st), 8)
-                        ]
+                        [lip_lo(_lip_tensor(fr, st[i : i + 8], sig[i : i + 8])) for i in range(0, len(st), 8)]
                     )
                 )
             aud_feats.append(aud_lo(aw))

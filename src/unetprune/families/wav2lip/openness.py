@@ -14,11 +14,11 @@ cavity fraction ``a`` clipped to [0, 1].  The teeth are modelled, so that their 
 misread as cavity, but not counted: the teeth colour lies on the line from the skin to white, so
 any pixel lighter than the skin (a highlight, the pale lips a generator draws on a closed mouth)
 reads as teeth, and counted with the cavity they made generated frames read as open while their
-mouths closed (docs/wav2lip.md).  Taking the skin colour from
-the frame itself adapts the reading to each face's tone and lighting.  Region and skin area were
-chosen on the *training* clips of the demo and are fixed constants; ``tests/test_talking.py``
-checks them on the test clips (real frames correlate with the recorded track at 0.9 or more; the
-reference frames the evaluation gives do not).
+mouths closed (docs/wav2lip.md).  Taking the skin colour from the frame itself adapts the reading
+to each face's tone and lighting.  Region and skin area were chosen on the *training* clips of
+the demo and are fixed constants; ``tests/test_talking.py`` checks them on the test clips (real
+frames correlate with the recorded track at 0.9 or more; the reference frames the evaluation
+gives do not).
 
 The **openness correlation** of generated frames (:class:`OpennessMetric`, result key
 ``openness``) is, per test clip, the Pearson correlation of the generated frames' pixel-read
