@@ -81,10 +81,17 @@ def test_a_family_without_report_text_gets_the_generic_one():
     assert generator_description(cfg) == ("U-Net (num_downs 8, ngf 64, batch norm = unet_256)", "unet", 64)
     w2l = load_config("config/wav2lip_demo.yaml")
     assert generator_description(w2l) == ("Wav2Lip generator (width x0.25)", "wav2lip-scaled", None)
-    # the Wav2Lip training row says when the sync loss comes on (the demo: from the first check)
+    # the Wav2Lip training row says when the sync loss comes on (the demo: boosted until then)
     rows = dict(report_text(get_family("wav2lip")).config_rows(w2l, "24 run (20 + 4 configured)"))
     assert rows["original training"] == (
         "epochs 24 run (20 + 4 configured), batch 4, lr 0.002, Adam betas (0.9, 0.999), sync loss "
+        "weight 0.03 once the generated frames' validation sync loss is below 0.75 (0.2 before)"
+    )
+    over = {"train": {"sync_threshold": 1000, "sync_boost": 0}}
+    rows = dict(
+        report_text(get_family("wav2lip")).config_rows(load_config("config/wav2lip_demo.yaml", over), "x")
+    )
+    assert rows["original training"].endswith(
         "weight 0.03 from the first check (sync_threshold 1000: above any sync loss)"
     )
     lrs2 = load_config("config/experiments/wav2lip_lrs2.yaml")

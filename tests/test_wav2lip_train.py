@@ -275,6 +275,53 @@ def test_sync_switch_is_checked_every_n_steps_mid_epoch(talking, expert_ckpt):
     assert runs[False] == [0.0] * 4
 
 
+def test_sync_boost_weighs_the_sync_loss_until_the_switch(talking, expert_ckpt):
+    """train.sync_boost: the sync loss is on from the first step at the boost's weight (L1 at
+    1 - boost) until the validation sync loss passes train.sync_threshold, then at syncnet_wt
+    for the rest of the run; a threshold no sync loss passes (0) keeps the boost throughout, and
+    the switch survives a resume (its step in the trainer state)."""
+    from torch.utils.data import DataLoader
+
+    over = {"family": "wav2lip", "wav2lip": {"width_mult": 0.125, "expert_checkpoint": str(expert_ckpt)}}
+    fam = get_family("wav2lip")
+    weights = {}
+    for thr in (10.0, 0.0):
+        cfg = load_config(
+            None, {**w2l_cfg(talking, sync_threshold=thr, sync_check_every=2, sync_boost=0.2), "model": over}
+        )
+        batches = list(DataLoader(fam.train_dataset(cfg), batch_size=2, shuffle=False))[:4]
+        torch.manual_seed(0)
+        G = fam.build(fam.spec_from_config(cfg))
+        tr = fam.trainer(G, fam.build_discriminator(cfg, G), cfg["train"], torch.device("cpu"))
+        tr.bind(cfg)
+        weights[thr] = []
+        for b in batches:
+            w = tr.syncnet_wt
+            out = tr.step(b)
+            assert float(out["sync"]) > 0
+            assert float(out["loss"]) == pytest.approx(
+                w * float(out["sync"]) + (1 - w) * float(out["L1"]), rel=1e-5
+            )
+            weights[thr].append(w)
+        if thr:
+            assert tr.switched and tr.sync_on_step == 2
+            st = tr.extra_state()
+            fresh = fam.trainer(G, fam.build_discriminator(cfg, G), cfg["train"], torch.device("cpu"))
+            assert fresh.syncnet_wt == 0.2 and not fresh.switched
+            fresh.after_load(st)
+            assert fresh.switched and fresh.syncnet_wt == 0.03
+        else:
+            assert not tr.switched and tr.sync_on_step is None and tr.sync_on_epoch is None
+            assert "sync_on_step" not in tr.extra_state()["wav2lip"]
+    assert weights[10.0] == [0.2, 0.2, 0.03, 0.03]  # checked after step 2: below 10
+    assert weights[0.0] == [0.2] * 4  # a BCE is never below 0
+    with pytest.raises(ConfigError, match="train.sync_boost"):
+        load_config(
+            None,
+            {**w2l_cfg(talking, sync_boost=0.95), "model": {"family": "wav2lip", "wav2lip": {"hq": True}}},
+        )
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(talking, tmp_path, monkeypatch):
     cfg = load_config(None, w2l_cfg(talking, n_epochs=3))
     train(cfg, tmp_path, progress=False, stop_after_epochs=1)
@@ -476,6 +523,7 @@ def demo_run(tmp_path_factory):
         "l1": {k: es.region_l1(v) for k, v in frames.items()},
         "openness": {k: _mean_openness_r(v, es, data) for k, v in frames.items()},
         "expert_sync": {"before": elog["eval"]["l1_init"], "after": elog["eval"]["l1_final"]},
+        "sync_on_epoch": torch.load(out / CHECKPOINT_NAME, weights_only=True)["wav2lip"]["sync_on_epoch"],
         "n_frames": es.n,
         "expert_s": t1 - t0,
         "generator_s": t2 - t1,
@@ -498,12 +546,15 @@ def _mean_openness_r(frames, es, data) -> float:
 
 @pytest.mark.slow
 def test_demo_generator_moves_the_mouth_with_the_audio(demo_run):
-    """The demo recipe's generator lip-syncs the unseen test faces: its mouths open with the
-    recorded track (openness r at least 0.4, and 0.25 above copying the reference frame and
-    above the untrained generator, which ignore the audio)."""
+    """The demo recipe's generator lip-syncs the unseen test faces: its validation frames pass
+    the expert's threshold within the first half of the run (the boosted sync loss switched to
+    the reference weight), and its mouths open with the recorded track: openness r at least 0.3,
+    and 0.2 above copying the reference frame and the untrained generator, which ignore the audio
+    (as does a generator whose decoder has learned to ignore it: 0.09 to 0.11)."""
+    assert demo_run["sync_on_epoch"] is not None and demo_run["sync_on_epoch"] <= 12, demo_run
     o = demo_run["openness"]
-    assert o["trained"] >= 0.4, o
-    assert o["trained"] > max(o["copy_reference"], o["untrained"]) + 0.25, o
+    assert o["trained"] >= 0.3, o
+    assert o["trained"] > max(o["copy_reference"], o["untrained"]) + 0.2, o
 
 
 @pytest.mark.slow

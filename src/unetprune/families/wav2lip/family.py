@@ -281,11 +281,12 @@ class Wav2LipFamily(ModelFamily):
                 "talking-face folder with train.txt)"
             )
         disc = t["disc_wt"] if w["hq"] else 0.0
-        if t["syncnet_wt"] + disc >= 1:
-            raise ConfigError(
-                f"config error at 'train.syncnet_wt': syncnet_wt + disc_wt = {t['syncnet_wt'] + disc:g} "
-                f"leaves no weight for the L1 loss (1 - syncnet_wt - disc_wt must be positive)"
-            )
+        for key in ("syncnet_wt", "sync_boost"):
+            if t.get(key, 0) + disc >= 1:
+                raise ConfigError(
+                    f"config error at 'train.{key}': {key} + disc_wt = {t[key] + disc:g} "
+                    f"leaves no weight for the L1 loss (1 - {key} - disc_wt must be positive)"
+                )
 
     # --- command line and workflow ----------------------------------------------------
     def command_modules(self) -> list[str]:

@@ -120,7 +120,8 @@ class Wav2LipReportText(ReportText):
         validation sync loss; a BCE is at most 100, so a threshold above it means the first check)."""
         if t["sync_threshold"] > 100:
             return f"from the first check (sync_threshold {t['sync_threshold']:g}: above any sync loss)"
-        return f"once the generated frames' validation sync loss is below {t['sync_threshold']:g}"
+        before = f" ({t['sync_boost']:g} before)" if t.get("sync_boost") else ""
+        return f"once the generated frames' validation sync loss is below {t['sync_threshold']:g}{before}"
 
     def evaluation_row(self, cfg: dict) -> str:
         e = cfg["evaluate"]

@@ -28,9 +28,10 @@ from ...trainer import Trainer, memory_format
 #   L1 on the whole generated frames (B, 3, T, 96, 96) vs the targets; sync = BCE(cos(expert(mel,
 #   lower halves of G's 5 frames)), 1) with the expert frozen (``requires_grad`` off) in
 #   ``train.expert_mode`` (train, as the reference: batch statistics; or eval); ``syncnet_wt`` is
-#   0 until the validation sync loss falls below ``train.sync_threshold`` (0.75), then
-#   ``train.syncnet_wt`` (0.01 in wav2lip_train.py, 0.03 in hq_wav2lip_train.py) for the rest
-#   of the run (checked after every epoch, the reference every 3000 steps); perceptual =
+#   ``train.sync_boost`` (0 in the reference) until the validation sync loss falls below
+#   ``train.sync_threshold`` (0.75), then ``train.syncnet_wt`` (0.01 in wav2lip_train.py, 0.03 in
+#   hq_wav2lip_train.py) for the rest of the run (checked after every epoch, the reference every
+#   3000 steps); perceptual =
 #   BCE(qual(G lower halves), 1) with the HQ quality discriminator (``model.hq``; ``disc_wt`` 0.07,
 #   0 without it), which is trained on real → 1, generated → 0 with its own Adam (train.lr).
 #
@@ -326,10 +327,11 @@ def _eager_step_mode(tcfg: dict, device: torch.device):
 class Wav2LipTrainer(Trainer):
     """The Wav2Lip generator step (see the training notes above): ``G``, the frozen expert and
     the optional quality discriminator (``D``: a :class:`Wav2LipCritics`), Adam for G (and for
-    the quality discriminator).  ``syncnet_wt`` is the current weight of the sync loss (0 until
-    :meth:`end_epoch` sees the validation sync loss below the threshold)."""
+    the quality discriminator).  ``syncnet_wt`` is the current weight of the sync loss:
+    ``train.sync_boost`` (0: off, as the reference) until the switch (:meth:`sync_check` sees the
+    validation sync loss below ``train.sync_threshold``), then ``train.syncnet_wt``."""
 
-    resume_keys = ("target", "syncnet_wt", "sync_threshold", "disc_wt")
+    resume_keys = ("target", "syncnet_wt", "sync_threshold", "sync_boost", "disc_wt")
 
     def __init__(self, G: nn.Module, D: Wav2LipCritics, tcfg: dict, device: torch.device):
         super().__init__(G, D, tcfg, device, memory_format=memory_format(tcfg, device))
@@ -347,7 +349,8 @@ class Wav2LipTrainer(Trainer):
             else None
         )
         self.disc_wt = float(tcfg["disc_wt"]) if self.qual is not None else 0.0
-        self.syncnet_wt = 0.0
+        self.sync_boost = float(tcfg.get("sync_boost") or 0.0) if self.expert is not None else 0.0
+        self.syncnet_wt = self.sync_boost
         self.sync_on_epoch: int | None = None
         self.sync_on_step: int | None = None
         self.sync_check_every = int(tcfg.get("sync_check_every", 0) or 0)
@@ -411,14 +414,19 @@ class Wav2LipTrainer(Trainer):
             and self.sync_check_every
             and self.global_step % self.sync_check_every == 0
             and self.expert is not None
-            and self.syncnet_wt == 0
+            and not self.switched
         ):
             was = self.G.training
-            self.sync_check(self._run_cfg)
-            self.G.train(was)
-            if self.syncnet_wt > 0:
+            if self.sync_check(self._run_cfg) < self.cfg["sync_threshold"]:
                 self.sync_on_step = self.global_step
+            self.G.train(was)
         return out
+
+    @property
+    def switched(self) -> bool:
+        """Whether the sync loss has been switched to ``train.syncnet_wt`` (by an epoch's or a
+        step's check)."""
+        return self.sync_on_epoch is not None or self.sync_on_step is not None
 
     def bind(self, cfg: dict) -> None:
         """The run's whole config (its validation windows), for the sync check every
@@ -426,9 +434,9 @@ class Wav2LipTrainer(Trainer):
         self._run_cfg = cfg
 
     def sync_check(self, cfg: dict) -> float:
-        """While the sync loss is off: the validation sync loss of G's frames with the frozen
-        expert (in ``train.expert_mode``); below ``sync_threshold`` the sync loss is on from the
-        next step.  Returns the loss."""
+        """Before the switch: the validation sync loss of G's frames with the frozen expert (in
+        ``train.expert_mode``); below ``sync_threshold`` the sync loss weighs ``syncnet_wt`` from
+        the next step.  Returns the loss."""
         if self._val is None:
             self._val = talking_dataset(cfg, "val", "generator", max(cfg["train"]["eval_images"], 1))
         val = expert_sync_loss(self.expert, self._val, self.G, "eval", cfg["seed"], self.expert_mode)
@@ -438,10 +446,10 @@ class Wav2LipTrainer(Trainer):
 
     def end_epoch(self, epoch: int, cfg: dict) -> dict:
         """The reference's switch, also at every epoch end (:meth:`sync_check`)."""
-        if self.expert is None or self.syncnet_wt > 0:
+        if self.expert is None or self.switched:
             return {"syncnet_wt": self.syncnet_wt}
         val = self.sync_check(cfg)
-        if self.syncnet_wt > 0:
+        if val < self.cfg["sync_threshold"]:
             self.sync_on_epoch = epoch + 1
         return {"val_sync": val, "syncnet_wt": self.syncnet_wt}
 
