@@ -314,3 +314,25 @@ def test_semantic_checks_come_from_the_configured_family():
             load_config(None, {"model": {"family": "lenient-test"}, "train": {"target": "expert"}})
     finally:
         unregister_family("lenient-test")
+
+
+def test_finetune_train_overrides_are_checked_as_train_keys():
+    """finetune.train: train keys that differ when fine-tuning, under the train section's schema
+    (unknown keys and bounds refused, no defaults filled in); finetune_config applies them, with
+    finetune's own epochs taking precedence."""
+    from unetprune.train import finetune_config
+
+    cfg = load_config(
+        "config/wav2lip_demo.yaml", {"finetune": {"train": {"sync_boost": 0.05, "n_epochs": 9}}}
+    )
+    assert cfg["finetune"]["train"] == {"sync_boost": 0.05, "n_epochs": 9}
+    ft = finetune_config(cfg)["train"]
+    assert ft["sync_boost"] == 0.05 and ft["n_epochs"] == cfg["finetune"]["n_epochs"] == 1
+    assert cfg["train"]["sync_boost"] == 0.2  # training from scratch keeps its own
+    assert load_config("config/config.yaml")["finetune"]["train"] == {}
+    with pytest.raises(ConfigError, match=r"finetune\.train\.sync_bost': unknown key"):
+        load_config("config/wav2lip_demo.yaml", {"finetune": {"train": {"sync_bost": 0.1}}})
+    with pytest.raises(
+        ConfigError, match=r"finetune\.train\.sync_boost': 2 is greater than the maximum of 1"
+    ):
+        load_config("config/wav2lip_demo.yaml", {"finetune": {"train": {"sync_boost": 2}}})

@@ -150,12 +150,26 @@ def _format_error(err) -> str:
     return f"config error at '{where}': {err.message}{hint}"
 
 
+def _without_defaults(node):
+    """A schema fragment with every ``default`` (and ``required``) removed: the schema of a set of
+    overrides, which names only the keys it changes."""
+    if isinstance(node, dict):
+        return {k: _without_defaults(v) for k, v in node.items() if k not in ("default", "required")}
+    if isinstance(node, list):
+        return [_without_defaults(v) for v in node]
+    return node
+
+
 def _schema_for(cfg: dict) -> dict:
     """The core schema with the configured family's fragment as ``model.<family>`` (an unknown
     family is refused with the installed ones named)."""
     from .family import family_names
 
     schema = load_schema()
+    props = schema["properties"]
+    props["finetune"]["properties"]["train"].update(
+        properties=_without_defaults(props["train"]["properties"]), additionalProperties=False
+    )
     model = cfg.get("model", {})  # absent = every default, the default family included
     if not isinstance(model, dict) or not isinstance(model.get("family", ""), str):
         return schema

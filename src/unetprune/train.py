@@ -172,9 +172,10 @@ def _distillation(cfg: dict, family: ModelFamily, trainer, teacher_path, device)
 
 
 def finetune_config(cfg: dict) -> dict:
-    """The training config of a fine-tuning run: finetune.{n_epochs, n_epochs_decay, lr}."""
+    """The training config of a fine-tuning run: finetune.train's keys, then
+    finetune.{n_epochs, n_epochs_decay, lr}, in place of train's."""
     f = cfg["finetune"]
-    over = {"n_epochs": f["n_epochs"], "n_epochs_decay": f["n_epochs_decay"]}
+    over = {**f.get("train", {}), "n_epochs": f["n_epochs"], "n_epochs_decay": f["n_epochs_decay"]}
     if f["lr"] is not None:
         over["lr"] = f["lr"]
     return deep_merge(cfg, {"train": over})

@@ -46,7 +46,7 @@ def run(args) -> int:
 
     cfg = config_from_args(args)
     if args.finetune:
-        cfg = finetune_config(cfg)
+        cfg = validate(finetune_config(cfg))
     if args.expert:
         cfg = validate(expert_config(cfg))
     log = train(
