@@ -87,6 +87,14 @@ def test_a_family_without_report_text_gets_the_generic_one():
         "epochs 24 run (20 + 4 configured), batch 4, lr 0.002, Adam betas (0.9, 0.999), sync loss "
         "weight 0.03 once the generated frames' validation sync loss is below 0.75 (0.2 before)"
     )
+    # the fine-tuning row names finetune.train's overrides
+    from unetprune.report.markdown import _config_summary
+
+    summary = dict(_config_summary(w2l, None).itertuples(index=False, name=None))
+    assert summary["fine-tuning"] == "1 + 0 epochs, train.sync_boost 0.03"
+    assert (
+        dict(_config_summary(cfg, None).itertuples(index=False, name=None))["fine-tuning"] == "50 + 50 epochs"
+    )
     over = {"train": {"sync_threshold": 1000, "sync_boost": 0}}
     rows = dict(
         report_text(get_family("wav2lip")).config_rows(load_config("config/wav2lip_demo.yaml", over), "x")

@@ -947,6 +947,7 @@ def _config_summary(cfg: dict, train_log: dict | None) -> pd.DataFrame:
         (
             "fine-tuning",
             f"{cfg['finetune']['n_epochs']} + {cfg['finetune']['n_epochs_decay']} epochs"
+            + "".join(f", train.{k} {v}" for k, v in sorted(cfg["finetune"].get("train", {}).items()))
             if cfg["finetune"]["enabled"]
             else "disabled",
         ),
