@@ -417,8 +417,7 @@ class Wav2LipTrainer(Trainer):
             and not self.switched
         ):
             was = self.G.training
-            if self.sync_check(self._run_cfg) < self.cfg["sync_threshold"]:
-                self.sync_on_step = self.global_step
+            self.sync_check(self._run_cfg, step=self.global_step)
             self.G.train(was)
         return out
 
@@ -433,24 +432,23 @@ class Wav2LipTrainer(Trainer):
         ``train.sync_check_every`` steps; unbound, the check runs at epoch ends only."""
         self._run_cfg = cfg
 
-    def sync_check(self, cfg: dict) -> float:
+    def sync_check(self, cfg: dict, epoch: int | None = None, step: int | None = None) -> float:
         """Before the switch: the validation sync loss of G's frames with the frozen expert (in
         ``train.expert_mode``); below ``sync_threshold`` the sync loss weighs ``syncnet_wt`` from
-        the next step.  Returns the loss."""
+        the next step, and the switch is recorded at ``epoch`` or ``step``.  Returns the loss."""
         if self._val is None:
             self._val = talking_dataset(cfg, "val", "generator", max(cfg["train"]["eval_images"], 1))
         val = expert_sync_loss(self.expert, self._val, self.G, "eval", cfg["seed"], self.expert_mode)
         if val < self.cfg["sync_threshold"]:
             self.syncnet_wt = float(self.cfg["syncnet_wt"])
+            self.sync_on_epoch, self.sync_on_step = epoch, step
         return val
 
     def end_epoch(self, epoch: int, cfg: dict) -> dict:
         """The reference's switch, also at every epoch end (:meth:`sync_check`)."""
         if self.expert is None or self.switched:
             return {"syncnet_wt": self.syncnet_wt}
-        val = self.sync_check(cfg)
-        if val < self.cfg["sync_threshold"]:
-            self.sync_on_epoch = epoch + 1
+        val = self.sync_check(cfg, epoch=epoch + 1)
         return {"val_sync": val, "syncnet_wt": self.syncnet_wt}
 
     def extra_state(self) -> dict:
