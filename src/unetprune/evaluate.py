@@ -196,6 +196,7 @@ class EvalContext:
     cache_dir: Path | None  # FID statistics and stand-in weights (None: no statistics cache)
     latency: bool  # measure latency (complexity)
     ort: bool = True  # with latency: also time the generator in ONNX Runtime
+    latency_threads: int | None = None  # CPU threads of the latency timings (None: torch's current)
     onnx_file: Path | None = None  # ... this exported file of it (None: export it again)
     metrics: dict = field(default_factory=dict)  # name -> plug-in: the Evaluator's plug-ins
     timing: dict[str, float] = field(default_factory=dict)
@@ -238,6 +239,7 @@ class Evaluator:
         metrics: Sequence[str] | None = None,
         ort: bool = True,
         onnx_file: Path | str | None = None,
+        latency_threads: int | None = None,
     ):
         from .devices import resolve_device
         from .layout import Layout
@@ -271,6 +273,7 @@ class Evaluator:
             self.cache_dir,
             latency,
             ort=ort,
+            latency_threads=latency_threads,
             onnx_file=Path(onnx_file) if onnx_file is not None else None,
         )
         self.metrics = self.ctx.metrics = build_metrics(
@@ -495,12 +498,14 @@ def evaluate_checkpoint(
     sanity: bool = False,
     ort: bool = True,
     onnx_file: Path | str | None = None,
+    latency_threads: int | None = None,
 ) -> dict:
     """Score the generator of checkpoint ``path``; write the JSON to ``out`` if given.  With
     ``sanity``, the result also carries the scores of the family's trivial generators (the
     ``sanity`` block of :mod:`unetprune.sanity`).  ``ort``: with ``latency``, also time the
     generator in ONNX Runtime - ``onnx_file`` (its ``unetprune export``) where given, else a
-    fresh export."""
+    fresh export; ``latency_threads``: the CPU threads of both timings (default: torch's current
+    setting, which also runs the scoring)."""
     from .fileio import atomic_write_text
     from .checkpoint import generator_from_checkpoint, load_checkpoint
 
@@ -508,7 +513,14 @@ def evaluate_checkpoint(
     cfg = config_for_checkpoint(ckpt, cfg, overrides)
     generator = generator_from_checkpoint(ckpt)
     evaluator = Evaluator(
-        cfg, split, cache_dir=cache_dir, data_root=data_root, latency=latency, ort=ort, onnx_file=onnx_file
+        cfg,
+        split,
+        cache_dir=cache_dir,
+        data_root=data_root,
+        latency=latency,
+        ort=ort,
+        onnx_file=onnx_file,
+        latency_threads=latency_threads,
     )
     result = evaluator.score(generator, checkpoint=path)
     if sanity:

@@ -56,6 +56,8 @@ def config_args(wildcards, input):
 CFG = str(LAYOUT.config_file)  # the resolved config, a record written by a job (config.smk)
 GPU = config["workflow"]["gpus_per_job"]
 TRAIN_THREADS = config["workflow"]["train_threads"]
+FINETUNE_THREADS = config["workflow"]["finetune_threads"] or TRAIN_THREADS
+EVAL_THREADS = config["workflow"]["eval_threads"]
 # the conda environment of every job, a path that also holds in a family's rule files
 CONDA_ENV = os.path.join(os.path.dirname(os.path.abspath(workflow.main_snakefile)), "workflow", "envs",
                          "unetprune.yaml")

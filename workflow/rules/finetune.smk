@@ -19,7 +19,7 @@ rule finetune_variant:
         out=lambda wc, output: os.path.dirname(output.ckpt),
     log:
         log("finetune_{variant}"),
-    threads: TRAIN_THREADS
+    threads: FINETUNE_THREADS
     resources:
         mem_mb=config["workflow"]["mem_mb"],
         gpu=GPU,

@@ -17,7 +17,7 @@ rule sensitivity_layer:
         cache=str(LAYOUT.fid_cache),
     log:
         log("sensitivity_{layer}"),
-    threads: config["workflow"]["eval_threads"]
+    threads: EVAL_THREADS
     resources:
         mem_mb=config["workflow"]["mem_mb"],
         gpu=GPU,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from ._common import positive_int
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -41,6 +43,14 @@ def register(subparsers) -> None:
     )
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     p.add_argument(
+        "--latency-threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="CPU threads of the latency timings (default: the threads the scoring runs on, "
+        "OMP_NUM_THREADS); the workflow times every model at workflow.eval_threads",
+    )
+    p.add_argument(
         "--onnx",
         default=None,
         metavar="FILE",
@@ -73,6 +83,7 @@ def run(args) -> int:
         sanity=args.sanity,
         ort=not args.no_ort,
         onnx_file=args.onnx,
+        latency_threads=args.latency_threads,
     )
     fid = result["fid"]
     seg = result.get("segmentation") or {}
