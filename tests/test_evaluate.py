@@ -300,6 +300,37 @@ def test_cli_writes_json_from_checkpoint_config(setup, capsys):
     assert direct["fid"]["value"] == r["fid"]["value"]
 
 
+def test_cli_times_latency_at_latency_threads(setup, capsys):
+    """--latency-threads: both latency timings run at N threads whatever the scoring runs on,
+    and the process's thread setting is left as it was; a count below 1 is refused."""
+    tmp, cache = setup
+    ckpt = tmp / "g_threads.pt"
+    save_generator(ckpt, _gen(), config=_cfg(tmp / "data"))
+    out = tmp / "eval" / "g_threads.json"
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        args = [
+            "evaluate",
+            "--checkpoint",
+            str(ckpt),
+            "--cache-dir",
+            str(cache),
+            "--set",
+            "evaluate.max_images=6",
+        ]
+        assert main([*args, "--latency-threads", "1", "--out", str(out)]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    lat = json.loads(out.read_text())["complexity"]["latency"]
+    assert [(e["mode"], e["threads"]) for e in lat] == [("eager", 1), ("onnxruntime", 1)]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--latency-threads", "0"])
+    assert exc.value.code == 2 and "--latency-threads" in capsys.readouterr().err
+
+
 def test_cli_errors_are_one_line(setup, capsys):
     tmp, cache = setup
     rc = main(["evaluate", "--checkpoint", str(tmp / "missing.pt"), "--cache-dir", str(cache)])

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from unetprune import audio as A
 from unetprune.families.wav2lip import lse as L
 from unetprune.metrics.plugins import METRICS
 
@@ -147,6 +148,30 @@ def test_plugin_registered_and_scores_clips(tmp_path):
     m2 = L.LSEMetric()
     m2.setup(es, SimpleNamespace(ev={}, device="cpu"))
     assert m2.score(fakes, None) == {"lse": None}
+
+
+def test_scorer_features_on_the_cpu_equal_the_contiguous_network():
+    """On the CPU the scorer runs the lip branch in channels-last-3d memory: the same features as
+    the contiguous network to float rounding, and the same LSE to 1e-5."""
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (12, 224, 224, 3), dtype=np.uint8)
+    wav = (rng.standard_normal(12 * 640) * 3000).astype(np.int16)
+    sc = L.LSEScorer(_random_s(), "standin")
+    assert sc.net.lip_cnn[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    plain = _random_s()
+    with torch.no_grad():
+        x = torch.from_numpy(np.stack([frames[v : v + 5] for v in range(7)])).float().permute(0, 4, 1, 2, 3)
+        expected = plain.forward_lip(x.contiguous())
+    got = sc.video_features(frames, 7)
+    assert got.shape == expected.shape == (7, 1024)
+    assert torch.allclose(got, expected, rtol=0, atol=1e-5 * float(expected.abs().max()))
+    ref = L.sync_scores(L.calc_pdist(expected, sc.audio_features(A.syncnet_mfcc(wav), 7)))
+    res = sc.score(frames, wav)
+    assert (
+        res["n_windows"] == 7
+        and abs(res["lse_c"] - ref["lse_c"]) < 1e-5
+        and abs(res["lse_d"] - ref["lse_d"]) < 1e-5
+    )
 
 
 def test_too_short_clip_is_a_clear_error():

@@ -92,6 +92,47 @@ def test_demo_dry_run_has_the_whole_dag(wf):
     }
 
 
+def dry_run_jobs(out: str) -> list[dict]:
+    """The jobs of a ``-n -p`` dry run: rule, threads and shell command of each."""
+    jobs = []
+    for block in out.split("\n\n"):
+        lines = block.splitlines()
+        rule = next(
+            (ln.split()[-1].rstrip(":") for ln in lines if ln.split()[:1] in (["rule"], ["localrule"])), None
+        )
+        if rule is None:
+            continue
+        threads = next((int(ln.split()[-1]) for ln in lines if ln.strip().startswith("threads:")), 1)
+        shell = next((ln.split("Shell command: ", 1)[1] for ln in lines if "Shell command: " in ln), "")
+        jobs.append({"rule": rule, "threads": threads, "shell": shell})
+    return jobs
+
+
+def test_demo_jobs_take_their_threads_and_time_latency_alike(wf):
+    """The original's evaluation (every sweep and evaluation waits for it) runs on the training
+    threads, fine-tunes on workflow.finetune_threads, the rest on eval_threads; every evaluation
+    times its model's latency at eval_threads, so the latency tables compare like with like."""
+    jobs = dry_run_jobs(smk(wf, "-n", "-p", "--cores", "2").stdout)
+    by_rule: dict[str, list[dict]] = {}
+    for j in jobs:
+        by_rule.setdefault(j["rule"], []).append(j)
+    assert [j["threads"] for j in by_rule["train_original"]] == [2]
+    assert [j["threads"] for j in by_rule["evaluate_original"]] == [2]
+    assert "OMP_NUM_THREADS=2 " in by_rule["evaluate_original"][0]["shell"]
+    assert {j["threads"] for j in by_rule["finetune_variant"]} == {1}
+    assert all("--set train.threads=1 " in j["shell"] for j in by_rule["finetune_variant"])
+    assert {j["threads"] for j in by_rule["evaluate_variant"] + by_rule["sensitivity_layer"]} == {1}
+    evaluations = by_rule["evaluate_original"] + by_rule["evaluate_variant"]
+    assert len(evaluations) == 17
+    assert all("--latency-threads 1 " in j["shell"] for j in evaluations)
+    # without finetune_threads, fine-tunes take the training threads
+    cfg = yaml.safe_load((wf / "config" / "config.yaml").read_text())
+    del cfg["workflow"]["finetune_threads"]
+    (wf / "config" / "no_finetune_threads.yaml").write_text(yaml.safe_dump(cfg))
+    out = smk(wf, "-n", "-p", "--cores", "2", "--configfile", "config/no_finetune_threads.yaml").stdout
+    assert {j["threads"] for j in dry_run_jobs(out) if j["rule"] == "finetune_variant"} == {2}
+
+
 def test_dry_run_writes_nothing(tmp_path):
     """Nothing is written while the Snakefile is parsed: a dry run (or a run refused by the
     lock) leaves no results folder and no resolved config behind."""
