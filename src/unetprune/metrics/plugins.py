@@ -401,7 +401,7 @@ class ComplexityMetric(Metric):
             generator,
             self.input_shape,
             latency=self.ctx.latency,
-            threads=getattr(self.ctx, "latency_threads", None),
+            threads=self.ctx.latency_threads,
             onnx=self.ctx.ort,
             onnx_file=self.ctx.onnx_file,
         )
